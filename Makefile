@@ -1,0 +1,51 @@
+# The two commands: `make run` (install, then serve the shipped checkpoints) and `make test`
+# (install, then the whole suite). `make install` is idempotent: each step re-runs only when
+# the files it depends on change.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: install run test lint bench train-shipped clean
+
+install: $(VENV)/.installed static/vendor/htmx.min.js
+
+# torch first, pinned by constraints.txt to the local CPU wheel: an unpinned torch would pull
+# a multi-GB CUDA build. The project and its test extras follow under the same constraints.
+$(VENV)/.installed: pyproject.toml constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -c constraints.txt torch==2.13.0
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[test]'
+	touch $@
+
+# htmx from the npm registry (pinned in package.json/package-lock.json), served from /static.
+node_modules/.package-lock.json: package.json package-lock.json
+	npm ci --no-audit --no-fund
+	touch $@
+
+static/vendor/htmx.min.js: node_modules/.package-lock.json
+	mkdir -p static/vendor
+	cp node_modules/htmx.org/dist/htmx.min.js $@
+
+run: install
+	$(VENV)/bin/latent-explorer serve --host $(HOST) --port $(PORT)
+
+test: install
+	$(PY) -m ruff check app tests bench
+	$(PY) -m pytest
+
+bench: install
+	$(PY) bench/render_throughput.py
+	$(PY) bench/train_throughput.py
+
+# How the shipped checkpoints were trained (CPU; resumable: add --resume to continue a run).
+train-shipped: install
+	$(VENV)/bin/latent-explorer train --kind ae --latents 10 --steps 5000 --batch-size 128 --out checkpoints/dsprites-ae
+	$(VENV)/bin/latent-explorer train --kind vae --beta 1 --latents 10 --steps 8000 --batch-size 128 --out checkpoints/dsprites-vae
+	$(VENV)/bin/latent-explorer train --kind vae --beta 4 --latents 10 --steps 10000 --batch-size 128 --out checkpoints/dsprites-beta-vae
+	$(VENV)/bin/latent-explorer train --kind cvae --beta 1 --latents 10 --steps 10000 --batch-size 128 --out checkpoints/dsprites-cvae
+
+clean:
+	rm -rf $(VENV) node_modules static/vendor

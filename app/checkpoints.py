@@ -1,0 +1,292 @@
+"""Checkpoint folders: save atomically, load strictly, never unpickle.
+
+    checkpoints/NAME/
+      model.safetensors   weights only
+      config.json         ModelConfig: everything that rebuilds the network
+      card.json           how it was made and what it does
+      README.md           a short model card for a model hub
+
+This is the Hugging Face model layout (`PyTorchModelHubMixin.save_pretrained` writes it), so a
+folder can go to or come from a hub unchanged. Resumable training state lives apart, in a run
+folder (`runs/NAME/`): a copy of the weights, the optimiser's tensors in safetensors and the
+trainer's counters in JSON.
+
+Every folder is written beside its target and swapped in with one atomic rename
+(`renameat2(RENAME_EXCHANGE)`), so a crash at any moment leaves the previous folder whole.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import json
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+
+from app.models import VAE, ConfigError, ModelConfig
+
+log = logging.getLogger(__name__)
+
+WEIGHTS = "model.safetensors"
+CONFIG = "config.json"
+CARD = "card.json"
+OPTIMIZER = "optimizer.safetensors"
+TRAINER = "trainer.json"
+
+
+class CheckpointError(Exception):
+    """A checkpoint or run folder that cannot be used, with a message that says why."""
+
+
+@dataclass
+class Checkpoint:
+    path: Path
+    model: VAE
+    config: ModelConfig
+    card: dict[str, Any]
+
+
+# --- atomic folder writes -------------------------------------------------------------------
+
+_RENAME_EXCHANGE = 2
+_AT_FDCWD = -100
+_libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths in one atomic step; False where the system cannot (then we fall back)."""
+    fn = getattr(_libc, "renameat2", None)
+    if fn is None:
+        return False
+    rc = fn(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE)
+    return rc == 0
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _backup_path(target: Path) -> Path:
+    return target.parent / f".{target.name}.old"
+
+
+def recover(target: Path) -> None:
+    """Finish a swap that a crash interrupted on a system without RENAME_EXCHANGE: if only the
+    backup of the previous folder exists, it becomes the folder again."""
+    backup = _backup_path(target)
+    if backup.is_dir() and not target.exists():
+        os.rename(backup, target)
+        log.warning("restored %s from %s after an interrupted save", target, backup.name)
+
+
+def write_folder_atomically(target: Path, write: Callable[[Path], None]) -> None:
+    """Build a folder's contents with `write(tmp)` beside `target`, then swap it in whole."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    recover(target)
+    for stale in target.parent.glob(f".{target.name}.tmp-*"):
+        shutil.rmtree(stale, ignore_errors=True)  # left by a crash mid-write: never swapped in
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    try:
+        write(tmp)
+        for f in tmp.iterdir():
+            os.chmod(f, 0o644)  # safetensors writes 0600; checkpoints are shared data
+            with open(f, "rb") as fh:
+                os.fsync(fh.fileno())
+        os.chmod(tmp, 0o755)
+        _fsync_dir(tmp)
+        if not target.exists():
+            os.rename(tmp, target)
+        elif _exchange(tmp, target):
+            pass  # tmp now holds the previous folder
+        else:
+            backup = _backup_path(target)
+            shutil.rmtree(backup, ignore_errors=True)
+            os.rename(target, backup)
+            os.rename(tmp, target)
+            tmp = backup
+        _fsync_dir(target.parent)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _write_json(path: Path, data: Any) -> None:
+    path.write_text(json.dumps(data, indent=2, sort_keys=False, ensure_ascii=False) + "\n")
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as e:
+        raise CheckpointError(f"{path.parent}: {path.name} is missing") from e
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{path}: not valid JSON ({e})") from e
+
+
+# --- checkpoint folders ---------------------------------------------------------------------
+
+
+def _model_card_markdown(config: ModelConfig, card: dict[str, Any]) -> str:
+    kl = card.get("kl_per_dim")
+    kl_line = ", ".join(f"{v:.2f}" for v in kl) if kl else "n/a"
+    return (
+        "---\nlibrary_name: latent-explorer\ntags:\n- vae\n- disentanglement\n---\n\n"
+        f"# {card.get('name', 'model')}\n\n"
+        f"A {config.kind.upper()} (β = {config.beta:g}, objective `{config.objective}`) with "
+        f"{config.latent_dim} latents, trained on `{config.dataset}` by latent-explorer.\n\n"
+        f"- training command: `{card.get('command', 'n/a')}`\n"
+        f"- steps: {card.get('steps', 'n/a')}, seed: {card.get('seed', 'n/a')}, "
+        f"device: {card.get('device', 'n/a')}\n"
+        f"- mean KL per latent (nats): {kl_line}\n\n"
+        "`card.json` holds the full record; `config.json` rebuilds the network.\n"
+    )
+
+
+def save_checkpoint(path: Path, model: VAE, card: dict[str, Any]) -> None:
+    """Write model.safetensors + config.json + card.json + README.md atomically."""
+    module = model.module if hasattr(model, "module") else model  # unwrap DDP
+
+    def write(tmp: Path) -> None:
+        (tmp / "README.md").write_text(_model_card_markdown(module.config, card))
+        module.save_pretrained(tmp, config=module.config.to_json())
+        _write_json(tmp / CARD, card)
+
+    write_folder_atomically(Path(path), write)
+
+
+def read_config(path: Path) -> ModelConfig:
+    try:
+        return ModelConfig.from_json(_read_json(Path(path) / CONFIG))
+    except ConfigError as e:
+        raise CheckpointError(f"{path}: config.json is invalid: {e}") from e
+
+
+def read_tensors(file: Path) -> dict[str, torch.Tensor]:
+    """Every tensor in a safetensors file, with truncation and corruption named as such."""
+    try:
+        with safe_open(str(file), framework="pt") as f:
+            return {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
+    except FileNotFoundError as e:
+        raise CheckpointError(f"{file.parent}: {file.name} is missing") from e
+    except (SafetensorError, OSError) as e:
+        raise CheckpointError(f"{file}: not a readable safetensors file ({e})") from e
+
+
+def load_weights(
+    model: torch.nn.Module, file: Path, tensors: dict[str, torch.Tensor] | None = None
+) -> None:
+    """Strict load: every tensor present, with the shape config.json implies; else say which."""
+    tensors = read_tensors(file) if tensors is None else tensors
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in tensors]
+    unexpected = [k for k in tensors if k not in expected]
+    wrong = [
+        f"{k} is {tuple(tensors[k].shape)} in {file.name} but config.json needs {tuple(v.shape)}"
+        for k, v in expected.items()
+        if k in tensors and tensors[k].shape != v.shape
+    ]
+    problems = []
+    if wrong:
+        more = f" (and {len(wrong) - 3} more)" if len(wrong) > 3 else ""
+        problems.append("; ".join(wrong[:3]) + more)
+    if missing:
+        problems.append(f"{file.name} lacks {', '.join(missing[:3])}")
+    if unexpected:
+        problems.append(
+            f"{file.name} has tensors config.json does not describe: {', '.join(unexpected[:3])}"
+        )
+    if problems:
+        raise CheckpointError(
+            f"{file.parent}: weights do not match config.json: " + "; ".join(problems)
+        )
+    model.load_state_dict(tensors, strict=True)
+
+
+def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Checkpoint:
+    """Rebuild a model from its folder. Raises CheckpointError naming what is wrong."""
+    path = Path(path)
+    recover(path)
+    if not path.is_dir():
+        raise CheckpointError(f"{path}: no such checkpoint folder")
+    config = read_config(path)
+    model = VAE(config)
+    load_weights(model, path / WEIGHTS)
+    card = _read_json(path / CARD) if (path / CARD).exists() else {}
+    if not isinstance(card, dict):
+        raise CheckpointError(f"{path}: card.json must be a JSON object")
+    model.to(device).eval()
+    return Checkpoint(path=path, model=model, config=config, card=card)
+
+
+# --- run folders (resumable training state) -------------------------------------------------
+
+
+def _flatten_optimizer(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """torch optimizer state_dict → (tensors for safetensors, everything else for JSON)."""
+    tensors: dict[str, torch.Tensor] = {}
+    scalars: dict[str, dict[str, Any]] = {}
+    for idx, per_param in state["state"].items():
+        for key, value in per_param.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"state.{idx}.{key}"] = value.detach().cpu().contiguous()
+            else:
+                scalars.setdefault(str(idx), {})[key] = value
+    return tensors, {"param_groups": state["param_groups"], "scalars": scalars}
+
+
+def _unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> dict[str, Any]:
+    state: dict[int, dict[str, Any]] = {}
+    for name, value in tensors.items():
+        _, idx, key = name.split(".", 2)
+        state.setdefault(int(idx), {})[key] = value
+    for idx, extra in meta.get("scalars", {}).items():
+        state.setdefault(int(idx), {}).update(extra)
+    return {"state": state, "param_groups": meta["param_groups"]}
+
+
+def save_run(
+    path: Path, model: VAE, optimizer: torch.optim.Optimizer, trainer: dict[str, Any]
+) -> None:
+    """The resumable state: weights, optimiser tensors and trainer counters, in one atomic swap."""
+    module = model.module if hasattr(model, "module") else model
+    opt_tensors, opt_meta = _flatten_optimizer(optimizer.state_dict())
+
+    def write(tmp: Path) -> None:
+        save_file(
+            {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()},
+            str(tmp / WEIGHTS),
+        )
+        save_file(opt_tensors, str(tmp / OPTIMIZER))
+        _write_json(tmp / CONFIG, module.config.to_json())
+        _write_json(tmp / TRAINER, {**trainer, "optimizer": opt_meta})
+
+    write_folder_atomically(Path(path), write)
+
+
+def load_run(
+    path: Path,
+) -> tuple[ModelConfig, dict[str, torch.Tensor], dict[str, Any], dict[str, Any]]:
+    """→ (config, weights, optimizer state_dict, trainer counters) of a run folder."""
+    path = Path(path)
+    recover(path)
+    if not path.is_dir():
+        raise CheckpointError(f"{path}: no run to resume (the folder does not exist)")
+    config = read_config(path)
+    trainer = _read_json(path / TRAINER)
+    weights = read_tensors(path / WEIGHTS)
+    optimizer = _unflatten_optimizer(read_tensors(path / OPTIMIZER), trainer.pop("optimizer"))
+    return config, weights, optimizer, trainer

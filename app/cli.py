@@ -1,0 +1,106 @@
+"""`latent-explorer train | serve`: the one console script."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from app.data import DatasetError
+from app.models import ConfigError
+
+
+def _train_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "train",
+        help="train an AE, VAE, β-VAE or CVAE; resumable",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--out", type=Path, required=True, help="checkpoint folder to write")
+    p.add_argument(
+        "--dataset",
+        default="dsprites",
+        help="'dsprites' (procedural), a dSprites .npz, or a folder of images",
+    )
+    p.add_argument("--kind", choices=["ae", "vae", "cvae"], default="vae")
+    p.add_argument("--beta", type=float, default=1.0, help="weight on the KL term (β=1: plain VAE)")
+    p.add_argument(
+        "--objective",
+        choices=["beta", "capacity", "tc"],
+        default="beta",
+        help="beta: −ELBO with β·KL; capacity: γ·|KL−C| (Burgess et al. 2018); "
+        "tc: β-TCVAE (Chen et al. 2018)",
+    )
+    p.add_argument("--latents", type=int, default=10)
+    p.add_argument("--steps", type=int, default=10_000, help="total optimiser steps")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument(
+        "--lr", type=float, default=None, help="learning rate (default 5e-4·√(batch/64))"
+    )
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in --run-dir from its last saved step",
+    )
+    p.add_argument(
+        "--run-dir", type=Path, default=None, help="resumable state (default runs/<name of --out>)"
+    )
+    p.add_argument("--save-every", type=int, default=1000, help="steps between checkpoints")
+    p.add_argument("--log-every", type=int, default=20)
+    p.add_argument("--capacity-max", type=float, default=25.0)
+    p.add_argument("--capacity-steps", type=int, default=100_000)
+    p.add_argument("--gamma", type=float, default=1000.0)
+    p.add_argument("--no-channels-last", dest="channels_last", action="store_false")
+    p.add_argument("--compile", action="store_true", help="torch.compile the model")
+    p.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
+    p.add_argument(
+        "--eval-images", type=int, default=4096, help="held-out images for the card's figures"
+    )
+
+
+def _serve_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "serve",
+        help="serve the explorer on the checkpoints folder",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument(
+        "--checkpoints",
+        type=Path,
+        default=None,
+        help="folder of checkpoint folders (default: settings / ./checkpoints)",
+    )
+    p.add_argument("--workers", type=int, default=1)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="latent-explorer", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    _train_parser(sub)
+    _serve_parser(sub)
+    ns = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+
+    if ns.command == "train":
+        from app.training import TrainArgs, TrainingError, train
+
+        kwargs = {k: v for k, v in vars(ns).items() if k != "command"}
+        try:
+            return train(TrainArgs(**kwargs))
+        except (TrainingError, DatasetError, ConfigError) as e:
+            print(f"latent-explorer train: error: {e}", file=sys.stderr)  # noqa: T201
+            return 2
+    if ns.command == "serve":
+        from app.server import serve
+
+        return serve(host=ns.host, port=ns.port, checkpoints=ns.checkpoints, workers=ns.workers)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,27 @@
+"""Datasets with ground-truth factors where they are known. `open_dataset` picks one by name."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from app.data.base import Batch, Dataset, DatasetError
+from app.data.folder import ImageFolder
+from app.data.npz import NpzDSprites
+from app.data.procedural import ProceduralDSprites
+
+__all__ = ["Batch", "Dataset", "DatasetError", "open_dataset"]
+
+
+def open_dataset(spec: str, image_size: int = 64) -> Dataset:
+    """`dsprites` (procedural), a path to the official `.npz`, or a folder of images."""
+    if spec == "dsprites":
+        return ProceduralDSprites()
+    path = Path(spec)
+    if path.suffix == ".npz":
+        return NpzDSprites(path)
+    if path.is_dir():
+        return ImageFolder(path, image_size=image_size)
+    raise DatasetError(
+        f"unknown dataset {spec!r}: use 'dsprites', a path to a dSprites .npz,"
+        " or a folder of images"
+    )

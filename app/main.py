@@ -1,0 +1,37 @@
+"""`create_app(settings)`: the FastAPI application. The registry loads in the lifespan, never at
+import, onto `app.state`."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+
+from app.registry import load_registry
+from app.settings import Settings
+from app.web import api, pages
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.registry = load_registry(settings.checkpoints_dir)
+        yield
+        app.state.registry = {}
+
+    app = FastAPI(
+        title="latent-explorer",
+        lifespan=lifespan,
+        description="See what a variational autoencoder has learned.",
+    )
+    app.state.settings = settings
+    app.state.templates = Jinja2Templates(directory=str(settings.templates_dir))
+    app.mount("/static", StaticFiles(directory=str(settings.static_dir)), name="static")
+    app.include_router(api.router)
+    app.include_router(pages.router)
+    return app

@@ -1,0 +1,155 @@
+"""The VAE family in one module: a deterministic AE, the (β-)VAE and the conditional VAE.
+
+Convolutional encoder and decoder for 64×64 images after Burgess et al. 2018 ("Understanding
+disentangling in β-VAE", Appendix A.1): four 4×4 stride-2 convolutions with 32 channels, two dense
+layers of 256, and the mirror image in the decoder. A CVAE concatenates a one-hot label to the
+encoder's dense input and to z before the decoder (Sohn et al. 2015).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from huggingface_hub import PyTorchModelHubMixin
+from torch import nn
+
+from app.models.config import ModelConfig
+from app.models.elbo import reparameterize
+
+
+class Encoder(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        c = cfg.conv_channels
+        self.convs = nn.Sequential(
+            nn.Conv2d(cfg.channels, c, 4, 2, 1), nn.ReLU(),  # 64 → 32
+            nn.Conv2d(c, c, 4, 2, 1), nn.ReLU(),  # 32 → 16
+            nn.Conv2d(c, c, 4, 2, 1), nn.ReLU(),  # 16 → 8
+            nn.Conv2d(c, c, 4, 2, 1), nn.ReLU(),  # 8 → 4
+        )  # fmt: skip
+        self.dense = nn.Sequential(
+            nn.Linear(c * 4 * 4 + cfg.n_labels, cfg.hidden_dim), nn.ReLU(),
+            nn.Linear(cfg.hidden_dim, cfg.hidden_dim), nn.ReLU(),
+        )  # fmt: skip
+        # μ and log σ² for a VAE; the deterministic AE has only the code itself
+        self.head = nn.Linear(cfg.hidden_dim, cfg.latent_dim * (2 if cfg.stochastic else 1))
+
+    def forward(self, x: torch.Tensor, onehot: torch.Tensor | None) -> torch.Tensor:
+        h = self.convs(x).flatten(1)  # (B, 32·4·4)
+        if onehot is not None:
+            h = torch.cat([h, onehot], dim=1)  # (B, 512 + n_labels)
+        return self.head(self.dense(h))  # (B, 2·D) or (B, D)
+
+
+class Decoder(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        c = cfg.conv_channels
+        self.conv_channels = c
+        self.dense = nn.Sequential(
+            nn.Linear(cfg.latent_dim + cfg.n_labels, cfg.hidden_dim), nn.ReLU(),
+            nn.Linear(cfg.hidden_dim, cfg.hidden_dim), nn.ReLU(),
+            nn.Linear(cfg.hidden_dim, c * 4 * 4), nn.ReLU(),
+        )  # fmt: skip
+        self.deconvs = nn.Sequential(
+            nn.ConvTranspose2d(c, c, 4, 2, 1), nn.ReLU(),  # 4 → 8
+            nn.ConvTranspose2d(c, c, 4, 2, 1), nn.ReLU(),  # 8 → 16
+            nn.ConvTranspose2d(c, c, 4, 2, 1), nn.ReLU(),  # 16 → 32
+            nn.ConvTranspose2d(c, cfg.channels, 4, 2, 1),  # 32 → 64: logits / pre-sigmoid means
+        )  # fmt: skip
+
+    def forward(self, z: torch.Tensor, onehot: torch.Tensor | None) -> torch.Tensor:
+        if onehot is not None:
+            z = torch.cat([z, onehot], dim=1)  # (B, D + n_labels)
+        h = self.dense(z).view(-1, self.conv_channels, 4, 4)  # (B, 32, 4, 4)
+        return self.deconvs(h)  # (B, C, 64, 64)
+
+
+class VAE(
+    nn.Module,
+    PyTorchModelHubMixin,
+    library_name="latent-explorer",
+    tags=["vae", "disentanglement"],
+):
+    """AE, VAE (β-weighted) or CVAE, as `config.kind` says.
+
+    The hub mixin gives `save_pretrained` / `push_to_hub` on the checkpoint layout
+    (model.safetensors + config.json); loading goes through `app.checkpoints`, which is strict and
+    never unpickles.
+    """
+
+    def __init__(self, config: ModelConfig | dict) -> None:
+        super().__init__()
+        if isinstance(config, dict):  # as the hub mixin passes config.json
+            config = ModelConfig.from_json(config)
+        self.config = config
+        self.encoder = Encoder(config)
+        self.decoder = Decoder(config)
+
+    def _onehot(self, labels: torch.Tensor | None, batch: int) -> torch.Tensor | None:
+        if self.config.kind != "cvae":
+            return None
+        if labels is None:
+            raise ValueError("a cvae needs a label for every image")
+        if labels.shape != (batch,):
+            raise ValueError(f"expected {batch} labels, got shape {tuple(labels.shape)}")
+        return F.one_hot(labels.long(), self.config.n_labels).to(self.decoder.dense[0].weight.dtype)
+
+    def encode(
+        self, x: torch.Tensor, labels: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """x (B, C, 64, 64) in [0, 1] → μ (B, D) and log σ² (B, D); log σ² is None for the AE."""
+        out = self.encoder(x, self._onehot(labels, x.shape[0]))
+        if not self.config.stochastic:
+            return out, None
+        mu, logvar = out.chunk(2, dim=1)  # (B, D) each
+        return mu, logvar
+
+    def decode(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """z (B, D) → decoder output (B, C, 64, 64): logits (Bernoulli) or pre-sigmoid means."""
+        return self.decoder(z, self._onehot(labels, z.shape[0]))
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        labels: torch.Tensor | None = None,
+        eps: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        """→ (decoded, μ, log σ², z). z is sampled with `eps` when given (training), else z = μ:
+        at evaluation the posterior mean is used, so the same image always lands on the same z."""
+        mu, logvar = self.encode(x, labels)
+        z = mu if logvar is None or eps is None else reparameterize(mu, logvar, eps)
+        return self.decode(z, labels), mu, logvar, z
+
+    @classmethod
+    def _from_pretrained(cls, *, model_id: str, **kwargs: Any) -> VAE:  # type: ignore[override]
+        """The hub mixin's loader, made strict and safetensors-only (its default falls back to
+        pickles and tolerates missing tensors)."""
+        from huggingface_hub import hf_hub_download
+
+        from app.checkpoints import WEIGHTS, load_weights
+
+        model = cls(kwargs["config"])
+        if Path(model_id).is_dir():
+            file = Path(model_id) / WEIGHTS
+        else:  # a hub repo id: only when a user asks for one, never by the app itself
+            file = Path(
+                hf_hub_download(
+                    model_id,
+                    WEIGHTS,
+                    revision=kwargs.get("revision"),
+                    cache_dir=kwargs.get("cache_dir"),
+                    local_files_only=kwargs.get("local_files_only", False),
+                    token=kwargs.get("token"),
+                )
+            )
+        load_weights(model, file)
+        return model.to(kwargs.get("map_location", "cpu")).eval()
+
+    @staticmethod
+    def to_image(decoded: torch.Tensor) -> torch.Tensor:
+        """Decoder output → pixel means in [0, 1] (sigmoid of logits or of the Gaussian mean)."""
+        return torch.sigmoid(decoded)

@@ -1,0 +1,195 @@
+"""The training loop and CLI: losses fall, runs resume exactly, signals save, DDP agrees."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from app.checkpoints import load_checkpoint
+from app.training import TrainArgs, TrainingError, train, weights_digest
+from tests.conftest import tiny_args
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _weights(folder: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(folder / "model.safetensors"))
+
+
+def test_loss_falls_for_every_kind(tmp_path):
+    for kind in ("ae", "vae", "cvae"):
+        args = tiny_args(tmp_path / kind, kind=kind, steps=60, log_every=5)
+        assert train(args) == 0
+        history = json.loads((args.run_path / "trainer.json").read_text())["history"]
+        first = sum(h["loss"] for h in history[:2]) / 2
+        last = sum(h["loss"] for h in history[-2:]) / 2
+        assert last < 0.7 * first, (kind, first, last)
+
+
+def test_resume_continues_the_step_count_and_matches_an_uninterrupted_run(tmp_path):
+    straight = tiny_args(tmp_path / "straight", steps=24, beta=4.0)
+    assert train(straight) == 0
+
+    first_half = tiny_args(tmp_path / "halves", steps=12, beta=4.0)
+    assert train(first_half) == 0
+    assert json.loads((first_half.out / "card.json").read_text())["steps"] == 12
+    # resume with only the new length: the run's identity (β, seed, batch) comes from its state
+    second_half = tiny_args(tmp_path / "halves", steps=24, resume=True)
+    assert train(second_half) == 0
+    card = json.loads((second_half.out / "card.json").read_text())
+    assert card["steps"] == 24 and card["objective"]["beta"] == 4.0
+
+    a, b = _weights(straight.out), _weights(second_half.out)
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    # and the optimiser really was restored: without it the weights would differ
+    fresh_opt = tiny_args(tmp_path / "noopt", steps=12, beta=4.0)
+    assert train(fresh_opt) == 0
+    os.remove(fresh_opt.run_path / "optimizer.safetensors")
+    with pytest.raises(TrainingError, match="optimizer.safetensors is missing"):
+        train(tiny_args(tmp_path / "noopt", steps=24, resume=True))
+
+
+def test_resume_without_a_run_says_so(tmp_path):
+    with pytest.raises(TrainingError, match="no run to resume"):
+        train(tiny_args(tmp_path / "never", resume=True))
+
+
+def test_a_cvae_label_changes_its_output(trained):
+    ckpt = load_checkpoint(trained["tiny-cvae"])
+    assert ckpt.config.label_names == ("square", "ellipse", "heart")
+    z = torch.randn(3, 10, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        images = [torch.sigmoid(ckpt.model.decode(z, torch.full((3,), c))) for c in range(3)]
+    for i in range(3):
+        for j in range(i + 1, 3):
+            assert (images[i] - images[j]).abs().mean() > 1e-3
+
+
+def _cli(*args: str, **kw) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen([sys.executable, "-m", "app", *args], env=env, text=True, **kw)
+
+
+def test_sigterm_saves_and_stops_and_resume_picks_up(tmp_path):
+    out, run = tmp_path / "ck", tmp_path / "run"
+    proc = _cli(
+        "train",
+        "--out",
+        str(out),
+        "--run-dir",
+        str(run),
+        "--steps",
+        "100000",
+        "--batch-size",
+        "8",
+        "--eval-images",
+        "64",
+        "--log-every",
+        "1",
+        stderr=subprocess.PIPE,
+    )
+    # wait until the progress bar reports a few steps, then ask it to stop
+    seen = ""
+    while "5/100000" not in seen:
+        ch = proc.stderr.read(1)
+        assert ch, f"training exited early: {seen[-500:]}"
+        seen += ch
+    proc.send_signal(signal.SIGTERM)
+    proc.stderr.read()
+    assert proc.wait(timeout=120) == 128 + signal.SIGTERM
+    card = json.loads((out / "card.json").read_text())
+    stopped_at = card["steps"]
+    assert 5 <= stopped_at < 100000
+    assert json.loads((run / "trainer.json").read_text())["step"] == stopped_at
+
+    resumed = _cli(
+        "train",
+        "--out",
+        str(out),
+        "--run-dir",
+        str(run),
+        "--resume",
+        "--steps",
+        str(stopped_at + 3),
+        "--eval-images",
+        "64",
+        stderr=subprocess.DEVNULL,
+    )
+    assert resumed.wait(timeout=120) == 0
+    assert json.loads((out / "card.json").read_text())["steps"] == stopped_at + 3
+
+
+def test_cli_errors_are_one_clear_line(tmp_path):
+    proc = _cli(
+        "train",
+        "--kind",
+        "cvae",
+        "--dataset",
+        str(tmp_path / "missing.npz"),
+        "--out",
+        str(tmp_path / "x"),
+        stderr=subprocess.PIPE,
+    )
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 2
+    assert "missing.npz: no such file" in err and "Traceback" not in err
+
+
+def test_two_ddp_ranks_end_with_identical_weights(tmp_path):
+    out = tmp_path / "ddp"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "app",
+        "train",
+        "--out",
+        str(out),
+        "--run-dir",
+        str(tmp_path / "run"),
+        "--steps",
+        "6",
+        "--batch-size",
+        "8",
+        "--eval-images",
+        "64",
+    ]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    card = json.loads((out / "card.json").read_text())
+    assert card["world_size"] == 2 and card["images_seen"] == 6 * 8 * 2
+    digests = card["rank_weight_digests"]
+    assert len(digests) == 2 and digests[0] == digests[1]
+    assert weights_digest(load_checkpoint(out).model) == digests[0]
+
+
+def test_each_ddp_rank_draws_its_own_data():
+    from app.data import open_dataset
+    from app.training import step_data
+
+    ds = open_dataset("dsprites")
+    r0, r1 = (step_data(ds, 0, rank, 5, 8, 10) for rank in (0, 1))
+    again = step_data(ds, 0, 0, 5, 8, 10)
+    assert not torch.equal(r0.x, r1.x) and torch.equal(r0.x, again.x)
+    assert torch.equal(r0.eps, again.eps)
+
+
+def test_train_args_scale_the_learning_rate_with_the_batch():
+    assert TrainArgs(out=Path("x")).learning_rate == pytest.approx(5e-4)
+    assert TrainArgs(out=Path("x"), batch_size=256).learning_rate == pytest.approx(1e-3)
+    assert TrainArgs(out=Path("x"), batch_size=256, lr=3e-4).learning_rate == 3e-4
