@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import hashlib
 import json
 import logging
 import os
@@ -54,6 +55,20 @@ class Checkpoint:
     model: VAE
     config: ModelConfig
     card: dict[str, Any]
+    digest: str = ""  # sha256 of the weights: names this exact model in ETags and logs
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+
+def weights_digest(model: torch.nn.Module) -> str:
+    """sha256 over the state dict in key order: equal digests mean bit-identical weights."""
+    h = hashlib.sha256()
+    for k, v in sorted(model.state_dict().items()):
+        h.update(k.encode())
+        h.update(v.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
 
 
 # --- atomic folder writes -------------------------------------------------------------------
@@ -229,7 +244,8 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Che
     if not isinstance(card, dict):
         raise CheckpointError(f"{path}: card.json must be a JSON object")
     model.to(device).eval()
-    return Checkpoint(path=path, model=model, config=config, card=card)
+    return Checkpoint(path=path, model=model, config=config, card=card,
+                      digest=weights_digest(model))
 
 
 # --- run folders (resumable training state) -------------------------------------------------

@@ -12,7 +12,7 @@ from fastapi.templating import Jinja2Templates
 
 from app.registry import load_registry
 from app.settings import Settings
-from app.web import api, pages
+from app.web import api, errors, pages
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -32,6 +32,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.templates = Jinja2Templates(directory=str(settings.templates_dir))
     app.mount("/static", StaticFiles(directory=str(settings.static_dir)), name="static")
+    errors.install(app)
     app.include_router(api.router)
     app.include_router(pages.router)
     return app

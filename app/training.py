@@ -9,7 +9,6 @@ Batches are rendered ahead on a background thread so the optimiser never waits f
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import queue
@@ -35,6 +34,7 @@ from app.checkpoints import (
     load_weights,
     save_checkpoint,
     save_run,
+    weights_digest,
 )
 from app.data import Dataset, open_dataset
 from app.models import VAE, ModelConfig
@@ -245,15 +245,6 @@ def _distributed() -> tuple[int, int, int]:
     if world == 1:
         return 0, 1, 0
     return int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0"))
-
-
-def weights_digest(model: torch.nn.Module) -> str:
-    """sha256 over the state dict in key order: equal digests mean bit-identical weights."""
-    h = hashlib.sha256()
-    for k, v in sorted(model.state_dict().items()):
-        h.update(k.encode())
-        h.update(v.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()
 
 
 def train(args: TrainArgs) -> int:

@@ -5,11 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import torch
 
 from app.training import TrainArgs, train
-
-torch.set_num_threads(2)
 
 
 def tiny_args(out: Path, **kw) -> TrainArgs:

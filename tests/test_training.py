@@ -13,8 +13,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from app.checkpoints import load_checkpoint
-from app.training import TrainArgs, TrainingError, train, weights_digest
+from app.checkpoints import load_checkpoint, weights_digest
+from app.training import TrainArgs, TrainingError, train
 from tests.conftest import tiny_args
 
 ROOT = Path(__file__).resolve().parent.parent

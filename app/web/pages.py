@@ -13,5 +13,5 @@ router = APIRouter(tags=["pages"])
 
 @router.get("/", response_class=HTMLResponse, include_in_schema=False)
 def index(request: Request, registry: RegistryDep, templates: TemplatesDep) -> HTMLResponse:
-    models = [model_summary(name, ckpt) for name, ckpt in registry.items()]
+    models = [model_summary(ckpt) for ckpt in registry.values()]
     return templates.TemplateResponse(request, "index.html", {"models": models})

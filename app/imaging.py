@@ -1,0 +1,125 @@
+"""Bytes ↔ tensors, in one place: upload decoding and validation, resizing, PNG/GIF encoding,
+image grids."""
+
+from __future__ import annotations
+
+import io
+import warnings
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+
+class ImageInputError(ValueError):
+    """An upload that cannot be used as an image, with a message that says why."""
+
+
+MAX_UPLOAD_PIXELS = 40_000_000  # beyond this an upload is refused before it is decoded
+
+
+def to_uint8(images: torch.Tensor) -> np.ndarray:
+    """(B, C, H, W) floats in [0, 1] → (B, H, W, C) uint8, rounded."""
+    arr = images.detach().clamp(0, 1).mul(255).round().to(torch.uint8)
+    return arr.permute(0, 2, 3, 1).cpu().numpy()
+
+
+def _pil(arr: np.ndarray) -> Image.Image:
+    """(H, W, C) uint8 → a grey or RGB PIL image."""
+    return Image.fromarray(arr[..., 0] if arr.shape[2] == 1 else arr)
+
+
+def png_bytes(image: torch.Tensor, scale: int = 1) -> bytes:
+    """One image (C, H, W) in [0, 1] → PNG bytes, optionally enlarged with nearest-neighbour."""
+    im = _pil(to_uint8(image[None])[0])
+    if scale > 1:
+        im = im.resize((im.width * scale, im.height * scale), Image.Resampling.NEAREST)
+    buf = io.BytesIO()
+    im.save(buf, format="PNG", compress_level=1)  # speed over a few bytes: 64×64 is tiny
+    return buf.getvalue()
+
+
+def grid(
+    images: torch.Tensor, rows: int, cols: int, pad: int = 2, fill: float = 1.0
+) -> torch.Tensor:
+    """(rows·cols, C, H, W) → one (C, rows·(H+pad)+pad, cols·(W+pad)+pad) image, row-major."""
+    n, c, h, w = images.shape
+    if n != rows * cols:
+        raise ValueError(f"grid of {rows}×{cols} needs {rows * cols} images, got {n}")
+    out = torch.full((c, rows * (h + pad) + pad, cols * (w + pad) + pad), fill)
+    for i in range(n):
+        r, k = divmod(i, cols)
+        y, x = pad + r * (h + pad), pad + k * (w + pad)
+        out[:, y : y + h, x : x + w] = images[i]
+    return out
+
+
+def gif_bytes(frames: torch.Tensor, scale: int = 1, ms_per_frame: int = 120) -> bytes:
+    """(N, C, H, W) in [0, 1] → an animated, looping GIF that plays forward then back."""
+    arrs = to_uint8(frames)
+    ims = [_pil(a) for a in arrs]
+    if scale > 1:
+        ims = [
+            im.resize((im.width * scale, im.height * scale), Image.Resampling.NEAREST) for im in ims
+        ]
+    ims = ims + ims[-2:0:-1]  # ping-pong
+    buf = io.BytesIO()
+    ims[0].save(
+        buf,
+        format="GIF",
+        save_all=True,
+        append_images=ims[1:],
+        duration=ms_per_frame,
+        loop=0,
+        optimize=False,
+    )
+    return buf.getvalue()
+
+
+def load_upload(data: bytes, size: int, channels: int) -> tuple[torch.Tensor, dict[str, object]]:
+    """Uploaded file bytes → the exact (C, size, size) tensor in [0, 1] a model sees, plus notes
+    on what was done to it. Raises ImageInputError with a message a person can act on."""
+    if not data:
+        raise ImageInputError("the file is empty")
+    notes: dict[str, object] = {}
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            im = Image.open(io.BytesIO(data))
+            w, h = im.size
+            if w * h > MAX_UPLOAD_PIXELS:
+                raise ImageInputError(
+                    f"image is {w}×{h}, the limit is {MAX_UPLOAD_PIXELS:,} pixels"
+                )
+            if im.format not in ("PNG", "JPEG", "GIF", "WEBP", "BMP"):
+                raise ImageInputError(f"file is a {im.format} image; upload a PNG or JPEG")
+            notes["original_size"] = [w, h]
+            notes["format"] = im.format
+            if getattr(im, "n_frames", 1) > 1:
+                notes["frames"] = im.n_frames
+                notes["note"] = "animated image: its first frame was used"
+                im.seek(0)
+            im = ImageOps.exif_transpose(im)
+            im.load()
+    except ImageInputError:
+        raise
+    except (
+        UnidentifiedImageError,
+        Image.DecompressionBombError,
+        Image.DecompressionBombWarning,
+    ) as e:
+        if isinstance(e, UnidentifiedImageError):
+            raise ImageInputError("file is not an image (PNG or JPEG expected)") from e
+        raise ImageInputError(f"image is too large to decode safely ({e})") from e
+    except (OSError, SyntaxError, ValueError) as e:
+        raise ImageInputError(f"image is truncated or corrupt ({e})") from e
+    if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
+        # transparent pixels count as background (black, as in dSprites)
+        rgba = im.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (0, 0, 0, 255))
+        im = Image.alpha_composite(background, rgba)
+    im = im.convert("L" if channels == 1 else "RGB")
+    im = ImageOps.fit(im, (size, size), method=Image.Resampling.BOX)
+    arr = np.asarray(im, dtype=np.float32) / 255.0
+    tensor = torch.from_numpy(arr[None] if channels == 1 else arr.transpose(2, 0, 1).copy())
+    return tensor, notes

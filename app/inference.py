@@ -1,0 +1,126 @@
+"""What the explorer does with a loaded model: decode, encode, traverse, interpolate, sample.
+Tensors in, tensors out; no HTTP and no image bytes here (those are app/web and app/imaging)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from app.checkpoints import Checkpoint
+from app.models.elbo import kl_per_dim, reconstruction_nll
+
+
+class InferenceError(ValueError):
+    """A request the model cannot answer (wrong latent length, label out of range, ...)."""
+
+
+def _labels(ckpt: Checkpoint, label: int | None, n: int) -> torch.Tensor | None:
+    cfg = ckpt.config
+    if cfg.kind != "cvae":
+        if label is not None:
+            raise InferenceError(f"model {ckpt.path.name} is a {cfg.kind}: it takes no label")
+        return None
+    label = 0 if label is None else label
+    if not 0 <= label < cfg.n_labels:
+        raise InferenceError(
+            f"label must be in 0..{cfg.n_labels - 1} ({', '.join(cfg.label_names)}), got {label}"
+        )
+    return torch.full((n,), label, dtype=torch.long)
+
+
+def check_latents(ckpt: Checkpoint, z: torch.Tensor) -> None:
+    d = ckpt.config.latent_dim
+    if z.ndim != 2 or z.shape[1] != d:
+        got = z.shape[-1] if z.ndim else 0
+        raise InferenceError(f"z must have {d} values for model {ckpt.path.name}, got {got}")
+    if not torch.isfinite(z).all():
+        raise InferenceError("z must be finite numbers (no NaN or infinity)")
+
+
+@torch.inference_mode()
+def decode_latents(ckpt: Checkpoint, z: torch.Tensor, label: int | None = None) -> torch.Tensor:
+    """z (B, D) → images (B, C, H, W) in [0, 1] (the decoder's pixel means)."""
+    check_latents(ckpt, z)
+    return torch.sigmoid(ckpt.model.decode(z.float(), _labels(ckpt, label, z.shape[0])))
+
+
+@dataclass
+class Encoding:
+    mu: torch.Tensor  # (B, D)
+    sigma: torch.Tensor  # (B, D), zeros for the deterministic AE
+    reconstruction: torch.Tensor  # (B, C, H, W) decoded from z = μ
+    recon_nll: torch.Tensor  # (B,) −log p(x | z = μ), nats
+    kl: torch.Tensor  # (B, D) KL(q(z|x) ‖ N(0, I)) per latent, nats (zeros for the AE)
+
+    @property
+    def neg_elbo(self) -> torch.Tensor:
+        """The loss's two terms added up: −log p(x|z) + Σ KL (with z = μ for the first)."""
+        return self.recon_nll + self.kl.sum(dim=1)
+
+
+@torch.inference_mode()
+def encode_images(ckpt: Checkpoint, x: torch.Tensor, label: int | None = None) -> Encoding:
+    """x (B, C, H, W) in [0, 1] → μ, σ, the reconstruction and the ELBO's terms."""
+    cfg = ckpt.config
+    if x.shape[1:] != (cfg.channels, cfg.image_size, cfg.image_size):
+        raise InferenceError(
+            f"images must be {cfg.channels}×{cfg.image_size}×{cfg.image_size}, got "
+            f"{'×'.join(map(str, x.shape[1:]))}"
+        )
+    labels = _labels(ckpt, label, x.shape[0])
+    mu, logvar = ckpt.model.encode(x, labels)
+    decoded = ckpt.model.decode(mu, labels)
+    nll = reconstruction_nll(decoded, x, cfg.likelihood, cfg.gaussian_sigma)
+    if logvar is None:
+        sigma, kl = torch.zeros_like(mu), torch.zeros_like(mu)
+    else:
+        sigma, kl = torch.exp(0.5 * logvar), kl_per_dim(mu, logvar)
+    return Encoding(mu, sigma, torch.sigmoid(decoded), nll, kl)
+
+
+def latent_order(ckpt: Checkpoint) -> list[int]:
+    """Latents by mean KL over data, most informative first (the card's figures); the AE, which
+    has no KL, keeps its natural order."""
+    kl = ckpt.card.get("kl_per_dim")
+    d = ckpt.config.latent_dim
+    if not kl or len(kl) != d:
+        return list(range(d))
+    return sorted(range(d), key=lambda i: -kl[i])
+
+
+def traversal_latents(z: torch.Tensor, dims: list[int], values: torch.Tensor) -> torch.Tensor:
+    """z (D,) → (len(dims)·len(values), D): row r sweeps latent dims[r] over `values`, every
+    other latent held at z (the β-VAE paper's Figure 2, rows 4–8)."""
+    out = z.repeat(len(dims) * len(values), 1)
+    for r, d in enumerate(dims):
+        out[r * len(values) : (r + 1) * len(values), d] = values
+    return out
+
+
+def interpolate_latents(
+    z0: torch.Tensor, z1: torch.Tensor, steps: int, method: str
+) -> torch.Tensor:
+    """(D,), (D,) → (steps, D) from z0 to z1 inclusive. `slerp` follows the great circle
+    (Shoemake 1985), keeping the norm typical of N(0, I) samples instead of shrinking through
+    the origin as a straight line does."""
+    t = torch.linspace(0, 1, steps)[:, None]
+    if method == "linear":
+        return (1 - t) * z0 + t * z1
+    if method != "slerp":
+        raise InferenceError(f"method must be linear or slerp, got {method!r}")
+    n0, n1 = z0.norm(), z1.norm()
+    if n0 == 0 or n1 == 0:
+        return (1 - t) * z0 + t * z1
+    cos = torch.clamp((z0 @ z1) / (n0 * n1), -1.0, 1.0)
+    omega = torch.arccos(cos)
+    if omega.abs() < 1e-6 or math.isclose(omega.item(), math.pi, abs_tol=1e-6):
+        return (1 - t) * z0 + t * z1  # parallel or opposite: no unique great circle
+    so = torch.sin(omega)
+    return (torch.sin((1 - t) * omega) / so) * z0 + (torch.sin(t * omega) / so) * z1
+
+
+def sample_prior(latent_dim: int, n: int, seed: int) -> torch.Tensor:
+    """n draws of z ~ N(0, I), reproducible from the seed."""
+    return torch.randn(n, latent_dim, generator=torch.Generator().manual_seed(seed))

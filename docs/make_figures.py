@@ -1,0 +1,69 @@
+"""Pictures for the README from the shipped checkpoints: reconstructions of the same held-out
+dSprites images by every model, and a per-latent KL chart (SVG).
+
+    python docs/make_figures.py   # writes docs/reconstructions.png and docs/kl.svg
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from app.checkpoints import load_checkpoint
+from app.data.dsprites import render
+
+ROOT = Path(__file__).resolve().parent.parent
+MODELS = ("dsprites-ae", "dsprites-vae", "dsprites-beta-vae", "dsprites-cvae")
+# shape, scale, orientation, pos_x, pos_y: a spread of all three shapes, sizes, angles, places
+EXAMPLES = np.array([
+    [0, 5, 0, 5, 6], [1, 2, 8, 26, 10], [2, 5, 0, 16, 16], [0, 0, 5, 10, 25], [1, 5, 30, 20, 20],
+    [2, 3, 12, 28, 4], [0, 3, 20, 3, 28], [1, 0, 0, 16, 2], [2, 1, 25, 6, 12], [2, 5, 35, 24, 26],
+])  # fmt: skip
+
+
+def reconstructions(scale: int = 2, gap: int = 4) -> Image.Image:
+    x = torch.from_numpy(render(EXAMPLES)[:, None]).float()
+    rows = [x]
+    for name in MODELS:
+        ckpt = load_checkpoint(ROOT / "checkpoints" / name)
+        labels = torch.from_numpy(EXAMPLES[:, 0]) if ckpt.config.kind == "cvae" else None
+        with torch.no_grad():
+            decoded, *_ = ckpt.model(x, labels)
+        rows.append(torch.sigmoid(decoded))
+    n, size = len(EXAMPLES), 64 * scale
+    sheet = Image.new("L", (n * (size + gap) + gap, len(rows) * (size + gap) + gap), 255)
+    for r, row in enumerate(rows):
+        for c in range(n):
+            tile = Image.fromarray((row[c, 0].numpy() * 255).astype(np.uint8))
+            tile = tile.resize((size, size), Image.Resampling.NEAREST)
+            sheet.paste(tile, (gap + c * (size + gap), gap + r * (size + gap)))
+    return sheet
+
+
+def kl_svg(width: int = 640, bar_h: int = 14) -> str:
+    cards = {name: load_checkpoint(ROOT / "checkpoints" / name).card for name in MODELS[1:]}
+    top = max(max(c["kl_per_dim"]) for c in cards.values())
+    parts, y = [], 10
+    for name, card in cards.items():
+        kl = sorted(card["kl_per_dim"], reverse=True)
+        parts.append(f'<text x="0" y="{y + 12}" font-weight="bold">{name} '
+                     f'({card["active_latents"]} of {len(kl)} latents above 0.1 nats)</text>')
+        y += 20
+        for i, v in enumerate(kl):
+            w = max(1.0, (width - 220) * v / top)
+            colour = "#3b6fd8" if v > 0.1 else "#b8bfcc"
+            parts.append(f'<rect x="40" y="{y}" width="{w:.1f}" height="{bar_h - 3}" '
+                         f'fill="{colour}"/><text x="0" y="{y + 10}">#{i + 1}</text>'
+                         f'<text x="{46 + w:.1f}" y="{y + 10}">{v:.2f}</text>')
+            y += bar_h
+        y += 14
+    return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{y}" '
+            f'font-family="sans-serif" font-size="11">{"".join(parts)}</svg>\n')
+
+
+if __name__ == "__main__":
+    reconstructions().save(ROOT / "docs" / "reconstructions.png", optimize=True)
+    (ROOT / "docs" / "kl.svg").write_text(kl_svg())
