@@ -32,8 +32,16 @@ static/vendor/htmx.min.js: node_modules/.package-lock.json
 run: install
 	$(VENV)/bin/latent-explorer serve --host $(HOST) --port $(PORT)
 
-test: install
-	$(PY) -m ruff check app tests bench
+# The browser tests drive Debian's Chromium (Playwright's own browser download cannot work here).
+CHROMIUM := /usr/bin/chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+$(CHROMIUM):
+	$(SUDO) apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium
+
+test: install $(CHROMIUM)
+	$(PY) -m ruff check app tests bench docs
 	$(PY) -m pytest
 
 bench: install

@@ -244,8 +244,9 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Che
     if not isinstance(card, dict):
         raise CheckpointError(f"{path}: card.json must be a JSON object")
     model.to(device).eval()
-    return Checkpoint(path=path, model=model, config=config, card=card,
-                      digest=weights_digest(model))
+    return Checkpoint(
+        path=path, model=model, config=config, card=card, digest=weights_digest(model)
+    )
 
 
 # --- run folders (resumable training state) -------------------------------------------------

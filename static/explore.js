@@ -1,0 +1,206 @@
+// Explore and compare pages: one set of sliders re-decodes every model's picture while dragged.
+//
+// At pointer rate htmx would add latency, so these few lines set the pictures directly. Per
+// picture: one request in flight at a time, the newest slider position waiting behind it (older
+// ones are dropped, never painted), decoded bitmaps kept in a small cache so revisited positions
+// paint at once. Slider values are rounded to 0.01, which is also what makes the server's ETag
+// and the browser's HTTP cache useful.
+"use strict";
+
+(() => {
+  const root = document.getElementById("explorer");
+  if (!root) return;
+  const dim = Number(root.dataset.latentDim);
+  const limit = Number(root.dataset.range);
+  const sliders = Array.from(root.querySelectorAll('input[type="range"][data-dim]'));
+  const z = new Array(dim).fill(0);
+  for (const s of sliders) z[Number(s.dataset.dim)] = Number(s.value);
+  let label = root.dataset.label === "" ? null : Number(root.dataset.label);
+
+  // paint timings (input event → picture on screen), read by bench/ and the browser tests
+  const paints = (window.__latentPaints = []);
+  const zText = () => z.map((v) => v.toFixed(2)).join(",");
+  const query = (kind) => `z=${zText()}` + (label === null || kind !== "cvae" ? "" : `&label=${label}`);
+  const api = (model) => `/api/models/${encodeURIComponent(model)}`;
+
+  const errorBox = document.getElementById("decode-error");
+  function showError(message) {
+    errorBox.hidden = !message;
+    errorBox.textContent = message || "";
+  }
+
+  function makePanel(canvas) {
+    const model = canvas.dataset.model;
+    const kind = canvas.dataset.kind;
+    const ctx = canvas.getContext("2d");
+    ctx.imageSmoothingEnabled = false;
+    const cache = new Map(); // url → ImageBitmap, least recently used first
+    let inflight = false;
+    let pending = null; // {url, t0}: the newest position, waiting for the in-flight one
+    let shown = null;
+
+    function paint(url, bitmap, t0) {
+      ctx.drawImage(bitmap, 0, 0, canvas.width, canvas.height);
+      shown = url;
+      canvas.dataset.shown = url;
+      requestAnimationFrame(() => paints.push({ model, ms: performance.now() - t0 }));
+    }
+
+    function remember(url, bitmap) {
+      cache.delete(url);
+      cache.set(url, bitmap);
+      if (cache.size > 600) cache.delete(cache.keys().next().value);
+    }
+
+    async function fetchBitmap(url) {
+      const resp = await fetch(url, { cache: "force-cache" });
+      if (!resp.ok) {
+        const body = await resp.json().catch(() => ({ detail: resp.statusText }));
+        throw new Error(body.detail);
+      }
+      return createImageBitmap(await resp.blob());
+    }
+
+    function request(url, t0) {
+      if (url === shown) return;
+      const hit = cache.get(url);
+      if (hit) {
+        remember(url, hit);
+        pending = null; // a newer position overtakes anything queued
+        paint(url, hit, t0);
+        return;
+      }
+      if (inflight) {
+        pending = { url, t0 };
+        return;
+      }
+      inflight = true;
+      fetchBitmap(url)
+        .then((bitmap) => {
+          remember(url, bitmap);
+          // paint only if no newer position is waiting: a stale frame would flicker backwards
+          if (pending === null) paint(url, bitmap, t0);
+          showError(null);
+        })
+        .catch((err) => showError(`${model}: ${err.message}`))
+        .finally(() => {
+          inflight = false;
+          if (pending !== null) {
+            const next = pending;
+            pending = null;
+            request(next.url, next.t0);
+          }
+        });
+    }
+
+    const update = (t0) => request(`${api(model)}/decode.png?${query(kind)}`, t0);
+    function refreshTraverse() {
+      const base = `${api(model)}/traverse.png?${query(kind)}`;
+      const img = root.querySelector(`img.traverse[data-model="${model}"]`);
+      const link = root.querySelector(`a.traverse-download[data-model="${model}"]`);
+      if (img) img.src = base;
+      if (link) link.href = `${base}&scale=2`;
+    }
+    // first paint: the server already rendered the URL's state into the fallback <img>
+    const first = root.querySelector(`img.decoded-initial[data-model="${model}"]`);
+    const drawFirst = () =>
+      createImageBitmap(first).then((b) => paint(`${api(model)}/decode.png?${query(kind)}`, b, performance.now()));
+    if (first.complete && first.naturalWidth) drawFirst();
+    else first.addEventListener("load", drawFirst, { once: true });
+    return { update, refreshTraverse };
+  }
+
+  const panels = Array.from(root.querySelectorAll("canvas.decoded[data-model]")).map(makePanel);
+
+  let urlTimer = null;
+  function syncUrl() {
+    // the URL holds the state, so any view can be bookmarked and shared
+    clearTimeout(urlTimer);
+    urlTimer = setTimeout(() => {
+      const params = new URLSearchParams(root.dataset.urlParams);
+      params.set("z", zText());
+      if (label !== null) params.set("label", String(label));
+      history.replaceState(null, "", `${location.pathname}?${params}`);
+    }, 150);
+  }
+
+  function changed(t0) {
+    for (const p of panels) p.update(t0);
+    syncUrl();
+  }
+  const refreshTraverses = () => panels.forEach((p) => p.refreshTraverse());
+
+  function setOutput(s) {
+    document.getElementById(`${s.id}-value`).textContent = Number(s.value).toFixed(2);
+  }
+
+  function setAll(values) {
+    values.forEach((v, i) => (z[i] = Math.max(-limit, Math.min(limit, Math.round(v * 100) / 100))));
+    for (const s of sliders) {
+      s.value = z[Number(s.dataset.dim)].toFixed(2);
+      setOutput(s);
+    }
+    changed(performance.now());
+    refreshTraverses();
+  }
+
+  function setLabel(value) {
+    label = value;
+    root.dataset.label = String(value);
+    const radio = root.querySelector(`input[name="label"][value="${value}"]`);
+    if (radio) radio.checked = true;
+    const hidden = document.getElementById("upload-label");
+    if (hidden) hidden.value = String(value);
+  }
+
+  for (const s of sliders) {
+    s.addEventListener("input", (ev) => {
+      z[Number(s.dataset.dim)] = Number(s.value);
+      setOutput(s);
+      changed(ev.timeStamp || performance.now());
+    });
+    s.addEventListener("change", refreshTraverses);
+  }
+  for (const radio of root.querySelectorAll('input[name="label"]')) {
+    radio.addEventListener("change", () => {
+      setLabel(Number(radio.value));
+      changed(performance.now());
+      refreshTraverses();
+    });
+  }
+  for (const select of root.querySelectorAll("select[data-navigate]")) {
+    select.addEventListener("change", () => select.form.submit());
+  }
+  document.getElementById("reset").addEventListener("click", () => setAll(new Array(dim).fill(0)));
+  document.getElementById("sample").addEventListener("click", async () => {
+    const seed = Math.floor(Math.random() * 2 ** 31);
+    const resp = await fetch(`${api(root.dataset.model)}/sample?n=1&seed=${seed}`);
+    setAll((await resp.json()).z[0]);
+  });
+
+  // an encoded image (upload or dataset) moves the sliders to its μ
+  document.body.addEventListener("htmx:afterSwap", (ev) => {
+    const enc = ev.detail.target.querySelector(".encoding[data-mu]");
+    if (!enc) return;
+    if (enc.dataset.label !== undefined) setLabel(Number(enc.dataset.label));
+    setAll(JSON.parse(enc.dataset.mu));
+  });
+
+  // drag-and-drop onto the upload zone submits like the file picker
+  const drop = document.getElementById("dropzone");
+  const file = document.getElementById("upload-file");
+  if (drop && file) {
+    drop.addEventListener("dragover", (ev) => {
+      ev.preventDefault();
+      drop.classList.add("over");
+    });
+    drop.addEventListener("dragleave", () => drop.classList.remove("over"));
+    drop.addEventListener("drop", (ev) => {
+      ev.preventDefault();
+      drop.classList.remove("over");
+      if (!ev.dataTransfer.files.length) return;
+      file.files = ev.dataTransfer.files;
+      file.dispatchEvent(new Event("change", { bubbles: true }));
+    });
+  }
+})();

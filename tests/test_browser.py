@@ -1,0 +1,165 @@
+"""The explorer in a real browser: Debian's Chromium driven by Playwright, against a live server
+on the shipped checkpoints."""
+
+from __future__ import annotations
+
+import io
+from urllib.parse import parse_qs, urlparse
+
+import httpx
+import numpy as np
+import pytest
+from PIL import Image
+from playwright.sync_api import Page, sync_playwright
+
+from app.data.dsprites import render
+from app.settings import Settings
+from tests.browser_server import live_server
+
+CHROMIUM = "/usr/bin/chromium"  # installed by `make test` (Debian package chromium)
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+@pytest.fixture(scope="module")
+def server():
+    with live_server(Settings()) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser, server):
+    context = browser.new_context(base_url=server, viewport={"width": 1280, "height": 900})
+    pg = context.new_page()
+    errors: list[str] = []
+    pg.on("pageerror", lambda e: errors.append(str(e)))
+    yield pg
+    context.close()
+    assert errors == []
+
+
+def canvas_pixels(page: Page, model: str) -> str:
+    return page.eval_on_selector(f'canvas.decoded[data-model="{model}"]', "c => c.toDataURL()")
+
+
+def wait_painted(page: Page, model: str) -> str:
+    sel = f'canvas.decoded[data-model="{model}"]'
+    page.wait_for_function(f"document.querySelector('{sel}').dataset.shown !== undefined")
+    return page.eval_on_selector(sel, "c => c.dataset.shown")
+
+
+def wait_repainted(page: Page, model: str, before: str) -> str:
+    sel = f'canvas.decoded[data-model="{model}"]'
+    page.wait_for_function(
+        "([sel, before]) => document.querySelector(sel).dataset.shown !== before", arg=[sel, before]
+    )
+    return page.eval_on_selector(sel, "c => c.dataset.shown")
+
+
+def test_dragging_a_slider_changes_the_image_while_the_button_is_held(page):
+    page.goto("/?model=dsprites-beta-vae")
+    shown = wait_painted(page, "dsprites-beta-vae")
+    before = canvas_pixels(page, "dsprites-beta-vae")
+    slider = page.locator(".latent input[type=range]").first  # the most informative latent
+    box = slider.bounding_box()
+    x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    page.mouse.move(x, y)
+    page.mouse.down()
+    page.mouse.move(x + box["width"] * 0.4, y, steps=8)
+    during = wait_repainted(page, "dsprites-beta-vae", shown)  # the button is still held
+    assert canvas_pixels(page, "dsprites-beta-vae") != before
+    value = float(slider.input_value())
+    assert value > 0.5
+    dim = int(slider.get_attribute("data-dim"))
+    z = [float(v) for v in parse_qs(urlparse(during).query)["z"][0].split(",")]
+    assert z[dim] > 0.2  # what is painted is a decode of the dragged value, not a stale one
+    page.mouse.up()
+
+
+def test_uploading_an_image_moves_the_sliders_to_its_mu(page, server):
+    sprite = render(np.array([[2, 5, 0, 8, 24]]))[0] * 255
+    buf = io.BytesIO()
+    Image.fromarray(sprite.astype(np.uint8)).save(buf, format="PNG")
+    data = buf.getvalue()
+    page.goto("/?model=dsprites-beta-vae")
+    wait_painted(page, "dsprites-beta-vae")
+    page.set_input_files(
+        "#upload-file", files=[{"name": "heart.png", "mimeType": "image/png", "buffer": data}]
+    )
+    page.wait_for_selector(".encoding[data-mu]")
+    mu = httpx.post(
+        f"{server}/api/models/dsprites-beta-vae/encode",
+        files={"file": ("heart.png", data, "image/png")},
+    ).json()["mu"]
+    sliders = page.locator(".latent input[type=range]")
+    for i in range(sliders.count()):
+        s = sliders.nth(i)
+        want = max(-3.0, min(3.0, round(mu[int(s.get_attribute("data-dim"))], 2)))
+        assert float(s.input_value()) == pytest.approx(want, abs=0.011)
+    assert any(abs(m) > 0.3 for m in mu)  # the sliders really moved away from 0
+    assert (
+        page.locator(".encoding img").count() == 2
+    )  # the input as the model sees it, and its reconstruction
+
+
+def test_a_bad_upload_shows_its_error_inline(page):
+    page.goto("/?model=dsprites-beta-vae")
+    page.set_input_files(
+        "#upload-file",
+        files=[{"name": "notes.png", "mimeType": "image/png", "buffer": b"just some text"}],
+    )
+    error = page.wait_for_selector("#encode-result .error")
+    assert "file is not an image" in error.inner_text()
+
+
+def test_compare_page_shows_two_models_responding_to_one_slider(page):
+    page.goto("/compare?a=dsprites-vae&b=dsprites-beta-vae")
+    shown = {m: wait_painted(page, m) for m in ("dsprites-vae", "dsprites-beta-vae")}
+    before = {m: canvas_pixels(page, m) for m in shown}
+    slider = page.locator(".latent input[type=range]").first
+    slider.focus()
+    for _ in range(150):  # keyboard-usable: arrows move a native range input
+        page.keyboard.press("ArrowRight")
+    for m in shown:
+        wait_repainted(page, m, shown[m])
+        assert canvas_pixels(page, m) != before[m]
+    assert page.locator("img.traverse").count() == 2
+
+
+def test_the_url_restores_a_state_and_follows_the_sliders(page):
+    z = [1.25, -0.5, 0, 0, 2, 0, 0, 0, 0, -1]
+    page.goto(f"/?model=dsprites-cvae&z={','.join(map(str, z))}&label=2")
+    shown = wait_painted(page, "dsprites-cvae")
+    assert "label=2" in shown and "z=1.25,-0.50,0.00,0.00,2.00" in shown
+    for d, v in enumerate(z):
+        assert float(page.input_value(f"#z{d}")) == pytest.approx(v)
+    assert page.is_checked('input[name="label"][value="2"]')
+    page.focus("#z0")
+    page.keyboard.press("ArrowRight")
+    page.wait_for_function("new URLSearchParams(location.search).get('z').startsWith('1.26,')")
+    assert parse_qs(urlparse(page.url).query)["label"] == ["2"]
+
+
+def test_one_click_shows_a_random_z_decoded_by_the_ae_and_the_vae(page):
+    page.goto("/?model=dsprites-ae")
+    page.click("#ae-vs-vae")
+    page.wait_for_url("**/compare?**")
+    query = parse_qs(urlparse(page.url).query)
+    assert query["a"] == ["dsprites-ae"] and query["b"] == ["dsprites-vae"]
+    assert len(query["z"][0].split(",")) == 10
+    for m in ("dsprites-ae", "dsprites-vae"):
+        wait_painted(page, m)
