@@ -12,7 +12,7 @@ from fastapi.templating import Jinja2Templates
 
 from app.registry import load_registry
 from app.settings import Settings
-from app.web import api, errors, pages
+from app.web import api, errors, interpolate, pages
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -35,4 +35,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     errors.install(app)
     app.include_router(api.router)
     app.include_router(pages.router)
+    app.include_router(interpolate.router)
     return app

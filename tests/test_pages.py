@@ -1,0 +1,124 @@
+"""Server-rendered pages and htmx partials (TestClient on tiny models trained in the test)."""
+
+from __future__ import annotations
+
+import io
+import re
+import shutil
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from app.checkpoints import load_checkpoint
+from app.main import create_app
+from app.settings import Settings
+
+
+@pytest.fixture(scope="module")
+def client(trained, tmp_path_factory):
+    root = tmp_path_factory.mktemp("pages")
+    for name, folder in trained.items():
+        shutil.copytree(folder, root / name)
+    with TestClient(create_app(Settings(checkpoints_dir=root))) as c:
+        yield c
+
+
+def slider_dims(html: str) -> list[int]:
+    return [int(d) for d in re.findall(r'type="range" id="z\d+" data-dim="(\d+)"', html)]
+
+
+def slider_value(html: str, dim: int) -> str:
+    return re.search(rf'id="z{dim}" data-dim="{dim}"[^>]*?value="([^"]+)"', html, re.S).group(1)
+
+
+def test_explore_has_one_slider_per_latent_ordered_by_kl(client, trained):
+    page = client.get("/", params={"model": "tiny-vae"})
+    assert page.status_code == 200
+    dims = slider_dims(page.text)
+    kl = load_checkpoint(trained["tiny-vae"]).card["kl_per_dim"]
+    assert sorted(dims) == list(range(10))
+    assert [kl[d] for d in dims] == sorted(kl, reverse=True)
+    inactive = sum(k <= 0.1 for k in kl)
+    assert page.text.count('class="latent inactive"') == inactive
+    assert 'src="/api/models/tiny-vae/decode.png?z=0.00,0.00' in page.text
+    assert "/static/vendor/htmx.min.js" in page.text and "/static/explore.js" in page.text
+
+
+def test_the_url_sets_the_initial_sliders_and_label(client):
+    z = "1.5,0,0,0,0,0,0,0,0,-2"
+    page = client.get("/", params={"model": "tiny-cvae", "z": z, "label": 2}).text
+    assert slider_value(page, 0) == "1.50" and slider_value(page, 9) == "-2.00"
+    assert slider_value(page, 4) == "0.00"
+    assert 'value="2" checked' in page
+    assert "decode.png?z=1.50,0.00,0.00,0.00,0.00,0.00,0.00,0.00,0.00,-2.00&amp;label=2" in page
+
+
+def test_a_bad_url_state_falls_back_with_a_message(client):
+    page = client.get("/", params={"model": "tiny-vae", "z": "1,2"}).text
+    assert "z must have 10 values for model tiny-vae, got 2; started from z = 0 instead" in page
+    page = client.get("/", params={"model": "nope"}).text
+    assert "unknown model &#39;nope&#39;" in page
+
+
+def test_compare_drives_two_models_with_one_set_of_sliders(client):
+    page = client.get("/compare", params={"a": "tiny-ae", "b": "tiny-vae"}).text
+    assert page.count('class="decoded"') == 2
+    assert len(slider_dims(page)) == 10  # one set of sliders
+    assert page.count('class="klcell"') == 20  # a KL bar per model beside each
+    assert 'img class="traverse" data-model="tiny-ae"' in page
+    assert 'img class="traverse" data-model="tiny-vae"' in page
+
+
+def test_random_z_for_ae_vs_vae_redirects_to_a_shareable_url(client):
+    r = client.get(
+        "/compare",
+        params={"a": "tiny-ae", "b": "tiny-vae", "sample": "random"},
+        follow_redirects=False,
+    )
+    assert r.status_code == 303
+    location = r.headers["location"]
+    z = re.search(r"z=([^&]+)", location).group(1).replace("%2C", ",").split(",")
+    assert len(z) == 10 and location.startswith("/compare?a=tiny-ae&b=tiny-vae")
+    assert 'href="/compare?a=tiny-ae&b=tiny-vae&sample=random"' in client.get("/").text
+
+
+def test_dataset_partial_carries_mu_for_the_sliders(client):
+    r = client.get("/ui/tiny-vae/encode", params={"index": 4242}, headers={"HX-Request": "true"})
+    assert r.status_code == 200
+    mu = re.search(r'data-mu="([^"]+)"', r.text).group(1)
+    api = client.get("/api/models/tiny-vae/encode", params={"index": 4242}).json()
+    assert np.allclose(eval(mu.replace("&#34;", '"')), api["mu"])  # noqa: S307 - our own JSON list
+    assert "−ELBO" in r.text and r.text.count("<tr>") == 11  # header + one row per latent
+    assert "<html" not in r.text  # a fragment, not a page
+
+
+def test_upload_partial_shows_the_error_next_to_the_upload(client):
+    r = client.post("/ui/tiny-vae/encode", files={"file": ("x.png", b"%PDF-1.4", "image/png")})
+    assert r.status_code == 422
+    assert 'class="error"' in r.text and "file is not an image" in r.text
+
+
+def test_interpolate_partial_replaces_the_url_with_its_state(client):
+    buf = io.BytesIO()
+    Image.new("L", (40, 40), 255).save(buf, format="PNG")
+    r = client.post(
+        "/ui/tiny-vae/interpolate",
+        data={"index_a": 10, "steps": 5},
+        files={"file_b": ("w.png", buf.getvalue(), "image/png")},
+    )
+    assert r.status_code == 200, r.text
+    url = r.headers["HX-Replace-Url"]
+    assert url.startswith("/interpolate?model=tiny-vae&z0=") and "steps=5" in url
+    assert r.text.count('class="strip"') == 2 and 'id="playback"' in r.text
+    page = client.get(url).text  # the URL restores the strips
+    assert page.count('class="strip"') == 2
+    bad = client.post("/ui/tiny-vae/interpolate", data={"steps": 5})
+    assert bad.status_code == 422 and "image A: upload a file or give a dataset index" in bad.text
+
+
+def test_model_card_page(client):
+    page = client.get("/models/tiny-vae")
+    assert page.status_code == 200 and "β-VAE, β=4" in page.text and "card.json" in page.text
+    assert client.get("/models/missing").status_code == 404
