@@ -52,9 +52,19 @@ def plain_loop(steps: int, device: str, batch: int = 64) -> float:
 
 def our_loop(steps: int, device: str, batch: int, compile: bool) -> float:
     with tempfile.TemporaryDirectory() as tmp:
-        args = TrainArgs(out=Path(tmp) / "ck", run_dir=Path(tmp) / "run", kind="vae", beta=4.0,
-                         steps=steps, batch_size=batch, device=device, save_every=10**9,
-                         eval_images=64, compile=compile, command="bench")
+        args = TrainArgs(
+            out=Path(tmp) / "ck",
+            run_dir=Path(tmp) / "run",
+            kind="vae",
+            beta=4.0,
+            steps=steps,
+            batch_size=batch,
+            device=device,
+            save_every=10**9,
+            eval_images=64,
+            compile=compile,
+            command="bench",
+        )
         t0 = time.perf_counter()
         train(args)
         return steps * batch / (time.perf_counter() - t0)

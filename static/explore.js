@@ -39,11 +39,11 @@
     let pending = null; // {url, t0}: the newest position, waiting for the in-flight one
     let shown = null;
 
-    function paint(url, bitmap, t0) {
+    function paint(url, bitmap, t0, cached) {
       ctx.drawImage(bitmap, 0, 0, canvas.width, canvas.height);
       shown = url;
       canvas.dataset.shown = url;
-      requestAnimationFrame(() => paints.push({ model, ms: performance.now() - t0 }));
+      requestAnimationFrame(() => paints.push({ model, cached, ms: performance.now() - t0 }));
     }
 
     function remember(url, bitmap) {
@@ -67,7 +67,7 @@
       if (hit) {
         remember(url, hit);
         pending = null; // a newer position overtakes anything queued
-        paint(url, hit, t0);
+        paint(url, hit, t0, true);
         return;
       }
       if (inflight) {
@@ -79,7 +79,7 @@
         .then((bitmap) => {
           remember(url, bitmap);
           // paint only if no newer position is waiting: a stale frame would flicker backwards
-          if (pending === null) paint(url, bitmap, t0);
+          if (pending === null) paint(url, bitmap, t0, false);
           showError(null);
         })
         .catch((err) => showError(`${model}: ${err.message}`))
@@ -104,7 +104,7 @@
     // first paint: the server already rendered the URL's state into the fallback <img>
     const first = root.querySelector(`img.decoded-initial[data-model="${model}"]`);
     const drawFirst = () =>
-      createImageBitmap(first).then((b) => paint(`${api(model)}/decode.png?${query(kind)}`, b, performance.now()));
+      createImageBitmap(first).then((b) => paint(`${api(model)}/decode.png?${query(kind)}`, b, performance.now(), false));
     if (first.complete && first.naturalWidth) drawFirst();
     else first.addEventListener("load", drawFirst, { once: true });
     return { update, refreshTraverse };

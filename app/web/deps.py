@@ -13,15 +13,16 @@ from app.settings import Settings
 from app.web.errors import NotFoundError
 
 
-def get_registry(request: Request) -> Mapping[str, Checkpoint]:
+# async: trivial dependencies run on the event loop instead of hopping to the thread pool
+async def get_registry(request: Request) -> Mapping[str, Checkpoint]:
     return request.app.state.registry
 
 
-def get_templates(request: Request) -> Jinja2Templates:
+async def get_templates(request: Request) -> Jinja2Templates:
     return request.app.state.templates
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
@@ -30,7 +31,7 @@ TemplatesDep = Annotated[Jinja2Templates, Depends(get_templates)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 
-def get_model(
+async def get_model(
     registry: RegistryDep, name: Annotated[str, Path(description="a model name from /api/models")]
 ) -> Checkpoint:
     try:
