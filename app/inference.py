@@ -30,6 +30,11 @@ def _labels(ckpt: Checkpoint, label: int | None, n: int) -> torch.Tensor | None:
     return torch.full((n,), label, dtype=torch.long)
 
 
+def check_label(ckpt: Checkpoint, label: int | None) -> None:
+    """Raise InferenceError if `label` does not fit the model (see _labels)."""
+    _labels(ckpt, label, 1)
+
+
 def check_latents(ckpt: Checkpoint, z: torch.Tensor) -> None:
     d = ckpt.config.latent_dim
     if z.ndim != 2 or z.shape[1] != d:
@@ -43,7 +48,8 @@ def check_latents(ckpt: Checkpoint, z: torch.Tensor) -> None:
 def decode_latents(ckpt: Checkpoint, z: torch.Tensor, label: int | None = None) -> torch.Tensor:
     """z (B, D) → images (B, C, H, W) in [0, 1] (the decoder's pixel means)."""
     check_latents(ckpt, z)
-    return torch.sigmoid(ckpt.model.decode(z.float(), _labels(ckpt, label, z.shape[0])))
+    labels = _labels(ckpt, label, z.shape[0])
+    return torch.sigmoid(ckpt.model.decode(z.float(), labels, batch_invariant=True))
 
 
 @dataclass

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import torch
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
@@ -13,6 +14,7 @@ from fastapi.templating import Jinja2Templates
 from app.registry import load_registry
 from app.settings import Settings
 from app.web import api, errors, interpolate, pages
+from app.web.batching import DecodeBatcher
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -20,9 +22,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        threads = torch.get_num_threads()
+        # one intra-op thread: the transposed convolutions are then batch-invariant (same z,
+        # same bytes whatever a request was batched with), and concurrency comes from batching
+        # and from worker processes instead
+        torch.set_num_threads(settings.torch_threads)
         app.state.registry = load_registry(settings.checkpoints_dir)
+        app.state.batcher = DecodeBatcher(max_batch=settings.max_batch)
         yield
         app.state.registry = {}
+        torch.set_num_threads(threads)
 
     app = FastAPI(
         title="latent-explorer",

@@ -23,3 +23,4 @@ class Settings(BaseSettings):
     max_interpolate_steps: int = 64  # frames of an interpolation strip
     max_upload_bytes: int = 10 * 1024 * 1024
     max_image_scale: int = 8  # nearest-neighbour enlargement of returned PNGs
+    torch_threads: int = 1  # per worker process; see app/main.py for why one

@@ -61,11 +61,18 @@ class Decoder(nn.Module):
             nn.ConvTranspose2d(c, cfg.channels, 4, 2, 1),  # 32 → 64: logits / pre-sigmoid means
         )  # fmt: skip
 
-    def forward(self, z: torch.Tensor, onehot: torch.Tensor | None) -> torch.Tensor:
+    def forward(
+        self, z: torch.Tensor, onehot: torch.Tensor | None, batch_invariant: bool = False
+    ) -> torch.Tensor:
         if onehot is not None:
             z = torch.cat([z, onehot], dim=1)  # (B, D + n_labels)
-        h = self.dense(z).view(-1, self.conv_channels, 4, 4)  # (B, 32, 4, 4)
-        return self.deconvs(h)  # (B, C, 64, 64)
+        if batch_invariant:
+            # a matrix product's rounding depends on how many rows it has, so the dense layers
+            # go row by row (microseconds); the transposed convolutions treat each image alone
+            h = torch.cat([self.dense(row) for row in z.split(1)])
+        else:
+            h = self.dense(z)
+        return self.deconvs(h.view(-1, self.conv_channels, 4, 4))  # (B, 32, 4, 4) → (B, C, 64, 64)
 
 
 class VAE(
@@ -108,9 +115,14 @@ class VAE(
         mu, logvar = out.chunk(2, dim=1)  # (B, D) each
         return mu, logvar
 
-    def decode(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        """z (B, D) → decoder output (B, C, 64, 64): logits (Bernoulli) or pre-sigmoid means."""
-        return self.decoder(z, self._onehot(labels, z.shape[0]))
+    def decode(
+        self, z: torch.Tensor, labels: torch.Tensor | None = None, batch_invariant: bool = False
+    ) -> torch.Tensor:
+        """z (B, D) → decoder output (B, C, 64, 64): logits (Bernoulli) or pre-sigmoid means.
+        `batch_invariant`: each row's result is bit-identical to decoding it alone, whatever
+        else is in the batch (the server batches concurrent requests and promises same z, same
+        bytes)."""
+        return self.decoder(z, self._onehot(labels, z.shape[0]), batch_invariant)
 
     def forward(
         self,

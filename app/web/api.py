@@ -83,6 +83,14 @@ def _limit(value: int, limit: int, what: str) -> int:
     return value
 
 
+def etag_for(ckpt: Checkpoint, key: tuple[Any, ...]) -> str:
+    """A strong validator: the model's weight digest and everything the bytes depend on."""
+    text = "|".join(
+        k.numpy().tobytes().hex() if isinstance(k, torch.Tensor) else str(k) for k in key
+    )
+    return '"' + hashlib.sha1(f"{ckpt.digest}|{text}".encode()).hexdigest()[:20] + '"'
+
+
 def cached_image(
     request: Request,
     ckpt: Checkpoint,
@@ -119,16 +127,21 @@ def get_model(model: ModelDep) -> dict[str, Any]:
 
 
 @router.get("/models/{name}/decode.png", response_class=Response, responses={200: PNG})
-def decode_png(
+async def decode_png(
     request: Request, model: ModelDep, settings: SettingsDep, z: LatentText,
     label: Label = None, scale: Scale = 1,
 ) -> Response:  # fmt: skip
-    """Decode one latent vector to an image. The same z always gives the same bytes."""
+    """Decode one latent vector to an image. The same z always gives the same bytes.
+    Concurrent requests are decoded together in one forward pass."""
     zt = parse_latents(z, model, settings)
     _limit(scale, settings.max_image_scale, "scale")
-    images = inference.decode_latents(model, zt[None], label)
-    key = ("decode", zt, label, scale)
-    return cached_image(request, model, key, lambda: imaging.png_bytes(images[0], scale))
+    inference.check_label(model, label)
+    etag = etag_for(model, ("decode", zt, label, scale))
+    headers = {"ETag": etag, "Cache-Control": "public, max-age=86400"}
+    if request.headers.get("if-none-match") == etag:
+        return Response(status_code=304, headers=headers)
+    png = await request.app.state.batcher.decode_png(model, zt, label, scale)
+    return Response(png, media_type="image/png", headers=headers)
 
 
 class BatchDecode(BaseModel):

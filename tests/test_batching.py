@@ -1,0 +1,70 @@
+"""Concurrent decode requests share forward passes, and batching never changes a byte."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import torch
+from fastapi.testclient import TestClient
+
+from app.checkpoints import load_checkpoint
+from app.inference import decode_latents
+from app.main import create_app
+from app.settings import Settings
+
+
+def test_decoding_is_batch_invariant_bit_for_bit(trained):
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the server runs it (Settings.torch_threads)
+    try:
+        ckpt = load_checkpoint(trained["tiny-cvae"])
+        z = torch.randn(40, 10, generator=torch.Generator().manual_seed(0))
+        solo = torch.cat([decode_latents(ckpt, z[i : i + 1], 1) for i in range(40)])
+        for size in (2, 7, 16, 40):
+            parts = [decode_latents(ckpt, z[i : i + size], 1) for i in range(0, 40, size)]
+            assert torch.equal(torch.cat(parts), solo), size
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_concurrent_requests_share_forward_passes_and_get_their_own_bytes(
+    trained, tmp_path, monkeypatch
+):
+    shutil.copytree(trained["tiny-vae"], tmp_path / "m")
+    zs = [
+        ",".join(f"{v:.2f}" for v in row) for row in np.random.default_rng(0).normal(size=(32, 10))
+    ]
+    with TestClient(create_app(Settings(checkpoints_dir=tmp_path))) as client:
+        solo = [client.get("/api/models/m/decode.png", params={"z": z}).content for z in zs]
+        batcher = client.app.state.batcher
+        before = batcher.forward_passes
+
+        # hold the first forward pass until all 32 requests have arrived, so the other 31
+        # must queue behind it and go together
+        all_arrived = threading.Event()
+        arrivals = 0
+        decode_png, run = batcher.decode_png, batcher._run
+
+        async def counting(*args):
+            nonlocal arrivals
+            arrivals += 1
+            if arrivals == len(zs):
+                all_arrived.set()
+            return await decode_png(*args)
+
+        def gated(batch):
+            assert all_arrived.wait(30)
+            return run(batch)
+
+        monkeypatch.setattr(batcher, "decode_png", counting)
+        monkeypatch.setattr(batcher, "_run", gated)
+        with ThreadPoolExecutor(len(zs)) as pool:
+            responses = list(
+                pool.map(lambda z: client.get("/api/models/m/decode.png", params={"z": z}), zs)
+            )
+    assert [r.status_code for r in responses] == [200] * len(zs)
+    assert [r.content for r in responses] == solo  # each its own image, byte for byte
+    assert batcher.forward_passes - before == 2  # the first alone, then the 31 that queued
