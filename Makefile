@@ -6,6 +6,9 @@ VENV := .venv
 PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8000
+# The browser tests drive Debian's Chromium (Playwright's own browser download cannot work here).
+CHROMIUM := /usr/bin/chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: install run test lint bench train-shipped clean
 
@@ -32,10 +35,6 @@ static/vendor/htmx.min.js: node_modules/.package-lock.json
 run: install
 	$(VENV)/bin/latent-explorer serve --host $(HOST) --port $(PORT)
 
-# The browser tests drive Debian's Chromium (Playwright's own browser download cannot work here).
-CHROMIUM := /usr/bin/chromium
-SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-
 $(CHROMIUM):
 	$(SUDO) apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium
@@ -44,9 +43,16 @@ test: install $(CHROMIUM)
 	$(PY) -m ruff check app tests bench docs
 	$(PY) -m pytest
 
-bench: install
+/usr/bin/wrk:
+	$(SUDO) apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq wrk
+
+bench: install $(CHROMIUM) /usr/bin/wrk
 	$(PY) bench/render_throughput.py
 	$(PY) bench/train_throughput.py
+	$(PY) bench/api_latency.py
+	$(PY) bench/api_latency.py --workers 2
+	$(PY) bench/browser_paint.py
 
 # How the shipped checkpoints were trained (CPU; resumable: add --resume to continue a run).
 train-shipped: install
