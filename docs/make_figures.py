@@ -49,19 +49,25 @@ def kl_svg(width: int = 640, bar_h: int = 14) -> str:
     parts, y = [], 10
     for name, card in cards.items():
         kl = sorted(card["kl_per_dim"], reverse=True)
-        parts.append(f'<text x="0" y="{y + 12}" font-weight="bold">{name} '
-                     f'({card["active_latents"]} of {len(kl)} latents above 0.1 nats)</text>')
+        parts.append(
+            f'<text x="0" y="{y + 12}" font-weight="bold">{name} '
+            f"({card['active_latents']} of {len(kl)} latents above 0.1 nats)</text>"
+        )
         y += 20
         for i, v in enumerate(kl):
             w = max(1.0, (width - 220) * v / top)
             colour = "#3b6fd8" if v > 0.1 else "#b8bfcc"
-            parts.append(f'<rect x="40" y="{y}" width="{w:.1f}" height="{bar_h - 3}" '
-                         f'fill="{colour}"/><text x="0" y="{y + 10}">#{i + 1}</text>'
-                         f'<text x="{46 + w:.1f}" y="{y + 10}">{v:.2f}</text>')
+            parts.append(
+                f'<rect x="40" y="{y}" width="{w:.1f}" height="{bar_h - 3}" '
+                f'fill="{colour}"/><text x="0" y="{y + 10}">#{i + 1}</text>'
+                f'<text x="{46 + w:.1f}" y="{y + 10}">{v:.2f}</text>'
+            )
             y += bar_h
         y += 14
-    return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{y}" '
-            f'font-family="sans-serif" font-size="11">{"".join(parts)}</svg>\n')
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{y}" '
+        f'font-family="sans-serif" font-size="11">{"".join(parts)}</svg>\n'
+    )
 
 
 if __name__ == "__main__":

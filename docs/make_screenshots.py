@@ -1,0 +1,49 @@
+"""Screenshots of the explore and compare pages for the README, taken in Debian's Chromium
+against a live server on the shipped checkpoints.
+
+    python docs/make_screenshots.py   # writes docs/explore.png and docs/compare.png
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from playwright.sync_api import sync_playwright
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from app.settings import Settings  # noqa: E402
+from tests.browser_server import live_server  # noqa: E402
+
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+Z = "0.8,-0.4,0.3,1.1,-0.6,0.2,0,0.5,-1.0,0.4"
+SHOTS = {
+    "explore.png": f"/?model=dsprites-beta-vae&z={Z}",
+    "compare.png": f"/compare?a=dsprites-vae&b=dsprites-beta-vae&z={Z}",
+}
+
+
+def main() -> None:
+    with live_server(Settings()) as url, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)
+        page = browser.new_page(viewport={"width": 1360, "height": 860})
+        for name, path in SHOTS.items():
+            page.goto(url + path)
+            page.wait_for_function(
+                "[...document.querySelectorAll('canvas.decoded')].every(c => c.dataset.shown)"
+            )
+            page.wait_for_load_state("networkidle")
+            page.screenshot(path=str(ROOT / "docs" / name))
+        browser.close()
+
+
+if __name__ == "__main__":
+    main()
