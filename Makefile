@@ -41,6 +41,7 @@ $(CHROMIUM):
 
 test: install $(CHROMIUM)
 	$(PY) -m ruff check app tests bench docs
+	$(PY) -m mypy app
 	$(PY) -m pytest
 
 /usr/bin/wrk:

@@ -171,9 +171,17 @@ def _model_card_markdown(config: ModelConfig, card: dict[str, Any]) -> str:
     )
 
 
-def save_checkpoint(path: Path, model: VAE, card: dict[str, Any]) -> None:
+def _unwrap(model: torch.nn.Module) -> VAE:
+    """The VAE itself, also when DistributedDataParallel wraps it."""
+    module = getattr(model, "module", model)
+    if not isinstance(module, VAE):
+        raise TypeError(f"expected a VAE, got {type(module).__name__}")
+    return module
+
+
+def save_checkpoint(path: Path, model: torch.nn.Module, card: dict[str, Any]) -> None:
     """Write model.safetensors + config.json + card.json + README.md atomically."""
-    module = model.module if hasattr(model, "module") else model  # unwrap DDP
+    module = _unwrap(model)
 
     def write(tmp: Path) -> None:
         (tmp / "README.md").write_text(_model_card_markdown(module.config, card))
@@ -276,10 +284,10 @@ def _unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict[str, Any])
 
 
 def save_run(
-    path: Path, model: VAE, optimizer: torch.optim.Optimizer, trainer: dict[str, Any]
+    path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, trainer: dict[str, Any]
 ) -> None:
     """The resumable state: weights, optimiser tensors and trainer counters, in one atomic swap."""
-    module = model.module if hasattr(model, "module") else model
+    module = _unwrap(model)
     opt_tensors, opt_meta = _flatten_optimizer(optimizer.state_dict())
 
     def write(tmp: Path) -> None:

@@ -85,21 +85,22 @@ def load_upload(data: bytes, size: int, channels: int) -> tuple[torch.Tensor, di
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            im = Image.open(io.BytesIO(data))
-            w, h = im.size
+            opened = Image.open(io.BytesIO(data))
+            w, h = opened.size
             if w * h > MAX_UPLOAD_PIXELS:
                 raise ImageInputError(
                     f"image is {w}×{h}, the limit is {MAX_UPLOAD_PIXELS:,} pixels"
                 )
-            if im.format not in ("PNG", "JPEG", "GIF", "WEBP", "BMP"):
-                raise ImageInputError(f"file is a {im.format} image; upload a PNG or JPEG")
+            if opened.format not in ("PNG", "JPEG", "GIF", "WEBP", "BMP"):
+                raise ImageInputError(f"file is a {opened.format} image; upload a PNG or JPEG")
             notes["original_size"] = [w, h]
-            notes["format"] = im.format
-            if getattr(im, "n_frames", 1) > 1:
-                notes["frames"] = im.n_frames
+            notes["format"] = opened.format
+            frames = getattr(opened, "n_frames", 1)
+            if frames > 1:
+                notes["frames"] = frames
                 notes["note"] = "animated image: its first frame was used"
-                im.seek(0)
-            im = ImageOps.exif_transpose(im)
+                opened.seek(0)
+            im = ImageOps.exif_transpose(opened)
             im.load()
     except ImageInputError:
         raise
@@ -113,13 +114,18 @@ def load_upload(data: bytes, size: int, channels: int) -> tuple[torch.Tensor, di
         raise ImageInputError(f"image is too large to decode safely ({e})") from e
     except (OSError, SyntaxError, ValueError) as e:
         raise ImageInputError(f"image is truncated or corrupt ({e})") from e
+    arr = to_model_input(im, size, channels).astype(np.float32) / 255.0
+    return torch.from_numpy(arr), notes
+
+
+def to_model_input(im: Image.Image, size: int, channels: int) -> np.ndarray:
+    """A decoded picture → (C, size, size) uint8 as a model sees it: transparent pixels become
+    background (black, as in dSprites), grey or RGB as the model takes, centre-cropped to a
+    square and area-resampled."""
     if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
-        # transparent pixels count as background (black, as in dSprites)
         rgba = im.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (0, 0, 0, 255))
-        im = Image.alpha_composite(background, rgba)
+        im = Image.alpha_composite(Image.new("RGBA", rgba.size, (0, 0, 0, 255)), rgba)
     im = im.convert("L" if channels == 1 else "RGB")
     im = ImageOps.fit(im, (size, size), method=Image.Resampling.BOX)
-    arr = np.asarray(im, dtype=np.float32) / 255.0
-    tensor = torch.from_numpy(arr[None] if channels == 1 else arr.transpose(2, 0, 1).copy())
-    return tensor, notes
+    arr = np.asarray(im, dtype=np.uint8)
+    return arr[None].copy() if channels == 1 else arr.transpose(2, 0, 1).copy()

@@ -303,7 +303,7 @@ def train(args: TrainArgs) -> int:
     objective = build_objective(args, dataset)
     model.to(device)
     if args.channels_last:
-        model.to(memory_format=torch.channels_last)
+        model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     optimizer = torch.optim.Adam(model.parameters(), lr=args.learning_rate)
     if args.resume:
         optimizer.load_state_dict(opt_state)

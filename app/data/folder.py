@@ -13,18 +13,15 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from app.data.base import Batch, DatasetError
+from app.imaging import to_model_input
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
 
 
 def load_square(path: Path, size: int, channels: int) -> np.ndarray:
     """One file → (C, size, size) uint8: EXIF-rotated, centre-cropped square, resized."""
-    with Image.open(path) as im:
-        im = ImageOps.exif_transpose(im)
-        im = im.convert("L" if channels == 1 else "RGB")
-        im = ImageOps.fit(im, (size, size), method=Image.Resampling.BOX)
-        arr = np.asarray(im, dtype=np.uint8)
-    return arr[None] if channels == 1 else arr.transpose(2, 0, 1)
+    with Image.open(path) as opened:
+        return to_model_input(ImageOps.exif_transpose(opened), size, channels)
 
 
 class ImageFolder:

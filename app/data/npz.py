@@ -20,8 +20,8 @@ class NpzDSprites:
     channels = 1
     image_size = 64
     binary = True
-    label_names = SHAPE_NAMES
-    factor_names = FACTOR_NAMES
+    label_names: tuple[str, ...] = SHAPE_NAMES
+    factor_names: tuple[str, ...] = FACTOR_NAMES
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)

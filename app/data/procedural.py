@@ -13,8 +13,8 @@ class ProceduralDSprites:
     channels = 1
     image_size = 64
     binary = True
-    label_names = SHAPE_NAMES  # a CVAE on dSprites is conditioned on the shape
-    factor_names = FACTOR_NAMES
+    label_names: tuple[str, ...] = SHAPE_NAMES  # a CVAE on dSprites is conditioned on the shape
+    factor_names: tuple[str, ...] = FACTOR_NAMES
 
     def __len__(self) -> int:
         return N_IMAGES

@@ -103,7 +103,8 @@ class VAE(
             raise ValueError("a cvae needs a label for every image")
         if labels.shape != (batch,):
             raise ValueError(f"expected {batch} labels, got shape {tuple(labels.shape)}")
-        return F.one_hot(labels.long(), self.config.n_labels).to(self.decoder.dense[0].weight.dtype)
+        dtype = next(self.parameters()).dtype
+        return F.one_hot(labels.long(), self.config.n_labels).to(dtype)
 
     def encode(
         self, x: torch.Tensor, labels: torch.Tensor | None = None

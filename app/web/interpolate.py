@@ -49,7 +49,7 @@ def interpolate_page(
     """Pick two images; the URL (model, z0, z1, steps) restores the strips it shows."""
     if not registry:
         return templates.TemplateResponse(request, "empty.html", {}, status_code=503)
-    name = model if model in registry else next(iter(registry))
+    name = model if model is not None and model in registry else next(iter(registry))
     ckpt = registry[name]
     rng = np.random.default_rng()
     context: dict[str, Any] = {

@@ -61,7 +61,7 @@ def explore(
     """Explore one model: a slider per latent, the decoded image, its traversal grid."""
     if not registry:
         return templates.TemplateResponse(request, "empty.html", {}, status_code=503)
-    name = model if model in registry else next(iter(registry))
+    name = model if model is not None and model in registry else next(iter(registry))
     ckpt = registry[name]
     values, warning = _initial_z(ckpt, z, settings)
     if model is not None and model not in registry:
@@ -110,8 +110,8 @@ def compare(
     unknown = [n for n in (a, b) if n is not None and n not in registry]
     if unknown:
         warning = f"unknown model {unknown[0]!r}; showing the defaults"
-    name_a = a if a in registry else default_a
-    name_b = b if b in registry else default_b
+    name_a = a if a is not None and a in registry else default_a
+    name_b = b if b is not None and b in registry else default_b
     ca, cb = registry[name_a], registry[name_b]
     if ca.config.latent_dim != cb.config.latent_dim:
         warning = (
@@ -158,7 +158,7 @@ def _encode_partial(
     result: dict[str, Any] | None,
     error: str | None,
 ) -> HTMLResponse:
-    context = {"m": api.model_summary(ckpt), "r": result, "error": error}
+    context: dict[str, Any] = {"m": api.model_summary(ckpt), "r": result, "error": error}
     if result is not None:
         kl = result["elbo"]["kl_per_dim"]
         top = max(max(kl), 1e-9)
