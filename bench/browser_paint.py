@@ -17,16 +17,7 @@ from playwright.sync_api import sync_playwright
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from app.settings import Settings  # noqa: E402
-from tests.browser_server import live_server  # noqa: E402
-
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
+from tests.browser_server import launch_chromium, live_server  # noqa: E402
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -59,7 +50,7 @@ def main() -> None:
     ap.add_argument("--moves", type=int, default=300)
     a = ap.parse_args()
     with live_server(Settings()) as url, sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)
+        browser = launch_chromium(p)
         for name, path in (
             ("explore (1 model)", "/?model=dsprites-beta-vae"),
             ("compare (2 models)", "/compare?a=dsprites-vae&b=dsprites-beta-vae"),

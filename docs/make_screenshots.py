@@ -14,16 +14,8 @@ from playwright.sync_api import sync_playwright
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from app.settings import Settings  # noqa: E402
-from tests.browser_server import live_server  # noqa: E402
+from tests.browser_server import launch_chromium, live_server  # noqa: E402
 
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 Z = "0.8,-0.4,0.3,1.1,-0.6,0.2,0,0.5,-1.0,0.4"
 SHOTS = {
     "explore.png": f"/?model=dsprites-beta-vae&z={Z}",
@@ -33,7 +25,7 @@ SHOTS = {
 
 def main() -> None:
     with live_server(Settings()) as url, sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)
+        browser = launch_chromium(p)
         page = browser.new_page(viewport={"width": 1360, "height": 860})
         for name, path in SHOTS.items():
             page.goto(url + path)

@@ -9,9 +9,25 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import uvicorn
+from playwright.sync_api import Browser, Playwright
 
 from app.main import create_app
 from app.settings import Settings
+
+CHROMIUM = "/usr/bin/chromium"  # Debian's package, installed by `make test`
+# headless, and without the background networking that this closed network would refuse
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+def launch_chromium(p: Playwright) -> Browser:
+    return p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
 
 
 @contextmanager

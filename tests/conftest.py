@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
+from fastapi.testclient import TestClient
 
+from app.main import create_app
+from app.settings import Settings
 from app.training import TrainArgs, train
 
 
@@ -41,3 +45,13 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         )
         assert train(args) == 0
     return {name: root / name for name in specs}
+
+
+@pytest.fixture(scope="module")
+def client(trained, tmp_path_factory):
+    """A TestClient on a server whose checkpoints folder holds the tiny models."""
+    root = tmp_path_factory.mktemp("served")
+    for name, folder in trained.items():
+        shutil.copytree(folder, root / name)
+    with TestClient(create_app(Settings(checkpoints_dir=root))) as c:
+        yield c

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import shutil
 
 import numpy as np
 import pytest
@@ -18,15 +17,6 @@ from app.settings import Settings
 @pytest.fixture(scope="module")
 def shipped_client():
     with TestClient(create_app(Settings())) as c:
-        yield c
-
-
-@pytest.fixture(scope="module")
-def client(trained, tmp_path_factory):
-    root = tmp_path_factory.mktemp("served")
-    for name, folder in trained.items():
-        shutil.copytree(folder, root / name)
-    with TestClient(create_app(Settings(checkpoints_dir=root))) as c:
         yield c
 
 

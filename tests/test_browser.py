@@ -14,17 +14,7 @@ from playwright.sync_api import Page, sync_playwright
 
 from app.data.dsprites import render
 from app.settings import Settings
-from tests.browser_server import live_server
-
-CHROMIUM = "/usr/bin/chromium"  # installed by `make test` (Debian package chromium)
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
+from tests.browser_server import launch_chromium, live_server
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +26,7 @@ def server():
 @pytest.fixture(scope="module")
 def browser():
     with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        b = launch_chromium(p)
         yield b
         b.close()
 

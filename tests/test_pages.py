@@ -4,25 +4,11 @@ from __future__ import annotations
 
 import io
 import re
-import shutil
 
 import numpy as np
-import pytest
-from fastapi.testclient import TestClient
 from PIL import Image
 
 from app.checkpoints import load_checkpoint
-from app.main import create_app
-from app.settings import Settings
-
-
-@pytest.fixture(scope="module")
-def client(trained, tmp_path_factory):
-    root = tmp_path_factory.mktemp("pages")
-    for name, folder in trained.items():
-        shutil.copytree(folder, root / name)
-    with TestClient(create_app(Settings(checkpoints_dir=root))) as c:
-        yield c
 
 
 def slider_dims(html: str) -> list[int]:

@@ -53,6 +53,14 @@ def _initial_z(ckpt: Checkpoint, z: str | None, settings: Any) -> tuple[list[flo
     return values.tolist(), None
 
 
+def _page_label(cvae: Checkpoint | None, label: int | None) -> int | None:
+    """The class a page decodes with: the URL's if the CVAE has it, else its first; none
+    without a CVAE on the page."""
+    if cvae is None:
+        return None
+    return label if label is not None and 0 <= label < cvae.config.n_labels else 0
+
+
 @router.get("/", response_class=HTMLResponse)
 def explore(
     request: Request, registry: RegistryDep, templates: TemplatesDep, settings: SettingsDep,
@@ -66,10 +74,7 @@ def explore(
     values, warning = _initial_z(ckpt, z, settings)
     if model is not None and model not in registry:
         warning = f"unknown model {model!r}; showing {name}"
-    if ckpt.config.kind == "cvae":
-        label = label if label is not None and 0 <= label < ckpt.config.n_labels else 0
-    else:
-        label = None
+    label = _page_label(ckpt if ckpt.config.kind == "cvae" else None, label)
     context = {
         "models": [api.model_summary(c) for c in registry.values()],
         "model": api.model_summary(ckpt),
@@ -127,10 +132,7 @@ def compare(
         return RedirectResponse(f"/compare?{urlencode(params)}", status_code=303)
     values, z_warning = _initial_z(ca, z, settings)
     labelled = next((c for c in (ca, cb) if c.config.kind == "cvae"), None)
-    if labelled is not None:
-        label = label if label is not None and 0 <= label < labelled.config.n_labels else 0
-    else:
-        label = None
+    label = _page_label(labelled, label)
     context = {
         "models": [api.model_summary(c) for c in registry.values()],
         "a": api.model_summary(ca),
