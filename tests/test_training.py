@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -193,3 +194,30 @@ def test_train_args_scale_the_learning_rate_with_the_batch():
     assert TrainArgs(out=Path("x")).learning_rate == pytest.approx(5e-4)
     assert TrainArgs(out=Path("x"), batch_size=256).learning_rate == pytest.approx(1e-3)
     assert TrainArgs(out=Path("x"), batch_size=256, lr=3e-4).learning_rate == 3e-4
+
+
+def test_trains_on_a_folder_of_colour_images_with_a_gaussian_likelihood(tmp_path):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for label in ("red", "blue"):
+        (tmp_path / "pics" / label).mkdir(parents=True)
+        for i in range(4):
+            arr = rng.integers(0, 60, (48, 80, 3), dtype=np.uint8)
+            arr[..., 0 if label == "red" else 2] += 180
+            Image.fromarray(arr).save(tmp_path / "pics" / label / f"{i}.png")
+    args = tiny_args(
+        tmp_path / "ck",
+        dataset=str(tmp_path / "pics"),
+        kind="cvae",
+        steps=20,
+        batch_size=8,
+        eval_images=16,
+    )
+    assert train(args) == 0
+    ckpt = load_checkpoint(args.out)
+    assert ckpt.config.channels == 3 and ckpt.config.likelihood == "gaussian"
+    assert ckpt.config.label_names == ("blue", "red")
+    with torch.no_grad():
+        out = torch.sigmoid(ckpt.model.decode(torch.zeros(2, 10), torch.tensor([0, 1])))
+    assert out.shape == (2, 3, 64, 64)
