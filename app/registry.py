@@ -9,6 +9,7 @@ from pathlib import Path
 from types import MappingProxyType
 
 from app.checkpoints import Checkpoint, CheckpointError, load_checkpoint
+from app.inference import prepare_for_serving
 
 log = logging.getLogger(__name__)
 
@@ -26,8 +27,6 @@ def load_registry(root: Path) -> Mapping[str, Checkpoint]:
         except CheckpointError as e:
             log.error("skipping checkpoint %s: %s", folder.name, e)
             continue
-        for p in ckpt.model.parameters():
-            p.requires_grad_(False)
-        models[folder.name] = ckpt
+        models[folder.name] = prepare_for_serving(ckpt)
     log.info("loaded %d model(s) from %s: %s", len(models), root, ", ".join(models) or "none")
     return MappingProxyType(models)

@@ -11,7 +11,7 @@ import torch
 from fastapi.testclient import TestClient
 
 from app.checkpoints import load_checkpoint
-from app.inference import decode_latents
+from app.inference import decode_latents, prepare_for_serving
 from app.main import create_app
 from app.settings import Settings
 
@@ -20,7 +20,7 @@ def test_decoding_is_batch_invariant_bit_for_bit(trained):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as the server runs it (Settings.torch_threads)
     try:
-        ckpt = load_checkpoint(trained["tiny-cvae"])
+        ckpt = prepare_for_serving(load_checkpoint(trained["tiny-cvae"]))  # as the registry does
         z = torch.randn(40, 10, generator=torch.Generator().manual_seed(0))
         solo = torch.cat([decode_latents(ckpt, z[i : i + 1], 1) for i in range(40)])
         for size in (2, 7, 16, 40):
