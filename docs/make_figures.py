@@ -70,6 +70,27 @@ def kl_svg(width: int = 640, bar_h: int = 14) -> str:
     )
 
 
+def shipped_table() -> str:
+    """The README's table of shipped models, from their cards."""
+    rows = [
+        "| model | recipe | steps × batch | wall time, device | −log p(x\\|z) | KL (nats) "
+        "| latents > 0.1 nats |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name in MODELS:
+        c = load_checkpoint(ROOT / "checkpoints" / name).card
+        ev = c["eval"]
+        kl = f"{ev['kl_total']:.1f}" if "kl_total" in ev else "–"
+        active = f"{ev['active_latents']} of 10" if "active_latents" in ev else "–"
+        rows.append(
+            f"| `{name}` | {c['recipe']} | {c['steps']:,} × {c['batch_size']} "
+            f"| {c['wall_time_s'] / 60:.0f} min, {c['device']} | {ev['recon_nll']:.1f} | {kl} "
+            f"| {active} |"
+        )
+    return "\n".join(rows)
+
+
 if __name__ == "__main__":
     reconstructions().save(ROOT / "docs" / "reconstructions.png", optimize=True)
     (ROOT / "docs" / "kl.svg").write_text(kl_svg())
+    print(shipped_table())
