@@ -263,31 +263,22 @@ def train(args: TrainArgs) -> int:
         torch.set_num_threads(args.threads)
     main_process = rank == 0  # only rank 0 logs and writes (as nanoGPT's master_process)
 
-    dataset = open_dataset(args.dataset)
     run_path = args.run_path
     elapsed_before, start_step = 0.0, 0
     history: list[dict[str, Any]] = []
+    commands = [args.command]
     if args.resume:
         try:
             config, weights, opt_state, trainer = load_run(run_path)
         except CheckpointError as e:
             raise TrainingError(f"cannot resume: {e}") from e
-        saved = TrainArgs(**{**trainer["args"], "out": Path(trainer["args"]["out"])})
+        saved = trainer["args"]
         # the run's identity comes from the saved state; only the length and logistics may change
-        for name in (
-            "dataset",
-            "kind",
-            "beta",
-            "objective",
-            "latents",
-            "batch_size",
-            "seed",
-            "capacity_max",
-            "capacity_steps",
-            "gamma",
-        ):
-            setattr(args, name, getattr(saved, name))
-        args.lr = saved.lr
+        for name in ("dataset", "kind", "beta", "objective", "latents", "batch_size", "seed",
+                     "capacity_max", "capacity_steps", "gamma", "lr"):  # fmt: skip
+            if name in saved:
+                setattr(args, name, saved[name])
+        commands = [*trainer.get("commands", [saved.get("command", "?")]), args.command]
         start_step = int(trainer["step"])
         elapsed_before = float(trainer.get("wall_time_s", 0.0))
         history = list(trainer.get("history", []))
@@ -296,7 +287,9 @@ def train(args: TrainArgs) -> int:
             load_weights(model, run_path / WEIGHTS, weights)
         except CheckpointError as e:
             raise TrainingError(f"cannot resume: {e}") from e
+        dataset = open_dataset(args.dataset)
     else:
+        dataset = open_dataset(args.dataset)
         config = build_config(args, dataset)
         torch.manual_seed(args.seed)  # the initial weights
         model = VAE(config)
@@ -343,6 +336,7 @@ def train(args: TrainArgs) -> int:
                     k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(args).items()
                 },
                 "history": history,
+                "commands": commands,
             }
             save_run(run_path, model, optimizer, trainer_state)
             model.eval()
@@ -350,7 +344,8 @@ def train(args: TrainArgs) -> int:
             model.train()
             card = {
                 "name": Path(args.out).name,
-                "command": args.command,
+                "command": commands[0],  # how the run began; resumptions follow in "commands"
+                "commands": commands,
                 "recipe": _recipe(config, objective),
                 "objective": objective.settings(),
                 "steps": step,

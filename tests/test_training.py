@@ -47,6 +47,7 @@ def test_resume_continues_the_step_count_and_matches_an_uninterrupted_run(tmp_pa
     assert train(second_half) == 0
     card = json.loads((second_half.out / "card.json").read_text())
     assert card["steps"] == 24 and card["objective"]["beta"] == 4.0
+    assert card["commands"] == ["test", "test"] and card["command"] == "test"
 
     a, b = _weights(straight.out), _weights(second_half.out)
     assert a.keys() == b.keys()
