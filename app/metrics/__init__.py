@@ -1,0 +1,1 @@
+"""Disentanglement metrics against ground-truth factors (see scores.py)."""
