@@ -53,6 +53,12 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--capacity-max", type=float, default=25.0)
     p.add_argument("--capacity-steps", type=int, default=100_000)
     p.add_argument("--gamma", type=float, default=1000.0)
+    p.add_argument(
+        "--kl-warmup",
+        type=int,
+        default=0,
+        help="steps over which the KL weight rises linearly from 0 to β",
+    )
     p.add_argument("--no-channels-last", dest="channels_last", action="store_false")
     p.add_argument("--compile", action="store_true", help="torch.compile the model")
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads")

@@ -73,6 +73,7 @@ class TrainArgs:
     capacity_max: float = 25.0
     capacity_steps: int = 100_000
     gamma: float = 1000.0
+    kl_warmup: int = 0  # steps over which the KL weight rises from 0 to β (beta objective)
     channels_last: bool = True
     compile: bool = False
     prefetch: int = 4
@@ -115,7 +116,7 @@ def build_objective(args: TrainArgs, dataset: Dataset) -> Objective:
     if args.kind == "ae":
         return Reconstruction()
     if args.objective == "beta":
-        return BetaELBO(beta=args.beta)
+        return BetaELBO(beta=args.beta, warmup_steps=args.kl_warmup)
     if args.objective == "capacity":
         return ControlledCapacity(
             gamma=args.gamma, capacity_max=args.capacity_max, capacity_steps=args.capacity_steps
@@ -275,7 +276,7 @@ def train(args: TrainArgs) -> int:
         saved = trainer["args"]
         # the run's identity comes from the saved state; only the length and logistics may change
         for name in ("dataset", "kind", "beta", "objective", "latents", "batch_size", "seed",
-                     "capacity_max", "capacity_steps", "gamma", "lr"):  # fmt: skip
+                     "capacity_max", "capacity_steps", "gamma", "lr", "kl_warmup"):  # fmt: skip
             if name in saved:
                 setattr(args, name, saved[name])
         commands = [*trainer.get("commands", [saved.get("command", "?")]), args.command]
@@ -439,9 +440,10 @@ def _recipe(config: ModelConfig, objective: Objective) -> str:
         return "deterministic autoencoder (reconstruction loss only)"
     prefix = "CVAE, " if config.kind == "cvae" else ""
     if s["objective"] == "beta":
-        return prefix + (
-            "VAE, β=1 (negative ELBO)" if s["beta"] == 1 else f"β-VAE, β={s['beta']:g}"
-        )
+        recipe = "VAE, β=1 (negative ELBO)" if s["beta"] == 1 else f"β-VAE, β={s['beta']:g}"
+        if s.get("kl_warmup_steps"):
+            recipe += f", KL warm-up over the first {s['kl_warmup_steps']:,} steps"
+        return prefix + recipe
     if s["objective"] == "capacity":
         return prefix + (
             f"controlled capacity, γ={s['gamma']:g}, C→{s['capacity_max']:g} nats "

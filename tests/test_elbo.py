@@ -84,3 +84,12 @@ def test_tc_penalty_is_larger_for_correlated_latents():
         return obj(nll, mu, logvar, reparameterize(mu, logvar, eps), 0).loss.item()
 
     assert tc(corr_mu) > tc(indep_mu) + 0.5
+
+
+def test_kl_warm_up_ramps_the_weight_then_is_the_plain_objective():
+    obj = BetaELBO(beta=1.0, warmup_steps=100)
+    nll, mu, logvar = torch.tensor([50.0]), torch.ones(1, 2), torch.zeros(1, 2)  # KL = 1
+    assert math.isclose(obj(nll, mu, logvar, mu, 0).loss.item(), 50.0)
+    assert math.isclose(obj(nll, mu, logvar, mu, 50).loss.item(), 50.5)
+    assert math.isclose(obj(nll, mu, logvar, mu, 100).loss.item(), 51.0)
+    assert math.isclose(obj(nll, mu, logvar, mu, 5000).loss.item(), 51.0)

@@ -63,15 +63,25 @@ class Reconstruction:
 @dataclass
 class BetaELBO:
     beta: float = 1.0
+    # KL warm-up (Bowman et al. 2016; Sønderby et al. 2016): the KL weight rises linearly from 0
+    # to β over these first steps, so latents are not switched off before the decoder can use
+    # them; afterwards the objective is exactly the β-weighted negative ELBO
+    warmup_steps: int = 0
     name: str = "beta"
+
+    def weight(self, step: int) -> float:
+        if self.warmup_steps <= 0:
+            return self.beta
+        return self.beta * min(1.0, step / self.warmup_steps)
 
     def __call__(self, recon_nll, mu, logvar, z, step) -> LossTerms:  # noqa: ANN001
         recon = recon_nll.mean()
         kl = _kl(mu, logvar)
-        return LossTerms(loss=recon + self.beta * kl.sum(), recon=recon.detach(), kl=kl.detach())
+        loss = recon + self.weight(step) * kl.sum()
+        return LossTerms(loss=loss, recon=recon.detach(), kl=kl.detach())
 
     def settings(self) -> dict[str, float | int | str]:
-        return {"objective": self.name, "beta": self.beta}
+        return {"objective": self.name, "beta": self.beta, "kl_warmup_steps": self.warmup_steps}
 
 
 @dataclass
