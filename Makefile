@@ -58,7 +58,7 @@ bench: install $(CHROMIUM) /usr/bin/wrk
 # How the shipped checkpoints were trained (CPU; resumable: add --resume to continue a run).
 train-shipped: install
 	$(VENV)/bin/latent-explorer train --kind ae --latents 10 --steps 5000 --batch-size 128 --out checkpoints/dsprites-ae
-	$(VENV)/bin/latent-explorer train --kind vae --beta 1 --latents 10 --steps 8000 --batch-size 128 --out checkpoints/dsprites-vae
+	$(VENV)/bin/latent-explorer train --kind vae --beta 1 --latents 10 --steps 6000 --batch-size 128 --seed 1 --kl-warmup 2000 --out checkpoints/dsprites-vae
 	$(VENV)/bin/latent-explorer train --kind vae --beta 4 --latents 10 --steps 10000 --batch-size 128 --out checkpoints/dsprites-beta-vae
 	$(VENV)/bin/latent-explorer train --kind cvae --beta 1 --latents 10 --steps 10000 --batch-size 128 --out checkpoints/dsprites-cvae
 
