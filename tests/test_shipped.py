@@ -39,7 +39,8 @@ def test_shipped_card_says_how_it_was_trained(name):
     commands = card.get("commands", [card["command"]])  # the first began it, others resumed it
     assert all(c.startswith("latent-explorer train") for c in commands)
     assert any(f"--out checkpoints/{name}" in c for c in commands)
-    assert card["steps"] == card["target_steps"] > 1000
+    # a run stopped by a signal ships the step it reached; --resume takes it to target_steps
+    assert 1000 < card["steps"] <= card["target_steps"]
     for key in ("seed", "wall_time_s", "device", "final_train_loss", "eval", "batch_size"):
         assert card[key] is not None, key
 
