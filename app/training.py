@@ -38,7 +38,7 @@ from app.checkpoints import (
 )
 from app.data import Dataset, open_dataset
 from app.models import VAE, ModelConfig
-from app.models.elbo import reconstruction_nll
+from app.models.elbo import kl_per_dim, reconstruction_nll
 from app.models.objectives import (
     BetaELBO,
     BetaTCVAE,
@@ -201,7 +201,7 @@ def evaluate(model: VAE, dataset: Dataset, n: int, device: torch.device) -> dict
         decoded, mu, logvar, _ = model(x, labels if cfg.kind == "cvae" else None)
         recon_sum += reconstruction_nll(decoded, x, cfg.likelihood, cfg.gaussian_sigma).sum().item()
         if logvar is not None:
-            kl = 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar)
+            kl = kl_per_dim(mu, logvar)
             kl_sum += kl.sum(0).double().cpu()
         done += b
         step += 1

@@ -201,6 +201,11 @@ async def encode_upload(
     return {**_encoding_json(model, x, label), "notes": notes}
 
 
+def dsprites_tensor(index: int) -> torch.Tensor:
+    """dSprites image `index` as the (1, 64, 64) float tensor a model sees."""
+    return torch.from_numpy(render(index_to_classes(index))[0][None]).float()
+
+
 def _dsprites_model(model: Checkpoint) -> None:
     if not model.config.dataset.startswith("dsprites"):
         raise InferenceError(
@@ -217,7 +222,7 @@ def encode_dataset_image(
     defaults to the image's own shape."""
     _dsprites_model(model)
     classes = index_to_classes(index)
-    x = torch.from_numpy(render(classes)[0][None]).float()
+    x = dsprites_tensor(index)
     if model.config.kind == "cvae" and label is None:
         label = int(classes[0, 0])
     factors = dict(zip(FACTOR_NAMES, classes[0].tolist(), strict=True))
@@ -235,7 +240,7 @@ def dsprites_image(index: int, scale: Scale = 1) -> Response:
     """dSprites image number `index` (0 ≤ index < 737,280), drawn by our renderer."""
     if not 0 <= index < N_IMAGES:
         raise NotFoundError(f"dSprites index must be in 0..{N_IMAGES - 1}, got {index}")
-    img = torch.from_numpy(render(index_to_classes(index))).float()
+    img = dsprites_tensor(index)
     return Response(
         imaging.png_bytes(img, min(scale, 8)),
         media_type="image/png",

@@ -13,7 +13,7 @@ from fastapi.responses import HTMLResponse
 
 from app import imaging, inference
 from app.checkpoints import Checkpoint
-from app.data.dsprites import N_IMAGES, index_to_classes, render
+from app.data.dsprites import N_IMAGES
 from app.imaging import ImageInputError
 from app.inference import InferenceError
 from app.settings import Settings
@@ -100,7 +100,7 @@ async def _end(
         raise InferenceError(f"image {which}: {ckpt.name} has no dataset images; upload a file")
     if not 0 <= index < N_IMAGES:
         raise InferenceError(f"image {which}: dSprites index must be in 0..{N_IMAGES - 1}")
-    return torch.from_numpy(render(index_to_classes(index))[0][None]).float()
+    return api.dsprites_tensor(index)
 
 
 @router.post("/ui/{name}/interpolate", response_class=HTMLResponse)
