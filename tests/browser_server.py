@@ -3,7 +3,6 @@ returns: the browser's first request simply waits in the backlog until the app i
 
 from __future__ import annotations
 
-import socket
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -12,6 +11,7 @@ import uvicorn
 from playwright.sync_api import Browser, Playwright
 
 from app.main import create_app
+from app.server import tcp_listener
 from app.settings import Settings
 
 CHROMIUM = "/usr/bin/chromium"  # Debian's package, installed by `make test`
@@ -32,10 +32,7 @@ def launch_chromium(p: Playwright) -> Browser:
 
 @contextmanager
 def live_server(settings: Settings) -> Iterator[str]:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(128)
+    sock = tcp_listener("127.0.0.1", 0)  # TCP named, so responses aren't held by Nagle
     port = sock.getsockname()[1]
     server = uvicorn.Server(uvicorn.Config(create_app(settings), log_level="warning"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
