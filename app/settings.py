@@ -20,6 +20,7 @@ class Settings(BaseSettings):
     max_abs_latent: float = 10.0  # |z_i| beyond this is far outside N(0, 1): refused
     max_batch: int = 256  # latent vectors per batch decode, samples per request
     max_traverse_steps: int = 15  # columns of a traversal grid
+    max_sweep_positions: int = 241  # slider positions in one sweep strip (±3 in steps of 0.025)
     max_interpolate_steps: int = 64  # frames of an interpolation strip
     max_upload_bytes: int = 10 * 1024 * 1024
     max_image_scale: int = 8  # nearest-neighbour enlargement of returned PNGs

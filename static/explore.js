@@ -3,8 +3,10 @@
 // At pointer rate htmx would add latency, so these few lines set the pictures directly. Per
 // picture: one request in flight at a time, the newest slider position waiting behind it (older
 // ones are dropped, never painted), decoded bitmaps kept in a small cache so revisited positions
-// paint at once. Slider values are rounded to 0.01, which is also what makes the server's ETag
-// and the browser's HTTP cache useful.
+// paint at once. Grabbing a slider (pointer or keyboard focus) fetches a sweep: one strip with
+// that slider's every position decoded, sliced into the cache, so the drag itself paints from
+// memory. z is written with two decimals, which is also what makes the server's ETag and the
+// browser's HTTP cache useful.
 "use strict";
 
 (() => {
@@ -14,13 +16,16 @@
   const limit = Number(root.dataset.range);
   const sliders = Array.from(root.querySelectorAll('input[type="range"][data-dim]'));
   const z = new Array(dim).fill(0);
-  for (const s of sliders) z[Number(s.dataset.dim)] = Number(s.value);
+  // the URL's z, to two decimals; the thumb itself snaps to the slider's step
+  for (const s of sliders) z[Number(s.dataset.dim)] = Number(s.dataset.value);
   let label = root.dataset.label === "" ? null : Number(root.dataset.label);
 
   // paint timings (input event → picture on screen), read by bench/ and the browser tests
   const paints = (window.__latentPaints = []);
-  const zText = () => z.map((v) => v.toFixed(2)).join(",");
-  const query = (kind) => `z=${zText()}` + (label === null || kind !== "cvae" ? "" : `&label=${label}`);
+  const sweeps = (window.__latentSweeps = []); // sweeps sliced into the caches, for tests and bench/
+  const zText = (values = z) => values.map((v) => v.toFixed(2)).join(",");
+  const query = (kind, values = z) =>
+    `z=${zText(values)}` + (label === null || kind !== "cvae" ? "" : `&label=${label}`);
   const api = (model) => `/api/models/${encodeURIComponent(model)}`;
 
   const errorBox = document.getElementById("decode-error");
@@ -49,7 +54,7 @@
     function remember(url, bitmap) {
       cache.delete(url);
       cache.set(url, bitmap);
-      if (cache.size > 600) cache.delete(cache.keys().next().value);
+      if (cache.size > 1500) cache.delete(cache.keys().next().value);
     }
 
     async function fetchBitmap(url) {
@@ -93,7 +98,35 @@
         });
     }
 
-    const update = (t0) => request(`${api(model)}/decode.png?${query(kind)}`, t0);
+    const decodeUrl = (values = z) => `${api(model)}/decode.png?${query(kind, values)}`;
+    const update = (t0) => request(decodeUrl(), t0);
+
+    // every position of slider `dim` from the current z: tile k of the strip is z[dim] = k·step − span
+    const fetchedSweeps = new Set();
+    function prefetch(dim, span, step) {
+      const at = z.slice();
+      const url = `${api(model)}/sweep.png?${query(kind, at)}&dim=${dim}&span=${span}&step=${step}`;
+      if (fetchedSweeps.has(url)) return;
+      fetchedSweeps.add(url);
+      const spanH = Math.round(span * 100);
+      const stepH = Math.round(step * 100);
+      fetchBitmap(url)
+        .then(async (strip) => {
+          const size = strip.height;
+          const tiles = await Promise.all(
+            Array.from({ length: Math.round(strip.width / size) }, (_, k) =>
+              createImageBitmap(strip, k * size, 0, size, size),
+            ),
+          );
+          tiles.forEach((tile, k) => {
+            at[dim] = (k * stepH - spanH) / 100; // the same hundredths as the server's tile k
+            const key = decodeUrl(at);
+            if (!cache.has(key)) remember(key, tile);
+          });
+          sweeps.push({ model, dim, tiles: tiles.length });
+        })
+        .catch(() => fetchedSweeps.delete(url)); // the drag still works, one fetch per position
+    }
     function refreshTraverse() {
       const base = `${api(model)}/traverse.png?${query(kind)}`;
       const img = root.querySelector(`img.traverse[data-model="${model}"]`);
@@ -107,7 +140,7 @@
       createImageBitmap(first).then((b) => paint(`${api(model)}/decode.png?${query(kind)}`, b, performance.now(), false));
     if (first.complete && first.naturalWidth) drawFirst();
     else first.addEventListener("load", drawFirst, { once: true });
-    return { update, refreshTraverse };
+    return { update, refreshTraverse, prefetch };
   }
 
   const panels = Array.from(root.querySelectorAll("canvas.decoded[data-model]")).map(makePanel);
@@ -131,7 +164,8 @@
   const refreshTraverses = () => panels.forEach((p) => p.refreshTraverse());
 
   function setOutput(s) {
-    document.getElementById(`${s.id}-value`).textContent = Number(s.value).toFixed(2);
+    // z, not the thumb: an encoded μ keeps its two decimals between the slider's steps
+    document.getElementById(`${s.id}-value`).textContent = z[Number(s.dataset.dim)].toFixed(2);
   }
 
   function setAll(values) {
@@ -160,6 +194,9 @@
       changed(ev.timeStamp || performance.now());
     });
     s.addEventListener("change", refreshTraverses);
+    const grab = () => panels.forEach((p) => p.prefetch(Number(s.dataset.dim), limit, Number(s.step)));
+    s.addEventListener("pointerdown", grab);
+    s.addEventListener("focus", grab);
   }
   for (const radio of root.querySelectorAll('input[name="label"]')) {
     radio.addEventListener("change", () => {

@@ -127,6 +127,29 @@ def test_traverse_grid_has_one_row_per_latent(client):
     assert not np.array_equal(top_row[:, :64], top_row[:, 4 * 66 : 4 * 66 + 64])  # the sweep shows
 
 
+def test_sweep_tiles_are_the_single_decodes_of_every_slider_position(client):
+    z = [0.37, -1.2, 0, 0, 2, 0, 0, 0, 0, 0.25]
+    q = {"z": zq(z), "dim": 4, "span": 1, "step": 0.25}
+    strip = png(client.get("/api/models/tiny-vae/sweep.png", params=q))
+    assert strip.shape == (64, 9 * 64)  # −1, −0.75, …, 1: nine tiles, no padding
+    tiles = [strip[:, k * 64 : (k + 1) * 64] for k in range(9)]
+    for k, value in enumerate(np.linspace(-1, 1, 9)):
+        at = list(z)
+        at[4] = value
+        # the page writes z with two decimals: the tile must be exactly what it would fetch
+        text = ",".join(f"{v:.2f}" for v in at)
+        single = png(client.get("/api/models/tiny-vae/decode.png", params={"z": text}))
+        assert np.array_equal(tiles[k], single), k
+    assert not np.array_equal(tiles[0], tiles[-1])  # the latent really moves
+
+
+def test_sweep_of_a_cvae_follows_its_label(client):
+    q = {"z": zq([0.3] * 10), "dim": 0, "span": 1, "step": 1}
+    a = png(client.get("/api/models/tiny-cvae/sweep.png", params={**q, "label": 0}))
+    b = png(client.get("/api/models/tiny-cvae/sweep.png", params={**q, "label": 2}))
+    assert a.shape == b.shape == (64, 3 * 64) and not np.array_equal(a, b)
+
+
 def test_interpolation_png_and_gif(client):
     q = {"z0": zq([-2] * 10), "z1": zq([2] * 10), "steps": 6}
     strip = png(client.get("/api/models/tiny-vae/interpolate.png", params=q))
@@ -171,6 +194,30 @@ def test_sample_is_reproducible_from_its_seed(client):
             {"z": "0" + ",0" * 9, "steps": 99},
             422,
             "steps is 99, the limit is 15",
+        ),
+        (
+            "/api/models/tiny-vae/sweep.png",
+            {"z": "0" + ",0" * 9, "dim": 10},
+            422,
+            "dim must be below 10, got 10",
+        ),
+        (
+            "/api/models/tiny-vae/sweep.png",
+            {"z": "0" + ",0" * 9, "dim": 0, "step": 0.07},
+            422,
+            "step 0.07 does not divide the range −3…3 evenly",
+        ),
+        (
+            "/api/models/tiny-vae/sweep.png",
+            {"z": "0" + ",0" * 9, "dim": 0, "step": 0.001},
+            422,
+            "step must be a multiple of 0.01",
+        ),
+        (
+            "/api/models/tiny-vae/sweep.png",
+            {"z": "0" + ",0" * 9, "dim": 0, "step": 0.01},
+            422,
+            "number of slider positions is 601, the limit is 241",
         ),
         ("/api/models/tiny-vae/sample", {"n": 100000}, 422, "n is 100000, the limit is 256"),
         ("/api/dsprites/737280.png", {}, 404, "dSprites index must be in"),

@@ -80,6 +80,40 @@ def test_dragging_a_slider_changes_the_image_while_the_button_is_held(page):
     page.mouse.up()
 
 
+def test_a_grabbed_slider_drags_from_its_sweep_without_a_request_per_position(page):
+    page.goto("/compare?a=dsprites-vae&b=dsprites-beta-vae")
+    models = ("dsprites-vae", "dsprites-beta-vae")
+    shown = {m: wait_painted(page, m) for m in models}
+    slider = page.locator(".latent input[type=range]").first
+    box = slider.bounding_box()
+    x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    page.mouse.move(x, y)
+    page.mouse.down()  # grabbing fetches one strip per model with every position of this slider
+    page.wait_for_function("window.__latentSweeps.length === 2")
+    assert page.evaluate("window.__latentSweeps.map(s => s.tiles)") == [121, 121]
+    decodes: list[str] = []
+    page.on("request", lambda r: decodes.append(r.url) if "/decode.png" in r.url else None)
+    page.evaluate("window.__latentPaints.length = 0")
+    page.mouse.move(x + box["width"] * 0.4, y, steps=10)
+    for m in models:
+        wait_repainted(page, m, shown[m])
+    page.mouse.up()
+    paints = page.evaluate("window.__latentPaints")
+    assert len(paints) >= 2 and all(p["cached"] for p in paints)
+    assert decodes == []  # every position came out of the sweeps
+    # and what was painted from the strip is what a single decode gives
+    for m in models:
+        url = page.eval_on_selector(f'canvas.decoded[data-model="{m}"]', "c => c.dataset.shown")
+        painted = page.eval_on_selector(
+            f'canvas.decoded[data-model="{m}"]',
+            """c => { const t = document.createElement('canvas'); t.width = t.height = 64;
+                      t.getContext('2d').drawImage(c, 0, 0, 64, 64);
+                      return Array.from(t.getContext('2d').getImageData(0, 0, 64, 64).data); }""",
+        )
+        single = np.asarray(Image.open(io.BytesIO(page.request.get(url).body())).convert("L"))
+        assert np.array_equal(np.array(painted[::4], dtype=np.uint8).reshape(64, 64), single)
+
+
 def test_uploading_an_image_moves_the_sliders_to_its_mu(page, server):
     sprite = render(np.array([[2, 5, 0, 8, 24]]))[0] * 255
     buf = io.BytesIO()
@@ -98,8 +132,10 @@ def test_uploading_an_image_moves_the_sliders_to_its_mu(page, server):
     sliders = page.locator(".latent input[type=range]")
     for i in range(sliders.count()):
         s = sliders.nth(i)
-        want = max(-3.0, min(3.0, round(mu[int(s.get_attribute("data-dim"))], 2)))
-        assert float(s.input_value()) == pytest.approx(want, abs=0.011)
+        dim = int(s.get_attribute("data-dim"))
+        want = max(-3.0, min(3.0, round(mu[dim], 2)))
+        assert float(page.inner_text(f"#z{dim}-value")) == pytest.approx(want, abs=0.001)
+        assert float(s.input_value()) == pytest.approx(want, abs=0.026)  # the thumb: step 0.05
     assert any(abs(m) > 0.3 for m in mu)  # the sliders really moved away from 0
     assert (
         page.locator(".encoding img").count() == 2
@@ -140,7 +176,7 @@ def test_the_url_restores_a_state_and_follows_the_sliders(page):
     assert page.is_checked('input[name="label"][value="2"]')
     page.focus("#z0")
     page.keyboard.press("ArrowRight")
-    page.wait_for_function("new URLSearchParams(location.search).get('z').startsWith('1.26,')")
+    page.wait_for_function("new URLSearchParams(location.search).get('z').startsWith('1.30,')")
     assert parse_qs(urlparse(page.url).query)["label"] == ["2"]
 
 

@@ -273,6 +273,48 @@ def traverse_png(
     )
 
 
+def sweep_values(span: float, step: float, limit: int) -> list[float]:
+    """The positions of a slider from −span to +span in steps of `step`: k/100 for whole numbers
+    k of hundredths, which is how the page writes z into a decode URL (two decimals), so a sweep's
+    tiles and single decodes agree bit for bit."""
+    hundredths = {"step": step * 100, "span": span * 100}
+    for name, h in hundredths.items():
+        if h < 1 or abs(h - round(h)) > 1e-6:
+            raise InferenceError(f"{name} must be a multiple of 0.01, got {h / 100:g}")
+    step_h, span_h = round(hundredths["step"]), round(hundredths["span"])
+    if 2 * span_h % step_h:
+        raise InferenceError(f"step {step:g} does not divide the range −{span:g}…{span:g} evenly")
+    n = _limit(2 * span_h // step_h + 1, limit, "number of slider positions")
+    return [(k * step_h - span_h) / 100 for k in range(n)]
+
+
+@router.get("/models/{name}/sweep.png", response_class=Response, responses={200: PNG})
+def sweep_png(
+    request: Request, model: ModelDep, settings: SettingsDep, z: LatentText,
+    dim: Annotated[int, Query(ge=0, description="the latent the slider moves")],
+    label: Label = None,
+    span: Annotated[float, Query(gt=0, le=10)] = 3.0,
+    step: Annotated[float, Query(gt=0)] = 0.05,
+) -> Response:  # fmt: skip
+    """Every position of one slider at once: a strip of image-size tiles, no padding, tile k
+    decoded from z with z[dim] = −span + k·step. Each tile is bit-identical to `decode.png` at
+    that z, so the page fetches this when a slider is grabbed and paints the drag from it."""
+    zt = parse_latents(z, model, settings)
+    if dim >= model.config.latent_dim:
+        raise InferenceError(f"dim must be below {model.config.latent_dim}, got {dim}")
+    inference.check_label(model, label)
+    values = sweep_values(span, step, settings.max_sweep_positions)
+    key = ("sweep", zt, dim, label, span, step)
+
+    def render_strip() -> bytes:
+        zs = zt.repeat(len(values), 1)
+        zs[:, dim] = torch.tensor(values, dtype=torch.float32)
+        images = inference.decode_latents(model, zs, label)
+        return imaging.png_bytes(imaging.grid(images, 1, len(values), pad=0))
+
+    return cached_image(request, model, key, render_strip)
+
+
 @router.get(
     "/models/{name}/interpolate.{fmt}",
     response_class=Response,
