@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 from app.checkpoints import load_checkpoint
 from app.inference import decode_latents, prepare_for_serving
 from app.main import create_app
+from app.models.vae import overlap_add_conv_transpose
 from app.settings import Settings
 
 
@@ -28,6 +29,25 @@ def test_decoding_is_batch_invariant_bit_for_bit(trained):
             assert torch.equal(torch.cat(parts), solo), size
     finally:
         torch.set_num_threads(threads)
+
+
+def test_the_serving_path_computes_the_same_decoder_as_training(trained):
+    """Serving swaps the last transposed convolution for a product + overlap-add (faster on CPU,
+    batch-invariant): the same function, to float rounding, on grey and colour outputs."""
+    for name in ("tiny-vae", "tiny-cvae"):
+        model = load_checkpoint(trained[name]).model
+        z = torch.randn(9, 10, generator=torch.Generator().manual_seed(1))
+        labels = torch.arange(9) % 3 if name == "tiny-cvae" else None
+        with torch.inference_mode():
+            plain = model.decode(z, labels)
+            served = model.decode(z, labels, batch_invariant=True)
+        assert served.shape == plain.shape == (9, 1, 64, 64)
+        assert plain.std() > 0.1  # a real picture, not a constant
+        torch.testing.assert_close(served, plain, rtol=1e-4, atol=1e-4)
+    layer = torch.nn.ConvTranspose2d(8, 3, 4, 2, 1)  # a colour decoder's last layer
+    x = torch.randn(5, 8, 32, 32)
+    with torch.inference_mode():
+        torch.testing.assert_close(overlap_add_conv_transpose(x, layer), layer(x))
 
 
 def test_concurrent_requests_share_forward_passes_and_get_their_own_bytes(

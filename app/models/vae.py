@@ -66,13 +66,33 @@ class Decoder(nn.Module):
     ) -> torch.Tensor:
         if onehot is not None:
             z = torch.cat([z, onehot], dim=1)  # (B, D + n_labels)
-        if batch_invariant:
-            # a matrix product's rounding depends on how many rows it has, so the dense layers
-            # go row by row (microseconds); the transposed convolutions treat each image alone
-            h = torch.cat([self.dense(row) for row in z.split(1)])
-        else:
+        if not batch_invariant:
             h = self.dense(z)
-        return self.deconvs(h.view(-1, self.conv_channels, 4, 4))  # (B, 32, 4, 4) → (B, C, 64, 64)
+            # (B, 32, 4, 4) → (B, C, 64, 64)
+            return self.deconvs(h.view(-1, self.conv_channels, 4, 4))
+        # serving: a matrix product's rounding depends on how many rows it has, so the dense
+        # layers go row by row (microseconds); the transposed convolutions treat each image alone
+        h = torch.cat([self.dense(row) for row in z.split(1)])
+        h = self.deconvs[:-1](h.view(-1, self.conv_channels, 4, 4))
+        return overlap_add_conv_transpose(h, self.deconvs[-1])
+
+
+def overlap_add_conv_transpose(x: torch.Tensor, layer: nn.Module) -> torch.Tensor:
+    """The same transposed convolution as `layer`, as one matrix product per image followed by
+    an overlap-add (F.fold): every input pixel scatters its k×k patch of weights, and the patches
+    are summed. For the decoder's last layer (32 → 1 or 3 channels) CPU kernels vectorise this far
+    better than the convolution itself (~45 µs against ~200–280 µs per 64×64 image on one core),
+    and each image stays its own product, so the result does not depend on the batch. Training
+    keeps the convolution: with its backward pass and channels_last it is the faster one there."""
+    if not isinstance(layer, nn.ConvTranspose2d):
+        raise TypeError(f"expected a ConvTranspose2d, got {type(layer).__name__}")
+    b, c_in, h, w = x.shape
+    k, stride, pad = layer.kernel_size[0], layer.stride[0], int(layer.padding[0])
+    weights = layer.weight.reshape(c_in, -1).t()  # (C_out·k·k, C_in)
+    cols = torch.matmul(weights, x.contiguous().view(b, c_in, h * w))  # (B, C_out·k·k, H·W)
+    size = ((h - 1) * stride - 2 * pad + k, (w - 1) * stride - 2 * pad + k)
+    out = F.fold(cols, size, k, stride=stride, padding=pad)
+    return out + layer.bias.view(1, -1, 1, 1) if layer.bias is not None else out
 
 
 class VAE(
