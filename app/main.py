@@ -13,7 +13,7 @@ from fastapi.templating import Jinja2Templates
 
 from app.registry import load_registry
 from app.settings import Settings
-from app.web import api, errors, interpolate, pages
+from app.web import api, errors, figure2, interpolate, pages
 from app.web.batching import DecodeBatcher
 
 
@@ -45,4 +45,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(api.router)
     app.include_router(pages.router)
     app.include_router(interpolate.router)
+    app.include_router(figure2.router)
     return app

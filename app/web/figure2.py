@@ -1,0 +1,98 @@
+"""The β-VAE paper's Figure 2 for a model: two SVG documents under /api, and the htmx fragment
+that the compare and card pages load when it scrolls into view (the first computation takes
+seconds; the pages never wait for it).
+
+The handlers are plain `def`s, so FastAPI runs them on its thread pool, off the event loop;
+`app.figure2.figure2_data` makes concurrent first requests for one model share one computation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import HTMLResponse, Response
+from markupsafe import Markup
+
+from app import figure2, figure2_svg
+from app.checkpoints import Checkpoint
+from app.inference import InferenceError
+from app.web import api
+from app.web.deps import ModelDep, TemplatesDep
+
+router = APIRouter(tags=["figure 2"])
+
+SVG = {"content": {"image/svg+xml": {}}, "description": "an SVG document"}
+
+
+async def get_sampling() -> figure2.Sampling:
+    """How many images the figure averages over (tests override this with fewer)."""
+    return figure2.Sampling()
+
+
+SamplingDep = Annotated[figure2.Sampling, Depends(get_sampling)]
+Render = Callable[[figure2.Figure2Data, str], str]
+
+# (figure, weights, name, sampling) → SVG text: rendering takes ~40 ms (PNG tiles), and a
+# registry is read-only, so each document is built once per process
+_documents: dict[tuple[str, str, str, figure2.Sampling], str] = {}
+
+
+def svg_document(ckpt: Checkpoint, sampling: figure2.Sampling, render: Render) -> str:
+    key = (render.__name__, ckpt.digest, ckpt.name, sampling)
+    if key not in _documents:
+        _documents[key] = render(figure2.figure2_data(ckpt, sampling), ckpt.name)
+    return _documents[key]
+
+
+def _svg_response(
+    request: Request, model: Checkpoint, sampling: figure2.Sampling, render: Render
+) -> Response:
+    figure2.check_dsprites(model)  # a 422 before anything is computed
+    return api.cached_image(
+        request,
+        model,
+        (render.__name__, model.name, sampling),
+        lambda: svg_document(model, sampling, render).encode(),
+        media_type="image/svg+xml",
+    )
+
+
+@router.get("/api/models/{name}/figure2.svg", response_class=Response, responses={200: SVG})
+def figure2_document(request: Request, model: ModelDep, sampling: SamplingDep) -> Response:
+    """Higgins et al. 2017, Figure 2, for a dSprites model: one column per latent, most varied
+    first; rows: mean μ over the 32×32 positions, mean μ against scale and against rotation per
+    shape (square red, ellipse green, heart blue), a traversal of one dataset image from −3 to
+    +3, and the learned variance Var(μ). Unused latents are dimmed."""
+    return _svg_response(request, model, sampling, figure2_svg.figure_svg)
+
+
+@router.get("/api/models/{name}/mi.svg", response_class=Response, responses={200: SVG})
+def mutual_information_document(
+    request: Request, model: ModelDep, sampling: SamplingDep
+) -> Response:
+    """The mutual information between each latent (20-bin histogram of μ) and each dSprites
+    factor, as a heat-map of MI / H(factor); the tooltips give nats."""
+    return _svg_response(request, model, sampling, figure2_svg.mi_svg)
+
+
+@router.get("/ui/{name}/figure2", response_class=HTMLResponse, include_in_schema=False)
+def figure2_partial(
+    request: Request, model: ModelDep, templates: TemplatesDep, sampling: SamplingDep
+) -> HTMLResponse:
+    """htmx: a model's Figure 2, its mutual-information map and its metric table."""
+    context: dict[str, Any] = {
+        "name": model.name,
+        "digest": model.digest,
+        "metrics": model.card.get("metrics"),
+        "error": None,
+    }
+    try:
+        # Markup: our own SVG, every piece of text in it escaped by app.figure2_svg
+        context["figure"] = Markup(svg_document(model, sampling, figure2_svg.figure_svg))
+        context["mi"] = Markup(svg_document(model, sampling, figure2_svg.mi_svg))
+    except InferenceError as e:
+        context["error"] = str(e)
+    status = 200 if context["error"] is None else 422
+    return templates.TemplateResponse(request, "partials/figure2.html", context, status_code=status)
