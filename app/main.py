@@ -41,7 +41,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.templates = Jinja2Templates(directory=str(settings.templates_dir))
     app.mount("/static", StaticFiles(directory=str(settings.static_dir)), name="static")
-    errors.install(app)
+    errors.install(app, settings.max_upload_bytes)
     app.include_router(api.router)
     app.include_router(pages.router)
     app.include_router(interpolate.router)
