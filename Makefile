@@ -12,7 +12,9 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: install run test lint bench train-shipped clean
 
-install: $(VENV)/.installed static/vendor/htmx.min.js
+VENDOR := static/vendor/htmx.min.js static/vendor/swagger-ui-bundle.js static/vendor/swagger-ui.css
+
+install: $(VENV)/.installed $(VENDOR)
 
 # torch first, pinned by constraints.txt to the local CPU wheel: an unpinned torch would pull
 # a multi-GB CUDA build. The project and its test extras follow under the same constraints.
@@ -31,6 +33,11 @@ node_modules/.package-lock.json: package.json package-lock.json
 static/vendor/htmx.min.js: node_modules/.package-lock.json
 	mkdir -p static/vendor
 	cp node_modules/htmx.org/dist/htmx.min.js $@
+
+# Swagger UI for /docs (FastAPI's default page would load it from a CDN)
+static/vendor/swagger-ui-bundle.js static/vendor/swagger-ui.css: node_modules/.package-lock.json
+	mkdir -p static/vendor
+	cp node_modules/swagger-ui-dist/$(notdir $@) $@
 
 run: install
 	$(VENV)/bin/latent-explorer serve --host $(HOST) --port $(PORT)

@@ -146,7 +146,7 @@ def _column(data: Figure2Data, dim: int, x0: float, rows: dict[str, float], m: f
                                                      "font-weight": 600, "font-size": 13}),
         _el("image", {"class": "heatmap", "x": x0, "y": rows["position"], "width": CELL,
                       "height": CELL, "preserveAspectRatio": "none",
-                      "image-rendering": "optimizeSpeed", "style": "image-rendering:pixelated",
+                      "image-rendering": "pixelated",
                       "href": _png_href(colour_map(heat / (2 * m) + 0.5, DIVERGING))},
             _title(f"z{dim}: mean μ over the 32×32 positions, {heat.min():.2f} to "
                    f"{heat.max():.2f} (x right, y down)")),
@@ -159,7 +159,7 @@ def _column(data: Figure2Data, dim: int, x0: float, rows: dict[str, float], m: f
         y = rows["traversal"] + k * (CELL + FRAME_GAP)
         parts.append(
             _el("image", {"class": "traversal", "x": x0, "y": y, "width": CELL, "height": CELL,
-                          "image-rendering": "optimizeSpeed", "style": "image-rendering:pixelated",
+                          "image-rendering": "pixelated",
                           "href": _png_href(data.traversal[dim, k])},
                 _title(f"z{dim} = {value:+.2f}, the others at μ of the dataset image"))
         )  # fmt: skip

@@ -13,7 +13,7 @@ from fastapi.templating import Jinja2Templates
 
 from app.registry import load_registry
 from app.settings import Settings
-from app.web import api, errors, figure2, interpolate, pages
+from app.web import api, errors, figure2, interpolate, pages, security
 from app.web.batching import DecodeBatcher
 
 
@@ -37,13 +37,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title="latent-explorer",
         lifespan=lifespan,
         description="See what a variational autoencoder has learned.",
+        docs_url=None,  # ours, served from /static: see app/web/security.py
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.templates = Jinja2Templates(directory=str(settings.templates_dir))
     app.mount("/static", StaticFiles(directory=str(settings.static_dir)), name="static")
     errors.install(app, settings.max_upload_bytes)
+    app.add_middleware(security.SecurityHeaders)
     app.include_router(api.router)
     app.include_router(pages.router)
     app.include_router(interpolate.router)
     app.include_router(figure2.router)
+    app.include_router(security.router)
     return app

@@ -189,3 +189,20 @@ def test_one_click_shows_a_random_z_decoded_by_the_ae_and_the_vae(page):
     assert len(query["z"][0].split(",")) == 10
     for m in ("dsprites-ae", "dsprites-vae"):
         wait_painted(page, m)
+
+
+def test_pages_and_the_api_docs_run_under_the_content_security_policy(browser, server):
+    context = browser.new_context(base_url=server, viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    console: list[str] = []
+    page.on("console", lambda m: console.append(m.text))
+    page.goto("/compare?a=dsprites-vae&b=dsprites-beta-vae")
+    wait_painted(page, "dsprites-beta-vae")
+    page.locator("#figure2, .figure2").first.scroll_into_view_if_needed()
+    page.wait_for_selector(".figure2 svg", timeout=60_000)  # htmx-loaded inline SVG
+    page.goto("/docs")
+    page.wait_for_selector(".opblock", timeout=30_000)  # Swagger UI rendered our operations
+    assert page.locator(".opblock").count() >= 10
+    assert "decode.png" in page.inner_text("#swagger-ui")
+    context.close()
+    assert not [m for m in console if "Content Security Policy" in m], console
