@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -222,3 +223,48 @@ def test_trains_on_a_folder_of_colour_images_with_a_gaussian_likelihood(tmp_path
     with torch.no_grad():
         out = torch.sigmoid(ckpt.model.decode(torch.zeros(2, 10), torch.tensor([0, 1])))
     assert out.shape == (2, 3, 64, 64)
+
+
+def _wait_for_step(proc: subprocess.Popen, step: int) -> None:
+    """Read the progress bar until it shows `step` (or later) of the 100000-step run."""
+    seen = ""
+    while True:
+        ch = proc.stderr.read(1)
+        assert ch, f"training exited early: {seen[-500:]}"
+        seen += ch
+        done = re.search(r"(\d+)/100000 $", seen[-30:]) if ch == " " else None
+        if done and int(done.group(1)) >= step:
+            return
+
+
+def test_sigkill_at_random_moments_never_loses_the_last_checkpoint(tmp_path):
+    """SIGKILL cannot be caught: whatever the process was doing (often writing a checkpoint,
+    which happens every other step here), the previous checkpoint and run must load whole, and
+    --resume must continue from where the saved state says."""
+    out, run = tmp_path / "ck", tmp_path / "run"
+    rng = np.random.default_rng(0)
+    saved = 0
+    for attempt in range(4):
+        resume = ["--resume"] if (run / "trainer.json").exists() else []
+        proc = _cli(
+            "train", "--out", str(out), "--run-dir", str(run), "--steps", "100000",
+            "--batch-size", "8", "--eval-images", "32", "--log-every", "1", "--save-every", "2",
+            *resume, stderr=subprocess.PIPE,
+        )  # fmt: skip
+        _wait_for_step(proc, saved + int(rng.integers(3, 9)))
+        proc.kill()
+        proc.wait(timeout=60)
+        assert proc.returncode == -signal.SIGKILL
+        # the last checkpoint and the resumable state are whole, whatever moment it died at
+        ckpt = load_checkpoint(out)
+        state = json.loads((run / "trainer.json").read_text())
+        assert state["step"] >= saved, attempt  # never behind what was saved before
+        assert ckpt.card["steps"] <= state["step"]
+        saved = state["step"]
+    finished = _cli(
+        "train", "--out", str(out), "--run-dir", str(run), "--resume",
+        "--steps", str(saved + 2), "--eval-images", "32", stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert finished.wait(timeout=120) == 0
+    assert json.loads((out / "card.json").read_text())["steps"] == saved + 2
+    assert not list(tmp_path.glob(".ck.tmp-*"))  # a half-written temp folder is cleaned up
