@@ -1,4 +1,4 @@
-"""`latent-explorer train | serve`: the one console script."""
+"""`latent-explorer train | serve | evaluate`: the one console script."""
 
 from __future__ import annotations
 
@@ -84,11 +84,70 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=int, default=1)
 
 
+def _evaluate_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "evaluate",
+        help="disentanglement metrics of a dSprites model, written into its card.json",
+        description="Active units, MIG, β-VAE and FactorVAE scores, DCI, SAP, modularity and "
+        "explicitness on freshly rendered dSprites (fixed evaluation seeds), as mean ± std over "
+        "seeds, each with its settings; the results go into the checkpoint's card.json.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("checkpoint", type=Path, help="checkpoint folder, e.g. checkpoints/NAME")
+    p.add_argument("--seeds", type=int, default=3, help="evaluation seeds 0..N-1")
+    p.add_argument(
+        "--points", type=int, default=10_000, help="images per seed (and half as many held out)"
+    )
+    p.add_argument(
+        "--only",
+        default=None,
+        help="comma-separated scores to compute (default all): active_latents, mig, beta_vae, "
+        "factor_vae, dci_disentanglement, dci_completeness, dci_informativeness, sap, "
+        "modularity, explicitness",
+    )
+    p.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
+    p.add_argument("--no-progress", dest="progress", action="store_false")
+
+
+def _evaluate(ns: argparse.Namespace) -> int:
+    from app.checkpoints import CheckpointError
+    from app.metrics.evaluate import (
+        METRICS,
+        EvaluationError,
+        EvaluationSettings,
+        evaluate_checkpoint,
+        format_table,
+    )
+
+    try:
+        if ns.seeds < 1:
+            raise EvaluationError(f"--seeds must be at least 1, got {ns.seeds}")
+        only = tuple(m.strip() for m in ns.only.split(",") if m.strip()) if ns.only else METRICS
+        settings = EvaluationSettings(
+            seeds=tuple(range(ns.seeds)),
+            points=ns.points,
+            test_points=ns.points // 2,
+            only=only,
+        )
+        if ns.threads:
+            import torch
+
+            torch.set_num_threads(ns.threads)
+        metrics = evaluate_checkpoint(ns.checkpoint, settings, progress=ns.progress)
+    except (CheckpointError, EvaluationError) as e:
+        print(f"latent-explorer evaluate: error: {e}", file=sys.stderr)  # noqa: T201
+        return 2
+    print(format_table(ns.checkpoint.name, metrics))  # noqa: T201
+    print(f"\nwrote the metrics into {ns.checkpoint / 'card.json'}")  # noqa: T201
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="latent-explorer", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     _train_parser(sub)
     _serve_parser(sub)
+    _evaluate_parser(sub)
     ns = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
@@ -105,6 +164,8 @@ def main(argv: list[str] | None = None) -> int:
         from app.server import serve
 
         return serve(host=ns.host, port=ns.port, checkpoints=ns.checkpoints, workers=ns.workers)
+    if ns.command == "evaluate":
+        return _evaluate(ns)
     return 2
 
 

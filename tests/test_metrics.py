@@ -80,3 +80,43 @@ def test_factor_vae_score(data):
         lambda c: noise(len(c), int(rng.integers(1 << 30))), sample, rng, **kw
     )
     assert chance["eval_accuracy"] < 0.45
+
+
+def entangled(classes: np.ndarray) -> np.ndarray:
+    """The truth with x and y mixed into one code (y also keeps its own)."""
+    codes = truth(classes).copy()
+    codes[:, 3] = codes[:, 3] + 8 * codes[:, 4]
+    return codes
+
+
+def test_sap(data):
+    train, test, _ = data
+    for represent in (truth, shuffled_truth):  # a tree on one code ignores its order and scale
+        good = scores.sap(represent(train), train, represent(test), test)
+        assert good["sap"] > 0.95 and min(good["per_factor"]) > 0.9
+    assert scores.sap(noise(len(train), 1), train, noise(len(test), 2), test)["sap"] < 0.05
+    mixed = scores.sap(entangled(train), train, entangled(test), test)
+    assert mixed["per_factor"][3] < 0.2  # x alone is no longer predictable from one code
+
+
+def test_dci(data):
+    train, test, _ = data
+    for represent in (truth, shuffled_truth):
+        good = scores.dci(represent(train), train, represent(test), test)
+        assert good["disentanglement"] > 0.95 and good["completeness"] > 0.95
+        assert good["informativeness"] > 0.95
+    bad = scores.dci(noise(len(train), 1), train, noise(len(test), 2), test)
+    assert bad["disentanglement"] < 0.05 and bad["completeness"] < 0.05
+    chance = np.mean(1 / SIZES)  # informativeness is the library's plain accuracy
+    assert abs(bad["informativeness"] - chance) < 0.03
+    mixed = scores.dci(entangled(train), train, entangled(test), test)
+    assert mixed["disentanglement"] < 0.9  # the truth scores 1
+
+
+def test_dci_weights_codes_by_their_importance():
+    one_factor_per_code = np.eye(3)
+    assert scores.importance_weighted_purity(one_factor_per_code) == pytest.approx(1.0)
+    everything_everywhere = np.ones((3, 3))
+    assert scores.importance_weighted_purity(everything_everywhere) == pytest.approx(0.0, abs=1e-6)
+    idle_code = np.vstack([np.eye(3), np.zeros((1, 3))])  # an unused code weighs nothing
+    assert scores.importance_weighted_purity(idle_code) == pytest.approx(1.0)

@@ -1,0 +1,142 @@
+"""`latent-explorer evaluate`: every metric on a tiny trained model, written into its card.json
+without touching the weights, reproducible from the evaluation seed; clear errors otherwise."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from app.checkpoints import CARD, CONFIG, WEIGHTS, load_checkpoint
+from app.cli import main
+from app.metrics.evaluate import (
+    METRICS,
+    EvaluationError,
+    EvaluationSettings,
+    evaluate,
+    evaluate_checkpoint,
+)
+from app.registry import load_registry
+from app.training import TrainArgs, train
+
+SMALL = EvaluationSettings(
+    seeds=(0, 1),
+    points=400,
+    test_points=200,
+    beta_vae_points=(30, 15),
+    factor_vae_votes=(30, 15),
+    pairs=8,
+)
+
+
+def copy_of(folder: Path, tmp_path: Path) -> Path:
+    out = tmp_path / "checkpoints" / folder.name
+    shutil.copytree(folder, out)
+    return out
+
+
+def test_evaluating_writes_every_score_into_the_card(trained, tmp_path):
+    folder = copy_of(trained["tiny-vae"], tmp_path)
+    weights, config = (folder / WEIGHTS).read_bytes(), (folder / CONFIG).read_bytes()
+    card_before = json.loads((folder / CARD).read_text())
+
+    evaluate_checkpoint(folder, SMALL, progress=False)
+
+    card = json.loads((folder / CARD).read_text())
+    m = card["metrics"]
+    assert {k: card[k] for k in card_before} == card_before  # the rest of the card is kept
+    assert m["step"] == card["steps"] == 150
+    assert m["digest"] == load_checkpoint(folder).digest
+    assert m["seeds"] == [0, 1]
+    assert m["factors"] == ["shape", "scale", "orientation", "pos_x", "pos_y"]
+    assert list(m["scores"]) == list(METRICS)
+    for name, s in m["scores"].items():
+        assert set(s) == {"mean", "std", "values", "settings"}, name
+        assert len(s["values"]) == 2 and all(math.isfinite(v) for v in s["values"]), name
+        assert math.isfinite(s["mean"]) and s["std"] >= 0, name
+        assert s["settings"], name
+    assert 0 <= m["scores"]["active_latents"]["mean"] <= 10
+    assert all(0 <= m["scores"][k]["mean"] <= 1 for k in METRICS if k != "active_latents")
+    mi = np.array(m["mi_matrix"])
+    assert mi.shape == (10, 5) and np.isfinite(mi).all() and (mi >= 0).all()
+    assert m["wall_time_s"] > 0
+    # the weights and config are untouched, and the folder still loads, alone and in a registry
+    assert (folder / WEIGHTS).read_bytes() == weights
+    assert (folder / CONFIG).read_bytes() == config
+    assert load_checkpoint(folder).card["metrics"] == m
+    assert list(load_registry(folder.parent)) == ["tiny-vae"]
+    assert not [p.name for p in folder.iterdir() if p.name.startswith(".")]  # no temp files
+
+
+def test_the_same_seed_gives_the_same_numbers(trained):
+    ckpt = load_checkpoint(trained["tiny-vae"])
+    settings = EvaluationSettings(
+        seeds=(3,), points=300, test_points=150, only=("mig", "sap", "dci_disentanglement",
+                                                      "active_latents"),
+    )  # fmt: skip
+    first, again = evaluate(ckpt, settings, False), evaluate(ckpt, settings, False)
+    assert first["scores"] == again["scores"] and first["mi_matrix"] == again["mi_matrix"]
+    other = evaluate(ckpt, EvaluationSettings(seeds=(4,), points=300, test_points=150,
+                                              only=settings.only), False)  # fmt: skip
+    assert other["mi_matrix"] != first["mi_matrix"]  # another seed draws other images
+
+
+def test_the_autoencoder_has_no_active_latents_score(trained):
+    ckpt = load_checkpoint(trained["tiny-ae"])
+    m = evaluate(ckpt, EvaluationSettings(seeds=(0,), points=300, only=("active_latents", "mig")),
+                 False)  # fmt: skip
+    assert list(m["scores"]) == ["mig"]  # no KL without a posterior
+    assert "AE's code" in m["scores"]["mig"]["settings"]
+
+
+def test_a_cvae_is_given_the_true_shape(trained):
+    m = evaluate(load_checkpoint(trained["tiny-cvae"]),
+                 EvaluationSettings(seeds=(0,), points=300, only=("mig",)), False)  # fmt: skip
+    assert "true shape label" in m["scores"]["mig"]["settings"]
+
+
+def test_a_later_training_save_replaces_the_card(trained, tmp_path):
+    folder = copy_of(trained["tiny-vae"], tmp_path)
+    run = tmp_path / "run"
+    shutil.copytree(trained["tiny-vae"].parent.parent / "runs-tiny-vae", run)
+    evaluate_checkpoint(folder, EvaluationSettings(seeds=(0,), points=300, only=("mig",)), False)
+    args = TrainArgs(out=folder, run_dir=run, steps=155, resume=True, eval_images=256, command="t")
+    assert train(args) == 0
+    card = load_checkpoint(folder).card  # new weights: the old metrics would be stale
+    assert card["steps"] == 155 and "metrics" not in card
+
+
+def test_only_updates_the_scores_it_names(trained, tmp_path, capsys):
+    folder = copy_of(trained["tiny-vae"], tmp_path)
+    common = ["evaluate", str(folder), "--seeds", "1", "--points", "300", "--no-progress"]
+    assert main([*common, "--only", "mig,active_latents"]) == 0
+    out = capsys.readouterr().out
+    assert "mig" in out and "settings:" in out and "card.json" in out
+    assert main([*common, "--only", "sap"]) == 0
+    scores = json.loads((folder / CARD).read_text())["metrics"]["scores"]
+    assert list(scores) == ["active_latents", "mig", "sap"]
+
+
+def test_the_cli_names_what_is_wrong(trained, tmp_path, capsys):
+    assert main(["evaluate", str(tmp_path / "no-such-model")]) == 2
+    assert "no such checkpoint folder" in capsys.readouterr().err
+
+    folder = copy_of(trained["tiny-vae"], tmp_path)
+    assert main(["evaluate", str(folder), "--only", "mig,accuracy"]) == 2
+    assert "unknown metric accuracy" in capsys.readouterr().err
+
+    config = json.loads((folder / CONFIG).read_text())
+    (folder / CONFIG).write_text(json.dumps({**config, "dataset": "folder:faces"}))
+    assert main(["evaluate", str(folder)]) == 2
+    err = capsys.readouterr().err
+    assert "folder:faces" in err and "only dSprites models" in err
+    assert "metrics" not in json.loads((folder / CARD).read_text())
+
+
+def test_settings_are_checked():
+    with pytest.raises(EvaluationError, match="seeds"):
+        EvaluationSettings(seeds=())
