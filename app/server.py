@@ -6,6 +6,7 @@ import copy
 import os
 import socket
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 from uvicorn.config import LOGGING_CONFIG
@@ -41,6 +42,18 @@ class TcpConfig(uvicorn.Config):
         return sock
 
 
+def run_uvicorn(app: str, host: str, port: int, workers: int, **config: Any) -> int:
+    """uvicorn on the import string `app`, one process or `workers` of them, with TcpConfig's
+    listening socket either way (bench/ runs its bare comparison app through this too)."""
+    cfg = TcpConfig(app, host=host, port=port, workers=workers, **config)
+    if workers > 1:
+        Multiprocess(cfg, sockets=[cfg.bind_socket()]).run()
+        return 0
+    server = uvicorn.Server(cfg)
+    server.run()
+    return 0 if server.started else 1
+
+
 def serve(host: str, port: int, checkpoints: Path | None, workers: int) -> int:
     if checkpoints is not None:
         # the factory reads Settings from the environment in every worker process
@@ -48,17 +61,6 @@ def serve(host: str, port: int, checkpoints: Path | None, workers: int) -> int:
     # our own log lines (models loaded, checkpoints skipped) go where uvicorn's go, in every worker
     log_config = copy.deepcopy(LOGGING_CONFIG)
     log_config["loggers"]["app"] = {"handlers": ["default"], "level": "INFO", "propagate": False}
-    config = TcpConfig(
-        "app.main:create_app",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        log_config=log_config,
+    return run_uvicorn(
+        "app.main:create_app", host, port, workers, factory=True, log_config=log_config
     )
-    if workers > 1:
-        Multiprocess(config, sockets=[config.bind_socket()]).run()
-        return 0
-    server = uvicorn.Server(config)
-    server.run()
-    return 0 if server.started else 1

@@ -98,26 +98,17 @@ def main() -> None:
     for label, cmd, path in (
         (
             "ours",
-            [PY, "-m", "app", "serve", "--workers", str(a.workers)],
+            [PY, "-m", "app", "serve", "--workers", str(a.workers), "--port", "{port}"],
             f"/api/models/{a.model}/decode.png",
         ),
         (
             "bare",
-            [
-                PY,
-                "-m",
-                "uvicorn",
-                "bench.bare_app:app",
-                "--workers",
-                str(a.workers),
-                "--log-level",
-                "warning",
-            ],
+            [PY, "bench/bare_app.py", "{port}", str(a.workers)],
             "/decode.png",
         ),
     ):
         port = free_port()
-        with server([*cmd, "--port", str(port)], port, threads):
+        with server([c.format(port=port) for c in cmd], port, threads):
             wrk(port, path, 4, 2)  # warm-up
             results[label] = {c: wrk(port, path, c, a.seconds) for c in (1, 8, 32)}
     print(f"decode API, {a.workers} worker(s), {os.cpu_count()} cores, {a.seconds}s per figure")

@@ -27,3 +27,12 @@ def decode(z: str) -> Response:
     buf = io.BytesIO()
     Image.fromarray(arr).save(buf, format="PNG", compress_level=1)
     return Response(buf.getvalue(), media_type="image/png")
+
+
+if __name__ == "__main__":  # python bench/bare_app.py PORT WORKERS: served exactly as ours is
+    import sys
+
+    from app.server import run_uvicorn
+
+    sys.exit(run_uvicorn("bench.bare_app:app", "127.0.0.1", int(sys.argv[1]), int(sys.argv[2]),
+                         log_level="warning"))  # fmt: skip
