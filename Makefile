@@ -61,6 +61,8 @@ bench: install $(CHROMIUM) /usr/bin/wrk
 	$(PY) bench/api_latency.py
 	$(PY) bench/api_latency.py --workers 2
 	$(PY) bench/browser_paint.py
+	$(PY) bench/load.py
+	$(PY) bench/metrics_speed.py
 
 # How the shipped checkpoints were trained (CPU; resumable: add --resume to continue a run).
 train-shipped: install

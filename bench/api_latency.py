@@ -50,7 +50,7 @@ def server(args: list[str], port: int, threads: int):
     )
     try:
         wait_ready(port)
-        yield
+        yield proc
     finally:
         proc.terminate()
         proc.wait(timeout=30)
