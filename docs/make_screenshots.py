@@ -1,7 +1,7 @@
 """Screenshots of the explore and compare pages for the README, taken in Debian's Chromium
 against a live server on the shipped checkpoints.
 
-    python docs/make_screenshots.py   # writes docs/explore.png and docs/compare.png
+    python docs/make_screenshots.py   # docs/explore.png, docs/compare.png and docs/figure2.png
 """
 
 from __future__ import annotations
@@ -34,6 +34,12 @@ def main() -> None:
             )
             page.wait_for_load_state("networkidle")
             page.screenshot(path=str(ROOT / "docs" / name))
+        # the Figure 2 section of the compare page, loaded when it scrolls into view
+        section = page.locator(".figure2").first
+        section.scroll_into_view_if_needed()
+        loaded = "document.querySelectorAll('.figure2 .figure2-figure svg').length === 2"
+        page.wait_for_function(loaded, timeout=120_000)
+        section.screenshot(path=str(ROOT / "docs" / "figure2.png"))
         browser.close()
 
 
