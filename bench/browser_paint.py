@@ -55,7 +55,8 @@ def main() -> None:
             ("explore (1 model)", "/?model=dsprites-beta-vae"),
             ("compare (2 models)", "/compare?a=dsprites-vae&b=dsprites-beta-vae"),
         ):
-            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            # bypass_csp: Playwright's polling waits evaluate strings; our CSP refuses eval
+            page = browser.new_page(viewport={"width": 1280, "height": 900}, bypass_csp=True)
             page.goto(url + path)
             paints = drag(page, a.moves)
             for kind, times in (
