@@ -90,7 +90,37 @@ def shipped_table() -> str:
     return "\n".join(rows)
 
 
+METRIC_COLUMNS = {
+    "active_latents": "active", "mig": "MIG", "beta_vae": "β-VAE", "factor_vae": "FactorVAE",
+    "dci_disentanglement": "DCI D", "dci_completeness": "DCI C", "dci_informativeness": "DCI I",
+    "sap": "SAP", "modularity": "modularity", "explicitness": "explicitness",
+}  # fmt: skip
+
+
+def metrics_table() -> str:
+    """The README's table of disentanglement metrics, mean ± std over the evaluation seeds, from
+    the cards (`latent-explorer evaluate` writes them)."""
+    rows = [
+        "| model | " + " | ".join(METRIC_COLUMNS.values()) + " |",
+        "|---|" + "---|" * len(METRIC_COLUMNS),
+    ]
+    for name in MODELS:
+        ckpt = load_checkpoint(ROOT / "checkpoints" / name)
+        m = ckpt.card.get("metrics")
+        if not m or m.get("digest") != ckpt.digest:
+            rows.append(f"| `{name}` | " + " | ".join(["–"] * len(METRIC_COLUMNS)) + " |")
+            continue
+        cells = []
+        for key in METRIC_COLUMNS:
+            s = m["scores"].get(key)
+            cells.append("–" if s is None else f"{s['mean']:.2f} ± {s['std']:.2f}")
+        rows.append(f"| `{name}` | " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
 if __name__ == "__main__":
     reconstructions().save(ROOT / "docs" / "reconstructions.png", optimize=True)
     (ROOT / "docs" / "kl.svg").write_text(kl_svg())
     print(shipped_table())
+    print()
+    print(metrics_table())
