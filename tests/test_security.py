@@ -62,3 +62,37 @@ def test_no_directory_listing_under_static(client):
         r = client.get(path)
         assert r.status_code == 404, path
         assert "htmx.min.js" not in r.text
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/api/models/..%2F..%2Fetc/decode.png", "/api/models/../checkpoints", "/models/..%2Fapp"],
+)
+def test_path_like_model_names_are_just_unknown(client, path):
+    r = client.get(path, params={"z": ",".join(["0"] * 10)})
+    assert r.status_code == 404 and "detail" in r.json()
+
+
+def test_an_internal_error_answers_500_without_a_stack_trace(trained, tmp_path, monkeypatch):
+    import shutil
+
+    from fastapi.testclient import TestClient
+
+    from app import inference
+    from app.main import create_app
+    from app.settings import Settings
+
+    shutil.copytree(trained["tiny-vae"], tmp_path / "tiny-vae")
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("secret internal detail at /srv/app/inference.py")
+
+    monkeypatch.setattr(inference, "interpolate_latents", broken)
+    app = create_app(Settings(checkpoints_dir=tmp_path))
+    with TestClient(app, raise_server_exceptions=False) as c:
+        r = c.get(
+            "/api/models/tiny-vae/interpolate.png",
+            params={"z0": ",".join(["0"] * 10), "z1": ",".join(["1"] * 10)},
+        )
+    assert r.status_code == 500
+    assert "secret" not in r.text and "Traceback" not in r.text and ".py" not in r.text
