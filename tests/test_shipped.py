@@ -47,7 +47,7 @@ def test_shipped_card_says_how_it_was_trained(name):
 
 @pytest.mark.xfail(
     strict=True,
-    reason="known gap (issue 3 open): after 6-10k CPU steps both models keep 4 latents above "
+    reason="known gap (issue 3 open): after 23-30k CPU steps both models keep 4 latents above "
     "0.1 nats; the β=1 run must train longer to spread information over more latents. "
     "strict: this fails the suite once it passes, so the marker gets removed",
 )
