@@ -70,7 +70,7 @@ train-shipped: install
 	$(VENV)/bin/latent-explorer train --kind vae --beta 1 --latents 10 --steps 6000 --batch-size 128 --seed 1 --kl-warmup 2000 --out checkpoints/dsprites-vae
 	$(VENV)/bin/latent-explorer train --out checkpoints/dsprites-vae --resume --steps 30000
 	$(VENV)/bin/latent-explorer train --kind vae --beta 4 --latents 10 --steps 10000 --batch-size 128 --out checkpoints/dsprites-beta-vae
-	$(VENV)/bin/latent-explorer train --out checkpoints/dsprites-beta-vae --resume --steps 30000  # stopped at 22,823
+	$(VENV)/bin/latent-explorer train --out checkpoints/dsprites-beta-vae --resume --steps 30000
 	$(VENV)/bin/latent-explorer train --kind cvae --beta 1 --latents 10 --steps 10000 --batch-size 128 --out checkpoints/dsprites-cvae
 
 clean:
