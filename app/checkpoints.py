@@ -87,7 +87,8 @@ def _exchange(a: Path, b: Path) -> bool:
     return rc == 0
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
+    """Make a rename or a new file in `path` durable."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -123,7 +124,7 @@ def write_folder_atomically(target: Path, write: Callable[[Path], None]) -> None
             with open(f, "rb") as fh:
                 os.fsync(fh.fileno())
         os.chmod(tmp, 0o755)
-        _fsync_dir(tmp)
+        fsync_dir(tmp)
         if not target.exists():
             os.rename(tmp, target)
         elif _exchange(tmp, target):
@@ -134,7 +135,7 @@ def write_folder_atomically(target: Path, write: Callable[[Path], None]) -> None
             os.rename(target, backup)
             os.rename(tmp, target)
             tmp = backup
-        _fsync_dir(target.parent)
+        fsync_dir(target.parent)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

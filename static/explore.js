@@ -137,7 +137,7 @@
     // first paint: the server already rendered the URL's state into the fallback <img>
     const first = root.querySelector(`img.decoded-initial[data-model="${model}"]`);
     const drawFirst = () =>
-      createImageBitmap(first).then((b) => paint(`${api(model)}/decode.png?${query(kind)}`, b, performance.now(), false));
+      createImageBitmap(first).then((b) => paint(decodeUrl(), b, performance.now(), false));
     if (first.complete && first.naturalWidth) drawFirst();
     else first.addEventListener("load", drawFirst, { once: true });
     return { update, refreshTraverse, prefetch };

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from app.checkpoints import CARD, Checkpoint, load_checkpoint, weights_digest
+from app.checkpoints import CARD, Checkpoint, fsync_dir, load_checkpoint, weights_digest
 from app.data.dsprites import FACTOR_NAMES, FACTOR_SIZES, render, sample_classes
 from app.metrics import scores
 from app.models.elbo import kl_per_dim
@@ -317,11 +317,7 @@ def write_metrics(path: Path, metrics: dict[str, Any]) -> dict[str, Any]:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    dir_fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    fsync_dir(path)
     return card
 
 

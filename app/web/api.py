@@ -100,10 +100,7 @@ def cached_image(
 ) -> Response:
     """An image that is a pure function of (model weights, request): ETag + long caching, and a
     304 when the browser already has it (the bytes are not even rendered then)."""
-    text = "|".join(
-        k.numpy().tobytes().hex() if isinstance(k, torch.Tensor) else str(k) for k in key
-    )
-    etag = '"' + hashlib.sha1(f"{ckpt.digest}|{text}".encode()).hexdigest()[:20] + '"'
+    etag = etag_for(ckpt, key)
     headers = {"ETag": etag, "Cache-Control": "public, max-age=86400"}
     if request.headers.get("if-none-match") == etag:
         return Response(status_code=304, headers=headers)
