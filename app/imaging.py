@@ -14,7 +14,6 @@ class ImageInputError(ValueError):
     """An upload that cannot be used as an image, with a message that says why."""
 
 
-MAX_UPLOAD_PIXELS = 40_000_000  # beyond this an upload is refused before it is decoded
 # Pillow's own bomb check fires inside Image.open with a message that doesn't name the size; ours
 # (load_upload) runs right after open, which reads only the header, and before any decoding.
 Image.MAX_IMAGE_PIXELS = None
@@ -78,17 +77,20 @@ def gif_bytes(frames: torch.Tensor, scale: int = 1, ms_per_frame: int = 120) -> 
     return buf.getvalue()
 
 
-def load_upload(data: bytes, size: int, channels: int) -> tuple[torch.Tensor, dict[str, object]]:
+def load_upload(
+    data: bytes, size: int, channels: int, max_pixels: int
+) -> tuple[torch.Tensor, dict[str, object]]:
     """Uploaded file bytes → the exact (C, size, size) tensor in [0, 1] a model sees, plus notes
-    on what was done to it. Raises ImageInputError with a message a person can act on."""
+    on what was done to it. An image over `max_pixels` is refused from its header, before it is
+    decoded. Raises ImageInputError with a message a person can act on."""
     if not data:
         raise ImageInputError("the file is empty")
     notes: dict[str, object] = {}
     try:
         opened = Image.open(io.BytesIO(data))  # reads the header only
         w, h = opened.size
-        if w * h > MAX_UPLOAD_PIXELS:
-            raise ImageInputError(f"image is {w}×{h}, the limit is {MAX_UPLOAD_PIXELS:,} pixels")
+        if w * h > max_pixels:
+            raise ImageInputError(f"image is {w}×{h}, the limit is {max_pixels:,} pixels")
         if opened.format not in ("PNG", "JPEG", "GIF", "WEBP", "BMP"):
             raise ImageInputError(f"file is a {opened.format} image; upload a PNG or JPEG")
         notes["original_size"] = [w, h]

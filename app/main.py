@@ -10,11 +10,21 @@ import torch
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
+from starlette.types import ASGIApp
 
 from app.registry import load_registry
 from app.settings import Settings
 from app.web import api, errors, figure2, interpolate, pages, security
 from app.web.batching import DecodeBatcher
+
+
+class LatentExplorer(FastAPI):
+    """FastAPI with the security headers outside everything, Starlette's own error middleware
+    included: `add_middleware` puts a middleware inside ServerErrorMiddleware, so the plain 500
+    that middleware answers with would otherwise go out without the headers."""
+
+    def build_middleware_stack(self) -> ASGIApp:
+        return security.SecurityHeaders(super().build_middleware_stack())
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -33,7 +43,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.registry = {}
         torch.set_num_threads(threads)
 
-    app = FastAPI(
+    app = LatentExplorer(
         title="latent-explorer",
         lifespan=lifespan,
         description="See what a variational autoencoder has learned.",
@@ -44,7 +54,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.templates = Jinja2Templates(directory=str(settings.templates_dir))
     app.mount("/static", StaticFiles(directory=str(settings.static_dir)), name="static")
     errors.install(app, settings.max_upload_bytes)
-    app.add_middleware(security.SecurityHeaders)
     app.include_router(api.router)
     app.include_router(pages.router)
     app.include_router(interpolate.router)

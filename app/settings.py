@@ -23,5 +23,6 @@ class Settings(BaseSettings):
     max_sweep_positions: int = 241  # slider positions in one sweep strip (±3 in steps of 0.025)
     max_interpolate_steps: int = 64  # frames of an interpolation strip
     max_upload_bytes: int = 10 * 1024 * 1024
+    max_upload_pixels: int = 40_000_000  # width × height, refused from the header before decoding
     max_image_scale: int = 8  # nearest-neighbour enlargement of returned PNGs
     torch_threads: int = 1  # per worker process; see app/main.py for why one

@@ -91,3 +91,35 @@ def test_an_upload_within_the_limit_still_encodes(server):
         sock.sendall(post_head(server, len(body)) + body)
         status, answer = response_of(sock)
     assert status == 200 and len(answer["mu"]) == 10
+
+
+def test_every_limit_is_set_from_the_environment(trained, tmp_path, monkeypatch):
+    """The limits are one settings object: environment variables override them, and the errors
+    name the limit in force, not the default."""
+    from fastapi.testclient import TestClient
+
+    from app.main import create_app
+
+    shutil.copytree(trained["tiny-vae"], tmp_path / "tiny-vae")
+    monkeypatch.setenv("LATENT_EXPLORER_CHECKPOINTS_DIR", str(tmp_path))
+    monkeypatch.setenv("LATENT_EXPLORER_MAX_UPLOAD_PIXELS", "5000")
+    monkeypatch.setenv("LATENT_EXPLORER_MAX_TRAVERSE_STEPS", "4")
+    monkeypatch.setenv("LATENT_EXPLORER_MAX_ABS_LATENT", "2.5")
+
+    def png(side: int) -> bytes:
+        buf = io.BytesIO()
+        Image.fromarray(np.zeros((side, side), np.uint8)).save(buf, format="PNG")
+        return buf.getvalue()
+
+    with TestClient(create_app()) as c:
+        url = "/api/models/tiny-vae/encode"
+        assert c.post(url, files={"file": ("a.png", png(70), "image/png")}).status_code == 200
+        r = c.post(url, files={"file": ("a.png", png(71), "image/png")})
+        assert r.status_code == 422 and "image is 71×71, the limit is 5,000 pixels" in r.text
+        z = ",".join(["0"] * 10)
+        traverse = "/api/models/tiny-vae/traverse.png"
+        assert c.get(traverse, params={"z": z, "steps": 4}).status_code == 200
+        r = c.get(traverse, params={"z": z, "steps": 5})
+        assert r.status_code == 422 and "steps is 5, the limit is 4" in r.json()["detail"]
+        r = c.get("/api/models/tiny-vae/decode.png", params={"z": "2.6" + ",0" * 9})
+        assert r.status_code == 422 and "within ±2.5, got 2.6" in r.json()["detail"]

@@ -96,3 +96,6 @@ def test_an_internal_error_answers_500_without_a_stack_trace(trained, tmp_path, 
         )
     assert r.status_code == 500
     assert "secret" not in r.text and "Traceback" not in r.text and ".py" not in r.text
+    # the error page goes out through the same headers as every other response
+    assert r.headers["content-security-policy"] == CONTENT_SECURITY_POLICY
+    assert r.headers["x-content-type-options"] == "nosniff"

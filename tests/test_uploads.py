@@ -147,3 +147,37 @@ def test_truncated_images_are_called_truncated(client, fmt):
     r = post(client, data[: len(data) // 2])
     assert r.status_code == 422, r.text
     assert "truncated or corrupt" in r.json()["detail"]
+
+
+def test_uploads_never_reach_the_disk_under_the_name_people_give(client, tmp_path, monkeypatch):
+    """A file over Starlette's 1 MiB spool threshold goes to an anonymous temporary file; no
+    endpoint writes it anywhere under its client-given name (which could be a path)."""
+    import os
+    import tempfile
+
+    tmp, cwd = tmp_path / "tmp", tmp_path / "cwd" / "deeper"
+    tmp.mkdir()
+    cwd.mkdir(parents=True)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp))
+    monkeypatch.chdir(cwd)
+    checkpoints = client.app.state.settings.checkpoints_dir
+    before = sorted(p.relative_to(checkpoints) for p in checkpoints.rglob("*"))
+
+    noise = np.random.default_rng(0).integers(0, 256, (1100, 1100), dtype=np.uint8)
+    data = encoded(Image.fromarray(noise), "PNG")
+    assert len(data) > 1024 * 1024  # big enough to leave memory
+    names = ["user-chosen-name.png", "../escaped-name.png", "../../escaped-too.png"]
+    for name in names:
+        assert post(client, data, name).status_code == 200
+        r = client.post("/ui/tiny-vae/encode", files={"file": (name, data, "image/png")})
+        assert r.status_code == 200, r.text
+        r = client.post(
+            "/ui/tiny-vae/interpolate",
+            files={"file_a": (name, data, "image/png"), "file_b": (name, data, "image/png")},
+        )
+        assert r.status_code == 200, r.text
+
+    written = [p.name for p in tmp_path.rglob("*")]
+    assert not [w for w in written if "name" in w], written
+    assert os.listdir(tmp) == []  # and the temporary copies are gone once answered
+    assert sorted(p.relative_to(checkpoints) for p in checkpoints.rglob("*")) == before

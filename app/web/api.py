@@ -194,7 +194,7 @@ async def encode_upload(
             f"file is larger than the upload limit of {settings.max_upload_bytes:,} bytes"
         )
     cfg = model.config
-    x, notes = imaging.load_upload(data, cfg.image_size, cfg.channels)
+    x, notes = imaging.load_upload(data, cfg.image_size, cfg.channels, settings.max_upload_pixels)
     return {**_encoding_json(model, x, label), "notes": notes}
 
 

@@ -91,7 +91,9 @@ async def _end(
                 f"{settings.max_upload_bytes:,} bytes"
             )
         try:
-            return imaging.load_upload(data, cfg.image_size, cfg.channels)[0]
+            return imaging.load_upload(
+                data, cfg.image_size, cfg.channels, settings.max_upload_pixels
+            )[0]
         except ImageInputError as e:
             raise ImageInputError(f"image {which}: {e}") from None
     if index is None:
