@@ -180,9 +180,23 @@ def _unwrap(model: torch.nn.Module) -> VAE:
     return module
 
 
+# card fields other tools add to a checkpoint folder (`latent-explorer evaluate`): a new save of
+# the folder keeps them. They record the weights digest they were computed on, so the UI shows
+# them as stale, instead of dropping them, until they are computed again.
+KEPT_CARD_FIELDS = ("metrics",)
+
+
 def save_checkpoint(path: Path, model: torch.nn.Module, card: dict[str, Any]) -> None:
-    """Write model.safetensors + config.json + card.json + README.md atomically."""
+    """Write model.safetensors + config.json + card.json + README.md atomically. Fields in
+    KEPT_CARD_FIELDS that the folder's previous card has and `card` lacks are carried over."""
     module = _unwrap(model)
+    try:
+        previous = _read_json(Path(path) / CARD)
+    except CheckpointError:
+        previous = {}
+    if isinstance(previous, dict):
+        kept = {k: previous[k] for k in KEPT_CARD_FIELDS if k in previous and k not in card}
+        card = {**card, **kept}
 
     def write(tmp: Path) -> None:
         (tmp / "README.md").write_text(_model_card_markdown(module.config, card))
