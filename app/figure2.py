@@ -32,10 +32,11 @@ import torch
 
 from app import inference
 from app.checkpoints import Checkpoint
-from app.data.dsprites import FACTOR_SIZES, classes_to_index, index_to_classes, render
+from app.data.dsprites import FACTOR_SIZES, classes_to_index, index_to_classes
+from app.data.ground_truth import DSPRITES, ground_truth
 from app.inference import InferenceError
+from app.metrics.evaluate import ImageEncoder
 from app.metrics.scores import discretize, entropy, mutual_info_matrix
-from app.models.elbo import kl_per_dim
 
 N_SHAPES, N_SCALES, N_ORIENTATIONS, N_POS = (int(s) for s in FACTOR_SIZES[:4])
 ACTIVE_KL = 0.1  # nats: the project's "a latent the model uses" (DESIGN.md)
@@ -96,7 +97,7 @@ class Figure2Data:
 def check_dsprites(ckpt: Checkpoint) -> None:
     """Figure 2 needs the dSprites factors: raise InferenceError (a 422) for any other model."""
     cfg = ckpt.config
-    if not cfg.dataset.startswith("dsprites") or cfg.channels != 1:
+    if ground_truth(cfg.dataset) is not DSPRITES or cfg.channels != 1:
         raise InferenceError(
             f"model {ckpt.name} was trained on {cfg.dataset}, not dSprites: Figure 2 plots "
             "latents against the dSprites factors (shape, scale, orientation, position), "
@@ -145,30 +146,12 @@ def designs(s: Sampling) -> dict[str, np.ndarray]:
 
 
 @torch.inference_mode()
-def encode_classes(
-    ckpt: Checkpoint, classes: np.ndarray, batch_size: int = 256
-) -> tuple[np.ndarray, np.ndarray | None]:
-    """Render and encode factor tuples in batches → μ (N, D) and KL per image and latent (N, D)
-    (None for the AE). A CVAE is given each image's own shape as its label."""
-    mus, kls = [], []
-    for start in range(0, len(classes), batch_size):
-        batch = classes[start : start + batch_size]
-        x = torch.from_numpy(render(batch)[:, None]).float()  # (B, 1, 64, 64)
-        labels = torch.from_numpy(batch[:, 0]) if ckpt.config.kind == "cvae" else None
-        mu, logvar = ckpt.model.encode(x, labels)  # (B, D) each; log σ² None for the AE
-        mus.append(mu.double().numpy())
-        if logvar is not None:
-            kls.append(kl_per_dim(mu, logvar).double().numpy())
-    return np.concatenate(mus), (np.concatenate(kls) if kls else None)
-
-
-@torch.inference_mode()
 def _traversal(ckpt: Checkpoint, s: Sampling) -> tuple[torch.Tensor, list[float]]:
     """Rows 4–8 of the paper: latent i swept over ±span (the prior's σ is 1) with the others
     held at μ of one dataset image → (D, steps, C, H, W)."""
     classes = index_to_classes(s.traversal_image)  # (1, 5)
     label = int(classes[0, 0]) if ckpt.config.kind == "cvae" else None
-    mu, _ = encode_classes(ckpt, classes)
+    mu, _ = ImageEncoder(ckpt).encode(classes)
     d = mu.shape[1]
     values = torch.linspace(-s.traversal_span, s.traversal_span, s.traversal_steps)
     z = inference.traversal_latents(torch.from_numpy(mu[0]).float(), list(range(d)), values)
@@ -181,7 +164,8 @@ def compute_figure2(ckpt: Checkpoint, s: Sampling | None = None) -> Figure2Data:
     check_dsprites(ckpt)
     s = s or Sampling()
     parts = designs(s)
-    mu, kl = encode_classes(ckpt, np.concatenate(list(parts.values())), s.batch_size)
+    encoder = ImageEncoder(ckpt, batch_size=s.batch_size)
+    mu, kl = encoder.encode(np.concatenate(list(parts.values())))
     bounds = np.cumsum([len(p) for p in parts.values()])[:-1]
     mus = dict(zip(parts, np.split(mu, bounds), strict=True))  # part → (N_part, D)
     kls = dict(zip(parts, np.split(kl, bounds), strict=True)) if kl is not None else None

@@ -221,6 +221,12 @@ def test_sample_is_reproducible_from_its_seed(client):
         ),
         ("/api/models/tiny-vae/sample", {"n": 100000}, 422, "n is 100000, the limit is 256"),
         ("/api/dsprites/737280.png", {}, 404, "dSprites index must be in"),
+        (
+            "/api/models/tiny-vae/encode",
+            {"index": 737280},
+            422,
+            "index: dSprites index must be in 0..737279, got 737280",
+        ),
     ],
 )
 def test_bad_requests_get_a_4xx_that_names_the_problem(client, url, params, status, message):

@@ -137,7 +137,7 @@ def test_the_cli_names_what_is_wrong(trained, tmp_path, capsys):
     (folder / CONFIG).write_text(json.dumps({**config, "dataset": "folder:faces"}))
     assert main(["evaluate", str(folder)]) == 2
     err = capsys.readouterr().err
-    assert "folder:faces" in err and "only dSprites models" in err
+    assert "trained on 'folder:faces', whose images have no known factors" in err
     assert "metrics" not in json.loads((folder / CARD).read_text())
 
 

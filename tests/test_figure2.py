@@ -185,6 +185,24 @@ def test_unknown_model_is_a_404_and_a_model_without_dsprites_factors_a_422(clien
     assert r.status_code == 422 and 'class="error"' in r.text and "not dSprites" in r.text
 
 
+def test_a_model_without_ground_truth_has_no_dataset_images_anywhere(client):
+    """An image-folder model: the API says why there is no image N; the pages offer none."""
+    r = client.get("/api/models/tiny-colour/encode", params={"index": 3})
+    assert r.status_code == 422
+    assert "trained on folder:pics, whose images cannot be drawn by index" in r.json()["detail"]
+    r = client.get("/ui/tiny-colour/encode")
+    assert r.status_code == 422 and "no dataset images to start from" in r.text
+    r = client.post("/ui/tiny-colour/interpolate", data={"index_a": 1, "index_b": 2})
+    assert r.status_code == 422 and "tiny-colour has no dataset images; upload a file" in r.text
+    assert "Start from a dataset image" not in client.get("/?model=tiny-colour").text
+    assert 'name="index_a"' not in client.get("/interpolate?model=tiny-colour").text
+    models = {m["name"]: m for m in client.get("/api/models").json()}
+    assert models["tiny-colour"]["dataset_images"] is None
+    assert models["tiny-vae"]["dataset_images"] == 737_280
+    assert "Start from a dataset image" in client.get("/?model=tiny-vae").text
+    assert 'max="737279"' in client.get("/interpolate?model=tiny-vae").text
+
+
 def test_compare_and_card_pages_load_the_figures_lazily(client):
     page = client.get("/compare", params={"a": "tiny-ae", "b": "tiny-vae"}).text
     assert 'class="figure2"' in page and "Figure 2" in page

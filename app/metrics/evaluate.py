@@ -1,11 +1,13 @@
-"""Evaluate a checkpoint: active units and every disentanglement metric on fresh dSprites, over a
-few evaluation seeds, written into the model's card.json under "metrics".
+"""Evaluate a checkpoint: active units and every disentanglement metric on fresh images of its
+dataset's ground truth (app.data.ground_truth), over a few evaluation seeds, written into the
+model's card.json under "metrics".
 
 Each evaluation seed draws its own factor classes from `SeedSequence(EVALUATION_ENTROPY,
 spawn_key=(seed,))`, a stream that cannot be any of training's `default_rng((seed, rank, step))`:
 the images are new draws from the renderer, never the training batches, and the same seed always
 gives the same images and the same numbers. Every code is the posterior mean μ (the AE's code),
-and all five factors count, shape included. Settings shown beside each score say the rest.
+and every factor counts (all five of dSprites', shape included). Settings shown beside each score
+say the rest.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import torch
 from tqdm import tqdm
 
 from app.checkpoints import CARD, Checkpoint, fsync_dir, load_checkpoint, weights_digest
-from app.data.dsprites import FACTOR_NAMES, FACTOR_SIZES, render, sample_classes
+from app.data.ground_truth import GroundTruth, ground_truth
 from app.metrics import scores
 from app.models.elbo import kl_per_dim
 
@@ -42,8 +44,6 @@ ACTIVE_KL = 0.1  # nats: a latent whose mean KL over data is above this is "acti
 # three small words (seed, rank, step), so no training batch can ever be drawn here.
 EVALUATION_ENTROPY = int.from_bytes(b"latent-explorer evaluate", "big")
 ENCODE_BATCH = 500  # images rendered and encoded at a time
-# chance accuracy of guessing each factor's class, averaged over factors (DCI informativeness)
-CHANCE_ACCURACY = float(np.mean(1.0 / FACTOR_SIZES))
 TEST_SETS = {"dci_disentanglement", "dci_completeness", "dci_informativeness", "sap",
              "modularity", "explicitness"}  # fmt: skip
 
@@ -84,56 +84,81 @@ class EvaluationSettings:
             raise EvaluationError("β-VAE points and FactorVAE votes must be ≥ 1, pairs ≥ 2")
 
 
-def check_evaluable(ckpt: Checkpoint) -> None:
-    """Raise EvaluationError unless the model was trained on dSprites (procedural or the official
-    file, whose images our renderer reproduces): only there are the true factors known."""
-    cfg = ckpt.config
-    if not (cfg.dataset == "dsprites" or cfg.dataset.startswith("dsprites-npz:")):
-        raise EvaluationError(
-            f"{ckpt.path}: the model was trained on {cfg.dataset!r}; the metrics need the "
-            "ground-truth factors of dSprites, so only dSprites models can be evaluated"
-        )
-    if cfg.factor_names and tuple(cfg.factor_names) != FACTOR_NAMES:
-        raise EvaluationError(
-            f"{ckpt.path}: factors {list(cfg.factor_names)} are not dSprites' {list(FACTOR_NAMES)}"
-        )
-
-
 # --- encoding fresh images ------------------------------------------------------------------
 
 
-class ImageEncoder:
-    """Render factor classes and encode them to μ, in batches, counting images on a progress bar
-    if given one. The next batch is rendered on a second thread while this one is encoded (numpy
-    releases the GIL), and the model is switched to channels-last layout in place (~1.2× faster
-    convolutions on CPU, same results to float rounding). A CVAE's encoder is given each image's
-    true shape as its label."""
+def require_ground_truth(ckpt: Checkpoint) -> GroundTruth:
+    """The ground truth of the model's training data, or EvaluationError saying there is none."""
+    cfg = ckpt.config
+    truth = ground_truth(cfg.dataset)
+    if truth is None:
+        raise EvaluationError(
+            f"{ckpt.path}: the model was trained on {cfg.dataset!r}, whose images have no known "
+            "factors; the metrics need a dataset drawn from ground-truth factors (dSprites)"
+        )
+    if cfg.factor_names and tuple(cfg.factor_names) != truth.factor_names:
+        raise EvaluationError(
+            f"{ckpt.path}: factors {list(cfg.factor_names)} are not {truth.name}'s "
+            f"{list(truth.factor_names)}"
+        )
+    if cfg.channels != truth.channels:
+        raise EvaluationError(
+            f"{ckpt.path}: the model takes {cfg.channels}-channel images, {truth.name} has "
+            f"{truth.channels}"
+        )
+    return truth
 
-    def __init__(self, ckpt: Checkpoint, bar: tqdm | None = None) -> None:
-        self.model = ckpt.model.eval().to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+
+class ImageEncoder:
+    """Render factor classes with the model's ground truth and encode them to μ, in batches,
+    counting images on a progress bar if given one. The next batch is rendered on a second thread
+    while this one is encoded (numpy releases the GIL). A CVAE's encoder is given each image's
+    true label factor (dSprites: its shape).
+
+    `channels_last=True` switches the model to channels-last layout in place: ~1.2× faster
+    convolutions on CPU, the same results to float rounding — for the evaluate CLI, not for a
+    served model, whose decoded bytes must not change."""
+
+    def __init__(
+        self, ckpt: Checkpoint, bar: tqdm | None = None, *, channels_last: bool = False,
+        batch_size: int = ENCODE_BATCH,
+    ) -> None:  # fmt: skip
+        self.truth = require_ground_truth(ckpt)
+        self.model = ckpt.model.eval()
+        if channels_last:
+            self.model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        self.channels_last, self.batch_size = channels_last, batch_size
         self.cvae, self.bar = ckpt.config.kind == "cvae", bar
 
+    def __call__(self, classes: np.ndarray) -> np.ndarray:
+        """(N, K) classes → μ (N, D) float64."""
+        return self.encode(classes)[0]
+
     @torch.inference_mode()
-    def __call__(self, classes: np.ndarray, kl_sum: np.ndarray | None = None) -> np.ndarray:
-        """(N, 5) classes → μ (N, D) float64; adds each latent's summed KL into `kl_sum`."""
-        chunks = [classes[i : i + ENCODE_BATCH] for i in range(0, len(classes), ENCODE_BATCH)]
-        mus = []
+    def encode(self, classes: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """(N, K) classes → μ (N, D) float64 and each image's KL per latent (N, D) float64
+        (None for the AE, which has no posterior)."""
+        n = self.batch_size
+        chunks = [classes[i : i + n] for i in range(0, len(classes), n)]
+        mus, kls = [], []
         with ThreadPoolExecutor(max_workers=1) as renderer:
-            ahead = renderer.submit(render, chunks[0])
+            ahead = renderer.submit(self.truth.render, chunks[0])
             for k, c in enumerate(chunks):
                 images = ahead.result()
                 if k + 1 < len(chunks):
-                    ahead = renderer.submit(render, chunks[k + 1])
-                x = torch.from_numpy(images).float()[:, None]  # (B, 1, 64, 64)
-                x = x.contiguous(memory_format=torch.channels_last)
-                labels = torch.from_numpy(c[:, 0]) if self.cvae else None
+                    ahead = renderer.submit(self.truth.render, chunks[k + 1])
+                x = torch.from_numpy(images)  # (B, C, H, W)
+                if self.channels_last:
+                    x = x.contiguous(memory_format=torch.channels_last)
+                label = c[:, self.truth.label_factor]
+                labels = torch.from_numpy(label) if self.cvae else None
                 mu, logvar = self.model.encode(x, labels)  # (B, D) each; logvar None for the AE
-                if kl_sum is not None and logvar is not None:
-                    kl_sum += kl_per_dim(mu, logvar).double().sum(0).numpy()
+                if logvar is not None:
+                    kls.append(kl_per_dim(mu, logvar).double().numpy())
                 mus.append(mu.double().numpy())
                 if self.bar is not None:
                     self.bar.update(len(c))
-        return np.concatenate(mus)
+        return np.concatenate(mus), (np.concatenate(kls) if kls else None)
 
 
 # --- one seed -------------------------------------------------------------------------------
@@ -159,14 +184,14 @@ def _one_seed(
     ).spawn(5)
     want, out = set(s.only), {}
     stage("images")
+    sample_classes = encode.truth.sample_classes
     factors = sample_classes(np.random.default_rng(pool_seq), s.points)
-    kl_sum = np.zeros(ckpt.config.latent_dim)
-    codes = encode(factors, kl_sum)
+    codes, kl = encode.encode(factors)
     if want & TEST_SETS:
         factors_test = sample_classes(np.random.default_rng(test_seq), s.test_points)
         codes_test = encode(factors_test)
-    if "active_latents" in want and ckpt.config.stochastic:
-        out["active_latents"] = float((kl_sum / s.points > ACTIVE_KL).sum())
+    if "active_latents" in want and kl is not None:
+        out["active_latents"] = float((kl.mean(axis=0) > ACTIVE_KL).sum())
     mig = scores.mig(codes, factors, s.bins)
     if "mig" in want:
         out["mig"] = cast(float, mig["mig"])
@@ -204,11 +229,17 @@ def _one_seed(
 
 def describe(ckpt: Checkpoint, s: EvaluationSettings) -> dict[str, str]:
     """score name → the estimator choices behind it, in words (shown beside every score)."""
+    truth = require_ground_truth(ckpt)
     code = "code = posterior mean μ" if ckpt.config.stochastic else "code = the AE's code"
     if ckpt.config.kind == "cvae":
-        code += " (encoder given the true shape label)"
+        code += f" (encoder given the true {truth.factor_names[truth.label_factor]} label)"
     train, test = f"{s.points:,}", f"{s.test_points:,}"
-    factors = "5 factors, shape included"
+    k = len(truth.factor_names)
+    factors = f"{k} factors" + (", shape included" if "shape" in truth.factor_names else "")
+    # chance of guessing a factor's class, averaged over factors (DCI informativeness), and of
+    # naming the fixed factor (β-VAE, FactorVAE)
+    chance_accuracy = float(np.mean([1 / n for n in truth.factor_sizes]))
+    chance_factor = f"{1 / k:.2g}"
     split = f"{train} train / {test} test images"
     mi = f"{s.bins}-bin histogram of each latent over its own range, MI in nats"
     dci = (f"{split}; per factor ExtraTreesClassifier(50 trees, all latents at every split, "
@@ -222,16 +253,17 @@ def describe(ckpt: Checkpoint, s: EvaluationSettings) -> dict[str, str]:
         "mig": f"{train} images; {code}; {mi}; top-two gap ÷ factor entropy, mean over {factors}",
         "beta_vae": f"{b_train} train / {b_eval} eval points (library: 10,000 / 5,000), each the "
         f"mean |Δμ| over {s.pairs} image pairs sharing one factor; LogisticRegression; eval "
-        f"accuracy, chance 0.2; {code}; {factors}",
+        f"accuracy, chance {chance_factor}; {code}; {factors}",
         "factor_vae": f"{f_train} train / {f_eval} eval votes (library: 10,000 / 5,000) of "
         f"{s.pairs} images with one factor fixed; μ ÷ its std over {train} images, latents of "
-        f"variance < 0.05 pruned; majority vote; eval accuracy, chance 0.2; {code}; {factors}",
+        f"variance < 0.05 pruned; majority vote; eval accuracy, chance {chance_factor}; {code}; "
+        f"{factors}",
         "dci_disentanglement": f"{dci}; importance-weighted 1 − entropy of each latent's "
         f"importances over factors; {code}; {factors}",
         "dci_completeness": f"{dci}; importance-weighted 1 − entropy of each factor's importances "
         f"over latents; {code}; {factors}",
         "dci_informativeness": f"{dci}; mean test accuracy over factors, chance "
-        f"{CHANCE_ACCURACY:.3f}; {code}; {factors}",
+        f"{chance_accuracy:.3f}; {code}; {factors}",
         "sap": f"{split}; per latent and factor a DecisionTreeClassifier(min leaf 1%) on that "
         "latent alone, scored by chance-adjusted balanced test accuracy (the library: LinearSVC, "
         f"plain accuracy); top-two gap per factor, mean over {factors}; {code}",
@@ -253,14 +285,14 @@ def evaluate(
     KL: active_latents is left out of its scores (a variance threshold would only measure the
     AE's arbitrary code scale)."""
     s = settings or EvaluationSettings()
-    check_evaluable(ckpt)
+    truth = require_ground_truth(ckpt)
     t0 = time.monotonic()
     per_seed: list[dict[str, float]] = []
     mi_matrices = []
     total = _images_per_seed(s) * len(s.seeds)
     with tqdm(total=total, unit="img", unit_scale=True, disable=not progress,
               dynamic_ncols=True, desc=ckpt.name) as bar:  # fmt: skip
-        encode = ImageEncoder(ckpt, bar)
+        encode = ImageEncoder(ckpt, bar, channels_last=True)
         for i, seed in enumerate(s.seeds):
 
             def stage(what: str, i: int = i, seed: int = seed) -> None:
@@ -285,7 +317,7 @@ def evaluate(
         "step": ckpt.card.get("steps"),
         "digest": ckpt.digest or weights_digest(ckpt.model),
         "seeds": list(s.seeds),
-        "factors": list(FACTOR_NAMES),
+        "factors": list(truth.factor_names),
         "scores": results,
         "mi_matrix": np.round(np.mean(mi_matrices, axis=0), 4).tolist(),
         "wall_time_s": round(time.monotonic() - t0, 1),

@@ -14,7 +14,7 @@ from pydantic import BaseModel, Field
 
 from app import imaging, inference
 from app.checkpoints import Checkpoint
-from app.data.dsprites import FACTOR_NAMES, N_IMAGES, SHAPE_NAMES, index_to_classes, render
+from app.data.ground_truth import DSPRITES, GroundTruth, ground_truth
 from app.inference import InferenceError
 from app.settings import Settings
 from app.web.deps import ModelDep, RegistryDep, SettingsDep
@@ -43,6 +43,9 @@ def model_summary(ckpt: Checkpoint) -> dict[str, Any]:
         "channels": cfg.channels,
         "dataset": cfg.dataset,
         "factors": list(cfg.factor_names),
+        # how many dataset images can be drawn by index (None: no ground truth to draw from)
+        "dataset_images": truth.n_images if (truth := ground_truth(cfg.dataset)) else None,
+        "dataset_name": truth.name if truth else None,
         "latent_order": inference.latent_order(ckpt),
         "card": ckpt.card,
     }
@@ -198,36 +201,45 @@ async def encode_upload(
     return {**_encoding_json(model, x, label), "notes": notes}
 
 
-def dsprites_tensor(index: int) -> torch.Tensor:
-    """dSprites image `index` as the (1, 64, 64) float tensor a model sees."""
-    return torch.from_numpy(render(index_to_classes(index))[0][None]).float()
-
-
-def _dsprites_model(model: Checkpoint) -> None:
-    if not model.config.dataset.startswith("dsprites"):
+def dataset_of(model: Checkpoint) -> GroundTruth:
+    """The model's training data as a drawable dataset, or an InferenceError (422) saying it has
+    none (a model trained on an image folder)."""
+    truth = ground_truth(model.config.dataset)
+    if truth is None:
         raise InferenceError(
-            f"model {model.name} was trained on {model.config.dataset}, "
-            "not dSprites: it has no dataset images to start from"
+            f"model {model.name} was trained on {model.config.dataset}, whose images cannot be "
+            "drawn by index: it has no dataset images to start from"
         )
+    return truth
+
+
+def dataset_tensor(truth: GroundTruth, index: int, what: str = "index") -> torch.Tensor:
+    """Dataset image `index` as the (C, H, W) float tensor a model sees; a bad index is an
+    InferenceError naming the range."""
+    if not 0 <= index < truth.n_images:
+        raise InferenceError(
+            f"{what}: {truth.name} index must be in 0..{truth.n_images - 1}, got {index}"
+        )
+    return torch.from_numpy(truth.image(index))
 
 
 @router.get("/models/{name}/encode")
 def encode_dataset_image(
-    model: ModelDep, index: Annotated[int, Query(ge=0, lt=N_IMAGES)], label: Label = None
+    model: ModelDep, index: Annotated[int, Query(ge=0)], label: Label = None
 ) -> dict[str, Any]:
-    """Encode dSprites image `index` (its factors are returned too). For a CVAE the label
-    defaults to the image's own shape."""
-    _dsprites_model(model)
-    classes = index_to_classes(index)
-    x = dsprites_tensor(index)
+    """Encode image `index` of the model's dataset (dSprites: 0 ≤ index < 737,280); its factor
+    classes are returned too. For a CVAE the label defaults to the image's own class."""
+    truth = dataset_of(model)
+    x = dataset_tensor(truth, index)
+    classes = truth.index_to_classes(index)[0]
     if model.config.kind == "cvae" and label is None:
-        label = int(classes[0, 0])
-    factors = dict(zip(FACTOR_NAMES, classes[0].tolist(), strict=True))
+        label = int(classes[truth.label_factor])
+    factors = dict(zip(truth.factor_names, classes.tolist(), strict=True))
     return {
         **_encoding_json(model, x, label),
         "index": index,
         "factors": factors,
-        "shape": SHAPE_NAMES[factors["shape"]],
+        "shape": truth.label_names[classes[truth.label_factor]],
         "label": label,
     }
 
@@ -235,9 +247,9 @@ def encode_dataset_image(
 @router.get("/dsprites/{index}.png", response_class=Response, responses={200: PNG})
 def dsprites_image(index: int, scale: Scale = 1) -> Response:
     """dSprites image number `index` (0 ≤ index < 737,280), drawn by our renderer."""
-    if not 0 <= index < N_IMAGES:
-        raise NotFoundError(f"dSprites index must be in 0..{N_IMAGES - 1}, got {index}")
-    img = dsprites_tensor(index)
+    if not 0 <= index < DSPRITES.n_images:
+        raise NotFoundError(f"dSprites index must be in 0..{DSPRITES.n_images - 1}, got {index}")
+    img = torch.from_numpy(DSPRITES.image(index))
     return Response(
         imaging.png_bytes(img, min(scale, 8)),
         media_type="image/png",

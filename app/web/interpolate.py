@@ -13,7 +13,7 @@ from fastapi.responses import HTMLResponse
 
 from app import imaging, inference
 from app.checkpoints import Checkpoint
-from app.data.dsprites import N_IMAGES
+from app.data.ground_truth import ground_truth
 from app.imaging import ImageInputError
 from app.inference import InferenceError
 from app.settings import Settings
@@ -51,14 +51,15 @@ def interpolate_page(
         return templates.TemplateResponse(request, "empty.html", {}, status_code=503)
     name = model if model is not None and model in registry else next(iter(registry))
     ckpt = registry[name]
+    truth = ground_truth(ckpt.config.dataset)
     rng = np.random.default_rng()
     context: dict[str, Any] = {
         "models": [api.model_summary(c) for c in registry.values()],
         "model": api.model_summary(ckpt),
         "steps": min(max(steps, 2), settings.max_interpolate_steps),
         "max_steps": settings.max_interpolate_steps,
-        "index_a": int(rng.integers(N_IMAGES)),
-        "index_b": int(rng.integers(N_IMAGES)),
+        "index_a": int(rng.integers(truth.n_images)) if truth else None,
+        "index_b": int(rng.integers(truth.n_images)) if truth else None,
         "strips": None,
         "error": None,
     }
@@ -98,11 +99,10 @@ async def _end(
             raise ImageInputError(f"image {which}: {e}") from None
     if index is None:
         raise InferenceError(f"image {which}: upload a file or give a dataset index")
-    if not cfg.dataset.startswith("dsprites"):
+    truth = ground_truth(cfg.dataset)
+    if truth is None:
         raise InferenceError(f"image {which}: {ckpt.name} has no dataset images; upload a file")
-    if not 0 <= index < N_IMAGES:
-        raise InferenceError(f"image {which}: dSprites index must be in 0..{N_IMAGES - 1}")
-    return api.dsprites_tensor(index)
+    return api.dataset_tensor(truth, index, f"image {which}")
 
 
 @router.post("/ui/{name}/interpolate", response_class=HTMLResponse)

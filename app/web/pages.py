@@ -13,7 +13,6 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 
 from app import inference
 from app.checkpoints import Checkpoint
-from app.data.dsprites import N_IMAGES
 from app.imaging import ImageInputError
 from app.inference import InferenceError
 from app.web import api
@@ -84,7 +83,6 @@ def explore(
         "label": label,
         "range": SLIDER_RANGE,
         "warning": warning,
-        "n_images": N_IMAGES,
     }
     return templates.TemplateResponse(request, "explore.html", context)
 
@@ -189,12 +187,12 @@ async def encode_upload_partial(
 @router.get("/ui/{name}/encode", response_class=HTMLResponse)
 def encode_dataset_partial(
     request: Request, model: ModelDep, templates: TemplatesDep,
-    index: Annotated[int | None, Query(ge=0, lt=N_IMAGES)] = None, label: int | None = None,
+    index: Annotated[int | None, Query(ge=0)] = None, label: int | None = None,
 ) -> HTMLResponse:  # fmt: skip
-    """htmx: encode a dSprites image (a random one when no index is given)."""
-    if index is None:
-        index = int(np.random.default_rng().integers(N_IMAGES))
+    """htmx: encode a dataset image (a random one when no index is given)."""
     try:
+        if index is None:
+            index = int(np.random.default_rng().integers(api.dataset_of(model).n_images))
         result = api.encode_dataset_image(model, index, label)
     except (InferenceError, NotFoundError) as e:
         return _encode_partial(request, templates, model, None, str(e))

@@ -1,0 +1,69 @@
+"""Datasets drawn from known factors, looked up by a model's `config.dataset`.
+
+What the metrics, the Figure 2 view and the explorer's dataset images need of a dataset is the
+same: its factors, a way to draw factor classes, and a renderer from classes to the images a
+model sees. One lookup answers "does this model have ground truth, and which?", so the answer is
+the same everywhere (a model trained on the official dSprites `.npz` has dSprites' ground truth:
+our renderer reproduces its images; an image folder has none).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from app.data import dsprites
+
+
+@dataclass(frozen=True)
+class GroundTruth:
+    name: str  # what people call the dataset ("dSprites")
+    factor_names: tuple[str, ...]
+    factor_sizes: tuple[int, ...]  # classes per factor
+    channels: int
+    label_factor: int  # the factor a CVAE on this dataset is conditioned on
+    label_names: tuple[str, ...]
+    render_classes: Callable[[np.ndarray], np.ndarray]  # (B, K) classes → (B, C, H, W) in [0, 1]
+    sample_classes: Callable[[np.random.Generator, int], np.ndarray]  # → (n, K) int64
+    index_to_classes: Callable[[np.ndarray | int], np.ndarray]  # → (B, K)
+
+    @property
+    def n_images(self) -> int:
+        return int(np.prod(self.factor_sizes))
+
+    def render(self, classes: np.ndarray) -> np.ndarray:
+        """(B, K) factor classes → (B, C, H, W) float32 images in [0, 1], as a model sees them."""
+        return self.render_classes(classes)
+
+    def image(self, index: int) -> np.ndarray:
+        """Image number `index` (0 ≤ index < n_images) → (C, H, W) float32 in [0, 1]."""
+        if not 0 <= index < self.n_images:
+            raise IndexError(f"{self.name} index must be in 0..{self.n_images - 1}, got {index}")
+        return self.render(self.index_to_classes(index))[0]
+
+
+def _render_dsprites(classes: np.ndarray) -> np.ndarray:
+    return dsprites.render(classes)[:, None].astype(np.float32)  # (B, 1, 64, 64)
+
+
+DSPRITES = GroundTruth(
+    name="dSprites",
+    factor_names=dsprites.FACTOR_NAMES,
+    factor_sizes=tuple(int(n) for n in dsprites.FACTOR_SIZES),
+    channels=1,
+    label_factor=0,  # shape
+    label_names=dsprites.SHAPE_NAMES,
+    render_classes=_render_dsprites,
+    sample_classes=dsprites.sample_classes,
+    index_to_classes=dsprites.index_to_classes,
+)
+
+
+def ground_truth(dataset: str) -> GroundTruth | None:
+    """The ground truth of a model's training data (`config.dataset`), or None for data without
+    known factors (an image folder)."""
+    if dataset == "dsprites" or dataset.startswith("dsprites-npz:"):
+        return DSPRITES
+    return None
