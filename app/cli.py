@@ -59,6 +59,12 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
         default=0,
         help="steps over which the KL weight rises linearly from 0 to β",
     )
+    p.add_argument(
+        "--denoise",
+        action="store_true",
+        help="a denoising model: inputs corrupted (Gaussian, salt-and-pepper or masked blocks), "
+        "the clean image the target",
+    )
     p.add_argument("--no-channels-last", dest="channels_last", action="store_false")
     p.add_argument("--compile", action="store_true", help="torch.compile the model")
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads")

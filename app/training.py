@@ -36,6 +36,7 @@ from app.checkpoints import (
     save_run,
     weights_digest,
 )
+from app.corruption import MAX_LEVEL, NOISES, training_corruption
 from app.data import Dataset, open_dataset
 from app.models import VAE, ModelConfig
 from app.models.elbo import kl_per_dim, reconstruction_nll
@@ -74,6 +75,7 @@ class TrainArgs:
     capacity_steps: int = 100_000
     gamma: float = 1000.0
     kl_warmup: int = 0  # steps over which the KL weight rises from 0 to β (beta objective)
+    denoise: bool = False  # inputs corrupted (app.corruption), the clean image the target
     channels_last: bool = True
     compile: bool = False
     prefetch: int = 4
@@ -132,20 +134,26 @@ def build_objective(args: TrainArgs, dataset: Dataset) -> Objective:
 @dataclass
 class StepData:
     step: int
-    x: torch.Tensor  # (B, C, 64, 64) float in [0, 1]
+    x: torch.Tensor  # (B, C, 64, 64) float in [0, 1]: the model's input
     labels: torch.Tensor  # (B,)
     eps: torch.Tensor  # (B, D) the step's noise for the reparameterisation
+    target: torch.Tensor  # (B, C, 64, 64): what it should reconstruct (x, or x uncorrupted)
 
 
 def step_data(
-    dataset: Dataset, seed: int, rank: int, step: int, batch: int, latents: int
-) -> StepData:
+    dataset: Dataset, seed: int, rank: int, step: int, batch: int, latents: int,
+    denoise: bool = False,
+) -> StepData:  # fmt: skip
     rng = np.random.default_rng((seed, rank, step))
     b = dataset.sample(rng, batch)
     scale = 1.0 if dataset.binary else 1.0 / 255.0
     x = torch.from_numpy(b.images).float().mul_(scale)
     eps = torch.from_numpy(rng.standard_normal((batch, latents), dtype=np.float32))
-    return StepData(step, x, torch.from_numpy(b.labels), eps)
+    if not denoise:
+        return StepData(step, x, torch.from_numpy(b.labels), eps, target=x)
+    # drawn after ε, so a denoising run's data and ε are those of a plain run with its seed
+    noisy = torch.from_numpy(training_corruption(x.numpy(), rng))
+    return StepData(step, noisy, torch.from_numpy(b.labels), eps, target=x)
 
 
 def prefetch(
@@ -158,7 +166,8 @@ def prefetch(
     def work() -> None:
         try:
             for step in range(start, stop):
-                item = step_data(dataset, args.seed, rank, step, args.batch_size, args.latents)
+                item = step_data(dataset, args.seed, rank, step, args.batch_size, args.latents,
+                                 args.denoise)  # fmt: skip
                 while not done.is_set():
                     try:
                         q.put(item, timeout=0.1)
@@ -276,7 +285,8 @@ def train(args: TrainArgs) -> int:
         saved = trainer["args"]
         # the run's identity comes from the saved state; only the length and logistics may change
         for name in ("dataset", "kind", "beta", "objective", "latents", "batch_size", "seed",
-                     "capacity_max", "capacity_steps", "gamma", "lr", "kl_warmup"):  # fmt: skip
+                     "capacity_max", "capacity_steps", "gamma", "lr", "kl_warmup",
+                     "denoise"):  # fmt: skip
             if name in saved:
                 setattr(args, name, saved[name])
         commands = [*trainer.get("commands", [saved.get("command", "?")]), args.command]
@@ -347,7 +357,7 @@ def train(args: TrainArgs) -> int:
                 "name": Path(args.out).name,
                 "command": commands[0],  # how the run began; resumptions follow in "commands"
                 "commands": commands,
-                "recipe": _recipe(config, objective),
+                "recipe": _recipe(config, objective, args.denoise),
                 "objective": objective.settings(),
                 "steps": step,
                 "target_steps": args.steps,
@@ -365,6 +375,8 @@ def train(args: TrainArgs) -> int:
                 "active_latents": figures.get("active_latents"),
                 "run_dir": str(run_path),
             }
+            if args.denoise:
+                card["denoising"] = {"noises": list(NOISES), "max_level": MAX_LEVEL}
             if digests:
                 card["rank_weight_digests"] = digests
             save_checkpoint(Path(args.out), model, card)
@@ -375,12 +387,13 @@ def train(args: TrainArgs) -> int:
     with stop:
         for d in prefetch(dataset, args, rank, start_step, args.steps):
             x = d.x.to(device, non_blocking=True)
+            target = x if d.target is d.x else d.target.to(device, non_blocking=True)
             if args.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             labels = d.labels.to(device) if config.kind == "cvae" else None
             eps = d.eps.to(device)
             decoded, mu, logvar, z = step_fn(x, labels, eps)
-            nll = reconstruction_nll(decoded, x, config.likelihood, config.gaussian_sigma)
+            nll = reconstruction_nll(decoded, target, config.likelihood, config.gaussian_sigma)
             terms = objective(nll, mu, logvar, z, step)
             optimizer.zero_grad(set_to_none=True)
             terms.loss.backward()
@@ -434,7 +447,10 @@ def train(args: TrainArgs) -> int:
     return 0
 
 
-def _recipe(config: ModelConfig, objective: Objective) -> str:
+def _recipe(config: ModelConfig, objective: Objective, denoise: bool = False) -> str:
+    if denoise:
+        inputs = "Gaussian noise, salt-and-pepper or masked blocks, one per image"
+        return f"denoising {_recipe(config, objective)}; inputs corrupted by {inputs}"
     s = objective.settings()
     if config.kind == "ae":
         return "deterministic autoencoder (reconstruction loss only)"
