@@ -144,3 +144,24 @@ def test_the_cli_names_what_is_wrong(trained, tmp_path, capsys):
 def test_settings_are_checked():
     with pytest.raises(EvaluationError, match="seeds"):
         EvaluationSettings(seeds=())
+
+
+def test_a_colour_shapes_model_is_scored_on_its_own_six_factors(tmp_path):
+    """The metrics follow the model's ground truth: six factors of the colour shapes, three
+    channels, the shape as a CVAE's label."""
+    from tests.conftest import tiny_args
+
+    for kind in ("vae", "cvae"):
+        args = tiny_args(tmp_path / kind, kind=kind, dataset="shapes3d", steps=10, batch_size=16)
+        assert train(args) == 0
+        metrics = evaluate(load_checkpoint(args.out), SMALL, progress=False)
+        assert metrics["factors"] == [
+            "floor_hue", "wall_hue", "object_hue", "scale", "shape", "orientation"
+        ]  # fmt: skip
+        assert np.asarray(metrics["mi_matrix"]).shape == (10, 6)
+        scores = metrics["scores"]
+        assert set(scores) == set(METRICS)
+        assert "6 factors, shape included" in scores["mig"]["settings"]
+        assert "chance 0.17" in scores["beta_vae"]["settings"]
+        assert all(0 <= scores[m]["mean"] <= 1 for m in METRICS if m != "active_latents")
+    assert "true shape label" in scores["mig"]["settings"]

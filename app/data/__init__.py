@@ -8,20 +8,24 @@ from app.data.base import Batch, Dataset, DatasetError
 from app.data.folder import ImageFolder
 from app.data.npz import NpzDSprites
 from app.data.procedural import ProceduralDSprites
+from app.data.shapes3d import ProceduralShapes3D
 
 __all__ = ["Batch", "Dataset", "DatasetError", "open_dataset"]
 
 
 def open_dataset(spec: str, image_size: int = 64) -> Dataset:
-    """`dsprites` (procedural), a path to the official `.npz`, or a folder of images."""
+    """`dsprites` or `shapes3d` (both procedural), a path to the official dSprites `.npz`, or a
+    folder of images."""
     if spec == "dsprites":
         return ProceduralDSprites()
+    if spec == "shapes3d":
+        return ProceduralShapes3D()
     path = Path(spec)
     if path.suffix == ".npz":
         return NpzDSprites(path)
     if path.is_dir():
         return ImageFolder(path, image_size=image_size)
     raise DatasetError(
-        f"unknown dataset {spec!r}: use 'dsprites', a path to a dSprites .npz,"
+        f"unknown dataset {spec!r}: use 'dsprites', 'shapes3d', a path to a dSprites .npz,"
         " or a folder of images"
     )

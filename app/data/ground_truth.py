@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from app.data import dsprites
+from app.data import dsprites, shapes3d
 
 
 @dataclass(frozen=True)
@@ -61,9 +61,29 @@ DSPRITES = GroundTruth(
 )
 
 
+def _render_shapes3d(classes: np.ndarray) -> np.ndarray:
+    rgb = shapes3d.render(classes)  # (B, 64, 64, 3) uint8
+    return rgb.transpose(0, 3, 1, 2).astype(np.float32) / np.float32(255)  # (B, 3, 64, 64)
+
+
+SHAPES3D = GroundTruth(
+    name="colour shapes",
+    factor_names=shapes3d.FACTOR_NAMES,
+    factor_sizes=tuple(int(n) for n in shapes3d.FACTOR_SIZES),
+    channels=3,
+    label_factor=shapes3d.FACTOR_NAMES.index("shape"),
+    label_names=shapes3d.SHAPE_NAMES,
+    render_classes=_render_shapes3d,
+    sample_classes=shapes3d.sample_classes,
+    index_to_classes=shapes3d.index_to_classes,
+)
+
+
 def ground_truth(dataset: str) -> GroundTruth | None:
     """The ground truth of a model's training data (`config.dataset`), or None for data without
     known factors (an image folder)."""
     if dataset == "dsprites" or dataset.startswith("dsprites-npz:"):
         return DSPRITES
+    if dataset == "shapes3d":
+        return SHAPES3D
     return None
