@@ -63,6 +63,7 @@ bench: install $(CHROMIUM) /usr/bin/wrk
 	$(PY) bench/browser_paint.py
 	$(PY) bench/load.py
 	$(PY) bench/metrics_speed.py
+	$(PY) bench/compress_speed.py checkpoints/dsprites-beta-vae
 
 # How the shipped checkpoints were trained (CPU; resumable: add --resume to continue a run).
 train-shipped: install

@@ -14,7 +14,7 @@ from starlette.types import ASGIApp
 
 from app.registry import load_registry
 from app.settings import Settings
-from app.web import api, errors, figure2, interpolate, pages, security
+from app.web import api, compress, denoise, errors, figure2, interpolate, pages, security
 from app.web.batching import DecodeBatcher
 
 
@@ -58,5 +58,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(pages.router)
     app.include_router(interpolate.router)
     app.include_router(figure2.router)
+    app.include_router(compress.router)
+    app.include_router(denoise.router)
+    app.include_router(denoise.pages)
     app.include_router(security.router)
     return app

@@ -212,3 +212,27 @@ def test_pages_and_the_api_docs_run_under_the_content_security_policy(browser, s
     assert "decode.png" in page.inner_text("#swagger-ui")
     context.close()
     assert not [m for m in console if "Content Security Policy" in m], console
+
+
+def test_painting_a_mask_hides_those_pixels_and_the_models_answer(page):
+    import base64
+
+    page.goto("/denoise?index=5&noise=gaussian&level=0.2")
+    before = page.get_attribute("#corrupted-image", "src")
+    box = page.locator("#mask-canvas").bounding_box()
+    # a horizontal stroke across the middle of the 64×64 image (the canvas shows it 4× larger)
+    page.mouse.move(box["x"] + 40, box["y"] + 128)
+    page.mouse.down()
+    for x in range(40, 220, 8):
+        page.mouse.move(box["x"] + x, box["y"] + 128)
+    page.mouse.up()
+    page.wait_for_function(
+        "src => document.querySelector('#corrupted-image').src !== src", arg=before
+    )
+    assert page.input_value("#noise") == "drawn"
+    png = base64.b64decode(page.get_attribute("#corrupted-image", "src").split(",", 1)[1])
+    seen = np.asarray(Image.open(io.BytesIO(png)).convert("L"))
+    grey = seen == 128  # MASK_FILL, as a PNG level
+    assert grey[30:34, 12:52].all()  # the stroke's centre line is hidden...
+    assert not grey[:20].any() and not grey[44:].any()  # ...and nothing far from it
+    assert page.locator(".denoise-table tr[data-model]").count() == 2

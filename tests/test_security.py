@@ -16,6 +16,8 @@ PAGES = [
     "/compare?a=tiny-vae&b=tiny-ae",
     "/models/tiny-vae",
     "/interpolate?model=tiny-vae",
+    "/denoise?index=5",
+    "/compress?model=tiny-vae",
     "/docs",
 ]
 

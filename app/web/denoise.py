@@ -1,0 +1,237 @@
+"""The denoise view: pick or upload an image, corrupt it (Gaussian noise, salt-and-pepper, random
+blocks, or a mask painted on it), and see what two models make of it, with PSNR/SSIM before and
+after. By default a denoising autoencoder beside the plain VAE: the lecture's point that a model
+trained on corrupted inputs learns to undo them, where a plain one reproduces the damage."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Annotated, Any
+from urllib.parse import urlencode
+
+import torch
+from fastapi import APIRouter, File, Form, Query, Request, UploadFile
+from fastapi.responses import HTMLResponse
+
+from app import imaging
+from app.checkpoints import Checkpoint
+from app.corruption import MAX_LEVEL
+from app.data.ground_truth import ground_truth
+from app.denoise import NOISE_CHOICES, Denoising, corrupt_image, denoise, parse_mask
+from app.imaging import ImageInputError
+from app.inference import InferenceError
+from app.quality import Quality
+from app.settings import Settings
+from app.web import api
+from app.web.deps import ModelDep, RegistryDep, SettingsDep, TemplatesDep
+from app.web.errors import NotFoundError, UploadTooLargeError
+
+router = APIRouter(tags=["denoise"])
+pages = APIRouter(tags=["pages"], include_in_schema=False)
+
+NoiseQuery = Annotated[str, Query(description="gaussian | salt_pepper | mask | drawn")]
+LevelQuery = Annotated[float, Query(description="σ, fraction of pixels, or fraction masked")]
+SeedQuery = Annotated[int, Query(ge=0, le=2**31 - 1, description="the noise's random seed")]
+MaskQuery = Annotated[
+    str | None, Query(description="for noise=drawn: 64×64 bits, row-major, MSB first, as hex")
+]
+DEFAULT_LEVEL = {"gaussian": 0.3, "salt_pepper": 0.15, "mask": 0.25, "drawn": 0.0}
+
+
+def default_pair(registry: Mapping[str, Checkpoint]) -> tuple[str, str]:
+    """A denoising model (its card says so) and the plain VAE (β=1, else any VAE) beside it;
+    failing a denoiser, the AE; failing those, the first two models."""
+    names = list(registry)
+    dae = next((n for n, c in registry.items() if c.card.get("denoising")), None)
+    plain = next((n for n, c in registry.items() if c.config.kind == "vae"
+                  and c.config.beta == 1 and not c.card.get("denoising")), None)  # fmt: skip
+    plain = plain or next((n for n, c in registry.items() if c.config.kind == "vae"), None)
+    ae = next((n for n, c in registry.items() if c.config.kind == "ae"), None)
+    a = dae or ae or names[0]
+    b = plain if plain and plain != a else next((n for n in names if n != a), a)
+    return a, b
+
+
+def _clean_image(
+    model: Checkpoint, index: int | None, upload: bytes | None, settings: Settings
+) -> tuple[torch.Tensor, int | None]:
+    """The clean image (1, C, H, W) and its class, from the upload or the dataset."""
+    cfg = model.config
+    if upload is not None:
+        x, _ = imaging.load_upload(upload, cfg.image_size, cfg.channels, settings.max_upload_pixels)
+        return x[None], None
+    if index is None:
+        raise InferenceError("give a dataset index or upload an image")
+    truth = api.dataset_of(model)
+    x = api.dataset_tensor(truth, index)
+    return x[None], int(truth.index_to_classes(index)[0, truth.label_factor])
+
+
+def _run(
+    models: list[Checkpoint], index: int | None, upload: bytes | None, noise: str, level: float,
+    seed: int, mask: str | None, settings: Settings,
+) -> Denoising:  # fmt: skip
+    first = models[0]
+    shapes = {(m.config.channels, m.config.image_size) for m in models}
+    if len(shapes) > 1:
+        raise InferenceError(
+            f"{' and '.join(m.name for m in models)} take different images; pick models of one "
+            "dataset"
+        )
+    if noise not in NOISE_CHOICES:
+        raise InferenceError(f"unknown noise {noise!r}: choose from {', '.join(NOISE_CHOICES)}")
+    clean, label = _clean_image(first, index, upload, settings)
+    mask_bits = parse_mask(mask, first.config.image_size) if mask else None
+    corrupted = corrupt_image(clean, noise, level, seed, mask_bits)
+    return denoise(models, clean, corrupted, label)
+
+
+def _quality_json(q: Quality) -> dict[str, float]:
+    return {"psnr": round(q.psnr, 3), "ssim": round(q.ssim, 4), "ms_ssim": round(q.ms_ssim, 4)}
+
+
+def _result_json(result: Denoising) -> dict[str, Any]:
+    answer = result.answers[0]
+    return {
+        "clean_png": api.data_url(imaging.png_bytes(result.clean[0])),
+        "corrupted_png": api.data_url(imaging.png_bytes(result.corrupted[0])),
+        "output_png": api.data_url(imaging.png_bytes(answer.output[0])),
+        "before": _quality_json(result.before),
+        "after": _quality_json(answer.after),
+    }
+
+
+@router.get("/api/models/{name}/denoise")
+def denoise_dataset_image(
+    model: ModelDep, settings: SettingsDep, index: Annotated[int, Query(ge=0)],
+    noise: NoiseQuery = "gaussian", level: LevelQuery = 0.3, seed: SeedQuery = 0,
+    mask: MaskQuery = None,
+) -> dict[str, Any]:  # fmt: skip
+    """Corrupt dataset image `index` and give it to the model: the clean, corrupted and output
+    images (PNG data URLs) and PSNR (dB), SSIM and MS-SSIM of the corrupted input ("before") and
+    of the output ("after") against the clean image."""
+    return _result_json(_run([model], index, None, noise, level, seed, mask, settings))
+
+
+async def _read_upload(file: UploadFile | None, settings: Settings) -> bytes | None:
+    if file is None or not file.filename:
+        return None
+    data = await file.read(settings.max_upload_bytes + 1)
+    if len(data) > settings.max_upload_bytes:
+        raise UploadTooLargeError(
+            f"file is larger than the upload limit of {settings.max_upload_bytes:,} bytes"
+        )
+    return data
+
+
+@router.post("/api/models/{name}/denoise")
+async def denoise_upload(
+    model: ModelDep, settings: SettingsDep,
+    file: Annotated[UploadFile, File(description="a PNG or JPEG image")],
+    noise: Annotated[str, Form()] = "gaussian", level: Annotated[float, Form()] = 0.3,
+    seed: Annotated[int, Form(ge=0, le=2**31 - 1)] = 0, mask: Annotated[str | None, Form()] = None,
+) -> dict[str, Any]:  # fmt: skip
+    """The same for an uploaded image (multipart field `file`)."""
+    data = await _read_upload(file, settings)
+    if data is None:
+        raise InferenceError("the file is empty")
+    return _result_json(_run([model], None, data, noise, level, seed, mask, settings))
+
+
+# --- the page -------------------------------------------------------------------------------
+
+
+def _pair(registry: Mapping[str, Checkpoint], a: str | None, b: str | None) -> list[Checkpoint]:
+    da, db = default_pair(registry)
+    out = []
+    for name in (a or da, b or db):
+        if name not in registry:
+            raise NotFoundError(f"unknown model {name!r}; available: {', '.join(registry)}")
+        out.append(registry[name])
+    return out
+
+
+def _view(result: Denoising, models: list[Checkpoint]) -> dict[str, Any]:
+    recipes = {m.name: m.card.get("recipe", m.config.kind) for m in models}
+    return {
+        "clean": api.data_url(imaging.png_bytes(result.clean[0])),
+        "corrupted": api.data_url(imaging.png_bytes(result.corrupted[0])),
+        "before": result.before,
+        "answers": [
+            {
+                "name": a.model,
+                "recipe": recipes[a.model],
+                "after": a.after,
+                "png": api.data_url(imaging.png_bytes(a.output[0])),
+                "helps": a.after.psnr > result.before.psnr,
+            }  # fmt: skip
+            for a in result.answers
+        ],
+    }
+
+
+@pages.get("/denoise", response_class=HTMLResponse)
+def denoise_page(
+    request: Request, registry: RegistryDep, templates: TemplatesDep, settings: SettingsDep,
+    a: str | None = None, b: str | None = None, index: int | None = None,
+    noise: str = "gaussian", level: float | None = None, seed: int = 0,
+) -> HTMLResponse:  # fmt: skip
+    """Both models on one corrupted image; the URL holds the state."""
+    if not registry:
+        return templates.TemplateResponse(request, "empty.html", {}, status_code=503)
+    context: dict[str, Any] = {
+        "models": [api.model_summary(c) for c in registry.values()],
+        "noise": noise, "seed": seed, "noises": NOISE_CHOICES, "error": None, "result": None,
+        "max_levels": {**MAX_LEVEL, "drawn": 0.0},
+    }  # fmt: skip
+    level = DEFAULT_LEVEL.get(noise, 0.3) if level is None else level
+    context["level"] = level
+    status = 200
+    try:
+        pair = _pair(registry, a, b)
+        context["a"], context["b"] = pair[0].name, pair[1].name
+        truth = ground_truth(pair[0].config.dataset)
+        context["dataset_images"] = truth.n_images if truth else None
+        context["dataset_name"] = truth.name if truth else None
+        if index is None and truth is not None:
+            index = 1_234 % truth.n_images  # a fixed default, so the page is the same each time
+        context["index"] = index
+        if index is not None:
+            result = _run(pair, index, None, noise, level, seed, None, settings)
+            context["result"] = _view(result, pair)
+    except (InferenceError, NotFoundError) as e:
+        context["error"] = str(e)
+        context.setdefault("a", a)
+        context.setdefault("b", b)
+        status = 404 if isinstance(e, NotFoundError) else 422
+    return templates.TemplateResponse(request, "denoise.html", context, status_code=status)
+
+
+@pages.post("/ui/denoise", response_class=HTMLResponse)
+async def denoise_partial(
+    request: Request, registry: RegistryDep, templates: TemplatesDep, settings: SettingsDep,
+    a: Annotated[str, Form()], b: Annotated[str, Form()],
+    index: Annotated[int | None, Form()] = None, file: UploadFile | None = None,
+    noise: Annotated[str, Form()] = "gaussian", level: Annotated[float, Form()] = 0.3,
+    seed: Annotated[int, Form(ge=0, le=2**31 - 1)] = 0,
+    mask: Annotated[str | None, Form()] = None,
+) -> HTMLResponse:  # fmt: skip
+    """htmx: the result panel for the form's state; the URL follows (unless the image was
+    uploaded or the mask painted, which a URL cannot hold)."""
+    context: dict[str, Any] = {"error": None, "result": None}
+    try:
+        pair = _pair(registry, a, b)
+        upload = await _read_upload(file, settings)
+        result = _run(pair, None if upload else index, upload, noise, level, seed,
+                      mask if noise == "drawn" else None, settings)  # fmt: skip
+        context["result"] = _view(result, pair)
+    except (ImageInputError, InferenceError, NotFoundError, UploadTooLargeError) as e:
+        context["error"] = str(e)
+        return templates.TemplateResponse(
+            request, "partials/denoise.html", context, status_code=422
+        )
+    response = templates.TemplateResponse(request, "partials/denoise.html", context)
+    if upload is None and noise != "drawn":
+        query = {"a": a, "b": b, "index": index, "noise": noise, "level": level, "seed": seed}
+        response.headers["HX-Replace-Url"] = f"/denoise?{urlencode(query)}"
+    return response
