@@ -60,6 +60,13 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
         help="steps over which the KL weight rises linearly from 0 to β",
     )
     p.add_argument(
+        "--gaussian-sigma",
+        type=float,
+        default=0.1,
+        help="pixel σ of the Gaussian likelihood used for colour data (larger: blurrier, fewer "
+        "latents, like a larger β)",
+    )
+    p.add_argument(
         "--denoise",
         action="store_true",
         help="a denoising model: inputs corrupted (Gaussian, salt-and-pepper or masked blocks), "

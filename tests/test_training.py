@@ -268,3 +268,14 @@ def test_sigkill_at_random_moments_never_loses_the_last_checkpoint(tmp_path):
     assert finished.wait(timeout=120) == 0
     assert json.loads((out / "card.json").read_text())["steps"] == saved + 2
     assert not list(tmp_path.glob(".ck.tmp-*"))  # a half-written temp folder is cleaned up
+
+
+def test_the_gaussian_sigma_is_the_models_and_is_checked(tmp_path):
+    from app.models import ConfigError, ModelConfig
+
+    args = tiny_args(tmp_path / "colour", dataset="shapes3d", steps=4, gaussian_sigma=0.3)
+    assert train(args) == 0
+    ckpt = load_checkpoint(args.out)
+    assert ckpt.config.likelihood == "gaussian" and ckpt.config.gaussian_sigma == 0.3
+    with pytest.raises(ConfigError, match="gaussian_sigma must be > 0, got 0.0"):
+        ModelConfig(channels=3, likelihood="gaussian", gaussian_sigma=0.0)

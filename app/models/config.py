@@ -56,6 +56,8 @@ class ModelConfig:
             raise ConfigError(f"label_names are only for a cvae, this model is a {self.kind}")
         if self.beta < 0:
             raise ConfigError(f"beta must be ≥ 0, got {self.beta}")
+        if not self.gaussian_sigma > 0:
+            raise ConfigError(f"gaussian_sigma must be > 0, got {self.gaussian_sigma}")
         if self.format_version != FORMAT_VERSION:
             raise ConfigError(
                 f"config format_version {self.format_version} is not supported "
