@@ -16,7 +16,7 @@ from app.checkpoints import load_checkpoint
 from app.data.dsprites import render
 
 ROOT = Path(__file__).resolve().parent.parent
-MODELS = ("dsprites-ae", "dsprites-vae", "dsprites-beta-vae", "dsprites-cvae")
+MODELS = ("dsprites-ae", "dsprites-vae", "dsprites-beta-vae", "dsprites-cvae", "dsprites-dae")
 # shape, scale, orientation, pos_x, pos_y: a spread of all three shapes, sizes, angles, places
 EXAMPLES = np.array([
     [0, 5, 0, 5, 6], [1, 2, 8, 26, 10], [2, 5, 0, 16, 16], [0, 0, 5, 10, 25], [1, 5, 30, 20, 20],
@@ -44,7 +44,8 @@ def reconstructions(scale: int = 2, gap: int = 4) -> Image.Image:
 
 
 def kl_svg(width: int = 640, bar_h: int = 14) -> str:
-    cards = {name: load_checkpoint(ROOT / "checkpoints" / name).card for name in MODELS[1:]}
+    stochastic = ("dsprites-vae", "dsprites-beta-vae", "dsprites-cvae")  # the AEs have no KL
+    cards = {name: load_checkpoint(ROOT / "checkpoints" / name).card for name in stochastic}
     top = max(max(c["kl_per_dim"]) for c in cards.values())
     parts, y = [], 10
     for name, card in cards.items():

@@ -1,7 +1,8 @@
 """Screenshots of the explore and compare pages for the README, taken in Debian's Chromium
 against a live server on the shipped checkpoints.
 
-    python docs/make_screenshots.py   # docs/explore.png, docs/compare.png and docs/figure2.png
+    python docs/make_screenshots.py   # docs/explore.png, compare.png, figure2.png, compress.png,
+                                      # denoise.png
 """
 
 from __future__ import annotations
@@ -41,6 +42,14 @@ def main() -> None:
         loaded = "document.querySelectorAll('.figure2 .figure2-figure svg').length === 2"
         page.wait_for_function(loaded, timeout=120_000)
         section.screenshot(path=str(ROOT / "docs" / "figure2.png"))
+        # pages without sliders: wait for what they load after the page
+        page.goto(url + "/compress?model=dsprites-beta-vae&index=123456&bits=6")
+        page.wait_for_selector(".compress-rd-plots svg", timeout=120_000)
+        page.wait_for_load_state("networkidle")
+        page.screenshot(path=str(ROOT / "docs" / "compress.png"), full_page=True)
+        page.goto(url + "/denoise?index=123456&noise=salt_pepper&level=0.2&seed=1")
+        page.wait_for_load_state("networkidle")
+        page.screenshot(path=str(ROOT / "docs" / "denoise.png"))
         browser.close()
 
 
