@@ -6,9 +6,12 @@ import io
 import re
 
 import numpy as np
+from fastapi.testclient import TestClient
 from PIL import Image
 
 from app.checkpoints import load_checkpoint
+from app.main import create_app
+from app.settings import Settings
 
 
 def slider_dims(html: str) -> list[int]:
@@ -108,3 +111,24 @@ def test_model_card_page(client):
     page = client.get("/models/tiny-vae")
     assert page.status_code == 200 and "β-VAE, β=4" in page.text and "card.json" in page.text
     assert client.get("/models/missing").status_code == 404
+
+
+def test_a_dataset_image_is_described_by_its_own_datasets_factors(client, tmp_path):
+    from app.training import train
+    from tests.conftest import tiny_args
+
+    # ellipse, scale 0, orientation 3, x 7, y 9
+    r = client.get("/ui/tiny-vae/encode", params={"index": 245760 + 1024 * 3 + 32 * 7 + 9})
+    assert r.status_code == 200
+    assert "dSprites #249065: ellipse;" in r.text
+    assert "scale 0, orientation 3, pos x 7, pos y 9" in r.text
+
+    args = tiny_args(tmp_path / "shapes", dataset="shapes3d", steps=2)
+    assert train(args) == 0
+    with TestClient(create_app(Settings(checkpoints_dir=tmp_path))) as c:
+        # floor hue 2, wall hue 0, object hue 5, scale 3, sphere, orientation 1
+        r = c.get("/ui/shapes/encode", params={"index": 48000 * 2 + 480 * 5 + 60 * 3 + 15 * 2 + 1})
+        assert r.status_code == 200, r.text
+        assert "colour shapes #98611: sphere;" in r.text
+        assert "floor hue 2, wall hue 0, object hue 5, scale 3, orientation 1" in r.text
+        assert c.get("/api/models/shapes/encode", params={"index": 480000}).status_code == 422

@@ -238,6 +238,7 @@ def encode_dataset_image(
     return {
         **_encoding_json(model, x, label),
         "index": index,
+        "dataset": truth.name,
         "factors": factors,
         "shape": truth.label_names[classes[truth.label_factor]],
         "label": label,
