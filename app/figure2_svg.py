@@ -15,7 +15,7 @@ would show. The mutual information is coloured by MI / H(factor) ∈ [0, 1], so 
 from __future__ import annotations
 
 import base64
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from xml.sax.saxutils import escape, quoteattr
 
 import numpy as np
@@ -257,24 +257,36 @@ MI_LEFT, MI_TOP, MI_W, MI_H = 100.0, 22.0, 40.0, 24.0
 
 def mi_svg(data: Figure2Data, name: str) -> str:
     """Factors × latents (columns in the figure's order), coloured by MI / H(factor)."""
-    order = data.order
-    h = np.where(data.factor_entropy > 0, data.factor_entropy, 1.0)
-    norm = data.mi / h[None, :]  # (D, K)
+    return mi_matrix_svg(
+        data.mi, data.factor_entropy, FACTOR_NAMES, [len(v) for v in FACTOR_VALUES],
+        data.order, data.active,
+        f"MI / H(factor), 20-bin μ, {data.sampling.n_data} images",
+        f"Mutual information between {name}'s latents and the dSprites factors",
+    )  # fmt: skip
+
+
+def mi_matrix_svg(
+    mi: np.ndarray, factor_entropy: np.ndarray, factors: Sequence[str], sizes: Sequence[int],
+    order: Sequence[int], active: Sequence[bool], caption: str, label: str,
+) -> str:  # fmt: skip
+    """The heat-map of any latent × factor MI matrix (D, K) in nats: factors as rows, latents as
+    columns in `order`, coloured by MI / H(factor); inactive latents dimmed."""
+    h = np.where(factor_entropy > 0, factor_entropy, 1.0)
+    norm = mi / h[None, :]  # (D, K)
     body = []
     for col, dim in enumerate(order):
         x = MI_LEFT + col * MI_W
         body.append(_text(x + MI_W / 2, MI_TOP - 7, f"z{dim}", **{
             "text-anchor": "middle", "font-weight": 600,
-            "opacity": None if data.active[dim] else 0.45}))  # fmt: skip
-    for row, factor in enumerate(FACTOR_NAMES):
+            "opacity": None if active[dim] else 0.45}))  # fmt: skip
+    for row, factor in enumerate(factors):
         y = MI_TOP + row * MI_H
-        n_values = len(FACTOR_VALUES[row])
         body.append(_text(MI_LEFT - 8, y + MI_H / 2 + 3.5, factor, **{"text-anchor": "end"}))
         for col, dim in enumerate(order):
             x, v = MI_LEFT + col * MI_W, float(norm[dim, row])
             tip = (
-                f"z{dim} · {factor}: {data.mi[dim, row]:.3f} nats, {v:.0%} of "
-                f"H({factor}) = {data.factor_entropy[row]:.2f} nats ({n_values} values)"
+                f"z{dim} · {factor}: {mi[dim, row]:.3f} nats, {v:.0%} of "
+                f"H({factor}) = {factor_entropy[row]:.2f} nats ({sizes[row]} values)"
             )
             cell = _el("rect", {"class": "mi", "x": x, "y": y, "width": MI_W - 1,
                                 "height": MI_H - 1, "data-latent": dim, "data-factor": factor,
@@ -283,21 +295,15 @@ def mi_svg(data: Figure2Data, name: str) -> str:
             value = _text(x + MI_W / 2 - 0.5, y + MI_H / 2 + 3.5, f"{v:.2f}".lstrip("0"), **{
                 "text-anchor": "middle", "font-size": 10, "pointer-events": "none",
                 "fill": "#fff" if v > 0.55 else INK})  # fmt: skip
-            body.append(_el("g", {"opacity": None if data.active[dim] else 0.45}, cell, value))
-    y = MI_TOP + len(FACTOR_NAMES) * MI_H + 16
+            body.append(_el("g", {"opacity": None if active[dim] else 0.45}, cell, value))
+    y = MI_TOP + len(factors) * MI_H + 16
     for k in range(11):
         colour = _hex(colour_map(np.array(k / 10), SEQUENTIAL))
         body.append(_el("rect", {"x": MI_LEFT + 8 * k, "y": y - 5, "width": 8, "height": 10,
                                  "fill": colour}))  # fmt: skip
     body += [
         _text(MI_LEFT - 4, y + 3.5, "0", **{"text-anchor": "end"}),
-        _text(
-            MI_LEFT + 92,
-            y + 3.5,
-            f"1  MI / H(factor), 20-bin μ, {data.sampling.n_data} images",
-            fill=MUTED,
-        ),
+        _text(MI_LEFT + 92, y + 3.5, f"1  {caption}", fill=MUTED),
     ]
     width = MI_LEFT + MI_W * len(order) + 4
-    label = f"Mutual information between {name}'s latents and the dSprites factors"
     return _svg(width, y + 12, label, body)

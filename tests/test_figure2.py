@@ -264,3 +264,36 @@ def test_concurrent_first_requests_compute_once(served, monkeypatch):
         t.join()
     assert calls == ["concurrency-test"] and len(results) == 4
     assert all(r is results[0] for r in results)
+
+
+def test_a_colour_shapes_model_shows_its_own_factors_mi_and_scores(tmp_path):
+    """Figure 2 is dSprites' figure; a model of another dataset with known factors gets the MI
+    map and the scores that `evaluate` stored in its card, over its own six factors."""
+    from app.data.shapes3d import FACTOR_NAMES as SHAPES_FACTORS
+    from app.metrics.evaluate import EvaluationSettings, evaluate_checkpoint
+    from app.training import train
+    from tests.conftest import tiny_args
+
+    args = tiny_args(tmp_path / "shapes", dataset="shapes3d", steps=8)
+    assert train(args) == 0
+    with TestClient(create_app(Settings(checkpoints_dir=tmp_path))) as c:
+        r = c.get("/ui/shapes/figure2")
+        assert r.status_code == 200, r.text
+        assert "Figure 2 plots latents against dSprites' factors" in r.text
+        assert "colour shapes" in r.text and "not evaluated" in r.text and "<svg" not in r.text
+    few = EvaluationSettings(seeds=(0,), points=300, test_points=100, beta_vae_points=(20, 10),
+                             factor_vae_votes=(20, 10), pairs=4)  # fmt: skip
+    evaluate_checkpoint(args.out, few, progress=False)
+    with TestClient(create_app(Settings(checkpoints_dir=tmp_path))) as c:
+        r = c.get("/ui/shapes/figure2")
+    assert r.status_code == 200, r.text
+    root = ET.fromstring(re.search(r"<svg.*?</svg>", r.text, re.S).group(0))
+    cells = root.findall(".//svg:rect[@class='mi']", NS)
+    assert len(cells) == 10 * 6
+    assert {cell.get("data-factor") for cell in cells} == set(SHAPES_FACTORS)
+    mi = np.asarray(load_checkpoint(args.out).card["metrics"]["mi_matrix"])
+    first = cells[0]
+    tip = first.find("svg:title", NS).text
+    dim, factor = int(first.get("data-latent")), first.get("data-factor")
+    assert tip.startswith(f"z{dim} · {factor}: {mi[dim, SHAPES_FACTORS.index(factor)]:.3f} nats")
+    assert 'class="metrics-table"' in r.text and "not evaluated" not in r.text

@@ -11,12 +11,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Annotated, Any
 
+import numpy as np
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, Response
 from markupsafe import Markup
 
-from app import figure2, figure2_svg
+from app import figure2, figure2_svg, inference
 from app.checkpoints import Checkpoint
+from app.data.ground_truth import DSPRITES, GroundTruth, ground_truth
 from app.inference import InferenceError
 from app.web import api
 from app.web.deps import ModelDep, TemplatesDep
@@ -32,6 +34,31 @@ async def get_sampling() -> figure2.Sampling:
 
 
 SamplingDep = Annotated[figure2.Sampling, Depends(get_sampling)]
+
+
+def card_mi_svg(model: Checkpoint, truth: GroundTruth) -> Markup | None:
+    """The MI heat-map from the metrics in the model's card (None before `evaluate` ran, or if
+    they belong to other factors). Columns by mean KL; a factor's entropy is log(its values):
+    evaluate draws factor classes uniformly."""
+    metrics = model.card.get("metrics") or {}
+    mi = np.asarray(metrics.get("mi_matrix") or [], dtype=np.float64)
+    if metrics.get("factors") != list(truth.factor_names) or mi.shape != (
+        model.config.latent_dim,
+        len(truth.factor_names),
+    ):
+        return None
+    kl = model.card.get("kl_per_dim") or [1.0] * model.config.latent_dim
+    active = [k > figure2.ACTIVE_KL for k in kl]
+    entropy = np.log(np.asarray(truth.factor_sizes, dtype=np.float64))
+    n = metrics.get("scores", {}).get("mig", {}).get("settings", "").split(" images")[0]
+    svg = figure2_svg.mi_matrix_svg(
+        mi, entropy, truth.factor_names, truth.factor_sizes, inference.latent_order(model),
+        active, f"MI / H(factor), 20-bin μ, {n} images (latent-explorer evaluate)",
+        f"Mutual information between {model.name}'s latents and the {truth.name} factors",
+    )  # fmt: skip
+    return Markup(svg)  # our own SVG: every piece of text escaped by app.figure2_svg
+
+
 Render = Callable[[figure2.Figure2Data, str], str]
 
 # (figure, weights, name, sampling) → SVG text: rendering takes ~40 ms (PNG tiles), and a
@@ -81,13 +108,22 @@ def mutual_information_document(
 def figure2_partial(
     request: Request, model: ModelDep, templates: TemplatesDep, sampling: SamplingDep
 ) -> HTMLResponse:
-    """htmx: a model's Figure 2, its mutual-information map and its metric table."""
+    """htmx: a model's Figure 2, its mutual-information map and its metric table. A model of
+    another dataset with known factors (colour shapes) gets the MI map and the table that
+    `latent-explorer evaluate` stored in its card: Figure 2's rows are dSprites' factors."""
     context: dict[str, Any] = {
         "name": model.name,
         "digest": model.digest,
         "metrics": model.card.get("metrics"),
         "error": None,
+        "figure": None,
+        "mi": None,
     }
+    truth = ground_truth(model.config.dataset)
+    if truth is not None and truth is not DSPRITES:
+        context["dataset"] = truth.name
+        context["mi"] = card_mi_svg(model, truth)
+        return templates.TemplateResponse(request, "partials/figure2.html", context)
     try:
         # Markup: our own SVG, every piece of text in it escaped by app.figure2_svg
         context["figure"] = Markup(svg_document(model, sampling, figure2_svg.figure_svg))
