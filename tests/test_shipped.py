@@ -48,8 +48,9 @@ def test_shipped_card_says_how_it_was_trained(name):
 
 @pytest.mark.xfail(
     strict=True,
-    reason="known gap (issue 3 open): after 23-30k CPU steps both models keep 4 latents above "
-    "0.1 nats; the β=1 run must train longer to spread information over more latents. "
+    reason="known gap (issue 3 open): after 30,000 (β=4) and 34,541 (β=1) CPU steps both models "
+    "keep 4 latents above 0.1 nats; the β=1 run must train longer to spread information over "
+    "more latents. "
     "strict: this fails the suite once it passes, so the marker gets removed",
 )
 def test_beta_4_uses_visibly_fewer_latents_than_beta_1():
