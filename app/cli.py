@@ -23,7 +23,7 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
         default="dsprites",
         help="'dsprites' or 'shapes3d' (procedural), a dSprites .npz, or a folder of images",
     )
-    p.add_argument("--kind", choices=["ae", "vae", "cvae"], default="vae")
+    p.add_argument("--kind", choices=["ae", "vae", "cvae", "vaegan"], default="vae")
     p.add_argument("--beta", type=float, default=1.0, help="weight on the KL term (β=1: plain VAE)")
     p.add_argument(
         "--objective",

@@ -14,7 +14,17 @@ from starlette.types import ASGIApp
 
 from app.registry import load_registry
 from app.settings import Settings
-from app.web import api, compress, denoise, errors, figure2, interpolate, pages, security
+from app.web import (
+    api,
+    compress,
+    denoise,
+    errors,
+    figure2,
+    interpolate,
+    pages,
+    security,
+    sharpness,
+)
 from app.web.batching import DecodeBatcher
 
 
@@ -61,5 +71,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(compress.router)
     app.include_router(denoise.router)
     app.include_router(denoise.pages)
+    app.include_router(sharpness.router)
+    app.include_router(sharpness.pages)
     app.include_router(security.router)
     return app

@@ -118,3 +118,19 @@ def quality(x: torch.Tensor, y: torch.Tensor) -> list[Quality]:
 def to_8bit(x: torch.Tensor) -> torch.Tensor:
     """Round to the 256 levels a PNG stores: what a codec's output really is."""
     return x.clamp(0, 1).mul(255).round().div(255)
+
+
+def gradient_energy(x: torch.Tensor) -> torch.Tensor:
+    """Sharpness: the mean, over pixels and channels, of the squared gradient magnitude
+    |∇x|² = (x[i, j+1] − x[i, j])² + (x[i+1, j] − x[i, j])² (forward differences), taken at the
+    (H−1)×(W−1) pixels that have both a right and a lower neighbour. (B, C, H, W) in [0, 1] → (B,).
+    A flat image scores 0 and a one-pixel black-and-white checkerboard 2, the largest possible;
+    blurring lowers it, which is why it tells a blurry decoder from a sharp one."""
+    if x.ndim != 4 or min(x.shape[-2:]) < 2:
+        raise QualityError(f"gradient energy needs (B, C, H, W) images of at least 2×2 px, got "
+                           f"shape {tuple(x.shape)}")  # fmt: skip
+    x = x.double()
+    corner = x[..., :-1, :-1]
+    dx = x[..., :-1, 1:] - corner  # (B, C, H−1, W−1): to the right neighbour
+    dy = x[..., 1:, :-1] - corner  # (B, C, H−1, W−1): to the lower neighbour
+    return (dx.pow(2) + dy.pow(2)).flatten(1).mean(dim=1)

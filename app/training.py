@@ -263,6 +263,10 @@ def _distributed() -> tuple[int, int, int]:
 
 def train(args: TrainArgs) -> int:
     """Train (or resume) a model; returns the process exit code (0 done, 130/143 on a signal)."""
+    from app import vaegan  # imported here: app.vaegan builds on this module
+
+    if args.kind == "vaegan" or (args.resume and vaegan.is_vaegan_run(args.run_path)):
+        return vaegan.train(args)
     rank, world, local_rank = _distributed()
     if world > 1:
         dist.init_process_group("nccl" if args.device == "cuda" else "gloo")

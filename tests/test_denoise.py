@@ -125,12 +125,13 @@ def test_the_page_shows_both_models_and_the_partial_follows_the_form(client):
 
 
 def test_the_default_pair_is_a_denoiser_beside_the_plain_vae():
-    def ckpt(kind, beta=1.0, denoising=False):
+    def ckpt(kind, beta=1.0, denoising=False, objective="beta"):
         card = {"denoising": {"noises": []}} if denoising else {}
-        return SimpleNamespace(config=SimpleNamespace(kind=kind, beta=beta), card=card)
+        config = SimpleNamespace(kind=kind, beta=beta, objective=objective)
+        return SimpleNamespace(config=config, card=card)
 
-    registry = {"ae": ckpt("ae"), "beta": ckpt("vae", 4.0), "vae": ckpt("vae"),
-                "dae": ckpt("ae", denoising=True)}  # fmt: skip
+    registry = {"gan": ckpt("vae", objective="vaegan"), "ae": ckpt("ae"), "beta": ckpt("vae", 4.0),
+                "vae": ckpt("vae"), "dae": ckpt("ae", denoising=True)}  # fmt: skip
     assert default_pair(registry) == ("dae", "vae")
     del registry["dae"]
     assert default_pair(registry) == ("ae", "vae")

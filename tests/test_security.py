@@ -18,6 +18,7 @@ PAGES = [
     "/interpolate?model=tiny-vae",
     "/denoise?index=5",
     "/compress?model=tiny-vae",
+    "/sharpness?seed=3",
     "/docs",
 ]
 

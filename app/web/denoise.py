@@ -43,9 +43,9 @@ def default_pair(registry: Mapping[str, Checkpoint]) -> tuple[str, str]:
     failing a denoiser, the AE; failing those, the first two models."""
     names = list(registry)
     dae = next((n for n, c in registry.items() if c.card.get("denoising")), None)
-    plain = next((n for n, c in registry.items() if c.config.kind == "vae"
-                  and c.config.beta == 1 and not c.card.get("denoising")), None)  # fmt: skip
-    plain = plain or next((n for n, c in registry.items() if c.config.kind == "vae"), None)
+    vaes = [n for n, c in registry.items() if c.config.kind == "vae"
+            and c.config.objective != "vaegan" and not c.card.get("denoising")]  # fmt: skip
+    plain = next((n for n in vaes if registry[n].config.beta == 1), vaes[0] if vaes else None)
     ae = next((n for n, c in registry.items() if c.config.kind == "ae"), None)
     a = dae or ae or names[0]
     b = plain if plain and plain != a else next((n for n in names if n != a), a)

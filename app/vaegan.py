@@ -1,0 +1,437 @@
+"""Training a VAE-GAN (Larsen et al. 2016, "Autoencoding beyond pixels using a learned similarity
+metric"): our VAE, whose decoder doubles as the generator of a GAN, and a discriminator whose
+inner layer Dis_l is where reconstructions are compared with their inputs (app/models/gan.py has
+the networks and the loss terms). Per the paper's Algorithm 1, each network's gradient is taken
+from its own loss at the same point, then all of them step:
+
+    encoder       ← β·L_prior + L_llike
+    decoder       ← γ·L_llike − L_GAN        (its part of L_GAN non-saturating)
+    discriminator ← −L_GAN                   (it maximises L_GAN)
+
+The loop is app/training.py's: the same TrainArgs, each step's batch and ε drawn from
+(seed, rank, step) by the same render-ahead thread (so a VAE-GAN sees exactly the data, noise and
+initial VAE weights of a plain VAE with its seed), the same signal handling and card evaluation.
+The prior draws z_p come from their own stream of (seed, rank, step). What ships is the VAE alone
+(kind "vae", objective "vaegan"), so the explorer loads it like any VAE; the discriminator and
+both optimisers' states live only in the run folder, as safetensors + JSON.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import save_file
+from tqdm import tqdm
+
+from app.checkpoints import (
+    CONFIG,
+    OPTIMIZER,
+    TRAINER,
+    WEIGHTS,
+    CheckpointError,
+    _flatten_optimizer,  # the run folders' optimiser format, shared rather than copied
+    _read_json,
+    _unflatten_optimizer,
+    _write_json,
+    load_weights,
+    read_config,
+    read_tensors,
+    recover,
+    save_checkpoint,
+    write_folder_atomically,
+)
+from app.data import open_dataset
+from app.models import VAE, ConfigError
+from app.models.gan import Discriminator, DiscriminatorConfig, vaegan_terms
+from app.models.objectives import BetaELBO
+from app.training import (
+    TrainArgs,
+    TrainingError,
+    _device_name,
+    _distributed,
+    _StopFlag,
+    build_config,
+    evaluate,
+    prefetch,
+)
+
+log = logging.getLogger(__name__)
+
+DISCRIMINATOR_WEIGHTS = "discriminator.safetensors"
+DISCRIMINATOR_OPTIMIZER = "discriminator-optimizer.safetensors"
+# z_p is drawn from np.random.default_rng((seed, rank, step, PRIOR_STREAM)): its own stream, so
+# the batch and ε of (seed, rank, step) stay exactly those of a plain VAE run
+PRIOR_STREAM = 1
+# Larsen et al. train with RMSProp at 3e-4; Adam with β1 = 0.5 is DCGAN's (Radford et al. 2016)
+# stable choice for GANs, and was better on our data (docs/notes-vaegan.md)
+DEFAULT_LR = 3e-4
+ADAM_BETAS = (0.5, 0.999)
+OPTIMIZER_NAMES = {"adam": "Adam (β1=0.5)", "rmsprop": "RMSProp"}
+
+
+@dataclass(frozen=True)
+class VaeGanSettings:
+    # γ weighs L_llike against the GAN term in the decoder's loss (Larsen et al. §2.3). Their
+    # code uses 1e-5 to 5e-5 (recon_vs_gan_weight) with a batch-normalised discriminator; ours
+    # has none, so its feature scale differs and the value was measured anew on our data
+    gamma: float = 1e-2
+    # weight on the pixel-space −log p(x|z) (the plain VAE's reconstruction term, with the
+    # model's likelihood), added to L_llike. Larsen et al. use none; without it our decoders
+    # drifted to checkerboard textures within 250 steps (docs/notes-vaegan.md)
+    pixel_weight: float = 1.0
+    # Larsen et al.'s code (aegan.py, GradientDescent: margin 0.35 around 0.68 ≈ log 2 nats)
+    # pauses the discriminator while its cost on real or on decoded images is below
+    # 0.68 − margin (it wins by too much), and the decoder's GAN term while one is above
+    # 0.68 + margin (it loses by too much); 0 turns this off
+    balance_margin: float = 0.35
+    optimizer: str = "adam"  # adam (β1 = 0.5) or rmsprop (the paper's), for all three networks
+
+    def __post_init__(self) -> None:
+        if not self.gamma >= 0 or not self.pixel_weight >= 0:
+            raise TrainingError(
+                f"gamma and pixel_weight must be ≥ 0, got {self.gamma} and {self.pixel_weight}"
+            )
+        if self.optimizer not in OPTIMIZER_NAMES:
+            raise TrainingError(
+                f"optimizer must be one of {', '.join(OPTIMIZER_NAMES)}, got {self.optimizer!r}"
+            )
+
+
+EQUILIBRIUM = 0.68  # nats: Larsen et al.'s balance point for the discriminator's costs
+
+
+def balance(real_cost: float, fake_cost: float, margin: float) -> tuple[bool, bool]:
+    """(train the discriminator, give the decoder its GAN term) this step, from the
+    discriminator's costs on real and on decoded images (Larsen et al.'s aegan.py)."""
+    if margin <= 0:
+        return True, True
+    dis = not (real_cost < EQUILIBRIUM - margin or fake_cost < EQUILIBRIUM - margin)
+    dec = not (real_cost > EQUILIBRIUM + margin or fake_cost > EQUILIBRIUM + margin)
+    return (dis, dec) if dis or dec else (True, True)
+
+
+# what a VAE-GAN cannot take: the objectives and options of plain training it does not implement
+_NOT_FOR_VAEGAN = {
+    "objective": "its loss is the VAE-GAN's own; --beta and --kl-warmup still weight its KL term",
+    "denoise": "a denoising VAE-GAN is not implemented",
+    "compile": "the VAE-GAN's three gradients are taken with torch.autograd.grad, uncompiled",
+    "gamma": "--gamma is the controlled-capacity objective's weight; the VAE-GAN's γ is "
+    "VaeGanSettings.gamma in app/vaegan.py",
+    "capacity_max": "it belongs to the controlled-capacity objective",
+    "capacity_steps": "it belongs to the controlled-capacity objective",
+}
+_DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainArgs)}
+
+
+def check_args(args: TrainArgs) -> None:
+    """Refuse what a VAE-GAN run cannot do, naming the option and why."""
+    _, world, _ = _distributed()
+    if world > 1:
+        raise TrainingError(
+            f"--kind vaegan trains in a single process, but this is one of {world} torchrun "
+            "processes: start it with `latent-explorer train` instead"
+        )
+    for name, why in _NOT_FOR_VAEGAN.items():
+        if getattr(args, name) != _DEFAULTS[name]:
+            flag = "--" + name.replace("_", "-")
+            raise TrainingError(f"{flag} does not apply to --kind vaegan: {why}")
+
+
+def is_vaegan_run(path: Path) -> bool:
+    """Whether the run folder at `path` holds a VAE-GAN's training state."""
+    try:
+        trainer = _read_json(Path(path) / TRAINER)
+    except CheckpointError:
+        return False
+    return isinstance(trainer, dict) and "vaegan" in trainer
+
+
+def prior_draws(seed: int, rank: int, step: int, batch: int, latents: int) -> torch.Tensor:
+    """The step's z_p ~ N(0, I), (batch, latents), a pure function of (seed, rank, step)."""
+    rng = np.random.default_rng((seed, rank, step, PRIOR_STREAM))
+    return torch.from_numpy(rng.standard_normal((batch, latents), dtype=np.float32))
+
+
+def _optimizer(
+    params: list[torch.nn.Parameter], settings: VaeGanSettings, lr: float
+) -> torch.optim.Optimizer:
+    if settings.optimizer == "rmsprop":
+        return torch.optim.RMSprop(params, lr=lr)
+    return torch.optim.Adam(params, lr=lr, betas=ADAM_BETAS)
+
+
+def recipe(settings: VaeGanSettings, beta: float, kl_warmup: int) -> str:
+    """The card's one-line recipe."""
+    out = f"VAE-GAN (Larsen et al. 2016), γ={settings.gamma:g}"
+    if beta != 1:
+        out += f", β={beta:g}"
+    if kl_warmup:
+        out += f", KL warm-up over the first {kl_warmup:,} steps"
+    if settings.pixel_weight:
+        out += f", plus {settings.pixel_weight:g}× the VAE's pixel reconstruction term"
+    if settings.balance_margin:
+        out += f", D/G balance margin {settings.balance_margin:g}"
+    return out + f"; {OPTIMIZER_NAMES[settings.optimizer]}"
+
+
+# --- the run folder -------------------------------------------------------------------------
+
+
+@dataclass
+class _Run:
+    """Everything that makes a VAE-GAN run continue exactly where it stopped."""
+
+    vae: VAE
+    dis: Discriminator
+    opt_vae: torch.optim.Optimizer
+    opt_dis: torch.optim.Optimizer
+    settings: VaeGanSettings
+    trainer: dict[str, Any] = field(default_factory=dict)
+
+
+def save_run(path: Path, run: _Run, trainer: dict[str, Any]) -> None:
+    """Both networks, both optimisers and the counters, in one atomic folder swap."""
+    vae_opt, vae_meta = _flatten_optimizer(run.opt_vae.state_dict())
+    dis_opt, dis_meta = _flatten_optimizer(run.opt_dis.state_dict())
+
+    def tensors(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+        return {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
+
+    def write(tmp: Path) -> None:
+        save_file(tensors(run.vae), str(tmp / WEIGHTS))
+        save_file(tensors(run.dis), str(tmp / DISCRIMINATOR_WEIGHTS))
+        save_file(vae_opt, str(tmp / OPTIMIZER))
+        save_file(dis_opt, str(tmp / DISCRIMINATOR_OPTIMIZER))
+        _write_json(tmp / CONFIG, run.vae.config.to_json())
+        _write_json(tmp / TRAINER, {
+            **trainer,
+            "vaegan": asdict(run.settings),
+            "discriminator": run.dis.config.to_json(),
+            "optimizers": {"vae": vae_meta, "discriminator": dis_meta},
+        })  # fmt: skip
+
+    write_folder_atomically(Path(path), write)
+
+
+def _assemble(
+    vae: VAE, dis: Discriminator, settings: VaeGanSettings, lr: float, device: torch.device,
+    channels_last: bool,
+) -> _Run:  # fmt: skip
+    """Both networks on the device, then their optimisers (whose state follows the parameters)."""
+    for net in (vae, dis):
+        net.to(device)
+        if channels_last:
+            net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    opt_vae = _optimizer(list(vae.parameters()), settings, lr)
+    opt_dis = _optimizer(list(dis.parameters()), settings, lr)
+    return _Run(vae, dis, opt_vae, opt_dis, settings)
+
+
+def load_run(path: Path, lr: float, device: torch.device, channels_last: bool) -> _Run:
+    """A run folder written by save_run, back into networks and optimisers; TrainingError if it
+    is missing, not a VAE-GAN's, or damaged."""
+    path = Path(path)
+    recover(path)
+    try:
+        if not path.is_dir():
+            raise CheckpointError(f"{path}: no run to resume (the folder does not exist)")
+        trainer = _read_json(path / TRAINER)
+        if not isinstance(trainer, dict) or "vaegan" not in trainer:
+            raise CheckpointError(
+                f"{path} is not a VAE-GAN run (it has no discriminator): resume it without "
+                "--kind vaegan"
+            )
+        vae = VAE(read_config(path))
+        dis = Discriminator(DiscriminatorConfig.from_json(trainer["discriminator"]))
+        load_weights(vae, path / WEIGHTS)
+        load_weights(dis, path / DISCRIMINATOR_WEIGHTS)
+        run = _assemble(vae, dis, VaeGanSettings(**trainer["vaegan"]), lr, device, channels_last)
+        metas = trainer.pop("optimizers")
+        states = {
+            OPTIMIZER: (run.opt_vae, metas["vae"]),
+            DISCRIMINATOR_OPTIMIZER: (run.opt_dis, metas["discriminator"]),
+        }
+        for file, (opt, meta) in states.items():
+            opt.load_state_dict(_unflatten_optimizer(read_tensors(path / file), meta))
+    except (CheckpointError, ConfigError, KeyError, TypeError, ValueError) as e:
+        raise TrainingError(f"cannot resume: {e}") from e
+    run.trainer = trainer
+    return run
+
+
+# --- the loop -------------------------------------------------------------------------------
+
+# the run's identity comes from its saved state on --resume; only the length and logistics change
+_IDENTITY = ("dataset", "kind", "beta", "objective", "latents", "batch_size", "seed", "lr",
+             "kl_warmup", "gaussian_sigma")  # fmt: skip
+
+
+def train(args: TrainArgs, settings: VaeGanSettings | None = None) -> int:
+    """Train (or resume) a VAE-GAN; returns the exit code (0 done, 130/143 on a signal). On
+    --resume the settings are the run's own, whatever `settings` says."""
+    check_args(args)
+    if args.device == "cuda":
+        if not torch.cuda.is_available():
+            raise TrainingError("--device cuda was asked for, but this machine has no CUDA GPU")
+        device = torch.device("cuda", 0)
+    else:
+        device = torch.device("cpu")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    run_path = args.run_path
+    lr = DEFAULT_LR if args.lr is None else args.lr
+    elapsed_before, start_step = 0.0, 0
+    history: list[dict[str, Any]] = []
+    paused = {"discriminator": 0, "gan": 0}  # steps the balance held either side back
+    commands = [args.command]
+    if args.resume:
+        run = load_run(run_path, lr, device, args.channels_last)
+        saved = run.trainer["args"]
+        for name in _IDENTITY:
+            if name in saved:
+                setattr(args, name, saved[name])
+        lr = DEFAULT_LR if args.lr is None else args.lr  # the run's (its optimisers hold it)
+        commands = [*run.trainer.get("commands", []), args.command]
+        start_step = int(run.trainer["step"])
+        elapsed_before = float(run.trainer.get("wall_time_s", 0.0))
+        history = list(run.trainer.get("history", []))
+        paused.update(run.trainer.get("paused_steps", {}))
+        dataset = open_dataset(args.dataset)
+    else:
+        dataset = open_dataset(args.dataset)
+        config = dataclasses.replace(
+            build_config(dataclasses.replace(args, kind="vae"), dataset), objective="vaegan"
+        )
+        torch.manual_seed(args.seed)  # the VAE's initial weights are a plain VAE's with this seed
+        vae = VAE(config)
+        dis = Discriminator(DiscriminatorConfig(channels=config.channels))
+        run = _assemble(vae, dis, settings or VaeGanSettings(), lr, device, args.channels_last)
+    vae, dis, settings = run.vae, run.dis, run.settings
+    kl_weight = BetaELBO(beta=args.beta, warmup_steps=args.kl_warmup).weight
+
+    if start_step >= args.steps:
+        log.info("run already at step %d of %d: nothing to do", start_step, args.steps)
+        return 0
+
+    encoder = list(vae.encoder.parameters())
+    decoder = list(vae.decoder.parameters())
+    discriminator = list(dis.parameters())
+    bar = tqdm(total=args.steps, initial=start_step, unit="step", dynamic_ncols=True,
+               smoothing=0.1)  # fmt: skip
+    t0 = time.monotonic()
+    step = start_step
+
+    def card_and_save(final: bool) -> None:
+        wall = elapsed_before + time.monotonic() - t0
+        trainer_state = {
+            "step": step,
+            "wall_time_s": round(wall, 1),
+            "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(args).items()},
+            "history": history,
+            "commands": commands,
+            "paused_steps": dict(paused),
+        }
+        save_run(run_path, run, trainer_state)
+        figures = evaluate(vae, dataset, args.eval_images if final else 1024, device)
+        vae.train()
+        card = {
+            "name": Path(args.out).name,
+            "command": commands[0],
+            "commands": commands,
+            "recipe": recipe(settings, args.beta, args.kl_warmup),
+            "objective": {
+                "objective": "vaegan",
+                "beta": args.beta,
+                "kl_warmup_steps": args.kl_warmup,
+                **asdict(settings),
+            },
+            "vaegan": {
+                "discriminator": dis.config.to_json(),
+                "optimizer": OPTIMIZER_NAMES[settings.optimizer],
+                "prior_draws_per_step": args.batch_size,
+                "paused_steps": dict(paused),
+            },
+            "steps": step,
+            "target_steps": args.steps,
+            "batch_size": args.batch_size,
+            "learning_rate": lr,
+            "images_seen": step * args.batch_size,
+            "seed": args.seed,
+            "world_size": 1,
+            "device": _device_name(device),
+            "wall_time_s": round(wall, 1),
+            "torch": torch.__version__,
+            "final_train_loss": history[-1] if history else None,
+            "eval": figures,
+            "kl_per_dim": figures.get("kl_per_dim"),
+            "active_latents": figures.get("active_latents"),
+            "run_dir": str(run_path),
+        }
+        save_checkpoint(Path(args.out), vae, card)
+
+    def set_grads(loss: torch.Tensor, params: list[torch.nn.Parameter], keep: bool) -> None:
+        for p, g in zip(params, torch.autograd.grad(loss, params, retain_graph=keep), strict=True):
+            p.grad = g
+
+    vae.train()
+    dis.train()
+    with _StopFlag() as stop:
+        for d in prefetch(dataset, args, 0, start_step, args.steps):
+            x = d.x.to(device, non_blocking=True)
+            if args.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            z_prior = prior_draws(args.seed, 0, d.step, args.batch_size, args.latents)
+            terms = vaegan_terms(vae, dis, x, d.eps.to(device), z_prior.to(device))
+            reconstruction = terms.feature_nll + settings.pixel_weight * terms.pixel_nll
+            train_dis, fool = balance(
+                terms.real_cost.item(), terms.fake_cost.item(), settings.balance_margin
+            )
+            # three gradients at the same point, then the steps (Larsen et al., Algorithm 1)
+            set_grads(kl_weight(step) * terms.kl.sum() + reconstruction, encoder, keep=True)
+            adversarial = terms.generator if fool else 0.0
+            set_grads(settings.gamma * reconstruction + adversarial, decoder, keep=train_dis)
+            run.opt_vae.step()
+            if train_dis:
+                set_grads(terms.discriminator, discriminator, keep=False)
+                run.opt_dis.step()
+            paused["discriminator"] += not train_dis
+            paused["gan"] += not fool
+            step += 1
+            bar.update(1)
+
+            if step % args.log_every == 0 or step == args.steps:
+                kl = terms.kl.detach().sum().item()
+                entry = {
+                    "step": step,
+                    "d_loss": round(terms.discriminator.item(), 4),
+                    "g_loss": round(terms.generator.item(), 4),
+                    "feature": round(terms.feature_nll.item(), 3),
+                    "kl": round(kl, 3),
+                    "recon": round(terms.pixel_nll.item(), 3),
+                    # steps so far on which the balance paused either side
+                    "paused_d": paused["discriminator"],
+                    "paused_gan": paused["gan"],
+                }
+                history.append(entry)
+                bar.set_postfix(D=f"{entry['d_loss']:.3f}", G=f"{entry['g_loss']:.3f}",
+                                feat=f"{entry['feature']:.1f}", kl=f"{kl:.2f}")  # fmt: skip
+
+            if stop.signum is not None:
+                break
+            if step % args.save_every == 0 and step < args.steps:
+                card_and_save(final=False)
+    bar.close()
+    card_and_save(final=True)
+    if stop.signum is not None:
+        log.warning("stopped by signal %d at step %d; saved. Continue with --resume",
+                    stop.signum, step)  # fmt: skip
+        return 128 + stop.signum
+    return 0

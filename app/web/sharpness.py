@@ -1,0 +1,228 @@
+"""The VAE vs GAN view: the same z from the prior decoded by two models side by side — by default
+a plain VAE and a VAE-GAN (Larsen et al. 2016) of the same dataset and latent size — and one
+dataset image reconstructed by both, each picture with its gradient energy
+(app.quality.gradient_energy), the dataset image's own as the reference. The lecture's point: a
+pixel likelihood makes a VAE average what it is unsure of, so its pictures come out blurry; the
+VAE-GAN's decoder is also trained to fool a discriminator, which blur does not."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Annotated, Any
+from urllib.parse import urlencode
+
+import torch
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import HTMLResponse
+
+from app import imaging, inference
+from app.checkpoints import Checkpoint
+from app.data.ground_truth import ground_truth
+from app.inference import InferenceError
+from app.quality import gradient_energy, to_8bit
+from app.web import api
+from app.web.deps import ModelDep, RegistryDep, SettingsDep, TemplatesDep
+from app.web.errors import NotFoundError
+
+router = APIRouter(tags=["sharpness"])
+pages = APIRouter(tags=["pages"], include_in_schema=False)
+
+MEASURE = (
+    "gradient energy: the mean over pixels and channels of |∇x|² = (x[i, j+1] − x[i, j])² + "
+    "(x[i+1, j] − x[i, j])², intensities in [0, 1], on the 64×64 image as shown (8-bit); "
+    "0 for a flat image, higher is sharper"
+)
+SeedQuery = Annotated[int, Query(ge=0, le=2**31 - 1, description="seed of z ~ N(0, I)")]
+
+
+def is_vaegan(ckpt: Checkpoint) -> bool:
+    """Trained as a VAE-GAN: its config's objective, or its card's recipe, says so."""
+    return ckpt.config.objective == "vaegan" or "VAE-GAN" in str(ckpt.card.get("recipe", ""))
+
+
+def default_pair(registry: Mapping[str, Checkpoint]) -> tuple[str, str]:
+    """(plain VAE, VAE-GAN): a VAE-GAN, and beside it a VAE of the same dataset and latent size
+    that is not a GAN (β=1 first, then any such VAE, a denoiser last). Without a VAE-GAN, the
+    plain VAE and another model with its latent size; failing those, the first two models."""
+    names = list(registry)
+
+    def plain(ref: Checkpoint | None) -> str | None:
+        def fits(c: Checkpoint) -> bool:
+            if c.config.kind != "vae" or is_vaegan(c):
+                return False
+            return ref is None or (c.config.dataset, c.config.latent_dim) == (
+                ref.config.dataset, ref.config.latent_dim
+            )  # fmt: skip
+
+        found = [n for n, c in registry.items() if fits(c)]
+        # β=1 and not a denoiser first; min() keeps the registry's order among equals
+        rank = {n: ("denoising" in registry[n].card, registry[n].config.beta != 1)
+                for n in found}  # fmt: skip
+        return min(found, key=lambda n: rank[n]) if found else None
+
+    gan = next((n for n, c in registry.items() if is_vaegan(c)), None)
+    if gan is not None:
+        same = registry[gan].config.latent_dim
+        other = plain(registry[gan]) or next(
+            (n for n in names if n != gan and registry[n].config.latent_dim == same), gan
+        )
+        return other, gan
+    a = plain(None) or names[0]
+    dim = registry[a].config.latent_dim
+    b = next((n for n in names if n != a and registry[n].config.latent_dim == dim), None)
+    return a, b or next((n for n in names if n != a), a)
+
+
+def _picture(image: torch.Tensor) -> tuple[bytes, float]:
+    """(C, H, W) in [0, 1] → its PNG and the gradient energy of exactly what the PNG holds."""
+    shown = to_8bit(image.double())  # exactly the PNG's levels k/255
+    return imaging.png_bytes(shown), float(gradient_energy(shown[None])[0])
+
+
+def _own_label(ckpt: Checkpoint, label: int | None) -> int | None:
+    return label if ckpt.config.kind == "cvae" else None
+
+
+def _decode(ckpt: Checkpoint, z: torch.Tensor, label: int | None) -> tuple[bytes, float]:
+    return _picture(inference.decode_latents(ckpt, z[None], _own_label(ckpt, label))[0])
+
+
+def _reconstruct(ckpt: Checkpoint, x: torch.Tensor, label: int | None) -> tuple[bytes, float]:
+    """x (C, H, W) → its reconstruction from z = μ, as everywhere in the explorer."""
+    enc = inference.encode_images(ckpt, x[None], _own_label(ckpt, label))
+    return _picture(enc.reconstruction[0])
+
+
+@router.get("/api/models/{name}/sharpness")
+def sharpness(
+    model: ModelDep, settings: SettingsDep,
+    z: Annotated[str | None, Query(description="comma-separated latent values to decode")] = None,
+    index: Annotated[int | None, Query(ge=0, description="a dataset image to reconstruct")] = None,
+    label: api.Label = None,
+) -> dict[str, Any]:  # fmt: skip
+    """Give `z` (decode it) or `index` (reconstruct dataset image N from z = μ): the model's
+    64×64 picture as a PNG data URL and its gradient energy, the mean over pixels and channels of
+    the squared forward-difference gradient (x[i, j+1] − x[i, j])² + (x[i+1, j] − x[i, j])², with
+    intensities in [0, 1], computed on the 8-bit image the PNG holds. For `index`, the dataset
+    image and its own gradient energy come too, as the reference."""
+    if z is not None and index is not None:
+        raise InferenceError("give z or index, not both: one picture per request")
+    if z is not None:
+        zt = api.parse_latents(z, model, settings)
+        inference.check_label(model, label)
+        png, energy = _decode(model, zt, label)
+        return {"z": zt.tolist(), "image_png": api.data_url(png), "gradient_energy": energy}
+    if index is None:
+        raise InferenceError(
+            "give either z (a latent vector to decode) or index (a dataset image to reconstruct)"
+        )
+    truth = api.dataset_of(model)
+    x = api.dataset_tensor(truth, index)
+    if model.config.kind == "cvae" and label is None:
+        label = int(truth.index_to_classes(index)[0, truth.label_factor])
+    inference.check_label(model, label)
+    input_png, input_energy = _picture(x)
+    png, energy = _reconstruct(model, x, label)
+    return {
+        "index": index,
+        "input_png": api.data_url(input_png),
+        "input_gradient_energy": input_energy,
+        "image_png": api.data_url(png),
+        "gradient_energy": energy,
+    }
+
+
+# --- the page -------------------------------------------------------------------------------
+
+
+def _pair(registry: Mapping[str, Checkpoint], a: str | None, b: str | None) -> list[Checkpoint]:
+    da, db = default_pair(registry)
+    out = []
+    for name in (a or da, b or db):
+        if name not in registry:
+            raise NotFoundError(f"unknown model {name!r}; available: {', '.join(registry)}")
+        out.append(registry[name])
+    return out
+
+
+def _panel(ckpt: Checkpoint, png: bytes, energy: float) -> dict[str, Any]:
+    return {
+        "name": ckpt.name,
+        "recipe": ckpt.card.get("recipe", ckpt.config.kind),
+        "gan": is_vaegan(ckpt),
+        "png": api.data_url(png),
+        "energy": energy,
+    }
+
+
+def _compare(pair: list[Checkpoint], seed: int, index: int | None) -> dict[str, Any]:
+    """Both models on z ~ N(0, I) from `seed`, and on dataset image `index` (None: no image)."""
+    a, b = pair
+    if a.config.latent_dim != b.config.latent_dim:
+        raise InferenceError(
+            f"{a.name} has {a.config.latent_dim} latents and {b.name} {b.config.latent_dim}: "
+            "one z cannot drive both; pick two models with the same latent size"
+        )
+    z = inference.sample_prior(a.config.latent_dim, 1, seed)[0]
+    result: dict[str, Any] = {
+        "z": ", ".join(f"{v:.2f}" for v in z.tolist()),
+        "samples": [_panel(m, *_decode(m, z, 0)) for m in pair],
+        "reconstruction": None,
+    }
+    if index is None:
+        return result
+    if (a.config.channels, a.config.image_size) != (b.config.channels, b.config.image_size):
+        raise InferenceError(
+            f"{a.name} and {b.name} take different images; pick two models of one dataset"
+        )
+    truth = api.dataset_of(a)
+    x = api.dataset_tensor(truth, index)
+    label = int(truth.index_to_classes(index)[0, truth.label_factor])
+    input_png, input_energy = _picture(x)
+    answers = []
+    for m in pair:
+        panel = _panel(m, *_reconstruct(m, x, label))
+        panel["share"] = panel["energy"] / input_energy if input_energy > 0 else None
+        answers.append(panel)
+    result["reconstruction"] = {
+        "input": {"png": api.data_url(input_png), "energy": input_energy},
+        "answers": answers,
+    }
+    return result
+
+
+@pages.get("/sharpness", response_class=HTMLResponse)
+def sharpness_page(
+    request: Request, registry: RegistryDep, templates: TemplatesDep,
+    a: str | None = None, b: str | None = None, seed: SeedQuery = 0,
+    index: Annotated[int | None, Query(ge=0)] = None,
+) -> HTMLResponse:  # fmt: skip
+    """Two models on one z and one dataset image; the URL holds the state. An htmx request
+    (HX-Request header) gets the view's fragment, anything else the whole page."""
+    if not registry:
+        return templates.TemplateResponse(request, "empty.html", {}, status_code=503)
+    context: dict[str, Any] = {
+        "models": [api.model_summary(c) for c in registry.values()],
+        "seed": seed, "next_seed": (seed + 1) % 2**31, "measure": MEASURE,
+        "error": None, "result": None, "a": a, "b": b, "index": index,
+        "dataset_images": None, "dataset_name": None,
+    }  # fmt: skip
+    status = 200
+    try:
+        pair = _pair(registry, a, b)
+        context["a"], context["b"] = pair[0].name, pair[1].name
+        truth = ground_truth(pair[0].config.dataset)
+        if truth is not None:
+            context["dataset_images"], context["dataset_name"] = truth.n_images, truth.name
+            if index is None:
+                index = 1_234 % truth.n_images  # a fixed default: the same page each time
+        context["index"] = index
+        context["result"] = _compare(pair, seed, index)
+    except (InferenceError, NotFoundError) as e:
+        context["error"] = str(e)
+        status = 404 if isinstance(e, NotFoundError) else 422
+    following = {"a": context["a"], "b": context["b"], "seed": context["next_seed"], "index": index}
+    query = {k: v for k, v in following.items() if v is not None}
+    context["next_url"] = f"/sharpness?{urlencode(query)}"
+    template = "partials/sharpness.html" if request.headers.get("HX-Request") else "sharpness.html"
+    return templates.TemplateResponse(request, template, context, status_code=status)
