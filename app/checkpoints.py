@@ -140,11 +140,11 @@ def write_folder_atomically(target: Path, write: Callable[[Path], None]) -> None
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _write_json(path: Path, data: Any) -> None:
+def write_json(path: Path, data: Any) -> None:
     path.write_text(json.dumps(data, indent=2, sort_keys=False, ensure_ascii=False) + "\n")
 
 
-def _read_json(path: Path) -> Any:
+def read_json(path: Path) -> Any:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError as e:
@@ -191,7 +191,7 @@ def save_checkpoint(path: Path, model: torch.nn.Module, card: dict[str, Any]) ->
     KEPT_CARD_FIELDS that the folder's previous card has and `card` lacks are carried over."""
     module = _unwrap(model)
     try:
-        previous = _read_json(Path(path) / CARD)
+        previous = read_json(Path(path) / CARD)
     except CheckpointError:
         previous = {}
     if isinstance(previous, dict):
@@ -201,14 +201,14 @@ def save_checkpoint(path: Path, model: torch.nn.Module, card: dict[str, Any]) ->
     def write(tmp: Path) -> None:
         (tmp / "README.md").write_text(_model_card_markdown(module.config, card))
         module.save_pretrained(tmp, config=module.config.to_json())
-        _write_json(tmp / CARD, card)
+        write_json(tmp / CARD, card)
 
     write_folder_atomically(Path(path), write)
 
 
 def read_config(path: Path) -> ModelConfig:
     try:
-        return ModelConfig.from_json(_read_json(Path(path) / CONFIG))
+        return ModelConfig.from_json(read_json(Path(path) / CONFIG))
     except ConfigError as e:
         raise CheckpointError(f"{path}: config.json is invalid: {e}") from e
 
@@ -263,7 +263,7 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Che
     config = read_config(path)
     model = VAE(config)
     load_weights(model, path / WEIGHTS)
-    card = _read_json(path / CARD) if (path / CARD).exists() else {}
+    card = read_json(path / CARD) if (path / CARD).exists() else {}
     if not isinstance(card, dict):
         raise CheckpointError(f"{path}: card.json must be a JSON object")
     model.to(device).eval()
@@ -275,7 +275,7 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Che
 # --- run folders (resumable training state) -------------------------------------------------
 
 
-def _flatten_optimizer(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+def flatten_optimizer(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """torch optimizer state_dict → (tensors for safetensors, everything else for JSON)."""
     tensors: dict[str, torch.Tensor] = {}
     scalars: dict[str, dict[str, Any]] = {}
@@ -288,7 +288,7 @@ def _flatten_optimizer(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], 
     return tensors, {"param_groups": state["param_groups"], "scalars": scalars}
 
 
-def _unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> dict[str, Any]:
+def unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> dict[str, Any]:
     state: dict[int, dict[str, Any]] = {}
     for name, value in tensors.items():
         _, idx, key = name.split(".", 2)
@@ -303,7 +303,7 @@ def save_run(
 ) -> None:
     """The resumable state: weights, optimiser tensors and trainer counters, in one atomic swap."""
     module = _unwrap(model)
-    opt_tensors, opt_meta = _flatten_optimizer(optimizer.state_dict())
+    opt_tensors, opt_meta = flatten_optimizer(optimizer.state_dict())
 
     def write(tmp: Path) -> None:
         save_file(
@@ -311,8 +311,8 @@ def save_run(
             str(tmp / WEIGHTS),
         )
         save_file(opt_tensors, str(tmp / OPTIMIZER))
-        _write_json(tmp / CONFIG, module.config.to_json())
-        _write_json(tmp / TRAINER, {**trainer, "optimizer": opt_meta})
+        write_json(tmp / CONFIG, module.config.to_json())
+        write_json(tmp / TRAINER, {**trainer, "optimizer": opt_meta})
 
     write_folder_atomically(Path(path), write)
 
@@ -326,7 +326,7 @@ def load_run(
     if not path.is_dir():
         raise CheckpointError(f"{path}: no run to resume (the folder does not exist)")
     config = read_config(path)
-    trainer = _read_json(path / TRAINER)
+    trainer = read_json(path / TRAINER)
     weights = read_tensors(path / WEIGHTS)
-    optimizer = _unflatten_optimizer(read_tensors(path / OPTIMIZER), trainer.pop("optimizer"))
+    optimizer = unflatten_optimizer(read_tensors(path / OPTIMIZER), trainer.pop("optimizer"))
     return config, weights, optimizer, trainer

@@ -60,6 +60,14 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
         help="steps over which the KL weight rises linearly from 0 to β",
     )
     p.add_argument(
+        "--init-from",
+        type=Path,
+        default=None,
+        metavar="CHECKPOINT",
+        help="start from this checkpoint folder's weights (same network; a new objective, "
+        "optimiser and step count); the card names it",
+    )
+    p.add_argument(
         "--gaussian-sigma",
         type=float,
         default=0.1,

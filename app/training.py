@@ -30,6 +30,7 @@ from tqdm import tqdm
 from app.checkpoints import (
     WEIGHTS,
     CheckpointError,
+    load_checkpoint,
     load_run,
     load_weights,
     save_checkpoint,
@@ -76,6 +77,9 @@ class TrainArgs:
     gamma: float = 1000.0
     kl_warmup: int = 0  # steps over which the KL weight rises from 0 to β (beta objective)
     denoise: bool = False  # inputs corrupted (app.corruption), the clean image the target
+    # a checkpoint folder whose weights start this run (a new objective on a trained network);
+    # the optimiser, the step count and the data stream start afresh
+    init_from: Path | None = None
     # the Gaussian likelihood's fixed pixel σ (colour data): it sets how much a nat of KL costs
     # against reconstruction, like β does (σ = 0.1 makes β=4 a weak pressure on 12,288 values)
     gaussian_sigma: float = 0.1
@@ -285,6 +289,7 @@ def train(args: TrainArgs) -> int:
     elapsed_before, start_step = 0.0, 0
     history: list[dict[str, Any]] = []
     commands = [args.command]
+    initialised_from: dict[str, Any] | None = None
     if args.resume:
         try:
             config, weights, opt_state, trainer = load_run(run_path)
@@ -294,13 +299,14 @@ def train(args: TrainArgs) -> int:
         # the run's identity comes from the saved state; only the length and logistics may change
         for name in ("dataset", "kind", "beta", "objective", "latents", "batch_size", "seed",
                      "capacity_max", "capacity_steps", "gamma", "lr", "kl_warmup",
-                     "denoise"):  # fmt: skip
+                     "denoise", "init_from"):  # fmt: skip
             if name in saved:
                 setattr(args, name, saved[name])
         commands = [*trainer.get("commands", [saved.get("command", "?")]), args.command]
         start_step = int(trainer["step"])
         elapsed_before = float(trainer.get("wall_time_s", 0.0))
         history = list(trainer.get("history", []))
+        initialised_from = trainer.get("initialised_from")
         model = VAE(config)
         try:
             load_weights(model, run_path / WEIGHTS, weights)
@@ -312,6 +318,8 @@ def train(args: TrainArgs) -> int:
         config = build_config(args, dataset)
         torch.manual_seed(args.seed)  # the initial weights
         model = VAE(config)
+        if args.init_from:
+            initialised_from = _initialise(model, Path(args.init_from))
     objective = build_objective(args, dataset)
     model.to(device)
     if args.channels_last:
@@ -356,6 +364,7 @@ def train(args: TrainArgs) -> int:
                 },
                 "history": history,
                 "commands": commands,
+                "initialised_from": initialised_from,
             }
             save_run(run_path, model, optimizer, trainer_state)
             model.eval()
@@ -383,6 +392,12 @@ def train(args: TrainArgs) -> int:
                 "active_latents": figures.get("active_latents"),
                 "run_dir": str(run_path),
             }
+            if initialised_from:
+                card["recipe"] = (
+                    f"{card['recipe']}; initialised from {initialised_from['name']} "
+                    f"({initialised_from['recipe']}, {initialised_from['steps']:,} steps)"
+                )
+                card["initialised_from"] = initialised_from
             if args.denoise:
                 card["denoising"] = {"noises": list(NOISES), "max_level": MAX_LEVEL}
             if digests:
@@ -453,6 +468,38 @@ def train(args: TrainArgs) -> int:
             )
         return 128 + stop.signum
     return 0
+
+
+# the fields that fix the network's shape and meaning: a run may start from another's weights
+# only when all of them agree (the objective, β and the schedule are what it may change)
+_INIT_FIELDS = ("kind", "latent_dim", "channels", "image_size", "likelihood", "gaussian_sigma",
+                "conv_channels", "hidden_dim", "label_names", "dataset")  # fmt: skip
+
+
+def _initialise(model: VAE, source: Path) -> dict[str, Any]:
+    """Load the weights of checkpoint folder `source` into `model`; → what the card records."""
+    try:
+        init = load_checkpoint(source)
+    except CheckpointError as e:
+        raise TrainingError(f"cannot initialise from {source}: {e}") from e
+    differ = [
+        f"{name} {getattr(init.config, name)!r} there, {getattr(model.config, name)!r} here"
+        for name in _INIT_FIELDS
+        if getattr(init.config, name) != getattr(model.config, name)
+    ]
+    if differ:
+        raise TrainingError(
+            f"cannot initialise from {source}: its network differs from this run's: "
+            + "; ".join(differ)
+        )
+    model.load_state_dict(init.model.state_dict())
+    return {
+        "name": source.name,
+        "path": str(source),
+        "digest": init.digest,
+        "recipe": init.card.get("recipe", "?"),
+        "steps": int(init.card.get("steps", 0)),
+    }
 
 
 def _recipe(config: ModelConfig, objective: Objective, denoise: bool = False) -> str:

@@ -36,16 +36,16 @@ from app.checkpoints import (
     TRAINER,
     WEIGHTS,
     CheckpointError,
-    _flatten_optimizer,  # the run folders' optimiser format, shared rather than copied
-    _read_json,
-    _unflatten_optimizer,
-    _write_json,
+    flatten_optimizer,
     load_weights,
     read_config,
+    read_json,
     read_tensors,
     recover,
     save_checkpoint,
+    unflatten_optimizer,
     write_folder_atomically,
+    write_json,
 )
 from app.data import open_dataset
 from app.models import VAE, ConfigError
@@ -147,7 +147,7 @@ def check_args(args: TrainArgs) -> None:
 def is_vaegan_run(path: Path) -> bool:
     """Whether the run folder at `path` holds a VAE-GAN's training state."""
     try:
-        trainer = _read_json(Path(path) / TRAINER)
+        trainer = read_json(Path(path) / TRAINER)
     except CheckpointError:
         return False
     return isinstance(trainer, dict) and "vaegan" in trainer
@@ -198,8 +198,8 @@ class _Run:
 
 def save_run(path: Path, run: _Run, trainer: dict[str, Any]) -> None:
     """Both networks, both optimisers and the counters, in one atomic folder swap."""
-    vae_opt, vae_meta = _flatten_optimizer(run.opt_vae.state_dict())
-    dis_opt, dis_meta = _flatten_optimizer(run.opt_dis.state_dict())
+    vae_opt, vae_meta = flatten_optimizer(run.opt_vae.state_dict())
+    dis_opt, dis_meta = flatten_optimizer(run.opt_dis.state_dict())
 
     def tensors(module: torch.nn.Module) -> dict[str, torch.Tensor]:
         return {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
@@ -209,8 +209,8 @@ def save_run(path: Path, run: _Run, trainer: dict[str, Any]) -> None:
         save_file(tensors(run.dis), str(tmp / DISCRIMINATOR_WEIGHTS))
         save_file(vae_opt, str(tmp / OPTIMIZER))
         save_file(dis_opt, str(tmp / DISCRIMINATOR_OPTIMIZER))
-        _write_json(tmp / CONFIG, run.vae.config.to_json())
-        _write_json(tmp / TRAINER, {
+        write_json(tmp / CONFIG, run.vae.config.to_json())
+        write_json(tmp / TRAINER, {
             **trainer,
             "vaegan": asdict(run.settings),
             "discriminator": run.dis.config.to_json(),
@@ -242,7 +242,7 @@ def load_run(path: Path, lr: float, device: torch.device, channels_last: bool) -
     try:
         if not path.is_dir():
             raise CheckpointError(f"{path}: no run to resume (the folder does not exist)")
-        trainer = _read_json(path / TRAINER)
+        trainer = read_json(path / TRAINER)
         if not isinstance(trainer, dict) or "vaegan" not in trainer:
             raise CheckpointError(
                 f"{path} is not a VAE-GAN run (it has no discriminator): resume it without "
@@ -259,7 +259,7 @@ def load_run(path: Path, lr: float, device: torch.device, channels_last: bool) -
             DISCRIMINATOR_OPTIMIZER: (run.opt_dis, metas["discriminator"]),
         }
         for file, (opt, meta) in states.items():
-            opt.load_state_dict(_unflatten_optimizer(read_tensors(path / file), meta))
+            opt.load_state_dict(unflatten_optimizer(read_tensors(path / file), meta))
     except (CheckpointError, ConfigError, KeyError, TypeError, ValueError) as e:
         raise TrainingError(f"cannot resume: {e}") from e
     run.trainer = trainer

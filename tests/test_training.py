@@ -279,3 +279,58 @@ def test_the_gaussian_sigma_is_the_models_and_is_checked(tmp_path):
     assert ckpt.config.likelihood == "gaussian" and ckpt.config.gaussian_sigma == 0.3
     with pytest.raises(ConfigError, match="gaussian_sigma must be > 0, got 0.0"):
         ModelConfig(channels=3, likelihood="gaussian", gaussian_sigma=0.0)
+
+
+def test_init_from_starts_a_new_objective_on_a_trained_network(tmp_path):
+    source = tiny_args(tmp_path / "source", steps=12)
+    assert train(source) == 0
+    source_weights = _weights(source.out)
+
+    # a learning rate of 1e-12 leaves the weights where they started, to within 1e-9
+    still = tiny_args(tmp_path / "still", steps=1, objective="tc", beta=6.0, lr=1e-12,
+                      init_from=source.out)  # fmt: skip
+    assert train(still) == 0
+    after = _weights(still.out)
+    for k in source_weights:
+        assert torch.allclose(after[k], source_weights[k], atol=1e-9, rtol=0), k
+    fresh = _weights(_trained(tmp_path / "fresh", steps=1, objective="tc", beta=6.0, lr=1e-12))
+    assert any(not torch.allclose(fresh[k], source_weights[k]) for k in source_weights)
+
+    card = json.loads((still.out / "card.json").read_text())
+    record = card["initialised_from"]
+    assert record["name"] == "source" and record["steps"] == 12
+    assert record["digest"] == load_checkpoint(source.out).digest
+    assert card["recipe"] == (
+        "β-TCVAE, β=6; initialised from source (VAE, β=1 (negative ELBO), 12 steps)"
+    )
+
+
+def test_a_resumed_initialised_run_matches_an_uninterrupted_one(tmp_path):
+    source = tiny_args(tmp_path / "source", steps=8)
+    assert train(source) == 0
+    straight = tiny_args(tmp_path / "straight", steps=12, beta=4.0, init_from=source.out)
+    assert train(straight) == 0
+    halves = tiny_args(tmp_path / "halves", steps=6, beta=4.0, init_from=source.out)
+    assert train(halves) == 0
+    # resuming must not load the source again: the run's own weights carry on
+    assert train(tiny_args(tmp_path / "halves", steps=12, resume=True)) == 0
+    a, b = _weights(straight.out), _weights(halves.out)
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    card = json.loads((halves.out / "card.json").read_text())
+    assert card["initialised_from"]["name"] == "source" and card["steps"] == 12
+
+
+def test_init_from_a_different_network_names_the_difference(tmp_path):
+    source = tiny_args(tmp_path / "source", steps=2)
+    assert train(source) == 0
+    with pytest.raises(TrainingError, match=r"latent_dim 10 there, 6 here"):
+        train(tiny_args(tmp_path / "other", steps=2, latents=6, init_from=source.out))
+    with pytest.raises(TrainingError, match=r"cannot initialise from .*nowhere"):
+        train(tiny_args(tmp_path / "other", steps=2, init_from=tmp_path / "nowhere"))
+
+
+def _trained(out: Path, **kw) -> Path:
+    args = tiny_args(out, **kw)
+    assert train(args) == 0
+    return args.out
