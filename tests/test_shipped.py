@@ -46,17 +46,11 @@ def test_shipped_card_says_how_it_was_trained(name):
         assert card[key] is not None, key
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known gap (issue 3 open): after 30,000 (β=4) and 34,541 (β=1) CPU steps both models "
-    "keep 4 latents above 0.1 nats; the β=1 run must train longer to spread information over "
-    "more latents. "
-    "strict: this fails the suite once it passes, so the marker gets removed",
-)
 def test_beta_4_uses_visibly_fewer_latents_than_beta_1():
     vae = load_checkpoint(ROOT / "checkpoints" / "dsprites-vae").card
     beta = load_checkpoint(ROOT / "checkpoints" / "dsprites-beta-vae").card
-    assert beta["active_latents"] < vae["active_latents"]
+    # "visibly": at least two latents fewer, counted on the cards' 4,096 held-out images
+    assert beta["active_latents"] <= vae["active_latents"] - 2
 
 
 def test_beta_4_carries_less_information_than_beta_1():
