@@ -86,6 +86,9 @@ class TrainArgs:
     channels_last: bool = True
     compile: bool = False
     prefetch: int = 4
+    # threads rendering batches ahead; each step's batch depends on (seed, rank, step) alone, so
+    # any number gives the same data in the same order (more keep a GPU fed)
+    render_workers: int = 1
     threads: int | None = None
     eval_images: int = 4096
     command: str = field(default_factory=lambda: shlex.join(["latent-explorer", *sys.argv[1:]]))
@@ -167,29 +170,49 @@ def step_data(
 def prefetch(
     dataset: Dataset, args: TrainArgs, rank: int, start: int, stop: int
 ) -> Iterator[StepData]:
-    """Render batches for steps start..stop−1 on a background thread, `args.prefetch` ahead."""
-    q: queue.Queue[StepData | BaseException | None] = queue.Queue(maxsize=max(1, args.prefetch))
+    """Render batches for steps start..stop−1 on `args.render_workers` background threads,
+    `args.prefetch` ahead, yielded in step order."""
+    workers = max(1, args.render_workers)
+    depth = max(1, args.prefetch, workers)
+    q: queue.Queue[StepData | BaseException | None] = queue.Queue(maxsize=depth)
     done = threading.Event()
+    next_step = iter(range(start, stop))
+    lock = threading.Lock()
+    ready: dict[int, StepData] = {}
+    turn = threading.Condition(lock)
+    cursor = [start]  # the next step to hand to the queue
 
     def work() -> None:
         try:
-            for step in range(start, stop):
+            while not done.is_set():
+                with lock:
+                    step = next(next_step, None)
+                if step is None:
+                    return
                 item = step_data(dataset, args.seed, rank, step, args.batch_size, args.latents,
                                  args.denoise)  # fmt: skip
-                while not done.is_set():
-                    try:
-                        q.put(item, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if done.is_set():
-                    return
-            q.put(None)
+                with turn:  # hand batches over in step order
+                    ready[step] = item
+                    while cursor[0] in ready and not done.is_set():
+                        out = ready.pop(cursor[0])
+                        while not done.is_set():
+                            try:
+                                q.put(out, timeout=0.1)
+                                break
+                            except queue.Full:
+                                continue
+                        cursor[0] += 1
+                    if cursor[0] == stop:
+                        q.put(None)
         except BaseException as e:  # surfaced in the training thread
             q.put(e)
 
-    thread = threading.Thread(target=work, name="render-ahead", daemon=True)
-    thread.start()
+    threads = [threading.Thread(target=work, name=f"render-ahead-{i}", daemon=True)
+               for i in range(workers)]  # fmt: skip
+    for t in threads:
+        t.start()
+    if start >= stop:
+        return
     try:
         while (item := q.get()) is not None:
             if isinstance(item, BaseException):
@@ -197,7 +220,8 @@ def prefetch(
             yield item
     finally:
         done.set()
-        thread.join(timeout=5)
+        for t in threads:
+            t.join(timeout=5)
 
 
 # --- evaluation for the card --------------------------------------------------------------

@@ -7,6 +7,7 @@ bigger batches (the learning rate scales by √(batch/64)). Figures are images p
 whole call, start-up and the final save included (which only counts against us).
 
     python bench/train_throughput.py [--steps 300] [--device cpu|cuda] [--compile]
+                                     [--render-workers N]
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ def plain_loop(steps: int, device: str, batch: int = 64) -> float:
     return steps * batch / (time.perf_counter() - t0)
 
 
-def our_loop(steps: int, device: str, batch: int, compile: bool) -> float:
+def our_loop(steps: int, device: str, batch: int, compile: bool, workers: int = 1) -> float:
     with tempfile.TemporaryDirectory() as tmp:
         args = TrainArgs(
             out=Path(tmp) / "ck",
@@ -63,6 +64,7 @@ def our_loop(steps: int, device: str, batch: int, compile: bool) -> float:
             save_every=10**9,
             eval_images=64,
             compile=compile,
+            render_workers=workers,
             command="bench",
         )
         t0 = time.perf_counter()
@@ -76,14 +78,18 @@ def main() -> None:
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--batches", default="64,128,256")
     p.add_argument("--compile", action="store_true", help="also time torch.compile")
+    p.add_argument("--render-workers", type=int, default=1, help="our loop's render threads")
     a = p.parse_args()
-    print(f"device {a.device}, torch {torch.__version__}, {torch.get_num_threads()} threads")
+    print(
+        f"device {a.device}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
+        f"{a.render_workers} render thread(s)"
+    )
     base = plain_loop(a.steps, a.device)
     print(f"plain loop, batch 64:              {base:8,.0f} images/s")
     for batch in (int(b) for b in a.batches.split(",")):
         steps = max(20, a.steps * 64 // batch)
         for compile in (False, True) if a.compile else (False,):
-            rate = our_loop(steps, a.device, batch, compile)
+            rate = our_loop(steps, a.device, batch, compile, a.render_workers)
             label = f"ours, batch {batch}{' + compile' if compile else ''}:"
             print(f"{label:35s}{rate:8,.0f} images/s  ({rate / base:.2f}× plain)")
 

@@ -192,6 +192,27 @@ def test_each_ddp_rank_draws_its_own_data():
     assert torch.equal(r0.eps, again.eps)
 
 
+@pytest.mark.parametrize("workers", [2, 5])
+def test_render_workers_hand_over_the_same_batches_in_step_order(workers):
+    from app.data import open_dataset
+    from app.training import prefetch
+
+    ds = open_dataset("dsprites")
+    one = TrainArgs(out=Path("x"), batch_size=8, render_workers=1)
+    many = TrainArgs(out=Path("x"), batch_size=8, render_workers=workers, prefetch=2)
+    a = list(prefetch(ds, one, 0, 3, 14))
+    b = list(prefetch(ds, many, 0, 3, 14))
+    assert [d.step for d in b] == list(range(3, 14)) == [d.step for d in a]
+    for p, q in zip(a, b, strict=True):
+        assert torch.equal(p.x, q.x) and torch.equal(p.eps, q.eps)
+    assert not torch.equal(b[0].x, b[1].x)
+    assert list(prefetch(ds, many, 0, 7, 7)) == []
+    # stopping early (the loop breaks on SIGTERM) leaves no thread behind
+    stream = prefetch(ds, many, 0, 0, 1000)
+    assert next(stream).step == 0
+    stream.close()
+
+
 def test_train_args_scale_the_learning_rate_with_the_batch():
     assert TrainArgs(out=Path("x")).learning_rate == pytest.approx(5e-4)
     assert TrainArgs(out=Path("x"), batch_size=256).learning_rate == pytest.approx(1e-3)
