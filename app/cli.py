@@ -4,17 +4,37 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import sys
 from pathlib import Path
 
 from app.data import DatasetError
 from app.models import ConfigError
 
+log = logging.getLogger(__name__)
+
+# the options of --kind vaegan alone, by argparse dest: each sets a field of app.vaegan's
+# VaeGanSettings, but spectral_norm, which is the discriminator's (DiscriminatorConfig)
+_VAEGAN_SETTINGS = {
+    "gan_gamma": "gamma",
+    "pixel_weight": "pixel_weight",
+    "balance_margin": "balance_margin",
+    "gan_optimizer": "optimizer",
+}
+_VAEGAN_OPTIONS = (*_VAEGAN_SETTINGS, "spectral_norm")
+
+
+def _non_negative(text: str) -> float:
+    value = float(text)
+    if not (value >= 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"must be a finite number ≥ 0, got {text}")
+    return value
+
 
 def _train_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "train",
-        help="train an AE, VAE, β-VAE or CVAE; resumable",
+        help="train an AE, VAE, β-VAE, CVAE or VAE-GAN; resumable",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("--out", type=Path, required=True, help="checkpoint folder to write")
@@ -82,9 +102,68 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--no-channels-last", dest="channels_last", action="store_false")
     p.add_argument("--compile", action="store_true", help="torch.compile the model")
+    p.add_argument(
+        "--render-workers",
+        type=int,
+        default=1,
+        help="threads rendering batches ahead (the same data in the same order for any number; "
+        "more keep a GPU fed)",
+    )
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
     p.add_argument(
         "--eval-images", type=int, default=4096, help="held-out images for the card's figures"
+    )
+    _vaegan_options(p)
+
+
+def _vaegan_options(p: argparse.ArgumentParser) -> None:
+    """--kind vaegan's own options. Their default is SUPPRESS, so that the namespace holds only
+    those given (a plain run refuses them); the defaults shown are VaeGanSettings'."""
+    from app.vaegan import OPTIMIZER_NAMES, VaeGanSettings
+
+    defaults = VaeGanSettings()
+    g = p.add_argument_group(
+        "VAE-GAN (--kind vaegan only; a resumed run keeps the settings it started with)"
+    )
+    g.add_argument(
+        "--gan-gamma",
+        type=_non_negative,
+        default=argparse.SUPPRESS,
+        metavar="FLOAT",
+        help="γ: weight of the reconstruction terms against the GAN term in the decoder's loss "
+        f"(Larsen et al. 2016) (default: {defaults.gamma:g})",
+    )
+    g.add_argument(
+        "--pixel-weight",
+        type=_non_negative,
+        default=argparse.SUPPRESS,
+        metavar="FLOAT",
+        help="λ: weight of the pixel-space −log p(x|z) added to the discriminator-feature "
+        f"reconstruction term; 0 is the paper's loss (default: {defaults.pixel_weight:g})",
+    )
+    g.add_argument(
+        "--balance-margin",
+        type=_non_negative,
+        default=argparse.SUPPRESS,
+        metavar="FLOAT",
+        help="pause the discriminator while its cost is below 0.68 nats − margin, and the "
+        "decoder's GAN term while it is above 0.68 + margin (Larsen et al.'s code); 0 turns "
+        f"the rule off (default: {defaults.balance_margin:g})",
+    )
+    g.add_argument(
+        "--spectral-norm",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="spectral normalisation of the discriminator's layers (Miyato et al. 2018), "
+        "which keeps it from winning outright; usually with --balance-margin 0 "
+        "(default: off)",
+    )
+    g.add_argument(
+        "--gan-optimizer",
+        choices=list(OPTIMIZER_NAMES),
+        default=argparse.SUPPRESS,
+        help="optimiser of all three networks: adam (β1=0.5, DCGAN's) or rmsprop (the "
+        f"paper's) (default: {defaults.optimizer})",
     )
 
 
@@ -163,6 +242,35 @@ def _evaluate(ns: argparse.Namespace) -> int:
     return 0
 
 
+def _train(ns: argparse.Namespace) -> int:
+    from app import vaegan
+    from app.models.gan import DiscriminatorConfig
+    from app.training import TrainArgs, TrainingError, train
+
+    kwargs = {k: v for k, v in vars(ns).items() if k != "command"}
+    gan = {k: kwargs.pop(k) for k in _VAEGAN_OPTIONS if k in kwargs}  # those given
+    flags = ", ".join("--" + k.replace("_", "-") for k in gan)
+    try:
+        args = TrainArgs(**kwargs)
+        # which loop runs, as app.training.train decides it
+        if not (args.kind == "vaegan" or (args.resume and vaegan.is_vaegan_run(args.run_path))):
+            if gan:
+                verb = "applies" if len(gan) == 1 else "apply"
+                raise TrainingError(f"{flags} {verb} only to --kind vaegan")
+            return train(args)
+        if args.resume and gan:
+            log.warning("%s ignored: a resumed run keeps the VAE-GAN settings it started with",
+                        flags)  # fmt: skip
+        settings = vaegan.VaeGanSettings(
+            **{field: gan[k] for k, field in _VAEGAN_SETTINGS.items() if k in gan}
+        )
+        discriminator = DiscriminatorConfig(spectral_norm=gan.get("spectral_norm", False))
+        return vaegan.train(args, settings, discriminator)
+    except (TrainingError, DatasetError, ConfigError) as e:
+        print(f"latent-explorer train: error: {e}", file=sys.stderr)  # noqa: T201
+        return 2
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="latent-explorer", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -173,14 +281,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
     if ns.command == "train":
-        from app.training import TrainArgs, TrainingError, train
-
-        kwargs = {k: v for k, v in vars(ns).items() if k != "command"}
-        try:
-            return train(TrainArgs(**kwargs))
-        except (TrainingError, DatasetError, ConfigError) as e:
-            print(f"latent-explorer train: error: {e}", file=sys.stderr)  # noqa: T201
-            return 2
+        return _train(ns)
     if ns.command == "serve":
         from app.server import serve
 

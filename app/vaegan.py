@@ -11,9 +11,13 @@ from its own loss at the same point, then all of them step:
 The loop is app/training.py's: the same TrainArgs, each step's batch and ε drawn from
 (seed, rank, step) by the same render-ahead thread (so a VAE-GAN sees exactly the data, noise and
 initial VAE weights of a plain VAE with its seed), the same signal handling and card evaluation.
-The prior draws z_p come from their own stream of (seed, rank, step). What ships is the VAE alone
-(kind "vae", objective "vaegan"), so the explorer loads it like any VAE; the discriminator and
-both optimisers' states live only in the run folder, as safetensors + JSON.
+The prior draws z_p come from their own stream of (seed, rank, step). With --init-from the VAE
+starts from a trained checkpoint's weights (a β-VAE's, say), as a plain run does. What ships is the
+VAE alone (kind "vae", objective "vaegan"), so the explorer loads it like any VAE; the
+discriminator and both optimisers' states live only in the run folder, as safetensors + JSON.
+
+The settings (VaeGanSettings, and whether the discriminator is spectrally normalised) come from
+the CLI's VAE-GAN options (app/cli.py); a resumed run keeps the ones it started with.
 """
 
 from __future__ import annotations
@@ -56,6 +60,7 @@ from app.training import (
     TrainingError,
     _device_name,
     _distributed,
+    _initialise,
     _StopFlag,
     build_config,
     evaluate,
@@ -89,15 +94,15 @@ class VaeGanSettings:
     # Larsen et al.'s code (aegan.py, GradientDescent: margin 0.35 around 0.68 ≈ log 2 nats)
     # pauses the discriminator while its cost on real or on decoded images is below
     # 0.68 − margin (it wins by too much), and the decoder's GAN term while one is above
-    # 0.68 + margin (it loses by too much); 0 turns this off
+    # 0.68 + margin (it loses by too much); 0 turns this off, as is usual with a spectrally
+    # normalised discriminator (DiscriminatorConfig.spectral_norm), which cannot win outright
     balance_margin: float = 0.35
     optimizer: str = "adam"  # adam (β1 = 0.5) or rmsprop (the paper's), for all three networks
 
     def __post_init__(self) -> None:
-        if not self.gamma >= 0 or not self.pixel_weight >= 0:
-            raise TrainingError(
-                f"gamma and pixel_weight must be ≥ 0, got {self.gamma} and {self.pixel_weight}"
-            )
+        for name in ("gamma", "pixel_weight", "balance_margin"):
+            if not getattr(self, name) >= 0:  # NaN too
+                raise TrainingError(f"{name} must be ≥ 0, got {getattr(self, name)}")
         if self.optimizer not in OPTIMIZER_NAMES:
             raise TrainingError(
                 f"optimizer must be one of {', '.join(OPTIMIZER_NAMES)}, got {self.optimizer!r}"
@@ -167,7 +172,9 @@ def _optimizer(
     return torch.optim.Adam(params, lr=lr, betas=ADAM_BETAS)
 
 
-def recipe(settings: VaeGanSettings, beta: float, kl_warmup: int) -> str:
+def recipe(
+    settings: VaeGanSettings, discriminator: DiscriminatorConfig, beta: float, kl_warmup: int
+) -> str:
     """The card's one-line recipe."""
     out = f"VAE-GAN (Larsen et al. 2016), γ={settings.gamma:g}"
     if beta != 1:
@@ -178,6 +185,8 @@ def recipe(settings: VaeGanSettings, beta: float, kl_warmup: int) -> str:
         out += f", plus {settings.pixel_weight:g}× the VAE's pixel reconstruction term"
     if settings.balance_margin:
         out += f", D/G balance margin {settings.balance_margin:g}"
+    if discriminator.spectral_norm:
+        out += ", spectral normalisation in the discriminator (Miyato et al. 2018)"
     return out + f"; {OPTIMIZER_NAMES[settings.optimizer]}"
 
 
@@ -270,12 +279,18 @@ def load_run(path: Path, lr: float, device: torch.device, channels_last: bool) -
 
 # the run's identity comes from its saved state on --resume; only the length and logistics change
 _IDENTITY = ("dataset", "kind", "beta", "objective", "latents", "batch_size", "seed", "lr",
-             "kl_warmup", "gaussian_sigma")  # fmt: skip
+             "kl_warmup", "gaussian_sigma", "init_from")  # fmt: skip
 
 
-def train(args: TrainArgs, settings: VaeGanSettings | None = None) -> int:
-    """Train (or resume) a VAE-GAN; returns the exit code (0 done, 130/143 on a signal). On
-    --resume the settings are the run's own, whatever `settings` says."""
+def train(
+    args: TrainArgs,
+    settings: VaeGanSettings | None = None,
+    discriminator_config: DiscriminatorConfig | None = None,
+) -> int:
+    """Train (or resume) a VAE-GAN; returns the exit code (0 done, 130/143 on a signal).
+    `discriminator_config` is the discriminator's architecture (default DiscriminatorConfig()),
+    with its channels set to the dataset's. On --resume the settings and the discriminator are
+    the run's own, whatever these say."""
     check_args(args)
     if args.device == "cuda":
         if not torch.cuda.is_available():
@@ -292,6 +307,7 @@ def train(args: TrainArgs, settings: VaeGanSettings | None = None) -> int:
     history: list[dict[str, Any]] = []
     paused = {"discriminator": 0, "gan": 0}  # steps the balance held either side back
     commands = [args.command]
+    initialised_from: dict[str, Any] | None = None
     if args.resume:
         run = load_run(run_path, lr, device, args.channels_last)
         saved = run.trainer["args"]
@@ -304,6 +320,7 @@ def train(args: TrainArgs, settings: VaeGanSettings | None = None) -> int:
         elapsed_before = float(run.trainer.get("wall_time_s", 0.0))
         history = list(run.trainer.get("history", []))
         paused.update(run.trainer.get("paused_steps", {}))
+        initialised_from = run.trainer.get("initialised_from")  # loaded once, at the start
         dataset = open_dataset(args.dataset)
     else:
         dataset = open_dataset(args.dataset)
@@ -312,7 +329,10 @@ def train(args: TrainArgs, settings: VaeGanSettings | None = None) -> int:
         )
         torch.manual_seed(args.seed)  # the VAE's initial weights are a plain VAE's with this seed
         vae = VAE(config)
-        dis = Discriminator(DiscriminatorConfig(channels=config.channels))
+        if args.init_from:
+            initialised_from = _initialise(vae, Path(args.init_from))
+        dis_config = discriminator_config or DiscriminatorConfig()
+        dis = Discriminator(dataclasses.replace(dis_config, channels=config.channels))
         run = _assemble(vae, dis, settings or VaeGanSettings(), lr, device, args.channels_last)
     vae, dis, settings = run.vae, run.dis, run.settings
     kl_weight = BetaELBO(beta=args.beta, warmup_steps=args.kl_warmup).weight
@@ -338,6 +358,7 @@ def train(args: TrainArgs, settings: VaeGanSettings | None = None) -> int:
             "history": history,
             "commands": commands,
             "paused_steps": dict(paused),
+            "initialised_from": initialised_from,
         }
         save_run(run_path, run, trainer_state)
         figures = evaluate(vae, dataset, args.eval_images if final else 1024, device)
@@ -346,7 +367,7 @@ def train(args: TrainArgs, settings: VaeGanSettings | None = None) -> int:
             "name": Path(args.out).name,
             "command": commands[0],
             "commands": commands,
-            "recipe": recipe(settings, args.beta, args.kl_warmup),
+            "recipe": recipe(settings, dis.config, args.beta, args.kl_warmup),
             "objective": {
                 "objective": "vaegan",
                 "beta": args.beta,
@@ -375,6 +396,12 @@ def train(args: TrainArgs, settings: VaeGanSettings | None = None) -> int:
             "active_latents": figures.get("active_latents"),
             "run_dir": str(run_path),
         }
+        if initialised_from:  # as app.training records it for a plain run
+            card["recipe"] = (
+                f"{card['recipe']}; initialised from {initialised_from['name']} "
+                f"({initialised_from['recipe']}, {initialised_from['steps']:,} steps)"
+            )
+            card["initialised_from"] = initialised_from
         save_checkpoint(Path(args.out), vae, card)
 
     def set_grads(loss: torch.Tensor, params: list[torch.nn.Parameter], keep: bool) -> None:

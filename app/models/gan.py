@@ -6,6 +6,13 @@ For 64×64 images: four 4×4 stride-2 convolutions, like our encoder's, widening
 channels (DCGAN's discriminator, Radford et al. 2016) with LeakyReLU, then one linear logit. No
 batch-norm: each image's logit and features depend on that image alone, so training is a pure
 function of its inputs (what exact resume needs) and nothing has running statistics to save.
+
+With `spectral_norm`, every layer's weight is divided by its largest singular value (Miyato et
+al. 2018, "Spectral Normalization for Generative Adversarial Networks"), estimated by one power
+iteration per training forward pass. That bounds how fast the discriminator's logit can change
+with its input, which keeps it from winning outright. The iteration's vectors u and v are
+buffers (`parametrizations.weight.0._u`, `._v` in the state dict, beside
+`parametrizations.weight.original`), saved with the weights, so a resumed run continues exactly.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.utils.parametrizations import spectral_norm
 
 from app.models.config import ConfigError
 from app.models.elbo import kl_per_dim, reconstruction_nll, reparameterize
@@ -33,6 +41,9 @@ class DiscriminatorConfig:
     # in celeba_aegan.py); here that resolution is the third conv's: 128 × 8 × 8 features
     feature_layer: int = 3
     negative_slope: float = 0.2  # LeakyReLU, as in DCGAN
+    # each conv's and the logit's weight divided by its spectral norm (Miyato et al. 2018); off
+    # by default, as in the configs saved before it existed
+    spectral_norm: bool = False
 
     def __post_init__(self) -> None:
         if self.channels not in (1, 3):
@@ -69,10 +80,17 @@ class Discriminator(nn.Module):
         super().__init__()
         self.config = config
         sizes = (config.channels, *config.widths)
-        self.convs = nn.ModuleList(
+        convs: list[nn.Module] = [
             nn.Conv2d(c_in, c_out, 4, 2, 1) for c_in, c_out in pairwise(sizes)
-        )
-        self.logit = nn.Linear(config.widths[-1] * 4 * 4, 1)
+        ]
+        logit: nn.Module = nn.Linear(config.widths[-1] * 4 * 4, 1)
+        if config.spectral_norm:
+            # a conv's weight (out, in, 4, 4) is normalised as the matrix (out, in·4·4), as Miyato
+            # et al. do; its u and v start random, from torch's generator, then 15 iterations
+            convs = [spectral_norm(conv) for conv in convs]
+            logit = spectral_norm(logit)
+        self.convs = nn.ModuleList(convs)
+        self.logit = logit
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """x (B, C, 64, 64) in [0, 1] → (logit (B,), Dis_l features (B, F)); D(x) = σ(logit) is
