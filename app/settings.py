@@ -18,6 +18,9 @@ class Settings(BaseSettings):
     templates_dir: Path = PROJECT_ROOT / "templates"
 
     max_abs_latent: float = 10.0  # |z_i| beyond this is far outside N(0, 1): refused
+    # a deterministic AE's code has no prior to be far outside of: the shipped AE's codes reach
+    # ±18 on dSprites, so its limit only refuses the absurd
+    max_abs_code: float = 100.0
     max_batch: int = 256  # latent vectors per batch decode, samples per request
     max_traverse_steps: int = 15  # columns of a traversal grid
     max_sweep_positions: int = 241  # slider positions in one sweep strip (±3 in steps of 0.025)

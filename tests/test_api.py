@@ -243,3 +243,16 @@ def test_uploads_that_are_not_images_are_refused_clearly(client):
     ]:
         r = client.post("/api/models/tiny-vae/encode", files={"file": ("x.png", data, "image/png")})
         assert r.status_code == 422 and message in r.json()["detail"], r.text
+
+
+def test_an_autoencoders_code_is_not_held_to_the_vae_prior_range(client):
+    """A deterministic AE has no N(0, I) prior: its codes may lie past ±10 (the shipped AE's
+    reach ±18), and only the absurd is refused, with the AE's own limit named."""
+    far = "18" + ",0" * 9
+    assert client.get("/api/models/tiny-ae/decode.png", params={"z": far}).status_code == 200
+    r = client.get("/api/models/tiny-vae/decode.png", params={"z": far})
+    assert r.status_code == 422 and "within ±10, got 18" in r.json()["detail"]
+    r = client.get("/api/models/tiny-ae/decode.png", params={"z": "101" + ",0" * 9})
+    assert r.status_code == 422 and "within ±100, got 101" in r.json()["detail"]
+    r = client.post("/api/models/tiny-ae/decode", json={"z": [[101.0] + [0.0] * 9]})
+    assert r.status_code == 422 and "within ±100" in r.json()["detail"]

@@ -66,18 +66,19 @@ def parse_latents(text: str, ckpt: Checkpoint, settings: Settings, name: str = "
             f"{name} must have {d} values for model {ckpt.name}, got {len(values)}"
         )
     z = torch.tensor(values, dtype=torch.float32)
-    check_range(z[None], settings, name)
+    check_range(z[None], settings, ckpt, name)
     return z
 
 
-def check_range(z: torch.Tensor, settings: Settings, name: str = "z") -> None:
+def check_range(z: torch.Tensor, settings: Settings, ckpt: Checkpoint, name: str = "z") -> None:
+    """Refuse non-finite values, and values far outside where the model's codes live: the
+    N(0, I) prior for a VAE (MAX_ABS_LATENT), anywhere short of absurd for an AE (MAX_ABS_CODE)."""
     if not torch.isfinite(z).all():
         raise InferenceError(f"{name} must be finite numbers (no NaN or infinity)")
+    limit = settings.max_abs_code if ckpt.config.kind == "ae" else settings.max_abs_latent
     worst = z.abs().max().item() if z.numel() else 0.0
-    if worst > settings.max_abs_latent:
-        raise InferenceError(
-            f"{name} values must lie within ±{settings.max_abs_latent:g}, got {worst:g}"
-        )
+    if worst > limit:
+        raise InferenceError(f"{name} values must lie within ±{limit:g}, got {worst:g}")
 
 
 def _limit(value: int, limit: int, what: str) -> int:
@@ -160,7 +161,7 @@ def decode_batch(model: ModelDep, settings: SettingsDep, body: BatchDecode) -> d
     if bad:
         raise InferenceError(f"z[{bad[0]}] has {len(body.z[bad[0]])} values, model needs {d}")
     zt = torch.tensor(body.z, dtype=torch.float32)
-    check_range(zt, settings)
+    check_range(zt, settings, model)
     images = inference.decode_latents(model, zt, body.label)
     return {"images": [data_url(imaging.png_bytes(im)) for im in images]}
 
