@@ -2,7 +2,7 @@
 against a live server on the shipped checkpoints.
 
     python docs/make_screenshots.py   # docs/explore.png, compare.png, figure2.png, compress.png,
-                                      # denoise.png
+                                      # denoise.png, vaegan.png
 """
 
 from __future__ import annotations
@@ -50,6 +50,9 @@ def main() -> None:
         page.goto(url + "/denoise?index=123456&noise=salt_pepper&level=0.2&seed=1")
         page.wait_for_load_state("networkidle")
         page.screenshot(path=str(ROOT / "docs" / "denoise.png"))
+        page.goto(url + "/sharpness?seed=3&index=1234")
+        page.wait_for_load_state("networkidle")
+        page.screenshot(path=str(ROOT / "docs" / "vaegan.png"), full_page=True)
         browser.close()
 
 
