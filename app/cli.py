@@ -252,8 +252,7 @@ def _train(ns: argparse.Namespace) -> int:
     flags = ", ".join("--" + k.replace("_", "-") for k in gan)
     try:
         args = TrainArgs(**kwargs)
-        # which loop runs, as app.training.train decides it
-        if not (args.kind == "vaegan" or (args.resume and vaegan.is_vaegan_run(args.run_path))):
+        if not vaegan.runs_as_vaegan(args):
             if gan:
                 verb = "applies" if len(gan) == 1 else "apply"
                 raise TrainingError(f"{flags} {verb} only to --kind vaegan")

@@ -293,7 +293,7 @@ def train(args: TrainArgs) -> int:
     """Train (or resume) a model; returns the process exit code (0 done, 130/143 on a signal)."""
     from app import vaegan  # imported here: app.vaegan builds on this module
 
-    if args.kind == "vaegan" or (args.resume and vaegan.is_vaegan_run(args.run_path)):
+    if vaegan.runs_as_vaegan(args):
         return vaegan.train(args)
     rank, world, local_rank = _distributed()
     if world > 1:

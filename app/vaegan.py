@@ -149,6 +149,11 @@ def check_args(args: TrainArgs) -> None:
             raise TrainingError(f"{flag} does not apply to --kind vaegan: {why}")
 
 
+def runs_as_vaegan(args: TrainArgs) -> bool:
+    """Whether app.training.train runs `args` as a VAE-GAN: asked for, or resuming one's run."""
+    return args.kind == "vaegan" or (args.resume and is_vaegan_run(args.run_path))
+
+
 def is_vaegan_run(path: Path) -> bool:
     """Whether the run folder at `path` holds a VAE-GAN's training state."""
     try:
