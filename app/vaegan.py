@@ -34,6 +34,7 @@ import torch
 from safetensors.torch import save_file
 from tqdm import tqdm
 
+from app.batches import prefetch
 from app.checkpoints import (
     CONFIG,
     OPTIMIZER,
@@ -64,7 +65,6 @@ from app.training import (
     _StopFlag,
     build_config,
     evaluate,
-    prefetch,
 )
 
 log = logging.getLogger(__name__)

@@ -10,9 +10,10 @@ import pytest
 import torch
 
 from app import corruption
+from app.batches import step_data
 from app.checkpoints import load_checkpoint
 from app.data.ground_truth import DSPRITES
-from app.training import step_data, train
+from app.training import train
 from tests.conftest import tiny_args
 
 

@@ -182,8 +182,8 @@ def test_two_ddp_ranks_end_with_identical_weights(tmp_path):
 
 
 def test_each_ddp_rank_draws_its_own_data():
+    from app.batches import step_data
     from app.data import open_dataset
-    from app.training import step_data
 
     ds = open_dataset("dsprites")
     r0, r1 = (step_data(ds, 0, rank, 5, 8, 10) for rank in (0, 1))
@@ -194,8 +194,8 @@ def test_each_ddp_rank_draws_its_own_data():
 
 @pytest.mark.parametrize("workers", [2, 5])
 def test_render_workers_hand_over_the_same_batches_in_step_order(workers):
+    from app.batches import prefetch
     from app.data import open_dataset
-    from app.training import prefetch
 
     ds = open_dataset("dsprites")
     one = TrainArgs(out=Path("x"), batch_size=8, render_workers=1)
