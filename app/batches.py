@@ -9,10 +9,11 @@ number of render threads gives the same stream.
 
 from __future__ import annotations
 
-import queue
-import threading
+from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from itertools import islice
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -57,51 +58,19 @@ def prefetch(
     `args.prefetch` ahead, yielded in step order."""
     workers = max(1, args.render_workers)
     depth = max(1, args.prefetch, workers)
-    q: queue.Queue[StepData | BaseException | None] = queue.Queue(maxsize=depth)
-    done = threading.Event()
-    next_step = iter(range(start, stop))
-    lock = threading.Lock()
-    ready: dict[int, StepData] = {}
-    turn = threading.Condition(lock)
-    cursor = [start]  # the next step to hand to the queue
 
-    def work() -> None:
-        try:
-            while not done.is_set():
-                with lock:
-                    step = next(next_step, None)
-                if step is None:
-                    return
-                item = step_data(dataset, args.seed, rank, step, args.batch_size, args.latents,
-                                 args.denoise)  # fmt: skip
-                with turn:  # hand batches over in step order
-                    ready[step] = item
-                    while cursor[0] in ready and not done.is_set():
-                        out = ready.pop(cursor[0])
-                        while not done.is_set():
-                            try:
-                                q.put(out, timeout=0.1)
-                                break
-                            except queue.Full:
-                                continue
-                        cursor[0] += 1
-                    if cursor[0] == stop:
-                        q.put(None)
-        except BaseException as e:  # surfaced in the training thread
-            q.put(e)
+    def render(step: int) -> StepData:
+        return step_data(dataset, args.seed, rank, step, args.batch_size, args.latents,
+                         args.denoise)  # fmt: skip
 
-    threads = [threading.Thread(target=work, name=f"render-ahead-{i}", daemon=True)
-               for i in range(workers)]  # fmt: skip
-    for t in threads:
-        t.start()
-    if start >= stop:
-        return
+    steps = iter(range(start, stop))
+    pool = ThreadPoolExecutor(workers, thread_name_prefix="render-ahead")
+    pending = deque(pool.submit(render, step) for step in islice(steps, depth))
     try:
-        while (item := q.get()) is not None:
-            if isinstance(item, BaseException):
-                raise item
+        while pending:
+            item = pending.popleft().result()  # a render's exception surfaces here
+            if (step := next(steps, None)) is not None:
+                pending.append(pool.submit(render, step))
             yield item
-    finally:
-        done.set()
-        for t in threads:
-            t.join(timeout=5)
+    finally:  # done, or the loop stopped early: drop what is queued, finish what is running
+        pool.shutdown(wait=True, cancel_futures=True)
