@@ -329,12 +329,7 @@ def train(args: TrainArgs) -> int:
                 "active_latents": figures.get("active_latents"),
                 "run_dir": str(run_path),
             }
-            if initialised_from:
-                card["recipe"] = (
-                    f"{card['recipe']}; initialised from {initialised_from['name']} "
-                    f"({initialised_from['recipe']}, {initialised_from['steps']:,} steps)"
-                )
-                card["initialised_from"] = initialised_from
+            record_initialisation(card, initialised_from)
             if args.denoise:
                 card["denoising"] = {"noises": list(NOISES), "max_level": MAX_LEVEL}
             if digests:
@@ -437,6 +432,17 @@ def _initialise(model: VAE, source: Path) -> dict[str, Any]:
         "recipe": init.card.get("recipe", "?"),
         "steps": int(init.card.get("steps", 0)),
     }
+
+
+def record_initialisation(card: dict[str, Any], initialised_from: dict[str, Any] | None) -> None:
+    """Say in the card what a run started from (`_initialise`'s record): a recipe suffix and the
+    record itself. Nothing for a run that started from its seed."""
+    if initialised_from:
+        card["recipe"] = (
+            f"{card['recipe']}; initialised from {initialised_from['name']} "
+            f"({initialised_from['recipe']}, {initialised_from['steps']:,} steps)"
+        )
+        card["initialised_from"] = initialised_from
 
 
 def _recipe(config: ModelConfig, objective: Objective, denoise: bool = False) -> str:

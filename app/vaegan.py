@@ -65,6 +65,7 @@ from app.training import (
     _StopFlag,
     build_config,
     evaluate,
+    record_initialisation,
 )
 
 log = logging.getLogger(__name__)
@@ -401,12 +402,7 @@ def train(
             "active_latents": figures.get("active_latents"),
             "run_dir": str(run_path),
         }
-        if initialised_from:  # as app.training records it for a plain run
-            card["recipe"] = (
-                f"{card['recipe']}; initialised from {initialised_from['name']} "
-                f"({initialised_from['recipe']}, {initialised_from['steps']:,} steps)"
-            )
-            card["initialised_from"] = initialised_from
+        record_initialisation(card, initialised_from)
         save_checkpoint(Path(args.out), vae, card)
 
     def set_grads(loss: torch.Tensor, params: list[torch.nn.Parameter], keep: bool) -> None:
