@@ -32,10 +32,10 @@ def main() -> None:
     names = sys.argv[1:3] if len(sys.argv) >= 3 else ["shapes-beta-vae", "shapes-vaegan"]
     batch = open_dataset("shapes3d").sample(np.random.default_rng(2718), N)
     x = to_8bit(torch.from_numpy(batch.images).float() / 255.0)
-    print(f"dataset images: gradient energy {float(gradient_energy(x).mean()):.4f}\n")
+    data_energy = float(gradient_energy(x).mean())
+    print(f"dataset images: gradient energy {data_energy:.4f}\n")
     print("| model | steps | PSNR | SSIM | gradient energy: reconstructions | samples |")
     print("|---|---|---|---|---|---|")
-    data_energy = float(gradient_energy(x).mean())
     for name in names:
         ckpt = load_checkpoint(ROOT / "checkpoints" / name)
         recon = torch.cat([to_8bit(encode_images(ckpt, c).reconstruction) for c in x.split(128)])
