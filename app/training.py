@@ -10,13 +10,10 @@ Batches are rendered ahead on background threads (app/batches.py) so the optimis
 from __future__ import annotations
 
 import logging
-import os
 import shlex
-import signal
 import sys
-import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +25,6 @@ from app.batches import prefetch, step_data
 from app.checkpoints import (
     WEIGHTS,
     CheckpointError,
-    load_checkpoint,
     load_run,
     load_weights,
     save_checkpoint,
@@ -45,6 +41,16 @@ from app.models.objectives import (
     ControlledCapacity,
     Objective,
     Reconstruction,
+)
+from app.train_common import (
+    Segments,
+    StopFlag,
+    TrainingError,
+    choose_device,
+    distributed,
+    initialise,
+    run_card,
+    trainer_state,
 )
 
 log = logging.getLogger(__name__)
@@ -98,10 +104,6 @@ class TrainArgs:
     @property
     def run_path(self) -> Path:
         return self.run_dir if self.run_dir is not None else Path("runs") / Path(self.out).name
-
-
-class TrainingError(Exception):
-    """Training cannot start as asked, with a message that says why."""
 
 
 def build_config(args: TrainArgs, dataset: Dataset) -> ModelConfig:
@@ -173,53 +175,16 @@ def evaluate(model: VAE, dataset: Dataset, n: int, device: torch.device) -> dict
 # --- the loop -------------------------------------------------------------------------------
 
 
-class _StopFlag:
-    """Set by SIGINT/SIGTERM; the loop saves and stops at the next step boundary."""
-
-    def __init__(self) -> None:
-        self.signum: int | None = None
-        self._old: dict[int, Any] = {}
-
-    def __enter__(self) -> _StopFlag:
-        if threading.current_thread() is threading.main_thread():
-            for s in (signal.SIGINT, signal.SIGTERM):
-                self._old[s] = signal.signal(s, self._set)
-        return self
-
-    def _set(self, signum: int, frame: Any) -> None:
-        self.signum = signum
-
-    def __exit__(self, *exc: object) -> None:
-        for s, h in self._old.items():
-            signal.signal(s, h)
-
-
-def _distributed() -> tuple[int, int, int]:
-    """(rank, world size, local rank) from torchrun's environment, or a single process."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world == 1:
-        return 0, 1, 0
-    return int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0"))
-
-
 def train(args: TrainArgs) -> int:
     """Train (or resume) a model; returns the process exit code (0 done, 130/143 on a signal)."""
     from app import vaegan  # imported here: app.vaegan builds on this module
 
     if vaegan.runs_as_vaegan(args):
         return vaegan.train(args)
-    rank, world, local_rank = _distributed()
+    rank, world, local_rank = distributed()
     if world > 1:
         dist.init_process_group("nccl" if args.device == "cuda" else "gloo")
-    if args.device == "cuda":
-        if not torch.cuda.is_available():
-            raise TrainingError("--device cuda was asked for, but this machine has no CUDA GPU")
-        device = torch.device("cuda", local_rank)
-        torch.cuda.set_device(device)
-    else:
-        device = torch.device("cpu")
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    device = choose_device(args, local_rank)
     main_process = rank == 0  # only rank 0 logs and writes (as nanoGPT's master_process)
 
     run_path = args.run_path
@@ -227,6 +192,7 @@ def train(args: TrainArgs) -> int:
     history: list[dict[str, Any]] = []
     commands = [args.command]
     initialised_from: dict[str, Any] | None = None
+    trainer: dict[str, Any] | None = None
     if args.resume:
         try:
             config, weights, opt_state, trainer = load_run(run_path)
@@ -256,7 +222,7 @@ def train(args: TrainArgs) -> int:
         torch.manual_seed(args.seed)  # the initial weights
         model = VAE(config)
         if args.init_from:
-            initialised_from = _initialise(model, Path(args.init_from))
+            initialised_from = initialise(model, Path(args.init_from))
     objective = build_objective(args, dataset)
     model.to(device)
     if args.channels_last:
@@ -287,49 +253,35 @@ def train(args: TrainArgs) -> int:
         smoothing=0.1,
     )
     kl_ema: torch.Tensor | None = None
+    segments = Segments(trainer, start_step, elapsed_before, device, args.command)
     t0 = time.monotonic()
     step = start_step
 
     def card_and_save(final: bool) -> None:
         wall = elapsed_before + time.monotonic() - t0
         if main_process:
-            trainer_state = {
-                "step": step,
-                "wall_time_s": round(wall, 1),
-                "args": {
-                    k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(args).items()
-                },
-                "history": history,
-                "commands": commands,
-                "initialised_from": initialised_from,
-            }
-            save_run(run_path, model, optimizer, trainer_state)
+            record = segments.upto(step, wall)
+            state = trainer_state(args, step=step, wall=wall, history=history,
+                                  commands=commands, initialised_from=initialised_from,
+                                  segments=record)  # fmt: skip
+            save_run(run_path, model, optimizer, state)
             model.eval()
             figures = evaluate(model, dataset, args.eval_images if final else 1024, device)
             model.train()
-            card = {
-                "name": Path(args.out).name,
-                "command": commands[0],  # how the run began; resumptions follow in "commands"
-                "commands": commands,
-                "recipe": _recipe(config, objective, args.denoise),
-                "objective": objective.settings(),
-                "steps": step,
-                "target_steps": args.steps,
-                "batch_size": args.batch_size,
-                "learning_rate": args.learning_rate,
-                "images_seen": step * args.batch_size * world,
-                "seed": args.seed,
-                "world_size": world,
-                "device": _device_name(device),
-                "wall_time_s": round(wall, 1),
-                "torch": torch.__version__,
-                "final_train_loss": history[-1] if history else None,
-                "eval": figures,
-                "kl_per_dim": figures.get("kl_per_dim"),
-                "active_latents": figures.get("active_latents"),
-                "run_dir": str(run_path),
-            }
-            record_initialisation(card, initialised_from)
+            card = run_card(
+                args,
+                recipe=_recipe(config, objective, args.denoise),
+                objective=objective.settings(),
+                step=step,
+                learning_rate=args.learning_rate,
+                world=world,
+                wall=wall,
+                history=history,
+                commands=commands,
+                figures=figures,
+                segments=record,
+                initialised_from=initialised_from,
+            )
             if args.denoise:
                 card["denoising"] = {"noises": list(NOISES), "max_level": MAX_LEVEL}
             if digests:
@@ -337,7 +289,7 @@ def train(args: TrainArgs) -> int:
             save_checkpoint(Path(args.out), model, card)
 
     digests: list[str] = []
-    stop = _StopFlag()
+    stop = StopFlag()
     model.train()
     with stop:
         for d in prefetch(dataset, args, rank, start_step, args.steps):
@@ -402,49 +354,6 @@ def train(args: TrainArgs) -> int:
     return 0
 
 
-# the fields that fix the network's shape and meaning: a run may start from another's weights
-# only when all of them agree (the objective, β and the schedule are what it may change)
-_INIT_FIELDS = ("kind", "latent_dim", "channels", "image_size", "likelihood", "gaussian_sigma",
-                "conv_channels", "hidden_dim", "label_names", "dataset")  # fmt: skip
-
-
-def _initialise(model: VAE, source: Path) -> dict[str, Any]:
-    """Load the weights of checkpoint folder `source` into `model`; → what the card records."""
-    try:
-        init = load_checkpoint(source)
-    except CheckpointError as e:
-        raise TrainingError(f"cannot initialise from {source}: {e}") from e
-    differ = [
-        f"{name} {getattr(init.config, name)!r} there, {getattr(model.config, name)!r} here"
-        for name in _INIT_FIELDS
-        if getattr(init.config, name) != getattr(model.config, name)
-    ]
-    if differ:
-        raise TrainingError(
-            f"cannot initialise from {source}: its network differs from this run's: "
-            + "; ".join(differ)
-        )
-    model.load_state_dict(init.model.state_dict())
-    return {
-        "name": source.name,
-        "path": str(source),
-        "digest": init.digest,
-        "recipe": init.card.get("recipe", "?"),
-        "steps": int(init.card.get("steps", 0)),
-    }
-
-
-def record_initialisation(card: dict[str, Any], initialised_from: dict[str, Any] | None) -> None:
-    """Say in the card what a run started from (`_initialise`'s record): a recipe suffix and the
-    record itself. Nothing for a run that started from its seed."""
-    if initialised_from:
-        card["recipe"] = (
-            f"{card['recipe']}; initialised from {initialised_from['name']} "
-            f"({initialised_from['recipe']}, {initialised_from['steps']:,} steps)"
-        )
-        card["initialised_from"] = initialised_from
-
-
 def _recipe(config: ModelConfig, objective: Objective, denoise: bool = False) -> str:
     if denoise:
         inputs = "Gaussian noise, salt-and-pepper or masked blocks, one per image"
@@ -464,9 +373,3 @@ def _recipe(config: ModelConfig, objective: Objective, denoise: bool = False) ->
             f"over {s['capacity_steps']} steps"
         )
     return prefix + f"β-TCVAE, β={s['beta']:g}"
-
-
-def _device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return f"cuda ({torch.cuda.get_device_name(device)})"
-    return f"cpu ({os.cpu_count()} cores, {torch.get_num_threads()} threads)"

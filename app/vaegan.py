@@ -25,91 +25,50 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import save_file
 from tqdm import tqdm
 
 from app.batches import prefetch
 from app.checkpoints import (
-    CONFIG,
-    OPTIMIZER,
     TRAINER,
-    WEIGHTS,
     CheckpointError,
-    flatten_optimizer,
-    load_weights,
-    read_config,
     read_json,
-    read_tensors,
-    recover,
     save_checkpoint,
-    unflatten_optimizer,
-    write_folder_atomically,
-    write_json,
 )
 from app.data import open_dataset
-from app.models import VAE, ConfigError
+from app.models import VAE
 from app.models.gan import Discriminator, DiscriminatorConfig, vaegan_terms
 from app.models.objectives import BetaELBO
-from app.training import (
-    TrainArgs,
+from app.train_common import (
+    Segments,
+    StopFlag,
     TrainingError,
-    _device_name,
-    _distributed,
-    _initialise,
-    _StopFlag,
-    build_config,
-    evaluate,
-    record_initialisation,
+    choose_device,
+    distributed,
+    initialise,
+    run_card,
+    trainer_state,
+)
+from app.training import TrainArgs, build_config, evaluate
+from app.vaegan_run import (
+    DEFAULT_LR,
+    OPTIMIZER_NAMES,
+    VaeGanSettings,
+    assemble,
+    load_run,
+    save_run,
 )
 
 log = logging.getLogger(__name__)
 
-DISCRIMINATOR_WEIGHTS = "discriminator.safetensors"
-DISCRIMINATOR_OPTIMIZER = "discriminator-optimizer.safetensors"
 # z_p is drawn from np.random.default_rng((seed, rank, step, PRIOR_STREAM)): its own stream, so
 # the batch and ε of (seed, rank, step) stay exactly those of a plain VAE run
 PRIOR_STREAM = 1
-# Larsen et al. train with RMSProp at 3e-4; Adam with β1 = 0.5 is DCGAN's (Radford et al. 2016)
-# stable choice for GANs, and was better on our data (docs/notes-vaegan.md)
-DEFAULT_LR = 3e-4
-ADAM_BETAS = (0.5, 0.999)
-OPTIMIZER_NAMES = {"adam": "Adam (β1=0.5)", "rmsprop": "RMSProp"}
-
-
-@dataclass(frozen=True)
-class VaeGanSettings:
-    # γ weighs L_llike against the GAN term in the decoder's loss (Larsen et al. §2.3). Their
-    # code uses 1e-5 to 5e-5 (recon_vs_gan_weight) with a batch-normalised discriminator; ours
-    # has none, so its feature scale differs and the value was measured anew on our data
-    gamma: float = 1e-2
-    # weight on the pixel-space −log p(x|z) (the plain VAE's reconstruction term, with the
-    # model's likelihood), added to L_llike. Larsen et al. use none; without it our decoders
-    # drifted to checkerboard textures within 250 steps (docs/notes-vaegan.md)
-    pixel_weight: float = 1.0
-    # Larsen et al.'s code (aegan.py, GradientDescent: margin 0.35 around 0.68 ≈ log 2 nats)
-    # pauses the discriminator while its cost on real or on decoded images is below
-    # 0.68 − margin (it wins by too much), and the decoder's GAN term while one is above
-    # 0.68 + margin (it loses by too much); 0 turns this off, as is usual with a spectrally
-    # normalised discriminator (DiscriminatorConfig.spectral_norm), which cannot win outright
-    balance_margin: float = 0.35
-    optimizer: str = "adam"  # adam (β1 = 0.5) or rmsprop (the paper's), for all three networks
-
-    def __post_init__(self) -> None:
-        for name in ("gamma", "pixel_weight", "balance_margin"):
-            if not getattr(self, name) >= 0:  # NaN too
-                raise TrainingError(f"{name} must be ≥ 0, got {getattr(self, name)}")
-        if self.optimizer not in OPTIMIZER_NAMES:
-            raise TrainingError(
-                f"optimizer must be one of {', '.join(OPTIMIZER_NAMES)}, got {self.optimizer!r}"
-            )
-
-
 EQUILIBRIUM = 0.68  # nats: Larsen et al.'s balance point for the discriminator's costs
 
 
@@ -138,7 +97,7 @@ _DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainArgs)}
 
 def check_args(args: TrainArgs) -> None:
     """Refuse what a VAE-GAN run cannot do, naming the option and why."""
-    _, world, _ = _distributed()
+    _, world, _ = distributed()
     if world > 1:
         raise TrainingError(
             f"--kind vaegan trains in a single process, but this is one of {world} torchrun "
@@ -170,14 +129,6 @@ def prior_draws(seed: int, rank: int, step: int, batch: int, latents: int) -> to
     return torch.from_numpy(rng.standard_normal((batch, latents), dtype=np.float32))
 
 
-def _optimizer(
-    params: list[torch.nn.Parameter], settings: VaeGanSettings, lr: float
-) -> torch.optim.Optimizer:
-    if settings.optimizer == "rmsprop":
-        return torch.optim.RMSprop(params, lr=lr)
-    return torch.optim.Adam(params, lr=lr, betas=ADAM_BETAS)
-
-
 def recipe(
     settings: VaeGanSettings, discriminator: DiscriminatorConfig, beta: float, kl_warmup: int
 ) -> str:
@@ -194,91 +145,6 @@ def recipe(
     if discriminator.spectral_norm:
         out += ", spectral normalisation in the discriminator (Miyato et al. 2018)"
     return out + f"; {OPTIMIZER_NAMES[settings.optimizer]}"
-
-
-# --- the run folder -------------------------------------------------------------------------
-
-
-@dataclass
-class _Run:
-    """Everything that makes a VAE-GAN run continue exactly where it stopped."""
-
-    vae: VAE
-    dis: Discriminator
-    opt_vae: torch.optim.Optimizer
-    opt_dis: torch.optim.Optimizer
-    settings: VaeGanSettings
-    trainer: dict[str, Any] = field(default_factory=dict)
-
-
-def save_run(path: Path, run: _Run, trainer: dict[str, Any]) -> None:
-    """Both networks, both optimisers and the counters, in one atomic folder swap."""
-    vae_opt, vae_meta = flatten_optimizer(run.opt_vae.state_dict())
-    dis_opt, dis_meta = flatten_optimizer(run.opt_dis.state_dict())
-
-    def tensors(module: torch.nn.Module) -> dict[str, torch.Tensor]:
-        return {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
-
-    def write(tmp: Path) -> None:
-        save_file(tensors(run.vae), str(tmp / WEIGHTS))
-        save_file(tensors(run.dis), str(tmp / DISCRIMINATOR_WEIGHTS))
-        save_file(vae_opt, str(tmp / OPTIMIZER))
-        save_file(dis_opt, str(tmp / DISCRIMINATOR_OPTIMIZER))
-        write_json(tmp / CONFIG, run.vae.config.to_json())
-        write_json(tmp / TRAINER, {
-            **trainer,
-            "vaegan": asdict(run.settings),
-            "discriminator": run.dis.config.to_json(),
-            "optimizers": {"vae": vae_meta, "discriminator": dis_meta},
-        })  # fmt: skip
-
-    write_folder_atomically(Path(path), write)
-
-
-def _assemble(
-    vae: VAE, dis: Discriminator, settings: VaeGanSettings, lr: float, device: torch.device,
-    channels_last: bool,
-) -> _Run:  # fmt: skip
-    """Both networks on the device, then their optimisers (whose state follows the parameters)."""
-    for net in (vae, dis):
-        net.to(device)
-        if channels_last:
-            net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-    opt_vae = _optimizer(list(vae.parameters()), settings, lr)
-    opt_dis = _optimizer(list(dis.parameters()), settings, lr)
-    return _Run(vae, dis, opt_vae, opt_dis, settings)
-
-
-def load_run(path: Path, lr: float, device: torch.device, channels_last: bool) -> _Run:
-    """A run folder written by save_run, back into networks and optimisers; TrainingError if it
-    is missing, not a VAE-GAN's, or damaged."""
-    path = Path(path)
-    recover(path)
-    try:
-        if not path.is_dir():
-            raise CheckpointError(f"{path}: no run to resume (the folder does not exist)")
-        trainer = read_json(path / TRAINER)
-        if not isinstance(trainer, dict) or "vaegan" not in trainer:
-            raise CheckpointError(
-                f"{path} is not a VAE-GAN run (it has no discriminator): resume it without "
-                "--kind vaegan"
-            )
-        vae = VAE(read_config(path))
-        dis = Discriminator(DiscriminatorConfig.from_json(trainer["discriminator"]))
-        load_weights(vae, path / WEIGHTS)
-        load_weights(dis, path / DISCRIMINATOR_WEIGHTS)
-        run = _assemble(vae, dis, VaeGanSettings(**trainer["vaegan"]), lr, device, channels_last)
-        metas = trainer.pop("optimizers")
-        states = {
-            OPTIMIZER: (run.opt_vae, metas["vae"]),
-            DISCRIMINATOR_OPTIMIZER: (run.opt_dis, metas["discriminator"]),
-        }
-        for file, (opt, meta) in states.items():
-            opt.load_state_dict(unflatten_optimizer(read_tensors(path / file), meta))
-    except (CheckpointError, ConfigError, KeyError, TypeError, ValueError) as e:
-        raise TrainingError(f"cannot resume: {e}") from e
-    run.trainer = trainer
-    return run
 
 
 # --- the loop -------------------------------------------------------------------------------
@@ -298,14 +164,7 @@ def train(
     with its channels set to the dataset's. On --resume the settings and the discriminator are
     the run's own, whatever these say."""
     check_args(args)
-    if args.device == "cuda":
-        if not torch.cuda.is_available():
-            raise TrainingError("--device cuda was asked for, but this machine has no CUDA GPU")
-        device = torch.device("cuda", 0)
-    else:
-        device = torch.device("cpu")
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    device = choose_device(args)
 
     run_path = args.run_path
     lr = DEFAULT_LR if args.lr is None else args.lr
@@ -336,10 +195,10 @@ def train(
         torch.manual_seed(args.seed)  # the VAE's initial weights are a plain VAE's with this seed
         vae = VAE(config)
         if args.init_from:
-            initialised_from = _initialise(vae, Path(args.init_from))
+            initialised_from = initialise(vae, Path(args.init_from))
         dis_config = discriminator_config or DiscriminatorConfig()
         dis = Discriminator(dataclasses.replace(dis_config, channels=config.channels))
-        run = _assemble(vae, dis, settings or VaeGanSettings(), lr, device, args.channels_last)
+        run = assemble(vae, dis, settings or VaeGanSettings(), lr, device, args.channels_last)
     vae, dis, settings = run.vae, run.dis, run.settings
     kl_weight = BetaELBO(beta=args.beta, warmup_steps=args.kl_warmup).weight
 
@@ -352,57 +211,44 @@ def train(
     discriminator = list(dis.parameters())
     bar = tqdm(total=args.steps, initial=start_step, unit="step", dynamic_ncols=True,
                smoothing=0.1)  # fmt: skip
+    segments = Segments(run.trainer, start_step, elapsed_before, device, args.command)
     t0 = time.monotonic()
     step = start_step
 
     def card_and_save(final: bool) -> None:
         wall = elapsed_before + time.monotonic() - t0
-        trainer_state = {
-            "step": step,
-            "wall_time_s": round(wall, 1),
-            "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(args).items()},
-            "history": history,
-            "commands": commands,
-            "paused_steps": dict(paused),
-            "initialised_from": initialised_from,
-        }
-        save_run(run_path, run, trainer_state)
+        record = segments.upto(step, wall)
+        state = trainer_state(args, step=step, wall=wall, history=history, commands=commands,
+                              initialised_from=initialised_from, segments=record)  # fmt: skip
+        state["paused_steps"] = dict(paused)
+        save_run(run_path, run, state)
         figures = evaluate(vae, dataset, args.eval_images if final else 1024, device)
         vae.train()
-        card = {
-            "name": Path(args.out).name,
-            "command": commands[0],
-            "commands": commands,
-            "recipe": recipe(settings, dis.config, args.beta, args.kl_warmup),
-            "objective": {
+        card = run_card(
+            args,
+            recipe=recipe(settings, dis.config, args.beta, args.kl_warmup),
+            objective={
                 "objective": "vaegan",
                 "beta": args.beta,
                 "kl_warmup_steps": args.kl_warmup,
                 **asdict(settings),
             },
-            "vaegan": {
-                "discriminator": dis.config.to_json(),
-                "optimizer": OPTIMIZER_NAMES[settings.optimizer],
-                "prior_draws_per_step": args.batch_size,
-                "paused_steps": dict(paused),
-            },
-            "steps": step,
-            "target_steps": args.steps,
-            "batch_size": args.batch_size,
-            "learning_rate": lr,
-            "images_seen": step * args.batch_size,
-            "seed": args.seed,
-            "world_size": 1,
-            "device": _device_name(device),
-            "wall_time_s": round(wall, 1),
-            "torch": torch.__version__,
-            "final_train_loss": history[-1] if history else None,
-            "eval": figures,
-            "kl_per_dim": figures.get("kl_per_dim"),
-            "active_latents": figures.get("active_latents"),
-            "run_dir": str(run_path),
+            step=step,
+            learning_rate=lr,
+            world=1,
+            wall=wall,
+            history=history,
+            commands=commands,
+            figures=figures,
+            segments=record,
+            initialised_from=initialised_from,
+        )
+        card["vaegan"] = {
+            "discriminator": dis.config.to_json(),
+            "optimizer": OPTIMIZER_NAMES[settings.optimizer],
+            "prior_draws_per_step": args.batch_size,
+            "paused_steps": dict(paused),
         }
-        record_initialisation(card, initialised_from)
         save_checkpoint(Path(args.out), vae, card)
 
     def set_grads(loss: torch.Tensor, params: list[torch.nn.Parameter], keep: bool) -> None:
@@ -411,7 +257,7 @@ def train(
 
     vae.train()
     dis.train()
-    with _StopFlag() as stop:
+    with StopFlag() as stop:
         for d in prefetch(dataset, args, 0, start_step, args.steps):
             x = d.x.to(device, non_blocking=True)
             if args.channels_last:

@@ -85,7 +85,8 @@ def shipped_table() -> str:
         active = f"{ev['active_latents']} of 10" if "active_latents" in ev else "–"
         rows.append(
             f"| `{name}` | {c['recipe']} | {c['steps']:,} × {c['batch_size']} "
-            f"| {c['wall_time_s'] / 60:.0f} min, {c['device']} | {ev['recon_nll']:.1f} | {kl} "
+            f"| {c['wall_time_s'] / 60:.0f} min, {c.get('trained_on', c['device'])} "
+            f"| {ev['recon_nll']:.1f} | {kl} "
             f"| {active} |"
         )
     return "\n".join(rows)

@@ -16,6 +16,7 @@ import torch
 from safetensors.torch import load_file
 
 from app.checkpoints import load_checkpoint, weights_digest
+from app.train_common import describe_segments
 from app.training import TrainArgs, TrainingError, train
 from tests.conftest import tiny_args
 
@@ -60,6 +61,51 @@ def test_resume_continues_the_step_count_and_matches_an_uninterrupted_run(tmp_pa
     os.remove(fresh_opt.run_path / "optimizer.safetensors")
     with pytest.raises(TrainingError, match="optimizer.safetensors is missing"):
         train(tiny_args(tmp_path / "noopt", steps=24, resume=True))
+
+
+def test_the_card_keeps_where_each_segment_of_a_resumed_run_trained(tmp_path):
+    assert train(tiny_args(tmp_path / "m", steps=6, command="first")) == 0
+    assert train(tiny_args(tmp_path / "m", steps=10, resume=True, command="second")) == 0
+    card = json.loads((tmp_path / "m" / "card.json").read_text())
+    segments = card["segments"]
+    assert [(s["from_step"], s["to_step"], s["command"]) for s in segments] == [
+        (0, 6, "first"),
+        (6, 10, "second"),
+    ]
+    assert all(s["device"].startswith("cpu (") and s["wall_time_s"] > 0 for s in segments)
+    assert card["wall_time_s"] == pytest.approx(sum(s["wall_time_s"] for s in segments), abs=0.2)
+    assert card["trained_on"] == f"10 steps on {segments[0]['device']}"
+
+
+def test_a_run_saved_before_segments_were_kept_resumes_with_its_earlier_steps_unrecorded(tmp_path):
+    assert train(tiny_args(tmp_path / "old", steps=6)) == 0
+    trainer_json = tmp_path / "run-old" / "trainer.json"
+    trainer = json.loads(trainer_json.read_text())
+    del trainer["segments"]  # as every run saved before this record existed
+    trainer_json.write_text(json.dumps(trainer))
+    assert train(tiny_args(tmp_path / "old", steps=9, resume=True)) == 0
+    card = json.loads((tmp_path / "old" / "card.json").read_text())
+    first, second = card["segments"]
+    assert (first["from_step"], first["to_step"], first["device"]) == (0, 6, "not recorded")
+    assert first["wall_time_s"] == trainer["wall_time_s"]
+    assert (second["from_step"], second["to_step"]) == (6, 9)
+    assert card["trained_on"] == f"6 steps on not recorded, 3 on {second['device']}"
+
+
+def test_segments_on_one_device_are_counted_together():
+    def seg(a: int, b: int, device: str) -> dict:
+        return {"from_step": a, "to_step": b, "device": device}
+
+    gpu, cpu = "cuda (NVIDIA H100)", "cpu (2 cores, 1 threads)"
+    segments = [
+        seg(0, 8000, cpu),
+        seg(8000, 30000, gpu),
+        seg(30000, 50000, gpu),
+        seg(50000, 50000, cpu),
+    ]
+    assert describe_segments(segments) == f"8,000 steps on {cpu}, 42,000 on {gpu}"
+    # a run whose only segment took no steps still says where it was
+    assert describe_segments([seg(5, 5, cpu)]) == f"0 steps on {cpu}"
 
 
 def test_resume_without_a_run_says_so(tmp_path):

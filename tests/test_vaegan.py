@@ -228,6 +228,8 @@ def test_a_signal_saves_and_stops_and_the_run_resumes_exactly(tmp_path, straight
     resumed = tiny_args(tmp_path / "vg", kind="vaegan", steps=12, resume=True)
     assert train(resumed) == 0
     _assert_same_run(straight, resumed)
+    segments = json.loads((resumed.out / "card.json").read_text())["segments"]
+    assert [(s["from_step"], s["to_step"]) for s in segments] == [(0, 5), (5, 12)]
 
 
 def test_the_shipped_folder_is_a_plain_vae_without_the_discriminator(straight, tmp_path):

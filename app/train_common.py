@@ -1,0 +1,246 @@
+"""What the two training loops (app/training.py, app/vaegan.py) share: the stop flag, the device,
+starting from another checkpoint's weights, and the parts of the run state and the model card that
+do not depend on the objective, so a plain run and a VAE-GAN run record themselves alike.
+
+A run may be resumed on another machine (a few thousand steps on the CPU, the rest on a GPU), so
+the card keeps one record per segment (the steps, device, wall time and command of each start or
+resumption), not only the device of the last one.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from dataclasses import asdict
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from app.checkpoints import CheckpointError, load_checkpoint
+from app.models import VAE
+
+if TYPE_CHECKING:
+    from app.training import TrainArgs
+
+
+class TrainingError(Exception):
+    """Training cannot start as asked, with a message that says why."""
+
+
+class StopFlag:
+    """Set by SIGINT/SIGTERM; a loop saves and stops at the next step boundary."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._old: dict[int, Any] = {}
+
+    def __enter__(self) -> StopFlag:
+        if threading.current_thread() is threading.main_thread():
+            for s in (signal.SIGINT, signal.SIGTERM):
+                self._old[s] = signal.signal(s, self._set)
+        return self
+
+    def _set(self, signum: int, frame: Any) -> None:
+        self.signum = signum
+
+    def __exit__(self, *exc: object) -> None:
+        for s, h in self._old.items():
+            signal.signal(s, h)
+
+
+def distributed() -> tuple[int, int, int]:
+    """(rank, world size, local rank) from torchrun's environment, or a single process."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return 0, 1, 0
+    return int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0"))
+
+
+def choose_device(args: TrainArgs, local_rank: int = 0) -> torch.device:
+    """The device `args` asks for (a clear error where there is no GPU), with its thread count."""
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.device != "cuda":
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        raise TrainingError("--device cuda was asked for, but this machine has no CUDA GPU")
+    device = torch.device("cuda", local_rank)
+    torch.cuda.set_device(device)
+    return device
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(device)})"
+    return f"cpu ({os.cpu_count()} cores, {torch.get_num_threads()} threads)"
+
+
+# --- starting from another checkpoint's weights ---------------------------------------------
+
+# the fields that fix the network's shape and meaning: a run may start from another's weights
+# only when all of them agree (the objective, β and the schedule are what it may change)
+INIT_FIELDS = ("kind", "latent_dim", "channels", "image_size", "likelihood", "gaussian_sigma",
+               "conv_channels", "hidden_dim", "label_names", "dataset")  # fmt: skip
+
+
+def initialise(model: VAE, source: Path) -> dict[str, Any]:
+    """Load the weights of checkpoint folder `source` into `model`; → what the card records."""
+    try:
+        init = load_checkpoint(source)
+    except CheckpointError as e:
+        raise TrainingError(f"cannot initialise from {source}: {e}") from e
+    differ = [
+        f"{name} {getattr(init.config, name)!r} there, {getattr(model.config, name)!r} here"
+        for name in INIT_FIELDS
+        if getattr(init.config, name) != getattr(model.config, name)
+    ]
+    if differ:
+        raise TrainingError(
+            f"cannot initialise from {source}: its network differs from this run's: "
+            + "; ".join(differ)
+        )
+    model.load_state_dict(init.model.state_dict())
+    return {
+        "name": source.name,
+        "path": str(source),
+        "digest": init.digest,
+        "recipe": init.card.get("recipe", "?"),
+        "steps": int(init.card.get("steps", 0)),
+    }
+
+
+def record_initialisation(card: dict[str, Any], initialised_from: dict[str, Any] | None) -> None:
+    """Say in the card what a run started from (`initialise`'s record): a recipe suffix and the
+    record itself. Nothing for a run that started from its seed."""
+    if initialised_from:
+        card["recipe"] = (
+            f"{card['recipe']}; initialised from {initialised_from['name']} "
+            f"({initialised_from['recipe']}, {initialised_from['steps']:,} steps)"
+        )
+        card["initialised_from"] = initialised_from
+
+
+# --- segments: where each part of a run trained ----------------------------------------------
+
+UNRECORDED = "not recorded"  # the device of steps taken before runs kept segments
+
+
+class Segments:
+    """The run's segments so far, and the one this process is training: each is
+    {"from_step", "to_step", "device", "wall_time_s", "command"}. A run saved before segments
+    were kept starts with one covering its earlier steps, device UNRECORDED."""
+
+    def __init__(
+        self,
+        trainer: dict[str, Any] | None,
+        start_step: int,
+        elapsed_before: float,
+        device: torch.device,
+        command: str,
+    ) -> None:
+        earlier = list((trainer or {}).get("segments", []))
+        if not earlier and start_step > 0:
+            earlier = [{"from_step": 0, "to_step": start_step, "device": UNRECORDED,
+                        "wall_time_s": round(elapsed_before, 1), "command": None}]  # fmt: skip
+        self.earlier = earlier
+        self.start_step = start_step
+        self.elapsed_before = elapsed_before
+        self.device = device_name(device)
+        self.command = command
+
+    def upto(self, step: int, wall: float) -> list[dict[str, Any]]:
+        """All segments, this one ending at `step` after `wall` seconds of the whole run."""
+        current = {
+            "from_step": self.start_step,
+            "to_step": step,
+            "device": self.device,
+            "wall_time_s": round(wall - self.elapsed_before, 1),
+            "command": self.command,
+        }
+        return [*self.earlier, current]
+
+
+def describe_segments(segments: list[dict[str, Any]]) -> str:
+    """Where a run's steps were taken, in words: "12,000 steps on cpu (…), 38,000 on cuda (…)",
+    consecutive segments on one device counted together."""
+    merged: list[tuple[str, int]] = []
+    for s in segments:
+        steps = int(s["to_step"]) - int(s["from_step"])
+        if merged and merged[-1][0] == s["device"]:
+            merged[-1] = (s["device"], merged[-1][1] + steps)
+        else:
+            merged.append((s["device"], steps))
+    merged = [m for m in merged if m[1] > 0] or merged[-1:]
+    parts = [f"{n:,} {'steps ' if i == 0 else ''}on {d}" for i, (d, n) in enumerate(merged)]
+    return ", ".join(parts)
+
+
+# --- what a loop saves ----------------------------------------------------------------------
+
+
+def trainer_state(
+    args: TrainArgs,
+    *,
+    step: int,
+    wall: float,
+    history: list[dict[str, Any]],
+    commands: list[str],
+    initialised_from: dict[str, Any] | None,
+    segments: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """The run folder's trainer.json (a loop adds its own entries)."""
+    return {
+        "step": step,
+        "wall_time_s": round(wall, 1),
+        "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(args).items()},
+        "history": history,
+        "commands": commands,
+        "initialised_from": initialised_from,
+        "segments": segments,
+    }
+
+
+def run_card(
+    args: TrainArgs,
+    *,
+    recipe: str,
+    objective: dict[str, Any],
+    step: int,
+    learning_rate: float,
+    world: int,
+    wall: float,
+    history: list[dict[str, Any]],
+    commands: list[str],
+    figures: dict[str, Any],
+    segments: list[dict[str, Any]],
+    initialised_from: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """The model card's fields that every kind of run has, in the order the card shows them."""
+    card = {
+        "name": Path(args.out).name,
+        "command": commands[0],  # how the run began; resumptions follow in "commands"
+        "commands": commands,
+        "recipe": recipe,
+        "objective": objective,
+        "steps": step,
+        "target_steps": args.steps,
+        "batch_size": args.batch_size,
+        "learning_rate": learning_rate,
+        "images_seen": step * args.batch_size * world,
+        "seed": args.seed,
+        "world_size": world,
+        "device": segments[-1]["device"],  # this segment's; "segments" has every one
+        "segments": segments,
+        "trained_on": describe_segments(segments),
+        "wall_time_s": round(wall, 1),
+        "torch": torch.__version__,
+        "final_train_loss": history[-1] if history else None,
+        "eval": figures,
+        "kl_per_dim": figures.get("kl_per_dim"),
+        "active_latents": figures.get("active_latents"),
+        "run_dir": str(args.run_path),
+    }
+    record_initialisation(card, initialised_from)
+    return card
