@@ -166,7 +166,7 @@ def _model_card_markdown(config: ModelConfig, card: dict[str, Any]) -> str:
         f"{config.latent_dim} latents, trained on `{config.dataset}` by latent-explorer.\n\n"
         f"- training command: `{card.get('command', 'n/a')}`\n"
         f"- steps: {card.get('steps', 'n/a')}, seed: {card.get('seed', 'n/a')}, "
-        f"device: {card.get('device', 'n/a')}\n"
+        f"trained on: {card.get('trained_on', card.get('device', 'n/a'))}\n"
         f"- mean KL per latent (nats): {kl_line}\n\n"
         "`card.json` holds the full record; `config.json` rebuilds the network.\n"
     )
