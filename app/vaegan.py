@@ -88,7 +88,7 @@ _NOT_FOR_VAEGAN = {
     "denoise": "a denoising VAE-GAN is not implemented",
     "compile": "the VAE-GAN's three gradients are taken with torch.autograd.grad, uncompiled",
     "gamma": "--gamma is the controlled-capacity objective's weight; the VAE-GAN's γ is "
-    "VaeGanSettings.gamma in app/vaegan_run.py",
+    "--gan-gamma",
     "capacity_max": "it belongs to the controlled-capacity objective",
     "capacity_steps": "it belongs to the controlled-capacity objective",
 }
