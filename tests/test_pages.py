@@ -110,6 +110,8 @@ def test_interpolate_partial_replaces_the_url_with_its_state(client):
 def test_model_card_page(client):
     page = client.get("/models/tiny-vae")
     assert page.status_code == 200 and "β-VAE, β=4" in page.text and "card.json" in page.text
+    # where it trained, from the card's segments (the tiny model: 150 steps, one segment)
+    assert re.search(r"Trained 150 steps × 32 in \d+ min:\s+150 steps on cpu \(", page.text)
     assert client.get("/models/missing").status_code == 404
 
 
