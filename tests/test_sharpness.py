@@ -183,7 +183,7 @@ def test_the_default_pair_is_a_plain_vae_of_the_same_data_beside_the_vaegan():
     def ckpt(kind="vae", beta=1.0, objective="beta", dataset="shapes3d", latents=10, card=None):
         config = SimpleNamespace(kind=kind, beta=beta, objective=objective, dataset=dataset,
                                  latent_dim=latents)  # fmt: skip
-        return SimpleNamespace(config=config, card=card or {})
+        return SimpleNamespace(config=config, card=card or {}, digest="")
 
     registry = {
         "ae": ckpt("ae"),
@@ -199,6 +199,11 @@ def test_the_default_pair_is_a_plain_vae_of_the_same_data_beside_the_vaegan():
     recipe_only = {"old": ckpt(card={"recipe": "VAE-GAN (Larsen et al. 2016), γ=0.01"}),
                    "vae": ckpt()}  # fmt: skip
     assert default_pair(recipe_only) == ("vae", "old")
+    # the VAE-GAN's own parent, when that exact model is served, whatever the other rules say
+    registry["gan"].card["initialised_from"] = {"name": "beta", "digest": "d-beta"}
+    assert default_pair(registry) == ("vae", "gan")  # not served: "beta" is another model now
+    registry["beta"].digest = "d-beta"
+    assert default_pair(registry) == ("beta", "gan")
     del registry["gan"]
     assert default_pair(registry) == ("dsprites-vae", "ae")  # no GAN: the plain VAE, then another
     assert default_pair({"solo": ckpt()}) == ("solo", "solo")

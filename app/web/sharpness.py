@@ -41,9 +41,11 @@ def is_vaegan(ckpt: Checkpoint) -> bool:
 
 
 def default_pair(registry: Mapping[str, Checkpoint]) -> tuple[str, str]:
-    """(plain VAE, VAE-GAN): a VAE-GAN, and beside it a VAE of the same dataset and latent size
-    that is not a GAN (β=1 first, then any such VAE, a denoiser last). Without a VAE-GAN, the
-    plain VAE and another model with its latent size; failing those, the first two models."""
+    """(plain VAE, VAE-GAN): a VAE-GAN, and beside it the VAE it was initialised from when that
+    exact model (by weights digest) is served, so the same z means the same scene to both;
+    else a VAE of the same dataset and latent size that is not a GAN (β=1 first, then any such
+    VAE, a denoiser last). Without a VAE-GAN, the plain VAE and another model with its latent
+    size; failing those, the first two models."""
     names = list(registry)
 
     def plain(ref: Checkpoint | None) -> str | None:
@@ -62,6 +64,10 @@ def default_pair(registry: Mapping[str, Checkpoint]) -> tuple[str, str]:
 
     gan = next((n for n, c in registry.items() if is_vaegan(c)), None)
     if gan is not None:
+        parent_digest = (registry[gan].card.get("initialised_from") or {}).get("digest")
+        parent = [n for n, c in registry.items() if parent_digest and c.digest == parent_digest]
+        if parent:
+            return parent[0], gan
         same = registry[gan].config.latent_dim
         other = plain(registry[gan]) or next(
             (n for n in names if n != gan and registry[n].config.latent_dim == same), gan
