@@ -1,6 +1,8 @@
 """The README's VAE vs VAE-GAN table: the plain colour-shapes β-VAE against the VAE-GAN.
 
-    python bench/sharpness_table.py [A B]   # default: shapes-beta-vae shapes-vaegan
+    python bench/sharpness_table.py [A B]   # default: shapes-beta4-vae shapes-vaegan
+
+(`shapes-beta4-vae` is the β-VAE the VAE-GAN was trained on from.)
 
 On 512 held-out colour-shapes scenes (seed 2718, not the training stream) and 512 prior draws
 z ~ N(0, I) (seed 0): PSNR and SSIM of the reconstructions (z = μ) against the input, and the
@@ -29,7 +31,7 @@ N = 512
 
 def main() -> None:
     torch.set_num_threads(1)
-    names = sys.argv[1:3] if len(sys.argv) >= 3 else ["shapes-beta-vae", "shapes-vaegan"]
+    names = sys.argv[1:3] if len(sys.argv) >= 3 else ["shapes-beta4-vae", "shapes-vaegan"]
     batch = open_dataset("shapes3d").sample(np.random.default_rng(2718), N)
     x = to_8bit(torch.from_numpy(batch.images).float() / 255.0)
     data_energy = float(gradient_energy(x).mean())

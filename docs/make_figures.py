@@ -1,7 +1,9 @@
 """Pictures for the README from the shipped checkpoints: reconstructions of the same held-out
-dSprites images by every model, and a per-latent KL chart (SVG).
+dSprites images by every model, a per-latent KL chart (SVG), and the colour-shapes β-VAE's
+traversal of its active latents; then the README's tables of shipped models and metrics.
 
-    python docs/make_figures.py   # writes docs/reconstructions.png and docs/kl.svg
+    python docs/make_figures.py   # writes docs/reconstructions.png, docs/kl.svg and
+                                  # docs/shapes-traversal.png, prints the tables
 """
 
 from __future__ import annotations
@@ -12,11 +14,16 @@ import numpy as np
 import torch
 from PIL import Image
 
+from app import imaging
 from app.checkpoints import load_checkpoint
+from app.data import open_dataset
 from app.data.dsprites import render
+from app.inference import decode_latents, encode_images, latent_order, traversal_latents
 
 ROOT = Path(__file__).resolve().parent.parent
 MODELS = ("dsprites-ae", "dsprites-vae", "dsprites-beta-vae", "dsprites-cvae", "dsprites-dae")
+# in the tables too (their figures are dSprites pictures, so only the tables have them)
+COLOUR_MODELS = ("shapes-beta-vae", "shapes-beta4-vae", "shapes-vaegan")
 # shape, scale, orientation, pos_x, pos_y: a spread of all three shapes, sizes, angles, places
 EXAMPLES = np.array([
     [0, 5, 0, 5, 6], [1, 2, 8, 26, 10], [2, 5, 0, 16, 16], [0, 0, 5, 10, 25], [1, 5, 30, 20, 20],
@@ -41,6 +48,17 @@ def reconstructions(scale: int = 2, gap: int = 4) -> Image.Image:
             tile = tile.resize((size, size), Image.Resampling.NEAREST)
             sheet.paste(tile, (gap + c * (size + gap), gap + r * (size + gap)))
     return sheet
+
+
+def shapes_traversal(name: str = "shapes-beta-vae", steps: int = 8, span: float = 2.5) -> bytes:
+    """The explorer's traversal grid (as `traverse.png` draws it) of one held-out colour scene
+    (seed 5), its active latents only (mean KL > 0.1 nats), most informative first: a PNG."""
+    ckpt = load_checkpoint(ROOT / "checkpoints" / name)
+    scene = open_dataset("shapes3d").sample(np.random.default_rng(5), 1).images
+    z = encode_images(ckpt, torch.from_numpy(scene).float() / 255.0).mu[0]
+    dims = [d for d in latent_order(ckpt) if ckpt.card["kl_per_dim"][d] > 0.1]
+    images = decode_latents(ckpt, traversal_latents(z, dims, torch.linspace(-span, span, steps)))
+    return imaging.png_bytes(imaging.grid(images, len(dims), steps), 2)
 
 
 def kl_svg(width: int = 640, bar_h: int = 14) -> str:
@@ -78,7 +96,7 @@ def shipped_table() -> str:
         "| latents > 0.1 nats |",
         "|---|---|---|---|---|---|---|",
     ]
-    for name in MODELS:
+    for name in MODELS + COLOUR_MODELS:
         c = load_checkpoint(ROOT / "checkpoints" / name).card
         ev = c["eval"]
         kl = f"{ev['kl_total']:.1f}" if "kl_total" in ev else "–"
@@ -106,7 +124,7 @@ def metrics_table() -> str:
         "| model | " + " | ".join(METRIC_COLUMNS.values()) + " |",
         "|---|" + "---|" * len(METRIC_COLUMNS),
     ]
-    for name in MODELS:
+    for name in MODELS + COLOUR_MODELS:
         ckpt = load_checkpoint(ROOT / "checkpoints" / name)
         m = ckpt.card.get("metrics")
         if not m or m.get("digest") != ckpt.digest:
@@ -123,6 +141,7 @@ def metrics_table() -> str:
 if __name__ == "__main__":
     reconstructions().save(ROOT / "docs" / "reconstructions.png", optimize=True)
     (ROOT / "docs" / "kl.svg").write_text(kl_svg())
+    (ROOT / "docs" / "shapes-traversal.png").write_bytes(shapes_traversal())
     print(shipped_table())
     print()
     print(metrics_table())
