@@ -3,8 +3,8 @@ starting from another checkpoint's weights, and the parts of the run state and t
 do not depend on the objective, so a plain run and a VAE-GAN run record themselves alike.
 
 A run may be resumed on another machine (a few thousand steps on the CPU, the rest on a GPU), so
-the card keeps one record per segment (the steps, device, wall time and command of each start or
-resumption), not only the device of the last one.
+its RunRecord, and the card, keep one entry per segment (the steps, device, wall time and command
+of each start or resumption), not only the device of the last one.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import signal
 import threading
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -122,35 +122,54 @@ def record_initialisation(card: dict[str, Any], initialised_from: dict[str, Any]
         card["initialised_from"] = initialised_from
 
 
-# --- segments: where each part of a run trained ----------------------------------------------
+# --- the run's record, carried from one segment to the next -----------------------------------
 
 UNRECORDED = "not recorded"  # the device of steps taken before runs kept segments
 
 
-class Segments:
-    """The run's segments so far, and the one this process is training: each is
-    {"from_step", "to_step", "device", "wall_time_s", "command"}. A run saved before segments
-    were kept starts with one covering its earlier steps, device UNRECORDED."""
+@dataclass
+class RunRecord:
+    """What trainer.json carries from one segment of a run to the next (each start or
+    --resume), and where this segment began: the commands so far, the step and wall time it
+    starts from, the loss history (the loop appends to it), what the run was initialised from,
+    and the earlier segments, each {"from_step", "to_step", "device", "wall_time_s", "command"}.
+    A run saved before segments were kept gets one covering its earlier steps, device
+    UNRECORDED."""
 
-    def __init__(
-        self,
-        trainer: dict[str, Any] | None,
-        start_step: int,
-        elapsed_before: float,
-        device: torch.device,
-        command: str,
-    ) -> None:
-        earlier = list((trainer or {}).get("segments", []))
-        if not earlier and start_step > 0:
-            earlier = [{"from_step": 0, "to_step": start_step, "device": UNRECORDED,
-                        "wall_time_s": round(elapsed_before, 1), "command": None}]  # fmt: skip
-        self.earlier = earlier
-        self.start_step = start_step
-        self.elapsed_before = elapsed_before
-        self.device = device_name(device)
-        self.command = command
+    command: str  # this segment's
+    device: str  # this segment's, as device_name writes it
+    commands: list[str]
+    start_step: int = 0
+    elapsed_before: float = 0.0  # seconds the earlier segments took
+    history: list[dict[str, Any]] = field(default_factory=list)
+    initialised_from: dict[str, Any] | None = None
+    earlier: list[dict[str, Any]] = field(default_factory=list)
 
-    def upto(self, step: int, wall: float) -> list[dict[str, Any]]:
+    @classmethod
+    def begin(cls, command: str, device: torch.device) -> RunRecord:
+        return cls(command, device_name(device), [command])
+
+    @classmethod
+    def resume(cls, trainer: dict[str, Any], command: str, device: torch.device) -> RunRecord:
+        """The record of a saved run's trainer.json, continued by `command` on `device`."""
+        first = [trainer.get("args", {}).get("command", "?")]  # runs saved before "commands"
+        start, elapsed = int(trainer["step"]), float(trainer.get("wall_time_s", 0.0))
+        earlier = list(trainer.get("segments", []))
+        if not earlier and start > 0:
+            earlier = [{"from_step": 0, "to_step": start, "device": UNRECORDED,
+                        "wall_time_s": round(elapsed, 1), "command": None}]  # fmt: skip
+        return cls(
+            command,
+            device_name(device),
+            [*trainer.get("commands", first), command],
+            start,
+            elapsed,
+            list(trainer.get("history", [])),
+            trainer.get("initialised_from"),
+            earlier,
+        )
+
+    def segments(self, step: int, wall: float) -> list[dict[str, Any]]:
         """All segments, this one ending at `step` after `wall` seconds of the whole run."""
         current = {
             "from_step": self.start_step,
@@ -180,30 +199,22 @@ def describe_segments(segments: list[dict[str, Any]]) -> str:
 # --- what a loop saves ----------------------------------------------------------------------
 
 
-def trainer_state(
-    args: TrainArgs,
-    *,
-    step: int,
-    wall: float,
-    history: list[dict[str, Any]],
-    commands: list[str],
-    initialised_from: dict[str, Any] | None,
-    segments: list[dict[str, Any]],
-) -> dict[str, Any]:
+def trainer_state(args: TrainArgs, record: RunRecord, *, step: int, wall: float) -> dict[str, Any]:
     """The run folder's trainer.json (a loop adds its own entries)."""
     return {
         "step": step,
         "wall_time_s": round(wall, 1),
         "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(args).items()},
-        "history": history,
-        "commands": commands,
-        "initialised_from": initialised_from,
-        "segments": segments,
+        "history": record.history,
+        "commands": record.commands,
+        "initialised_from": record.initialised_from,
+        "segments": record.segments(step, wall),
     }
 
 
 def run_card(
     args: TrainArgs,
+    record: RunRecord,
     *,
     recipe: str,
     objective: dict[str, Any],
@@ -211,13 +222,10 @@ def run_card(
     learning_rate: float,
     world: int,
     wall: float,
-    history: list[dict[str, Any]],
-    commands: list[str],
     figures: dict[str, Any],
-    segments: list[dict[str, Any]],
-    initialised_from: dict[str, Any] | None,
 ) -> dict[str, Any]:
     """The model card's fields that every kind of run has, in the order the card shows them."""
+    commands, segments, history = record.commands, record.segments(step, wall), record.history
     card = {
         "name": Path(args.out).name,
         "command": commands[0],  # how the run began; resumptions follow in "commands"
@@ -242,5 +250,5 @@ def run_card(
         "active_latents": figures.get("active_latents"),
         "run_dir": str(args.run_path),
     }
-    record_initialisation(card, initialised_from)
+    record_initialisation(card, record.initialised_from)
     return card

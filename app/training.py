@@ -43,7 +43,7 @@ from app.models.objectives import (
     Reconstruction,
 )
 from app.train_common import (
-    Segments,
+    RunRecord,
     StopFlag,
     TrainingError,
     choose_device,
@@ -188,11 +188,7 @@ def train(args: TrainArgs) -> int:
     main_process = rank == 0  # only rank 0 logs and writes (as nanoGPT's master_process)
 
     run_path = args.run_path
-    elapsed_before, start_step = 0.0, 0
-    history: list[dict[str, Any]] = []
-    commands = [args.command]
-    initialised_from: dict[str, Any] | None = None
-    trainer: dict[str, Any] | None = None
+    record = RunRecord.begin(args.command, device)
     if args.resume:
         try:
             config, weights, opt_state, trainer = load_run(run_path)
@@ -205,11 +201,7 @@ def train(args: TrainArgs) -> int:
                      "denoise", "init_from"):  # fmt: skip
             if name in saved:
                 setattr(args, name, saved[name])
-        commands = [*trainer.get("commands", [saved.get("command", "?")]), args.command]
-        start_step = int(trainer["step"])
-        elapsed_before = float(trainer.get("wall_time_s", 0.0))
-        history = list(trainer.get("history", []))
-        initialised_from = trainer.get("initialised_from")
+        record = RunRecord.resume(trainer, args.command, device)
         model = VAE(config)
         try:
             load_weights(model, run_path / WEIGHTS, weights)
@@ -222,7 +214,7 @@ def train(args: TrainArgs) -> int:
         torch.manual_seed(args.seed)  # the initial weights
         model = VAE(config)
         if args.init_from:
-            initialised_from = initialise(model, Path(args.init_from))
+            record.initialised_from = initialise(model, Path(args.init_from))
     objective = build_objective(args, dataset)
     model.to(device)
     if args.channels_last:
@@ -239,6 +231,7 @@ def train(args: TrainArgs) -> int:
         )
     step_fn = torch.compile(net) if args.compile else net
 
+    start_step = record.start_step
     if start_step >= args.steps:
         if main_process:
             log.info("run already at step %d of %d: nothing to do", start_step, args.steps)
@@ -253,34 +246,26 @@ def train(args: TrainArgs) -> int:
         smoothing=0.1,
     )
     kl_ema: torch.Tensor | None = None
-    segments = Segments(trainer, start_step, elapsed_before, device, args.command)
     t0 = time.monotonic()
     step = start_step
 
     def card_and_save(final: bool) -> None:
-        wall = elapsed_before + time.monotonic() - t0
+        wall = record.elapsed_before + time.monotonic() - t0
         if main_process:
-            record = segments.upto(step, wall)
-            state = trainer_state(args, step=step, wall=wall, history=history,
-                                  commands=commands, initialised_from=initialised_from,
-                                  segments=record)  # fmt: skip
-            save_run(run_path, model, optimizer, state)
+            save_run(run_path, model, optimizer, trainer_state(args, record, step=step, wall=wall))
             model.eval()
             figures = evaluate(model, dataset, args.eval_images if final else 1024, device)
             model.train()
             card = run_card(
                 args,
+                record,
                 recipe=_recipe(config, objective, args.denoise),
                 objective=objective.settings(),
                 step=step,
                 learning_rate=args.learning_rate,
                 world=world,
                 wall=wall,
-                history=history,
-                commands=commands,
                 figures=figures,
-                segments=record,
-                initialised_from=initialised_from,
             )
             if args.denoise:
                 card["denoising"] = {"noises": list(NOISES), "max_level": MAX_LEVEL}
@@ -317,7 +302,7 @@ def train(args: TrainArgs) -> int:
                     "recon": round(terms.recon.item(), 3),
                     "kl": round(kl.sum().item(), 3),
                 }
-                history.append(entry)
+                record.history.append(entry)
                 active = int((kl_ema > ACTIVE_KL).sum())
                 bar.set_postfix(
                     loss=f"{entry['loss']:.1f}",

@@ -27,7 +27,6 @@ import logging
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -45,7 +44,7 @@ from app.models import VAE
 from app.models.gan import Discriminator, DiscriminatorConfig, vaegan_terms
 from app.models.objectives import BetaELBO
 from app.train_common import (
-    Segments,
+    RunRecord,
     StopFlag,
     TrainingError,
     choose_device,
@@ -168,11 +167,8 @@ def train(
 
     run_path = args.run_path
     lr = DEFAULT_LR if args.lr is None else args.lr
-    elapsed_before, start_step = 0.0, 0
-    history: list[dict[str, Any]] = []
+    record = RunRecord.begin(args.command, device)
     paused = {"discriminator": 0, "gan": 0}  # steps the balance held either side back
-    commands = [args.command]
-    initialised_from: dict[str, Any] | None = None
     if args.resume:
         run = load_run(run_path, lr, device, args.channels_last)
         saved = run.trainer["args"]
@@ -180,12 +176,8 @@ def train(
             if name in saved:
                 setattr(args, name, saved[name])
         lr = DEFAULT_LR if args.lr is None else args.lr  # the run's (its optimisers hold it)
-        commands = [*run.trainer.get("commands", []), args.command]
-        start_step = int(run.trainer["step"])
-        elapsed_before = float(run.trainer.get("wall_time_s", 0.0))
-        history = list(run.trainer.get("history", []))
+        record = RunRecord.resume(run.trainer, args.command, device)  # its initialised_from too
         paused.update(run.trainer.get("paused_steps", {}))
-        initialised_from = run.trainer.get("initialised_from")  # loaded once, at the start
         dataset = open_dataset(args.dataset)
     else:
         dataset = open_dataset(args.dataset)
@@ -195,12 +187,13 @@ def train(
         torch.manual_seed(args.seed)  # the VAE's initial weights are a plain VAE's with this seed
         vae = VAE(config)
         if args.init_from:
-            initialised_from = initialise(vae, Path(args.init_from))
+            record.initialised_from = initialise(vae, Path(args.init_from))
         dis_config = discriminator_config or DiscriminatorConfig()
         dis = Discriminator(dataclasses.replace(dis_config, channels=config.channels))
         run = assemble(vae, dis, settings or VaeGanSettings(), lr, device, args.channels_last)
     vae, dis, settings = run.vae, run.dis, run.settings
     kl_weight = BetaELBO(beta=args.beta, warmup_steps=args.kl_warmup).weight
+    start_step = record.start_step
 
     if start_step >= args.steps:
         log.info("run already at step %d of %d: nothing to do", start_step, args.steps)
@@ -211,21 +204,19 @@ def train(
     discriminator = list(dis.parameters())
     bar = tqdm(total=args.steps, initial=start_step, unit="step", dynamic_ncols=True,
                smoothing=0.1)  # fmt: skip
-    segments = Segments(run.trainer, start_step, elapsed_before, device, args.command)
     t0 = time.monotonic()
     step = start_step
 
     def card_and_save(final: bool) -> None:
-        wall = elapsed_before + time.monotonic() - t0
-        record = segments.upto(step, wall)
-        state = trainer_state(args, step=step, wall=wall, history=history, commands=commands,
-                              initialised_from=initialised_from, segments=record)  # fmt: skip
+        wall = record.elapsed_before + time.monotonic() - t0
+        state = trainer_state(args, record, step=step, wall=wall)
         state["paused_steps"] = dict(paused)
         save_run(run_path, run, state)
         figures = evaluate(vae, dataset, args.eval_images if final else 1024, device)
         vae.train()
         card = run_card(
             args,
+            record,
             recipe=recipe(settings, dis.config, args.beta, args.kl_warmup),
             objective={
                 "objective": "vaegan",
@@ -237,11 +228,7 @@ def train(
             learning_rate=lr,
             world=1,
             wall=wall,
-            history=history,
-            commands=commands,
             figures=figures,
-            segments=record,
-            initialised_from=initialised_from,
         )
         card["vaegan"] = {
             "discriminator": dis.config.to_json(),
@@ -294,7 +281,7 @@ def train(
                     "paused_d": paused["discriminator"],
                     "paused_gan": paused["gan"],
                 }
-                history.append(entry)
+                record.history.append(entry)
                 bar.set_postfix(D=f"{entry['d_loss']:.3f}", G=f"{entry['g_loss']:.3f}",
                                 feat=f"{entry['feature']:.1f}", kl=f"{kl:.2f}")  # fmt: skip
 
