@@ -29,6 +29,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from sklearn.model_selection import cross_val_score
+from sklearn.neighbors import KNeighborsClassifier
 
 from app import inference
 from app.checkpoints import Checkpoint
@@ -72,6 +74,8 @@ class Figure2Data:
     kl: np.ndarray | None  # (D,) mean KL(q(z_i|x) ‖ N(0, 1)) over that sample; None for the AE
     mi: np.ndarray  # (D, K) mutual information in nats, latent × factor
     factor_entropy: np.ndarray  # (K,) entropy of each factor in the sample, nats
+    sample_mu: np.ndarray  # (n_data, D) μ of the i.i.d. sample
+    sample_factors: np.ndarray  # (n_data, 5) its factor classes
     traversal: torch.Tensor  # (D, steps, C, H, W): row i sweeps latent i from −span to +span
     traversal_values: list[float]
     sampling: Sampling
@@ -185,9 +189,51 @@ def compute_figure2(ckpt: Checkpoint, s: Sampling | None = None) -> Figure2Data:
         kl=None if kls is None else kls["data"].mean(axis=0),
         mi=mutual_info_matrix(discretize(data, MI_BINS), parts["data"]),
         factor_entropy=entropy(parts["data"]),
+        sample_mu=data,
+        sample_factors=parts["data"],
         traversal=traversal,
         traversal_values=values,
         sampling=s,
+    )
+
+
+# --- where shape lives -----------------------------------------------------------------------
+
+SHAPE_LATENTS = 3  # the latents the shape view plots against each other, in pairs
+NEIGHBOURS = 15  # the k-NN that reads shape back from one or two latents
+FOLDS = 3
+
+
+@dataclass(frozen=True)
+class ShapeView:
+    """How shape is held: in one latent, or only in a pair. Read-back is the share of held-out
+    images whose shape a 15-nearest-neighbour vote on those latents' μ gets right (3-fold
+    cross-validation on the i.i.d. sample); `chance` is the commonest shape's share."""
+
+    latents: list[int]  # up to 3 latents sharing most information with shape, most first
+    single: dict[int, float]  # read-back from each latent alone
+    pairs: dict[tuple[int, int], float]  # read-back from each pair of them
+    chance: float
+
+
+def _read_back(codes: np.ndarray, shapes: np.ndarray) -> float:
+    k = min(NEIGHBOURS, len(shapes) * (FOLDS - 1) // FOLDS)
+    return float(cross_val_score(KNeighborsClassifier(k), codes, shapes, cv=FOLDS).mean())
+
+
+def shape_view(data: Figure2Data) -> ShapeView:
+    """The used latents with most mutual information with shape (all latents, if fewer than
+    two are used), and how well shape reads back from each and from each pair."""
+    by_mi = sorted(range(data.latent_dim), key=lambda i: (-float(data.mi[i, 0]), i))
+    used = [i for i in by_mi if data.active[i]]
+    latents = (used if len(used) >= 2 else by_mi)[:SHAPE_LATENTS]
+    mu, shapes = data.sample_mu, data.sample_factors[:, 0]
+    pairs = [(a, b) for n, a in enumerate(latents) for b in latents[n + 1 :]]
+    return ShapeView(
+        latents=latents,
+        single={i: _read_back(mu[:, [i]], shapes) for i in latents},
+        pairs={p: _read_back(mu[:, list(p)], shapes) for p in pairs},
+        chance=float(np.bincount(shapes).max() / len(shapes)),
     )
 
 

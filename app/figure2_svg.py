@@ -23,7 +23,7 @@ import torch
 
 from app import imaging
 from app.data.dsprites import FACTOR_NAMES, FACTOR_VALUES, SHAPE_NAMES
-from app.figure2 import Figure2Data
+from app.figure2 import Figure2Data, shape_view
 
 # Square red, ellipse green, heart blue, as in the paper's figure.
 SHAPE_COLOURS = ("#d62728", "#2ca02c", "#1f77b4")
@@ -307,3 +307,82 @@ def mi_matrix_svg(
     ]
     width = MI_LEFT + MI_W * len(order) + 4
     return _svg(width, y + 12, label, body)
+
+
+# --- where shape lives ------------------------------------------------------------------------
+
+PANEL, PANEL_GAP, SHAPE_TOP, SHAPE_LEFT = 150.0, 34.0, 40.0, 30.0
+SHAPE_POINTS = 900  # dots per panel, from the i.i.d. sample
+DOT_ROUNDS = 4  # each shape's dots go down in this many interleaved layers, so none hides a shape
+
+
+def _dots(xs: np.ndarray, ys: np.ndarray) -> str:
+    """A path of zero-length segments: with round caps each is a dot (a tenth of the bytes of
+    one <circle> per point)."""
+    return "".join(f"M{_n(x)} {_n(y)}h0" for x, y in zip(xs, ys, strict=True))
+
+
+def _panel(mu: np.ndarray, shapes: np.ndarray, a: int, b: int, x0: float, r: float,
+           read_back: float) -> str:  # fmt: skip
+    """One scatter: μ_a across, μ_b up, both over ±r (points beyond sit on the frame)."""
+
+    def to_px(v: np.ndarray, flip: bool) -> np.ndarray:
+        t = (np.clip(v, -r, r) + r) / (2 * r)
+        return (SHAPE_TOP + (1 - t) * PANEL) if flip else (x0 + t * PANEL)
+
+    xs, ys = to_px(mu[:, a], False), to_px(mu[:, b], True)
+    mid_x, mid_y = x0 + PANEL / 2, SHAPE_TOP + PANEL / 2
+    parts = [
+        _el("rect", {"x": x0, "y": SHAPE_TOP, "width": PANEL, "height": PANEL, "fill": "none",
+                     "stroke": LINE}),
+        _el("path", {"d": f"M{_n(x0)} {_n(mid_y)}h{_n(PANEL)}M{_n(mid_x)} {_n(SHAPE_TOP)}"
+                          f"v{_n(PANEL)}", "stroke": LINE}),
+        _text(mid_x, SHAPE_TOP - 22, f"z{b} against z{a}", **{"text-anchor": "middle",
+                                                             "font-weight": 600}),
+        _text(mid_x, SHAPE_TOP - 8, f"shape from both: {read_back:.0%}",
+              **{"text-anchor": "middle", "fill": MUTED, "font-size": 10}),
+        _text(mid_x, SHAPE_TOP + PANEL + 13, f"z{a} →", **{"text-anchor": "middle"}),
+    ]  # fmt: skip
+    rounds = np.arange(len(shapes)) % DOT_ROUNDS
+    for k in range(DOT_ROUNDS):
+        for s, (name, colour) in enumerate(zip(SHAPE_NAMES, SHAPE_COLOURS, strict=True)):
+            pick = (shapes == s) & (rounds == k)
+            if pick.any():
+                parts.append(_el("path", {"class": "dots", "data-shape": name,
+                                          "d": _dots(xs[pick], ys[pick]), "stroke": colour,
+                                          "stroke-width": 3, "stroke-linecap": "round",
+                                          "stroke-opacity": 0.6, "fill": "none"}))  # fmt: skip
+    return _el("g", {"class": "shape-panel", "data-latents": f"{a} {b}"}, *parts)
+
+
+def shape_svg(data: Figure2Data, name: str) -> str:
+    """Where shape lives: the latents sharing most information with shape, in pairs, one dot
+    per image coloured by its shape, with how well shape reads back from each pair and from
+    each latent alone (app.figure2.shape_view)."""
+    view = shape_view(data)
+    mu = data.sample_mu[:SHAPE_POINTS]
+    shapes = data.sample_factors[:SHAPE_POINTS, 0]
+    latents = view.latents
+    r = max(3.0, float(np.percentile(np.abs(mu[:, latents]), 99.5))) if latents else 3.0
+    body = []
+    for k, (a, b) in enumerate(view.pairs):
+        body.append(_panel(mu, shapes, a, b, SHAPE_LEFT + k * (PANEL + PANEL_GAP), r,
+                           view.pairs[(a, b)]))  # fmt: skip
+    width = SHAPE_LEFT + max(1, len(view.pairs)) * (PANEL + PANEL_GAP)
+    y = SHAPE_TOP + PANEL + 34
+    if not view.pairs:
+        body.append(_text(SHAPE_LEFT, SHAPE_TOP, "one latent: no pair to plot"))
+    x = SHAPE_LEFT
+    for shape_name, colour in zip(SHAPE_NAMES, SHAPE_COLOURS, strict=True):
+        body.append(_el("circle", {"cx": x + 4, "cy": y - 3.5, "r": 4, "fill": colour}))
+        body.append(_text(x + 12, y, shape_name))
+        x += 24 + 6.5 * len(shape_name)
+    body.append(_text(x + 10, y, f"axes ±{r:.2g}, same for every panel", fill=MUTED))
+    alone = ", ".join(f"z{i} {v:.0%}" for i, v in view.single.items())
+    body.append(_text(SHAPE_LEFT, y + 18, f"shape from one latent alone: {alone} "
+                      f"(chance {view.chance:.0%}; 15-NN, 3-fold)", fill=MUTED))  # fmt: skip
+    label = (
+        f"Where shape lives in {name}: the {len(latents)} latents sharing most information with "
+        f"shape, plotted in pairs, one dot per dSprites image coloured by its shape"
+    )
+    return _svg(max(width, 460.0), y + 26, label, body)

@@ -20,9 +20,10 @@ from PIL import Image
 
 from app import figure2
 from app.checkpoints import load_checkpoint, save_checkpoint
-from app.data.dsprites import FACTOR_NAMES
+from app.data.dsprites import FACTOR_NAMES, SHAPE_NAMES
 from app.figure2_svg import DIVERGING, SHAPE_COLOURS, colour_map
 from app.main import create_app
+from app.metrics.scores import discretize, mutual_info_matrix
 from app.models import VAE, ModelConfig
 from app.settings import Settings
 from app.web.figure2 import get_sampling
@@ -174,8 +175,54 @@ def test_mutual_information_map_has_a_cell_per_factor_and_latent(client, vae_dat
     assert set(FACTOR_NAMES) <= labels and {f"z{i}" for i in range(10)} <= labels
 
 
+def test_shape_view_tells_a_latent_that_holds_shape_from_a_pair_that_shares_it(vae_data):
+    """Latent 2 is shape itself; latents 3 and 4 put each shape on a ring of its own radius,
+    as the β-TCVAE does with the ellipse (one latent of the ring cannot tell the shapes
+    apart, the pair can); the rest are noise the model does not use."""
+    rng = np.random.default_rng(5)
+    factors = vae_data.sample_factors
+    shape = factors[:, 0]
+    mu = rng.standard_normal((len(shape), 10)) * 0.01
+    mu[:, 2] = shape + rng.normal(0, 0.05, len(shape))
+    angle = rng.uniform(0, 2 * np.pi, len(shape))
+    radius = np.array([0.5, 1.5, 2.5])[shape]
+    mu[:, 3], mu[:, 4] = radius * np.cos(angle), radius * np.sin(angle)
+    kl = np.where(np.isin(np.arange(10), [2, 3, 4]), 1.0, 0.001)
+    data = dataclasses.replace(
+        vae_data, sample_mu=mu, kl=kl, mi=mutual_info_matrix(discretize(mu), factors)
+    )
+    view = figure2.shape_view(data)
+    assert view.latents[0] == 2 and set(view.latents) == {2, 3, 4}
+    assert view.single[2] > 0.95 and max(view.single[3], view.single[4]) < 0.8
+    ring = view.pairs.get((3, 4), view.pairs.get((4, 3)))
+    assert ring is not None and ring > 0.95
+    assert len(view.pairs) == 3
+    assert view.chance == np.bincount(shape).max() / len(shape)  # the commonest shape's share
+
+
+def test_shape_view_plots_each_pair_with_one_dot_per_image_in_the_shape_colours(client, vae_data):
+    root = svg(client.get("/api/models/tiny-vae/shape.svg"))
+    panels = [g for g in root.iter(f"{{{NS['svg']}}}g") if g.get("class") == "shape-panel"]
+    view = figure2.shape_view(vae_data)
+    assert [tuple(map(int, g.get("data-latents").split())) for g in panels] == list(view.pairs)
+    shapes = vae_data.sample_factors[:, 0]  # 256 images, under the 900 a panel shows
+    for g in panels:
+        dots = [p for p in g.findall("svg:path", NS) if p.get("class") == "dots"]
+        for s, (name, colour) in enumerate(zip(SHAPE_NAMES, SHAPE_COLOURS, strict=True)):
+            mine = [p for p in dots if p.get("data-shape") == name]
+            assert {p.get("stroke") for p in mine} == {colour}
+            assert sum(p.get("d").count("h0") for p in mine) == int((shapes == s).sum())
+    text = " ".join(t.text or "" for t in root.iter(f"{{{NS['svg']}}}text"))
+    a, b = next(iter(view.pairs))
+    assert f"z{b} against z{a}" in text and f"shape from both: {view.pairs[(a, b)]:.0%}" in text
+    assert (
+        "shape from one latent alone: " + ", ".join(f"z{i} {v:.0%}" for i, v in view.single.items())
+        in text
+    )
+
+
 def test_unknown_model_is_a_404_and_a_model_without_dsprites_factors_a_422(client):
-    for path in ("figure2.svg", "mi.svg"):
+    for path in ("figure2.svg", "mi.svg", "shape.svg"):
         r = client.get(f"/api/models/nope/{path}")
         assert r.status_code == 404 and "unknown model 'nope'" in r.json()["detail"]
         r = client.get(f"/api/models/tiny-colour/{path}")
@@ -213,10 +260,11 @@ def test_compare_and_card_pages_load_the_figures_lazily(client):
     assert 'hx-get="/ui/tiny-vae/figure2"' in card and 'hx-get="/ui/tiny-ae' not in card
 
 
-def test_the_fragment_inlines_both_svgs_and_says_when_metrics_are_missing(client):
+def test_the_fragment_inlines_the_svgs_and_says_when_metrics_are_missing(client):
     r = client.get("/ui/tiny-vae/figure2", headers={"HX-Request": "true"})
     assert r.status_code == 200 and "<html" not in r.text
-    assert r.text.count("<svg xmlns") == 2 and "&lt;svg" not in r.text
+    assert r.text.count("<svg xmlns") == 3 and "&lt;svg" not in r.text
+    assert 'class="figure2-shape"' in r.text and "Where shape lives" in r.text
     assert (
         "not evaluated — run <code>latent-explorer evaluate checkpoints/tiny-vae</code>" in r.text
     )

@@ -104,13 +104,23 @@ def mutual_information_document(
     return _svg_response(request, model, sampling, figure2_svg.mi_svg)
 
 
+@router.get("/api/models/{name}/shape.svg", response_class=Response, responses={200: SVG})
+def shape_document(request: Request, model: ModelDep, sampling: SamplingDep) -> Response:
+    """Where shape lives, for a dSprites model: the (up to) three used latents sharing most
+    information with shape, plotted against each other in pairs, one dot per image coloured by
+    its shape, with the share of images whose shape a 15-nearest-neighbour vote reads back from
+    each pair and from each latent alone (3-fold cross-validation)."""
+    return _svg_response(request, model, sampling, figure2_svg.shape_svg)
+
+
 @router.get("/ui/{name}/figure2", response_class=HTMLResponse, include_in_schema=False)
 def figure2_partial(
     request: Request, model: ModelDep, templates: TemplatesDep, sampling: SamplingDep
 ) -> HTMLResponse:
-    """htmx: a model's Figure 2, its mutual-information map and its metric table. A model of
-    another dataset with known factors (colour shapes) gets the MI map and the table that
-    `latent-explorer evaluate` stored in its card: Figure 2's rows are dSprites' factors."""
+    """htmx: a model's Figure 2, its mutual-information map, where shape lives and its metric
+    table. A model of another dataset with known factors (colour shapes) gets the MI map and
+    the table that `latent-explorer evaluate` stored in its card: Figure 2's rows are dSprites'
+    factors."""
     context: dict[str, Any] = {
         "name": model.name,
         "digest": model.digest,
@@ -118,6 +128,7 @@ def figure2_partial(
         "error": None,
         "figure": None,
         "mi": None,
+        "shape": None,
     }
     truth = ground_truth(model.config.dataset)
     if truth is not None and truth is not DSPRITES:
@@ -128,6 +139,7 @@ def figure2_partial(
         # Markup: our own SVG, every piece of text in it escaped by app.figure2_svg
         context["figure"] = Markup(svg_document(model, sampling, figure2_svg.figure_svg))
         context["mi"] = Markup(svg_document(model, sampling, figure2_svg.mi_svg))
+        context["shape"] = Markup(svg_document(model, sampling, figure2_svg.shape_svg))
     except InferenceError as e:
         context["error"] = str(e)
     status = 200 if context["error"] is None else 422
