@@ -1,9 +1,11 @@
 """Pictures for the README from the shipped checkpoints: reconstructions of the same held-out
-dSprites images by every model, a per-latent KL chart (SVG), and the colour-shapes β-VAE's
-traversal of its active latents; then the README's tables of shipped models and metrics.
+dSprites images by every model, a per-latent KL chart (SVG), the colour-shapes β-VAE's
+traversal of its active latents, and where shape lives in the β=1 and the disentangled model
+(the explorer's own SVG); then the README's tables of shipped models and metrics.
 
-    python docs/make_figures.py   # writes docs/reconstructions.png, docs/kl.svg and
-                                  # docs/shapes-traversal.png, prints the tables
+    python docs/make_figures.py   # writes docs/reconstructions.png, docs/kl.svg,
+                                  # docs/shapes-traversal.png and docs/shape-*.svg,
+                                  # prints the tables
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from app import imaging
+from app import figure2, figure2_svg, imaging
 from app.checkpoints import load_checkpoint
 from app.data import open_dataset
 from app.data.dsprites import render
@@ -142,6 +144,9 @@ if __name__ == "__main__":
     reconstructions().save(ROOT / "docs" / "reconstructions.png", optimize=True)
     (ROOT / "docs" / "kl.svg").write_text(kl_svg())
     (ROOT / "docs" / "shapes-traversal.png").write_bytes(shapes_traversal())
+    for name in ("dsprites-vae", "dsprites-beta-vae"):
+        data = figure2.compute_figure2(load_checkpoint(ROOT / "checkpoints" / name))
+        (ROOT / "docs" / f"shape-{name}.svg").write_text(figure2_svg.shape_svg(data, name))
     print(shipped_table())
     print()
     print(metrics_table())
