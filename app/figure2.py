@@ -16,6 +16,11 @@ line. Each cell's mean is still an unbiased estimate of the paper's average over
 factors. Variance and mutual information need data as it is, so they come from a separate
 i.i.d. uniform sample of the dataset.
 
+`shape_view` reads the same sample for the explorer's "where shape lives" view: which latents
+share most information with shape, and whether shape reads back from one of them alone or only
+from a pair (on dSprites it is a pair: the symmetric shapes turn in planes of their own, and
+the scale latent codes the area drawn, which differs by shape).
+
 Nothing here knows about HTTP; `figure2_data` caches per model weights (the registry is
 read-only, so a digest never goes stale) and computes once however many threads ask at once.
 """
