@@ -192,7 +192,11 @@ def describe_segments(segments: list[dict[str, Any]]) -> str:
         else:
             merged.append((s["device"], steps))
     merged = [m for m in merged if m[1] > 0] or merged[-1:]
-    parts = [f"{n:,} {'steps ' if i == 0 else ''}on {d}" for i, (d, n) in enumerate(merged)]
+    parts = [
+        f"{n:,} {'steps ' if i == 0 else ''}"
+        + ("on a device not recorded" if d == UNRECORDED else f"on {d}")
+        for i, (d, n) in enumerate(merged)
+    ]
     return ", ".join(parts)
 
 

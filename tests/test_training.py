@@ -89,7 +89,7 @@ def test_a_run_saved_before_segments_were_kept_resumes_with_its_earlier_steps_un
     assert (first["from_step"], first["to_step"], first["device"]) == (0, 6, "not recorded")
     assert first["wall_time_s"] == trainer["wall_time_s"]
     assert (second["from_step"], second["to_step"]) == (6, 9)
-    assert card["trained_on"] == f"6 steps on not recorded, 3 on {second['device']}"
+    assert card["trained_on"] == f"6 steps on a device not recorded, 3 on {second['device']}"
 
 
 def test_segments_on_one_device_are_counted_together():
