@@ -23,7 +23,7 @@ import torch
 
 from app import imaging
 from app.data.dsprites import FACTOR_NAMES, FACTOR_VALUES, SHAPE_NAMES
-from app.figure2 import Figure2Data, shape_view
+from app.figure2 import FOLDS, NEIGHBOURS, Figure2Data, shape_view
 
 # Square red, ellipse green, heart blue, as in the paper's figure.
 SHAPE_COLOURS = ("#d62728", "#2ca02c", "#1f77b4")
@@ -363,7 +363,7 @@ def shape_svg(data: Figure2Data, name: str) -> str:
     mu = data.sample_mu[:SHAPE_POINTS]
     shapes = data.sample_factors[:SHAPE_POINTS, 0]
     latents = view.latents
-    r = max(3.0, float(np.percentile(np.abs(mu[:, latents]), 99.5))) if latents else 3.0
+    r = max(3.0, float(np.percentile(np.abs(mu[:, latents]), 99.5)))  # latents: never empty
     body = []
     for k, (a, b) in enumerate(view.pairs):
         body.append(_panel(mu, shapes, a, b, SHAPE_LEFT + k * (PANEL + PANEL_GAP), r,
@@ -379,8 +379,9 @@ def shape_svg(data: Figure2Data, name: str) -> str:
         x += 24 + 6.5 * len(shape_name)
     body.append(_text(x + 10, y, f"axes ±{r:.2g}, same for every panel", fill=MUTED))
     alone = ", ".join(f"z{i} {v:.0%}" for i, v in view.single.items())
-    body.append(_text(SHAPE_LEFT, y + 18, f"shape from one latent alone: {alone} "
-                      f"(chance {view.chance:.0%}; 15-NN, 3-fold)", fill=MUTED))  # fmt: skip
+    how = f"chance {view.chance:.0%}; {NEIGHBOURS}-NN, {FOLDS}-fold"
+    body.append(_text(SHAPE_LEFT, y + 18, f"shape from one latent alone: {alone} ({how})",
+                      fill=MUTED))  # fmt: skip
     label = (
         f"Where shape lives in {name}: the {len(latents)} latents sharing most information with "
         f"shape, plotted in pairs, one dot per dSprites image coloured by its shape"
