@@ -49,6 +49,7 @@ $(CHROMIUM):
 test: install $(CHROMIUM)
 	$(PY) -m ruff check app tests bench docs
 	$(PY) -m mypy app
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest
 
 /usr/bin/wrk:

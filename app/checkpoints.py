@@ -35,10 +35,10 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from app.models import VAE, ConfigError, ModelConfig
+from app.models.vae import WEIGHTS
 
 log = logging.getLogger(__name__)
 
-WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
 CARD = "card.json"
 OPTIMIZER = "optimizer.safetensors"

@@ -13,7 +13,7 @@ from app.models import ConfigError
 
 log = logging.getLogger(__name__)
 
-# the options of --kind vaegan alone, by argparse dest: each sets a field of app.vaegan's
+# the options of --kind vaegan alone, by argparse dest: each sets a field of app.training.vaegan's
 # VaeGanSettings, but spectral_norm, which is the discriminator's (DiscriminatorConfig)
 _VAEGAN_SETTINGS = {
     "gan_gamma": "gamma",
@@ -119,7 +119,7 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
 def _vaegan_options(p: argparse.ArgumentParser) -> None:
     """--kind vaegan's own options. Their default is SUPPRESS, so that the namespace holds only
     those given (a plain run refuses them); the defaults shown are VaeGanSettings'."""
-    from app.vaegan import OPTIMIZER_NAMES, VaeGanSettings
+    from app.training.vaegan import OPTIMIZER_NAMES, VaeGanSettings
 
     defaults = VaeGanSettings()
     g = p.add_argument_group(
@@ -243,9 +243,8 @@ def _evaluate(ns: argparse.Namespace) -> int:
 
 
 def _train(ns: argparse.Namespace) -> int:
-    from app import vaegan
     from app.models.gan import DiscriminatorConfig
-    from app.training import TrainArgs, TrainingError, train
+    from app.training import TrainArgs, TrainingError, train, vaegan
 
     kwargs = {k: v for k, v in vars(ns).items() if k != "command"}
     gan = {k: kwargs.pop(k) for k in _VAEGAN_OPTIONS if k in kwargs}  # those given

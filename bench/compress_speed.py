@@ -20,10 +20,10 @@ from typing import Any
 import torch
 from fastapi.testclient import TestClient
 
-from app import compression
 from app.checkpoints import load_checkpoint
 from app.main import create_app
 from app.settings import Settings
+from app.studies import compression
 
 
 def timed(label: str, fn: Callable[[], Any], repeats: int = 1) -> Any:

@@ -18,9 +18,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from app.checkpoints import load_checkpoint  # noqa: E402
-from app.corruption import corrupt  # noqa: E402
+from app.data.corruption import corrupt  # noqa: E402
 from app.data.dsprites import render, sample_classes  # noqa: E402
-from app.quality import psnr, ssim, to_8bit  # noqa: E402
+from app.studies.quality import psnr, ssim, to_8bit  # noqa: E402
 
 MODELS = ("dsprites-dae", "dsprites-ae", "dsprites-vae", "dsprites-beta-vae")
 CASES = (

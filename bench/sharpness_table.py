@@ -6,8 +6,8 @@
 
 On 512 held-out colour-shapes scenes (seed 2718, not the training stream) and 512 prior draws
 z ~ N(0, I) (seed 0): PSNR and SSIM of the reconstructions (z = μ) against the input, and the
-gradient energy (app.quality.gradient_energy) of reconstructions and of samples, all on 8-bit
-images as the /sharpness view shows them, beside the dataset images' own.
+gradient energy (app.studies.quality.gradient_energy) of reconstructions and of samples, all on
+8-bit images as the /sharpness view shows them, beside the dataset images' own.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT))
 from app.checkpoints import load_checkpoint  # noqa: E402
 from app.data import open_dataset  # noqa: E402
 from app.inference import decode_latents, encode_images, sample_prior  # noqa: E402
-from app.quality import gradient_energy, psnr, ssim, to_8bit  # noqa: E402
+from app.studies.quality import gradient_energy, psnr, ssim, to_8bit  # noqa: E402
 
 N = 512
 

@@ -16,11 +16,12 @@ import numpy as np
 import torch
 from PIL import Image
 
-from app import figure2, figure2_svg, imaging
+from app import imaging
 from app.checkpoints import load_checkpoint
 from app.data import open_dataset
 from app.data.dsprites import render
 from app.inference import decode_latents, encode_images, latent_order, traversal_latents
+from app.studies import figure2, figure2_svg
 
 ROOT = Path(__file__).resolve().parent.parent
 MODELS = ("dsprites-ae", "dsprites-vae", "dsprites-beta-vae", "dsprites-cvae", "dsprites-dae")

@@ -80,7 +80,7 @@
     htmx.trigger(form, "change");
   });
   level.addEventListener("input", () => (levelValue.value = level.value));
-  // each noise has its own range (app/corruption.py MAX_LEVEL); this runs before htmx sends
+  // each noise has its own range (app/data/corruption.py MAX_LEVEL); this runs before htmx sends
   const maxLevels = JSON.parse(level.dataset.maxLevels);
   noise.addEventListener("change", () => {
     level.max = String(maxLevels[noise.value] ?? 0);

@@ -21,19 +21,19 @@ from fastapi.testclient import TestClient
 from PIL import Image
 from scipy import ndimage
 
-from app import compression
 from app.checkpoints import load_checkpoint, save_checkpoint
-from app.compression import (
+from app.inference import InferenceError
+from app.main import create_app
+from app.models import VAE, ModelConfig
+from app.settings import Settings
+from app.studies import compression
+from app.studies.compression import (
     BITS,
     Codec,
     CompressionError,
     Study,
 )
-from app.inference import InferenceError
-from app.main import create_app
-from app.models import VAE, ModelConfig
-from app.quality import PSNR_CAP, QualityError, ms_ssim, ms_ssim_scales, psnr, ssim, to_8bit
-from app.settings import Settings
+from app.studies.quality import PSNR_CAP, QualityError, ms_ssim, ms_ssim_scales, psnr, ssim, to_8bit
 from app.web.compress import get_study
 
 SMALL = Study(n_images=16, qualities=(1, 10, 50, 90))  # a second or two per model

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from app import corruption
-from app.batches import step_data
 from app.checkpoints import load_checkpoint
+from app.data import corruption
 from app.data.ground_truth import DSPRITES
 from app.training import train
+from app.training.stream import step_data
 from tests.conftest import tiny_args
 
 

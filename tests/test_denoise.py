@@ -12,10 +12,10 @@ import pytest
 import torch
 from PIL import Image
 
-from app.corruption import MASK_FILL
+from app.data.corruption import MASK_FILL
 from app.data.ground_truth import DSPRITES
-from app.denoise import mask_hex, parse_mask
-from app.quality import PSNR_CAP, psnr, ssim
+from app.studies.denoise import mask_hex, parse_mask
+from app.studies.quality import PSNR_CAP, psnr, ssim
 from app.web.denoise import default_pair
 
 URL = "/api/models/tiny-ae/denoise"

@@ -18,14 +18,14 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from app import figure2
 from app.checkpoints import load_checkpoint, save_checkpoint
 from app.data.dsprites import FACTOR_NAMES, SHAPE_NAMES
-from app.figure2_svg import DIVERGING, SHAPE_COLOURS, colour_map
 from app.main import create_app
 from app.metrics.scores import discretize, mutual_info_matrix
 from app.models import VAE, ModelConfig
 from app.settings import Settings
+from app.studies import figure2
+from app.studies.figure2_svg import DIVERGING, SHAPE_COLOURS, colour_map
 from app.web.figure2 import get_sampling
 
 # 1,024 + 72 + 240 + 256 images per model: under a second on one core

@@ -19,8 +19,8 @@ from PIL import Image
 from app import inference
 from app.data.ground_truth import DSPRITES
 from app.main import create_app
-from app.quality import QualityError, gradient_energy
 from app.settings import Settings
+from app.studies.quality import QualityError, gradient_energy
 from app.training import train
 from app.web.sharpness import default_pair
 from tests.conftest import tiny_args

@@ -93,8 +93,8 @@ def test_the_beta_model_is_the_disentangled_one():
     ("noise", "level"), [("gaussian", 0.3), ("salt_pepper", 0.2), ("mask", 0.25)]
 )
 def test_the_denoising_autoencoder_undoes_what_the_plain_models_reproduce(noise, level):
-    from app.corruption import corrupt
-    from app.quality import psnr
+    from app.data.corruption import corrupt
+    from app.studies.quality import psnr
 
     models = [load_checkpoint(ROOT / "checkpoints" / n) for n in ("dsprites-dae", "dsprites-ae",
                                                                    "dsprites-vae")]  # fmt: skip

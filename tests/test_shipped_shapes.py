@@ -16,7 +16,7 @@ from app.checkpoints import load_checkpoint
 from app.data import open_dataset
 from app.inference import decode_latents, encode_images, sample_prior
 from app.metrics.scores import discretize, entropy, mutual_info_matrix
-from app.quality import gradient_energy, to_8bit
+from app.studies.quality import gradient_energy, to_8bit
 
 ROOT = Path(__file__).resolve().parent.parent
 DISENTANGLED = "shapes-beta-vae"  # β-TCVAE: a latent per hue, scale and shape

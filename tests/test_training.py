@@ -16,8 +16,8 @@ import torch
 from safetensors.torch import load_file
 
 from app.checkpoints import load_checkpoint, weights_digest
-from app.train_common import describe_segments
 from app.training import TrainArgs, TrainingError, train
+from app.training.common import describe_segments
 from tests.conftest import tiny_args
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -228,8 +228,8 @@ def test_two_ddp_ranks_end_with_identical_weights(tmp_path):
 
 
 def test_each_ddp_rank_draws_its_own_data():
-    from app.batches import step_data
     from app.data import open_dataset
+    from app.training.stream import step_data
 
     ds = open_dataset("dsprites")
     r0, r1 = (step_data(ds, 0, rank, 5, 8, 10) for rank in (0, 1))
@@ -240,8 +240,8 @@ def test_each_ddp_rank_draws_its_own_data():
 
 @pytest.mark.parametrize("workers", [2, 5])
 def test_render_workers_hand_over_the_same_batches_in_step_order(workers):
-    from app.batches import prefetch
     from app.data import open_dataset
+    from app.training.stream import prefetch
 
     ds = open_dataset("dsprites")
     one = TrainArgs(out=Path("x"), batch_size=8, render_workers=1)

@@ -19,12 +19,11 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from app import vaegan
 from app.checkpoints import CheckpointError, load_checkpoint, load_weights
 from app.cli import main
 from app.models.gan import Discriminator, DiscriminatorConfig
 from app.registry import load_registry
-from app.training import TrainingError, train
+from app.training import TrainingError, train, vaegan
 from tests.conftest import tiny_args
 
 ROOT = Path(__file__).resolve().parent.parent

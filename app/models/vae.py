@@ -14,10 +14,13 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from huggingface_hub import PyTorchModelHubMixin
+from safetensors.torch import load_file
 from torch import nn
 
 from app.models.config import ModelConfig
 from app.models.elbo import reparameterize
+
+WEIGHTS = "model.safetensors"  # the hub layout's weights file, beside config.json
 
 
 class Encoder(nn.Module):
@@ -160,12 +163,10 @@ class VAE(
     @classmethod
     def _from_pretrained(cls, *, model_id: str, **kwargs: Any) -> VAE:  # type: ignore[override]
         """The hub mixin's loader, made strict and safetensors-only (its default falls back to
-        pickles and tolerates missing tensors)."""
+        pickles and tolerates missing tensors). The explorer itself loads folders through
+        app.checkpoints, whose errors name each missing or misshapen tensor."""
         from huggingface_hub import hf_hub_download
 
-        from app.checkpoints import WEIGHTS, load_weights
-
-        model = cls(kwargs["config"])
         if Path(model_id).is_dir():
             file = Path(model_id) / WEIGHTS
         else:  # a hub repo id: only when a user asks for one, never by the app itself
@@ -179,7 +180,8 @@ class VAE(
                     token=kwargs.get("token"),
                 )
             )
-        load_weights(model, file)
+        model = cls(kwargs["config"])
+        model.load_state_dict(load_file(str(file)), strict=True)  # safetensors: no code runs
         return model.to(kwargs.get("map_location", "cpu")).eval()
 
     @staticmethod

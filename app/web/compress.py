@@ -21,15 +21,16 @@ from fastapi.responses import HTMLResponse, Response
 from markupsafe import Markup
 from starlette.concurrency import run_in_threadpool
 
-from app import compression, compression_svg, imaging
+from app import imaging
 from app.checkpoints import Checkpoint
-from app.compression import Comparison, CompressionError, Study
 from app.data.dsprites import classes_to_index
 from app.data.ground_truth import GroundTruth
 from app.imaging import ImageInputError
 from app.inference import InferenceError
-from app.quality import PSNR_CAP, Quality
 from app.settings import Settings
+from app.studies import compression, compression_svg
+from app.studies.compression import Comparison, CompressionError, Study
+from app.studies.quality import PSNR_CAP, Quality
 from app.web import api
 from app.web.deps import ModelDep, RegistryDep, SettingsDep, TemplatesDep
 from app.web.errors import UploadTooLargeError
@@ -357,7 +358,7 @@ def rate_distortion_partial(
     }
     try:
         rd = compression.rate_distortion(model, study)
-        # Markup: our own SVG, every piece of text in it escaped by app.compression_svg
+        # Markup: our own SVG, every piece of text in it escaped by app.studies.compression_svg
         context["plots"] = {m: Markup(svg_document(model, study, m)) for m in METRIC_NAMES}
         context["rd"] = rd
         context["findings"] = findings(rd)

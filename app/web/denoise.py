@@ -15,13 +15,13 @@ from fastapi.responses import HTMLResponse
 
 from app import imaging
 from app.checkpoints import Checkpoint
-from app.corruption import MAX_LEVEL
+from app.data.corruption import MAX_LEVEL
 from app.data.ground_truth import ground_truth
-from app.denoise import NOISE_CHOICES, Denoising, corrupt_image, denoise, parse_mask
 from app.imaging import ImageInputError
 from app.inference import InferenceError
-from app.quality import Quality
 from app.settings import Settings
+from app.studies.denoise import NOISE_CHOICES, Denoising, corrupt_image, denoise, parse_mask
+from app.studies.quality import Quality
 from app.web import api
 from app.web.deps import ModelDep, RegistryDep, SettingsDep, TemplatesDep
 from app.web.errors import NotFoundError, UploadTooLargeError

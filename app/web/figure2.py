@@ -3,7 +3,8 @@ that the compare and card pages load when it scrolls into view (the first comput
 seconds; the pages never wait for it).
 
 The handlers are plain `def`s, so FastAPI runs them on its thread pool, off the event loop;
-`app.figure2.figure2_data` makes concurrent first requests for one model share one computation.
+`app.studies.figure2.figure2_data` makes concurrent first requests for one model share one
+computation.
 """
 
 from __future__ import annotations
@@ -16,10 +17,11 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, Response
 from markupsafe import Markup
 
-from app import figure2, figure2_svg, inference
+from app import inference
 from app.checkpoints import Checkpoint
 from app.data.ground_truth import DSPRITES, GroundTruth, ground_truth
 from app.inference import InferenceError
+from app.studies import figure2, figure2_svg
 from app.web import api
 from app.web.deps import ModelDep, TemplatesDep
 
@@ -56,7 +58,7 @@ def card_mi_svg(model: Checkpoint, truth: GroundTruth) -> Markup | None:
         active, f"MI / H(factor), 20-bin μ, {n} images (latent-explorer evaluate)",
         f"Mutual information between {model.name}'s latents and the {truth.name} factors",
     )  # fmt: skip
-    return Markup(svg)  # our own SVG: every piece of text escaped by app.figure2_svg
+    return Markup(svg)  # our own SVG: every piece of text escaped by app.studies.figure2_svg
 
 
 Render = Callable[[figure2.Figure2Data, str], str]
@@ -136,7 +138,7 @@ def figure2_partial(
         context["mi"] = card_mi_svg(model, truth)
         return templates.TemplateResponse(request, "partials/figure2.html", context)
     try:
-        # Markup: our own SVG, every piece of text in it escaped by app.figure2_svg
+        # Markup: our own SVG, every piece of text in it escaped by app.studies.figure2_svg
         context["figure"] = Markup(svg_document(model, sampling, figure2_svg.figure_svg))
         context["mi"] = Markup(svg_document(model, sampling, figure2_svg.mi_svg))
         context["shape"] = Markup(svg_document(model, sampling, figure2_svg.shape_svg))

@@ -1,9 +1,9 @@
-"""The VAE vs GAN view: the same z from the prior decoded by two models side by side — by default
-a plain VAE and a VAE-GAN (Larsen et al. 2016) of the same dataset and latent size — and one
-dataset image reconstructed by both, each picture with its gradient energy
-(app.quality.gradient_energy), the dataset image's own as the reference. The lecture's point: a
-pixel likelihood makes a VAE average what it is unsure of, so its pictures come out blurry; the
-VAE-GAN's decoder is also trained to fool a discriminator, which blur does not."""
+"""The VAE vs GAN view: the same z from the prior decoded by two models side by side — by default a
+plain VAE and a VAE-GAN (Larsen et al. 2016) of the same dataset and latent size — and one dataset
+image reconstructed by both, each picture with its gradient energy
+(app.studies.quality.gradient_energy), the dataset image's own as the reference. The lecture's
+point: a pixel likelihood makes a VAE average what it is unsure of, so its pictures come out
+blurry; the VAE-GAN's decoder is also trained to fool a discriminator, which blur does not."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from app import imaging, inference
 from app.checkpoints import Checkpoint
 from app.data.ground_truth import ground_truth
 from app.inference import InferenceError
-from app.quality import gradient_energy, to_8bit
+from app.studies.quality import gradient_energy, to_8bit
 from app.web import api
 from app.web.deps import ModelDep, RegistryDep, SettingsDep, TemplatesDep
 from app.web.errors import NotFoundError

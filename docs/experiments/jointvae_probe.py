@@ -28,7 +28,6 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from app.batches import step_data
 from app.checkpoints import flatten_optimizer, load_checkpoint, unflatten_optimizer
 from app.data import open_dataset
 from app.metrics.scores import discretize, entropy, mutual_info_matrix
@@ -36,6 +35,7 @@ from app.models.config import ModelConfig
 from app.models.elbo import kl_per_dim, reconstruction_nll, reparameterize
 from app.models.objectives import BetaTCVAE
 from app.models.vae import Decoder, Encoder
+from app.training.stream import step_data
 
 K = 3
 

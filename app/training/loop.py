@@ -4,16 +4,14 @@ and DistributedDataParallel when started under torchrun.
 Every step's randomness (its batch of factors and its ε for z = μ + σ·ε) is drawn from
 `np.random.default_rng((seed, rank, step))`, so a resumed run sees exactly the data and noise the
 uninterrupted run would have seen, on any device, and each DDP rank draws its own data.
-Batches are rendered ahead on background threads (app/batches.py) so the optimiser never waits.
+Batches are rendered ahead on background threads (app/training/stream.py) so the optimiser never
+waits.
 """
 
 from __future__ import annotations
 
 import logging
-import shlex
-import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +19,6 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
-from app.batches import prefetch, step_data
 from app.checkpoints import (
     WEIGHTS,
     CheckpointError,
@@ -31,8 +28,8 @@ from app.checkpoints import (
     save_run,
     weights_digest,
 )
-from app.corruption import MAX_LEVEL, NOISES
 from app.data import Dataset, open_dataset
+from app.data.corruption import MAX_LEVEL, NOISES
 from app.models import VAE, ModelConfig
 from app.models.elbo import kl_per_dim, reconstruction_nll
 from app.models.objectives import (
@@ -42,7 +39,8 @@ from app.models.objectives import (
     Objective,
     Reconstruction,
 )
-from app.train_common import (
+from app.training.args import TrainArgs
+from app.training.common import (
     RunRecord,
     StopFlag,
     TrainingError,
@@ -52,58 +50,12 @@ from app.train_common import (
     run_card,
     trainer_state,
 )
+from app.training.stream import prefetch, step_data
 
 log = logging.getLogger(__name__)
 
 ACTIVE_KL = 0.1  # nats: a latent whose mean KL is above this is "in use" (DESIGN.md)
 EVAL_SEED = 2**31 - 1  # the held-out stream for the card's figures, never a training seed
-
-
-@dataclass
-class TrainArgs:
-    out: Path
-    dataset: str = "dsprites"
-    kind: str = "vae"
-    beta: float = 1.0
-    objective: str = "beta"  # beta | capacity | tc (the AE always uses reconstruction alone)
-    latents: int = 10
-    steps: int = 10_000
-    batch_size: int = 64
-    lr: float | None = None  # default: 5e-4 at batch 64 (Burgess et al.), scaled by √(batch/64)
-    seed: int = 0
-    device: str = "cpu"
-    resume: bool = False
-    run_dir: Path | None = None  # default: runs/<name of --out>
-    save_every: int = 1000
-    log_every: int = 20
-    capacity_max: float = 25.0
-    capacity_steps: int = 100_000
-    gamma: float = 1000.0
-    kl_warmup: int = 0  # steps over which the KL weight rises from 0 to β (beta objective)
-    denoise: bool = False  # inputs corrupted (app.corruption), the clean image the target
-    # a checkpoint folder whose weights start this run (a new objective on a trained network);
-    # the optimiser, the step count and the data stream start afresh
-    init_from: Path | None = None
-    # the Gaussian likelihood's fixed pixel σ (colour data): it sets how much a nat of KL costs
-    # against reconstruction, like β does (σ = 0.1 makes β=4 a weak pressure on 12,288 values)
-    gaussian_sigma: float = 0.1
-    channels_last: bool = True
-    compile: bool = False
-    prefetch: int = 4
-    # threads rendering batches ahead; each step's batch depends on (seed, rank, step) alone, so
-    # any number gives the same data in the same order (more keep a GPU fed)
-    render_workers: int = 1
-    threads: int | None = None
-    eval_images: int = 4096
-    command: str = field(default_factory=lambda: shlex.join(["latent-explorer", *sys.argv[1:]]))
-
-    @property
-    def learning_rate(self) -> float:
-        return self.lr if self.lr is not None else 5e-4 * (self.batch_size / 64) ** 0.5
-
-    @property
-    def run_path(self) -> Path:
-        return self.run_dir if self.run_dir is not None else Path("runs") / Path(self.out).name
 
 
 def build_config(args: TrainArgs, dataset: Dataset) -> ModelConfig:
@@ -176,11 +128,8 @@ def evaluate(model: VAE, dataset: Dataset, n: int, device: torch.device) -> dict
 
 
 def train(args: TrainArgs) -> int:
-    """Train (or resume) a model; returns the process exit code (0 done, 130/143 on a signal)."""
-    from app import vaegan  # imported here: app.vaegan builds on this module
-
-    if vaegan.runs_as_vaegan(args):
-        return vaegan.train(args)
+    """Train (or resume) an AE, VAE, β-VAE, β-TCVAE, CVAE or DAE; returns the process exit code
+    (0 done, 130/143 on a signal)."""
     rank, world, local_rank = distributed()
     if world > 1:
         dist.init_process_group("nccl" if args.device == "cuda" else "gloo")

@@ -8,7 +8,7 @@ from its own loss at the same point, then all of them step:
     decoder       ← γ·L_llike − L_GAN        (its part of L_GAN non-saturating)
     discriminator ← −L_GAN                   (it maximises L_GAN)
 
-The loop is app/training.py's: the same TrainArgs, each step's batch and ε drawn from
+The loop is app/training/loop.py's: the same TrainArgs, each step's batch and ε drawn from
 (seed, rank, step) by the same render-ahead thread (so a VAE-GAN sees exactly the data, noise and
 initial VAE weights of a plain VAE with its seed), the same signal handling and card evaluation.
 The prior draws z_p come from their own stream of (seed, rank, step). With --init-from the VAE
@@ -32,7 +32,6 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from app.batches import prefetch
 from app.checkpoints import (
     TRAINER,
     CheckpointError,
@@ -43,7 +42,8 @@ from app.data import open_dataset
 from app.models import VAE
 from app.models.gan import Discriminator, DiscriminatorConfig, vaegan_terms
 from app.models.objectives import BetaELBO
-from app.train_common import (
+from app.training.args import TrainArgs
+from app.training.common import (
     RunRecord,
     StopFlag,
     TrainingError,
@@ -53,8 +53,9 @@ from app.train_common import (
     run_card,
     trainer_state,
 )
-from app.training import TrainArgs, build_config, evaluate
-from app.vaegan_run import (
+from app.training.loop import build_config, evaluate
+from app.training.stream import prefetch
+from app.training.vaegan_state import (
     DEFAULT_LR,
     OPTIMIZER_NAMES,
     VaeGanSettings,

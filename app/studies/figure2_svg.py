@@ -23,7 +23,7 @@ import torch
 
 from app import imaging
 from app.data.dsprites import FACTOR_NAMES, FACTOR_VALUES, SHAPE_NAMES
-from app.figure2 import FOLDS, NEIGHBOURS, Figure2Data, shape_view
+from app.studies.figure2 import FOLDS, NEIGHBOURS, Figure2Data, shape_view
 
 # Square red, ellipse green, heart blue, as in the paper's figure.
 SHAPE_COLOURS = ("#d62728", "#2ca02c", "#1f77b4")
@@ -358,7 +358,7 @@ def _panel(mu: np.ndarray, shapes: np.ndarray, a: int, b: int, x0: float, r: flo
 def shape_svg(data: Figure2Data, name: str) -> str:
     """Where shape lives: the latents sharing most information with shape, in pairs, one dot
     per image coloured by its shape, with how well shape reads back from each pair and from
-    each latent alone (app.figure2.shape_view)."""
+    each latent alone (app.studies.figure2.shape_view)."""
     view = shape_view(data)
     mu = data.sample_mu[:SHAPE_POINTS]
     shapes = data.sample_factors[:SHAPE_POINTS, 0]

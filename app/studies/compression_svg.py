@@ -4,8 +4,8 @@ alone, with the quality of the unquantised μ as the VAE's ceiling.
 
 The x axis is logarithmic: a latent code is a few bytes (~0.005 bpp on 64×64) and JPEG a few
 hundred (~0.5 bpp), two decades apart; the top axis gives the same rate in bytes per image.
-Plain string building as in app/figure2_svg.py: every number is formatted here, every piece of
-text escaped, styling in presentation attributes (no <style>, no style=: the page's CSP is
+Plain string building as in app/studies/figure2_svg.py: every number is formatted here, every
+piece of text escaped, styling in presentation attributes (no <style>, no style=: the page's CSP is
 `style-src 'self'`, and a <style> inside an inlined SVG would restyle the whole page), and no
 element ids (the page shows several plots).
 """
@@ -16,7 +16,7 @@ import math
 from collections.abc import Mapping, Sequence
 from xml.sax.saxutils import escape, quoteattr
 
-from app.compression import RateDistortion, RatePoint
+from app.studies.compression import RateDistortion, RatePoint
 
 INK, MUTED, GRID = "#1d2330", "#6b7385", "#e6e9ef"
 VAE_COLOUR, JPEG_COLOUR, CEILING_COLOUR = "#3b6fd8", "#d9731a", "#8a93a5"

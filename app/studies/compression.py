@@ -50,7 +50,7 @@ from app.checkpoints import Checkpoint
 from app.data.ground_truth import GroundTruth, ground_truth
 from app.inference import InferenceError
 from app.models import ModelConfig
-from app.quality import Quality, psnr, quality, to_8bit
+from app.studies.quality import Quality, psnr, quality, to_8bit
 
 BITS = range(1, 9)  # bits per kept latent
 ACTIVE_KL = 0.1  # nats: the project's "a latent the model uses" (DESIGN.md)

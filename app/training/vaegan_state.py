@@ -1,6 +1,6 @@
-"""A VAE-GAN run's settings and its run folder (app/vaegan.py is the loop that trains it): both
-networks, both optimisers and the counters, saved as safetensors + JSON in one atomic folder swap,
-and loaded back so a resumed run continues exactly where it stopped."""
+"""A VAE-GAN run's settings and its run folder (app/training/vaegan.py is the loop that trains it):
+both networks, both optimisers and the counters, saved as safetensors + JSON in one atomic folder
+swap, and loaded back so a resumed run continues exactly where it stopped."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ from app.checkpoints import (
 )
 from app.models import VAE, ConfigError
 from app.models.gan import Discriminator, DiscriminatorConfig
-from app.train_common import TrainingError
+from app.training.common import TrainingError
 
 DISCRIMINATOR_WEIGHTS = "discriminator.safetensors"
 DISCRIMINATOR_OPTIMIZER = "discriminator-optimizer.safetensors"

@@ -15,10 +15,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from app import corruption, inference
+from app import inference
 from app.checkpoints import Checkpoint
+from app.data import corruption
 from app.inference import InferenceError
-from app.quality import Quality, quality, to_8bit
+from app.studies.quality import Quality, quality, to_8bit
 
 NOISE_CHOICES = (*corruption.NOISES, "drawn")  # "drawn": the mask a person painted
 MASK_HEX_CHARS = 64 * 64 // 4  # a 64×64 bit mask, row by row, MSB first, as hex

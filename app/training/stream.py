@@ -19,11 +19,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from app.corruption import training_corruption
 from app.data import Dataset
+from app.data.corruption import training_corruption
 
 if TYPE_CHECKING:
-    from app.training import TrainArgs
+    from app.training.args import TrainArgs
 
 
 @dataclass

@@ -1,6 +1,7 @@
-"""What the two training loops (app/training.py, app/vaegan.py) share: the stop flag, the device,
-starting from another checkpoint's weights, and the parts of the run state and the model card that
-do not depend on the objective, so a plain run and a VAE-GAN run record themselves alike.
+"""What the two training loops (app/training/loop.py, app/training/vaegan.py) share: the stop flag,
+the device, starting from another checkpoint's weights, and the parts of the run state and the
+model card that do not depend on the objective, so a plain run and a VAE-GAN run record themselves
+alike.
 
 A run may be resumed on another machine (a few thousand steps on the CPU, the rest on a GPU), so
 its RunRecord, and the card, keep one entry per segment (the steps, device, wall time and command
@@ -22,7 +23,7 @@ from app.checkpoints import CheckpointError, load_checkpoint
 from app.models import VAE
 
 if TYPE_CHECKING:
-    from app.training import TrainArgs
+    from app.training.args import TrainArgs
 
 
 class TrainingError(Exception):
