@@ -75,7 +75,12 @@ def choose_device(args: TrainArgs, local_rank: int = 0) -> torch.device:
 def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return f"cuda ({torch.cuda.get_device_name(device)})"
-    return f"cpu ({os.cpu_count()} cores, {torch.get_num_threads()} threads)"
+    cores, threads = os.cpu_count() or 1, torch.get_num_threads()
+    return f"cpu ({_count(cores, 'core')}, {_count(threads, 'thread')})"
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 # --- starting from another checkpoint's weights ---------------------------------------------
@@ -133,7 +138,8 @@ class RunRecord:
     """What trainer.json carries from one segment of a run to the next (each start or
     --resume), and where this segment began: the commands so far, the step and wall time it
     starts from, the loss history (the loop appends to it), what the run was initialised from,
-    and the earlier segments, each {"from_step", "to_step", "device", "wall_time_s", "command"}.
+    and the earlier segments, each {"from_step", "to_step", "device", "wall_time_s", "command",
+    "torch"}.
     A run saved before segments were kept gets one covering its earlier steps, device
     UNRECORDED."""
 
@@ -158,7 +164,8 @@ class RunRecord:
         earlier = list(trainer.get("segments", []))
         if not earlier and start > 0:
             earlier = [{"from_step": 0, "to_step": start, "device": UNRECORDED,
-                        "wall_time_s": round(elapsed, 1), "command": None}]  # fmt: skip
+                        "wall_time_s": round(elapsed, 1), "command": None,
+                        "torch": UNRECORDED}]  # fmt: skip
         return cls(
             command,
             device_name(device),
@@ -178,6 +185,7 @@ class RunRecord:
             "device": self.device,
             "wall_time_s": round(wall - self.elapsed_before, 1),
             "command": self.command,
+            "torch": torch.__version__,
         }
         return [*self.earlier, current]
 
