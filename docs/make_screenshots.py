@@ -2,7 +2,7 @@
 against a live server on the shipped checkpoints.
 
     python docs/make_screenshots.py   # docs/explore.png, compare.png, figure2.png, compress.png,
-                                      # denoise.png, vaegan.png
+                                      # denoise.png, vaegan.png, interpolate.png, card.png
 """
 
 from __future__ import annotations
@@ -53,6 +53,17 @@ def main() -> None:
         page.goto(url + "/sharpness?seed=3&index=1234")
         page.wait_for_load_state("networkidle")
         page.screenshot(path=str(ROOT / "docs" / "vaegan.png"), full_page=True)
+        # interpolate: a square (A) and a heart (B) from the dataset, encoded by the form
+        page.goto(url + "/interpolate?model=dsprites-beta-vae")
+        page.fill("input[name=index_a]", "205064")
+        page.fill("input[name=index_b]", "707350")
+        page.click("#interp-go")
+        page.wait_for_selector("#strip-slerp")
+        page.wait_for_load_state("networkidle")
+        page.screenshot(path=str(ROOT / "docs" / "interpolate.png"))
+        page.goto(url + "/models/dsprites-beta-vae")
+        page.wait_for_load_state("networkidle")
+        page.screenshot(path=str(ROOT / "docs" / "card.png"))
         browser.close()
 
 
