@@ -157,19 +157,50 @@ def read_json(path: Path) -> Any:
 
 
 def _model_card_markdown(config: ModelConfig, card: dict[str, Any]) -> str:
+    """README.md: the card in a few lines a model hub shows, one per training segment."""
+    kind = config.kind.upper()
+    article = "An" if kind[0] in "AEIOU" else "A"  # "An AE", "A VAE"
+    beta = "" if config.kind == "ae" else f"β = {config.beta:g}, "
+    lines = [
+        "---\nlibrary_name: latent-explorer\ntags:\n- vae\n- disentanglement\n---\n",
+        f"# {card.get('name', 'model')}\n",
+    ]
+    renamed = card.get("renamed_from")
+    if renamed:
+        old = renamed.get("name")
+        lines.append(f"(Shipped as `{old}` before; see `renamed_from` in card.json.)\n")
+    lines.append(
+        f"{article} {kind} ({beta}objective `{config.objective}`) with {config.latent_dim} "
+        f"latents, trained on `{config.dataset}` by latent-explorer: "
+        f"{card.get('recipe', 'recipe not recorded')}.\n"
+    )
+    init = card.get("initialised_from")
+    if init:
+        digest = init.get("digest", "not recorded")
+        lines.append(f"- initialised from: `{init.get('name')}`, weights sha256 `{digest}`")
+    steps = card.get("steps")
+    lines.append(f"- steps: {steps:,}" if isinstance(steps, int) else "- steps: n/a")
+    lines[-1] += f", batch: {card.get('batch_size', 'n/a')}, seed: {card.get('seed', 'n/a')}"
+    if card.get("trained_on"):
+        lines.append(f"- trained on: {card['trained_on']}")
+    for s in card.get("segments") or []:
+        commands = s.get("commands") or ([s["command"]] if s.get("command") else [])
+        shown = "; ".join(f"`{c}`" for c in commands) or "command not recorded"
+        lines.append(
+            f"- steps {int(s['from_step']):,}–{int(s['to_step']):,} on {s.get('device')}, "
+            f"torch {s.get('torch', 'not recorded')}: {shown}"
+        )
+    if not card.get("segments"):
+        lines.append(f"- training command: `{card.get('command', 'n/a')}`")
     kl = card.get("kl_per_dim")
     kl_line = ", ".join(f"{v:.2f}" for v in kl) if kl else "n/a"
-    return (
-        "---\nlibrary_name: latent-explorer\ntags:\n- vae\n- disentanglement\n---\n\n"
-        f"# {card.get('name', 'model')}\n\n"
-        f"A {config.kind.upper()} (β = {config.beta:g}, objective `{config.objective}`) with "
-        f"{config.latent_dim} latents, trained on `{config.dataset}` by latent-explorer.\n\n"
-        f"- training command: `{card.get('command', 'n/a')}`\n"
-        f"- steps: {card.get('steps', 'n/a')}, seed: {card.get('seed', 'n/a')}, "
-        f"trained on: {card.get('trained_on', card.get('device', 'n/a'))}\n"
-        f"- mean KL per latent (nats): {kl_line}\n\n"
-        "`card.json` holds the full record; `config.json` rebuilds the network.\n"
-    )
+    lines.append(f"- mean KL per latent (nats): {kl_line}")
+    if card.get("repaired"):
+        lines.append(
+            "- the training record was repaired after the fact: see `repaired` in card.json"
+        )
+    lines.append("\n`card.json` holds the full record; `config.json` rebuilds the network.\n")
+    return "\n".join(lines)
 
 
 def _unwrap(model: torch.nn.Module) -> VAE:

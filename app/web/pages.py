@@ -15,7 +15,7 @@ from app import inference
 from app.checkpoints import Checkpoint
 from app.imaging import ImageInputError
 from app.inference import InferenceError
-from app.web import api
+from app.web import api, cards
 from app.web.deps import ModelDep, RegistryDep, SettingsDep, TemplatesDep
 from app.web.errors import NotFoundError, UploadTooLargeError
 
@@ -146,9 +146,18 @@ def compare(
 
 
 @router.get("/models/{name}", response_class=HTMLResponse)
-def model_card(request: Request, model: ModelDep, templates: TemplatesDep) -> HTMLResponse:
-    """A model's card: how it was trained and how much each latent is used."""
-    return templates.TemplateResponse(request, "card.html", {"m": api.model_summary(model)})
+def model_card(
+    request: Request, model: ModelDep, registry: RegistryDep, templates: TemplatesDep
+) -> HTMLResponse:
+    """A model's card as a person reads it: recipe, where each segment of training ran, metrics
+    with their settings, KL per latent, provenance; the raw card.json is at /api/models/{name}."""
+    summary = api.model_summary(model)
+    served = {c.digest: n for n, c in registry.items()}
+    dataset = model.config.dataset
+    if summary["dataset_name"]:
+        dataset = f"{summary['dataset_name']} ({dataset})"
+    view = cards.card_view(model, served, dataset)
+    return templates.TemplateResponse(request, "card.html", {"m": summary, "c": view})
 
 
 def _encode_partial(

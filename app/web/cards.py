@@ -1,0 +1,382 @@
+"""A model's card.json as rows a person reads on its page (/models/{name}): the training segments
+with totals per device, the metrics with their settings, the KL per latent as bars, and where the
+model came from. Pure functions of the card (and the served models' weight digests), so the
+template only lays rows out.
+
+Cards change shape over time: those written before runs kept segments have none (one row then
+covers the whole run, its device "not recorded" where the run was resumed), segments written
+before the torch version was kept lack it, and a segment a repair could not split by command
+lists several ("commands"). Every reader here takes all of them.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from app.checkpoints import Checkpoint
+
+UNRECORDED = "not recorded"  # as the training side writes a device it did not see
+
+# the metrics `latent-explorer evaluate` writes, in the order the page shows them
+METRIC_LABELS = {
+    "active_latents": "active latents",
+    "mig": "MIG",
+    "beta_vae": "β-VAE score",
+    "factor_vae": "FactorVAE score",
+    "dci_disentanglement": "DCI disentanglement",
+    "dci_completeness": "DCI completeness",
+    "dci_informativeness": "DCI informativeness",
+    "sap": "SAP",
+    "modularity": "modularity",
+    "explicitness": "explicitness",
+}
+ACTIVE_KL = 0.1  # nats: a latent above this carries information (as the explore page says)
+BAR_WIDTH = 160  # px of the longest KL bar
+
+
+@dataclass(frozen=True)
+class SegmentRow:
+    """One start or resumption of the run (or several on one device a record cannot split)."""
+
+    from_step: int
+    to_step: int
+    device: str
+    torch: str
+    wall_time_s: float | None
+    commands: list[str]
+    note: str | None = None
+
+    @property
+    def steps(self) -> int:
+        return self.to_step - self.from_step
+
+    @property
+    def wall(self) -> str:
+        return duration(self.wall_time_s)
+
+
+@dataclass
+class DeviceTotal:
+    """The segments on one device, summed: wall time over those that recorded it."""
+
+    device: str
+    steps: int = 0
+    segments: int = 0
+    wall_time_s: float = 0.0
+    unrecorded_walls: int = 0  # segments on this device whose wall time was not recorded
+
+    @property
+    def wall(self) -> str:
+        known = self.segments - self.unrecorded_walls
+        if known == 0:
+            return UNRECORDED
+        text = duration(self.wall_time_s)
+        if self.unrecorded_walls:
+            n = self.unrecorded_walls
+            text += f" + {n} segment{'s' if n > 1 else ''} {UNRECORDED}"
+        return text
+
+
+@dataclass(frozen=True)
+class MetricRow:
+    key: str
+    label: str
+    mean: float
+    std: float
+    values: list[float]
+    settings: str
+
+    @property
+    def shown(self) -> str:
+        fmt = "{:.1f}" if self.key == "active_latents" else "{:.3f}"
+        return f"{fmt.format(self.mean)} ± {fmt.format(self.std)}"
+
+
+@dataclass(frozen=True)
+class KlBar:
+    dim: int
+    kl: float
+    width: float  # px, of BAR_WIDTH
+    active: bool
+
+
+@dataclass(frozen=True)
+class Parent:
+    """The checkpoint a run started from, and which served model (if any) has its weights."""
+
+    name: str
+    digest: str
+    recipe: str
+    steps: int | None
+    path: str | None
+    served_as: str | None
+
+
+@dataclass
+class CardView:
+    name: str
+    recipe: str
+    settings: list[tuple[str, str]]
+    summary: list[tuple[str, str]]
+    lead: str | None
+    segments: list[SegmentRow]
+    totals: list[DeviceTotal]
+    metrics: list[MetricRow]
+    metrics_note: str | None
+    metrics_stale: bool
+    kl: list[KlBar]
+    parent: Parent | None
+    provenance: list[tuple[str, str]]
+    repairs: list[str] = field(default_factory=list)
+    bar_width: int = BAR_WIDTH
+
+
+def duration(seconds: float | None) -> str:
+    """3.2 → "3 s", 857.3 → "14 min", 5636.1 → "1 h 34 min"; None → "not recorded"."""
+    if seconds is None:
+        return UNRECORDED
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    minutes = round(seconds / 60)
+    if minutes < 90:
+        return f"{minutes} min"
+    return f"{minutes // 60} h {minutes % 60:02d} min"
+
+
+def device_label(device: str | None) -> str:
+    """The device as recorded, with cards written before the grammar was fixed ("1 threads")
+    read as they should."""
+    if not device:
+        return UNRECORDED
+    return re.sub(r"\b1 (core|thread)s\b", r"1 \1", device)
+
+
+def _commands_of(segment: Mapping[str, Any]) -> list[str]:
+    if segment.get("commands"):
+        return [str(c) for c in segment["commands"]]
+    return [str(segment["command"])] if segment.get("command") else []
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) else None
+
+
+def segment_rows(card: Mapping[str, Any]) -> list[SegmentRow]:
+    """The card's segments; for a card written before segments were kept, one row for the whole
+    run, its device and torch version known only where one command made every step."""
+    segments = card.get("segments")
+    if segments:
+        rows = []
+        for i, s in enumerate(segments):
+            last = i == len(segments) - 1  # the card's own "torch" is its last segment's
+            torch = s.get("torch") or (card.get("torch") if last else None) or UNRECORDED
+            rows.append(SegmentRow(
+                from_step=int(s["from_step"]), to_step=int(s["to_step"]),
+                device=device_label(s.get("device")), torch=str(torch),
+                wall_time_s=_number(s.get("wall_time_s")), commands=_commands_of(s),
+                note=s.get("note"),
+            ))  # fmt: skip
+        return rows
+    steps = card.get("steps")
+    if steps is None:
+        return []
+    commands = [str(c) for c in card.get("commands") or []] or _commands_of(card)
+    one_run = len(commands) <= 1
+    note = None
+    if not one_run and card.get("device"):
+        note = (f"the card records only where its last command ran: {device_label(card['device'])}"
+                + (f", torch {card['torch']}" if card.get("torch") else ""))  # fmt: skip
+    return [SegmentRow(
+        from_step=0, to_step=int(steps),
+        device=device_label(card.get("device")) if one_run else UNRECORDED,
+        torch=str(card.get("torch") or UNRECORDED) if one_run else UNRECORDED,
+        wall_time_s=_number(card.get("wall_time_s")), commands=commands, note=note,
+    )]  # fmt: skip
+
+
+def device_totals(rows: list[SegmentRow]) -> list[DeviceTotal]:
+    """Steps and wall time per device, in the order the devices were first used."""
+    totals: dict[str, DeviceTotal] = {}
+    for r in rows:
+        t = totals.setdefault(r.device, DeviceTotal(r.device))
+        t.steps += r.steps
+        t.segments += 1
+        if r.wall_time_s is None:
+            t.unrecorded_walls += 1
+        else:
+            t.wall_time_s += r.wall_time_s
+    return list(totals.values())
+
+
+def lead(card: Mapping[str, Any], totals: list[DeviceTotal]) -> str | None:
+    """The page's first sentence: "Trained 5,000 steps × 64 in 40 min: 1,500 steps on cpu (…),
+    3,500 on cuda (…)", steps summed per device."""
+    if card.get("steps") is None:
+        return None
+    out = f"Trained {int(card['steps']):,} steps"
+    if card.get("batch_size"):
+        out += f" × {card['batch_size']}"
+    wall = _number(card.get("wall_time_s"))
+    if wall is not None:
+        out += f" in {wall / 60:.0f} min"
+    where = [
+        f"{t.steps:,}{' steps' if i == 0 else ''} on "
+        + ("a device not recorded" if t.device == UNRECORDED else t.device)
+        for i, t in enumerate(totals)
+    ]
+    return out + (": " + ", ".join(where) if where else "")
+
+
+def metric_rows(card: Mapping[str, Any]) -> list[MetricRow]:
+    scores = (card.get("metrics") or {}).get("scores") or {}
+    return [
+        MetricRow(key, label, float(s["mean"]), float(s.get("std") or 0.0),
+                  [float(v) for v in s.get("values", [])], str(s.get("settings") or ""))
+        for key, label in METRIC_LABELS.items()
+        if (s := scores.get(key)) is not None
+    ]  # fmt: skip
+
+
+def _metrics_note(card: Mapping[str, Any], digest: str) -> tuple[str | None, bool]:
+    metrics = card.get("metrics")
+    if not metrics:
+        return f"not evaluated: run latent-explorer evaluate checkpoints/{card.get('name')}", False
+    parts = []
+    if metrics.get("seeds"):
+        parts.append(f"mean ± std over seeds {', '.join(str(s) for s in metrics['seeds'])}")
+    if metrics.get("step") is not None:
+        parts.append(f"at step {int(metrics['step']):,}")
+    if metrics.get("factors"):
+        parts.append(f"factors {', '.join(metrics['factors'])}")
+    if metrics.get("wall_time_s"):
+        parts.append(f"evaluated in {duration(metrics['wall_time_s'])}")
+    stale = metrics.get("digest") != digest
+    if stale:
+        parts.append(f"stale: computed on weights {str(metrics.get('digest'))[:12]}…, "
+                     f"these are {digest[:12]}…")  # fmt: skip
+    return "; ".join(parts) or None, stale
+
+
+def kl_bars(card: Mapping[str, Any]) -> list[KlBar]:
+    """One bar per latent, most KL first (the explore page's slider order), scaled to the
+    largest."""
+    kl = card.get("kl_per_dim") or []
+    top = max(kl, default=0.0) or 1.0
+    order = sorted(range(len(kl)), key=lambda d: -kl[d])
+    return [
+        KlBar(d, float(kl[d]), round(max(1.0, BAR_WIDTH * kl[d] / top), 1), kl[d] > ACTIVE_KL)
+        for d in order
+    ]
+
+
+def parent(card: Mapping[str, Any], served: Mapping[str, str]) -> Parent | None:
+    """What the run was initialised from; `served` maps weight digests to served model names."""
+    init = card.get("initialised_from")
+    if not init:
+        return None
+    digest = str(init.get("digest") or "")
+    steps = init.get("steps")
+    return Parent(
+        name=str(init.get("name") or UNRECORDED),
+        digest=digest or UNRECORDED,
+        recipe=str(init.get("recipe") or UNRECORDED),
+        steps=int(steps) if isinstance(steps, int) else None,
+        path=init.get("path"),
+        served_as=served.get(digest) if digest else None,
+    )
+
+
+def _flat(prefix: str, value: Any) -> list[tuple[str, str]]:
+    """A settings dict as ("key.subkey", "value") rows."""
+    if isinstance(value, Mapping):
+        rows = []
+        for k, v in value.items():
+            rows += _flat(f"{prefix}.{k}" if prefix else str(k), v)
+        return rows
+    if isinstance(value, list):
+        return [(prefix, ", ".join(str(v) for v in value))]
+    return [(prefix, f"{value:g}" if isinstance(value, float) else str(value))]
+
+
+def _summary(card: Mapping[str, Any]) -> list[tuple[str, str]]:
+    rows: list[tuple[str, str]] = []
+    if card.get("steps") is not None:
+        steps = f"{int(card['steps']):,}"
+        target = card.get("target_steps")
+        if target and target != card["steps"]:
+            steps += f" of {int(target):,} asked for (resumable)"
+        rows.append(("steps", steps))
+    for key, label in (("batch_size", "batch"), ("learning_rate", "learning rate"),
+                       ("seed", "seed"), ("world_size", "processes")):  # fmt: skip
+        if card.get(key) is not None:
+            v = card[key]
+            rows.append((label, f"{v:.3g}" if isinstance(v, float) else str(v)))
+    if card.get("images_seen"):
+        rows.append(("images seen", f"{int(card['images_seen']):,}"))
+    rows.append(("wall time, all segments", duration(_number(card.get("wall_time_s")))))
+    ev = card.get("eval") or {}
+    if ev.get("recon_nll") is not None:
+        held = (
+            f"{int(ev['eval_images']):,} held-out images" if ev.get("eval_images") else "held out"
+        )
+        text = f"−log p(x|z) {ev['recon_nll']:.1f} nats"
+        if ev.get("kl_total") is not None:
+            text += f", KL {ev['kl_total']:.1f} nats, −ELBO {ev.get('neg_elbo', 0):.1f}"
+        rows.append((f"evaluation ({held})", text))
+    if card.get("active_latents") is not None:
+        rows.append(("latents above 0.1 nats", str(card["active_latents"])))
+    return rows
+
+
+def _provenance(ckpt: Checkpoint, card: Mapping[str, Any], dataset: str) -> list[tuple[str, str]]:
+    rows = [("weights (sha256)", ckpt.digest), ("dataset", dataset)]
+    renamed = card.get("renamed_from")
+    if renamed:
+        rows.append(("shipped before as", f"{renamed.get('name')}: {renamed.get('why', '')}"))
+    if card.get("run_dir"):
+        rows.append(("resumable run state", str(card["run_dir"])))
+    rows.append(("licence", str(card.get("license") or "none stated in the card")))
+    return rows
+
+
+def _repairs(card: Mapping[str, Any]) -> list[str]:
+    out = []
+    for r in card.get("repaired") or []:
+        if isinstance(r, Mapping):
+            out.append(f"{r.get('date', '')}: {r.get('what', '')} (from {r.get('from', '?')})")
+        else:
+            out.append(str(r))
+    return out
+
+
+def card_view(ckpt: Checkpoint, served: Mapping[str, str], dataset: str) -> CardView:
+    """Everything the model page shows of `ckpt`'s card. `served` maps the weight digests of
+    the served models to their names (to say which one a parent is); `dataset` names the data
+    as people know it."""
+    card = ckpt.card
+    rows = segment_rows(card)
+    settings = _flat("", card.get("objective") or {})
+    for extra in ("denoising", "vaegan"):
+        if card.get(extra):
+            settings += _flat(extra, card[extra])
+    note, stale = _metrics_note(card, ckpt.digest)
+    totals = device_totals(rows)
+    return CardView(
+        name=ckpt.name,
+        recipe=str(card.get("recipe") or ckpt.config.kind),
+        settings=settings,
+        summary=_summary(card),
+        lead=lead(card, totals),
+        segments=rows,
+        totals=totals,
+        metrics=metric_rows(card),
+        metrics_note=note,
+        metrics_stale=stale,
+        kl=kl_bars(card),
+        parent=parent(card, served),
+        provenance=_provenance(ckpt, card, dataset),
+        repairs=_repairs(card),
+    )
