@@ -5,6 +5,9 @@ reproduce."""
 
 from __future__ import annotations
 
+import hashlib
+import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -110,3 +113,108 @@ def test_the_denoising_autoencoder_undoes_what_the_plain_models_reproduce(noise,
     assert after["dsprites-dae"] > after["dsprites-ae"] + 1.0, (after, before)
     assert after["dsprites-dae"] > after["dsprites-vae"] + 1.0, (after, before)
     assert after["dsprites-dae"] > before, (after, before)
+
+
+# --- the cards tell the truth about how each model was trained ------------------------------
+
+ALL_SHIPPED = sorted(p.parent.name for p in (ROOT / "checkpoints").glob("*/card.json"))
+UNRECORDED = "not recorded"
+
+
+def _read(path: Path) -> dict:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def _commands(segment: dict) -> list[str]:
+    return segment.get("commands") or [segment["command"]]
+
+
+@pytest.mark.parametrize("name", ALL_SHIPPED)
+def test_shipped_card_says_where_every_step_was_trained(name):
+    card = _read(ROOT / "checkpoints" / name / "card.json")
+    segments = card["segments"]
+    assert segments[0]["from_step"] == 0
+    for a, b in zip(segments, segments[1:], strict=False):
+        assert a["to_step"] == b["from_step"], (a, b)
+    assert sum(s["to_step"] - s["from_step"] for s in segments) == card["steps"]
+    for s in segments:
+        assert re.fullmatch(r"cpu \(\d+ cores?, \d+ threads?\)|cuda \(.+\)", s["device"]), s
+        assert s["torch"] and s["torch"] != UNRECORDED, s
+    # every command the run was given made the steps of one segment, in the order given
+    assert [c for s in segments for c in _commands(s)] == card["commands"]
+    walls = [s["wall_time_s"] for s in segments]
+    known = sum(w for w in walls if w is not None)
+    if None in walls:
+        assert known < card["wall_time_s"]
+    else:
+        assert known == pytest.approx(card["wall_time_s"], abs=0.1)
+    # the run state carries the same segments into the next --resume
+    assert _read(ROOT / "runs" / name / "trainer.json")["segments"] == segments
+
+
+# where the runs' history puts them: the GPU models began on the CPU, and the disentangled model
+# trained on the GPU but for the last step, taken on the CPU under the shipped folder's name
+MOVED = {
+    "dsprites-ae": [("cpu", 8000), ("cuda", 42000)],
+    "dsprites-cvae": [("cpu", 10000), ("cuda", 35000)],
+    "shapes-beta4-vae": [("cpu", 11516), ("cuda", 48484)],
+    "dsprites-beta-vae": [("cuda", 51089), ("cpu", 1)],
+}
+
+
+@pytest.mark.parametrize("name", sorted(MOVED))
+def test_runs_that_moved_between_cpu_and_gpu_say_so(name):
+    card = _read(ROOT / "checkpoints" / name / "card.json")
+    steps: list[tuple[str, int]] = []
+    for s in card["segments"]:
+        kind, n = s["device"].split(" ")[0], s["to_step"] - s["from_step"]
+        if steps and steps[-1][0] == kind:
+            steps[-1] = (kind, steps[-1][1] + n)
+        else:
+            steps.append((kind, n))
+    assert steps == MOVED[name]
+
+
+def _sha256_of_weights(folder: Path) -> str:
+    """As app.checkpoints.weights_digest: each tensor's name, then its bytes, names sorted."""
+    from safetensors.torch import load_file
+
+    h = hashlib.sha256()
+    for key, tensor in sorted(load_file(str(folder / "model.safetensors")).items()):
+        h.update(key.encode())
+        h.update(tensor.contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def test_the_vaegan_names_its_parent_as_it_is_now_called_and_by_its_weights():
+    card = _read(ROOT / "checkpoints" / "shapes-vaegan" / "card.json")
+    run = _read(ROOT / "runs" / "shapes-vaegan" / "trainer.json")
+    parent = card["initialised_from"]
+    assert parent["name"] == "shapes-beta4-vae" and parent["path"] == "checkpoints/shapes-beta4-vae"
+    assert parent["digest"] == _sha256_of_weights(ROOT / "checkpoints" / "shapes-beta4-vae")
+    assert run["initialised_from"] == parent
+    assert "; initialised from shapes-beta4-vae (β-VAE, β=4, 60,000 steps)" in card["recipe"]
+    # re-running a recorded command starts from that parent, not from today's shapes-beta-vae
+    commands = [*card["commands"], *run["commands"], run["args"]["command"],
+                *(c for s in card["segments"] for c in _commands(s))]  # fmt: skip
+    assert all("--init-from checkpoints/shapes-beta4-vae " in c for c in commands), commands
+    assert run["args"]["init_from"] == "checkpoints/shapes-beta4-vae"
+
+
+def test_no_shipped_model_page_or_readme_says_a_ae_or_1_threads():
+    from fastapi.testclient import TestClient
+
+    from app.main import create_app
+    from app.settings import Settings
+
+    bad = re.compile(r"\bA AE\b|\b1 threads\b|\b1 cores\b")
+    with TestClient(create_app(Settings(checkpoints_dir=ROOT / "checkpoints"))) as client:
+        for name in ALL_SHIPPED:
+            page = client.get(f"/models/{name}")
+            assert page.status_code == 200, name
+            assert not bad.search(page.text), (name, bad.search(page.text))
+            assert not bad.search((ROOT / "checkpoints" / name / "README.md").read_text()), name
+            # the page names where each segment ran, and is not the card.json dumped
+            for s in _read(ROOT / "checkpoints" / name / "card.json")["segments"]:
+                assert s["device"] in page.text, (name, s["device"])
+            assert '"from_step"' not in page.text and "&#34;from_step&#34;" not in page.text
