@@ -17,6 +17,13 @@ class Settings(BaseSettings):
     static_dir: Path = PROJECT_ROOT / "static"
     templates_dir: Path = PROJECT_ROOT / "templates"
 
+    # the model `/` opens on: the disentangled dSprites model shows best what a VAE learns; when
+    # it is not served, the served model with the best MIG on its card
+    default_model: str = "dsprites-beta-vae"
+    # the dataset image a page without a z starts from, encoded (None: every factor at the middle
+    # of its range)
+    landing_image: int | None = None
+
     max_abs_latent: float = 10.0  # |z_i| beyond this is far outside N(0, 1): refused
     # a deterministic AE's code has no prior to be far outside of: the shipped AE's codes reach
     # ±18 on dSprites, so its limit only refuses the absurd

@@ -13,8 +13,10 @@
   const root = document.getElementById("explorer");
   if (!root) return;
   const dim = Number(root.dataset.latentDim);
-  const limit = Number(root.dataset.range);
+  // sliders in row order (most informative first): the order their sweeps load in
   const sliders = Array.from(root.querySelectorAll('input[type="range"][data-dim]'));
+  const rangeOf = (s) => ({ lo: Number(s.min), hi: Number(s.max), step: Number(s.step) });
+  const byDim = new Map(sliders.map((s) => [Number(s.dataset.dim), s]));
   const z = new Array(dim).fill(0);
   // the URL's z, to two decimals; the thumb itself snaps to the slider's step
   for (const s of sliders) z[Number(s.dataset.dim)] = Number(s.dataset.value);
@@ -54,7 +56,7 @@
     function remember(url, bitmap) {
       cache.delete(url);
       cache.set(url, bitmap);
-      if (cache.size > 1500) cache.delete(cache.keys().next().value);
+      if (cache.size > 4000) cache.delete(cache.keys().next().value);
     }
 
     async function fetchBitmap(url) {
@@ -101,16 +103,21 @@
     const decodeUrl = (values = z) => `${api(model)}/decode.png?${query(kind, values)}`;
     const update = (t0) => request(decodeUrl(), t0);
 
-    // every position of slider `dim` from the current z: tile k of the strip is z[dim] = k·step − span
-    const fetchedSweeps = new Set();
-    function prefetch(dim, span, step) {
+    // every position of slider `d` from the current z: tile k of the strip is z[d] = lo + k·step.
+    // Resolves once the tiles are in the cache (at once when they already are).
+    const fetchedSweeps = new Map(); // url → promise
+    function prefetch(d) {
+      const { lo, hi, step } = rangeOf(byDim.get(d));
       const at = z.slice();
-      const url = `${api(model)}/sweep.png?${query(kind, at)}&dim=${dim}&span=${span}&step=${step}`;
-      if (fetchedSweeps.has(url)) return;
-      fetchedSweeps.add(url);
-      const spanH = Math.round(span * 100);
+      at[d] = lo; // the strip does not depend on z[d]: one URL per position of the others
+      const url =
+        `${api(model)}/sweep.png?${query(kind, at)}&dim=${d}` +
+        `&lo=${lo.toFixed(2)}&hi=${hi.toFixed(2)}&step=${step.toFixed(2)}`;
+      if (fetchedSweeps.has(url)) return fetchedSweeps.get(url);
+      const loH = Math.round(lo * 100);
       const stepH = Math.round(step * 100);
-      fetchBitmap(url)
+      const atText = zText(at);
+      const done = fetchBitmap(url)
         .then(async (strip) => {
           const size = strip.height;
           const tiles = await Promise.all(
@@ -119,16 +126,20 @@
             ),
           );
           tiles.forEach((tile, k) => {
-            at[dim] = (k * stepH - spanH) / 100; // the same hundredths as the server's tile k
+            at[d] = (loH + k * stepH) / 100; // the same hundredths as the server's tile k
             const key = decodeUrl(at);
             if (!cache.has(key)) remember(key, tile);
           });
-          sweeps.push({ model, dim, tiles: tiles.length });
+          sweeps.push({ model, dim: d, tiles: tiles.length, z: atText });
         })
         .catch(() => fetchedSweeps.delete(url)); // the drag still works, one fetch per position
+      fetchedSweeps.set(url, done);
+      return done;
     }
+    const figure = root.querySelector(`figure.traverse[data-model="${model}"]`);
     function refreshTraverse() {
-      const base = `${api(model)}/traverse.png?${query(kind)}`;
+      const span = figure ? `&span=${figure.dataset.span}` : "";
+      const base = `${api(model)}/traverse.png?${query(kind)}${span}`;
       const img = root.querySelector(`img.traverse[data-model="${model}"]`);
       const link = root.querySelector(`a.traverse-download[data-model="${model}"]`);
       if (img) img.src = base;
@@ -138,12 +149,18 @@
     const first = root.querySelector(`img.decoded-initial[data-model="${model}"]`);
     const drawFirst = () =>
       createImageBitmap(first).then((b) => paint(decodeUrl(), b, performance.now(), false));
-    if (first.complete && first.naturalWidth) drawFirst();
-    else first.addEventListener("load", drawFirst, { once: true });
-    return { update, refreshTraverse, prefetch };
+    const firstPaint =
+      first.complete && first.naturalWidth
+        ? drawFirst()
+        : new Promise((resolve) => first.addEventListener("load", resolve, { once: true })).then(
+            drawFirst,
+          );
+    return { update, refreshTraverse, prefetch, ready: firstPaint };
   }
 
   const panels = Array.from(root.querySelectorAll("canvas.decoded[data-model]")).map(makePanel);
+  // the sweeps start once the first pictures are on screen, so they never delay them
+  Promise.all(panels.map((p) => p.ready)).then(() => sweepAll());
 
   let urlTimer = null;
   function syncUrl() {
@@ -169,13 +186,17 @@
   }
 
   function setAll(values) {
-    values.forEach((v, i) => (z[i] = Math.max(-limit, Math.min(limit, Math.round(v * 100) / 100))));
+    values.forEach((v, i) => {
+      const { lo, hi } = rangeOf(byDim.get(i));
+      z[i] = Math.max(lo, Math.min(hi, Math.round(v * 100) / 100));
+    });
     for (const s of sliders) {
       s.value = z[Number(s.dataset.dim)].toFixed(2);
       setOutput(s);
     }
     changed(performance.now());
     refreshTraverses();
+    sweepAll();
   }
 
   function setLabel(value) {
@@ -187,22 +208,64 @@
     if (hidden) hidden.value = String(value);
   }
 
-  for (const s of sliders) {
+  // Background sweeps: every slider's strip at the current z, one request at a time (per page,
+  // not per panel, so the server's worker is never flooded), the slider under the pointer first.
+  // A change of z or label empties the queue and starts over; holding a slider pauses it.
+  let queue = [];
+  let running = false;
+  let held = false;
+  async function pump() {
+    if (running) return;
+    running = true;
+    while (queue.length && !held) {
+      const d = queue.shift();
+      await Promise.all(panels.map((p) => p.prefetch(d)));
+    }
+    running = false;
+  }
+  function sweepAll(from = 0) {
+    // nearest rows to the slider just let go first: a hand goes on to a neighbour more often
+    // than across the page (that slider's own strip stays valid: it does not depend on z[d])
+    const order = sliders.map((s, row) => [Math.abs(row - from), Number(s.dataset.dim)]);
+    queue = order.sort((a, b) => a[0] - b[0]).map(([, d]) => d);
+    pump();
+  }
+  function sweepFirst(d) {
+    // this slider's strips now, beside whatever is loading: it is the one about to be grabbed
+    queue = queue.filter((q) => q !== d);
+    panels.forEach((p) => p.prefetch(d));
+  }
+
+  sliders.forEach((s, row) => {
+    const d = Number(s.dataset.dim);
     s.addEventListener("input", (ev) => {
-      z[Number(s.dataset.dim)] = Number(s.value);
+      z[d] = Number(s.value);
       setOutput(s);
       changed(ev.timeStamp || performance.now());
     });
-    s.addEventListener("change", refreshTraverses);
-    const grab = () => panels.forEach((p) => p.prefetch(Number(s.dataset.dim), limit, Number(s.step)));
-    s.addEventListener("pointerdown", grab);
-    s.addEventListener("focus", grab);
-  }
+    s.addEventListener("change", () => {
+      held = false;
+      refreshTraverses();
+      sweepAll(row); // every other slider's strips were for the old z
+    });
+    s.addEventListener("pointerenter", () => sweepFirst(d));
+    s.addEventListener("focus", () => sweepFirst(d));
+    s.addEventListener("pointerdown", () => {
+      held = true;
+      sweepFirst(d);
+    });
+  });
+  window.addEventListener("pointerup", () => {
+    if (!held) return;
+    held = false;
+    pump();
+  });
   for (const radio of root.querySelectorAll('input[name="label"]')) {
     radio.addEventListener("change", () => {
       setLabel(Number(radio.value));
       changed(performance.now());
       refreshTraverses();
+      sweepAll();
     });
   }
   for (const select of root.querySelectorAll("select[data-navigate]")) {

@@ -84,27 +84,35 @@ def test_dragging_a_slider_changes_the_image_while_the_button_is_held(page):
     page.mouse.up()
 
 
-def test_a_grabbed_slider_drags_from_its_sweep_without_a_request_per_position(page):
+def test_every_sweep_arrives_before_the_grab_so_a_drag_requests_nothing(page):
     page.goto("/compare?a=dsprites-vae&b=dsprites-beta-vae")
     models = ("dsprites-vae", "dsprites-beta-vae")
     shown = {m: wait_painted(page, m) for m in models}
+    # untouched, the page loads one strip per slider and model in the background
+    page.wait_for_function("window.__latentSweeps.length >= 20")
+    sweeps = page.evaluate("window.__latentSweeps")
+    assert sorted((s["model"], s["dim"]) for s in sweeps) == sorted(
+        (m, d) for m in models for d in range(10)
+    )
+    assert {s["tiles"] for s in sweeps} == {121}
+    requests: list[str] = []
+    page.on("request", lambda r: requests.append(r.url) if "/api/" in r.url else None)
+    page.evaluate("window.__latentPaints.length = 0")
     slider = page.locator(".latent input[type=range]").first
     box = slider.bounding_box()
-    x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    # the thumb where the slider's value puts it: the drag starts with the grab
+    lo, hi = float(slider.get_attribute("min")), float(slider.get_attribute("max"))
+    x = box["x"] + 8 + (box["width"] - 16) * (float(slider.input_value()) - lo) / (hi - lo)
+    y = box["y"] + box["height"] / 2
     page.mouse.move(x, y)
-    page.mouse.down()  # grabbing fetches one strip per model with every position of this slider
-    page.wait_for_function("window.__latentSweeps.length === 2")
-    assert page.evaluate("window.__latentSweeps.map(s => s.tiles)") == [121, 121]
-    decodes: list[str] = []
-    page.on("request", lambda r: decodes.append(r.url) if "/decode.png" in r.url else None)
-    page.evaluate("window.__latentPaints.length = 0")
-    page.mouse.move(x + box["width"] * 0.4, y, steps=10)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] * 0.9, y, steps=10)
     for m in models:
         wait_repainted(page, m, shown[m])
-    page.mouse.up()
     paints = page.evaluate("window.__latentPaints")
+    page.mouse.up()
     assert len(paints) >= 2 and all(p["cached"] for p in paints)
-    assert decodes == []  # every position came out of the sweeps
+    assert not [u for u in requests if "/decode.png" in u or "/sweep.png" in u]
     # and what was painted from the strip is what a single decode gives
     for m in models:
         url = page.eval_on_selector(f'canvas.decoded[data-model="{m}"]', "c => c.dataset.shown")
@@ -116,6 +124,21 @@ def test_a_grabbed_slider_drags_from_its_sweep_without_a_request_per_position(pa
         )
         single = np.asarray(Image.open(io.BytesIO(page.request.get(url).body())).convert("L"))
         assert np.array_equal(np.array(painted[::4], dtype=np.uint8).reshape(64, 64), single)
+
+
+def test_letting_go_of_a_slider_loads_the_other_sliders_strips_at_the_new_z(page):
+    page.goto("/?model=dsprites-beta-vae")
+    wait_painted(page, "dsprites-beta-vae")
+    page.wait_for_function("window.__latentSweeps.length >= 10")
+    first = page.evaluate("window.__latentSweeps[0].z")
+    slider = page.locator(".latent input[type=range]").first
+    slider.focus()
+    page.keyboard.press("ArrowRight")  # a step: z changes, every other strip is stale
+    page.wait_for_function("window.__latentSweeps.length >= 19")
+    again = page.evaluate("window.__latentSweeps.slice(10)")
+    moved = int(slider.get_attribute("data-dim"))
+    assert sorted(s["dim"] for s in again) == sorted(d for d in range(10) if d != moved)
+    assert all(s["z"] != first for s in again)
 
 
 def test_uploading_an_image_moves_the_sliders_to_its_mu(page, server):

@@ -33,6 +33,24 @@ class GroundTruth:
     def n_images(self) -> int:
         return int(np.prod(self.factor_sizes))
 
+    @property
+    def middle_index(self) -> int:
+        """The image with every factor at the middle of its range: a typical picture to open on
+        (dSprites: an ellipse of middle size at the centre). Indices run over the factors in
+        row-major order, the first factor slowest, in both datasets."""
+        return int(np.ravel_multi_index([n // 2 for n in self.factor_sizes], self.factor_sizes))
+
+    def describe(self, classes: np.ndarray) -> str:
+        """One image's factor classes (K,) in words: "ellipse; scale 4 of 6; orientation 21 of
+        40; ..." (the labelled factor by name, the rest by class)."""
+        parts = []
+        for k, (name, c, n) in enumerate(
+            zip(self.factor_names, classes.tolist(), self.factor_sizes, strict=True)
+        ):
+            label = self.label_names[c] if k == self.label_factor else f"{c + 1} of {n}"
+            parts.append(label if k == self.label_factor else f"{name.replace('_', ' ')} {label}")
+        return "; ".join(parts)
+
     def render(self, classes: np.ndarray) -> np.ndarray:
         """(B, K) factor classes → (B, C, H, W) float32 images in [0, 1], as a model sees them."""
         return self.render_classes(classes)

@@ -101,13 +101,14 @@ def evaluate(model: VAE, dataset: Dataset, n: int, device: torch.device) -> dict
     model.eval()
     cfg = model.config
     recon_sum, kl_sum, done = 0.0, torch.zeros(cfg.latent_dim, dtype=torch.float64), 0
-    step = 0
+    step, mus = 0, []
     while done < n:
         b = min(512, n - done)
         d = step_data(dataset, EVAL_SEED, 0, step, b, cfg.latent_dim)
         x, labels = d.x.to(device), d.labels.to(device)
         decoded, mu, logvar, _ = model(x, labels if cfg.kind == "cvae" else None)
         recon_sum += reconstruction_nll(decoded, x, cfg.likelihood, cfg.gaussian_sigma).sum().item()
+        mus.append(mu.float().cpu())
         if logvar is not None:
             kl = kl_per_dim(mu, logvar)
             kl_sum += kl.sum(0).double().cpu()
@@ -116,6 +117,12 @@ def evaluate(model: VAE, dataset: Dataset, n: int, device: torch.device) -> dict
     kl_mean = (kl_sum / done).tolist()
     recon = recon_sum / done
     out: dict[str, Any] = {"eval_images": done, "recon_nll": round(recon, 4)}
+    # where the codes lie over data: an AE has no prior, so its sliders span these instead of ±3
+    lo, hi = torch.quantile(torch.cat(mus), torch.tensor([0.01, 0.99]), dim=0)
+    out["code_percentiles"] = {
+        "percentiles": [1, 99], "lo": [round(v, 3) for v in lo.tolist()],
+        "hi": [round(v, 3) for v in hi.tolist()],
+    }  # fmt: skip
     if cfg.stochastic:
         out["kl_per_dim"] = [round(v, 4) for v in kl_mean]
         out["kl_total"] = round(sum(kl_mean), 4)

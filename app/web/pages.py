@@ -15,41 +15,35 @@ from app import inference
 from app.checkpoints import Checkpoint
 from app.imaging import ImageInputError
 from app.inference import InferenceError
+from app.settings import Settings
 from app.web import api, cards
 from app.web.deps import ModelDep, RegistryDep, SettingsDep, TemplatesDep
 from app.web.errors import NotFoundError, UploadTooLargeError
+from app.web.sliders import (
+    SliderRange,
+    landing_model,
+    landing_start,
+    shared_ranges,
+    slider_ranges,
+    slider_rows,
+)
 
 router = APIRouter(tags=["pages"], include_in_schema=False)
 
-SLIDER_RANGE = 3.0  # sliders span ±3σ of the prior, as the β-VAE paper's traversals do
 
-
-def _slider_rows(ckpts: list[Checkpoint], z: list[float]) -> list[dict[str, Any]]:
-    """One row per latent, in the first model's order (most KL first), with a KL bar per model."""
-    per_model = []
-    for ckpt in ckpts:
-        kl = ckpt.card.get("kl_per_dim") or [None] * ckpt.config.latent_dim
-        top = max((k for k in kl if k is not None), default=0.0) or 1.0
-        per_model.append([
-            {"kl": k, "bar": 0 if k is None else max(2, round(100 * k / top)),
-             "active": k is None or k > 0.1}
-            for k in kl
-        ])  # fmt: skip
-    return [
-        {"dim": d, "value": z[d], "bars": [bars[d] for bars in per_model],
-         "active": any(bars[d]["active"] for bars in per_model)}
-        for d in inference.latent_order(ckpts[0])
-    ]  # fmt: skip
-
-
-def _initial_z(ckpt: Checkpoint, z: str | None, settings: Any) -> tuple[list[float], str | None]:
-    if not z:
-        return [0.0] * ckpt.config.latent_dim, None
+def _initial_z(
+    ckpt: Checkpoint, z: str, settings: Settings, ranges: list[SliderRange]
+) -> tuple[list[float], str | None]:
+    """The URL's z, each value held to its slider's range."""
     try:
-        values = api.parse_latents(z, ckpt, settings).clamp(-SLIDER_RANGE, SLIDER_RANGE)
+        values = api.parse_latents(z, ckpt, settings).tolist()
     except InferenceError as e:
         return [0.0] * ckpt.config.latent_dim, f"{e}; started from z = 0 instead"
-    return values.tolist(), None
+    return [r.clamp(v) for r, v in zip(ranges, values, strict=True)], None
+
+
+def _z_text(values: list[float]) -> str:
+    return ",".join(f"{v:.2f}" for v in values)
 
 
 def _page_label(cvae: Checkpoint | None, label: int | None) -> int | None:
@@ -65,26 +59,66 @@ def explore(
     request: Request, registry: RegistryDep, templates: TemplatesDep, settings: SettingsDep,
     model: str | None = None, z: str | None = None, label: int | None = None,
 ) -> HTMLResponse:  # fmt: skip
-    """Explore one model: a slider per latent, the decoded image, its traversal grid."""
+    """Explore one model: a slider per latent, the decoded image, its traversal grid. Without a
+    z in the URL the page starts from a dataset image, encoded, so the first picture is a
+    sprite and moving a used latent changes it."""
     if not registry:
         return templates.TemplateResponse(request, "empty.html", {}, status_code=503)
-    name = model if model is not None and model in registry else next(iter(registry))
+    name = model if model is not None and model in registry else landing_model(registry, settings)
     ckpt = registry[name]
-    values, warning = _initial_z(ckpt, z, settings)
+    ranges = slider_ranges(ckpt)
+    start = None
+    if z:
+        values, warning = _initial_z(ckpt, z, settings, ranges)
+    else:
+        start = landing_start(ckpt, settings)
+        values, warning = start.z, None
+        if label is None:
+            label = start.label
     if model is not None and model not in registry:
         warning = f"unknown model {model!r}; showing {name}"
     label = _page_label(ckpt if ckpt.config.kind == "cvae" else None, label)
     context = {
         "models": [api.model_summary(c) for c in registry.values()],
         "model": api.model_summary(ckpt),
-        "rows": _slider_rows([ckpt], values),
+        "rows": slider_rows([ckpt], values, ranges),
         "ae_vs_vae": _ae_vs_vae(registry),
-        "z": ",".join(f"{v:.2f}" for v in values),
+        "partner": _partner(registry, ckpt),
+        "start": start,
+        "z": _z_text(values),
         "label": label,
-        "range": SLIDER_RANGE,
+        "span": _traverse_span(ranges),
         "warning": warning,
     }
     return templates.TemplateResponse(request, "explore.html", context)
+
+
+def _traverse_span(ranges: list[SliderRange]) -> float:
+    """The traversal grid sweeps ±span: the prior's ±3, or an AE's widest code within the
+    traversal's limit of ±10."""
+    return min(10.0, max(max(abs(r.lo), abs(r.hi)) for r in ranges))
+
+
+def _partner(registry: Mapping[str, Checkpoint], ckpt: Checkpoint) -> str | None:
+    """The model the landing line suggests comparing this one with: a plain β=1 VAE of the same
+    data and latent size (the entangled counterpart), or for that VAE itself the disentangled
+    model `/` opens on."""
+    cfg = ckpt.config
+
+    def comparable(c: Checkpoint) -> bool:
+        return c.name != ckpt.name and (c.config.dataset, c.config.latent_dim) == (
+            cfg.dataset, cfg.latent_dim,
+        )  # fmt: skip
+
+    plain = [
+        n for n, c in registry.items()
+        if comparable(c) and c.config.kind == "vae" and c.config.beta == 1.0
+        and c.config.objective == "beta"
+    ]  # fmt: skip
+    if plain and not (cfg.kind == "vae" and cfg.beta == 1.0):
+        return plain[0]
+    disentangled = [n for n, c in registry.items() if comparable(c) and c.config.beta > 1.0]
+    return disentangled[0] if disentangled else None
 
 
 def _ae_vs_vae(registry: Mapping[str, Checkpoint]) -> tuple[str, str] | None:
@@ -126,9 +160,14 @@ def compare(
         # a fresh z from the prior, then a redirect so the URL names it (bookmarkable)
         seed = int(np.random.default_rng().integers(2**31))
         zs = inference.sample_prior(ca.config.latent_dim, 1, seed)[0].clamp(-3, 3)
-        params = {"a": name_a, "b": name_b, "z": ",".join(f"{v:.2f}" for v in zs.tolist())}
+        params = {"a": name_a, "b": name_b, "z": _z_text(zs.tolist())}
         return RedirectResponse(f"/compare?{urlencode(params)}", status_code=303)
-    values, z_warning = _initial_z(ca, z, settings)
+    ranges = shared_ranges([ca, cb])
+    if z:
+        values, z_warning = _initial_z(ca, z, settings, ranges)
+    else:  # both models decode the left one's code of the same dataset image
+        start = landing_start(ca, settings)
+        values, z_warning = [r.clamp(v) for r, v in zip(ranges, start.z, strict=True)], None
     labelled = next((c for c in (ca, cb) if c.config.kind == "cvae"), None)
     label = _page_label(labelled, label)
     context = {
@@ -136,10 +175,10 @@ def compare(
         "a": api.model_summary(ca),
         "b": api.model_summary(cb),
         "labelled": api.model_summary(labelled) if labelled else None,
-        "rows": _slider_rows([ca, cb], values),
-        "z": ",".join(f"{v:.2f}" for v in values),
+        "rows": slider_rows([ca, cb], values, ranges),
+        "z": _z_text(values),
         "label": label,
-        "range": SLIDER_RANGE,
+        "span": _traverse_span(ranges),
         "warning": warning or z_warning,
     }
     return templates.TemplateResponse(request, "compare.html", context)

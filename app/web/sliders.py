@@ -1,0 +1,168 @@
+"""What the explore and compare pages put on screen first: which model, which z, and the range
+of each latent's slider.
+
+A VAE's latents live in its N(0, I) prior, so its sliders span ±3 (the β-VAE paper's
+traversals). An AE has no prior: its codes lie wherever training put them (the shipped dSprites
+AE's reach about ±18), so ±3 would leave most of the slider's track changing nothing. Its sliders
+span its own codes over data instead: the 1st to 99th percentile of μ, per latent, over the
+held-out images the card's figures come from (`eval.code_percentiles`, written by training), or
+for a card without them over dataset images drawn with a fixed seed, once per model weights.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from app import inference
+from app.checkpoints import Checkpoint
+from app.data.ground_truth import ground_truth
+from app.settings import Settings
+
+PRIOR_RANGE = 3.0  # a VAE's sliders span ±3σ of the prior, as the β-VAE paper's traversals do
+PRIOR_STEP = 0.05
+CODE_PERCENTILES = (1.0, 99.0)  # an AE's sliders: where 98% of its codes over data lie
+CODE_IMAGES = 512  # dataset images encoded when the card lacks them (under a second, once)
+CODE_SEED = 20261201  # not a training or evaluation stream
+MAX_POSITIONS = 121  # slider positions an AE's step is chosen for (a VAE's ±3 / 0.05 has 121)
+
+
+@dataclass(frozen=True)
+class SliderRange:
+    lo: float
+    hi: float
+    step: float
+
+    @property
+    def positions(self) -> int:
+        return round((self.hi - self.lo) / self.step) + 1
+
+    def clamp(self, v: float) -> float:
+        return min(self.hi, max(self.lo, v))
+
+
+PRIOR = SliderRange(-PRIOR_RANGE, PRIOR_RANGE, PRIOR_STEP)
+
+
+def code_range(lo: float, hi: float) -> SliderRange:
+    """[lo, hi] widened to whole steps of hundredths, with at most MAX_POSITIONS positions: the
+    page writes z with two decimals, and a sweep strip's tiles must land on the slider's own
+    positions for the drag to paint from it."""
+    lo_h, hi_h = math.floor(lo * 100), math.ceil(hi * 100)
+    step_h = max(round(PRIOR_STEP * 100), math.ceil((hi_h - lo_h) / (MAX_POSITIONS - 1)))
+    lo_h = math.floor(lo_h / step_h) * step_h
+    hi_h = math.ceil(hi_h / step_h) * step_h
+    return SliderRange(lo_h / 100, hi_h / 100, step_h / 100)
+
+
+_ranges: dict[tuple[str, str], list[SliderRange]] = {}
+_ranges_lock = threading.Lock()
+
+
+def slider_ranges(ckpt: Checkpoint) -> list[SliderRange]:
+    """One range per latent: the prior's ±3 for a VAE, an AE's own codes over data (falling back
+    to ±3 when its data cannot be drawn)."""
+    if ckpt.config.kind != "ae" or ground_truth(ckpt.config.dataset) is None:
+        return [PRIOR] * ckpt.config.latent_dim
+    recorded = (ckpt.card.get("eval") or {}).get("code_percentiles")
+    d = ckpt.config.latent_dim
+    if isinstance(recorded, dict) and len(recorded["lo"]) == len(recorded["hi"]) == d:
+        return [code_range(a, b) for a, b in zip(recorded["lo"], recorded["hi"], strict=True)]
+    key = (ckpt.name, ckpt.digest)
+    with _ranges_lock:  # concurrent first requests compute it once
+        if key not in _ranges:
+            _ranges[key] = _code_ranges(ckpt)
+        return _ranges[key]
+
+
+def _code_ranges(ckpt: Checkpoint) -> list[SliderRange]:
+    truth = ground_truth(ckpt.config.dataset)
+    assert truth is not None
+    classes = truth.sample_classes(np.random.default_rng(CODE_SEED), CODE_IMAGES)
+    x = torch.from_numpy(truth.render(classes))
+    with torch.inference_mode():
+        mu, _ = ckpt.model.encode(x)  # an AE: no label, no log σ²
+    lo, hi = np.percentile(mu.numpy(), CODE_PERCENTILES, axis=0)  # (D,) each
+    return [code_range(float(a), float(b)) for a, b in zip(lo, hi, strict=True)]
+
+
+def shared_ranges(ckpts: list[Checkpoint]) -> list[SliderRange]:
+    """One set of sliders driving several models: each latent's range covers every model's."""
+    per_model = [slider_ranges(c) for c in ckpts]
+    out = []
+    for ranges in zip(*per_model, strict=True):
+        lo, hi = min(r.lo for r in ranges), max(r.hi for r in ranges)
+        out.append(ranges[0] if len(set(ranges)) == 1 else code_range(lo, hi))
+    return out
+
+
+def slider_rows(
+    ckpts: list[Checkpoint], z: list[float], ranges: list[SliderRange]
+) -> list[dict[str, Any]]:
+    """One row per latent, in the first model's order (most KL first), with its range and a KL
+    bar per model."""
+    per_model = []
+    for ckpt in ckpts:
+        kl = ckpt.card.get("kl_per_dim") or [None] * ckpt.config.latent_dim
+        top = max((k for k in kl if k is not None), default=0.0) or 1.0
+        per_model.append([
+            {"kl": k, "bar": 0 if k is None else max(2, round(100 * k / top)),
+             "active": k is None or k > 0.1}
+            for k in kl
+        ])  # fmt: skip
+    return [
+        {"dim": d, "value": z[d], "range": ranges[d], "bars": [bars[d] for bars in per_model],
+         "active": any(bars[d]["active"] for bars in per_model)}
+        for d in inference.latent_order(ckpts[0])
+    ]  # fmt: skip
+
+
+def landing_model(registry: Mapping[str, Checkpoint], settings: Settings) -> str:
+    """The model `/` opens on: the one the settings name (the disentangled dSprites model by
+    default); if it is not served, the served model with the best MIG on its card; else the
+    first."""
+    if settings.default_model in registry:
+        return settings.default_model
+
+    def mig(name: str) -> float:
+        score = (registry[name].card.get("metrics") or {}).get("mig")
+        value = score.get("mean") if isinstance(score, dict) else score
+        return float(value) if isinstance(value, int | float) else -1.0
+
+    return max(registry, key=mig)  # max keeps the first of equals: alphabetical order
+
+
+@dataclass(frozen=True)
+class Start:
+    """Where a page starts when its URL names no z: a dataset image, encoded."""
+
+    z: list[float]
+    index: int | None  # the dataset image, None when the model has none to draw
+    description: str  # what the image is, in words ("ellipse, scale 3/6, ...")
+    label: int | None
+
+
+def landing_start(ckpt: Checkpoint, settings: Settings) -> Start:
+    """The model's code of a typical dataset image (each factor at the middle of its range,
+    unless the settings name an image): the first picture is the model's reconstruction of a
+    real sprite, and every active latent's slider moves it."""
+    truth = ground_truth(ckpt.config.dataset)
+    if truth is None:
+        return Start([0.0] * ckpt.config.latent_dim, None, "", None)
+    if settings.landing_image is not None and 0 <= settings.landing_image < truth.n_images:
+        index = settings.landing_image
+    else:
+        index = truth.middle_index
+    classes = truth.index_to_classes(index)[0]
+    label = int(classes[truth.label_factor]) if ckpt.config.kind == "cvae" else None
+    x = torch.from_numpy(truth.image(index))[None]
+    mu = inference.encode_images(ckpt, x, label).mu[0]
+    ranges = slider_ranges(ckpt)
+    z = [round(r.clamp(v), 2) for r, v in zip(ranges, mu.tolist(), strict=True)]
+    return Start(z, index, truth.describe(classes), label)
