@@ -10,14 +10,16 @@ PORT ?= 8000
 CHROMIUM := /usr/bin/chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install run test lint bench train-shipped clean
+.PHONY: install run test bench clean
 
 VENDOR := static/vendor/htmx.min.js static/vendor/swagger-ui-bundle.js static/vendor/swagger-ui.css
 
 install: $(VENV)/.installed $(VENDOR)
 
-# torch first, pinned by constraints.txt to the local CPU wheel: an unpinned torch would pull
-# a multi-GB CUDA build. The project and its test extras follow under the same constraints.
+# torch first, at the version constraints.txt pins. The build comes from where pip finds it:
+# this machine's pip finds a local CPU wheel of 2.13.0; elsewhere, install the CPU build first
+# (README, "Where torch comes from"), or PyPI's 2.13.0 is a multi-GB CUDA build. The project and
+# its test extras follow under the same constraints.
 $(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
@@ -65,15 +67,6 @@ bench: install $(CHROMIUM) /usr/bin/wrk
 	$(PY) bench/load.py
 	$(PY) bench/metrics_speed.py
 	$(PY) bench/compress_speed.py checkpoints/dsprites-beta-vae
-
-# How the shipped checkpoints were trained (CPU; resumable: add --resume to continue a run).
-train-shipped: install
-	$(VENV)/bin/latent-explorer train --kind ae --latents 10 --steps 5000 --batch-size 128 --out checkpoints/dsprites-ae
-	$(VENV)/bin/latent-explorer train --kind vae --beta 1 --latents 10 --steps 6000 --batch-size 128 --seed 1 --kl-warmup 2000 --out checkpoints/dsprites-vae
-	$(VENV)/bin/latent-explorer train --out checkpoints/dsprites-vae --resume --steps 30000
-	$(VENV)/bin/latent-explorer train --kind vae --beta 4 --latents 10 --steps 10000 --batch-size 128 --out checkpoints/dsprites-beta-vae
-	$(VENV)/bin/latent-explorer train --out checkpoints/dsprites-beta-vae --resume --steps 30000
-	$(VENV)/bin/latent-explorer train --kind cvae --beta 1 --latents 10 --steps 10000 --batch-size 128 --out checkpoints/dsprites-cvae
 
 clean:
 	rm -rf $(VENV) node_modules static/vendor
