@@ -37,7 +37,13 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
         help="train an AE, VAE, β-VAE, CVAE or VAE-GAN; resumable",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("--out", type=Path, required=True, help="checkpoint folder to write")
+    p.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        help="checkpoint folder to write; a new run refuses one that is not empty, unless "
+        "--overwrite",
+    )
     p.add_argument(
         "--dataset",
         default="dsprites",
@@ -63,10 +69,23 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--resume",
         action="store_true",
-        help="continue the run in --run-dir from its last saved step",
+        help="continue the run in --run-dir from its last saved step; refused where that run "
+        "folder belongs to another checkpoint folder than --out",
     )
     p.add_argument(
-        "--run-dir", type=Path, default=None, help="resumable state (default runs/<name of --out>)"
+        "--overwrite",
+        action="store_true",
+        help="let a new run replace a checkpoint folder (--out) or run folder (--run-dir) that "
+        "is not empty; without it, training refuses to start over either",
+    )
+    p.add_argument(
+        "--run-dir",
+        type=Path,
+        default=argparse.SUPPRESS,  # TrainArgs' None: app.training.args.default_run_dir
+        help="resumable state: optimiser, counters and a record of its --out (default: "
+        "runs/NAME for an --out inside the working directory, so checkpoints/NAME → runs/NAME; "
+        "for an --out outside it, runs/NAME beside it, so /elsewhere/NAME → "
+        "/elsewhere/runs/NAME)",
     )
     p.add_argument("--save-every", type=int, default=1000, help="steps between checkpoints")
     p.add_argument("--log-every", type=int, default=20)

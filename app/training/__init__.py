@@ -4,7 +4,8 @@ serving does not.
     args.py          TrainArgs: what a run is asked to do (the CLI's options)
     loop.py          the VAE family's loop: AE, VAE, β-VAE, β-TCVAE, controlled capacity, CVAE, DAE
     vaegan.py        the VAE-GAN's loop (Larsen et al. 2016) on the same data stream
-    common.py        what both loops share: stop flag, device, --init-from, the run's record
+    common.py        what both loops share: stop flag, device, which folders a run may write,
+                     --init-from, the run's record
     stream.py        the data stream: each step's batch and noise from (seed, rank, step)
     vaegan_state.py  the VAE-GAN's run folder (discriminator, two optimisers)
 

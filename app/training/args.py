@@ -22,7 +22,9 @@ class TrainArgs:
     seed: int = 0
     device: str = "cpu"
     resume: bool = False
-    run_dir: Path | None = None  # default: runs/<name of --out>
+    run_dir: Path | None = None  # default: default_run_dir(out)
+    # a new run may replace an existing checkpoint folder and run folder (common.claim_folders)
+    overwrite: bool = False
     save_every: int = 1000
     log_every: int = 20
     capacity_max: float = 25.0
@@ -52,4 +54,17 @@ class TrainArgs:
 
     @property
     def run_path(self) -> Path:
-        return self.run_dir if self.run_dir is not None else Path("runs") / Path(self.out).name
+        return self.run_dir if self.run_dir is not None else default_run_dir(Path(self.out))
+
+
+def default_run_dir(out: Path) -> Path:
+    """Where a run keeps its resumable state unless told (--run-dir): runs/NAME for an --out
+    inside the working directory (checkpoints/NAME → runs/NAME, as this repository keeps them);
+    for an --out outside it, runs/NAME in the folder that holds it (/elsewhere/NAME →
+    /elsewhere/runs/NAME), so a checkpoint written elsewhere never takes over this folder's
+    runs/NAME. Two --out inside the working directory with one name would share runs/NAME:
+    the run folder records whose it is, and training refuses the other (common.claim_folders)."""
+    out = Path(out)
+    if out.resolve().is_relative_to(Path.cwd().resolve()):
+        return Path("runs") / out.name
+    return out.parent / "runs" / out.name

@@ -1,7 +1,7 @@
 """What the two training loops (app/training/loop.py, app/training/vaegan.py) share: the stop flag,
-the device, starting from another checkpoint's weights, and the parts of the run state and the
-model card that do not depend on the objective, so a plain run and a VAE-GAN run record themselves
-alike.
+the device, which folders a run may write (claim_folders), starting from another checkpoint's
+weights, and the parts of the run state and the model card that do not depend on the objective, so
+a plain run and a VAE-GAN run record themselves alike.
 
 A run may be resumed on another machine (a few thousand steps on the CPU, the rest on a GPU), so
 its RunRecord, and the card, keep one entry per segment (the steps, device, wall time and command
@@ -10,6 +10,7 @@ of each start or resumption), not only the device of the last one.
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import threading
@@ -19,11 +20,22 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from app.checkpoints import CheckpointError, load_checkpoint
+from app.checkpoints import (
+    CARD,
+    TRAINER,
+    WEIGHTS,
+    CheckpointError,
+    load_checkpoint,
+    read_json,
+    read_tensors,
+    recover,
+)
 from app.models import VAE
 
 if TYPE_CHECKING:
     from app.training.args import TrainArgs
+
+log = logging.getLogger(__name__)
 
 
 class TrainingError(Exception):
@@ -81,6 +93,185 @@ def device_name(device: torch.device) -> str:
 
 def _count(n: int, noun: str) -> str:
     return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+# --- which folders a run may write -----------------------------------------------------------
+
+
+def claim_folders(args: TrainArgs) -> None:
+    """Refuse, before any training work and with nothing written, a run that would replace what
+    it did not make. A new run needs its checkpoint folder (--out) and run folder (--run-dir)
+    missing or empty, or --overwrite; a --resume needs a run folder that belongs to --out
+    (Ownership). --init-from is only read, never claimed."""
+    out, run = Path(args.out), args.run_path
+    if out.resolve() == run.resolve():
+        raise TrainingError(
+            f"--run-dir {run} is the checkpoint folder --out: give the run state its own folder"
+        )
+    for folder in (out, run):
+        recover(folder)  # a save a crash interrupted leaves the previous folder as a backup
+    if args.resume:
+        if args.overwrite:
+            raise TrainingError(
+                "--overwrite starts a new run in place of an old one; it does not go with --resume"
+            )
+        trainer = _trainer(run)
+        if trainer is None:
+            _refuse_a_run_left_at_the_old_default(args)
+            return  # the loop's loading says what is missing
+        ownership = Ownership.of(trainer, run, out)
+        if ownership.problem:
+            raise TrainingError(f"cannot resume: {ownership.problem}")
+        return
+
+    taken = [p for p in (out, run) if _occupied(p)]
+    if not taken:
+        return
+    if args.overwrite:
+        if distributed()[0] == 0:
+            for p in taken:
+                log.warning("--overwrite: this run replaces %s", p)
+        return
+    problems, advice = [], []
+    if out in taken:
+        holds = "a checkpoint" if (out / WEIGHTS).exists() else "files"
+        problems.append(f"{out} already holds {holds}")
+    if run in taken:
+        trainer = _trainer(run)
+        if trainer is None:
+            problems.append(f"{run} already holds files")
+        else:
+            ownership = Ownership.of(trainer, run, out)
+            held = f"{run} already holds the run of {ownership.owner}{ownership.at}"
+            if ownership.problem:
+                held += f", not of {out}"
+            else:
+                advice.append("continue it with --resume")
+            problems.append(held)
+    if out in taken:
+        advice.append("choose another --out")
+    if run in taken and not advice:
+        advice.append("give this run another --run-dir")
+    replace = "both" if len(taken) == 2 else "it"
+    raise TrainingError(
+        "; ".join(problems)
+        + ": "
+        + ", ".join(advice)
+        + f", or pass --overwrite to replace {replace}"
+    )
+
+
+def checkpoint_record(args: TrainArgs) -> dict[str, str]:
+    """What trainer.json records of the checkpoint folder its run writes (--out): the absolute
+    path, and the path from the run folder, which still holds when both move together (a clone
+    of the repository in another place)."""
+    out, run = Path(args.out).resolve(), args.run_path.resolve()
+    return {"path": str(out), "from_run_dir": os.path.relpath(out, run)}
+
+
+@dataclass
+class Ownership:
+    """Whose run a run folder holds, and whether it may go on writing checkpoint folder `out`."""
+
+    owner: str  # the checkpoint folder it belongs to, as a person would write it
+    at: str  # " (step N)"
+    problem: str | None  # why it may not write `out`; None where it may
+
+    @classmethod
+    def of(cls, trainer: dict[str, Any], run: Path, out: Path) -> Ownership:
+        """A run folder belongs to the checkpoint folder its trainer.json records
+        (checkpoint_record); one saved before that record, to the --out it started with
+        (args.out, relative to the working directory of the time: for runs/NAME, the folder
+        holding runs/). A checkpoint folder that holds exactly the run's weights (both are saved
+        together) is its own wherever it now lies (renamed with its run); one that holds other
+        weights is not, unless its card names this run folder (a crash between the two saves)."""
+        here, target = run.resolve(), out.resolve()
+        at = f" (step {int(trainer.get('step', 0)):,})"
+        record = trainer.get("checkpoint")
+        if isinstance(record, dict) and "path" in record:
+            moved_with_it = (here / str(record.get("from_run_dir") or record["path"])).resolve()
+            places, owner = [moved_with_it, Path(record["path"])], _shown(moved_with_it)
+        else:
+            owner = str(trainer.get("args", {}).get("out", "an unrecorded checkpoint folder"))
+            places = _anchored(Path(owner), here.parent.parent)
+        if _same_weights(run, out):
+            return cls(str(out), at, None)
+        if not any(p.resolve() == target for p in places):
+            why = (
+                f"{run} holds the run of {owner}{at}, not of {out}: resume it with --out "
+                f"{owner}, or give {out} its own --run-dir"
+            )
+            return cls(owner, at, why)
+        if (out / WEIGHTS).exists() and not _card_names(out, here):
+            why = (
+                f"{out} holds weights that the run in {run}{at} did not save: give this run "
+                "another --out"
+            )
+            return cls(owner, at, why)
+        return cls(owner, at, None)
+
+
+def _anchored(path: Path, root: Path) -> list[Path]:
+    """Where a path a run wrote relative to the working directory of its time may lie: there,
+    or in `root`."""
+    return [path] if path.is_absolute() else [Path.cwd() / path, root / path]
+
+
+def _card_names(out: Path, run: Path) -> bool:
+    """Whether checkpoint folder `out`'s card says the run in folder `run` made it."""
+    try:
+        card = read_json(out / CARD)
+    except CheckpointError:
+        return False
+    named = card.get("run_dir") if isinstance(card, dict) else None
+    anchor = out.resolve().parent.parent
+    return isinstance(named, str) and any(
+        p.resolve() == run for p in _anchored(Path(named), anchor)
+    )
+
+
+def _refuse_a_run_left_at_the_old_default(args: TrainArgs) -> None:
+    """Runs for an --out outside the working directory were kept in its runs/NAME before they
+    moved beside their checkpoint (args.default_run_dir): name the old place where it holds
+    this --out's run."""
+    old = Path("runs") / Path(args.out).name
+    if args.run_dir is not None or old.resolve() == args.run_path.resolve():
+        return
+    trainer = _trainer(old)
+    if trainer is not None and Ownership.of(trainer, old, Path(args.out)).problem is None:
+        raise TrainingError(
+            f"cannot resume: {args.run_path} holds no run; {args.out}'s run is in {old}: "
+            f"resume it with --run-dir {old}"
+        )
+
+
+def _occupied(path: Path) -> bool:
+    return path.exists() and (not path.is_dir() or any(path.iterdir()))
+
+
+def _trainer(run: Path) -> dict[str, Any] | None:
+    """The run folder's trainer.json, or None where there is none to read."""
+    try:
+        trainer = read_json(run / TRAINER)
+    except (CheckpointError, OSError):
+        return None
+    return trainer if isinstance(trainer, dict) and "step" in trainer else None
+
+
+def _same_weights(run: Path, out: Path) -> bool:
+    try:
+        a, b = read_tensors(run / WEIGHTS), read_tensors(out / WEIGHTS)
+    except (CheckpointError, OSError):
+        return False
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def _shown(path: Path) -> str:
+    """`path` relative to the working directory where it lies inside it, else absolute."""
+    try:
+        return str(path.relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
 
 
 # --- starting from another checkpoint's weights ---------------------------------------------
@@ -218,6 +409,7 @@ def trainer_state(args: TrainArgs, record: RunRecord, *, step: int, wall: float)
         "step": step,
         "wall_time_s": round(wall, 1),
         "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(args).items()},
+        "checkpoint": checkpoint_record(args),  # the folder this run writes: see claim_folders
         "history": record.history,
         "commands": record.commands,
         "initialised_from": record.initialised_from,

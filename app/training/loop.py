@@ -45,6 +45,7 @@ from app.training.common import (
     StopFlag,
     TrainingError,
     choose_device,
+    claim_folders,
     distributed,
     initialise,
     run_card,
@@ -137,6 +138,7 @@ def evaluate(model: VAE, dataset: Dataset, n: int, device: torch.device) -> dict
 def train(args: TrainArgs) -> int:
     """Train (or resume) an AE, VAE, β-VAE, β-TCVAE, CVAE or DAE; returns the process exit code
     (0 done, 130/143 on a signal)."""
+    claim_folders(args)  # before anything starts: never replace what this run did not make
     rank, world, local_rank = distributed()
     if world > 1:
         dist.init_process_group("nccl" if args.device == "cuda" else "gloo")

@@ -48,6 +48,7 @@ from app.training.common import (
     StopFlag,
     TrainingError,
     choose_device,
+    claim_folders,
     distributed,
     initialise,
     run_card,
@@ -164,6 +165,7 @@ def train(
     with its channels set to the dataset's. On --resume the settings and the discriminator are
     the run's own, whatever these say."""
     check_args(args)
+    claim_folders(args)  # before anything starts: never replace what this run did not make
     device = choose_device(args)
 
     run_path = args.run_path
