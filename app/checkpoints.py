@@ -214,15 +214,21 @@ def _unwrap(model: torch.nn.Module) -> VAE:
 # card fields other tools add to a checkpoint folder (`latent-explorer evaluate`): a new save of
 # the folder keeps them. They record the weights digest they were computed on, so the UI shows
 # them as stale, instead of dropping them, until they are computed again.
-KEPT_CARD_FIELDS = ("metrics",)
+# The record of a rename and of repairs made to the card by hand is history a later segment
+# of training does not change, so it is kept too.
+KEPT_CARD_FIELDS = ("metrics", "renamed_from", "repaired")
 
 
-def save_checkpoint(path: Path, model: torch.nn.Module, card: dict[str, Any]) -> None:
+def save_checkpoint(
+    path: Path, model: torch.nn.Module, card: dict[str, Any], replaces: bool = False
+) -> None:
     """Write model.safetensors + config.json + card.json + README.md atomically. Fields in
-    KEPT_CARD_FIELDS that the folder's previous card has and `card` lacks are carried over."""
+    KEPT_CARD_FIELDS that the folder's previous card has and `card` lacks are carried over,
+    unless this save `replaces` another model's folder (training's --overwrite): that model's
+    scores and history are not this one's."""
     module = _unwrap(model)
     try:
-        previous = read_json(Path(path) / CARD)
+        previous = {} if replaces else read_json(Path(path) / CARD)
     except CheckpointError:
         previous = {}
     if isinstance(previous, dict):

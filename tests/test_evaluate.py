@@ -114,6 +114,23 @@ def test_a_later_training_save_keeps_the_metrics_as_stale(trained, tmp_path):
     assert ckpt.card["metrics"] == metrics and metrics["digest"] != ckpt.digest
 
 
+def test_a_resumed_save_keeps_the_record_of_a_rename_and_of_repairs(trained, tmp_path):
+    folder = copy_of(trained["tiny-vae"], tmp_path)
+    run = tmp_path / "run"
+    shutil.copytree(trained["tiny-vae"].parent.parent / "runs-tiny-vae", run)
+    card = json.loads((folder / CARD).read_text())
+    history = {
+        "renamed_from": {"name": "old-name", "why": "the name went to another model"},
+        "repaired": [{"date": "2026-12-01", "what": "segments rebuilt", "from": "git log"}],
+    }
+    (folder / CARD).write_text(json.dumps({**card, **history}))
+    args = TrainArgs(out=folder, run_dir=run, steps=155, resume=True, eval_images=256, command="t")
+    assert train(args) == 0
+    again = load_checkpoint(folder).card
+    assert again["steps"] == 155
+    assert {k: again[k] for k in history} == history
+
+
 def test_only_updates_the_scores_it_names(trained, tmp_path, capsys):
     folder = copy_of(trained["tiny-vae"], tmp_path)
     common = ["evaluate", str(folder), "--seeds", "1", "--points", "300", "--no-progress"]

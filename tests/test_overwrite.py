@@ -118,6 +118,20 @@ def test_overwrite_replaces_both_folders_with_the_new_run(made, tmp_path):
     )
 
 
+def test_overwrite_keeps_nothing_of_the_old_models_card(made, tmp_path):
+    out, run = copy_of(made, tmp_path)
+    card = json.loads((out / "card.json").read_text())
+    old = {
+        "metrics": {"digest": "old", "scores": {"mig": {"mean": 0.5}}},
+        "renamed_from": {"name": "older", "why": "test"},
+        "repaired": [{"date": "2026-12-01", "what": "x", "from": "y"}],
+    }
+    (out / "card.json").write_text(json.dumps({**card, **old}))
+    assert train(tiny_args(out, run_dir=run, seed=1, overwrite=True, save_every=2, **TINY)) == 0
+    # neither the first save (which replaces the folder) nor later ones bring them back
+    assert not set(old) & set(json.loads((out / "card.json").read_text()))
+
+
 def test_overwrite_does_not_go_with_resume(made, tmp_path):
     out, run = copy_of(made, tmp_path)
     with pytest.raises(TrainingError, match="--overwrite starts a new run .* not go with --resume"):
@@ -211,7 +225,7 @@ SHIPPED_RUNS = {  # run folder → its checkpoint folder, as the repository ship
     "runs/dsprites-cvae": "checkpoints/dsprites-cvae",
     "runs/dsprites-dae": "checkpoints/dsprites-dae",
     "runs/shapes-beta-vae": "checkpoints/shapes-beta-vae",
-    # renamed from shapes-beta-vae with its run: its trainer.json still says that name
+    # renamed from shapes-beta-vae with its run, whose records now name the folder it lives in
     "runs/shapes-beta4-vae": "checkpoints/shapes-beta4-vae",
     "runs/shapes-vaegan": "checkpoints/shapes-vaegan",
     "runs/dsprites-tcvae-b6": "experiments/dsprites-tcvae-b6",

@@ -32,9 +32,12 @@ def test_the_colour_models_are_small_gaussian_and_say_how_they_were_trained(name
     assert ckpt.config.dataset == "shapes3d" and ckpt.config.likelihood == "gaussian"
     card = ckpt.card
     assert all(c.startswith("latent-explorer train") for c in card["commands"])
-    # the folder it was trained into: its own, or the one it was shipped as before a rename
-    trained_as = card.get("renamed_from", {}).get("name", name)
-    assert any(f"--out checkpoints/{trained_as}" in c for c in card["commands"])
+    # its last command resumes its own folder; after a rename, none of them may train into the
+    # folder its old name now belongs to
+    assert f"--out checkpoints/{name} " in card["commands"][-1] + " "
+    if "renamed_from" in card:
+        old = card["renamed_from"]["name"]
+        assert not any(f"checkpoints/{old} " in c + " " for c in card["commands"])
     assert 1000 < card["steps"] <= card["target_steps"]
     # `latent-explorer evaluate` ran on these weights, on the model's own factors
     assert card["metrics"]["digest"] == ckpt.digest

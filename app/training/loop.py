@@ -206,8 +206,10 @@ def train(args: TrainArgs) -> int:
     kl_ema: torch.Tensor | None = None
     t0 = time.monotonic()
     step = start_step
+    replacing = args.overwrite  # the first save replaces another model's folder: keep nothing
 
     def card_and_save(final: bool) -> None:
+        nonlocal replacing
         wall = record.elapsed_before + time.monotonic() - t0
         if main_process:
             save_run(run_path, model, optimizer, trainer_state(args, record, step=step, wall=wall))
@@ -229,7 +231,8 @@ def train(args: TrainArgs) -> int:
                 card["denoising"] = {"noises": list(NOISES), "max_level": MAX_LEVEL}
             if digests:
                 card["rank_weight_digests"] = digests
-            save_checkpoint(Path(args.out), model, card)
+            save_checkpoint(Path(args.out), model, card, replaces=replacing)
+            replacing = False  # from now on the folder's card is this run's own
 
     digests: list[str] = []
     stop = StopFlag()

@@ -209,8 +209,10 @@ def train(
                smoothing=0.1)  # fmt: skip
     t0 = time.monotonic()
     step = start_step
+    replacing = args.overwrite  # the first save replaces another model's folder: keep nothing
 
     def card_and_save(final: bool) -> None:
+        nonlocal replacing
         wall = record.elapsed_before + time.monotonic() - t0
         state = trainer_state(args, record, step=step, wall=wall)
         state["paused_steps"] = dict(paused)
@@ -239,7 +241,8 @@ def train(
             "prior_draws_per_step": args.batch_size,
             "paused_steps": dict(paused),
         }
-        save_checkpoint(Path(args.out), vae, card)
+        save_checkpoint(Path(args.out), vae, card, replaces=replacing)
+        replacing = False  # from now on the folder's card is this run's own
 
     def set_grads(loss: torch.Tensor, params: list[torch.nn.Parameter], keep: bool) -> None:
         for p, g in zip(params, torch.autograd.grad(loss, params, retain_graph=keep), strict=True):
