@@ -42,9 +42,19 @@ class TcpConfig(uvicorn.Config):
         return sock
 
 
+# uvicorn's supervisor kills a worker that has not answered its health check within this many
+# seconds (uvicorn's default: 5), counting from the worker's start. A spawned worker answers only
+# once it has re-imported the entry point, torch included: 4–8 s when two workers start at once
+# on a busy 2-core machine. With the default, workers were killed and restarted before they
+# could answer (up to three times and 30 s before `serve --workers 2` came up here; a worker
+# that needs 8 s never comes up).
+WORKER_HEALTHCHECK_S = 60
+
+
 def run_uvicorn(app: str, host: str, port: int, workers: int, **config: Any) -> int:
     """uvicorn on the import string `app`, one process or `workers` of them, with TcpConfig's
     listening socket either way (bench/ runs its bare comparison app through this too)."""
+    config.setdefault("timeout_worker_healthcheck", WORKER_HEALTHCHECK_S)
     cfg = TcpConfig(app, host=host, port=port, workers=workers, **config)
     if workers > 1:
         Multiprocess(cfg, sockets=[cfg.bind_socket()]).run()
