@@ -108,6 +108,7 @@ def served(trained, tmp_path_factory) -> Iterator[Served]:
         [*command, "serve", "--workers", "2", "--host", "127.0.0.1", "--port", str(port),
          "--checkpoints", str(folder)],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        start_new_session=True,  # its own process group: nothing outlives the test
     )  # fmt: skip
     server = Served(proc, port, folder)
     threading.Thread(target=server.read, daemon=True).start()
@@ -115,9 +116,11 @@ def served(trained, tmp_path_factory) -> Iterator[Served]:
         server.wait_for(r"Application startup complete", 2, timeout=90)
         yield server
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=30)
+        try:  # the supervisor, and any worker a failed test left behind
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait(timeout=30)
 
 
 def get(port: int, path: str) -> tuple[http.client.HTTPConnection, bytes]:
@@ -187,7 +190,7 @@ def test_both_workers_answer_with_the_bytes_of_the_in_process_app(served):
 
 def test_ctrl_c_stops_the_supervisor_and_both_workers_cleanly(served):
     workers = served.workers
-    served.proc.send_signal(signal.SIGINT)
+    served.proc.send_signal(signal.SIGINT)  # to the supervisor alone: it must stop the workers
     assert served.proc.wait(timeout=60) == 0
     served.wait_for(r"Stopping parent process", 1, timeout=10)
     for pid in workers:
