@@ -21,6 +21,7 @@ from app.web import (
     errors,
     figure2,
     interpolate,
+    openapi,
     pages,
     security,
     sharpness,
@@ -74,4 +75,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(sharpness.router)
     app.include_router(sharpness.pages)
     app.include_router(security.router)
+    openapi.install(app)  # /openapi.json from the routes and what is served, on first request
     return app

@@ -221,12 +221,12 @@ def test_shape_view_plots_each_pair_with_one_dot_per_image_in_the_shape_colours(
     )
 
 
-def test_unknown_model_is_a_404_and_a_model_without_dsprites_factors_a_422(client):
+def test_unknown_model_and_a_model_without_dsprites_factors_are_404s(client):
     for path in ("figure2.svg", "mi.svg", "shape.svg"):
         r = client.get(f"/api/models/nope/{path}")
         assert r.status_code == 404 and "unknown model 'nope'" in r.json()["detail"]
         r = client.get(f"/api/models/tiny-colour/{path}")
-        assert r.status_code == 422
+        assert r.status_code == 404  # a valid request: this model has no Figure 2
         assert "trained on folder:pics, not dSprites" in r.json()["detail"]
     r = client.get("/ui/tiny-colour/figure2")
     assert r.status_code == 422 and 'class="error"' in r.text and "not dSprites" in r.text
@@ -235,7 +235,7 @@ def test_unknown_model_is_a_404_and_a_model_without_dsprites_factors_a_422(clien
 def test_a_model_without_ground_truth_has_no_dataset_images_anywhere(client):
     """An image-folder model: the API says why there is no image N; the pages offer none."""
     r = client.get("/api/models/tiny-colour/encode", params={"index": 3})
-    assert r.status_code == 422
+    assert r.status_code == 404  # the other served models have image 3: this one has none
     assert "trained on folder:pics, whose images cannot be drawn by index" in r.json()["detail"]
     r = client.get("/ui/tiny-colour/encode")
     assert r.status_code == 422 and "no dataset images to start from" in r.text

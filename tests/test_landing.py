@@ -148,11 +148,8 @@ def test_a_sweep_over_lo_and_hi_is_the_single_decodes_of_those_positions(client)
 @pytest.mark.parametrize(
     ("params", "message"),
     [
-        ({"lo": -1}, "lo and hi go together"),
-        ({"lo": 1, "hi": -1}, "hi must be above lo, got lo 1 and hi -1"),
-        ({"lo": -1, "hi": 1.07, "step": 0.1}, "step 0.1 does not divide the range −1…1.07"),
         ({"lo": -1.005, "hi": 1}, "lo must be a multiple of 0.01"),
-        ({"lo": -50, "hi": 1}, "lo and hi values must lie within ±10"),
+        ({"lo": -500, "hi": 1}, "lo and hi values must lie within ±10"),
     ],
 )
 def test_a_bad_sweep_range_is_a_422_that_names_it(client, params, message):

@@ -8,26 +8,67 @@ from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 import torch
-from fastapi import APIRouter, File, Form, Query, Request, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Path, Query, Request, UploadFile
 from fastapi.responses import Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, BeforeValidator, Field, StrictFloat, StrictInt
 
 from app import imaging, inference
 from app.checkpoints import Checkpoint
-from app.data.ground_truth import DSPRITES, GroundTruth, ground_truth
+from app.data.ground_truth import DSPRITES, ground_truth
 from app.inference import InferenceError
-from app.settings import Settings
-from app.web.deps import ModelDep, RegistryDep, SettingsDep
-from app.web.errors import NotFoundError, UploadTooLargeError
+from app.web.deps import ModelDep, RegistryDep, Served, ServedDep, SettingsDep, get_served
+from app.web.errors import (
+    NOT_FOUND,
+    NOT_MODIFIED,
+    NotFoundError,
+    NotInModelError,
+    UploadTooLargeError,
+)
+from app.web.inputs import (  # the pages reach these as api.*
+    check_label,
+    check_latent_range,
+    check_latents,
+    dataset_of,
+    dataset_tensor,
+    hundredths,
+    parse_latents,
+)
 
 router = APIRouter(prefix="/api", tags=["api"])
 
 PNG = {"content": {"image/png": {}}, "description": "a PNG image"}
+# the `x-...` keys are markers that app/web/openapi.py turns into the served models' bounds
 LatentText = Annotated[
-    str, Query(description="comma-separated latent values, one per latent dimension")
+    str,
+    Query(
+        description="comma-separated latent values, one per latent dimension",
+        json_schema_extra={"x-latent-vector": True},
+    ),
 ]
-Label = Annotated[int | None, Query(description="class index, for a conditional VAE")]
-Scale = Annotated[int, Query(ge=1, description="nearest-neighbour enlargement")]
+Label = Annotated[
+    int | None,
+    Query(
+        description="class index, for a conditional VAE (404 from a model without that class)",
+        json_schema_extra={"x-class-index": True},
+    ),
+]
+Scale = Annotated[
+    int,
+    Query(
+        ge=1,
+        description="nearest-neighbour enlargement",
+        json_schema_extra={"x-maximum": "max_image_scale"},
+    ),
+]
+DatasetIndex = Annotated[
+    int,
+    Query(
+        ge=0,
+        description="an image of the model's dataset (dSprites: < 737,280); 404 past its end",
+        json_schema_extra={"x-dataset-index": True},
+    ),
+]
+MaybeServed = Annotated[Served | None, Depends(get_served)]
 
 
 def model_summary(ckpt: Checkpoint) -> dict[str, Any]:
@@ -49,36 +90,6 @@ def model_summary(ckpt: Checkpoint) -> dict[str, Any]:
         "latent_order": inference.latent_order(ckpt),
         "card": ckpt.card,
     }
-
-
-def parse_latents(text: str, ckpt: Checkpoint, settings: Settings, name: str = "z") -> torch.Tensor:
-    """'0.1,-2,3' → (D,) tensor, or an InferenceError naming what is wrong."""
-    parts = [p.strip() for p in text.split(",")] if text.strip() else []
-    values = []
-    for i, p in enumerate(parts):
-        try:
-            values.append(float(p))
-        except ValueError:
-            raise InferenceError(f"{name}[{i}] is {p!r}, not a number") from None
-    d = ckpt.config.latent_dim
-    if len(values) != d:
-        raise InferenceError(
-            f"{name} must have {d} values for model {ckpt.name}, got {len(values)}"
-        )
-    z = torch.tensor(values, dtype=torch.float32)
-    check_range(z[None], settings, ckpt, name)
-    return z
-
-
-def check_range(z: torch.Tensor, settings: Settings, ckpt: Checkpoint, name: str = "z") -> None:
-    """Refuse non-finite values, and values far outside where the model's codes live: the
-    N(0, I) prior for a VAE (MAX_ABS_LATENT), anywhere short of absurd for an AE (MAX_ABS_CODE)."""
-    if not torch.isfinite(z).all():
-        raise InferenceError(f"{name} must be finite numbers (no NaN or infinity)")
-    limit = settings.max_abs_code if ckpt.config.kind == "ae" else settings.max_abs_latent
-    worst = z.abs().max().item() if z.numel() else 0.0
-    if worst > limit:
-        raise InferenceError(f"{name} values must lie within ±{limit:g}, got {worst:g}")
 
 
 def _limit(value: int, limit: int, what: str) -> int:
@@ -127,16 +138,18 @@ def get_model(model: ModelDep) -> dict[str, Any]:
     return model_summary(model)
 
 
-@router.get("/models/{name}/decode.png", response_class=Response, responses={200: PNG})
+@router.get(
+    "/models/{name}/decode.png", response_class=Response, responses={200: PNG, **NOT_MODIFIED}
+)
 async def decode_png(
-    request: Request, model: ModelDep, settings: SettingsDep, z: LatentText,
+    request: Request, model: ModelDep, settings: SettingsDep, served: ServedDep, z: LatentText,
     label: Label = None, scale: Scale = 1,
 ) -> Response:  # fmt: skip
     """Decode one latent vector to an image. The same z always gives the same bytes.
     Concurrent requests are decoded together in one forward pass."""
-    zt = parse_latents(z, model, settings)
+    zt = parse_latents(z, model, settings, served=served)
     _limit(scale, settings.max_image_scale, "scale")
-    inference.check_label(model, label)
+    check_label(model, label, served)
     etag = etag_for(model, ("decode", zt, label, scale))
     headers = {"ETag": etag, "Cache-Control": "public, max-age=86400"}
     if request.headers.get("if-none-match") == etag:
@@ -145,23 +158,42 @@ async def decode_png(
     return Response(png, media_type="image/png", headers=headers)
 
 
+def _integral(value: Any) -> Any:
+    """2.0 → 2: JSON Schema counts a number with no fraction as an integer, so does this body."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
 class BatchDecode(BaseModel):
-    z: list[list[float]] = Field(description="latent vectors, each of the model's latent size")
-    label: int | None = None
+    # strict: a JSON string or boolean is not a number here, as the schema says
+    z: list[list[StrictFloat]] = Field(
+        description="latent vectors, each of the model's latent size",
+        json_schema_extra={"x-latent-batch": True},
+    )
+    label: Annotated[StrictInt | None, BeforeValidator(_integral)] = Field(
+        default=None,
+        description="class index, for a conditional VAE",
+        json_schema_extra={"x-class-index": True},
+    )
 
 
 @router.post("/models/{name}/decode")
-def decode_batch(model: ModelDep, settings: SettingsDep, body: BatchDecode) -> dict[str, Any]:
+def decode_batch(
+    model: ModelDep, settings: SettingsDep, served: ServedDep, body: BatchDecode
+) -> dict[str, Any]:
     """Decode many latent vectors in one forward pass → PNGs as data URLs, in order."""
     if not body.z:
         raise InferenceError("z must hold at least one latent vector")
     _limit(len(body.z), settings.max_batch, "number of latent vectors")
-    d = model.config.latent_dim
-    bad = [i for i, v in enumerate(body.z) if len(v) != d]
-    if bad:
-        raise InferenceError(f"z[{bad[0]}] has {len(body.z[bad[0]])} values, model needs {d}")
+    lacking: NotInModelError | None = None  # what is wrong for every model is said first
+    for i, vector in enumerate(body.z):
+        try:
+            check_latents(torch.tensor([vector]), model, settings, f"z[{i}]", served)
+        except NotInModelError as e:
+            lacking = lacking or e
+    if lacking is not None:
+        raise lacking
+    check_label(model, body.label, served)
     zt = torch.tensor(body.z, dtype=torch.float32)
-    check_range(zt, settings, model)
     images = inference.decode_latents(model, zt, body.label)
     return {"images": [data_url(imaging.png_bytes(im)) for im in images]}
 
@@ -183,15 +215,33 @@ def _encoding_json(model: Checkpoint, x: torch.Tensor, label: int | None) -> dic
     }
 
 
+ImageFile = Annotated[
+    UploadFile,
+    File(
+        description="a PNG or JPEG image (GIF, WebP and BMP too)",
+        json_schema_extra={"x-image": True},
+    ),
+]
+LabelField = Annotated[
+    int | None,
+    Form(
+        description="class index, for a conditional VAE",
+        json_schema_extra={"x-class-index": True},
+    ),
+]
+
+
 @router.post("/models/{name}/encode")
 async def encode_upload(
     model: ModelDep,
     settings: SettingsDep,
-    file: Annotated[UploadFile, File(description="a PNG or JPEG image")],
-    label: Annotated[int | None, Form()] = None,
+    file: ImageFile,
+    label: LabelField = None,
+    served: MaybeServed = None,
 ) -> dict[str, Any]:
     """Encode an uploaded image: μ and σ per latent (σ zeros for the AE), the exact input the
     model saw, its reconstruction, and the ELBO split into reconstruction and KL per latent."""
+    check_label(model, label, served)
     data = await file.read(settings.max_upload_bytes + 1)
     if len(data) > settings.max_upload_bytes:
         raise UploadTooLargeError(
@@ -202,36 +252,15 @@ async def encode_upload(
     return {**_encoding_json(model, x, label), "notes": notes}
 
 
-def dataset_of(model: Checkpoint) -> GroundTruth:
-    """The model's training data as a drawable dataset, or an InferenceError (422) saying it has
-    none (a model trained on an image folder)."""
-    truth = ground_truth(model.config.dataset)
-    if truth is None:
-        raise InferenceError(
-            f"model {model.name} was trained on {model.config.dataset}, whose images cannot be "
-            "drawn by index: it has no dataset images to start from"
-        )
-    return truth
-
-
-def dataset_tensor(truth: GroundTruth, index: int, what: str = "index") -> torch.Tensor:
-    """Dataset image `index` as the (C, H, W) float tensor a model sees; a bad index is an
-    InferenceError naming the range."""
-    if not 0 <= index < truth.n_images:
-        raise InferenceError(
-            f"{what}: {truth.name} index must be in 0..{truth.n_images - 1}, got {index}"
-        )
-    return torch.from_numpy(truth.image(index))
-
-
 @router.get("/models/{name}/encode")
 def encode_dataset_image(
-    model: ModelDep, index: Annotated[int, Query(ge=0)], label: Label = None
+    model: ModelDep, index: DatasetIndex, label: Label = None, served: MaybeServed = None
 ) -> dict[str, Any]:
     """Encode image `index` of the model's dataset (dSprites: 0 ≤ index < 737,280); its factor
     classes are returned too. For a CVAE the label defaults to the image's own class."""
-    truth = dataset_of(model)
-    x = dataset_tensor(truth, index)
+    truth = dataset_of(model, served, index)
+    x = dataset_tensor(truth, index, served=served)
+    check_label(model, label, served)
     classes = truth.index_to_classes(index)[0]
     if model.config.kind == "cvae" and label is None:
         label = int(classes[truth.label_factor])
@@ -246,8 +275,14 @@ def encode_dataset_image(
     }
 
 
-@router.get("/dsprites/{index}.png", response_class=Response, responses={200: PNG})
-def dsprites_image(index: int, scale: Scale = 1) -> Response:
+@router.get("/dsprites/{index}.png", response_class=Response, responses={200: PNG, **NOT_FOUND})
+def dsprites_image(
+    index: Annotated[
+        int,  # bounds stated, not checked here: past them the image does not exist, a 404
+        Path(json_schema_extra={"minimum": 0, "maximum": DSPRITES.n_images - 1}),
+    ],
+    scale: Annotated[int, Query(ge=1, description="nearest-neighbour enlargement (8 at most)")] = 1,
+) -> Response:
     """dSprites image number `index` (0 ≤ index < 737,280), drawn by our renderer."""
     if not 0 <= index < DSPRITES.n_images:
         raise NotFoundError(f"dSprites index must be in 0..{DSPRITES.n_images - 1}, got {index}")
@@ -259,19 +294,24 @@ def dsprites_image(index: int, scale: Scale = 1) -> Response:
     )
 
 
-@router.get("/models/{name}/traverse.png", response_class=Response, responses={200: PNG})
+@router.get(
+    "/models/{name}/traverse.png", response_class=Response, responses={200: PNG, **NOT_MODIFIED}
+)
 def traverse_png(
-    request: Request, model: ModelDep, settings: SettingsDep, z: LatentText,
+    request: Request, model: ModelDep, settings: SettingsDep, served: ServedDep, z: LatentText,
     label: Label = None,
-    steps: Annotated[int, Query(ge=2)] = 7,
+    steps: Annotated[
+        int, Query(ge=2, json_schema_extra={"x-maximum": "max_traverse_steps"})
+    ] = 7,
     span: Annotated[float, Query(gt=0, le=10)] = 3.0,
     scale: Scale = 1,
 ) -> Response:  # fmt: skip
     """One row per latent (most informative first, by mean KL), columns sweeping it from −span
     to +span with the others held at z: the β-VAE paper's Figure 2, rows 4–8."""
-    zt = parse_latents(z, model, settings)
+    zt = parse_latents(z, model, settings, served=served)
     _limit(steps, settings.max_traverse_steps, "steps")
     _limit(scale, settings.max_image_scale, "scale")
+    check_label(model, label, served)
     dims = inference.latent_order(model)
     values = torch.linspace(-span, span, steps)
     images = inference.decode_latents(model, inference.traversal_latents(zt, dims, values), label)
@@ -284,38 +324,61 @@ def traverse_png(
     )
 
 
-def sweep_values(span: float, step: float, limit: int) -> list[float]:
-    """The positions of a slider from −span to +span in steps of `step`: k/100 for whole numbers
-    k of hundredths, which is how the page writes z into a decode URL (two decimals), so a sweep's
-    tiles and single decodes agree bit for bit."""
-    hundredths = {"step": step * 100, "span": span * 100}
-    for name, h in hundredths.items():
-        if h < 1 or abs(h - round(h)) > 1e-6:
-            raise InferenceError(f"{name} must be a multiple of 0.01, got {h / 100:g}")
-    step_h, span_h = round(hundredths["step"]), round(hundredths["span"])
-    if 2 * span_h % step_h:
-        raise InferenceError(f"step {step:g} does not divide the range −{span:g}…{span:g} evenly")
-    n = _limit(2 * span_h // step_h + 1, limit, "number of slider positions")
-    return [(k * step_h - span_h) / 100 for k in range(n)]
+def sweep_values(lo: float, hi: float, step: float, limit: int) -> list[float]:
+    """The positions of a slider from lo toward hi in steps of `step`, not past hi, at most
+    `limit` of them: k/100 for whole numbers k of hundredths, which is how the page writes z
+    into a decode URL (two decimals), so a sweep's tiles and single decodes agree bit for bit."""
+    lo_h, hi_h, step_h = hundredths(lo, "lo"), hundredths(hi, "hi"), hundredths(step, "step")
+    n = min(abs(hi_h - lo_h) // step_h + 1, limit)
+    direction = 1 if hi_h >= lo_h else -1
+    return [(lo_h + direction * k * step_h) / 100 for k in range(n)]
 
 
-@router.get("/models/{name}/sweep.png", response_class=Response, responses={200: PNG})
+Hundredths = {"multipleOf": 0.01}  # what `hundredths` takes, for the schema
+
+
+@router.get(
+    "/models/{name}/sweep.png", response_class=Response, responses={200: PNG, **NOT_MODIFIED}
+)
 def sweep_png(
-    request: Request, model: ModelDep, settings: SettingsDep, z: LatentText,
-    dim: Annotated[int, Query(ge=0, description="the latent the slider moves")],
+    request: Request, model: ModelDep, settings: SettingsDep, served: ServedDep, z: LatentText,
+    dim: Annotated[
+        int,
+        Query(ge=0, description="the latent the slider moves",
+              json_schema_extra={"x-latent-index": True}),
+    ],
     label: Label = None,
-    span: Annotated[float, Query(gt=0, le=10)] = 3.0,
-    step: Annotated[float, Query(gt=0)] = 0.05,
+    span: Annotated[
+        float, Query(gt=0, le=10, description="lo and hi default to −span and span",
+                     json_schema_extra=Hundredths)
+    ] = 3.0,
+    step: Annotated[float, Query(gt=0, json_schema_extra=Hundredths)] = 0.05,
+    lo: Annotated[
+        float | None,
+        Query(description="the first tile's value (default −span)",
+              json_schema_extra={**Hundredths, "x-latent-value": True}),
+    ] = None,
+    hi: Annotated[
+        float | None,
+        Query(description="where the tiles stop (default span)",
+              json_schema_extra={**Hundredths, "x-latent-value": True}),
+    ] = None,
 ) -> Response:  # fmt: skip
     """Every position of one slider at once: a strip of image-size tiles, no padding, tile k
-    decoded from z with z[dim] = −span + k·step. Each tile is bit-identical to `decode.png` at
-    that z, so the page fetches this when a slider is grabbed and paints the drag from it."""
-    zt = parse_latents(z, model, settings)
+    decoded from z with z[dim] = lo + k·step (toward hi: lo − k·step when hi is below lo), up
+    to hi and at most 241 tiles (MAX_SWEEP_POSITIONS; the strip's width says how many). An AE's
+    sliders span its own codes, not ±3. Each tile is bit-identical to `decode.png` at that z,
+    so the page fetches this before a slider is grabbed and paints the drag from it."""
+    zt = parse_latents(z, model, settings, served=served)
     if dim >= model.config.latent_dim:
-        raise InferenceError(f"dim must be below {model.config.latent_dim}, got {dim}")
-    inference.check_label(model, label)
-    values = sweep_values(span, step, settings.max_sweep_positions)
-    key = ("sweep", zt, dim, label, span, step)
+        error = InferenceError if dim >= served.latent_dims[1] else NotInModelError
+        raise error(f"dim must be below {model.config.latent_dim}, got {dim}")
+    check_label(model, label, served)
+    hundredths(span, "span")
+    lo, hi = -span if lo is None else lo, span if hi is None else hi
+    check_latent_range(torch.tensor([lo, hi]), model, settings, "lo and hi", served)
+    values = sweep_values(lo, hi, step, settings.max_sweep_positions)
+    key = ("sweep", zt, dim, label, lo, hi, step)
 
     def render_strip() -> bytes:
         zs = zt.repeat(len(values), 1)
@@ -329,20 +392,24 @@ def sweep_png(
 @router.get(
     "/models/{name}/interpolate.{fmt}",
     response_class=Response,
-    responses={200: {"content": {"image/png": {}, "image/gif": {}}}},
+    responses={200: {"content": {"image/png": {}, "image/gif": {}}}, **NOT_MODIFIED},
 )
 def interpolate(
-    request: Request, model: ModelDep, settings: SettingsDep,
+    request: Request, model: ModelDep, settings: SettingsDep, served: ServedDep,
     fmt: Literal["png", "gif"], z0: LatentText, z1: LatentText,
-    steps: Annotated[int, Query(ge=2)] = 8,
+    steps: Annotated[
+        int, Query(ge=2, json_schema_extra={"x-maximum": "max_interpolate_steps"})
+    ] = 8,
     method: Literal["linear", "slerp"] = "linear",
     label: Label = None, scale: Scale = 1,
 ) -> Response:  # fmt: skip
     """Decode the path from z0 to z1: a strip (PNG) or an animation that plays there and back
     (GIF). `slerp` follows the great circle instead of the straight line."""
-    a, b = parse_latents(z0, model, settings, "z0"), parse_latents(z1, model, settings, "z1")
+    a = parse_latents(z0, model, settings, "z0", served)
+    b = parse_latents(z1, model, settings, "z1", served)
     _limit(steps, settings.max_interpolate_steps, "steps")
     _limit(scale, settings.max_image_scale, "scale")
+    check_label(model, label, served)
     images = inference.decode_latents(
         model, inference.interpolate_latents(a, b, steps, method), label
     )
@@ -359,7 +426,7 @@ def interpolate(
 @router.get("/models/{name}/sample")
 def sample(
     model: ModelDep, settings: SettingsDep,
-    n: Annotated[int, Query(ge=1)] = 1,
+    n: Annotated[int, Query(ge=1, json_schema_extra={"x-maximum": "max_batch"})] = 1,
     seed: Annotated[int, Query(ge=0, lt=2**63)] = 0,
 ) -> dict[str, Any]:  # fmt: skip
     """n latent vectors drawn from the prior N(0, I), reproducible from the seed."""

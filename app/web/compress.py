@@ -16,7 +16,7 @@ from urllib.parse import urlencode
 
 import numpy as np
 import torch
-from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
+from fastapi import APIRouter, Depends, Form, Query, Request, UploadFile
 from fastapi.responses import HTMLResponse, Response
 from markupsafe import Markup
 from starlette.concurrency import run_in_threadpool
@@ -32,12 +32,14 @@ from app.studies import compression, compression_svg
 from app.studies.compression import Comparison, CompressionError, Study
 from app.studies.quality import PSNR_CAP, Quality
 from app.web import api
-from app.web.deps import ModelDep, RegistryDep, SettingsDep, TemplatesDep
-from app.web.errors import UploadTooLargeError
+from app.web.deps import ModelDep, RegistryDep, Served, ServedDep, SettingsDep, TemplatesDep
+from app.web.errors import NOT_MODIFIED, NotInModelError, UploadTooLargeError
+from app.web.inputs import drawn_elsewhere
 
 router = APIRouter(tags=["compression"])
 
 SVG = {"content": {"image/svg+xml": {}}, "description": "an SVG document"}
+SVG_RESPONSES = {200: SVG, **NOT_MODIFIED}
 SHARED_STATE = (
     "the decoder already knows the model, which latents are kept, their quantiser and k, as a "
     "JPEG decoder knows its tables: that shared state is not counted in the code's bytes"
@@ -51,7 +53,10 @@ METRIC_NAMES = tuple(compression_svg.METRICS)
 Bits = Annotated[int, Query(ge=1, le=8, description="bits per kept latent, 1..8")]
 Label = Annotated[
     int | None,
-    Query(description="a CVAE's class (it is carried in the code); default: the image's shape"),
+    Query(
+        description="a CVAE's class (it is carried in the code); default: the image's shape",
+        json_schema_extra={"x-class-index": True},
+    ),
 ]
 Metric = Annotated[Literal["psnr", "ssim", "ms_ssim"], Query(description="the y axis")]
 
@@ -106,13 +111,18 @@ def comparison_json(model: Checkpoint, c: Comparison) -> dict[str, Any]:
     }
 
 
-def dataset_image(model: Checkpoint, index: int) -> tuple[torch.Tensor, int | None]:
-    """Image `index` of the model's dataset and, for a CVAE, its class as the label."""
-    truth = compression.dataset_of(model.config)
+def dataset_image(
+    model: Checkpoint, index: int, served: Served | None = None
+) -> tuple[torch.Tensor, int | None]:
+    """Image `index` of the model's dataset and, for a CVAE, its class as the label; a 404
+    where the schema calls the index valid (api.dataset_tensor), else a 422."""
+    error = NotInModelError if drawn_elsewhere(served, index) else CompressionError
+    try:
+        truth = compression.dataset_of(model.config)
+    except CompressionError as e:
+        raise error(str(e)) from None
     if not 0 <= index < truth.n_images:
-        raise CompressionError(
-            f"{truth.name} index must be in 0..{truth.n_images - 1}, got {index}"
-        )
+        raise error(f"{truth.name} index must be in 0..{truth.n_images - 1}, got {index}")
     classes = truth.index_to_classes(index)[0]
     label = int(classes[truth.label_factor]) if model.config.kind == "cvae" else None
     return torch.from_numpy(truth.image(index)), label
@@ -143,15 +153,23 @@ def svg_document(model: Checkpoint, study: Study, metric: str) -> str:
     return _documents[key]
 
 
+def drawable(model: Checkpoint) -> None:
+    """A 404 for a model whose dataset cannot be drawn (an image folder): it has no
+    rate–distortion study."""
+    try:
+        compression.dataset_of(model.config)
+    except CompressionError as e:
+        raise NotInModelError(str(e)) from None
+
+
 # --- the JSON/SVG API -----------------------------------------------------------------------
 
 
 @router.get("/api/models/{name}/compress")
 def compress_dataset_image(
     model: ModelDep,
-    index: Annotated[
-        int, Query(ge=0, description="an image of the model's dataset (dSprites: < 737,280)")
-    ],
+    served: ServedDep,
+    index: api.DatasetIndex,
     bits: Bits = DEFAULT_BITS,
     label: Label = None,
 ) -> dict[str, Any]:
@@ -161,7 +179,8 @@ def compress_dataset_image(
     reconstructions (JPEG as the real file), and PSNR / SSIM / MS-SSIM of each (PSNR capped at
     100 dB for identical images). The model, the kept latents and k are shared codec state,
     not counted."""
-    x, own_label = dataset_image(model, index)
+    x, own_label = dataset_image(model, index, served)
+    api.check_label(model, label, served)
     c = compression.compress_image(model, x, bits, own_label if label is None else label)
     return {**comparison_json(model, c), "index": index}
 
@@ -170,14 +189,22 @@ def compress_dataset_image(
 async def compress_upload(
     model: ModelDep,
     settings: SettingsDep,
-    file: Annotated[UploadFile, File(description="a PNG or JPEG image")],
+    served: ServedDep,
+    file: api.ImageFile,
     bits: Annotated[int, Form(ge=1, le=8, description="bits per kept latent, 1..8")] = (
         DEFAULT_BITS
     ),
-    label: Annotated[int | None, Form(description="a CVAE's class; default: the best")] = None,
+    label: Annotated[
+        int | None,
+        Form(
+            description="a CVAE's class; default: the best",
+            json_schema_extra={"x-class-index": True},
+        ),
+    ] = None,
 ) -> dict[str, Any]:
     """The same for an uploaded image (validated as every upload is). A CVAE without a label
     tries every class and keeps the best: the class is part of the code."""
+    api.check_label(model, label, served)
     x, notes = await read_upload(model, settings, file)
     c = await run_in_threadpool(compression.compress_image, model, x, bits, label)
     return {**comparison_json(model, c), "notes": notes}
@@ -189,6 +216,7 @@ def rate_distortion_numbers(model: ModelDep, study: StudyDep) -> dict[str, Any]:
     fixed set of dataset images, for the code at k = 1..8, JPEG whole files and JPEG payloads
     at qualities 1…90, and the unquantised μ (models whose dataset can be drawn, e.g.
     dSprites)."""
+    drawable(model)
     rd = compression.rate_distortion(model, study)
     return {
         "model": rd.model,
@@ -204,14 +232,16 @@ def rate_distortion_numbers(model: ModelDep, study: StudyDep) -> dict[str, Any]:
     }
 
 
-@router.get("/api/models/{name}/rate-distortion.svg", response_class=Response, responses={200: SVG})
+@router.get(
+    "/api/models/{name}/rate-distortion.svg", response_class=Response, responses=SVG_RESPONSES
+)
 def rate_distortion_document(
     request: Request, model: ModelDep, study: StudyDep, metric: Metric = "psnr"
 ) -> Response:
     """The study as an SVG plot: `metric` against bits per pixel (log scale), one line for the
     VAE code at k = 1..8, one for JPEG whole files, one for JPEG payloads (models whose
     dataset can be drawn, e.g. dSprites)."""
-    compression.dataset_of(model.config)  # a 422 before anything is computed
+    drawable(model)  # before anything is computed
     return api.cached_image(
         request,
         model,

@@ -5,12 +5,14 @@ trained on corrupted inputs learns to undo them, where a plain one reproduces th
 
 from __future__ import annotations
 
+import math
+import re
 from collections.abc import Mapping
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
 import torch
-from fastapi import APIRouter, File, Form, Query, Request, UploadFile
+from fastapi import APIRouter, Form, Query, Request, UploadFile
 from fastapi.responses import HTMLResponse
 
 from app import imaging
@@ -23,19 +25,46 @@ from app.settings import Settings
 from app.studies.denoise import NOISE_CHOICES, Denoising, corrupt_image, denoise, parse_mask
 from app.studies.quality import Quality
 from app.web import api
-from app.web.deps import ModelDep, RegistryDep, SettingsDep, TemplatesDep
-from app.web.errors import NotFoundError, UploadTooLargeError
+from app.web.deps import ModelDep, RegistryDep, Served, ServedDep, SettingsDep, TemplatesDep
+from app.web.errors import NotFoundError, NotInModelError, UploadTooLargeError
 
 router = APIRouter(tags=["denoise"])
 pages = APIRouter(tags=["pages"], include_in_schema=False)
 
-NoiseQuery = Annotated[str, Query(description="gaussian | salt_pepper | mask | drawn")]
-LevelQuery = Annotated[float, Query(description="σ, fraction of pixels, or fraction masked")]
-SeedQuery = Annotated[int, Query(ge=0, le=2**31 - 1, description="the noise's random seed")]
-MaskQuery = Annotated[
-    str | None, Query(description="for noise=drawn: 64×64 bits, row-major, MSB first, as hex")
-]
+# the `x-...` keys are markers that app/web/openapi.py turns into the served models' bounds
+NOISE = {
+    "description": "gaussian | salt_pepper | mask | drawn",
+    "json_schema_extra": {"enum": list(NOISE_CHOICES)},
+}
+LEVEL = {"description": "σ, fraction of pixels, or fraction masked (for drawn: unused)"}
+SEED = {"ge": 0, "le": 2**31 - 1, "description": "the noise's random seed"}
+MASK = {
+    "description": "for noise=drawn: 64×64 bits, row-major, MSB first, as hex",
+    "json_schema_extra": {"x-mask": True},
+}
+NoiseQuery = Annotated[str, Query(**NOISE)]
+LevelQuery = Annotated[float, Query(**LEVEL)]
+SeedQuery = Annotated[int, Query(**SEED)]
+MaskQuery = Annotated[str | None, Query(**MASK)]
+DEFAULT_NOISE = "gaussian"
 DEFAULT_LEVEL = {"gaussian": 0.3, "salt_pepper": 0.15, "mask": 0.25, "drawn": 0.0}
+
+
+def noise_cases() -> list[dict[str, Any]]:
+    """How noise, level and mask go together, for the schema (`x-one-of`, app/web/openapi.py):
+    each noise's level within its range (MAX_LEVEL), a mask for the drawn one."""
+    cases = []
+    for noise in NOISE_CHOICES:
+        case: dict[str, Any] = {"properties": {"noise": {"const": noise}}}
+        if noise != DEFAULT_NOISE:
+            case["required"] = ["noise", "mask"] if noise == "drawn" else ["noise"]
+        if noise in MAX_LEVEL:
+            case["properties"]["level"] = {"minimum": 0, "maximum": MAX_LEVEL[noise]}
+        cases.append(case)
+    return cases
+
+
+NOISE_CASES = {"x-one-of": noise_cases()}
 
 
 def default_pair(registry: Mapping[str, Checkpoint]) -> tuple[str, str]:
@@ -53,8 +82,9 @@ def default_pair(registry: Mapping[str, Checkpoint]) -> tuple[str, str]:
 
 
 def _clean_image(
-    model: Checkpoint, index: int | None, upload: bytes | None, settings: Settings
-) -> tuple[torch.Tensor, int | None]:
+    model: Checkpoint, index: int | None, upload: bytes | None, settings: Settings,
+    served: Served | None = None,
+) -> tuple[torch.Tensor, int | None]:  # fmt: skip
     """The clean image (1, C, H, W) and its class, from the upload or the dataset."""
     cfg = model.config
     if upload is not None:
@@ -62,14 +92,34 @@ def _clean_image(
         return x[None], None
     if index is None:
         raise InferenceError("give a dataset index or upload an image")
-    truth = api.dataset_of(model)
-    x = api.dataset_tensor(truth, index)
+    truth = api.dataset_of(model, served, index)
+    x = api.dataset_tensor(truth, index, served=served)
     return x[None], int(truth.index_to_classes(index)[0, truth.label_factor])
+
+
+def mask_bits(mask: str, model: Checkpoint, served: Served | None = None) -> Any:
+    """A painted mask for the model's images, checked exactly as the schema states it: a 404
+    for a mask of another served model's image size, else a 422 for anything but hex digits
+    of one."""
+    size = model.config.image_size
+    lengths = {s * s // 4 for s in served.image_sizes} if served else {size * size // 4}
+    if len(mask) not in lengths | {size * size // 4}:
+        raise InferenceError(
+            f"mask must be {size * size // 4} hex digits ({size}×{size} bits), got {len(mask)}"
+        )
+    if not re.fullmatch(r"[0-9a-fA-F]*", mask):
+        raise InferenceError("mask must be hex digits (0-9, a-f)")
+    if len(mask) != size * size // 4:
+        raise NotInModelError(
+            f"mask must be {size * size // 4} hex digits ({size}×{size} bits) for model "
+            f"{model.name}, got {len(mask)}"
+        )
+    return parse_mask(mask, size)
 
 
 def _run(
     models: list[Checkpoint], index: int | None, upload: bytes | None, noise: str, level: float,
-    seed: int, mask: str | None, settings: Settings,
+    seed: int, mask: str | None, settings: Settings, served: Served | None = None,
 ) -> Denoising:  # fmt: skip
     first = models[0]
     shapes = {(m.config.channels, m.config.image_size) for m in models}
@@ -80,9 +130,11 @@ def _run(
         )
     if noise not in NOISE_CHOICES:
         raise InferenceError(f"unknown noise {noise!r}: choose from {', '.join(NOISE_CHOICES)}")
-    clean, label = _clean_image(first, index, upload, settings)
-    mask_bits = parse_mask(mask, first.config.image_size) if mask else None
-    corrupted = corrupt_image(clean, noise, level, seed, mask_bits)
+    if not math.isfinite(level):
+        raise InferenceError(f"level must be a finite number, got {level}")
+    bits = mask_bits(mask, first, served) if mask is not None else None
+    clean, label = _clean_image(first, index, upload, settings, served)
+    corrupted = corrupt_image(clean, noise, level, seed, bits)
     return denoise(models, clean, corrupted, label)
 
 
@@ -101,16 +153,17 @@ def _result_json(result: Denoising) -> dict[str, Any]:
     }
 
 
-@router.get("/api/models/{name}/denoise")
+@router.get("/api/models/{name}/denoise", openapi_extra=NOISE_CASES)
 def denoise_dataset_image(
-    model: ModelDep, settings: SettingsDep, index: Annotated[int, Query(ge=0)],
-    noise: NoiseQuery = "gaussian", level: LevelQuery = 0.3, seed: SeedQuery = 0,
+    model: ModelDep, settings: SettingsDep, served: ServedDep, index: api.DatasetIndex,
+    noise: NoiseQuery = DEFAULT_NOISE, level: LevelQuery = 0.3, seed: SeedQuery = 0,
     mask: MaskQuery = None,
 ) -> dict[str, Any]:  # fmt: skip
     """Corrupt dataset image `index` and give it to the model: the clean, corrupted and output
     images (PNG data URLs) and PSNR (dB), SSIM and MS-SSIM of the corrupted input ("before") and
-    of the output ("after") against the clean image."""
-    return _result_json(_run([model], index, None, noise, level, seed, mask, settings))
+    of the output ("after") against the clean image. Each noise's level has its own range
+    (gaussian σ ≤ 0.5, salt_pepper ≤ 0.3, mask ≤ 0.4); noise=drawn takes the painted `mask`."""
+    return _result_json(_run([model], index, None, noise, level, seed, mask, settings, served))
 
 
 async def _read_upload(file: UploadFile | None, settings: Settings) -> bytes | None:
@@ -124,18 +177,18 @@ async def _read_upload(file: UploadFile | None, settings: Settings) -> bytes | N
     return data
 
 
-@router.post("/api/models/{name}/denoise")
+@router.post("/api/models/{name}/denoise", openapi_extra=NOISE_CASES)
 async def denoise_upload(
-    model: ModelDep, settings: SettingsDep,
-    file: Annotated[UploadFile, File(description="a PNG or JPEG image")],
-    noise: Annotated[str, Form()] = "gaussian", level: Annotated[float, Form()] = 0.3,
-    seed: Annotated[int, Form(ge=0, le=2**31 - 1)] = 0, mask: Annotated[str | None, Form()] = None,
+    model: ModelDep, settings: SettingsDep, served: ServedDep, file: api.ImageFile,
+    noise: Annotated[str, Form(**NOISE)] = DEFAULT_NOISE,
+    level: Annotated[float, Form(**LEVEL)] = 0.3,
+    seed: Annotated[int, Form(**SEED)] = 0, mask: Annotated[str | None, Form(**MASK)] = None,
 ) -> dict[str, Any]:  # fmt: skip
     """The same for an uploaded image (multipart field `file`)."""
     data = await _read_upload(file, settings)
     if data is None:
         raise InferenceError("the file is empty")
-    return _result_json(_run([model], None, data, noise, level, seed, mask, settings))
+    return _result_json(_run([model], None, data, noise, level, seed, mask, settings, served))
 
 
 # --- the page -------------------------------------------------------------------------------
@@ -223,7 +276,7 @@ async def denoise_partial(
         pair = _pair(registry, a, b)
         upload = await _read_upload(file, settings)
         result = _run(pair, None if upload else index, upload, noise, level, seed,
-                      mask if noise == "drawn" else None, settings)  # fmt: skip
+                      (mask or None) if noise == "drawn" else None, settings)  # fmt: skip
         context["result"] = _view(result, pair)
     except (ImageInputError, InferenceError, NotFoundError, UploadTooLargeError) as e:
         context["error"] = str(e)

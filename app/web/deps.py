@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Path, Request
 from fastapi.templating import Jinja2Templates
 
 from app.checkpoints import Checkpoint
+from app.data.ground_truth import ground_truth
 from app.settings import Settings
 from app.web.errors import NotFoundError
 
@@ -32,7 +34,12 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 
 async def get_model(
-    registry: RegistryDep, name: Annotated[str, Path(description="a model name from /api/models")]
+    registry: RegistryDep,
+    name: Annotated[
+        str,
+        # the schema lists the served models (app/web/openapi.py); any other name is a 404
+        Path(description="a model name from /api/models", json_schema_extra={"x-model-name": True}),
+    ],
 ) -> Checkpoint:
     try:
         return registry[name]
@@ -42,3 +49,43 @@ async def get_model(
 
 
 ModelDep = Annotated[Checkpoint, Depends(get_model)]
+
+
+def latent_limit(ckpt: Checkpoint, settings: Settings) -> float:
+    """How far from 0 a latent value of this model may lie: the N(0, I) prior's ±10 for a VAE
+    (MAX_ABS_LATENT); anywhere short of absurd for an AE (MAX_ABS_CODE), whose codes have no
+    prior to be far outside of."""
+    return settings.max_abs_code if ckpt.config.kind == "ae" else settings.max_abs_latent
+
+
+@dataclass(frozen=True)
+class Served:
+    """What the served models accept between them: the bounds /openapi.json states. A request
+    outside them is malformed for every model (422); one inside them that the named model cannot
+    answer (fewer latents, a narrower range, no such class or dataset image) is its 404."""
+
+    latent_dims: tuple[int, int]  # (fewest, most) latents of a served model
+    latent_limit: float  # the widest |z_i| a served model accepts
+    n_labels: int  # the most classes of a served CVAE; 0 without one
+    dataset_images: int  # the most images a served model's dataset can draw; 0: none can
+    image_sizes: tuple[int, ...]  # every served model's image side, ascending
+
+
+def served_facts(registry: Mapping[str, Checkpoint], settings: Settings) -> Served:
+    models = list(registry.values())
+    dims = [m.config.latent_dim for m in models] or [0]
+    drawable = [t.n_images for m in models if (t := ground_truth(m.config.dataset))]
+    return Served(
+        latent_dims=(min(dims), max(dims)),
+        latent_limit=max((latent_limit(m, settings) for m in models), default=0.0),
+        n_labels=max((m.config.n_labels for m in models if m.config.kind == "cvae"), default=0),
+        dataset_images=max(drawable, default=0),
+        image_sizes=tuple(sorted({m.config.image_size for m in models})),
+    )
+
+
+async def get_served(registry: RegistryDep, settings: SettingsDep) -> Served:
+    return served_facts(registry, settings)
+
+
+ServedDep = Annotated[Served, Depends(get_served)]

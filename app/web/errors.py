@@ -1,10 +1,20 @@
-"""Errors are types; this is the one place that maps them to HTTP status codes."""
+"""Errors are types; this is the one place that maps them to HTTP status codes, and the one place
+that says, for /openapi.json, which statuses a route can answer and with what body.
+
+The line between 422 and 404 is the schema's: a request the schema calls invalid (a malformed or
+out-of-range value for every served model) is a 422; a request it calls valid that the named model
+cannot answer (an unknown model, a class or dataset image the model does not have, a latent value
+past its own range, Figure 2 of a model not trained on dSprites) is that model's 404."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import FastAPI, HTTPException, Request
-from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match, Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.imaging import ImageInputError
@@ -13,6 +23,12 @@ from app.inference import InferenceError
 
 class NotFoundError(LookupError):
     """An unknown model or resource."""
+
+
+class NotInModelError(NotFoundError, InferenceError):
+    """A valid request the named model cannot answer: a class, a dataset image or a latent value
+    it does not have. A 404; still an InferenceError, so a page that shows the message in place
+    of a result (and catches InferenceError) shows this one too."""
 
 
 class UploadTooLargeError(ValueError):
@@ -24,6 +40,35 @@ _STATUS: dict[type[Exception], int] = {
     UploadTooLargeError: 413,
     ImageInputError: 422,
     InferenceError: 422,
+}
+
+
+class ErrorBody(BaseModel):
+    """Every error this API answers with, 4xx: what is wrong, in a sentence."""
+
+    detail: str = Field(description="what is wrong and, where it helps, what would be right")
+
+
+def _error(description: str, **extra: Any) -> dict[str, Any]:
+    return {"model": ErrorBody, "description": description, **extra}
+
+
+# the `responses=` of routes, for /openapi.json (app/web/openapi.py adds 404 to every route that
+# names a model, and 400 and 413 to every route with a body)
+Responses = dict[int | str, dict[str, Any]]
+NOT_FOUND: Responses = {
+    404: _error(
+        "Not Found: an unknown model, or something valid that the named model does not have "
+        "(a class, a dataset image, a latent value past its own range, Figure 2 of a model "
+        "not trained on dSprites)"
+    )
+}
+BAD_BODY: Responses = {
+    400: _error("Bad Request: the body could not be parsed (malformed JSON or multipart)")
+}
+TOO_LARGE: Responses = {413: _error("Content Too Large: the body is over the upload limit")}
+NOT_MODIFIED: Responses = {
+    304: {"description": "Not Modified: If-None-Match named this response's ETag"}
 }
 
 
@@ -67,27 +112,30 @@ class BodyLimit:
         await self.app(scope, limited, send)
 
 
-def document_errors(app: FastAPI) -> None:
-    """The schema says what 422 bodies really hold: FastAPI's own validation errors (a list) or
-    one of ours (a sentence naming the problem)."""
+# the order RFC 9110 lists them in, for a stable Allow header
+METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"]
 
-    def openapi() -> dict:
-        if app.openapi_schema is None:
-            schema = get_openapi(
-                title=app.title, version=app.version, description=app.description,
-                routes=app.routes,
-            )  # fmt: skip
-            error = schema.get("components", {}).get("schemas", {}).get("HTTPValidationError")
-            if error is not None:
-                listed = {k: v for k, v in error["properties"]["detail"].items() if k != "title"}
-                error["properties"]["detail"] = {
-                    "title": "Detail",
-                    "anyOf": [{"type": "string"}, listed],
-                }
-            app.openapi_schema = schema
-        return app.openapi_schema
 
-    app.openapi = openapi  # type: ignore[method-assign]
+def allowed_methods(app: FastAPI, scope: Scope) -> list[str]:
+    """Every method some route would answer at the request's path: each is tried against the
+    routes as the router itself matches them. Starlette's own 405 names only the methods of
+    the first route that matched the path, though several routes may share it (GET and POST
+    /api/models/{name}/encode are two routes)."""
+    routes = [r for r in app.router.routes if not isinstance(r, Mount)]  # /static: its own
+    return [
+        method
+        for method in METHODS
+        if any(r.matches({**scope, "method": method})[0] is Match.FULL for r in routes)
+    ]
+
+
+async def method_not_allowed(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    # a path no route of ours matches (a static file) keeps the Allow its own app gave
+    allow = ", ".join(allowed_methods(request.app, request.scope)) or (exc.headers or {}).get(
+        "Allow", ""
+    )
+    return JSONResponse({"detail": "Method Not Allowed"}, status_code=405, headers={"Allow": allow})
 
 
 def install(app: FastAPI, max_upload_bytes: int) -> None:
@@ -97,7 +145,7 @@ def install(app: FastAPI, max_upload_bytes: int) -> None:
             return JSONResponse({"detail": str(exc)}, status_code=status)
 
         app.add_exception_handler(exc_type, handler)
-    document_errors(app)
+    app.add_exception_handler(405, method_not_allowed)
     app.add_middleware(
         BodyLimit,
         max_body=max_upload_bytes + MULTIPART_SLACK,

@@ -24,10 +24,12 @@ from app.inference import InferenceError
 from app.studies import figure2, figure2_svg
 from app.web import api
 from app.web.deps import ModelDep, TemplatesDep
+from app.web.errors import NOT_MODIFIED, NotInModelError
 
 router = APIRouter(tags=["figure 2"])
 
 SVG = {"content": {"image/svg+xml": {}}, "description": "an SVG document"}
+SVG_RESPONSES = {200: SVG, **NOT_MODIFIED}
 
 
 async def get_sampling() -> figure2.Sampling:
@@ -78,7 +80,10 @@ def svg_document(ckpt: Checkpoint, sampling: figure2.Sampling, render: Render) -
 def _svg_response(
     request: Request, model: Checkpoint, sampling: figure2.Sampling, render: Render
 ) -> Response:
-    figure2.check_dsprites(model)  # a 422 before anything is computed
+    try:  # before anything is computed: a model of other data has no Figure 2, a 404
+        figure2.check_dsprites(model)
+    except InferenceError as e:
+        raise NotInModelError(str(e)) from None
     return api.cached_image(
         request,
         model,
@@ -88,7 +93,7 @@ def _svg_response(
     )
 
 
-@router.get("/api/models/{name}/figure2.svg", response_class=Response, responses={200: SVG})
+@router.get("/api/models/{name}/figure2.svg", response_class=Response, responses=SVG_RESPONSES)
 def figure2_document(request: Request, model: ModelDep, sampling: SamplingDep) -> Response:
     """Higgins et al. 2017, Figure 2, for a dSprites model: one column per latent, most varied
     first; rows: mean μ over the 32×32 positions, mean μ against scale and against rotation per
@@ -97,7 +102,7 @@ def figure2_document(request: Request, model: ModelDep, sampling: SamplingDep) -
     return _svg_response(request, model, sampling, figure2_svg.figure_svg)
 
 
-@router.get("/api/models/{name}/mi.svg", response_class=Response, responses={200: SVG})
+@router.get("/api/models/{name}/mi.svg", response_class=Response, responses=SVG_RESPONSES)
 def mutual_information_document(
     request: Request, model: ModelDep, sampling: SamplingDep
 ) -> Response:
@@ -106,7 +111,7 @@ def mutual_information_document(
     return _svg_response(request, model, sampling, figure2_svg.mi_svg)
 
 
-@router.get("/api/models/{name}/shape.svg", response_class=Response, responses={200: SVG})
+@router.get("/api/models/{name}/shape.svg", response_class=Response, responses=SVG_RESPONSES)
 def shape_document(request: Request, model: ModelDep, sampling: SamplingDep) -> Response:
     """Where shape lives, for a dSprites model: the (up to) three used latents sharing most
     information with shape, plotted against each other in pairs, one dot per image coloured by

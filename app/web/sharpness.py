@@ -12,7 +12,7 @@ from typing import Annotated, Any
 from urllib.parse import urlencode
 
 import torch
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import HTMLResponse
 
 from app import imaging, inference
@@ -21,8 +21,8 @@ from app.data.ground_truth import ground_truth
 from app.inference import InferenceError
 from app.studies.quality import gradient_energy, to_8bit
 from app.web import api
-from app.web.deps import ModelDep, RegistryDep, SettingsDep, TemplatesDep
-from app.web.errors import NotFoundError
+from app.web.deps import ModelDep, RegistryDep, ServedDep, SettingsDep, TemplatesDep
+from app.web.errors import NotFoundError, NotInModelError
 
 router = APIRouter(tags=["sharpness"])
 pages = APIRouter(tags=["pages"], include_in_schema=False)
@@ -101,32 +101,39 @@ def _reconstruct(ckpt: Checkpoint, x: torch.Tensor, label: int | None) -> tuple[
 
 @router.get("/api/models/{name}/sharpness")
 def sharpness(
-    model: ModelDep, settings: SettingsDep,
-    z: Annotated[str | None, Query(description="comma-separated latent values to decode")] = None,
-    index: Annotated[int | None, Query(ge=0, description="a dataset image to reconstruct")] = None,
+    model: ModelDep, settings: SettingsDep, served: ServedDep, z: api.LatentText,
     label: api.Label = None,
 ) -> dict[str, Any]:  # fmt: skip
-    """Give `z` (decode it) or `index` (reconstruct dataset image N from z = μ): the model's
-    64×64 picture as a PNG data URL and its gradient energy, the mean over pixels and channels of
-    the squared forward-difference gradient (x[i, j+1] − x[i, j])² + (x[i+1, j] − x[i, j])², with
-    intensities in [0, 1], computed on the 8-bit image the PNG holds. For `index`, the dataset
-    image and its own gradient energy come too, as the reference."""
-    if z is not None and index is not None:
-        raise InferenceError("give z or index, not both: one picture per request")
-    if z is not None:
-        zt = api.parse_latents(z, model, settings)
-        inference.check_label(model, label)
-        png, energy = _decode(model, zt, label)
-        return {"z": zt.tolist(), "image_png": api.data_url(png), "gradient_energy": energy}
-    if index is None:
-        raise InferenceError(
-            "give either z (a latent vector to decode) or index (a dataset image to reconstruct)"
-        )
-    truth = api.dataset_of(model)
-    x = api.dataset_tensor(truth, index)
+    """Decode `z`: the model's 64×64 picture as a PNG data URL and its gradient energy, the
+    mean over pixels and channels of the squared forward-difference gradient
+    (x[i, j+1] − x[i, j])² + (x[i+1, j] − x[i, j])², with intensities in [0, 1], computed on the
+    8-bit image the PNG holds. `/sharpness/{index}` measures a reconstruction instead."""
+    zt = api.parse_latents(z, model, settings, served=served)
+    api.check_label(model, label, served)
+    png, energy = _decode(model, zt, label)
+    return {"z": zt.tolist(), "image_png": api.data_url(png), "gradient_energy": energy}
+
+
+@router.get("/api/models/{name}/sharpness/{index}")
+def reconstruction_sharpness(
+    model: ModelDep, served: ServedDep,
+    index: Annotated[
+        int,  # past the model's dataset the image does not exist: a 404, as for any path
+        Path(description="a dataset image to reconstruct",
+             json_schema_extra={"minimum": 0, "x-dataset-index": True}),
+    ],
+    label: api.Label = None,
+) -> dict[str, Any]:  # fmt: skip
+    """Reconstruct dataset image `index` from z = μ: the model's picture and its gradient
+    energy (as for `/sharpness?z=`), and the dataset image with its own, the reference."""
+    try:
+        truth = api.dataset_of(model, served, index)
+        x = api.dataset_tensor(truth, index, served=served)
+    except InferenceError as e:
+        raise NotInModelError(str(e)) from None
+    api.check_label(model, label, served)
     if model.config.kind == "cvae" and label is None:
         label = int(truth.index_to_classes(index)[0, truth.label_factor])
-    inference.check_label(model, label)
     input_png, input_energy = _picture(x)
     png, energy = _reconstruct(model, x, label)
     return {
