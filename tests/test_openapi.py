@@ -272,3 +272,17 @@ def test_sharpness_of_a_decode_and_of_a_reconstruction_are_two_operations(client
     a = client.get("/api/models/tiny-vae/sharpness", params={"z": Z10}).json()
     b = client.get("/api/models/tiny-vae/sharpness/4242").json()
     assert a["gradient_energy"] >= 0 and b["index"] == 4242 and b["input_gradient_energy"] > 0
+
+
+def test_an_empty_form_field_is_refused_not_read_as_absent(client):
+    """No field's schema has the empty string among its values; FastAPI alone would hand the
+    handler the field's default for it (here noise='' would have been gaussian noise)."""
+    buf = io.BytesIO()
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(buf, format="PNG")
+    files = {"file": ("x.png", buf.getvalue(), "image/png")}
+    for path, field in (("denoise", "noise"), ("compress", "bits"), ("encode", "label")):
+        r = client.post(f"/api/models/tiny-vae/{path}", files=files, data={field: ""})
+        assert r.status_code == 422 and f"form field '{field}' is empty" in r.json()["detail"]
+    # a field the route does not take may be anything, empty too (the schema allows more keys)
+    ok = client.post("/api/models/tiny-vae/denoise", files=files, data={"other": ""})
+    assert ok.status_code == 200

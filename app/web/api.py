@@ -16,7 +16,15 @@ from app import imaging, inference
 from app.checkpoints import Checkpoint
 from app.data.ground_truth import DSPRITES, ground_truth
 from app.inference import InferenceError
-from app.web.deps import ModelDep, RegistryDep, Served, ServedDep, SettingsDep, get_served
+from app.web.deps import (
+    ModelDep,
+    NoEmptyFields,
+    RegistryDep,
+    Served,
+    ServedDep,
+    SettingsDep,
+    get_served,
+)
 from app.web.errors import (
     NOT_FOUND,
     NOT_MODIFIED,
@@ -231,7 +239,7 @@ LabelField = Annotated[
 ]
 
 
-@router.post("/models/{name}/encode")
+@router.post("/models/{name}/encode", dependencies=[NoEmptyFields])
 async def encode_upload(
     model: ModelDep,
     settings: SettingsDep,

@@ -32,7 +32,15 @@ from app.studies import compression, compression_svg
 from app.studies.compression import Comparison, CompressionError, Study
 from app.studies.quality import PSNR_CAP, Quality
 from app.web import api
-from app.web.deps import ModelDep, RegistryDep, Served, ServedDep, SettingsDep, TemplatesDep
+from app.web.deps import (
+    ModelDep,
+    NoEmptyFields,
+    RegistryDep,
+    Served,
+    ServedDep,
+    SettingsDep,
+    TemplatesDep,
+)
 from app.web.errors import NOT_MODIFIED, NotInModelError, UploadTooLargeError
 from app.web.inputs import drawn_elsewhere
 
@@ -185,7 +193,7 @@ def compress_dataset_image(
     return {**comparison_json(model, c), "index": index}
 
 
-@router.post("/api/models/{name}/compress")
+@router.post("/api/models/{name}/compress", dependencies=[NoEmptyFields])
 async def compress_upload(
     model: ModelDep,
     settings: SettingsDep,

@@ -25,7 +25,15 @@ from app.settings import Settings
 from app.studies.denoise import NOISE_CHOICES, Denoising, corrupt_image, denoise, parse_mask
 from app.studies.quality import Quality
 from app.web import api
-from app.web.deps import ModelDep, RegistryDep, Served, ServedDep, SettingsDep, TemplatesDep
+from app.web.deps import (
+    ModelDep,
+    NoEmptyFields,
+    RegistryDep,
+    Served,
+    ServedDep,
+    SettingsDep,
+    TemplatesDep,
+)
 from app.web.errors import NotFoundError, NotInModelError, UploadTooLargeError
 
 router = APIRouter(tags=["denoise"])
@@ -177,7 +185,7 @@ async def _read_upload(file: UploadFile | None, settings: Settings) -> bytes | N
     return data
 
 
-@router.post("/api/models/{name}/denoise", openapi_extra=NOISE_CASES)
+@router.post("/api/models/{name}/denoise", openapi_extra=NOISE_CASES, dependencies=[NoEmptyFields])
 async def denoise_upload(
     model: ModelDep, settings: SettingsDep, served: ServedDep, file: api.ImageFile,
     noise: Annotated[str, Form(**NOISE)] = DEFAULT_NOISE,

@@ -11,6 +11,7 @@ from fastapi.templating import Jinja2Templates
 
 from app.checkpoints import Checkpoint
 from app.data.ground_truth import ground_truth
+from app.inference import InferenceError
 from app.settings import Settings
 from app.web.errors import NotFoundError
 
@@ -49,6 +50,20 @@ async def get_model(
 
 
 ModelDep = Annotated[Checkpoint, Depends(get_model)]
+
+
+async def refuse_empty_fields(request: Request) -> None:
+    """An API form field sent empty is refused, not read as absent: FastAPI would give it its
+    default, and the schema lists no empty string among any field's values. Fields the route
+    does not take are ignored, as the schema allows."""
+    fields = {f.alias for f in request.scope["route"].dependant.body_params}
+    form = await request.form()  # already parsed for the route's own fields: cached
+    empty = sorted({name for name, value in form.multi_items() if value == "" and name in fields})
+    if empty:
+        raise InferenceError(f"form field {empty[0]!r} is empty: leave it out to take its default")
+
+
+NoEmptyFields = Depends(refuse_empty_fields)
 
 
 def latent_limit(ckpt: Checkpoint, settings: Settings) -> float:
