@@ -19,7 +19,7 @@ from tests.browser_server import launch_chromium, live_server  # noqa: E402
 
 Z = "0.8,-0.4,0.3,1.1,-0.6,0.2,0,0.5,-1.0,0.4"
 SHOTS = {
-    "explore.png": f"/?model=dsprites-beta-vae&z={Z}",
+    "explore.png": "/",  # what a new user meets: the landing page as it opens
     "compare.png": f"/compare?a=dsprites-vae&b=dsprites-beta-vae&z={Z}",
 }
 
