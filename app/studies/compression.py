@@ -37,8 +37,6 @@ from __future__ import annotations
 import io
 import math
 import threading
-from collections import OrderedDict
-from concurrent.futures import Future
 from dataclasses import dataclass
 
 import numpy as np
@@ -50,6 +48,7 @@ from app.checkpoints import Checkpoint
 from app.data.ground_truth import GroundTruth, ground_truth
 from app.inference import InferenceError
 from app.models import ModelConfig
+from app.studies.cache import SharedResults
 from app.studies.quality import Quality, psnr, quality, to_8bit
 
 BITS = range(1, 9)  # bits per kept latent
@@ -460,39 +459,21 @@ def compute_rate_distortion(ckpt: Checkpoint, study: Study | None = None) -> Rat
 
 
 MAX_CACHED = 16  # (weights, study) pairs kept: a few per shipped model at most
-_cache: OrderedDict[tuple[str, str, Study], Future[RateDistortion]] = OrderedDict()
-_cache_lock = threading.Lock()
+_results: SharedResults[RateDistortion] = SharedResults(MAX_CACHED)
 
 
 def rate_distortion(ckpt: Checkpoint, study: Study | None = None) -> RateDistortion:
     """compute_rate_distortion, cached by the weights' digest: the first caller computes,
     callers that arrive meanwhile wait for its result. A failure is not cached."""
-    study = study or Study()
+    chosen = study or Study()
     dataset_of(ckpt.config)  # a clear error before anything waits on the cache
     if not ckpt.digest:  # a Checkpoint built by hand, not loaded: nothing names its weights
-        return compute_rate_distortion(ckpt, study)
-    key = (ckpt.digest, ckpt.name, study)
-    with _cache_lock:
-        future = _cache.get(key)
-        owner = future is None
-        if future is None:
-            future = _cache[key] = Future()
-            while len(_cache) > MAX_CACHED:
-                _cache.popitem(last=False)
-        else:
-            _cache.move_to_end(key)
-    if owner:
-        try:
-            future.set_result(compute_rate_distortion(ckpt, study))
-        except BaseException as e:
-            with _cache_lock:
-                _cache.pop(key, None)
-            future.set_exception(e)
-    return future.result()
+        return compute_rate_distortion(ckpt, chosen)
+    key = (ckpt.digest, ckpt.name, chosen)
+    return _results.get(key, lambda: compute_rate_distortion(ckpt, chosen))
 
 
 def clear_cache() -> None:
-    with _cache_lock:
-        _cache.clear()
+    _results.clear()
     with _codecs_lock:
         _codecs.clear()

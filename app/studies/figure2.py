@@ -27,9 +27,6 @@ read-only, so a digest never goes stale) and computes once however many threads 
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
-from concurrent.futures import Future
 from dataclasses import dataclass
 
 import numpy as np
@@ -44,6 +41,7 @@ from app.data.ground_truth import DSPRITES, ground_truth
 from app.inference import InferenceError
 from app.metrics.evaluate import ImageEncoder
 from app.metrics.scores import discretize, entropy, mutual_info_matrix
+from app.studies.cache import SharedResults
 
 N_SHAPES, N_SCALES, N_ORIENTATIONS, N_POS = (int(s) for s in FACTOR_SIZES[:4])
 ACTIVE_KL = 0.1  # nats: the project's "a latent the model uses" (DESIGN.md)
@@ -245,37 +243,18 @@ def shape_view(data: Figure2Data) -> ShapeView:
 # --- the per-model cache --------------------------------------------------------------------
 
 MAX_CACHED = 16  # (weights, sampling) pairs kept: a few per shipped model at most
-_cache: OrderedDict[tuple[str, Sampling], Future[Figure2Data]] = OrderedDict()
-_cache_lock = threading.Lock()
+_results: SharedResults[Figure2Data] = SharedResults(MAX_CACHED)
 
 
 def figure2_data(ckpt: Checkpoint, s: Sampling | None = None) -> Figure2Data:
     """compute_figure2, cached by the weights' digest: the first caller computes, callers that
     arrive meanwhile wait for its result instead of computing again. A failure is not cached."""
     check_dsprites(ckpt)
-    s = s or Sampling()
+    sampling = s or Sampling()
     if not ckpt.digest:  # a Checkpoint built by hand, not loaded: nothing names its weights
-        return compute_figure2(ckpt, s)
-    key = (ckpt.digest, s)
-    with _cache_lock:
-        future = _cache.get(key)
-        owner = future is None
-        if future is None:
-            future = _cache[key] = Future()
-            while len(_cache) > MAX_CACHED:
-                _cache.popitem(last=False)
-        else:
-            _cache.move_to_end(key)
-    if owner:
-        try:
-            future.set_result(compute_figure2(ckpt, s))
-        except BaseException as e:
-            with _cache_lock:
-                _cache.pop(key, None)
-            future.set_exception(e)
-    return future.result()
+        return compute_figure2(ckpt, sampling)
+    return _results.get((ckpt.digest, sampling), lambda: compute_figure2(ckpt, sampling))
 
 
 def clear_cache() -> None:
-    with _cache_lock:
-        _cache.clear()
+    _results.clear()

@@ -12,7 +12,6 @@ for a card without them over dataset images drawn with a fixed seed, once per mo
 from __future__ import annotations
 
 import math
-import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +23,7 @@ from app import inference
 from app.checkpoints import Checkpoint
 from app.data.ground_truth import ground_truth
 from app.settings import Settings
+from app.studies.cache import SharedResults
 
 PRIOR_RANGE = 3.0  # a VAE's sliders span ±3σ of the prior, as the β-VAE paper's traversals do
 PRIOR_STEP = 0.05
@@ -61,8 +61,7 @@ def code_range(lo: float, hi: float) -> SliderRange:
     return SliderRange(lo_h / 100, hi_h / 100, step_h / 100)
 
 
-_ranges: dict[tuple[str, str], list[SliderRange]] = {}
-_ranges_lock = threading.Lock()
+_computed: SharedResults[list[SliderRange]] = SharedResults(size=64)
 
 
 def slider_ranges(ckpt: Checkpoint) -> list[SliderRange]:
@@ -74,11 +73,8 @@ def slider_ranges(ckpt: Checkpoint) -> list[SliderRange]:
     d = ckpt.config.latent_dim
     if isinstance(recorded, dict) and len(recorded["lo"]) == len(recorded["hi"]) == d:
         return [code_range(a, b) for a, b in zip(recorded["lo"], recorded["hi"], strict=True)]
-    key = (ckpt.name, ckpt.digest)
-    with _ranges_lock:  # concurrent first requests compute it once
-        if key not in _ranges:
-            _ranges[key] = _code_ranges(ckpt)
-        return _ranges[key]
+    # concurrent first requests compute it once
+    return _computed.get((ckpt.name, ckpt.digest), lambda: _code_ranges(ckpt))
 
 
 def _code_ranges(ckpt: Checkpoint) -> list[SliderRange]:
