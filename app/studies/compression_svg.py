@@ -13,10 +13,13 @@ element ids (the page shows several plots).
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
-from xml.sax.saxutils import escape, quoteattr
+from collections.abc import Sequence
 
 from app.studies.compression import RateDistortion, RatePoint
+from app.studies.svg import el as _el
+from app.studies.svg import n as _n
+from app.studies.svg import text as _text
+from app.studies.svg import title as _title
 
 INK, MUTED, GRID = "#1d2330", "#6b7385", "#e6e9ef"
 VAE_COLOUR, JPEG_COLOUR, CEILING_COLOUR = "#3b6fd8", "#d9731a", "#8a93a5"
@@ -34,28 +37,6 @@ WIDTH, HEIGHT = 560.0, 392.0
 LEFT, RIGHT, TOP, BOTTOM = 58.0, 40.0, 58.0, 312.0  # the plot area's edges
 # qualities labelled on the plot (every point has a tooltip): the whole files bunch together
 PAYLOAD_LABELS, FILE_LABELS = (1, 10, 50, 90), (1, 50, 90)
-
-
-def _n(x: float) -> str:
-    """A coordinate: one decimal, no trailing zeros."""
-    return f"{x:.1f}".rstrip("0").rstrip(".") or "0"
-
-
-def _el(tag: str, attrs: Mapping[str, object], *children: str) -> str:
-    a = "".join(
-        f" {k}={quoteattr(_n(v) if isinstance(v, float) else str(v))}"
-        for k, v in attrs.items()
-        if v is not None
-    )
-    return f"<{tag}{a}>{''.join(children)}</{tag}>" if children else f"<{tag}{a}/>"
-
-
-def _text(x: float, y: float, text: str, **attrs: object) -> str:
-    return _el("text", {"x": x, "y": y, **attrs}, escape(text))
-
-
-def _title(text: str) -> str:
-    return f"<title>{escape(text)}</title>"
 
 
 def _bpp(v: float) -> str:

@@ -15,8 +15,7 @@ would show. The mutual information is coloured by MI / H(factor) ∈ [0, 1], so 
 from __future__ import annotations
 
 import base64
-from collections.abc import Mapping, Sequence
-from xml.sax.saxutils import escape, quoteattr
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -24,6 +23,10 @@ import torch
 from app import imaging
 from app.data.dsprites import FACTOR_NAMES, FACTOR_VALUES, SHAPE_NAMES
 from app.studies.figure2 import FOLDS, NEIGHBOURS, Figure2Data, shape_view
+from app.studies.svg import el as _el
+from app.studies.svg import n as _n
+from app.studies.svg import text as _text
+from app.studies.svg import title as _title
 
 # Square red, ellipse green, heart blue, as in the paper's figure.
 SHAPE_COLOURS = ("#d62728", "#2ca02c", "#1f77b4")
@@ -53,28 +56,6 @@ def colour_map(t: np.ndarray, colours: tuple[str, ...]) -> np.ndarray:
 
 def _hex(rgb: np.ndarray) -> str:
     return "#{:02x}{:02x}{:02x}".format(*(int(v) for v in rgb))
-
-
-def _n(x: float) -> str:
-    """A coordinate: one decimal, no trailing zeros."""
-    return f"{x:.1f}".rstrip("0").rstrip(".") or "0"
-
-
-def _el(tag: str, attrs: Mapping[str, object], *children: str) -> str:
-    a = "".join(
-        f" {k}={quoteattr(_n(v) if isinstance(v, float) else str(v))}"
-        for k, v in attrs.items()
-        if v is not None
-    )
-    return f"<{tag}{a}>{''.join(children)}</{tag}>" if children else f"<{tag}{a}/>"
-
-
-def _text(x: float, y: float, text: str, **attrs: object) -> str:
-    return _el("text", {"x": x, "y": y, **attrs}, escape(text))
-
-
-def _title(text: str) -> str:
-    return f"<title>{escape(text)}</title>"
 
 
 def _png_href(rgb_or_image: np.ndarray | torch.Tensor) -> str:
