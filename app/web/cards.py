@@ -338,7 +338,10 @@ def _provenance(ckpt: Checkpoint, card: Mapping[str, Any], dataset: str) -> list
         rows.append(("shipped before as", f"{renamed.get('name')}: {renamed.get('why', '')}"))
     if card.get("run_dir"):
         rows.append(("resumable run state", str(card["run_dir"])))
-    rows.append(("licence", str(card.get("license") or "none stated in the card")))
+    rows += imported_from(card)
+    rows.append(("licence", licence(card)))
+    if card.get("data_licence"):
+        rows.append(("training data", str(card["data_licence"])))
     return rows
 
 
@@ -369,7 +372,7 @@ def card_view(ckpt: Checkpoint, served: Mapping[str, str], dataset: str) -> Card
         recipe=str(card.get("recipe") or ckpt.config.kind),
         settings=settings,
         summary=_summary(card),
-        lead=lead(card, totals),
+        lead=lead(card, totals) or imported_lead(card),
         segments=rows,
         totals=totals,
         metrics=metric_rows(card),
@@ -380,3 +383,50 @@ def card_view(ckpt: Checkpoint, served: Mapping[str, str], dataset: str) -> Card
         provenance=_provenance(ckpt, card, dataset),
         repairs=_repairs(card),
     )
+
+
+# --- models trained elsewhere (latent-explorer import) --------------------------------------
+
+
+def imported_from(card: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """Where an imported model was trained (the card's "source"): repository and folder, commit,
+    the sha256 of the file it was converted from, and the day; nothing for our own models."""
+    source = card.get("source")
+    if not isinstance(source, Mapping):
+        return []
+    where = str(source.get("repository") or UNRECORDED)
+    if source.get("url"):
+        where += f" ({source['url']})"
+    if source.get("folder"):
+        where += f", {source['folder']}"
+    rows = [("trained by", where), ("commit", str(source.get("commit") or UNRECORDED))]
+    if source.get("model_pt_sha256"):
+        rows.append(("weights as published (sha256 of model.pt)", str(source["model_pt_sha256"])))
+    rows.append(("imported", str(source.get("imported") or UNRECORDED)))
+    return rows
+
+
+def licence(card: Mapping[str, Any]) -> str:
+    """The licence in a line: its name and copyright lines (the full notice stays in card.json
+    and README.md), a note where none was found, or a plain string as the card states it."""
+    stated = card.get("licence", card.get("license"))
+    if not isinstance(stated, Mapping):
+        return str(stated or "none stated in the card")
+    if not stated.get("text"):
+        return str(stated.get("note") or "none stated in the card")
+    holders = "; ".join(str(c) for c in stated.get("copyright") or [])
+    name = stated.get("name") or "see the notice"
+    return f"{name}: {holders} (full notice in card.json and README.md)"
+
+
+def imported_lead(card: Mapping[str, Any]) -> str | None:
+    """The first sentence for an imported model: "Trained 30 epochs × 64 by
+    YannDubs/disentangling-vae, imported 2026-12-01"."""
+    source = card.get("source")
+    if not isinstance(source, Mapping):
+        return None
+    out = f"Trained {card['epochs']} epochs" if card.get("epochs") else "Trained"
+    if card.get("batch_size"):
+        out += f" × {card['batch_size']}"
+    by = source.get("repository") or "another project"
+    return f"{out} by {by}, imported {source.get('imported') or UNRECORDED}"
