@@ -1,4 +1,4 @@
-"""`latent-explorer train | serve | evaluate`: the one console script."""
+"""`latent-explorer train | serve | evaluate | import`: the one console script."""
 
 from __future__ import annotations
 
@@ -228,6 +228,67 @@ def _evaluate_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-progress", dest="progress", action="store_false")
 
 
+def _import_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "import",
+        help="convert a model made elsewhere into a checkpoint folder",
+        description="Convert a model trained by another project into a checkpoint folder "
+        "(model.safetensors, config.json, card.json, README.md), once; its card records where it "
+        "came from and its licence.",
+    )
+    formats = p.add_subparsers(dest="format", required=True, metavar="FORMAT")
+    d = formats.add_parser(
+        "disentangling-vae",
+        help="a results/NAME folder of YannDubs/disentangling-vae",
+        description="A results/NAME folder of YannDubs/disentangling-vae (model.pt, specs.json; "
+        "the repository's LICENSE two levels up): its Burgess network becomes ours, model.pt "
+        "read with PyTorch's weights-only loader, every tensor checked.",
+    )
+    d.add_argument("src", type=Path, metavar="SRC", help="the results/NAME folder")
+    d.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="checkpoint folder to write, refused if it exists (default: checkpoints/NAME)",
+    )
+    d.add_argument(
+        "--name",
+        default=None,
+        help="the model's name (default: disvae-<loss>-<dataset> from specs.json, e.g. "
+        "disvae-btcvae-celeba; with --out, its folder's name)",
+    )
+    d.add_argument(
+        "--commit",
+        default=None,
+        help="the repository commit SRC comes from, recorded in the card (default: unknown)",
+    )
+
+
+def _import(ns: argparse.Namespace) -> int:
+    import shlex
+
+    from app.importers import ModelImportError
+    from app.importers.disentangling_vae import import_disentangling_vae
+
+    given = [(f"--{k}", getattr(ns, k)) for k in ("out", "name", "commit")]
+    command = shlex.join(["latent-explorer", "import", ns.format, str(ns.src)]
+                         + [str(v) for kv in given if kv[1] is not None for v in kv])  # fmt: skip
+    try:
+        ckpt = import_disentangling_vae(
+            ns.src, ns.out, name=ns.name, commit=ns.commit, command=command
+        )
+    except ModelImportError as e:
+        print(f"latent-explorer import: error: {e}", file=sys.stderr)  # noqa: T201
+        return 2
+    cfg, card = ckpt.config, ckpt.card
+    print(f"wrote {ckpt.path}: {cfg.latent_dim} latents, {cfg.channels}×{cfg.image_size}×"  # noqa: T201
+          f"{cfg.image_size}, {cfg.dataset}; {card['recipe']}")  # fmt: skip
+    if card.get("kl_per_dim"):
+        kl = ", ".join(f"{v:.2f}" for v in card["kl_per_dim"])
+        print(f"mean KL per latent on {card['eval']['eval_images']:,} images: {kl}")  # noqa: T201
+    return 0
+
+
 def _evaluate(ns: argparse.Namespace) -> int:
     from app.checkpoints import CheckpointError
     from app.metrics.evaluate import (
@@ -294,6 +355,7 @@ def main(argv: list[str] | None = None) -> int:
     _train_parser(sub)
     _serve_parser(sub)
     _evaluate_parser(sub)
+    _import_parser(sub)
     ns = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
@@ -305,6 +367,8 @@ def main(argv: list[str] | None = None) -> int:
         return serve(host=ns.host, port=ns.port, checkpoints=ns.checkpoints, workers=ns.workers)
     if ns.command == "evaluate":
         return _evaluate(ns)
+    if ns.command == "import":
+        return _import(ns)
     return 2
 
 
