@@ -49,7 +49,7 @@ $(CHROMIUM):
 	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium
 
 test: install $(CHROMIUM)
-	$(PY) -m ruff check app tests bench docs
+	$(PY) -m ruff check app tests bench docs examples
 	$(PY) -m mypy app
 	$(VENV)/bin/lint-imports
 	$(PY) -m pytest

@@ -35,6 +35,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from app.models import VAE, ConfigError, ModelConfig
+from app.models.interface import NativeModel, ServedModel, describe_config
 from app.models.vae import WEIGHTS
 
 log = logging.getLogger(__name__)
@@ -60,6 +61,19 @@ class Checkpoint:
     @property
     def name(self) -> str:
         return self.path.name
+
+    def served(self) -> ServedModel:
+        """This folder's model behind the model interface, as pages, API, metrics and studies
+        use it; the card's latent names become the description's."""
+        description = describe_config(self.config, self.card)
+        return ServedModel(
+            name=self.name,
+            model=NativeModel(self.model, description),
+            card=self.card,
+            digest=self.digest,
+            path=self.path,
+            config=self.config,
+        )
 
 
 def weights_digest(model: torch.nn.Module) -> str:

@@ -201,6 +201,30 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:
         help="folder of checkpoint folders (default: settings / ./checkpoints)",
     )
     p.add_argument("--workers", type=int, default=1)
+    p.add_argument(
+        "--plugin",
+        action="append",
+        default=[],
+        metavar="MODULE:FACTORY",
+        help="also serve the model that package.module:factory() returns (your own PyTorch "
+        "code keeping the model interface; see docs/plugins.md); repeatable",
+    )
+
+
+def _serve(ns: argparse.Namespace) -> int:
+    from app.plugins import PluginError, load_plugin
+    from app.server import serve
+
+    for spec in ns.plugin:  # each is probed here first, so a mistake is one clear line
+        try:
+            load_plugin(spec)
+        except PluginError as e:
+            print(f"latent-explorer serve: error: {e}", file=sys.stderr)  # noqa: T201
+            return 2
+    return serve(
+        host=ns.host, port=ns.port, checkpoints=ns.checkpoints, workers=ns.workers,
+        plugins=tuple(ns.plugin),
+    )  # fmt: skip
 
 
 def _evaluate_parser(sub: argparse._SubParsersAction) -> None:
@@ -362,9 +386,7 @@ def main(argv: list[str] | None = None) -> int:
     if ns.command == "train":
         return _train(ns)
     if ns.command == "serve":
-        from app.server import serve
-
-        return serve(host=ns.host, port=ns.port, checkpoints=ns.checkpoints, workers=ns.workers)
+        return _serve(ns)
     if ns.command == "evaluate":
         return _evaluate(ns)
     if ns.command == "import":

@@ -8,19 +8,19 @@ from dataclasses import dataclass
 
 import torch
 
-from app.checkpoints import Checkpoint
-from app.models.elbo import kl_per_dim, reconstruction_nll
+from app.data.ground_truth import GroundTruth, ground_truth
+from app.models.interface import ServedModel, reconstruction_nll_of_means
 
 
 class InferenceError(ValueError):
     """A request the model cannot answer (wrong latent length, label out of range, ...)."""
 
 
-def _labels(ckpt: Checkpoint, label: int | None, n: int) -> torch.Tensor | None:
-    cfg = ckpt.config
+def _labels(ckpt: ServedModel, label: int | None, n: int) -> torch.Tensor | None:
+    cfg = ckpt.description
     if cfg.kind != "cvae":
         if label is not None:
-            raise InferenceError(f"model {ckpt.path.name} is a {cfg.kind}: it takes no label")
+            raise InferenceError(f"model {ckpt.name} is a {cfg.kind}: it takes no label")
         return None
     label = 0 if label is None else label
     if not 0 <= label < cfg.n_labels:
@@ -30,35 +30,43 @@ def _labels(ckpt: Checkpoint, label: int | None, n: int) -> torch.Tensor | None:
     return torch.full((n,), label, dtype=torch.long)
 
 
-def prepare_for_serving(ckpt: Checkpoint) -> Checkpoint:
-    """Frozen weights in channels-last layout: the transposed convolutions run about 1.4× (one
-    image) to 1.7× (a batch) faster on CPU, with the same bits."""
-    for p in ckpt.model.parameters():
-        p.requires_grad_(False)
-    ckpt.model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+def ground_truth_of(model: ServedModel) -> GroundTruth | None:
+    """The ground truth the model's images are drawn from, or None where there is none or where
+    its renderer's images are not the shape the model takes."""
+    return ground_truth(model.description.dataset, model.description.shape)
+
+
+def prepare_for_serving(ckpt: ServedModel) -> ServedModel:
+    """Frozen weights in channels-last layout where the model is a torch module: the transposed
+    convolutions of our networks run about 1.4× (one image) to 1.7× (a batch) faster on CPU, with
+    the same bits."""
+    if isinstance(ckpt.model, torch.nn.Module):
+        for p in ckpt.model.parameters():
+            p.requires_grad_(False)
+        ckpt.model.eval().to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     return ckpt
 
 
-def check_label(ckpt: Checkpoint, label: int | None) -> None:
+def check_label(ckpt: ServedModel, label: int | None) -> None:
     """Raise InferenceError if `label` does not fit the model (see _labels)."""
     _labels(ckpt, label, 1)
 
 
-def check_latents(ckpt: Checkpoint, z: torch.Tensor) -> None:
-    d = ckpt.config.latent_dim
+def check_latents(ckpt: ServedModel, z: torch.Tensor) -> None:
+    d = ckpt.description.latent_dim
     if z.ndim != 2 or z.shape[1] != d:
         got = z.shape[-1] if z.ndim else 0
-        raise InferenceError(f"z must have {d} values for model {ckpt.path.name}, got {got}")
+        raise InferenceError(f"z must have {d} values for model {ckpt.name}, got {got}")
     if not torch.isfinite(z).all():
         raise InferenceError("z must be finite numbers (no NaN or infinity)")
 
 
 @torch.inference_mode()
-def decode_latents(ckpt: Checkpoint, z: torch.Tensor, label: int | None = None) -> torch.Tensor:
+def decode_latents(ckpt: ServedModel, z: torch.Tensor, label: int | None = None) -> torch.Tensor:
     """z (B, D) → images (B, C, H, W) in [0, 1] (the decoder's pixel means)."""
     check_latents(ckpt, z)
     labels = _labels(ckpt, label, z.shape[0])
-    return torch.sigmoid(ckpt.model.decode(z.float(), labels, batch_invariant=True))
+    return ckpt.model.decode(z.float(), labels)
 
 
 @dataclass
@@ -76,30 +84,25 @@ class Encoding:
 
 
 @torch.inference_mode()
-def encode_images(ckpt: Checkpoint, x: torch.Tensor, label: int | None = None) -> Encoding:
+def encode_images(ckpt: ServedModel, x: torch.Tensor, label: int | None = None) -> Encoding:
     """x (B, C, H, W) in [0, 1] → μ, σ, the reconstruction and the ELBO's terms."""
-    cfg = ckpt.config
-    if x.shape[1:] != (cfg.channels, cfg.image_size, cfg.image_size):
+    cfg = ckpt.description
+    if tuple(x.shape[1:]) != cfg.shape:
         raise InferenceError(
-            f"images must be {cfg.channels}×{cfg.image_size}×{cfg.image_size}, got "
-            f"{'×'.join(map(str, x.shape[1:]))}"
+            f"images must be {'×'.join(map(str, cfg.shape))}, got {'×'.join(map(str, x.shape[1:]))}"
         )
     labels = _labels(ckpt, label, x.shape[0])
-    mu, logvar = ckpt.model.encode(x, labels)
-    decoded = ckpt.model.decode(mu, labels)
-    nll = reconstruction_nll(decoded, x, cfg.likelihood, cfg.gaussian_sigma)
-    if logvar is None:
-        sigma, kl = torch.zeros_like(mu), torch.zeros_like(mu)
-    else:
-        sigma, kl = torch.exp(0.5 * logvar), kl_per_dim(mu, logvar)
-    return Encoding(mu, sigma, torch.sigmoid(decoded), nll, kl)
+    posterior = ckpt.model.encode(x, labels)
+    reconstruction = ckpt.model.decode(posterior.mean, labels)
+    nll = reconstruction_nll_of_means(reconstruction, x, cfg.likelihood, cfg.gaussian_sigma)
+    return Encoding(posterior.mean, posterior.std, reconstruction, nll, posterior.kl())
 
 
-def latent_order(ckpt: Checkpoint) -> list[int]:
+def latent_order(ckpt: ServedModel) -> list[int]:
     """Latents by mean KL over data, most informative first (the card's figures); the AE, which
     has no KL, keeps its natural order."""
     kl = ckpt.card.get("kl_per_dim")
-    d = ckpt.config.latent_dim
+    d = ckpt.description.latent_dim
     if not kl or len(kl) != d:
         return list(range(d))
     return sorted(range(d), key=lambda i: -kl[i])

@@ -48,7 +48,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # same bytes whatever a request was batched with), and concurrency comes from batching
         # and from worker processes instead
         torch.set_num_threads(settings.torch_threads)
-        app.state.registry = load_registry(settings.checkpoints_dir)
+        app.state.registry = load_registry(settings.checkpoints_dir, settings.plugins)
         app.state.batcher = DecodeBatcher(max_batch=settings.max_batch)
         yield
         app.state.registry = {}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import os
 import socket
 from pathlib import Path
@@ -64,10 +65,14 @@ def run_uvicorn(app: str, host: str, port: int, workers: int, **config: Any) -> 
     return 0 if server.started else 1
 
 
-def serve(host: str, port: int, checkpoints: Path | None, workers: int) -> int:
+def serve(
+    host: str, port: int, checkpoints: Path | None, workers: int, plugins: tuple[str, ...] = ()
+) -> int:
+    # the factory reads Settings from the environment in every worker process
     if checkpoints is not None:
-        # the factory reads Settings from the environment in every worker process
         os.environ["LATENT_EXPLORER_CHECKPOINTS_DIR"] = str(checkpoints.resolve())
+    if plugins:
+        os.environ["LATENT_EXPLORER_PLUGINS"] = json.dumps(list(plugins))
     # our own log lines (models loaded, checkpoints skipped) go where uvicorn's go, in every worker
     log_config = copy.deepcopy(LOGGING_CONFIG)
     log_config["loggers"]["app"] = {"handlers": ["default"], "level": "INFO", "propagate": False}

@@ -14,6 +14,9 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="LATENT_EXPLORER_")
 
     checkpoints_dir: Path = PROJECT_ROOT / "checkpoints"
+    # models from a person's own code, `package.module:factory` each (`serve --plugin`; as JSON
+    # in LATENT_EXPLORER_PLUGINS): never read from a checkpoint folder
+    plugins: tuple[str, ...] = ()
     static_dir: Path = PROJECT_ROOT / "static"
     templates_dir: Path = PROJECT_ROOT / "templates"
 

@@ -21,7 +21,9 @@ def test_decoding_is_batch_invariant_bit_for_bit(trained):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as the server runs it (Settings.torch_threads)
     try:
-        ckpt = prepare_for_serving(load_checkpoint(trained["tiny-cvae"]))  # as the registry does
+        ckpt = prepare_for_serving(
+            load_checkpoint(trained["tiny-cvae"]).served()
+        )  # as the registry does
         z = torch.randn(40, 10, generator=torch.Generator().manual_seed(0))
         solo = torch.cat([decode_latents(ckpt, z[i : i + 1], 1) for i in range(40)])
         for size in (2, 7, 16, 40):

@@ -25,6 +25,7 @@ from app.checkpoints import load_checkpoint, save_checkpoint
 from app.inference import InferenceError
 from app.main import create_app
 from app.models import VAE, ModelConfig
+from app.models.interface import describe_config
 from app.settings import Settings
 from app.studies import compression
 from app.studies.compression import (
@@ -46,7 +47,7 @@ def rand(*shape: int, seed: int = 0) -> torch.Tensor:
 
 
 def sprites(n: int = 8, seed: int = 3) -> torch.Tensor:
-    x, _ = compression.study_images(ModelConfig(), n, seed)
+    x, _ = compression.study_images(describe_config(ModelConfig()), n, seed)
     return x
 
 
@@ -213,7 +214,7 @@ def served(trained, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def models(served):
-    return {p.name: load_checkpoint(p) for p in served.iterdir() if p.is_dir()}
+    return {p.name: load_checkpoint(p).served() for p in served.iterdir() if p.is_dir()}
 
 
 @pytest.fixture(scope="module")
@@ -273,7 +274,7 @@ def test_the_bytes_alone_decode_to_the_reconstruction(models, name):
 def test_more_bits_change_the_reconstruction_and_do_not_make_it_worse(models):
     for name, slack in (("tiny-ae", 1.0), ("tiny-cvae", 1.02)):
         ckpt = models[name]
-        x, labels = compression.study_images(ckpt.config, 16, 12)
+        x, labels = compression.study_images(ckpt.description, 16, 12)
         label = [None] * 16 if labels is None else labels.tolist()
         pairs = list(zip(x, label, strict=True))
         recons = [torch.stack([compression.compress_image(ckpt, im, k, lab).reconstruction

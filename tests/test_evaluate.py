@@ -73,7 +73,7 @@ def test_evaluating_writes_every_score_into_the_card(trained, tmp_path):
 
 
 def test_the_same_seed_gives_the_same_numbers(trained):
-    ckpt = load_checkpoint(trained["tiny-vae"])
+    ckpt = load_checkpoint(trained["tiny-vae"]).served()
     settings = EvaluationSettings(
         seeds=(3,), points=300, test_points=150, only=("mig", "sap", "dci_disentanglement",
                                                       "active_latents"),
@@ -86,7 +86,7 @@ def test_the_same_seed_gives_the_same_numbers(trained):
 
 
 def test_the_autoencoder_has_no_active_latents_score(trained):
-    ckpt = load_checkpoint(trained["tiny-ae"])
+    ckpt = load_checkpoint(trained["tiny-ae"]).served()
     m = evaluate(ckpt, EvaluationSettings(seeds=(0,), points=300, only=("active_latents", "mig")),
                  False)  # fmt: skip
     assert list(m["scores"]) == ["mig"]  # no KL without a posterior
@@ -94,7 +94,7 @@ def test_the_autoencoder_has_no_active_latents_score(trained):
 
 
 def test_a_cvae_is_given_the_true_shape(trained):
-    m = evaluate(load_checkpoint(trained["tiny-cvae"]),
+    m = evaluate(load_checkpoint(trained["tiny-cvae"]).served(),
                  EvaluationSettings(seeds=(0,), points=300, only=("mig",)), False)  # fmt: skip
     assert "true shape label" in m["scores"]["mig"]["settings"]
 
@@ -107,7 +107,7 @@ def test_a_later_training_save_keeps_the_metrics_as_stale(trained, tmp_path):
     metrics = load_checkpoint(folder).card["metrics"]
     args = TrainArgs(out=folder, run_dir=run, steps=155, resume=True, eval_images=256, command="t")
     assert train(args) == 0
-    ckpt = load_checkpoint(folder)
+    ckpt = load_checkpoint(folder).served()
     assert ckpt.card["steps"] == 155  # the card is the new run's...
     # ...but the scores survive, tied to the weights they were computed on, which the UI then
     # marks as stale (test_figure2) until `evaluate` runs again
@@ -171,7 +171,7 @@ def test_a_colour_shapes_model_is_scored_on_its_own_six_factors(tmp_path):
     for kind in ("vae", "cvae"):
         args = tiny_args(tmp_path / kind, kind=kind, dataset="shapes3d", steps=10, batch_size=16)
         assert train(args) == 0
-        metrics = evaluate(load_checkpoint(args.out), SMALL, progress=False)
+        metrics = evaluate(load_checkpoint(args.out).served(), SMALL, progress=False)
         assert metrics["factors"] == [
             "floor_hue", "wall_hue", "object_hue", "scale", "shape", "orientation"
         ]  # fmt: skip

@@ -69,7 +69,7 @@ def client(served):
 
 @pytest.fixture(scope="module")
 def vae_data(served) -> figure2.Figure2Data:
-    return figure2.figure2_data(load_checkpoint(served / "tiny-vae"), SMALL)
+    return figure2.figure2_data(load_checkpoint(served / "tiny-vae").served(), SMALL)
 
 
 def svg(resp) -> ET.Element:
@@ -300,7 +300,9 @@ def test_concurrent_first_requests_compute_once(served, monkeypatch):
         return compute(ckpt, s)
 
     monkeypatch.setattr(figure2, "compute_figure2", slow_compute)
-    ckpt = dataclasses.replace(load_checkpoint(served / "tiny-ae"), digest="concurrency-test")
+    ckpt = dataclasses.replace(
+        load_checkpoint(served / "tiny-ae").served(), digest="concurrency-test"
+    )
     results: list[figure2.Figure2Data] = []
     threads = [
         threading.Thread(target=lambda: results.append(figure2.figure2_data(ckpt, SMALL)))

@@ -11,16 +11,15 @@ from __future__ import annotations
 import math
 import re
 import xml.etree.ElementTree as ET
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from fastapi.testclient import TestClient
 
-from app.checkpoints import Checkpoint
 from app.main import create_app
 from app.models import ModelConfig
+from app.models.interface import ModelDescription, ServedModel, describe_config
 from app.settings import Settings
 from app.studies import figure2
 from app.web.deps import get_model
@@ -64,28 +63,35 @@ def kl_of(classes: np.ndarray) -> np.ndarray:
 class FactorEncoder:
     """Stands in for figure2's ImageEncoder: classes → (μ, KL) by the formulas above."""
 
-    def __init__(self, ckpt: Checkpoint, batch_size: int = 0) -> None:
+    def __init__(self, ckpt: ServedModel, batch_size: int = 0) -> None:
         self.ckpt = ckpt
 
     def encode(self, classes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return representation(classes), kl_of(classes)
 
 
-class WritingDecoder(torch.nn.Module):
-    """Writes z into pixels (0, 0…D−1) as logits and the label into pixel (1, 0)."""
+class WritingDecoder:
+    """Writes z into pixels (0, 0…D−1) as logits and the label into pixel (1, 0); the pixel
+    means are their sigmoid."""
 
-    def decode(self, z, labels=None, batch_invariant=False):  # noqa: ANN001, ANN201
+    def __init__(self, description: ModelDescription) -> None:
+        self.description = description
+
+    def encode(self, x, labels=None):  # noqa: ANN001, ANN201
+        raise AssertionError("the figure encodes through its ImageEncoder")
+
+    def decode(self, z, labels=None):  # noqa: ANN001, ANN201
         out = torch.full((len(z), 1, 64, 64), -20.0)
         out[:, 0, 0, :D] = z
         if labels is not None:
             out[:, 0, 1, 0] = labels.float()
-        return out
+        return torch.sigmoid(out)
 
 
-def fake_checkpoint(kind: str = "cvae") -> Checkpoint:
+def fake_checkpoint(kind: str = "cvae") -> ServedModel:
     labels = LABELS if kind == "cvae" else ()
     config = ModelConfig(kind=kind, latent_dim=D, label_names=labels, dataset="dsprites")
-    return Checkpoint(Path("known-answers"), WritingDecoder(), config, {}, "")  # type: ignore[arg-type]
+    return ServedModel("known-answers", WritingDecoder(describe_config(config)))
 
 
 @pytest.fixture(scope="module")

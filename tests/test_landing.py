@@ -86,13 +86,13 @@ def test_a_url_with_z_starts_there_not_from_the_dataset_image(client):
 
 
 def test_an_aes_sliders_span_its_own_codes_over_data(client, trained):
-    ckpt = load_checkpoint(trained["tiny-ae"])
+    ckpt = load_checkpoint(trained["tiny-ae"]).served()
     # the codes of 1,000 random sprites, computed here: their 1st–99th percentiles per latent
     rng = np.random.default_rng(7)
     classes = np.stack([rng.integers(0, n, 1000) for n in (3, 6, 40, 32, 32)], axis=1)
     x = torch.from_numpy(render(classes)[:, None].astype(np.float32))
     with torch.no_grad():
-        mu = ckpt.model.encoder(x, None).numpy()
+        mu = ckpt.model.network.encoder(x, None).numpy()
     p1, p99 = np.percentile(mu, [1, 99], axis=0)
     spread = p99 - p1
     ranges = sliders(client.get("/", params={"model": "tiny-ae"}).text)

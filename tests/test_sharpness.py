@@ -180,7 +180,7 @@ def test_the_default_pair_is_a_plain_vae_of_the_same_data_beside_the_vaegan():
     def ckpt(kind="vae", beta=1.0, objective="beta", dataset="shapes3d", latents=10, card=None):
         config = SimpleNamespace(kind=kind, beta=beta, objective=objective, dataset=dataset,
                                  latent_dim=latents)  # fmt: skip
-        return SimpleNamespace(config=config, card=card or {}, digest="")
+        return SimpleNamespace(description=config, card=card or {}, digest="")
 
     registry = {
         "ae": ckpt("ae"),

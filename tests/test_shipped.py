@@ -27,13 +27,13 @@ RECOGNISED = {"dsprites-ae": 0.9, "dsprites-vae": 0.9, "dsprites-cvae": 0.9,
 
 @pytest.mark.parametrize("name", SHIPPED)
 def test_shipped_model_reconstructs_held_out_sprites(name):
-    ckpt = load_checkpoint(ROOT / "checkpoints" / name)
+    ckpt = load_checkpoint(ROOT / "checkpoints" / name).served()
     assert (ckpt.path / "model.safetensors").stat().st_size <= 5 * 1024 * 1024
     classes = sample_classes(np.random.default_rng(12345), 256)  # not the training stream
     x = torch.from_numpy(render(classes)[:, None]).float()
-    labels = torch.from_numpy(classes[:, 0]) if ckpt.config.kind == "cvae" else None
+    labels = torch.from_numpy(classes[:, 0]) if ckpt.description.kind == "cvae" else None
     with torch.no_grad():
-        recon = torch.sigmoid(ckpt.model(x, labels)[0]) > 0.5
+        recon = ckpt.model.decode(ckpt.model.encode(x, labels).mean, labels) > 0.5
     truth = x > 0.5
     iou = ((recon & truth).flatten(1).sum(1) / (recon | truth).flatten(1).sum(1)).numpy()
     # recognisably the input: the sprite in the same place, with the same size (median IoU),
@@ -58,7 +58,7 @@ def test_shipped_card_says_how_it_was_trained(name):
 def test_shipped_reconstructions_read_back_as_the_input_sprite(name):
     from app.metrics.recognition import recognise
 
-    r = recognise(load_checkpoint(ROOT / "checkpoints" / name), n=128, seed=7)
+    r = recognise(load_checkpoint(ROOT / "checkpoints" / name).served(), n=128, seed=7)
     assert r.all_three >= RECOGNISED[name], r
     assert r.shape >= 0.85 and r.scale >= 0.95 and r.centroid_px < 0.5, r
 
@@ -99,15 +99,15 @@ def test_the_denoising_autoencoder_undoes_what_the_plain_models_reproduce(noise,
     from app.data.corruption import corrupt
     from app.studies.quality import psnr
 
-    models = [load_checkpoint(ROOT / "checkpoints" / n) for n in ("dsprites-dae", "dsprites-ae",
-                                                                   "dsprites-vae")]  # fmt: skip
+    names = ("dsprites-dae", "dsprites-ae", "dsprites-vae")
+    models = [load_checkpoint(ROOT / "checkpoints" / n).served() for n in names]
     clean = render(sample_classes(np.random.default_rng(54321), 128))[:, None].astype(np.float32)
     noisy = corrupt(clean, noise, level, np.random.default_rng(1))
     x, y = torch.from_numpy(clean), torch.from_numpy(noisy)
     after = {}
     for ckpt in models:  # mean PSNR over the batch, each image against its clean self
         with torch.no_grad():
-            out = torch.sigmoid(ckpt.model.eval()(y)[0])
+            out = ckpt.model.decode(ckpt.model.encode(y).mean)
         after[ckpt.name] = float(psnr(out, x).mean())
     before = float(psnr(y, x).mean())
     assert after["dsprites-dae"] > after["dsprites-ae"] + 1.0, (after, before)

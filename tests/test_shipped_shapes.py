@@ -27,9 +27,9 @@ HUES = ("floor_hue", "wall_hue", "object_hue")
 
 @pytest.mark.parametrize("name", MODELS)
 def test_the_colour_models_are_small_gaussian_and_say_how_they_were_trained(name):
-    ckpt = load_checkpoint(ROOT / "checkpoints" / name)
+    ckpt = load_checkpoint(ROOT / "checkpoints" / name).served()
     assert (ckpt.path / "model.safetensors").stat().st_size <= 5 * 1024 * 1024
-    assert ckpt.config.dataset == "shapes3d" and ckpt.config.likelihood == "gaussian"
+    assert ckpt.description.dataset == "shapes3d" and ckpt.description.likelihood == "gaussian"
     card = ckpt.card
     assert all(c.startswith("latent-explorer train") for c in card["commands"])
     # its last command resumes its own folder; after a rename, none of them may train into the
@@ -41,7 +41,7 @@ def test_the_colour_models_are_small_gaussian_and_say_how_they_were_trained(name
     assert 1000 < card["steps"] <= card["target_steps"]
     # `latent-explorer evaluate` ran on these weights, on the model's own factors
     assert card["metrics"]["digest"] == ckpt.digest
-    assert card["metrics"]["factors"] == list(ckpt.config.factor_names)
+    assert card["metrics"]["factors"] == list(ckpt.description.factor_names)
     assert 0 < card["metrics"]["scores"]["mig"]["mean"] <= 1
 
 
@@ -54,10 +54,10 @@ def normalised_mi(name: str) -> tuple[np.ndarray, list[str]]:
     batch = open_dataset("shapes3d").sample(np.random.default_rng(31337), 2000)
     assert batch.factors is not None
     x = torch.from_numpy(batch.images).float() / 255.0
-    ckpt = load_checkpoint(ROOT / "checkpoints" / name)
+    ckpt = load_checkpoint(ROOT / "checkpoints" / name).served()
     mu = torch.cat([encode_images(ckpt, part).mu for part in x.split(250)]).numpy()
     mi = mutual_info_matrix(discretize(mu), batch.factors) / entropy(batch.factors)
-    return mi, list(ckpt.config.factor_names)
+    return mi, list(ckpt.description.factor_names)
 
 
 def assert_own_latents(name: str, factors: tuple[str, ...]) -> None:
@@ -85,8 +85,8 @@ def test_the_disentangled_model_gives_scale_and_shape_a_latent_each():
 def test_the_vaegan_samples_are_sharper_than_its_parents():
     energy = {}
     for name in (VAEGAN_PARENT, "shapes-vaegan"):
-        ckpt = load_checkpoint(ROOT / "checkpoints" / name)
-        z = sample_prior(ckpt.config.latent_dim, 256, seed=0)
+        ckpt = load_checkpoint(ROOT / "checkpoints" / name).served()
+        z = sample_prior(ckpt.description.latent_dim, 256, seed=0)
         energy[name] = float(gradient_energy(to_8bit(decode_latents(ckpt, z))).mean())
     parent = load_checkpoint(ROOT / "checkpoints" / "shapes-vaegan").card["initialised_from"]
     assert parent["digest"] == load_checkpoint(ROOT / "checkpoints" / VAEGAN_PARENT).digest

@@ -62,7 +62,7 @@ def test_no_thread_the_app_started_outlives_its_lifespan(trained, tmp_path):
 
 
 def test_the_image_encoder_stops_its_render_ahead_thread_before_returning(trained):
-    encoder = ImageEncoder(load_checkpoint(trained["tiny-vae"]), batch_size=32)
+    encoder = ImageEncoder(load_checkpoint(trained["tiny-vae"]).served(), batch_size=32)
     before = set(threading.enumerate())
     classes = np.random.default_rng(1).integers(0, [3, 6, 40, 32, 32], size=(100, 5))
     mu, _ = encoder.encode(classes)

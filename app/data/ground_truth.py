@@ -28,6 +28,12 @@ class GroundTruth:
     render_classes: Callable[[np.ndarray], np.ndarray]  # (B, K) classes → (B, C, H, W) in [0, 1]
     sample_classes: Callable[[np.random.Generator, int], np.ndarray]  # → (n, K) int64
     index_to_classes: Callable[[np.ndarray | int], np.ndarray]  # → (B, K)
+    image_size: int = 64  # the side of every image the renderer draws
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """(C, H, W) of one image."""
+        return (self.channels, self.image_size, self.image_size)
 
     @property
     def n_images(self) -> int:
@@ -97,11 +103,15 @@ SHAPES3D = GroundTruth(
 )
 
 
-def ground_truth(dataset: str) -> GroundTruth | None:
+def ground_truth(dataset: str, shape: tuple[int, int, int] | None = None) -> GroundTruth | None:
     """The ground truth of a model's training data (`config.dataset`), or None for data without
-    known factors (an image folder)."""
+    known factors (an image folder, CelebA). With the model's image `shape` (C, H, W): None too
+    where the renderer's images are not that shape, since the model could not take them."""
+    truth = None
     if dataset == "dsprites" or dataset.startswith("dsprites-npz:"):
-        return DSPRITES
-    if dataset == "shapes3d":
-        return SHAPES3D
-    return None
+        truth = DSPRITES
+    elif dataset == "shapes3d":
+        truth = SHAPES3D
+    if truth is not None and shape is not None and tuple(shape) != truth.shape:
+        return None
+    return truth

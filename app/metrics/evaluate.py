@@ -28,10 +28,10 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from app.checkpoints import CARD, Checkpoint, fsync_dir, load_checkpoint, weights_digest
+from app.checkpoints import CARD, fsync_dir, load_checkpoint
 from app.data.ground_truth import GroundTruth, ground_truth
 from app.metrics import scores
-from app.models.elbo import kl_per_dim
+from app.models.interface import ServedModel
 
 log = logging.getLogger(__name__)
 
@@ -87,24 +87,24 @@ class EvaluationSettings:
 # --- encoding fresh images ------------------------------------------------------------------
 
 
-def require_ground_truth(ckpt: Checkpoint) -> GroundTruth:
+def require_ground_truth(ckpt: ServedModel) -> GroundTruth:
     """The ground truth of the model's training data, or EvaluationError saying there is none."""
-    cfg = ckpt.config
+    cfg = ckpt.description
     truth = ground_truth(cfg.dataset)
     if truth is None:
         raise EvaluationError(
-            f"{ckpt.path}: the model was trained on {cfg.dataset!r}, whose images have no known "
+            f"{ckpt.name}: the model was trained on {cfg.dataset!r}, whose images have no known "
             "factors; the metrics need a dataset drawn from ground-truth factors (dSprites)"
         )
     if cfg.factor_names and tuple(cfg.factor_names) != truth.factor_names:
         raise EvaluationError(
-            f"{ckpt.path}: factors {list(cfg.factor_names)} are not {truth.name}'s "
+            f"{ckpt.name}: factors {list(cfg.factor_names)} are not {truth.name}'s "
             f"{list(truth.factor_names)}"
         )
-    if cfg.channels != truth.channels:
+    if cfg.shape != truth.shape:
         raise EvaluationError(
-            f"{ckpt.path}: the model takes {cfg.channels}-channel images, {truth.name} has "
-            f"{truth.channels}"
+            f"{ckpt.name}: the model takes {'×'.join(map(str, cfg.shape))} images, {truth.name} "
+            f"has {'×'.join(map(str, truth.shape))}"
         )
     return truth
 
@@ -120,15 +120,15 @@ class ImageEncoder:
     served model, whose decoded bytes must not change."""
 
     def __init__(
-        self, ckpt: Checkpoint, bar: tqdm | None = None, *, channels_last: bool = False,
+        self, ckpt: ServedModel, bar: tqdm | None = None, *, channels_last: bool = False,
         batch_size: int = ENCODE_BATCH,
     ) -> None:  # fmt: skip
         self.truth = require_ground_truth(ckpt)
-        self.model = ckpt.model.eval()
-        if channels_last:
+        self.model = ckpt.model
+        if channels_last and isinstance(self.model, torch.nn.Module):
             self.model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         self.channels_last, self.batch_size = channels_last, batch_size
-        self.cvae, self.bar = ckpt.config.kind == "cvae", bar
+        self.cvae, self.bar = ckpt.description.kind == "cvae", bar
 
     def __call__(self, classes: np.ndarray) -> np.ndarray:
         """(N, K) classes → μ (N, D) float64."""
@@ -152,10 +152,10 @@ class ImageEncoder:
                     x = x.contiguous(memory_format=torch.channels_last)
                 label = c[:, self.truth.label_factor]
                 labels = torch.from_numpy(label) if self.cvae else None
-                mu, logvar = self.model.encode(x, labels)  # (B, D) each; logvar None for the AE
-                if logvar is not None:
-                    kls.append(kl_per_dim(mu, logvar).double().numpy())
-                mus.append(mu.double().numpy())
+                posterior = self.model.encode(x, labels)  # (B, D); no log σ² for the AE
+                if posterior.logvar is not None:
+                    kls.append(posterior.kl().double().numpy())
+                mus.append(posterior.mean.double().numpy())
                 if self.bar is not None:
                     self.bar.update(len(c))
         return np.concatenate(mus), (np.concatenate(kls) if kls else None)
@@ -174,7 +174,7 @@ def _images_per_seed(s: EvaluationSettings) -> int:
 
 
 def _one_seed(
-    ckpt: Checkpoint, encode: ImageEncoder, seed: int, s: EvaluationSettings,
+    ckpt: ServedModel, encode: ImageEncoder, seed: int, s: EvaluationSettings,
     stage: Callable[[str], None],
 ) -> tuple[dict[str, float], np.ndarray]:  # fmt: skip
     """→ ({score name: value}, MI matrix (D, K) in nats) for one evaluation seed."""
@@ -227,11 +227,11 @@ def _one_seed(
 # --- settings, said once per score ----------------------------------------------------------
 
 
-def describe(ckpt: Checkpoint, s: EvaluationSettings) -> dict[str, str]:
+def describe(ckpt: ServedModel, s: EvaluationSettings) -> dict[str, str]:
     """score name → the estimator choices behind it, in words (shown beside every score)."""
     truth = require_ground_truth(ckpt)
-    code = "code = posterior mean μ" if ckpt.config.stochastic else "code = the AE's code"
-    if ckpt.config.kind == "cvae":
+    code = "code = posterior mean μ" if ckpt.description.stochastic else "code = the AE's code"
+    if ckpt.description.kind == "cvae":
         code += f" (encoder given the true {truth.factor_names[truth.label_factor]} label)"
     train, test = f"{s.points:,}", f"{s.test_points:,}"
     k = len(truth.factor_names)
@@ -278,7 +278,7 @@ def describe(ckpt: Checkpoint, s: EvaluationSettings) -> dict[str, str]:
 
 
 def evaluate(
-    ckpt: Checkpoint, settings: EvaluationSettings | None = None, progress: bool = True
+    ckpt: ServedModel, settings: EvaluationSettings | None = None, progress: bool = True
 ) -> dict[str, Any]:
     """Every asked-for score over the settings' seeds → the card's "metrics" entry (mean, sample
     std and per-seed values of each score, with its settings). The AE has no posterior and so no
@@ -315,7 +315,7 @@ def evaluate(
         }
     return {
         "step": ckpt.card.get("steps"),
-        "digest": ckpt.digest or weights_digest(ckpt.model),
+        "digest": ckpt.digest,
         "seeds": list(s.seeds),
         "factors": list(truth.factor_names),
         "scores": results,
@@ -360,7 +360,7 @@ def evaluate_checkpoint(
     Raises CheckpointError for a folder that cannot be loaded, EvaluationError for a model that
     cannot be evaluated or whose weights a training run replaced meanwhile."""
     ckpt = load_checkpoint(path)
-    metrics = evaluate(ckpt, settings, progress)
+    metrics = evaluate(ckpt.served(), settings, progress)
     if load_checkpoint(path).digest != metrics["digest"]:
         raise EvaluationError(
             f"{path}: the weights changed while they were evaluated (a training run saved over "

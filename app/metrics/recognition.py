@@ -20,9 +20,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from app.checkpoints import Checkpoint
 from app.data.dsprites import FACTOR_SIZES, FACTOR_VALUES, render
 from app.inference import encode_images
+from app.models.interface import ServedModel
 
 # a shape's rotational symmetry, radians (square, ellipse, heart)
 SYMMETRY = (np.pi / 2, np.pi, 2 * np.pi)
@@ -63,14 +63,14 @@ def candidates(pos_x: int, pos_y: int) -> tuple[np.ndarray, np.ndarray]:
     return classes, render(classes).reshape(len(classes), -1).astype(np.float32)
 
 
-def recognise(ckpt: Checkpoint, n: int = 512, seed: int = 0) -> Recognition:
+def recognise(ckpt: ServedModel, n: int = 512, seed: int = 0) -> Recognition:
     """Reconstruct n random sprites (drawn from `seed`) and read their factors back."""
     rng = np.random.default_rng(seed)
     classes = np.stack([rng.integers(0, k, n) for k in FACTOR_SIZES], axis=1)
     images = render(classes).astype(np.float32)  # (n, 64, 64)
     recon = np.empty_like(images)
     x = torch.from_numpy(images)[:, None]
-    if ckpt.config.kind == "cvae":
+    if ckpt.description.kind == "cvae":
         for shape in range(3):
             idx = np.flatnonzero(classes[:, 0] == shape)
             if len(idx):

@@ -9,6 +9,9 @@ from typing import Any
 
 KINDS = ("ae", "vae", "cvae")
 LIKELIHOODS = ("bernoulli", "gaussian")
+# the conv stack halves the image to 4×4, one stride-2 convolution per halving: 64 takes four
+# (Burgess et al. 2018), 32 takes three (disentangling-vae's MNIST models); the others build alike
+IMAGE_SIZES = (16, 32, 64, 128)
 FORMAT_VERSION = 1
 
 
@@ -25,7 +28,7 @@ class ModelConfig:
     beta: float = 1.0  # weight on KL(q(z|x) ‖ N(0, I)); 1 is the plain VAE (unused by the AE)
     objective: str = "beta"  # the training recipe's name (see app/models/objectives.py)
     channels: int = 1  # 1 for dSprites, 3 for colour
-    image_size: int = 64  # the Burgess conv stack halves 64 → 4 in four steps
+    image_size: int = 64  # square side in pixels, one of IMAGE_SIZES
     likelihood: str = "bernoulli"  # bernoulli for binary pixels, gaussian for grey levels/colour
     gaussian_sigma: float = 0.1  # fixed pixel std of the Gaussian likelihood (values in [0, 1])
     conv_channels: int = 32  # Burgess et al. 2018: four 4×4 stride-2 convs with 32 channels
@@ -44,9 +47,10 @@ class ModelConfig:
             )
         if not (isinstance(self.latent_dim, int) and 1 <= self.latent_dim <= 512):
             raise ConfigError(f"latent_dim must be an integer in 1..512, got {self.latent_dim!r}")
-        if self.image_size != 64:
+        if self.image_size not in IMAGE_SIZES:
             raise ConfigError(
-                f"image_size must be 64 (the conv stack is built for it), got {self.image_size!r}"
+                f"image_size must be one of {', '.join(map(str, IMAGE_SIZES))} (the conv stack "
+                f"halves it to 4×4), got {self.image_size!r}"
             )
         if self.channels not in (1, 3):
             raise ConfigError(f"channels must be 1 or 3, got {self.channels!r}")
@@ -67,6 +71,11 @@ class ModelConfig:
     @property
     def n_labels(self) -> int:
         return len(self.label_names)
+
+    @property
+    def n_convs(self) -> int:
+        """Stride-2 convolutions from image_size down to 4×4: 4 at 64, 3 at 32."""
+        return self.image_size.bit_length() - 3
 
     @property
     def stochastic(self) -> bool:

@@ -1,9 +1,9 @@
 """The VAE family in one module: a deterministic AE, the (β-)VAE and the conditional VAE.
 
-Convolutional encoder and decoder for 64×64 images after Burgess et al. 2018 ("Understanding
-disentangling in β-VAE", Appendix A.1): four 4×4 stride-2 convolutions with 32 channels, two dense
-layers of 256, and the mirror image in the decoder. A CVAE concatenates a one-hot label to the
-encoder's dense input and to z before the decoder (Sohn et al. 2015).
+Convolutional encoder and decoder after Burgess et al. 2018 ("Understanding disentangling in
+β-VAE", Appendix A.1): 4×4 stride-2 convolutions with 32 channels down to 4×4 (four at 64×64, three
+at 32×32), two dense layers of 256, and the mirror image in the decoder. A CVAE concatenates a
+one-hot label to the encoder's dense input and to z before the decoder (Sohn et al. 2015).
 """
 
 from __future__ import annotations
@@ -27,12 +27,10 @@ class Encoder(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         c = cfg.conv_channels
-        self.convs = nn.Sequential(
-            nn.Conv2d(cfg.channels, c, 4, 2, 1), nn.ReLU(),  # 64 → 32
-            nn.Conv2d(c, c, 4, 2, 1), nn.ReLU(),  # 32 → 16
-            nn.Conv2d(c, c, 4, 2, 1), nn.ReLU(),  # 16 → 8
-            nn.Conv2d(c, c, 4, 2, 1), nn.ReLU(),  # 8 → 4
-        )  # fmt: skip
+        layers: list[nn.Module] = []
+        for i in range(cfg.n_convs):  # 64 → 32 → 16 → 8 → 4 (one fewer at 32)
+            layers += [nn.Conv2d(cfg.channels if i == 0 else c, c, 4, 2, 1), nn.ReLU()]
+        self.convs = nn.Sequential(*layers)
         self.dense = nn.Sequential(
             nn.Linear(c * 4 * 4 + cfg.n_labels, cfg.hidden_dim), nn.ReLU(),
             nn.Linear(cfg.hidden_dim, cfg.hidden_dim), nn.ReLU(),
@@ -57,12 +55,12 @@ class Decoder(nn.Module):
             nn.Linear(cfg.hidden_dim, cfg.hidden_dim), nn.ReLU(),
             nn.Linear(cfg.hidden_dim, c * 4 * 4), nn.ReLU(),
         )  # fmt: skip
-        self.deconvs = nn.Sequential(
-            nn.ConvTranspose2d(c, c, 4, 2, 1), nn.ReLU(),  # 4 → 8
-            nn.ConvTranspose2d(c, c, 4, 2, 1), nn.ReLU(),  # 8 → 16
-            nn.ConvTranspose2d(c, c, 4, 2, 1), nn.ReLU(),  # 16 → 32
-            nn.ConvTranspose2d(c, cfg.channels, 4, 2, 1),  # 32 → 64: logits / pre-sigmoid means
-        )  # fmt: skip
+        layers: list[nn.Module] = []
+        for _ in range(cfg.n_convs - 1):  # 4 → 8 → 16 → 32 (one fewer at 32)
+            layers += [nn.ConvTranspose2d(c, c, 4, 2, 1), nn.ReLU()]
+        # the last doubling, to the image: logits / pre-sigmoid means
+        layers.append(nn.ConvTranspose2d(c, cfg.channels, 4, 2, 1))
+        self.deconvs = nn.Sequential(*layers)
 
     def forward(
         self, z: torch.Tensor, onehot: torch.Tensor | None, batch_invariant: bool = False
@@ -71,7 +69,7 @@ class Decoder(nn.Module):
             z = torch.cat([z, onehot], dim=1)  # (B, D + n_labels)
         if not batch_invariant:
             h = self.dense(z)
-            # (B, 32, 4, 4) → (B, C, 64, 64)
+            # (B, 32, 4, 4) → (B, C, H, W)
             return self.deconvs(h.view(-1, self.conv_channels, 4, 4))
         # serving: a matrix product's rounding depends on how many rows it has, so the dense
         # layers go row by row (microseconds); the transposed convolutions treat each image alone
@@ -132,7 +130,7 @@ class VAE(
     def encode(
         self, x: torch.Tensor, labels: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """x (B, C, 64, 64) in [0, 1] → μ (B, D) and log σ² (B, D); log σ² is None for the AE."""
+        """x (B, C, H, W) in [0, 1] → μ (B, D) and log σ² (B, D); log σ² is None for the AE."""
         out = self.encoder(x, self._onehot(labels, x.shape[0]))
         if not self.config.stochastic:
             return out, None
@@ -142,7 +140,7 @@ class VAE(
     def decode(
         self, z: torch.Tensor, labels: torch.Tensor | None = None, batch_invariant: bool = False
     ) -> torch.Tensor:
-        """z (B, D) → decoder output (B, C, 64, 64): logits (Bernoulli) or pre-sigmoid means.
+        """z (B, D) → decoder output (B, C, H, W): logits (Bernoulli) or pre-sigmoid means.
         `batch_invariant`: each row's result is bit-identical to decoding it alone, whatever
         else is in the batch (the server batches concurrent requests and promises same z, same
         bytes)."""

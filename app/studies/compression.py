@@ -44,10 +44,9 @@ import torch
 from PIL import Image
 
 from app import inference
-from app.checkpoints import Checkpoint
 from app.data.ground_truth import GroundTruth, ground_truth
 from app.inference import InferenceError
-from app.models import ModelConfig
+from app.models.interface import ModelDescription, ServedModel
 from app.studies.cache import SharedResults
 from app.studies.quality import Quality, psnr, quality, to_8bit
 
@@ -87,12 +86,12 @@ class Codec:
         return -(-self.n_bits(bits) // 8)
 
 
-def active_latents(ckpt: Checkpoint) -> list[int]:
+def active_latents(ckpt: ServedModel) -> list[int]:
     """Latents whose mean KL (the card's kl_per_dim) is above 0.1 nats; all of them for the AE,
     which has no KL (nor a prior that would decode an unused latent at 0)."""
     kl = ckpt.card.get("kl_per_dim")
-    d = ckpt.config.latent_dim
-    if ckpt.config.kind == "ae":
+    d = ckpt.description.latent_dim
+    if ckpt.description.kind == "ae":
         return list(range(d))
     if not kl or len(kl) != d:
         raise CompressionError(
@@ -102,15 +101,15 @@ def active_latents(ckpt: Checkpoint) -> list[int]:
     return [i for i in range(d) if kl[i] > ACTIVE_KL]
 
 
-def _label_bits(cfg: ModelConfig) -> int:
+def _label_bits(cfg: ModelDescription) -> int:
     return math.ceil(math.log2(cfg.n_labels)) if cfg.kind == "cvae" else 0
 
 
 CALIBRATION_IMAGES, CALIBRATION_SEED = 2048, 1  # the AE's loc/scale; the study uses seed 0
 
 
-def _make_codec(ckpt: Checkpoint) -> Codec:
-    cfg = ckpt.config
+def _make_codec(ckpt: ServedModel) -> Codec:
+    cfg = ckpt.description
     kept = active_latents(ckpt)
     if cfg.stochastic:
         loc, scale = [0.0] * len(kept), [1.0] * len(kept)
@@ -131,9 +130,9 @@ _codecs: dict[tuple[str, str], Codec] = {}
 _codecs_lock = threading.Lock()
 
 
-def codec_for(ckpt: Checkpoint) -> Codec:
+def codec_for(ckpt: ServedModel) -> Codec:
     """The model's codec state, built once per weights (the AE's from 2,048 encoded images)."""
-    if not ckpt.digest:  # a Checkpoint built by hand, not loaded: nothing names its weights
+    if not ckpt.digest:  # a ServedModel built by hand, not loaded: nothing names its weights
         return _make_codec(ckpt)
     key = (ckpt.digest, ckpt.name)
     with _codecs_lock:  # held while building: one AE calibration at a time, ~0.3 s
@@ -188,29 +187,29 @@ def unpack_code(code: bytes, codec: Codec, bits: int) -> tuple[torch.Tensor, int
 
 
 @torch.inference_mode()
-def encode_mu(ckpt: Checkpoint, x: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+def encode_mu(ckpt: ServedModel, x: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
     """x (N, C, H, W) → μ (N, D), in batches of 256."""
     out = []
     for start in range(0, len(x), 256):
         lab = None if labels is None else labels[start : start + 256]
-        out.append(ckpt.model.encode(x[start : start + 256], lab)[0])
+        out.append(ckpt.model.encode(x[start : start + 256], lab).mean)
     return torch.cat(out)
 
 
 @torch.inference_mode()
-def decode_batch(ckpt: Checkpoint, z: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+def decode_batch(ckpt: ServedModel, z: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
     """z (N, D) → images (N, C, H, W) in [0, 1], each as decode_latents would give it alone."""
-    return torch.sigmoid(ckpt.model.decode(z, labels, batch_invariant=True))
+    return ckpt.model.decode(z, labels)
 
 
-def decode_code(ckpt: Checkpoint, code: bytes, bits: int) -> torch.Tensor:
+def decode_code(ckpt: ServedModel, code: bytes, bits: int) -> torch.Tensor:
     """A code's bytes → the decoded image (C, H, W) in [0, 1]: all a receiver needs besides the
     shared codec state."""
     codec = codec_for(ckpt)
     q, label = unpack_code(code, codec, bits)
-    if ckpt.config.kind == "cvae" and label >= ckpt.config.n_labels:
+    if ckpt.description.kind == "cvae" and label >= ckpt.description.n_labels:
         raise CompressionError(f"the code's class {label} is not one of the model's classes")
-    labels = torch.tensor([label]) if ckpt.config.kind == "cvae" else None
+    labels = torch.tensor([label]) if ckpt.description.kind == "cvae" else None
     return decode_batch(ckpt, dequantise(q[None], codec, bits), labels)[0]
 
 
@@ -320,7 +319,7 @@ class Comparison:
 
 
 def _encode_with_label(
-    ckpt: Checkpoint, codec: Codec, x: torch.Tensor, bits: int, label: int | None
+    ckpt: ServedModel, codec: Codec, x: torch.Tensor, bits: int, label: int | None
 ) -> tuple[bytes, torch.Tensor, torch.Tensor, int | None]:
     """→ (code, its decoding, the decoding of μ itself, label) for one image (C, H, W)."""
     labels = None if label is None else torch.tensor([label])
@@ -335,13 +334,13 @@ def _encode_with_label(
 
 
 def compress_image(
-    ckpt: Checkpoint, x: torch.Tensor, bits: int, label: int | None = None
+    ckpt: ServedModel, x: torch.Tensor, bits: int, label: int | None = None
 ) -> Comparison:
     """Compress one image (C, H, W) in [0, 1] both ways and measure both. A CVAE's class is
     part of the code: `label` when given, else the encoder tries every class and keeps the one
     whose decoding has the highest PSNR (an encoder may search; the decoder only reads)."""
     check_bits(bits)
-    cfg = ckpt.config
+    cfg = ckpt.description
     if x.shape != (cfg.channels, cfg.image_size, cfg.image_size):
         raise CompressionError(
             f"images must be {cfg.channels}×{cfg.image_size}×{cfg.image_size}, got "
@@ -363,10 +362,10 @@ def compress_image(
 # --- the rate–distortion study --------------------------------------------------------------
 
 
-def dataset_of(cfg: ModelConfig) -> GroundTruth:
+def dataset_of(cfg: ModelDescription) -> GroundTruth:
     """The model's dataset, if its images can be drawn on demand (app.data.ground_truth: those
     with known factors, e.g. dSprites); a CompressionError (422) otherwise (an image folder)."""
-    truth = ground_truth(cfg.dataset)
+    truth = ground_truth(cfg.dataset, cfg.shape)
     if truth is None or truth.channels != cfg.channels:
         raise CompressionError(
             f"the rate–distortion study draws images from the model's dataset, and "
@@ -375,7 +374,9 @@ def dataset_of(cfg: ModelConfig) -> GroundTruth:
     return truth
 
 
-def study_images(cfg: ModelConfig, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+def study_images(
+    cfg: ModelDescription, n: int, seed: int
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """n images of the model's dataset (N, C, H, W) in [0, 1], drawn with a fixed seed, and a
     CVAE's labels for them (None otherwise)."""
     truth = dataset_of(cfg)
@@ -429,11 +430,11 @@ class RateDistortion:
     unquantised: RatePoint  # decoded from μ itself, its rate that of float32 latents
 
 
-def compute_rate_distortion(ckpt: Checkpoint, study: Study | None = None) -> RateDistortion:
+def compute_rate_distortion(ckpt: ServedModel, study: Study | None = None) -> RateDistortion:
     """Mean bpp and quality of the VAE code at k = 1..8 and of JPEG at the study's qualities,
     over the same dataset images. Uncached: see rate_distortion."""
     study = study or Study()
-    x, labels = study_images(ckpt.config, study.n_images, study.seed)
+    x, labels = study_images(ckpt.description, study.n_images, study.seed)
     pixels = x.shape[-1] * x.shape[-2]
     codec = codec_for(ckpt)
     mu = encode_mu(ckpt, x, labels)
@@ -454,7 +455,8 @@ def compute_rate_distortion(ckpt: Checkpoint, study: Study | None = None) -> Rat
         payload_bytes = torch.tensor([j.payload_bytes for j in jpegs])
         files.append(_point(quality_setting, file_bytes, pixels, measured))
         payloads.append(_point(quality_setting, payload_bytes, pixels, measured))
-    return RateDistortion(ckpt.name, dataset_of(ckpt.config).name, codec.kept, codec.label_bits,
+    dataset = dataset_of(ckpt.description).name
+    return RateDistortion(ckpt.name, dataset, codec.kept, codec.label_bits,
                           study, pixels, vae, files, payloads, unquantised)  # fmt: skip
 
 
@@ -462,12 +464,12 @@ MAX_CACHED = 16  # (weights, study) pairs kept: a few per shipped model at most
 _results: SharedResults[RateDistortion] = SharedResults(MAX_CACHED)
 
 
-def rate_distortion(ckpt: Checkpoint, study: Study | None = None) -> RateDistortion:
+def rate_distortion(ckpt: ServedModel, study: Study | None = None) -> RateDistortion:
     """compute_rate_distortion, cached by the weights' digest: the first caller computes,
     callers that arrive meanwhile wait for its result. A failure is not cached."""
     chosen = study or Study()
-    dataset_of(ckpt.config)  # a clear error before anything waits on the cache
-    if not ckpt.digest:  # a Checkpoint built by hand, not loaded: nothing names its weights
+    dataset_of(ckpt.description)  # a clear error before anything waits on the cache
+    if not ckpt.digest:  # a ServedModel built by hand, not loaded: nothing names its weights
         return compute_rate_distortion(ckpt, chosen)
     key = (ckpt.digest, ckpt.name, chosen)
     return _results.get(key, lambda: compute_rate_distortion(ckpt, chosen))

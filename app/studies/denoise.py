@@ -16,9 +16,9 @@ import numpy as np
 import torch
 
 from app import inference
-from app.checkpoints import Checkpoint
 from app.data import corruption
 from app.inference import InferenceError
+from app.models.interface import ServedModel
 from app.studies.quality import Quality, quality, to_8bit
 
 NOISE_CHOICES = (*corruption.NOISES, "drawn")  # "drawn": the mask a person painted
@@ -80,14 +80,14 @@ class Denoising:
 
 
 def denoise(
-    models: list[Checkpoint], clean: torch.Tensor, corrupted: torch.Tensor,
+    models: list[ServedModel], clean: torch.Tensor, corrupted: torch.Tensor,
     label: int | None = None,
 ) -> Denoising:  # fmt: skip
     """Each model's answer to `corrupted`, measured against `clean`."""
     corrupted = to_8bit(corrupted)
     answers = []
     for ckpt in models:
-        own = label if ckpt.config.kind == "cvae" else None
+        own = label if ckpt.description.kind == "cvae" else None
         out = to_8bit(inference.encode_images(ckpt, corrupted, own).reconstruction)
         answers.append(Answer(ckpt.name, out, quality(out, clean)[0]))
     return Denoising(clean, corrupted, quality(corrupted, clean)[0], answers)

@@ -35,12 +35,12 @@ from sklearn.model_selection import cross_val_score
 from sklearn.neighbors import KNeighborsClassifier
 
 from app import inference
-from app.checkpoints import Checkpoint
 from app.data.dsprites import FACTOR_SIZES, classes_to_index, index_to_classes
 from app.data.ground_truth import DSPRITES, ground_truth
 from app.inference import InferenceError
 from app.metrics.evaluate import ImageEncoder
 from app.metrics.scores import discretize, entropy, mutual_info_matrix
+from app.models.interface import ServedModel
 from app.studies.cache import SharedResults
 
 N_SHAPES, N_SCALES, N_ORIENTATIONS, N_POS = (int(s) for s in FACTOR_SIZES[:4])
@@ -101,10 +101,10 @@ class Figure2Data:
         return [bool(v > ACTIVE_VARIANCE) for v in self.variance]
 
 
-def check_dsprites(ckpt: Checkpoint) -> None:
+def check_dsprites(ckpt: ServedModel) -> None:
     """Figure 2 needs the dSprites factors: raise InferenceError (a 422) for any other model."""
-    cfg = ckpt.config
-    if ground_truth(cfg.dataset) is not DSPRITES or cfg.channels != 1:
+    cfg = ckpt.description
+    if ground_truth(cfg.dataset, cfg.shape) is not DSPRITES or cfg.channels != 1:
         raise InferenceError(
             f"model {ckpt.name} was trained on {cfg.dataset}, not dSprites: Figure 2 plots "
             "latents against the dSprites factors (shape, scale, orientation, position), "
@@ -153,11 +153,11 @@ def designs(s: Sampling) -> dict[str, np.ndarray]:
 
 
 @torch.inference_mode()
-def _traversal(ckpt: Checkpoint, s: Sampling) -> tuple[torch.Tensor, list[float]]:
+def _traversal(ckpt: ServedModel, s: Sampling) -> tuple[torch.Tensor, list[float]]:
     """Rows 4–8 of the paper: latent i swept over ±span (the prior's σ is 1) with the others
     held at μ of one dataset image → (D, steps, C, H, W)."""
     classes = index_to_classes(s.traversal_image)  # (1, 5)
-    label = int(classes[0, 0]) if ckpt.config.kind == "cvae" else None
+    label = int(classes[0, 0]) if ckpt.description.kind == "cvae" else None
     mu, _ = ImageEncoder(ckpt).encode(classes)
     d = mu.shape[1]
     values = torch.linspace(-s.traversal_span, s.traversal_span, s.traversal_steps)
@@ -166,7 +166,7 @@ def _traversal(ckpt: Checkpoint, s: Sampling) -> tuple[torch.Tensor, list[float]
     return images.reshape(d, s.traversal_steps, *images.shape[1:]), values.tolist()
 
 
-def compute_figure2(ckpt: Checkpoint, s: Sampling | None = None) -> Figure2Data:
+def compute_figure2(ckpt: ServedModel, s: Sampling | None = None) -> Figure2Data:
     """Everything the figure plots, from the model and the seed. Uncached: see figure2_data."""
     check_dsprites(ckpt)
     s = s or Sampling()
@@ -246,12 +246,12 @@ MAX_CACHED = 16  # (weights, sampling) pairs kept: a few per shipped model at mo
 _results: SharedResults[Figure2Data] = SharedResults(MAX_CACHED)
 
 
-def figure2_data(ckpt: Checkpoint, s: Sampling | None = None) -> Figure2Data:
+def figure2_data(ckpt: ServedModel, s: Sampling | None = None) -> Figure2Data:
     """compute_figure2, cached by the weights' digest: the first caller computes, callers that
     arrive meanwhile wait for its result instead of computing again. A failure is not cached."""
     check_dsprites(ckpt)
     sampling = s or Sampling()
-    if not ckpt.digest:  # a Checkpoint built by hand, not loaded: nothing names its weights
+    if not ckpt.digest:  # a ServedModel built by hand, not loaded: nothing names its weights
         return compute_figure2(ckpt, sampling)
     return _results.get((ckpt.digest, sampling), lambda: compute_figure2(ckpt, sampling))
 

@@ -13,9 +13,9 @@ from fastapi.responses import Response
 from pydantic import BaseModel, BeforeValidator, Field, StrictFloat, StrictInt
 
 from app import imaging, inference
-from app.checkpoints import Checkpoint
 from app.data.ground_truth import DSPRITES, ground_truth
 from app.inference import InferenceError
+from app.models.interface import ServedModel
 from app.web.deps import (
     ModelDep,
     NoEmptyFields,
@@ -79,8 +79,8 @@ DatasetIndex = Annotated[
 MaybeServed = Annotated[Served | None, Depends(get_served)]
 
 
-def model_summary(ckpt: Checkpoint) -> dict[str, Any]:
-    cfg = ckpt.config
+def model_summary(ckpt: ServedModel) -> dict[str, Any]:
+    cfg = ckpt.description
     return {
         "name": ckpt.name,
         "kind": cfg.kind,
@@ -89,11 +89,16 @@ def model_summary(ckpt: Checkpoint) -> dict[str, Any]:
         "latent_dim": cfg.latent_dim,
         "labels": list(cfg.label_names),
         "image_size": cfg.image_size,
+        "height": cfg.height,
+        "width": cfg.width,
         "channels": cfg.channels,
+        "latent_names": [cfg.latent_name(i) for i in range(cfg.latent_dim)],
         "dataset": cfg.dataset,
         "factors": list(cfg.factor_names),
         # how many dataset images can be drawn by index (None: no ground truth to draw from)
-        "dataset_images": truth.n_images if (truth := ground_truth(cfg.dataset)) else None,
+        "dataset_images": truth.n_images
+        if (truth := ground_truth(cfg.dataset, cfg.shape))
+        else None,
         "dataset_name": truth.name if truth else None,
         "latent_order": inference.latent_order(ckpt),
         "card": ckpt.card,
@@ -106,7 +111,7 @@ def _limit(value: int, limit: int, what: str) -> int:
     return value
 
 
-def etag_for(ckpt: Checkpoint, key: tuple[Any, ...]) -> str:
+def etag_for(ckpt: ServedModel, key: tuple[Any, ...]) -> str:
     """A strong validator: the model's weight digest and everything the bytes depend on."""
     text = "|".join(
         k.numpy().tobytes().hex() if isinstance(k, torch.Tensor) else str(k) for k in key
@@ -116,7 +121,7 @@ def etag_for(ckpt: Checkpoint, key: tuple[Any, ...]) -> str:
 
 def cached_image(
     request: Request,
-    ckpt: Checkpoint,
+    ckpt: ServedModel,
     key: tuple[Any, ...],
     render_bytes: Callable[[], bytes],
     media_type: str = "image/png",
@@ -206,7 +211,7 @@ def decode_batch(
     return {"images": [data_url(imaging.png_bytes(im)) for im in images]}
 
 
-def _encoding_json(model: Checkpoint, x: torch.Tensor, label: int | None) -> dict[str, Any]:
+def _encoding_json(model: ServedModel, x: torch.Tensor, label: int | None) -> dict[str, Any]:
     enc = inference.encode_images(model, x[None], label)
     kl = enc.kl[0]
     return {
@@ -255,7 +260,7 @@ async def encode_upload(
         raise UploadTooLargeError(
             f"file is larger than the upload limit of {settings.max_upload_bytes:,} bytes"
         )
-    cfg = model.config
+    cfg = model.description
     x, notes = imaging.load_upload(data, cfg.image_size, cfg.channels, settings.max_upload_pixels)
     return {**_encoding_json(model, x, label), "notes": notes}
 
@@ -270,7 +275,7 @@ def encode_dataset_image(
     x = dataset_tensor(truth, index, served=served)
     check_label(model, label, served)
     classes = truth.index_to_classes(index)[0]
-    if model.config.kind == "cvae" and label is None:
+    if model.description.kind == "cvae" and label is None:
         label = int(classes[truth.label_factor])
     factors = dict(zip(truth.factor_names, classes.tolist(), strict=True))
     return {
@@ -378,9 +383,9 @@ def sweep_png(
     sliders span its own codes, not ±3. Each tile is bit-identical to `decode.png` at that z,
     so the page fetches this before a slider is grabbed and paints the drag from it."""
     zt = parse_latents(z, model, settings, served=served)
-    if dim >= model.config.latent_dim:
+    if dim >= model.description.latent_dim:
         error = InferenceError if dim >= served.latent_dims[1] else NotInModelError
-        raise error(f"dim must be below {model.config.latent_dim}, got {dim}")
+        raise error(f"dim must be below {model.description.latent_dim}, got {dim}")
     check_label(model, label, served)
     hundredths(span, "span")
     lo, hi = -span if lo is None else lo, span if hi is None else hi
@@ -439,4 +444,7 @@ def sample(
 ) -> dict[str, Any]:  # fmt: skip
     """n latent vectors drawn from the prior N(0, I), reproducible from the seed."""
     _limit(n, settings.max_batch, "n")
-    return {"z": inference.sample_prior(model.config.latent_dim, n, seed).tolist(), "seed": seed}
+    return {
+        "z": inference.sample_prior(model.description.latent_dim, n, seed).tolist(),
+        "seed": seed,
+    }

@@ -17,12 +17,12 @@ import torch
 from starlette.concurrency import run_in_threadpool
 
 from app import imaging, inference
-from app.checkpoints import Checkpoint
+from app.models.interface import ServedModel
 
 
 @dataclass
 class _Job:
-    ckpt: Checkpoint
+    ckpt: ServedModel
     z: torch.Tensor  # (D,)
     label: int | None
     scale: int
@@ -38,7 +38,7 @@ class DecodeBatcher:
     _draining: bool = False
 
     async def decode_png(
-        self, ckpt: Checkpoint, z: torch.Tensor, label: int | None, scale: int
+        self, ckpt: ServedModel, z: torch.Tensor, label: int | None, scale: int
     ) -> bytes:
         future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
         self._queue.append(_Job(ckpt, z, label, scale, future))

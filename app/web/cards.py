@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from app.checkpoints import Checkpoint
+from app.models.interface import ServedModel
 
 UNRECORDED = "not recorded"  # as the training side writes a device it did not see
 
@@ -331,7 +331,7 @@ def _summary(card: Mapping[str, Any]) -> list[tuple[str, str]]:
     return rows
 
 
-def _provenance(ckpt: Checkpoint, card: Mapping[str, Any], dataset: str) -> list[tuple[str, str]]:
+def _provenance(ckpt: ServedModel, card: Mapping[str, Any], dataset: str) -> list[tuple[str, str]]:
     rows = [("weights (sha256)", ckpt.digest), ("dataset", dataset)]
     renamed = card.get("renamed_from")
     if renamed:
@@ -355,7 +355,7 @@ def _repairs(card: Mapping[str, Any]) -> list[str]:
     return out
 
 
-def card_view(ckpt: Checkpoint, served: Mapping[str, str], dataset: str) -> CardView:
+def card_view(ckpt: ServedModel, served: Mapping[str, str], dataset: str) -> CardView:
     """Everything the model page shows of `ckpt`'s card. `served` maps the weight digests of
     the served models to their names (to say which one a parent is); `dataset` names the data
     as people know it."""
@@ -369,7 +369,7 @@ def card_view(ckpt: Checkpoint, served: Mapping[str, str], dataset: str) -> Card
     totals = device_totals(rows)
     return CardView(
         name=ckpt.name,
-        recipe=str(card.get("recipe") or ckpt.config.kind),
+        recipe=str(card.get("recipe") or ckpt.description.kind),
         settings=settings,
         summary=_summary(card),
         lead=lead(card, totals) or imported_lead(card),

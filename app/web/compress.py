@@ -22,11 +22,11 @@ from markupsafe import Markup
 from starlette.concurrency import run_in_threadpool
 
 from app import imaging
-from app.checkpoints import Checkpoint
 from app.data.dsprites import classes_to_index
 from app.data.ground_truth import GroundTruth
 from app.imaging import ImageInputError
 from app.inference import InferenceError
+from app.models.interface import ServedModel
 from app.settings import Settings
 from app.studies import compression, compression_svg
 from app.studies.compression import Comparison, CompressionError, Study
@@ -84,9 +84,9 @@ def _quality(q: Quality) -> dict[str, float]:
     return {"psnr": q.psnr, "ssim": q.ssim, "ms_ssim": q.ms_ssim}
 
 
-def comparison_json(model: Checkpoint, c: Comparison) -> dict[str, Any]:
+def comparison_json(model: ServedModel, c: Comparison) -> dict[str, Any]:
     """What the API answers and the page shows for one compressed image."""
-    cfg = model.config
+    cfg = model.description
     bpp = 8 / c.pixels
     label_bits = c.n_bits - len(c.kept) * c.bits
     float32_bytes = -(-(label_bits + 32 * len(c.kept)) // 8)  # μ as it is, for reference
@@ -120,24 +120,24 @@ def comparison_json(model: Checkpoint, c: Comparison) -> dict[str, Any]:
 
 
 def dataset_image(
-    model: Checkpoint, index: int, served: Served | None = None
+    model: ServedModel, index: int, served: Served | None = None
 ) -> tuple[torch.Tensor, int | None]:
     """Image `index` of the model's dataset and, for a CVAE, its class as the label; a 404
     where the schema calls the index valid (api.dataset_tensor), else a 422."""
     error = NotInModelError if drawn_elsewhere(served, index) else CompressionError
     try:
-        truth = compression.dataset_of(model.config)
+        truth = compression.dataset_of(model.description)
     except CompressionError as e:
         raise error(str(e)) from None
     if not 0 <= index < truth.n_images:
         raise error(f"{truth.name} index must be in 0..{truth.n_images - 1}, got {index}")
     classes = truth.index_to_classes(index)[0]
-    label = int(classes[truth.label_factor]) if model.config.kind == "cvae" else None
+    label = int(classes[truth.label_factor]) if model.description.kind == "cvae" else None
     return torch.from_numpy(truth.image(index)), label
 
 
 async def read_upload(
-    model: Checkpoint, settings: Settings, file: UploadFile
+    model: ServedModel, settings: Settings, file: UploadFile
 ) -> tuple[torch.Tensor, dict[str, object]]:
     """An uploaded file → the image the model sees, checked as every upload is (api.py)."""
     data = await file.read(settings.max_upload_bytes + 1)
@@ -145,7 +145,7 @@ async def read_upload(
         raise UploadTooLargeError(
             f"file is larger than the upload limit of {settings.max_upload_bytes:,} bytes"
         )
-    cfg = model.config
+    cfg = model.description
     return imaging.load_upload(data, cfg.image_size, cfg.channels, settings.max_upload_pixels)
 
 
@@ -153,7 +153,7 @@ async def read_upload(
 _documents: dict[tuple[str, str, str, Study], str] = {}
 
 
-def svg_document(model: Checkpoint, study: Study, metric: str) -> str:
+def svg_document(model: ServedModel, study: Study, metric: str) -> str:
     key = (metric, model.digest, model.name, study)
     if key not in _documents or not model.digest:
         rd = compression.rate_distortion(model, study)
@@ -161,11 +161,11 @@ def svg_document(model: Checkpoint, study: Study, metric: str) -> str:
     return _documents[key]
 
 
-def drawable(model: Checkpoint) -> None:
+def drawable(model: ServedModel) -> None:
     """A 404 for a model whose dataset cannot be drawn (an image folder): it has no
     rate–distortion study."""
     try:
-        compression.dataset_of(model.config)
+        compression.dataset_of(model.description)
     except CompressionError as e:
         raise NotInModelError(str(e)) from None
 
@@ -262,7 +262,7 @@ def rate_distortion_document(
 # --- the page and its partials --------------------------------------------------------------
 
 
-def _page_url(model: Checkpoint, bits: int, index: int | None) -> str:
+def _page_url(model: ServedModel, bits: int, index: int | None) -> str:
     query: dict[str, Any] = {"model": model.name}
     if index is not None:
         query["index"] = index
@@ -270,15 +270,15 @@ def _page_url(model: Checkpoint, bits: int, index: int | None) -> str:
     return f"/compress?{urlencode(query)}"
 
 
-def _truth(model: Checkpoint) -> GroundTruth | None:
+def _truth(model: ServedModel) -> GroundTruth | None:
     try:
-        return compression.dataset_of(model.config)
+        return compression.dataset_of(model.description)
     except CompressionError:
         return None  # an image-folder model: uploads only
 
 
 def _result_context(
-    registry: RegistryDep, model: Checkpoint, bits: int, index: int | None, source: str
+    registry: RegistryDep, model: ServedModel, bits: int, index: int | None, source: str
 ) -> dict[str, Any]:
     """What the result partial needs besides the comparison itself: the state, and links that
     show the same dataset image with the other models or another image with this one."""

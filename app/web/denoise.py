@@ -16,11 +16,10 @@ from fastapi import APIRouter, Form, Query, Request, UploadFile
 from fastapi.responses import HTMLResponse
 
 from app import imaging
-from app.checkpoints import Checkpoint
 from app.data.corruption import MAX_LEVEL
-from app.data.ground_truth import ground_truth
 from app.imaging import ImageInputError
-from app.inference import InferenceError
+from app.inference import InferenceError, ground_truth_of
+from app.models.interface import ServedModel
 from app.settings import Settings
 from app.studies.denoise import NOISE_CHOICES, Denoising, corrupt_image, denoise, parse_mask
 from app.studies.quality import Quality
@@ -75,26 +74,26 @@ def noise_cases() -> list[dict[str, Any]]:
 NOISE_CASES = {"x-one-of": noise_cases()}
 
 
-def default_pair(registry: Mapping[str, Checkpoint]) -> tuple[str, str]:
+def default_pair(registry: Mapping[str, ServedModel]) -> tuple[str, str]:
     """A denoising model (its card says so) and the plain VAE (β=1, else any VAE) beside it;
     failing a denoiser, the AE; failing those, the first two models."""
     names = list(registry)
     dae = next((n for n, c in registry.items() if c.card.get("denoising")), None)
-    vaes = [n for n, c in registry.items() if c.config.kind == "vae"
-            and c.config.objective != "vaegan" and not c.card.get("denoising")]  # fmt: skip
-    plain = next((n for n in vaes if registry[n].config.beta == 1), vaes[0] if vaes else None)
-    ae = next((n for n, c in registry.items() if c.config.kind == "ae"), None)
+    vaes = [n for n, c in registry.items() if c.description.kind == "vae"
+            and c.description.objective != "vaegan" and not c.card.get("denoising")]  # fmt: skip
+    plain = next((n for n in vaes if registry[n].description.beta == 1), vaes[0] if vaes else None)
+    ae = next((n for n, c in registry.items() if c.description.kind == "ae"), None)
     a = dae or ae or names[0]
     b = plain if plain and plain != a else next((n for n in names if n != a), a)
     return a, b
 
 
 def _clean_image(
-    model: Checkpoint, index: int | None, upload: bytes | None, settings: Settings,
+    model: ServedModel, index: int | None, upload: bytes | None, settings: Settings,
     served: Served | None = None,
 ) -> tuple[torch.Tensor, int | None]:  # fmt: skip
     """The clean image (1, C, H, W) and its class, from the upload or the dataset."""
-    cfg = model.config
+    cfg = model.description
     if upload is not None:
         x, _ = imaging.load_upload(upload, cfg.image_size, cfg.channels, settings.max_upload_pixels)
         return x[None], None
@@ -105,11 +104,11 @@ def _clean_image(
     return x[None], int(truth.index_to_classes(index)[0, truth.label_factor])
 
 
-def mask_bits(mask: str, model: Checkpoint, served: Served | None = None) -> Any:
+def mask_bits(mask: str, model: ServedModel, served: Served | None = None) -> Any:
     """A painted mask for the model's images, checked exactly as the schema states it: a 404
     for a mask of another served model's image size, else a 422 for anything but hex digits
     of one."""
-    size = model.config.image_size
+    size = model.description.image_size
     lengths = {s * s // 4 for s in served.image_sizes} if served else {size * size // 4}
     if len(mask) not in lengths | {size * size // 4}:
         raise InferenceError(
@@ -126,11 +125,11 @@ def mask_bits(mask: str, model: Checkpoint, served: Served | None = None) -> Any
 
 
 def _run(
-    models: list[Checkpoint], index: int | None, upload: bytes | None, noise: str, level: float,
+    models: list[ServedModel], index: int | None, upload: bytes | None, noise: str, level: float,
     seed: int, mask: str | None, settings: Settings, served: Served | None = None,
 ) -> Denoising:  # fmt: skip
     first = models[0]
-    shapes = {(m.config.channels, m.config.image_size) for m in models}
+    shapes = {(m.description.channels, m.description.image_size) for m in models}
     if len(shapes) > 1:
         raise InferenceError(
             f"{' and '.join(m.name for m in models)} take different images; pick models of one "
@@ -202,7 +201,7 @@ async def denoise_upload(
 # --- the page -------------------------------------------------------------------------------
 
 
-def _pair(registry: Mapping[str, Checkpoint], a: str | None, b: str | None) -> list[Checkpoint]:
+def _pair(registry: Mapping[str, ServedModel], a: str | None, b: str | None) -> list[ServedModel]:
     da, db = default_pair(registry)
     out = []
     for name in (a or da, b or db):
@@ -212,8 +211,8 @@ def _pair(registry: Mapping[str, Checkpoint], a: str | None, b: str | None) -> l
     return out
 
 
-def _view(result: Denoising, models: list[Checkpoint]) -> dict[str, Any]:
-    recipes = {m.name: m.card.get("recipe", m.config.kind) for m in models}
+def _view(result: Denoising, models: list[ServedModel]) -> dict[str, Any]:
+    recipes = {m.name: m.card.get("recipe", m.description.kind) for m in models}
     return {
         "clean": api.data_url(imaging.png_bytes(result.clean[0])),
         "corrupted": api.data_url(imaging.png_bytes(result.corrupted[0])),
@@ -251,7 +250,7 @@ def denoise_page(
     try:
         pair = _pair(registry, a, b)
         context["a"], context["b"] = pair[0].name, pair[1].name
-        truth = ground_truth(pair[0].config.dataset)
+        truth = ground_truth_of(pair[0])
         context["dataset_images"] = truth.n_images if truth else None
         context["dataset_name"] = truth.name if truth else None
         if index is None and truth is not None:

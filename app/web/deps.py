@@ -9,15 +9,14 @@ from typing import Annotated
 from fastapi import Depends, Path, Request
 from fastapi.templating import Jinja2Templates
 
-from app.checkpoints import Checkpoint
-from app.data.ground_truth import ground_truth
-from app.inference import InferenceError
+from app.inference import InferenceError, ground_truth_of
+from app.models.interface import ServedModel
 from app.settings import Settings
 from app.web.errors import NotFoundError
 
 
 # async: trivial dependencies run on the event loop instead of hopping to the thread pool
-async def get_registry(request: Request) -> Mapping[str, Checkpoint]:
+async def get_registry(request: Request) -> Mapping[str, ServedModel]:
     return request.app.state.registry
 
 
@@ -29,7 +28,7 @@ async def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-RegistryDep = Annotated[Mapping[str, Checkpoint], Depends(get_registry)]
+RegistryDep = Annotated[Mapping[str, ServedModel], Depends(get_registry)]
 TemplatesDep = Annotated[Jinja2Templates, Depends(get_templates)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 
@@ -41,7 +40,7 @@ async def get_model(
         # the schema lists the served models (app/web/openapi.py); any other name is a 404
         Path(description="a model name from /api/models", json_schema_extra={"x-model-name": True}),
     ],
-) -> Checkpoint:
+) -> ServedModel:
     try:
         return registry[name]
     except KeyError:
@@ -49,7 +48,7 @@ async def get_model(
         raise NotFoundError(f"unknown model {name!r}; available: {known}") from None
 
 
-ModelDep = Annotated[Checkpoint, Depends(get_model)]
+ModelDep = Annotated[ServedModel, Depends(get_model)]
 
 
 async def refuse_empty_fields(request: Request) -> None:
@@ -66,11 +65,11 @@ async def refuse_empty_fields(request: Request) -> None:
 NoEmptyFields = Depends(refuse_empty_fields)
 
 
-def latent_limit(ckpt: Checkpoint, settings: Settings) -> float:
+def latent_limit(ckpt: ServedModel, settings: Settings) -> float:
     """How far from 0 a latent value of this model may lie: the N(0, I) prior's ±10 for a VAE
     (MAX_ABS_LATENT); anywhere short of absurd for an AE (MAX_ABS_CODE), whose codes have no
     prior to be far outside of."""
-    return settings.max_abs_code if ckpt.config.kind == "ae" else settings.max_abs_latent
+    return settings.max_abs_code if ckpt.description.kind == "ae" else settings.max_abs_latent
 
 
 @dataclass(frozen=True)
@@ -86,16 +85,18 @@ class Served:
     image_sizes: tuple[int, ...]  # every served model's image side, ascending
 
 
-def served_facts(registry: Mapping[str, Checkpoint], settings: Settings) -> Served:
+def served_facts(registry: Mapping[str, ServedModel], settings: Settings) -> Served:
     models = list(registry.values())
-    dims = [m.config.latent_dim for m in models] or [0]
-    drawable = [t.n_images for m in models if (t := ground_truth(m.config.dataset))]
+    dims = [m.description.latent_dim for m in models] or [0]
+    drawable = [t.n_images for m in models if (t := ground_truth_of(m))]
     return Served(
         latent_dims=(min(dims), max(dims)),
         latent_limit=max((latent_limit(m, settings) for m in models), default=0.0),
-        n_labels=max((m.config.n_labels for m in models if m.config.kind == "cvae"), default=0),
+        n_labels=max(
+            (m.description.n_labels for m in models if m.description.kind == "cvae"), default=0
+        ),
         dataset_images=max(drawable, default=0),
-        image_sizes=tuple(sorted({m.config.image_size for m in models})),
+        image_sizes=tuple(sorted({m.description.image_size for m in models})),
     )
 
 

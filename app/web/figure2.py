@@ -18,9 +18,9 @@ from fastapi.responses import HTMLResponse, Response
 from markupsafe import Markup
 
 from app import inference
-from app.checkpoints import Checkpoint
-from app.data.ground_truth import DSPRITES, GroundTruth, ground_truth
-from app.inference import InferenceError
+from app.data.ground_truth import DSPRITES, GroundTruth
+from app.inference import InferenceError, ground_truth_of
+from app.models.interface import ServedModel
 from app.studies import figure2, figure2_svg
 from app.web import api
 from app.web.deps import ModelDep, TemplatesDep
@@ -40,18 +40,18 @@ async def get_sampling() -> figure2.Sampling:
 SamplingDep = Annotated[figure2.Sampling, Depends(get_sampling)]
 
 
-def card_mi_svg(model: Checkpoint, truth: GroundTruth) -> Markup | None:
+def card_mi_svg(model: ServedModel, truth: GroundTruth) -> Markup | None:
     """The MI heat-map from the metrics in the model's card (None before `evaluate` ran, or if
     they belong to other factors). Columns by mean KL; a factor's entropy is log(its values):
     evaluate draws factor classes uniformly."""
     metrics = model.card.get("metrics") or {}
     mi = np.asarray(metrics.get("mi_matrix") or [], dtype=np.float64)
     if metrics.get("factors") != list(truth.factor_names) or mi.shape != (
-        model.config.latent_dim,
+        model.description.latent_dim,
         len(truth.factor_names),
     ):
         return None
-    kl = model.card.get("kl_per_dim") or [1.0] * model.config.latent_dim
+    kl = model.card.get("kl_per_dim") or [1.0] * model.description.latent_dim
     active = [k > figure2.ACTIVE_KL for k in kl]
     entropy = np.log(np.asarray(truth.factor_sizes, dtype=np.float64))
     n = metrics.get("scores", {}).get("mig", {}).get("settings", "").split(" images")[0]
@@ -70,7 +70,7 @@ Render = Callable[[figure2.Figure2Data, str], str]
 _documents: dict[tuple[str, str, str, figure2.Sampling], str] = {}
 
 
-def svg_document(ckpt: Checkpoint, sampling: figure2.Sampling, render: Render) -> str:
+def svg_document(ckpt: ServedModel, sampling: figure2.Sampling, render: Render) -> str:
     key = (render.__name__, ckpt.digest, ckpt.name, sampling)
     if key not in _documents:
         _documents[key] = render(figure2.figure2_data(ckpt, sampling), ckpt.name)
@@ -78,7 +78,7 @@ def svg_document(ckpt: Checkpoint, sampling: figure2.Sampling, render: Render) -
 
 
 def _svg_response(
-    request: Request, model: Checkpoint, sampling: figure2.Sampling, render: Render
+    request: Request, model: ServedModel, sampling: figure2.Sampling, render: Render
 ) -> Response:
     try:  # before anything is computed: a model of other data has no Figure 2, a 404
         figure2.check_dsprites(model)
@@ -137,7 +137,7 @@ def figure2_partial(
         "mi": None,
         "shape": None,
     }
-    truth = ground_truth(model.config.dataset)
+    truth = ground_truth_of(model)
     if truth is not None and truth is not DSPRITES:
         context["dataset"] = truth.name
         context["mi"] = card_mi_svg(model, truth)

@@ -10,16 +10,16 @@ from decimal import Decimal
 import torch
 
 from app import inference
-from app.checkpoints import Checkpoint
-from app.data.ground_truth import GroundTruth, ground_truth
-from app.inference import InferenceError
+from app.data.ground_truth import GroundTruth
+from app.inference import InferenceError, ground_truth_of
+from app.models.interface import ServedModel
 from app.settings import Settings
 from app.web.deps import Served, latent_limit
 from app.web.errors import NotInModelError
 
 
 def parse_latents(
-    text: str, ckpt: Checkpoint, settings: Settings, name: str = "z", served: Served | None = None
+    text: str, ckpt: ServedModel, settings: Settings, name: str = "z", served: Served | None = None
 ) -> torch.Tensor:
     """'0.1,-2,3' → (D,) tensor, or an error naming what is wrong (see check_latents)."""
     parts = [p.strip() for p in text.split(",")] if text.strip() else []
@@ -35,14 +35,14 @@ def parse_latents(
 
 
 def check_latents(
-    z: torch.Tensor, ckpt: Checkpoint, settings: Settings, name: str = "z",
+    z: torch.Tensor, ckpt: ServedModel, settings: Settings, name: str = "z",
     served: Served | None = None,
 ) -> None:  # fmt: skip
     """z (B, n): refuse non-finite values, vectors of the wrong size, and values far outside
     where the model's codes live: the N(0, I) prior for a VAE, anywhere short of absurd for an
     AE (deps.latent_limit). An InferenceError (422) when no served model would take it, a
     NotInModelError (404) when another would (`served`: what they take between them)."""
-    d, n = ckpt.config.latent_dim, z.shape[-1]
+    d, n = ckpt.description.latent_dim, z.shape[-1]
     fewest, most = served.latent_dims if served else (d, d)
     size = f"{name} must have {d} values for model {ckpt.name}, got {n}"
     if not fewest <= n <= most:
@@ -53,7 +53,7 @@ def check_latents(
 
 
 def check_latent_range(
-    z: torch.Tensor, ckpt: Checkpoint, settings: Settings, name: str = "z",
+    z: torch.Tensor, ckpt: ServedModel, settings: Settings, name: str = "z",
     served: Served | None = None,
 ) -> None:  # fmt: skip
     """Latent values, finite and within the model's range (see check_latents)."""
@@ -68,7 +68,7 @@ def check_latent_range(
         raise NotInModelError(f"{span}: model {ckpt.name}'s latents lie within ±{limit:g}")
 
 
-def check_label(model: Checkpoint, label: int | None, served: Served | None = None) -> None:
+def check_label(model: ServedModel, label: int | None, served: Served | None = None) -> None:
     """A class the model has (none for a model that is not a CVAE): an InferenceError (422) for
     a label no served model has, a NotInModelError (404) for one another served CVAE has."""
     if label is None:
@@ -90,15 +90,16 @@ def drawn_elsewhere(served: Served | None, index: int | None) -> bool:
 
 
 def dataset_of(
-    model: Checkpoint, served: Served | None = None, index: int | None = None
+    model: ServedModel, served: Served | None = None, index: int | None = None
 ) -> GroundTruth:
     """The model's training data as a drawable dataset, or an error saying it has none (a model
     trained on an image folder): a 404 where the schema calls the request valid, else a 422."""
-    truth = ground_truth(model.config.dataset)
+    truth = ground_truth_of(model)
     if truth is None:
         error = NotInModelError if drawn_elsewhere(served, index) else InferenceError
         raise error(
-            f"model {model.name} was trained on {model.config.dataset}, whose images cannot be "
+            f"model {model.name} was trained on {model.description.dataset}, whose images cannot "
+            "be "
             "drawn by index: it has no dataset images to start from"
         )
     return truth

@@ -12,10 +12,10 @@ from fastapi import APIRouter, Form, Request, UploadFile
 from fastapi.responses import HTMLResponse
 
 from app import imaging, inference
-from app.checkpoints import Checkpoint
 from app.data.ground_truth import ground_truth
 from app.imaging import ImageInputError
-from app.inference import InferenceError
+from app.inference import InferenceError, ground_truth_of
+from app.models.interface import ServedModel
 from app.settings import Settings
 from app.web import api
 from app.web.deps import ModelDep, RegistryDep, SettingsDep, TemplatesDep
@@ -25,7 +25,7 @@ router = APIRouter(tags=["pages"], include_in_schema=False)
 
 
 def _strip_context(
-    ckpt: Checkpoint, z0: str, z1: str, steps: int, label: int | None
+    ckpt: ServedModel, z0: str, z1: str, steps: int, label: int | None
 ) -> dict[str, Any]:
     params = {"z0": z0, "z1": z1, "steps": steps}
     if label is not None:
@@ -51,7 +51,7 @@ def interpolate_page(
         return templates.TemplateResponse(request, "empty.html", {}, status_code=503)
     name = model if model is not None and model in registry else next(iter(registry))
     ckpt = registry[name]
-    truth = ground_truth(ckpt.config.dataset)
+    truth = ground_truth_of(ckpt)
     rng = np.random.default_rng()
     context: dict[str, Any] = {
         "models": [api.model_summary(c) for c in registry.values()],
@@ -79,11 +79,11 @@ def _fmt(z: torch.Tensor) -> str:
 
 
 async def _end(
-    ckpt: Checkpoint, settings: Settings, upload: UploadFile | None, index: int | None, which: str
+    ckpt: ServedModel, settings: Settings, upload: UploadFile | None, index: int | None, which: str
 ) -> torch.Tensor:
     """One end of the path as the image the model sees: the upload if one was given, else the
     dSprites image `index`."""
-    cfg = ckpt.config
+    cfg = ckpt.description
     if upload is not None and upload.filename:
         data = await upload.read(settings.max_upload_bytes + 1)
         if len(data) > settings.max_upload_bytes:
@@ -99,7 +99,7 @@ async def _end(
             raise ImageInputError(f"image {which}: {e}") from None
     if index is None:
         raise InferenceError(f"image {which}: upload a file or give a dataset index")
-    truth = ground_truth(cfg.dataset)
+    truth = ground_truth(cfg.dataset, cfg.shape)
     if truth is None:
         raise InferenceError(f"image {which}: {ckpt.name} has no dataset images; upload a file")
     return api.dataset_tensor(truth, index, f"image {which}")
@@ -122,7 +122,7 @@ async def interpolate_partial(
             )
         ends = [await _end(model, settings, file_a, index_a, "A"),
                 await _end(model, settings, file_b, index_b, "B")]  # fmt: skip
-        if model.config.kind != "cvae":
+        if model.description.kind != "cvae":
             label = None
         enc = inference.encode_images(model, torch.stack(ends), label)
     except (ImageInputError, InferenceError, UploadTooLargeError) as e:

@@ -25,7 +25,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from app.checkpoints import Checkpoint
+from app.models.interface import ServedModel
 from app.settings import Settings
 from app.web.deps import Served, served_facts
 from app.web.errors import BAD_BODY, NOT_FOUND, TOO_LARGE, ErrorBody, Responses
@@ -43,7 +43,7 @@ def install(app: FastAPI) -> None:
 def openapi_schema(app: FastAPI) -> Schema:
     if app.openapi_schema is not None:
         return app.openapi_schema
-    registry: Mapping[str, Checkpoint] | None = getattr(app.state, "registry", None)
+    registry: Mapping[str, ServedModel] | None = getattr(app.state, "registry", None)
     settings: Settings = app.state.settings
     schema = get_openapi(
         title=app.title, version=app.version, description=app.description, routes=app.routes
@@ -75,7 +75,7 @@ def document_statuses(operation: Schema) -> None:
     operation["responses"] = {**_error_responses(extra), **operation["responses"]}
 
 
-def finish(schema: Schema, registry: Mapping[str, Checkpoint], settings: Settings) -> None:
+def finish(schema: Schema, registry: Mapping[str, ServedModel], settings: Settings) -> None:
     served = served_facts(registry, settings)
     components = schema.setdefault("components", {}).setdefault("schemas", {})
     components["ErrorBody"] = ErrorBody.model_json_schema()
@@ -160,7 +160,7 @@ def _resolve(schema: Schema, served: Served, settings: Settings, *, query: bool)
 
 
 def _parameter(
-    parameter: Schema, registry: Mapping[str, Checkpoint], served: Served, settings: Settings
+    parameter: Schema, registry: Mapping[str, ServedModel], served: Served, settings: Settings
 ) -> Schema | None:
     schema = parameter["schema"]
     if schema.pop("x-model-name", False):

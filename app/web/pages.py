@@ -12,9 +12,9 @@ from fastapi import APIRouter, File, Form, Query, Request, UploadFile
 from fastapi.responses import HTMLResponse, RedirectResponse
 
 from app import inference
-from app.checkpoints import Checkpoint
 from app.imaging import ImageInputError
 from app.inference import InferenceError
+from app.models.interface import ServedModel
 from app.settings import Settings
 from app.web import api, cards
 from app.web.deps import ModelDep, RegistryDep, SettingsDep, TemplatesDep
@@ -32,13 +32,13 @@ router = APIRouter(tags=["pages"], include_in_schema=False)
 
 
 def _initial_z(
-    ckpt: Checkpoint, z: str, settings: Settings, ranges: list[SliderRange]
+    ckpt: ServedModel, z: str, settings: Settings, ranges: list[SliderRange]
 ) -> tuple[list[float], str | None]:
     """The URL's z, each value held to its slider's range."""
     try:
         values = api.parse_latents(z, ckpt, settings).tolist()
     except InferenceError as e:
-        return [0.0] * ckpt.config.latent_dim, f"{e}; started from z = 0 instead"
+        return [0.0] * ckpt.description.latent_dim, f"{e}; started from z = 0 instead"
     return [r.clamp(v) for r, v in zip(ranges, values, strict=True)], None
 
 
@@ -46,12 +46,12 @@ def _z_text(values: list[float]) -> str:
     return ",".join(f"{v:.2f}" for v in values)
 
 
-def _page_label(cvae: Checkpoint | None, label: int | None) -> int | None:
+def _page_label(cvae: ServedModel | None, label: int | None) -> int | None:
     """The class a page decodes with: the URL's if the CVAE has it, else its first; none
     without a CVAE on the page."""
     if cvae is None:
         return None
-    return label if label is not None and 0 <= label < cvae.config.n_labels else 0
+    return label if label is not None and 0 <= label < cvae.description.n_labels else 0
 
 
 @router.get("/", response_class=HTMLResponse)
@@ -77,7 +77,7 @@ def explore(
             label = start.label
     if model is not None and model not in registry:
         warning = f"unknown model {model!r}; showing {name}"
-    label = _page_label(ckpt if ckpt.config.kind == "cvae" else None, label)
+    label = _page_label(ckpt if ckpt.description.kind == "cvae" else None, label)
     context = {
         "models": [api.model_summary(c) for c in registry.values()],
         "model": api.model_summary(ckpt),
@@ -99,36 +99,48 @@ def _traverse_span(ranges: list[SliderRange]) -> float:
     return min(10.0, max(max(abs(r.lo), abs(r.hi)) for r in ranges))
 
 
-def _partner(registry: Mapping[str, Checkpoint], ckpt: Checkpoint) -> str | None:
+def _partner(registry: Mapping[str, ServedModel], ckpt: ServedModel) -> str | None:
     """The model the landing line suggests comparing this one with: a plain β=1 VAE of the same
     data and latent size (the entangled counterpart), or for that VAE itself the disentangled
     model `/` opens on."""
-    cfg = ckpt.config
+    cfg = ckpt.description
 
-    def comparable(c: Checkpoint) -> bool:
-        return c.name != ckpt.name and (c.config.dataset, c.config.latent_dim) == (
+    def comparable(c: ServedModel) -> bool:
+        return c.name != ckpt.name and (c.description.dataset, c.description.latent_dim) == (
             cfg.dataset, cfg.latent_dim,
         )  # fmt: skip
 
-    plain = [
-        n for n, c in registry.items()
-        if comparable(c) and c.config.kind == "vae" and c.config.beta == 1.0
-        and c.config.objective == "beta"
-    ]  # fmt: skip
-    if plain and not (cfg.kind == "vae" and cfg.beta == 1.0):
+    plain = [n for n, c in _own_first(registry) if comparable(c) and _plain_vae(c)]
+    if plain and not _plain_vae(ckpt):
         return plain[0]
-    disentangled = [n for n, c in registry.items() if comparable(c) and c.config.beta > 1.0]
+    disentangled = [
+        n for n, c in _own_first(registry) if comparable(c) and (c.description.beta or 0) > 1.0
+    ]
     return disentangled[0] if disentangled else None
 
 
-def _ae_vs_vae(registry: Mapping[str, Checkpoint]) -> tuple[str, str] | None:
+def _plain_vae(c: ServedModel) -> bool:
+    d = c.description
+    return d.kind == "vae" and d.beta == 1.0 and d.objective == "beta"
+
+
+def _own_first(registry: Mapping[str, ServedModel]) -> list[tuple[str, ServedModel]]:
+    """The served models, those trained here before those made elsewhere (imported or plugged
+    in: their card names a source), each group in name order."""
+    return sorted(registry.items(), key=lambda item: ("source" in item[1].card, item[0]))
+
+
+def _ae_vs_vae(registry: Mapping[str, ServedModel]) -> tuple[str, str] | None:
     """The seed lecture's point in one click: a random z is garbage to an AE, a sprite to a VAE."""
-    ae = next((n for n, c in registry.items() if c.config.kind == "ae"), None)
-    vaes = [n for n, c in registry.items() if c.config.kind == "vae"]
-    plain = [n for n in vaes if registry[n].config.beta == 1.0]
-    if ae is None or not vaes:
+    models = _own_first(registry)
+    ae = next((c for _, c in models if c.description.kind == "ae"), None)
+    if ae is None:
         return None
-    return ae, (plain or vaes)[0]
+    vaes = [c for _, c in models if c.description.kind == "vae"]
+    same = [c for c in vaes if c.description.latent_dim == ae.description.latent_dim]
+    plain = [c for c in same if _plain_vae(c)]
+    chosen = plain or same
+    return (ae.name, chosen[0].name) if chosen else None
 
 
 @router.get("/compare", response_class=HTMLResponse, response_model=None)
@@ -150,16 +162,16 @@ def compare(
     name_a = a if a is not None and a in registry else default_a
     name_b = b if b is not None and b in registry else default_b
     ca, cb = registry[name_a], registry[name_b]
-    if ca.config.latent_dim != cb.config.latent_dim:
+    if ca.description.latent_dim != cb.description.latent_dim:
         warning = (
-            f"{name_a} has {ca.config.latent_dim} latents and {name_b} has "
-            f"{cb.config.latent_dim}: one set of sliders cannot drive both"
+            f"{name_a} has {ca.description.latent_dim} latents and {name_b} has "
+            f"{cb.description.latent_dim}: one set of sliders cannot drive both"
         )
         name_b, cb = name_a, ca
     if sample is not None:
         # a fresh z from the prior, then a redirect so the URL names it (bookmarkable)
         seed = int(np.random.default_rng().integers(2**31))
-        zs = inference.sample_prior(ca.config.latent_dim, 1, seed)[0].clamp(-3, 3)
+        zs = inference.sample_prior(ca.description.latent_dim, 1, seed)[0].clamp(-3, 3)
         params = {"a": name_a, "b": name_b, "z": _z_text(zs.tolist())}
         return RedirectResponse(f"/compare?{urlencode(params)}", status_code=303)
     ranges = shared_ranges([ca, cb])
@@ -168,7 +180,7 @@ def compare(
     else:  # both models decode the left one's code of the same dataset image
         start = landing_start(ca, settings)
         values, z_warning = [r.clamp(v) for r, v in zip(ranges, start.z, strict=True)], None
-    labelled = next((c for c in (ca, cb) if c.config.kind == "cvae"), None)
+    labelled = next((c for c in (ca, cb) if c.description.kind == "cvae"), None)
     label = _page_label(labelled, label)
     context = {
         "models": [api.model_summary(c) for c in registry.values()],
@@ -192,7 +204,7 @@ def model_card(
     with their settings, KL per latent, provenance; the raw card.json is at /api/models/{name}."""
     summary = api.model_summary(model)
     served = {c.digest: n for n, c in registry.items()}
-    dataset = model.config.dataset
+    dataset = model.description.dataset
     if summary["dataset_name"]:
         dataset = f"{summary['dataset_name']} ({dataset})"
     view = cards.card_view(model, served, dataset)
@@ -202,7 +214,7 @@ def model_card(
 def _encode_partial(
     request: Request,
     templates: TemplatesDep,
-    ckpt: Checkpoint,
+    ckpt: ServedModel,
     result: dict[str, Any] | None,
     error: str | None,
 ) -> HTMLResponse:

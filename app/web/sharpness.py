@@ -16,9 +16,8 @@ from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import HTMLResponse
 
 from app import imaging, inference
-from app.checkpoints import Checkpoint
-from app.data.ground_truth import ground_truth
-from app.inference import InferenceError
+from app.inference import InferenceError, ground_truth_of
+from app.models.interface import ServedModel
 from app.studies.quality import gradient_energy, to_8bit
 from app.web import api
 from app.web.deps import ModelDep, RegistryDep, ServedDep, SettingsDep, TemplatesDep
@@ -35,12 +34,12 @@ MEASURE = (
 SeedQuery = Annotated[int, Query(ge=0, le=2**31 - 1, description="seed of z ~ N(0, I)")]
 
 
-def is_vaegan(ckpt: Checkpoint) -> bool:
+def is_vaegan(ckpt: ServedModel) -> bool:
     """Trained as a VAE-GAN: its config's objective, or its card's recipe, says so."""
-    return ckpt.config.objective == "vaegan" or "VAE-GAN" in str(ckpt.card.get("recipe", ""))
+    return ckpt.description.objective == "vaegan" or "VAE-GAN" in str(ckpt.card.get("recipe", ""))
 
 
-def default_pair(registry: Mapping[str, Checkpoint]) -> tuple[str, str]:
+def default_pair(registry: Mapping[str, ServedModel]) -> tuple[str, str]:
     """(plain VAE, VAE-GAN): a VAE-GAN, and beside it the VAE it was initialised from when that
     exact model (by weights digest) is served, so the same z means the same scene to both;
     else a VAE of the same dataset and latent size that is not a GAN (β=1 first, then any such
@@ -48,17 +47,17 @@ def default_pair(registry: Mapping[str, Checkpoint]) -> tuple[str, str]:
     size; failing those, the first two models."""
     names = list(registry)
 
-    def plain(ref: Checkpoint | None) -> str | None:
-        def fits(c: Checkpoint) -> bool:
-            if c.config.kind != "vae" or is_vaegan(c):
+    def plain(ref: ServedModel | None) -> str | None:
+        def fits(c: ServedModel) -> bool:
+            if c.description.kind != "vae" or is_vaegan(c):
                 return False
-            return ref is None or (c.config.dataset, c.config.latent_dim) == (
-                ref.config.dataset, ref.config.latent_dim
+            return ref is None or (c.description.dataset, c.description.latent_dim) == (
+                ref.description.dataset, ref.description.latent_dim
             )  # fmt: skip
 
         found = [n for n, c in registry.items() if fits(c)]
         # β=1 and not a denoiser first; min() keeps the registry's order among equals
-        rank = {n: ("denoising" in registry[n].card, registry[n].config.beta != 1)
+        rank = {n: ("denoising" in registry[n].card, registry[n].description.beta != 1)
                 for n in found}  # fmt: skip
         return min(found, key=lambda n: rank[n]) if found else None
 
@@ -68,14 +67,14 @@ def default_pair(registry: Mapping[str, Checkpoint]) -> tuple[str, str]:
         parent = [n for n, c in registry.items() if parent_digest and c.digest == parent_digest]
         if parent:
             return parent[0], gan
-        same = registry[gan].config.latent_dim
+        same = registry[gan].description.latent_dim
         other = plain(registry[gan]) or next(
-            (n for n in names if n != gan and registry[n].config.latent_dim == same), gan
+            (n for n in names if n != gan and registry[n].description.latent_dim == same), gan
         )
         return other, gan
     a = plain(None) or names[0]
-    dim = registry[a].config.latent_dim
-    b = next((n for n in names if n != a and registry[n].config.latent_dim == dim), None)
+    dim = registry[a].description.latent_dim
+    b = next((n for n in names if n != a and registry[n].description.latent_dim == dim), None)
     return a, b or next((n for n in names if n != a), a)
 
 
@@ -85,15 +84,15 @@ def _picture(image: torch.Tensor) -> tuple[bytes, float]:
     return imaging.png_bytes(shown), float(gradient_energy(shown[None])[0])
 
 
-def _own_label(ckpt: Checkpoint, label: int | None) -> int | None:
-    return label if ckpt.config.kind == "cvae" else None
+def _own_label(ckpt: ServedModel, label: int | None) -> int | None:
+    return label if ckpt.description.kind == "cvae" else None
 
 
-def _decode(ckpt: Checkpoint, z: torch.Tensor, label: int | None) -> tuple[bytes, float]:
+def _decode(ckpt: ServedModel, z: torch.Tensor, label: int | None) -> tuple[bytes, float]:
     return _picture(inference.decode_latents(ckpt, z[None], _own_label(ckpt, label))[0])
 
 
-def _reconstruct(ckpt: Checkpoint, x: torch.Tensor, label: int | None) -> tuple[bytes, float]:
+def _reconstruct(ckpt: ServedModel, x: torch.Tensor, label: int | None) -> tuple[bytes, float]:
     """x (C, H, W) → its reconstruction from z = μ, as everywhere in the explorer."""
     enc = inference.encode_images(ckpt, x[None], _own_label(ckpt, label))
     return _picture(enc.reconstruction[0])
@@ -132,7 +131,7 @@ def reconstruction_sharpness(
     except InferenceError as e:
         raise NotInModelError(str(e)) from None
     api.check_label(model, label, served)
-    if model.config.kind == "cvae" and label is None:
+    if model.description.kind == "cvae" and label is None:
         label = int(truth.index_to_classes(index)[0, truth.label_factor])
     input_png, input_energy = _picture(x)
     png, energy = _reconstruct(model, x, label)
@@ -148,7 +147,7 @@ def reconstruction_sharpness(
 # --- the page -------------------------------------------------------------------------------
 
 
-def _pair(registry: Mapping[str, Checkpoint], a: str | None, b: str | None) -> list[Checkpoint]:
+def _pair(registry: Mapping[str, ServedModel], a: str | None, b: str | None) -> list[ServedModel]:
     da, db = default_pair(registry)
     out = []
     for name in (a or da, b or db):
@@ -158,25 +157,26 @@ def _pair(registry: Mapping[str, Checkpoint], a: str | None, b: str | None) -> l
     return out
 
 
-def _panel(ckpt: Checkpoint, png: bytes, energy: float) -> dict[str, Any]:
+def _panel(ckpt: ServedModel, png: bytes, energy: float) -> dict[str, Any]:
     return {
         "name": ckpt.name,
-        "recipe": ckpt.card.get("recipe", ckpt.config.kind),
+        "recipe": ckpt.card.get("recipe", ckpt.description.kind),
         "gan": is_vaegan(ckpt),
         "png": api.data_url(png),
         "energy": energy,
     }
 
 
-def _compare(pair: list[Checkpoint], seed: int, index: int | None) -> dict[str, Any]:
+def _compare(pair: list[ServedModel], seed: int, index: int | None) -> dict[str, Any]:
     """Both models on z ~ N(0, I) from `seed`, and on dataset image `index` (None: no image)."""
     a, b = pair
-    if a.config.latent_dim != b.config.latent_dim:
+    if a.description.latent_dim != b.description.latent_dim:
         raise InferenceError(
-            f"{a.name} has {a.config.latent_dim} latents and {b.name} {b.config.latent_dim}: "
+            f"{a.name} has {a.description.latent_dim} latents and {b.name} "
+            f"{b.description.latent_dim}: "
             "one z cannot drive both; pick two models with the same latent size"
         )
-    z = inference.sample_prior(a.config.latent_dim, 1, seed)[0]
+    z = inference.sample_prior(a.description.latent_dim, 1, seed)[0]
     result: dict[str, Any] = {
         "z": ", ".join(f"{v:.2f}" for v in z.tolist()),
         "samples": [_panel(m, *_decode(m, z, 0)) for m in pair],
@@ -184,7 +184,10 @@ def _compare(pair: list[Checkpoint], seed: int, index: int | None) -> dict[str, 
     }
     if index is None:
         return result
-    if (a.config.channels, a.config.image_size) != (b.config.channels, b.config.image_size):
+    if (a.description.channels, a.description.image_size) != (
+        b.description.channels,
+        b.description.image_size,
+    ):
         raise InferenceError(
             f"{a.name} and {b.name} take different images; pick two models of one dataset"
         )
@@ -224,7 +227,7 @@ def sharpness_page(
     try:
         pair = _pair(registry, a, b)
         context["a"], context["b"] = pair[0].name, pair[1].name
-        truth = ground_truth(pair[0].config.dataset)
+        truth = ground_truth_of(pair[0])
         if truth is not None:
             context["dataset_images"], context["dataset_name"] = truth.n_images, truth.name
             if index is None:

@@ -20,8 +20,8 @@ import numpy as np
 import torch
 
 from app import inference
-from app.checkpoints import Checkpoint
-from app.data.ground_truth import ground_truth
+from app.inference import ground_truth_of
+from app.models.interface import ServedModel
 from app.settings import Settings
 from app.studies.cache import SharedResults
 
@@ -64,31 +64,31 @@ def code_range(lo: float, hi: float) -> SliderRange:
 _computed: SharedResults[list[SliderRange]] = SharedResults(size=64)
 
 
-def slider_ranges(ckpt: Checkpoint) -> list[SliderRange]:
+def slider_ranges(ckpt: ServedModel) -> list[SliderRange]:
     """One range per latent: the prior's ±3 for a VAE, an AE's own codes over data (falling back
     to ±3 when its data cannot be drawn)."""
-    if ckpt.config.kind != "ae" or ground_truth(ckpt.config.dataset) is None:
-        return [PRIOR] * ckpt.config.latent_dim
+    if ckpt.description.kind != "ae" or ground_truth_of(ckpt) is None:
+        return [PRIOR] * ckpt.description.latent_dim
     recorded = (ckpt.card.get("eval") or {}).get("code_percentiles")
-    d = ckpt.config.latent_dim
+    d = ckpt.description.latent_dim
     if isinstance(recorded, dict) and len(recorded["lo"]) == len(recorded["hi"]) == d:
         return [code_range(a, b) for a, b in zip(recorded["lo"], recorded["hi"], strict=True)]
     # concurrent first requests compute it once
     return _computed.get((ckpt.name, ckpt.digest), lambda: _code_ranges(ckpt))
 
 
-def _code_ranges(ckpt: Checkpoint) -> list[SliderRange]:
-    truth = ground_truth(ckpt.config.dataset)
+def _code_ranges(ckpt: ServedModel) -> list[SliderRange]:
+    truth = ground_truth_of(ckpt)
     assert truth is not None
     classes = truth.sample_classes(np.random.default_rng(CODE_SEED), CODE_IMAGES)
     x = torch.from_numpy(truth.render(classes))
     with torch.inference_mode():
-        mu, _ = ckpt.model.encode(x)  # an AE: no label, no log σ²
+        mu = ckpt.model.encode(x).mean  # an AE: no label, no spread
     lo, hi = np.percentile(mu.numpy(), CODE_PERCENTILES, axis=0)  # (D,) each
     return [code_range(float(a), float(b)) for a, b in zip(lo, hi, strict=True)]
 
 
-def shared_ranges(ckpts: list[Checkpoint]) -> list[SliderRange]:
+def shared_ranges(ckpts: list[ServedModel]) -> list[SliderRange]:
     """One set of sliders driving several models: each latent's range covers every model's."""
     per_model = [slider_ranges(c) for c in ckpts]
     out = []
@@ -99,13 +99,13 @@ def shared_ranges(ckpts: list[Checkpoint]) -> list[SliderRange]:
 
 
 def slider_rows(
-    ckpts: list[Checkpoint], z: list[float], ranges: list[SliderRange]
+    ckpts: list[ServedModel], z: list[float], ranges: list[SliderRange]
 ) -> list[dict[str, Any]]:
     """One row per latent, in the first model's order (most KL first), with its range and a KL
     bar per model."""
     per_model = []
     for ckpt in ckpts:
-        kl = ckpt.card.get("kl_per_dim") or [None] * ckpt.config.latent_dim
+        kl = ckpt.card.get("kl_per_dim") or [None] * ckpt.description.latent_dim
         top = max((k for k in kl if k is not None), default=0.0) or 1.0
         per_model.append([
             {"kl": k, "bar": 0 if k is None else max(2, round(100 * k / top)),
@@ -119,7 +119,7 @@ def slider_rows(
     ]  # fmt: skip
 
 
-def landing_model(registry: Mapping[str, Checkpoint], settings: Settings) -> str:
+def landing_model(registry: Mapping[str, ServedModel], settings: Settings) -> str:
     """The model `/` opens on: the one the settings name (the disentangled dSprites model by
     default); if it is not served, the served model with the best MIG on its card; else the
     first."""
@@ -144,19 +144,19 @@ class Start:
     label: int | None
 
 
-def landing_start(ckpt: Checkpoint, settings: Settings) -> Start:
+def landing_start(ckpt: ServedModel, settings: Settings) -> Start:
     """The model's code of a typical dataset image (each factor at the middle of its range,
     unless the settings name an image): the first picture is the model's reconstruction of a
     real sprite, and every active latent's slider moves it."""
-    truth = ground_truth(ckpt.config.dataset)
+    truth = ground_truth_of(ckpt)
     if truth is None:
-        return Start([0.0] * ckpt.config.latent_dim, None, "", None)
+        return Start([0.0] * ckpt.description.latent_dim, None, "", None)
     if settings.landing_image is not None and 0 <= settings.landing_image < truth.n_images:
         index = settings.landing_image
     else:
         index = truth.middle_index
     classes = truth.index_to_classes(index)[0]
-    label = int(classes[truth.label_factor]) if ckpt.config.kind == "cvae" else None
+    label = int(classes[truth.label_factor]) if ckpt.description.kind == "cvae" else None
     x = torch.from_numpy(truth.image(index))[None]
     mu = inference.encode_images(ckpt, x, label).mu[0]
     ranges = slider_ranges(ckpt)

@@ -1,0 +1,225 @@
+"""The model interface: what every layer above the models asks of a model, whoever made it.
+
+A model answers three things (after diffusers' autoencoders, whose `encode(x).latent_dist` and
+`decode(z).sample` name the distribution and the output instead of a tuple read by position):
+
+    model.description           latent size, image shape, labels, likelihood, provenance
+    model.encode(x, labels)     images (B, C, H, W) in [0, 1] → Posterior: μ and log σ² (B, D)
+    model.decode(z, labels)     z (B, D) → pixel means (B, C, H, W) in [0, 1]
+
+Our own networks (trained here or imported) answer it through `NativeModel`; a user's PyTorch
+code answers it directly (`latent-explorer serve --plugin package.module:factory`). Nothing above
+this module knows which network, which size or where a model came from.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from app.models.config import KINDS, LIKELIHOODS, ModelConfig
+from app.models.elbo import kl_per_dim
+from app.models.vae import VAE
+
+MAX_SIDE = 512  # pixels: what the pages and the API are sized for
+MAX_LATENTS = 512
+
+
+class InterfaceError(ValueError):
+    """A model that does not keep the interface's promises, with what is wrong."""
+
+
+@dataclass(frozen=True)
+class ModelDescription:
+    """What the explorer needs to know about a model to show it. `kind`: "ae" (a code, no
+    posterior), "vae" (a diagonal Gaussian posterior) or "cvae" (a label conditions both)."""
+
+    latent_dim: int
+    channels: int  # 1 (grey) or 3 (RGB)
+    height: int
+    width: int
+    kind: str = "vae"
+    likelihood: str = "bernoulli"  # how −log p(x|z) is scored: bernoulli or gaussian
+    gaussian_sigma: float = 0.1  # the fixed pixel std of a gaussian likelihood
+    label_names: tuple[str, ...] = ()  # a cvae's classes, in label order
+    dataset: str = ""  # what it learned from ("dsprites", "celeba", ...)
+    factor_names: tuple[str, ...] = ()
+    latent_names: tuple[str, ...] = ()  # a name per latent ("skin colour"), "" where unnamed
+    beta: float | None = None  # the KL weight it was trained with, where known
+    objective: str | None = None  # the training recipe's name, where known
+    provenance: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise InterfaceError(f"kind must be one of {', '.join(KINDS)}, got {self.kind!r}")
+        if self.likelihood not in LIKELIHOODS:
+            raise InterfaceError(
+                f"likelihood must be one of {', '.join(LIKELIHOODS)}, got {self.likelihood!r}"
+            )
+        for name, value, top in (
+            ("latent_dim", self.latent_dim, MAX_LATENTS),
+            ("height", self.height, MAX_SIDE),
+            ("width", self.width, MAX_SIDE),
+        ):
+            if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= top:
+                raise InterfaceError(f"{name} must be an integer in 1..{top}, got {value!r}")
+        if self.channels not in (1, 3):
+            raise InterfaceError(f"channels must be 1 or 3, got {self.channels!r}")
+        if self.height != self.width:
+            # the pages, masks and upload fitting are square for now
+            raise InterfaceError(f"images must be square, got {self.height}×{self.width}")
+        if (self.kind == "cvae") != (len(self.label_names) >= 2):
+            raise InterfaceError("a cvae, and only a cvae, names two or more labels")
+        if self.latent_names and len(self.latent_names) != self.latent_dim:
+            raise InterfaceError(
+                f"latent_names must name all {self.latent_dim} latents ('' for none), "
+                f"got {len(self.latent_names)}"
+            )
+
+    @property
+    def n_labels(self) -> int:
+        return len(self.label_names)
+
+    @property
+    def stochastic(self) -> bool:
+        return self.kind != "ae"
+
+    @property
+    def image_size(self) -> int:
+        """The side of the (square) image in pixels."""
+        return self.height
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """(C, H, W) of one image."""
+        return (self.channels, self.height, self.width)
+
+    def latent_name(self, i: int) -> str:
+        return self.latent_names[i] if self.latent_names else ""
+
+
+@dataclass(frozen=True)
+class Posterior:
+    """q(z|x) = N(mean, diag exp(logvar)); an AE's code is `mean` with no spread (logvar None)."""
+
+    mean: torch.Tensor  # (B, D)
+    logvar: torch.Tensor | None = None  # (B, D)
+
+    @property
+    def std(self) -> torch.Tensor:
+        if self.logvar is None:
+            return torch.zeros_like(self.mean)
+        return torch.exp(0.5 * self.logvar)
+
+    def kl(self) -> torch.Tensor:
+        """KL(q(z|x) ‖ N(0, I)) per latent (B, D), nats; zeros for an AE's code."""
+        if self.logvar is None:
+            return torch.zeros_like(self.mean)
+        return kl_per_dim(self.mean, self.logvar)
+
+
+@runtime_checkable
+class LatentModel(Protocol):
+    """Anything the explorer can show. `labels` is a (B,) long tensor for a cvae, else None."""
+
+    @property
+    def description(self) -> ModelDescription: ...
+
+    def encode(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> Posterior: ...
+
+    def decode(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor: ...
+
+
+def reconstruction_nll_of_means(
+    means: torch.Tensor, x: torch.Tensor, likelihood: str, gaussian_sigma: float = 0.1
+) -> torch.Tensor:
+    """−log p(x|z) per image in nats, from the decoder's pixel means (B, C, H, W) → (B,).
+    bernoulli: the cross-entropy with means held inside [1e-7, 1 − 1e-7] (a float32 sigmoid
+    rounds to exactly 1 above a logit of ~17, where the log would be infinite); gaussian: fixed σ,
+    normaliser included, as app.models.elbo.reconstruction_nll."""
+    if likelihood == "bernoulli":
+        nll = F.binary_cross_entropy(means.clamp(1e-7, 1 - 1e-7), x, reduction="none")
+    else:
+        nll = 0.5 * ((x - means) / gaussian_sigma) ** 2 + math.log(
+            gaussian_sigma * math.sqrt(2 * math.pi)
+        )
+    return nll.flatten(1).sum(dim=1)
+
+
+def describe_config(
+    config: ModelConfig,
+    card: dict[str, Any] | None = None,
+    provenance: dict[str, Any] | None = None,
+) -> ModelDescription:
+    """Our config (and the card's latent names) as the interface's description."""
+    card = card or {}
+    names = card.get("latent_names")
+    latent_names: tuple[str, ...] = ()
+    if isinstance(names, dict) and names:
+        latent_names = tuple(str(names.get(str(i), "")) for i in range(config.latent_dim))
+    return ModelDescription(
+        latent_dim=config.latent_dim,
+        channels=config.channels,
+        height=config.image_size,
+        width=config.image_size,
+        kind=config.kind,
+        likelihood=config.likelihood,
+        gaussian_sigma=config.gaussian_sigma,
+        label_names=config.label_names,
+        dataset=config.dataset,
+        factor_names=config.factor_names,
+        latent_names=latent_names,
+        beta=config.beta,
+        objective=config.objective,
+        provenance=provenance if provenance is not None else dict(card.get("source") or {}),
+    )
+
+
+class NativeModel(nn.Module):
+    """Our VAE family behind the interface, as served: decoding is batch-invariant (a row's
+    pixels do not depend on what else is in the batch, so the same z always gives the same
+    bytes) and the pixel means are the sigmoid of the decoder's logits."""
+
+    def __init__(self, network: VAE, description: ModelDescription) -> None:
+        super().__init__()
+        self.network = network
+        self._description = description
+
+    @property
+    def description(self) -> ModelDescription:
+        return self._description
+
+    def _onehot(self, labels: torch.Tensor | None) -> torch.Tensor | None:
+        return labels if self._description.kind == "cvae" else None
+
+    def encode(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> Posterior:
+        mu, logvar = self.network.encode(x, self._onehot(labels))
+        return Posterior(mu, logvar)
+
+    def decode(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        decoded = self.network.decode(z, self._onehot(labels), batch_invariant=True)
+        return torch.sigmoid(decoded)
+
+
+@dataclass
+class ServedModel:
+    """A model as the explorer serves it: the interface, its card (how it was made and what it
+    does; {} where there is none), a digest naming these exact weights (ETags, caches) and, for a
+    checkpoint folder, the folder and the config that rebuilds it."""
+
+    name: str
+    model: LatentModel
+    card: dict[str, Any] = field(default_factory=dict)
+    digest: str = ""
+    path: Path | None = None
+    config: ModelConfig | None = None  # our own networks only
+
+    @property
+    def description(self) -> ModelDescription:
+        return self.model.description

@@ -1,0 +1,130 @@
+"""Models from a person's own PyTorch code: `latent-explorer serve --plugin package.module:factory`.
+
+The factory is a plain function, as in torch.hub's `hubconf.py`: called with no arguments, it
+returns an object that keeps the model interface (app/models/interface.py: `description`,
+`encode`, `decode`). A plugin runs code, so it is only ever named by the person who starts the
+server, on the command line; nothing in a checkpoint folder can name one.
+
+Before a plugin serves, it is probed the way the explorer will use it: decode two codes, encode
+what came back, and check every shape, range and type against its description, so that a
+mistake shows up at start-up with what was wrong, not as a 500 on the first slider drag.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import os
+import re
+import sys
+from typing import Any
+
+import torch
+
+from app.models.interface import LatentModel, ModelDescription, Posterior, ServedModel
+
+SPEC = re.compile(r"^(?P<module>[A-Za-z_][\w]*(?:\.[A-Za-z_][\w]*)*):(?P<factory>[A-Za-z_]\w*)$")
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")  # a URL path segment, as folder names are
+
+
+class PluginError(Exception):
+    """A plugin that cannot be served, with what is wrong."""
+
+
+def load_plugin(spec: str) -> ServedModel:
+    """Import `package.module`, call `factory()`, probe the model it returns → ServedModel.
+    The working directory is importable, as it is for uvicorn's own app (`--app-dir .`)."""
+    match = SPEC.match(spec)
+    if match is None:
+        raise PluginError(
+            f"--plugin {spec!r}: expected package.module:factory (e.g. examples.mlp_vae:build)"
+        )
+    module_name, factory_name = match["module"], match["factory"]
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as e:  # noqa: BLE001 - the plugin's own import errors, shown to its author
+        raise PluginError(f"--plugin {spec}: cannot import {module_name}: {e}") from e
+    factory = getattr(module, factory_name, None)
+    if not callable(factory):
+        raise PluginError(f"--plugin {spec}: {module_name} has no function {factory_name}")
+    try:
+        model = factory()
+    except Exception as e:  # noqa: BLE001
+        error = f"{type(e).__name__}: {e}"
+        raise PluginError(f"--plugin {spec}: {factory_name}() failed: {error}") from e
+    if isinstance(model, torch.nn.Module):
+        model.eval()
+        for p in model.parameters():
+            p.requires_grad_(False)
+    probe(model, spec)
+    name = getattr(model, "name", None) or module_name.rsplit(".", 1)[-1].replace("_", "-")
+    if not isinstance(name, str) or not NAME.match(name):
+        raise PluginError(
+            f"--plugin {spec}: the model's name {name!r} must be letters, digits, '.', '_' or '-'"
+        )
+    card = getattr(model, "card", None)
+    card = dict(card) if isinstance(card, dict) else {}
+    card.setdefault("source", {})
+    if isinstance(card["source"], dict):
+        card["source"] = {**card["source"], "plugin": spec}
+    return ServedModel(name=name, model=model, card=card, digest=_digest(model, spec))
+
+
+def _digest(model: Any, spec: str) -> str:
+    """sha256 of the weights where the model is a torch module (so a retrained model gets new
+    ETags), else of the plugin's name."""
+    h = hashlib.sha256(spec.encode())
+    if isinstance(model, torch.nn.Module):
+        for k, v in sorted(model.state_dict().items()):
+            h.update(k.encode())
+            h.update(v.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+@torch.inference_mode()
+def probe(model: Any, spec: str) -> None:
+    """Check that `model` keeps the interface's promises, on two codes; PluginError if not."""
+
+    def fail(what: str) -> PluginError:
+        return PluginError(f"--plugin {spec}: {what}")
+
+    if not isinstance(model, LatentModel):
+        raise fail(
+            f"{type(model).__name__} does not keep the model interface: it needs description, "
+            "encode(x, labels) and decode(z, labels) (see app/models/interface.py)"
+        )
+    d = model.description
+    if not isinstance(d, ModelDescription):
+        raise fail(f"description must be an app.models.interface.ModelDescription, got {d!r}")
+    labels = torch.tensor([0, d.n_labels - 1]) if d.kind == "cvae" else None
+    z = torch.stack([torch.zeros(d.latent_dim), torch.linspace(-2, 2, d.latent_dim)])
+    try:
+        x = model.decode(z, labels)
+    except Exception as e:  # noqa: BLE001
+        error = f"{type(e).__name__}: {e}"
+        raise fail(f"decode(z) failed on two codes of {d.latent_dim}: {error}") from e
+    expected = (2, *d.shape)
+    if not isinstance(x, torch.Tensor) or tuple(x.shape) != expected:
+        got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+        raise fail(f"decode(z) must give pixel means of shape {expected} (B, C, H, W), got {got}")
+    if not torch.isfinite(x).all() or x.min() < 0 or x.max() > 1:
+        raise fail("decode(z) must give pixel means in [0, 1] (apply the sigmoid to logits)")
+    try:
+        posterior = model.encode(x.float(), labels)
+    except Exception as e:  # noqa: BLE001
+        raise fail(f"encode(x) failed on {expected} images: {type(e).__name__}: {e}") from e
+    if not isinstance(posterior, Posterior):
+        raise fail(f"encode(x) must return an app.models.interface.Posterior, got {posterior!r}")
+    if tuple(posterior.mean.shape) != (2, d.latent_dim):
+        raise fail(f"encode(x).mean must be (2, {d.latent_dim}), got {tuple(posterior.mean.shape)}")
+    if (posterior.logvar is None) != (d.kind == "ae"):
+        raise fail(
+            "encode(x).logvar must be None for an AE's code and a tensor for a VAE's posterior "
+            f"(description.kind is {d.kind!r})"
+        )
+    if posterior.logvar is not None and posterior.logvar.shape != posterior.mean.shape:
+        raise fail("encode(x).logvar must have the shape of its mean")
+    if not torch.isfinite(posterior.mean).all():
+        raise fail("encode(x).mean is not finite")

@@ -1,0 +1,1 @@
+"""Worked examples of bringing your own model to the explorer (see docs/plugins.md)."""

@@ -1,0 +1,236 @@
+"""`serve --plugin package.module:factory`: a person's own PyTorch model, served through the model
+interface at its own size (the worked example: an MLP VAE on 28×28 images), and every way a
+plugin can be wrong refused at start-up with what is wrong."""
+
+from __future__ import annotations
+
+import io
+import json
+import textwrap
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+from playwright.sync_api import sync_playwright
+from safetensors.numpy import load_file
+
+from app.cli import main
+from app.main import create_app
+from app.plugins import PluginError, load_plugin
+from app.registry import load_registry
+from app.settings import Settings
+from examples.mlp_vae.model import WEIGHTS
+from tests.browser_server import launch_chromium, live_server
+
+EXAMPLE = "examples.mlp_vae:build"
+NAME = "example-mlp-vae"
+
+
+def mlp_decode(z: np.ndarray) -> np.ndarray:
+    """The example's decoder written out in numpy from its weights file: (B, 6) → (B, 28, 28)."""
+    w = load_file(str(WEIGHTS))
+    h = np.maximum(z @ w["decoder.0.weight"].T + w["decoder.0.bias"], 0)
+    h = np.maximum(h @ w["decoder.2.weight"].T + w["decoder.2.bias"], 0)
+    logits = h @ w["decoder.4.weight"].T + w["decoder.4.bias"]
+    return (1 / (1 + np.exp(-logits))).reshape(-1, 28, 28)
+
+
+def mlp_encode_mean(x: np.ndarray) -> np.ndarray:
+    """Its encoder's μ, likewise: (B, 28, 28) → (B, 6) (the first half of the last layer)."""
+    w = load_file(str(WEIGHTS))
+    h = np.maximum(x.reshape(len(x), -1) @ w["encoder.1.weight"].T + w["encoder.1.bias"], 0)
+    h = np.maximum(h @ w["encoder.3.weight"].T + w["encoder.3.bias"], 0)
+    return (h @ w["encoder.5.weight"].T + w["encoder.5.bias"])[:, :6]
+
+
+@pytest.fixture(scope="module")
+def client(tmp_path_factory):
+    empty = tmp_path_factory.mktemp("no-checkpoints")
+    app = create_app(Settings(checkpoints_dir=empty, plugins=(EXAMPLE,)))
+    with TestClient(app) as c:
+        yield c
+
+
+def png_pixels(data: bytes) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(data)).convert("L"), dtype=np.float64) / 255
+
+
+def test_the_plugin_is_listed_at_its_own_size_with_its_source(client):
+    (model,) = client.get("/api/models").json()
+    assert model["name"] == NAME
+    assert (model["height"], model["width"], model["channels"], model["latent_dim"]) == (
+        28,
+        28,
+        1,
+        6,
+    )
+    assert model["card"]["source"] == {"plugin": EXAMPLE}
+    assert model["dataset_images"] is None  # 28×28 dSprites has no renderer here
+
+
+def test_decoding_gives_the_plugins_own_pixels_at_28_by_28(client):
+    z = np.array([0.5, -1.0, 0.0, 1.5, -0.3, 0.8])
+    r = client.get(f"/api/models/{NAME}/decode.png", params={"z": ",".join(map(str, z))})
+    assert r.status_code == 200 and r.headers["content-type"] == "image/png"
+    got = png_pixels(r.content)
+    assert got.shape == (28, 28)
+    expected = mlp_decode(z[None].astype(np.float32))[0]
+    assert np.abs(got - expected).max() <= 1 / 255 + 1e-6  # the PNG's 8-bit rounding
+    other = png_pixels(
+        client.get(f"/api/models/{NAME}/decode.png", params={"z": "0,0,0,0,0,0"}).content
+    )
+    assert np.abs(other - got).max() > 0.1  # another z, another picture
+
+
+def test_an_upload_is_encoded_by_the_plugins_encoder(client):
+    rng = np.random.default_rng(3)
+    pixels = (rng.random((28, 28)) > 0.8).astype(np.uint8) * 255
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, format="PNG")
+    r = client.post(f"/api/models/{NAME}/encode", files={"file": ("x.png", buf.getvalue())})
+    assert r.status_code == 200, r.text
+    mu = np.array(r.json()["mu"])
+    expected = mlp_encode_mean(pixels[None].astype(np.float32) / 255)[0]
+    np.testing.assert_allclose(mu, expected, atol=1e-4)
+
+
+def test_the_explore_page_and_a_traversal_run_at_28_pixels(client):
+    page = client.get("/", params={"model": NAME})
+    assert page.status_code == 200 and page.text.count('type="range"') == 6
+    params = {"z": "0,0,0,0,0,0", "steps": 5}
+    r = client.get(f"/api/models/{NAME}/traverse.png", params=params)
+    assert r.status_code == 200
+    grid = png_pixels(r.content)
+    assert grid.shape[1] == 5 * 30 + 2 and grid.shape[0] % 30 == 2  # 28-pixel tiles, 2 apart
+    first = grid[2:30, 2:30]  # the first tile: the most used latent at −3, the rest at 0
+    z = np.zeros((1, 6), dtype=np.float32)
+    z[0, int(np.argmax(json.loads(WEIGHTS.with_suffix(".json").read_text())["kl_per_dim"]))] = -3
+    assert np.abs(first - mlp_decode(z)[0]).max() <= 1 / 255 + 1e-6
+
+
+# --- plugins that are wrong ---------------------------------------------------------------------
+
+GOOD = """
+import torch
+from app.models.interface import ModelDescription, Posterior
+
+class Model:
+    name = "{name}"
+    description = ModelDescription(latent_dim=2, channels=1, height=16, width=16)
+    def encode(self, x, labels=None):
+        m = x.flatten(1)[:, :2]
+        return {encode}
+    def decode(self, z, labels=None):
+        return {decode}
+
+def build():
+    return Model()
+
+def broken():
+    raise RuntimeError("weights file not found: w.safetensors")
+"""
+GOOD_ENCODE = "Posterior(m, torch.zeros_like(m))"
+GOOD_DECODE = "torch.sigmoid(z.sum(1)).view(-1, 1, 1, 1).expand(-1, 1, 16, 16)"
+
+
+def write_plugin(tmp_path, monkeypatch, module: str, **kw: str) -> str:
+    src = GOOD.format(
+        name=kw.get("name", module), encode=kw.get("encode", GOOD_ENCODE),
+        decode=kw.get("decode", GOOD_DECODE),
+    )  # fmt: skip
+    (tmp_path / f"{module}.py").write_text(textwrap.dedent(src))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    return module
+
+
+def test_a_small_plugin_written_here_is_served(tmp_path, monkeypatch):
+    served = load_plugin(write_plugin(tmp_path, monkeypatch, "good_plugin") + ":build")
+    assert served.name == "good_plugin" and served.description.shape == (1, 16, 16)
+    assert served.card["source"] == {"plugin": "good_plugin:build"}
+
+
+WRONG = {
+    "a spec without a factory": ("M", {}, "expected package.module:factory"),
+    "a module that is not there": ("no_such_module_here:build", {}, "cannot import"),
+    "a factory that is not there": ("M:make", {}, "has no function make"),
+    "a factory that raises": ("M:broken", {}, "broken() failed: RuntimeError: weights"),
+    "pixels of the wrong size": (
+        "M:build",
+        {"decode": "torch.zeros(len(z), 1, 28, 28)"},
+        r"pixel means of shape (2, 1, 16, 16)",
+    ),
+    "logits, not pixel means": (
+        "M:build",
+        {"decode": "torch.full((len(z), 1, 16, 16), 3.0)"},
+        "pixel means in [0, 1]",
+    ),
+    "a tuple, not a Posterior": ("M:build", {"encode": "(m, m)"}, "must return"),
+    "no log variance for a VAE": (
+        "M:build",
+        {"encode": "Posterior(m)"},
+        "logvar must be None for an AE",
+    ),
+    "a name that is not a URL segment": (
+        "M:build",
+        {"name": "my model/2"},
+        "must be letters, digits",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", WRONG)
+def test_a_wrong_plugin_is_refused_with_what_is_wrong(case, tmp_path, monkeypatch):
+    spec, changes, message = WRONG[case]
+    module = f"plugin_{list(WRONG).index(case)}"  # a fresh module each: imports are cached
+    spec = spec.replace("M", module, 1) if spec.startswith("M") else spec
+    write_plugin(tmp_path, monkeypatch, module, **changes)
+    with pytest.raises(PluginError) as e:
+        load_plugin(spec)
+    assert message in str(e.value)
+
+
+def test_two_models_under_one_name_are_refused(tmp_path, monkeypatch):
+    write_plugin(tmp_path, monkeypatch, "clash", name="twice")
+    with pytest.raises(PluginError, match="a model named 'twice' is already served"):
+        load_registry(tmp_path / "no-folders", ("clash:build", "clash:build"))
+
+
+def test_serve_refuses_a_bad_plugin_before_starting(capsys):
+    assert main(["serve", "--plugin", "no_such_module_here:build", "--port", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "no_such_module_here:build: cannot import no_such_module_here" in err
+
+
+# --- in the browser -----------------------------------------------------------------------------
+
+
+def test_dragging_a_slider_of_the_plugin_changes_its_picture(tmp_path):
+    with live_server(Settings(checkpoints_dir=tmp_path, plugins=(EXAMPLE,))) as url:
+        with sync_playwright() as p:
+            browser = launch_chromium(p)
+            page = browser.new_page(base_url=url, bypass_csp=True)
+            errors: list[str] = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto(f"/?model={NAME}")
+            sel = f'canvas.decoded[data-model="{NAME}"]'
+            page.wait_for_function(f"document.querySelector('{sel}').dataset.shown !== undefined")
+            shown = page.eval_on_selector(sel, "c => c.dataset.shown")
+            before = page.eval_on_selector(sel, "c => c.toDataURL()")
+            size = page.eval_on_selector(sel, "c => [c.width, c.height]")
+            slider = page.locator(".latent input[type=range]").first
+            box = slider.bounding_box()
+            x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+            page.mouse.move(x, y)
+            page.mouse.down()
+            page.mouse.move(x + box["width"] * 0.45, y, steps=8)
+            page.wait_for_function(
+                "([sel, before]) => document.querySelector(sel).dataset.shown !== before",
+                arg=[sel, shown],
+            )
+            after = page.eval_on_selector(sel, "c => c.toDataURL()")
+            page.mouse.up()
+            browser.close()
+    assert size[0] % 28 == 0 and size[0] == size[1]  # the plugin's 28×28, scaled up whole
+    assert after != before
+    assert errors == []
