@@ -11,6 +11,10 @@ when the slider is grabbed would show in these figures. Prints p50/p95 over ever
 every drag, and how long a page takes to load every slider's sweep in the background.
 
     python bench/browser_paint.py [--moves 20] [--sliders 5] [--think 300] [--rounds 3]
+        [--page NAME=PATH ...] [--plugin package.module:factory ...]
+
+`--page` replaces the default pages (e.g. `--page celeba=/?model=disvae-btcvae-celeba`);
+`--plugin` serves a plugin model beside the checkpoints (e.g. examples.mlp_vae:build).
 """
 
 from __future__ import annotations
@@ -92,10 +96,13 @@ def main() -> None:
     ap.add_argument("--sliders", type=int, default=5)
     ap.add_argument("--think", type=int, default=300, help="ms between load/drags")
     ap.add_argument("--rounds", type=int, default=3, help="fresh page loads per page")
+    ap.add_argument("--page", action="append", default=[], metavar="NAME=PATH")
+    ap.add_argument("--plugin", action="append", default=[], metavar="MODULE:FACTORY")
     a = ap.parse_args()
-    with live_server(Settings()) as url, sync_playwright() as p:
+    pages = [tuple(p.split("=", 1)) for p in a.page] or list(PAGES)
+    with live_server(Settings(plugins=tuple(a.plugin))) as url, sync_playwright() as p:
         browser = launch_chromium(p)
-        for name, path in PAGES:
+        for name, path in pages:
             loaded = statistics.median(sweeps_loaded(browser, url + path) for _ in range(3))
             print(f"{name:20s} every slider's sweep in the cache {loaded:.2f} s after navigation")
             paints = []

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 
 from app import imaging
 from app.checkpoints import load_checkpoint
@@ -56,12 +56,37 @@ def reconstructions(scale: int = 2, gap: int = 4) -> Image.Image:
 def shapes_traversal(name: str = "shapes-beta-vae", steps: int = 8, span: float = 2.5) -> bytes:
     """The explorer's traversal grid (as `traverse.png` draws it) of one held-out colour scene
     (seed 5), its active latents only (mean KL > 0.1 nats), most informative first: a PNG."""
-    ckpt = load_checkpoint(ROOT / "checkpoints" / name)
+    ckpt = load_checkpoint(ROOT / "checkpoints" / name).served()
     scene = open_dataset("shapes3d").sample(np.random.default_rng(5), 1).images
     z = encode_images(ckpt, torch.from_numpy(scene).float() / 255.0).mu[0]
     dims = [d for d in latent_order(ckpt) if ckpt.card["kl_per_dim"][d] > 0.1]
     images = decode_latents(ckpt, traversal_latents(z, dims, torch.linspace(-span, span, steps)))
     return imaging.png_bytes(imaging.grid(images, len(dims), steps), 2)
+
+
+def celeba_figure4(
+    name: str = "disvae-btcvae-celeba", steps: int = 7, span: float = 3.0, scale: int = 2
+) -> Image.Image:
+    """The lecture's Figure 4 on real faces: each named latent of an imported CelebA model swept
+    over ±span from z = 0 (we have no CelebA images to start from), the rest held at 0, with the
+    names its card gives them, in latent order."""
+    ckpt = load_checkpoint(ROOT / "checkpoints" / name).served()
+    d = ckpt.description
+    dims = [i for i in range(d.latent_dim) if d.latent_name(i)]
+    z = torch.zeros(d.latent_dim)
+    images = decode_latents(ckpt, traversal_latents(z, dims, torch.linspace(-span, span, steps)))
+    tile, gap, label_w = d.height * scale, 4, 260
+    sheet = Image.new("RGB", (label_w + steps * (tile + gap), len(dims) * (tile + gap) + gap), "white")
+    draw = ImageDraw.Draw(sheet)
+    font = ImageFont.load_default(size=16)
+    for r, dim in enumerate(dims):
+        y = gap + r * (tile + gap)
+        draw.text((8, y + tile // 2 - 10), f"z{dim}: {d.latent_name(dim)}", fill="black", font=font)
+        for c in range(steps):
+            arr = imaging.to_uint8(images[r * steps + c : r * steps + c + 1])[0]
+            im = Image.fromarray(arr).resize((tile, tile), Image.Resampling.NEAREST)
+            sheet.paste(im, (label_w + c * (tile + gap), y))
+    return sheet
 
 
 def kl_svg(width: int = 640, bar_h: int = 14) -> str:
@@ -145,8 +170,9 @@ if __name__ == "__main__":
     reconstructions().save(ROOT / "docs" / "reconstructions.png", optimize=True)
     (ROOT / "docs" / "kl.svg").write_text(kl_svg())
     (ROOT / "docs" / "shapes-traversal.png").write_bytes(shapes_traversal())
+    celeba_figure4().save(ROOT / "docs" / "figure4-celeba.png", optimize=True)
     for name in ("dsprites-vae", "dsprites-beta-vae"):
-        data = figure2.compute_figure2(load_checkpoint(ROOT / "checkpoints" / name))
+        data = figure2.compute_figure2(load_checkpoint(ROOT / "checkpoints" / name).served())
         (ROOT / "docs" / f"shape-{name}.svg").write_text(figure2_svg.shape_svg(data, name))
     print(shipped_table())
     print()

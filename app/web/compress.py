@@ -92,6 +92,7 @@ def comparison_json(model: ServedModel, c: Comparison) -> dict[str, Any]:
     float32_bytes = -(-(label_bits + 32 * len(c.kept)) // 8)  # μ as it is, for reference
     return {
         "model": model.name,
+        "image_size": cfg.image_size,
         "bits": c.bits,
         "kept_latents": list(c.kept),
         "label": c.label,
