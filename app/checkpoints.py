@@ -230,7 +230,7 @@ def _unwrap(model: torch.nn.Module) -> VAE:
 # them as stale, instead of dropping them, until they are computed again.
 # The record of a rename and of repairs made to the card by hand is history a later segment
 # of training does not change, so it is kept too.
-KEPT_CARD_FIELDS = ("metrics", "renamed_from", "repaired")
+KEPT_CARD_FIELDS = ("metrics", "renamed_from", "repaired", "latent_names")
 
 
 def save_checkpoint(

@@ -1,4 +1,4 @@
-"""`latent-explorer train | serve | evaluate | import`: the one console script."""
+"""`latent-explorer train | serve | evaluate | import | label`: the one console script."""
 
 from __future__ import annotations
 
@@ -313,6 +313,37 @@ def _import(ns: argparse.Namespace) -> int:
     return 0
 
 
+def _label_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "label",
+        help="name a model's latents (shown beside its sliders and traversals)",
+        description="Name latents in a checkpoint's card.json: INDEX=NAME names one (at most 40 "
+        "characters, no control characters, < or >), INDEX= removes its name; with no "
+        "assignments, print the names. The card is rewritten atomically, nothing else in the "
+        "folder changes; a running server shows the names once restarted.",
+    )
+    p.add_argument("checkpoint", type=Path, help="checkpoint folder, e.g. checkpoints/NAME")
+    p.add_argument("assignments", nargs="*", metavar="INDEX=NAME", help='e.g. 3="skin colour"')
+    p.add_argument("--clear", action="store_true", help="remove every name first")
+
+
+def _label(ns: argparse.Namespace) -> int:
+    from app.latent_names import LatentNameError, label_latents, read_names
+
+    try:
+        if ns.assignments or ns.clear:
+            latent_dim, names = label_latents(ns.checkpoint, ns.assignments, clear=ns.clear)
+        else:
+            latent_dim, names = read_names(ns.checkpoint)
+    except LatentNameError as e:
+        print(f"latent-explorer label: error: {e}", file=sys.stderr)  # noqa: T201
+        return 2
+    print(f"{ns.checkpoint}: {len(names)} of {latent_dim} latents named")  # noqa: T201
+    for i, name in names.items():
+        print(f"  z{i}  {name}")  # noqa: T201
+    return 0
+
+
 def _evaluate(ns: argparse.Namespace) -> int:
     from app.checkpoints import CheckpointError
     from app.metrics.evaluate import (
@@ -380,6 +411,7 @@ def main(argv: list[str] | None = None) -> int:
     _serve_parser(sub)
     _evaluate_parser(sub)
     _import_parser(sub)
+    _label_parser(sub)
     ns = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
@@ -391,6 +423,8 @@ def main(argv: list[str] | None = None) -> int:
         return _evaluate(ns)
     if ns.command == "import":
         return _import(ns)
+    if ns.command == "label":
+        return _label(ns)
     return 2
 
 

@@ -12,10 +12,7 @@ say the rest.
 
 from __future__ import annotations
 
-import json
 import logging
-import os
-import tempfile
 import textwrap
 import time
 from collections.abc import Callable
@@ -28,7 +25,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from app.checkpoints import CARD, fsync_dir, load_checkpoint
+from app.card_file import update_card
+from app.checkpoints import CARD, load_checkpoint
 from app.data.ground_truth import GroundTruth, ground_truth
 from app.metrics import scores
 from app.models.interface import ServedModel
@@ -328,29 +326,17 @@ def write_metrics(path: Path, metrics: dict[str, Any]) -> dict[str, Any]:
     """Put `metrics` into path/card.json atomically (temp file beside it, fsync, rename), leaving
     the weights and config.json alone. Scores from an earlier run on the same weights, seeds and
     factors that this run did not recompute (`--only`) are kept. → the card as written."""
-    path = Path(path)
-    card_file = path / CARD
-    card = json.loads(card_file.read_text(encoding="utf-8")) if card_file.exists() else {}
-    old = card.get("metrics")
-    same = ("digest", "seeds", "factors")
-    if isinstance(old, dict) and all(old.get(k) == metrics[k] for k in same):
-        metrics = {**metrics, "scores": {**old.get("scores", {}), **metrics["scores"]}}
-        metrics["scores"] = {k: metrics["scores"][k] for k in METRICS if k in metrics["scores"]}
-    card["metrics"] = metrics
-    text = json.dumps(card, indent=2, ensure_ascii=False) + "\n"
-    fd, tmp = tempfile.mkstemp(prefix=f".{CARD}.", suffix=".tmp", dir=path)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # checkpoints are shared data, as app.checkpoints writes them
-        os.replace(tmp, card_file)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    fsync_dir(path)
-    return card
+
+    def merge(card: dict[str, Any]) -> dict[str, Any]:
+        new = metrics
+        old = card.get("metrics")
+        same = ("digest", "seeds", "factors")
+        if isinstance(old, dict) and all(old.get(k) == new[k] for k in same):
+            new = {**new, "scores": {**old.get("scores", {}), **new["scores"]}}
+            new["scores"] = {k: new["scores"][k] for k in METRICS if k in new["scores"]}
+        return {**card, "metrics": new}
+
+    return update_card(Path(path), merge)
 
 
 def evaluate_checkpoint(

@@ -15,6 +15,7 @@ would show. The mutual information is coloured by MI / H(factor) ∈ [0, 1], so 
 from __future__ import annotations
 
 import base64
+import textwrap
 from collections.abc import Sequence
 
 import numpy as np
@@ -85,10 +86,29 @@ def _signed(v: float) -> str:
     return "0" if abs(v) < 0.05 else f"{v:+.1f}".replace("-", "−")
 
 
+def latent_label(dim: int, names: Sequence[str] = ()) -> str:
+    """How a tooltip names a latent: "z3", or "z3 (skin colour)" where the card names it."""
+    name = names[dim] if dim < len(names) else ""
+    return f"z{dim} ({name})" if name else f"z{dim}"
+
+
 # --- Figure 2 ---------------------------------------------------------------------------------
 
 LEFT, TOP, PITCH, CELL = 100.0, 22.0, 72.0, 64.0  # label column, header, column pitch, tile size
 PLOT_H, GAP, FRAME_GAP = 44.0, 10.0, 2.0
+# a latent's name under its column's header: up to 4 lines of 12 characters at 10 px, which
+# fits the column's 72 px; the band is there only when the model names a latent
+NAME_CHARS, NAME_LINES, NAME_LINE = 12, 4, 11.0
+
+
+def name_lines(name: str) -> list[str]:
+    """A latent's name wrapped to the column: at most NAME_LINES lines, the last cut with "…"
+    where the name needs more (the column's tooltip has it whole)."""
+    lines = textwrap.wrap(name, NAME_CHARS, break_on_hyphens=False)
+    if len(lines) > NAME_LINES:
+        lines = lines[:NAME_LINES]
+        lines[-1] = lines[-1][: NAME_CHARS - 1] + "…"
+    return lines
 
 
 def _curve(values: np.ndarray, x0: float, y0: float, m: float) -> str:
@@ -98,7 +118,7 @@ def _curve(values: np.ndarray, x0: float, y0: float, m: float) -> str:
     return " ".join(f"{_n(x)},{_n(y)}" for x, y in zip(xs, ys, strict=True))
 
 
-def _plot(per_shape: np.ndarray, x0: float, y0: float, m: float, what: str, dim: int) -> str:
+def _plot(per_shape: np.ndarray, x0: float, y0: float, m: float, what: str, dim: str) -> str:
     parts = [
         _el("rect", {"x": x0, "y": y0, "width": CELL, "height": PLOT_H, "fill": "#fafbfc",
                      "stroke": LINE}),
@@ -107,7 +127,7 @@ def _plot(per_shape: np.ndarray, x0: float, y0: float, m: float, what: str, dim:
     ]  # fmt: skip
     for shape, (name, colour) in enumerate(zip(SHAPE_NAMES, SHAPE_COLOURS, strict=True)):
         values = per_shape[shape]
-        tip = f"z{dim} against {what}, {name}: mean μ from {values.min():.2f} to {values.max():.2f}"
+        tip = f"{dim} against {what}, {name}: mean μ from {values.min():.2f} to {values.max():.2f}"
         parts.append(
             _el("polyline", {"class": f"curve {name}", "points": _curve(values, x0, y0, m),
                              "fill": "none", "stroke": colour, "stroke-width": 1.5,
@@ -116,25 +136,32 @@ def _plot(per_shape: np.ndarray, x0: float, y0: float, m: float, what: str, dim:
     return "".join(parts)
 
 
-def _column(data: Figure2Data, dim: int, x0: float, rows: dict[str, float], m: float) -> str:
+def _column(data: Figure2Data, dim: int, x0: float, rows: dict[str, float], m: float,
+            names: Sequence[str]) -> str:  # fmt: skip
     active = data.active[dim]
     kl = "" if data.kl is None else f", mean KL {data.kl[dim]:.2f} nats"
     var = float(data.variance[dim])
     heat = data.position[dim]
+    z = latent_label(dim, names)
     parts = [
-        _title(f"z{dim}: Var(μ) {var:.3g}{kl}{'' if active else ' (unused)'}"),
+        _title(f"{z}: Var(μ) {var:.3g}{kl}{'' if active else ' (unused)'}"),
         _text(x0 + CELL / 2, TOP - 8, f"z{dim}", **{"text-anchor": "middle",
                                                      "font-weight": 600, "font-size": 13}),
+    ]  # fmt: skip
+    for k, line in enumerate(name_lines(names[dim] if dim < len(names) else "")):
+        parts.append(_text(x0 + CELL / 2, TOP + 8 + k * NAME_LINE, line, **{
+            "class": "latent-name", "text-anchor": "middle", "font-size": 10}))  # fmt: skip
+    parts += [
         _el("image", {"class": "heatmap", "x": x0, "y": rows["position"], "width": CELL,
                       "height": CELL, "preserveAspectRatio": "none",
                       "image-rendering": "pixelated",
                       "href": _png_href(colour_map(heat / (2 * m) + 0.5, DIVERGING))},
-            _title(f"z{dim}: mean μ over the 32×32 positions, {heat.min():.2f} to "
+            _title(f"{z}: mean μ over the 32×32 positions, {heat.min():.2f} to "
                    f"{heat.max():.2f} (x right, y down)")),
         _el("rect", {"x": x0, "y": rows["position"], "width": CELL, "height": CELL,
                      "fill": "none", "stroke": LINE}),
-        _plot(data.scale[dim], x0, rows["scale"], m, "scale", dim),
-        _plot(data.orientation[dim], x0, rows["rotation"], m, "rotation", dim),
+        _plot(data.scale[dim], x0, rows["scale"], m, "scale", z),
+        _plot(data.orientation[dim], x0, rows["rotation"], m, "rotation", z),
     ]  # fmt: skip
     for k, value in enumerate(data.traversal_values):
         y = rows["traversal"] + k * (CELL + FRAME_GAP)
@@ -142,7 +169,7 @@ def _column(data: Figure2Data, dim: int, x0: float, rows: dict[str, float], m: f
             _el("image", {"class": "traversal", "x": x0, "y": y, "width": CELL, "height": CELL,
                           "image-rendering": "pixelated",
                           "href": _png_href(data.traversal[dim, k])},
-                _title(f"z{dim} = {value:+.2f}, the others at μ of the dataset image"))
+                _title(f"{z} = {value:+.2f}, the others at μ of the dataset image"))
         )  # fmt: skip
     top = float(data.variance.max()) or 1.0
     y = rows["variance"]
@@ -191,11 +218,13 @@ def _legend(y: float, m: float) -> str:
     return "".join(parts)
 
 
-def figure_svg(data: Figure2Data, name: str) -> str:
-    """The figure as a standalone SVG document: one column per latent, most varied first."""
+def figure_svg(data: Figure2Data, name: str, latent_names: Sequence[str] = ()) -> str:
+    """The figure as a standalone SVG document: one column per latent, most varied first, each
+    named under its header where `latent_names` (one per latent, "" for none) names it."""
     order = data.order
     steps = len(data.traversal_values)
-    rows: dict[str, float] = {"position": TOP}
+    lines = max((len(name_lines(n)) for n in latent_names), default=0)
+    rows: dict[str, float] = {"position": TOP + (lines * NAME_LINE + 4 if lines else 0)}
     rows["scale"] = rows["position"] + CELL + GAP
     rows["rotation"] = rows["scale"] + PLOT_H + GAP
     rows["traversal"] = rows["rotation"] + PLOT_H + GAP + 2
@@ -219,7 +248,7 @@ def figure_svg(data: Figure2Data, name: str) -> str:
         body.append(_text(LEFT - 8, y, f"z = {_signed(value)}", **{"text-anchor": "end",
                                                                  "fill": MUTED}))  # fmt: skip
     for col, dim in enumerate(order):
-        body.append(_column(data, dim, LEFT + PITCH * col, rows, m))
+        body.append(_column(data, dim, LEFT + PITCH * col, rows, m, latent_names))
     body.append(_legend(legend_y, m))
     s = data.sampling
     label = (
@@ -236,22 +265,24 @@ def figure_svg(data: Figure2Data, name: str) -> str:
 MI_LEFT, MI_TOP, MI_W, MI_H = 100.0, 22.0, 40.0, 24.0
 
 
-def mi_svg(data: Figure2Data, name: str) -> str:
+def mi_svg(data: Figure2Data, name: str, latent_names: Sequence[str] = ()) -> str:
     """Factors × latents (columns in the figure's order), coloured by MI / H(factor)."""
     return mi_matrix_svg(
         data.mi, data.factor_entropy, FACTOR_NAMES, [len(v) for v in FACTOR_VALUES],
         data.order, data.active,
         f"MI / H(factor), 20-bin μ, {data.sampling.n_data} images",
-        f"Mutual information between {name}'s latents and the dSprites factors",
+        f"Mutual information between {name}'s latents and the dSprites factors", latent_names,
     )  # fmt: skip
 
 
 def mi_matrix_svg(
     mi: np.ndarray, factor_entropy: np.ndarray, factors: Sequence[str], sizes: Sequence[int],
     order: Sequence[int], active: Sequence[bool], caption: str, label: str,
+    latent_names: Sequence[str] = (),
 ) -> str:  # fmt: skip
     """The heat-map of any latent × factor MI matrix (D, K) in nats: factors as rows, latents as
-    columns in `order`, coloured by MI / H(factor); inactive latents dimmed."""
+    columns in `order`, coloured by MI / H(factor); inactive latents dimmed; a named latent's
+    name in its cells' tooltips."""
     h = np.where(factor_entropy > 0, factor_entropy, 1.0)
     norm = mi / h[None, :]  # (D, K)
     body = []
@@ -266,7 +297,8 @@ def mi_matrix_svg(
         for col, dim in enumerate(order):
             x, v = MI_LEFT + col * MI_W, float(norm[dim, row])
             tip = (
-                f"z{dim} · {factor}: {mi[dim, row]:.3f} nats, {v:.0%} of "
+                f"{latent_label(dim, latent_names)} · {factor}: {mi[dim, row]:.3f} nats, "
+                f"{v:.0%} of "
                 f"H({factor}) = {factor_entropy[row]:.2f} nats ({sizes[row]} values)"
             )
             cell = _el("rect", {"class": "mi", "x": x, "y": y, "width": MI_W - 1,
@@ -304,7 +336,7 @@ def _dots(xs: np.ndarray, ys: np.ndarray) -> str:
 
 
 def _panel(mu: np.ndarray, shapes: np.ndarray, a: int, b: int, x0: float, r: float,
-           read_back: float) -> str:  # fmt: skip
+           read_back: float, names: Sequence[str]) -> str:  # fmt: skip
     """One scatter: μ_a across, μ_b up, both over ±r (points beyond sit on the frame)."""
 
     def to_px(v: np.ndarray, flip: bool) -> np.ndarray:
@@ -314,6 +346,7 @@ def _panel(mu: np.ndarray, shapes: np.ndarray, a: int, b: int, x0: float, r: flo
     xs, ys = to_px(mu[:, a], False), to_px(mu[:, b], True)
     mid_x, mid_y = x0 + PANEL / 2, SHAPE_TOP + PANEL / 2
     parts = [
+        _title(f"{latent_label(b, names)} against {latent_label(a, names)}"),
         _el("rect", {"x": x0, "y": SHAPE_TOP, "width": PANEL, "height": PANEL, "fill": "none",
                      "stroke": LINE}),
         _el("path", {"d": f"M{_n(x0)} {_n(mid_y)}h{_n(PANEL)}M{_n(mid_x)} {_n(SHAPE_TOP)}"
@@ -336,7 +369,7 @@ def _panel(mu: np.ndarray, shapes: np.ndarray, a: int, b: int, x0: float, r: flo
     return _el("g", {"class": "shape-panel", "data-latents": f"{a} {b}"}, *parts)
 
 
-def shape_svg(data: Figure2Data, name: str) -> str:
+def shape_svg(data: Figure2Data, name: str, latent_names: Sequence[str] = ()) -> str:
     """Where shape lives: the latents sharing most information with shape, in pairs, one dot
     per image coloured by its shape, with how well shape reads back from each pair and from
     each latent alone (app.studies.figure2.shape_view)."""
@@ -348,7 +381,7 @@ def shape_svg(data: Figure2Data, name: str) -> str:
     body = []
     for k, (a, b) in enumerate(view.pairs):
         body.append(_panel(mu, shapes, a, b, SHAPE_LEFT + k * (PANEL + PANEL_GAP), r,
-                           view.pairs[(a, b)]))  # fmt: skip
+                           view.pairs[(a, b)], latent_names))  # fmt: skip
     width = SHAPE_LEFT + max(1, len(view.pairs)) * (PANEL + PANEL_GAP)
     y = SHAPE_TOP + PANEL + 34
     if not view.pairs:

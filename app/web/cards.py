@@ -115,6 +115,13 @@ class Parent:
     served_as: str | None
 
 
+@dataclass(frozen=True)
+class NamedLatent:
+    dim: int
+    name: str
+    kl: float | None  # mean KL over held-out data, nats, where the card has it
+
+
 @dataclass
 class CardView:
     name: str
@@ -131,6 +138,7 @@ class CardView:
     parent: Parent | None
     provenance: list[tuple[str, str]]
     repairs: list[str] = field(default_factory=list)
+    names: list[NamedLatent] = field(default_factory=list)
     bar_width: int = BAR_WIDTH
 
 
@@ -272,6 +280,17 @@ def kl_bars(card: Mapping[str, Any]) -> list[KlBar]:
     ]
 
 
+def named_latents(ckpt: ServedModel) -> list[NamedLatent]:
+    """The latents the card names (`latent-explorer label`), in index order, with their KL."""
+    kl = ckpt.card.get("kl_per_dim") or []
+    d = ckpt.description
+    return [
+        NamedLatent(i, d.latent_name(i), float(kl[i]) if i < len(kl) else None)
+        for i in range(d.latent_dim)
+        if d.latent_name(i)
+    ]
+
+
 def parent(card: Mapping[str, Any], served: Mapping[str, str]) -> Parent | None:
     """What the run was initialised from; `served` maps weight digests to served model names."""
     init = card.get("initialised_from")
@@ -382,6 +401,7 @@ def card_view(ckpt: ServedModel, served: Mapping[str, str], dataset: str) -> Car
         parent=parent(card, served),
         provenance=_provenance(ckpt, card, dataset),
         repairs=_repairs(card),
+        names=named_latents(ckpt),
     )
 
 

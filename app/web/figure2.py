@@ -9,7 +9,7 @@ computation.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Annotated, Any
 
 import numpy as np
@@ -59,21 +59,24 @@ def card_mi_svg(model: ServedModel, truth: GroundTruth) -> Markup | None:
         mi, entropy, truth.factor_names, truth.factor_sizes, inference.latent_order(model),
         active, f"MI / H(factor), 20-bin μ, {n} images (latent-explorer evaluate)",
         f"Mutual information between {model.name}'s latents and the {truth.name} factors",
+        model.description.latent_names,
     )  # fmt: skip
     return Markup(svg)  # our own SVG: every piece of text escaped by app.studies.figure2_svg
 
 
-Render = Callable[[figure2.Figure2Data, str], str]
+# (data, model name, latent names) → SVG text
+Render = Callable[[figure2.Figure2Data, str, Sequence[str]], str]
 
-# (figure, weights, name, sampling) → SVG text: rendering takes ~40 ms (PNG tiles), and a
-# registry is read-only, so each document is built once per process
-_documents: dict[tuple[str, str, str, figure2.Sampling], str] = {}
+# (figure, weights, name, latent names, sampling) → SVG text: rendering takes ~40 ms (PNG
+# tiles), and a registry is read-only, so each document is built once per process
+_documents: dict[tuple[str, str, str, tuple[str, ...], figure2.Sampling], str] = {}
 
 
 def svg_document(ckpt: ServedModel, sampling: figure2.Sampling, render: Render) -> str:
-    key = (render.__name__, ckpt.digest, ckpt.name, sampling)
+    names = ckpt.description.latent_names
+    key = (render.__name__, ckpt.digest, ckpt.name, names, sampling)
     if key not in _documents:
-        _documents[key] = render(figure2.figure2_data(ckpt, sampling), ckpt.name)
+        _documents[key] = render(figure2.figure2_data(ckpt, sampling), ckpt.name, names)
     return _documents[key]
 
 
@@ -87,7 +90,7 @@ def _svg_response(
     return api.cached_image(
         request,
         model,
-        (render.__name__, model.name, sampling),
+        (render.__name__, model.name, model.description.latent_names, sampling),
         lambda: svg_document(model, sampling, render).encode(),
         media_type="image/svg+xml",
     )

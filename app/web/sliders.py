@@ -101,8 +101,8 @@ def shared_ranges(ckpts: list[ServedModel]) -> list[SliderRange]:
 def slider_rows(
     ckpts: list[ServedModel], z: list[float], ranges: list[SliderRange]
 ) -> list[dict[str, Any]]:
-    """One row per latent, in the first model's order (most KL first), with its range and a KL
-    bar per model."""
+    """One row per latent, in the first model's order (most KL first), with its range, a KL
+    bar per model and its name (slider_name)."""
     per_model = []
     for ckpt in ckpts:
         kl = ckpt.card.get("kl_per_dim") or [None] * ckpt.description.latent_dim
@@ -114,9 +114,21 @@ def slider_rows(
         ])  # fmt: skip
     return [
         {"dim": d, "value": z[d], "range": ranges[d], "bars": [bars[d] for bars in per_model],
-         "active": any(bars[d]["active"] for bars in per_model)}
+         "active": any(bars[d]["active"] for bars in per_model),
+         "name": slider_name([c.description.latent_name(d) for c in ckpts])}
         for d in inference.latent_order(ckpts[0])
     ]  # fmt: skip
+
+
+def slider_name(names: list[str]) -> str:
+    """What a slider is called besides z_i, from each model's name for its latent ("" where
+    unnamed): the name where every model gives the same one; else each model's own, left then
+    right ("left: hair colour · right: skin colour"), since one slider moves both models and
+    neither name is the truth for the other."""
+    if len(set(names)) == 1:
+        return names[0]
+    sides = ("left", "right") if len(names) == 2 else [f"model {k + 1}" for k in range(len(names))]
+    return " · ".join(f"{side}: {n}" for side, n in zip(sides, names, strict=True) if n)
 
 
 def landing_model(registry: Mapping[str, ServedModel], settings: Settings) -> str:
