@@ -75,13 +75,27 @@ def celeba_figure4(
     dims = [i for i in range(d.latent_dim) if d.latent_name(i)]
     z = torch.zeros(d.latent_dim)
     images = decode_latents(ckpt, traversal_latents(z, dims, torch.linspace(-span, span, steps)))
-    tile, gap, label_w = d.height * scale, 4, 260
-    sheet = Image.new("RGB", (label_w + steps * (tile + gap), len(dims) * (tile + gap) + gap), "white")
+    tile, gap, label_w, head = d.height * scale, 4, 330, 28
+    sheet = Image.new(
+        "RGB", (label_w + steps * (tile + gap), head + len(dims) * (tile + gap) + gap), "white"
+    )
     draw = ImageDraw.Draw(sheet)
-    font = ImageFont.load_default(size=16)
+    try:  # a font with arrows, where the system has it
+        font: ImageFont.FreeTypeFont | ImageFont.ImageFont = ImageFont.truetype(
+            "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf", 16
+        )
+        arrow = "→"
+    except OSError:
+        font, arrow = ImageFont.load_default(size=16), "->"
+    for c, v in enumerate(torch.linspace(-span, span, steps).tolist()):
+        draw.text(
+            (label_w + c * (tile + gap) + tile // 2 - 16, 6), f"{v:+.0f}", fill="black", font=font
+        )
+    draw.text((8, 6), "latent: what it does     z =", fill="black", font=font)
     for r, dim in enumerate(dims):
-        y = gap + r * (tile + gap)
-        draw.text((8, y + tile // 2 - 10), f"z{dim}: {d.latent_name(dim)}", fill="black", font=font)
+        y = head + r * (tile + gap)
+        text = f"z{dim}: {d.latent_name(dim)}".replace("→", arrow)
+        draw.text((8, y + tile // 2 - 10), text, fill="black", font=font)
         for c in range(steps):
             arr = imaging.to_uint8(images[r * steps + c : r * steps + c + 1])[0]
             im = Image.fromarray(arr).resize((tile, tile), Image.Resampling.NEAREST)
@@ -145,14 +159,20 @@ METRIC_COLUMNS = {
 }  # fmt: skip
 
 
-def metrics_table() -> str:
+# the disentangling-vae models on dSprites, scored with the same settings as ours
+ZOO_DSPRITES = tuple(
+    f"disvae-{loss}-dsprites" for loss in ("vae", "betah", "betab", "factor", "btcvae")
+)
+
+
+def metrics_table(models: tuple[str, ...] = MODELS + COLOUR_MODELS) -> str:
     """The README's table of disentanglement metrics, mean ± std over the evaluation seeds, from
     the cards (`latent-explorer evaluate` writes them)."""
     rows = [
         "| model | " + " | ".join(METRIC_COLUMNS.values()) + " |",
         "|---|" + "---|" * len(METRIC_COLUMNS),
     ]
-    for name in MODELS + COLOUR_MODELS:
+    for name in models:
         ckpt = load_checkpoint(ROOT / "checkpoints" / name)
         m = ckpt.card.get("metrics")
         if not m or m.get("digest") != ckpt.digest:
@@ -177,3 +197,5 @@ if __name__ == "__main__":
     print(shipped_table())
     print()
     print(metrics_table())
+    print()
+    print(metrics_table(("dsprites-vae", "dsprites-beta-vae", *ZOO_DSPRITES)))
