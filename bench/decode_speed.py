@@ -1,5 +1,7 @@
 """Decoding time per model, as the server decodes (one intra-op thread, batch-invariant): one z
-at a time, and 32 at once, for the models named (default: one of each size and origin).
+at a time, and 32 at once, for the models named (default: one of each size and origin). The
+models take turns, block by block, so a machine that gets busier or quieter during the run
+shifts every model's figures alike.
 
     python bench/decode_speed.py [--repeat 300] [--plugin examples.mlp_vae:build] [NAME ...]
 """
@@ -50,18 +52,22 @@ def main() -> None:
     torch.set_num_threads(1)  # as each server worker runs
     registry = load_registry(Settings().checkpoints_dir, tuple(a.plugin))
     names = a.names or [n for n in DEFAULT if n in registry]
+    one: dict[str, list[float]] = {n: [] for n in names}
+    many: dict[str, list[float]] = {n: [] for n in names}
+    for name in names:
+        per_image_ms(registry[name], 1, 20)  # warm up
+    for _ in range(10):  # ten turns each
+        for name in names:
+            one[name] += per_image_ms(registry[name], 1, max(a.repeat // 10, 1))
+            many[name] += per_image_ms(registry[name], 32, max(a.repeat // 100, 1))
     print(f"{'model':24s} {'size':>9s}  {'1 z: p50':>9s} {'p95':>7s}  {'32 z: per image':>16s}")
     for name in names:
-        model = registry[name]
-        d = model.description
-        per_image_ms(model, 1, 20)  # warm up
-        one = per_image_ms(model, 1, a.repeat)
-        many = per_image_ms(model, 32, max(a.repeat // 10, 10))
-        ordered = sorted(one)
+        d = registry[name].description
+        ordered = sorted(one[name])
         p95 = ordered[int(0.95 * (len(ordered) - 1))]
         print(
-            f"{name:24s} {d.channels}×{d.height}×{d.width:<3d}  {statistics.median(one):7.3f}ms"
-            f" {p95:6.3f}ms  {statistics.median(many):13.3f}ms"
+            f"{name:24s} {d.channels}×{d.height}×{d.width:<3d}  {statistics.median(one[name]):7.3f}ms"
+            f" {p95:6.3f}ms  {statistics.median(many[name]):13.3f}ms"
         )
 
 
