@@ -224,9 +224,11 @@
     running = false;
   }
   function sweepAll(from = 0) {
-    // nearest rows to the slider just let go first: a hand goes on to a neighbour more often
-    // than across the page (that slider's own strip stays valid: it does not depend on z[d])
-    const order = sliders.map((s, row) => [Math.abs(row - from), Number(s.dataset.dim)]);
+    // nearest rows to the slider just let go first, the row below before the row above: a hand
+    // goes on to a neighbour more often than across the page, and down the list (most
+    // informative first) more often than up (that slider's own strip stays valid: it does not
+    // depend on z[d])
+    const order = sliders.map((s, row) => [2 * Math.abs(row - from) - (row > from ? 1 : 0), Number(s.dataset.dim)]);
     queue = order.sort((a, b) => a[0] - b[0]).map(([, d]) => d);
     pump();
   }
