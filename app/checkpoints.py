@@ -13,6 +13,13 @@ trainer's counters in JSON.
 
 Every folder is written beside its target and swapped in with one atomic rename
 (`renameat2(RENAME_EXCHANGE)`), so a crash at any moment leaves the previous folder whole.
+
+A folder may come from a stranger (a downloaded "model"), so loading trusts nothing in it: every
+file it opens must be a regular file inside the folder (not a FIFO that would block start-up
+forever, not a symlink to /etc/passwd or /dev/zero) and under a size limit checked before reading;
+config.json is bounded field by field (ModelConfig) and in total size before a network is built;
+the weights must have exactly the names, shapes and dtype (float32) the network has, checked from
+the safetensors header before any tensor is read, and be finite.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ import json
 import logging
 import os
 import shutil
+import stat
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -44,6 +52,11 @@ CONFIG = "config.json"
 CARD = "card.json"
 OPTIMIZER = "optimizer.safetensors"
 TRAINER = "trainer.json"
+
+MAX_FOLDER_JSON_BYTES = 1 << 20  # config.json and card.json: ~400 B and at most ~11 kB as shipped
+MAX_JSON_BYTES = 64 << 20  # any other JSON: a run's trainer.json keeps the whole loss history
+MAX_PARAMETERS = 1 << 25  # 33,554,432 (128 MiB of float32); the shipped models have ~0.5 M
+MAX_HEADER_BYTES = 1 << 20  # a safetensors header beyond the tensors' own bytes (~2 kB here)
 
 
 class CheckpointError(Exception):
@@ -158,12 +171,68 @@ def write_json(path: Path, data: Any) -> None:
     path.write_text(json.dumps(data, indent=2, sort_keys=False, ensure_ascii=False) + "\n")
 
 
-def read_json(path: Path) -> Any:
+_FILE_KINDS = {
+    stat.S_IFDIR: "a directory",
+    stat.S_IFIFO: "a FIFO",
+    stat.S_IFSOCK: "a socket",
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+}
+
+
+def _check_file(path: Path) -> int:
+    """The size of `path`, a regular file in its folder; else CheckpointError saying what it is.
+    A symlink is followed only where it resolves inside the folder."""
+    path = Path(path)
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        if path.is_symlink():
+            target = Path(os.path.realpath(path))
+            if not target.is_relative_to(os.path.realpath(path.parent)):
+                raise CheckpointError(
+                    f"{path}: a symlink to {target}, outside the folder; copy the file in instead"
+                )
+        st = os.stat(path)
     except FileNotFoundError as e:
         raise CheckpointError(f"{path.parent}: {path.name} is missing") from e
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+    except OSError as e:
+        raise CheckpointError(f"{path}: cannot be read ({e.strerror})") from e
+    if not stat.S_ISREG(st.st_mode):
+        kind = _FILE_KINDS.get(stat.S_IFMT(st.st_mode), "not a regular file")
+        raise CheckpointError(f"{path}: {path.name} is {kind}, not a file")
+    if st.st_size == 0:
+        raise CheckpointError(f"{path}: {path.name} is empty")
+    return st.st_size
+
+
+def _size_limit(path: Path, size: int, limit: int) -> None:
+    if size > limit:
+        raise CheckpointError(
+            f"{path}: {path.name} is {size:,} bytes; the limit is {_bytes(limit)}"
+        )
+
+
+def _bytes(n: int) -> str:
+    return f"{n >> 20} MiB" if n >= 1 << 20 and n % (1 << 20) == 0 else f"{n:,} bytes"
+
+
+def read_json(path: Path, limit: int = MAX_JSON_BYTES) -> Any:
+    """A JSON file of at most `limit` bytes, refused before reading where it is larger."""
+    path = Path(path)
+    _size_limit(path, _check_file(path), limit)
+    try:
+        # O_NONBLOCK: were a FIFO swapped in since the check, opening it must not wait forever
+        with os.fdopen(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as f:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                raise CheckpointError(f"{path}: {path.name} is not a regular file")
+            data = f.read(limit + 1)
+    except OSError as e:
+        raise CheckpointError(f"{path}: cannot be read ({e.strerror})") from e
+    _size_limit(path, len(data), limit)
+    try:
+        return json.loads(data.decode("utf-8"))
+    except RecursionError as e:
+        raise CheckpointError(f"{path}: {path.name} is nested too deeply to read") from e
+    except (ValueError, UnicodeDecodeError) as e:  # JSONDecodeError, or an int of 5,000 digits
         raise CheckpointError(f"{path}: not valid JSON ({e})") from e
 
 
@@ -258,35 +327,82 @@ def save_checkpoint(
 
 
 def read_config(path: Path) -> ModelConfig:
+    """config.json, refused field by field and by the size of the network it describes, which
+    is counted on the meta device (no memory) before anything is built."""
     try:
-        return ModelConfig.from_json(read_json(Path(path) / CONFIG))
+        config = ModelConfig.from_json(read_json(Path(path) / CONFIG, MAX_FOLDER_JSON_BYTES))
     except ConfigError as e:
         raise CheckpointError(f"{path}: config.json is invalid: {e}") from e
+    with torch.device("meta"):
+        n = sum(p.numel() for p in VAE(config).parameters())
+    if n > MAX_PARAMETERS:
+        raise CheckpointError(
+            f"{path}: config.json describes a network of {n:,} parameters ({n * 4 >> 20:,} MiB "
+            f"of float32); the limit is {MAX_PARAMETERS:,}"
+        )
+    return config
 
 
-def read_tensors(file: Path) -> dict[str, torch.Tensor]:
-    """Every tensor in a safetensors file, with truncation and corruption named as such."""
+# safetensors' dtype codes, as torch names them in messages
+_DTYPES = {
+    "F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+    "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8,
+    "U8": torch.uint8, "BOOL": torch.bool,
+}  # fmt: skip
+
+
+def read_tensors(
+    file: Path, expected: dict[str, torch.Tensor] | None = None
+) -> dict[str, torch.Tensor]:
+    """Every tensor in a safetensors file, with truncation and corruption named as such. With
+    `expected` (a state dict), the file is first held to its size and its header to the names,
+    shapes and dtypes there, so no tensor of a file that does not fit is ever read."""
+    file = Path(file)
+    size = _check_file(file)
+    if expected is not None:
+        needed = sum(v.numel() * v.element_size() for v in expected.values())
+        # up to 8 bytes a value, so that float64 weights get the message about their dtype
+        if size > 2 * needed + MAX_HEADER_BYTES:
+            raise CheckpointError(
+                f"{file}: {file.name} is {size:,} bytes; config.json's network needs "
+                f"{needed:,} bytes of weights"
+            )
     try:
         with safe_open(str(file), framework="pt") as f:
+            if expected is not None:
+                header = {k: f.get_slice(k) for k in f.keys()}  # noqa: SIM118
+                _check_weights(
+                    file,
+                    expected,
+                    {k: (tuple(s.get_shape()), s.get_dtype()) for k, s in header.items()},
+                )
             return {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
-    except FileNotFoundError as e:
-        raise CheckpointError(f"{file.parent}: {file.name} is missing") from e
     except (SafetensorError, OSError) as e:
         raise CheckpointError(f"{file}: not a readable safetensors file ({e})") from e
 
 
-def load_weights(
-    model: torch.nn.Module, file: Path, tensors: dict[str, torch.Tensor] | None = None
+def _dtype_name(dtype: torch.dtype | str) -> str:
+    dtype = _DTYPES.get(dtype, dtype) if isinstance(dtype, str) else dtype
+    return str(dtype).removeprefix("torch.")
+
+
+def _check_weights(
+    file: Path, expected: dict[str, torch.Tensor], found: dict[str, tuple[tuple[int, ...], Any]]
 ) -> None:
-    """Strict load: every tensor present, with the shape config.json implies; else say which."""
-    tensors = read_tensors(file) if tensors is None else tensors
-    expected = model.state_dict()
-    missing = [k for k in expected if k not in tensors]
-    unexpected = [k for k in tensors if k not in expected]
+    """Raise CheckpointError naming every tensor missing, extra, misshapen or of another dtype.
+    Another dtype is refused, not converted: float64 would be rounded and int8 is quantised
+    data whose scales we do not know, so either way the model would not be the one saved."""
+    missing = [k for k in expected if k not in found]
+    unexpected = [k for k in found if k not in expected]
     wrong = [
-        f"{k} is {tuple(tensors[k].shape)} in {file.name} but config.json needs {tuple(v.shape)}"
+        f"{k} is {found[k][0]} in {file.name} but config.json needs {tuple(v.shape)}"
         for k, v in expected.items()
-        if k in tensors and tensors[k].shape != v.shape
+        if k in found and found[k][0] != tuple(v.shape)
+    ]
+    dtypes = [
+        f"{k} is {_dtype_name(found[k][1])}"
+        for k, v in expected.items()
+        if k in found and _dtype_name(found[k][1]) != _dtype_name(v.dtype)
     ]
     problems = []
     if wrong:
@@ -298,9 +414,35 @@ def load_weights(
         problems.append(
             f"{file.name} has tensors config.json does not describe: {', '.join(unexpected[:3])}"
         )
+    if dtypes:
+        more = f" (and {len(dtypes) - 3} more)" if len(dtypes) > 3 else ""
+        want = _dtype_name(next(iter(expected.values())).dtype)
+        problems.append(
+            f"{', '.join(dtypes[:3])}{more} in {file.name}; the network's weights are {want} "
+            f"(save them as {want})"
+        )
     if problems:
         raise CheckpointError(
             f"{file.parent}: weights do not match config.json: " + "; ".join(problems)
+        )
+
+
+def load_weights(
+    model: torch.nn.Module, file: Path, tensors: dict[str, torch.Tensor] | None = None
+) -> None:
+    """Strict load: every tensor present, with the shape config.json implies and the network's
+    dtype, and every value finite; else say which."""
+    expected = model.state_dict()
+    if tensors is None:
+        tensors = read_tensors(file, expected)
+    else:
+        _check_weights(file, expected, {k: (tuple(t.shape), t.dtype) for k, t in tensors.items()})
+    # a network with NaN or infinite weights decodes NaN: useless, and a 500 on every request
+    bad = [k for k, t in tensors.items() if t.is_floating_point() and not t.isfinite().all()]
+    if bad:
+        raise CheckpointError(
+            f"{file}: {file.name} has NaN or infinite values in {', '.join(bad[:3])}"
+            + (f" (and {len(bad) - 3} more)" if len(bad) > 3 else "")
         )
     model.load_state_dict(tensors, strict=True)
 
@@ -314,7 +456,7 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Che
     config = read_config(path)
     model = VAE(config)
     load_weights(model, path / WEIGHTS)
-    card = read_json(path / CARD) if (path / CARD).exists() else {}
+    card = read_json(path / CARD, MAX_FOLDER_JSON_BYTES) if os.path.lexists(path / CARD) else {}
     if not isinstance(card, dict):
         raise CheckpointError(f"{path}: card.json must be a JSON object")
     model.to(device).eval()

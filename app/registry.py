@@ -4,6 +4,7 @@ start-up and read-only afterwards (so several workers can serve the same folder)
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import MappingProxyType
@@ -33,17 +34,43 @@ def load_registry(root: Path, plugins: Sequence[str] = ()) -> Mapping[str, Serve
     return MappingProxyType(models)
 
 
+# a folder's name is the model's URL path segment (/api/models/NAME, /models/NAME): only names
+# that need no escaping are served, with the characters plugins' and imports' names may have
+SERVABLE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+
+
 def _load_folders(root: Path) -> dict[str, ServedModel]:
     models: dict[str, ServedModel] = {}
     if not root.is_dir():
         log.warning("checkpoints folder %s does not exist: serving no models from it", root)
         return models
-    for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        try:
-            ckpt = load_checkpoint(folder)
-        except CheckpointError as e:
-            log.error("skipping checkpoint %s: %s", folder.name, e)
+    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+        name = folder.name
+        if name.startswith("."):
+            if ".tmp-" in name:
+                log.warning("ignoring %r: a save in progress or one a crash cut short", name)
+            else:
+                log.info("ignoring hidden folder %r", name)
             continue
-        models[folder.name] = prepare_for_serving(ckpt.served())
+        if not SERVABLE_NAME.fullmatch(name):
+            log.error(
+                "skipping checkpoint %r: a model's name must be letters, digits, '.', '_' or '-' "
+                "(at most 100, the first a letter or digit), as it is part of the model's URLs",
+                name,
+            )
+            continue
+        try:
+            models[name] = prepare_for_serving(load_checkpoint(folder).served())
+        except CheckpointError as e:
+            log.error("skipping checkpoint %s: %s", name, _one_line(str(e)))
+        except Exception as e:  # noqa: BLE001 - one folder's surprise must not stop the others
+            log.error("skipping checkpoint %s: %s: %s", name, type(e).__name__, _one_line(str(e)))
+            log.debug("loading checkpoint %s failed", name, exc_info=True)
     log.info("loaded %d model(s) from %s: %s", len(models), root, ", ".join(models) or "none")
     return models
+
+
+def _one_line(message: str, limit: int = 1000) -> str:
+    """A problem as one log line of bounded length: a hostile folder chooses some of the text."""
+    text = " ".join(message.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."

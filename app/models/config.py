@@ -4,6 +4,7 @@ that rebuilds a network."""
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,10 +14,36 @@ LIKELIHOODS = ("bernoulli", "gaussian")
 # (Burgess et al. 2018), 32 takes three (disentangling-vae's MNIST models); the others build alike
 IMAGE_SIZES = (16, 32, 64, 128)
 FORMAT_VERSION = 1
+# bounds on what a config.json may ask for, so that a stranger's folder cannot make the loader
+# allocate gigabytes before its weights are even looked at (app/checkpoints.py also bounds the
+# network's total size); the shipped models use 10 latents, 256 hidden units and 32 channels
+MAX_LATENT_DIM = 512
+MAX_HIDDEN_DIM = 4096
+MAX_CONV_CHANNELS = 1024
+MAX_NAMES = 1000  # label_names (a CVAE's one-hot width) and factor_names
+MAX_NAME_CHARS = 100  # each label or factor name, the dataset and the objective
 
 
 class ConfigError(ValueError):
     """A config that cannot describe a model, with the field that is wrong."""
+
+
+def _shown(value: Any) -> str:
+    """A value as a message quotes it, cut short: a hostile config's strings can be megabytes."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _check_int(name: str, value: Any, lo: int, hi: int) -> None:
+    if type(value) is not int or not lo <= value <= hi:  # a bool is not a size
+        raise ConfigError(f"{name} must be an integer in {lo}..{hi:,}, got {_shown(value)}")
+
+
+def _check_names(name: str, names: Any) -> None:
+    if len(names) > MAX_NAMES:
+        raise ConfigError(f"{name} has {len(names):,} names; the limit is {MAX_NAMES:,}")
+    if any(not isinstance(n, str) or len(n) > MAX_NAME_CHARS for n in names):
+        raise ConfigError(f"each of {name} must be a string of at most {MAX_NAME_CHARS} characters")
 
 
 @dataclass(frozen=True)
@@ -40,31 +67,46 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
-            raise ConfigError(f"kind must be one of {', '.join(KINDS)}, got {self.kind!r}")
+            raise ConfigError(f"kind must be one of {', '.join(KINDS)}, got {_shown(self.kind)}")
         if self.likelihood not in LIKELIHOODS:
             raise ConfigError(
-                f"likelihood must be one of {', '.join(LIKELIHOODS)}, got {self.likelihood!r}"
+                f"likelihood must be one of {', '.join(LIKELIHOODS)}, got {_shown(self.likelihood)}"
             )
-        if not (isinstance(self.latent_dim, int) and 1 <= self.latent_dim <= 512):
-            raise ConfigError(f"latent_dim must be an integer in 1..512, got {self.latent_dim!r}")
-        if self.image_size not in IMAGE_SIZES:
+        _check_int("latent_dim", self.latent_dim, 1, MAX_LATENT_DIM)
+        if type(self.image_size) is not int or self.image_size not in IMAGE_SIZES:
             raise ConfigError(
                 f"image_size must be one of {', '.join(map(str, IMAGE_SIZES))} (the conv stack "
-                f"halves it to 4×4), got {self.image_size!r}"
+                f"halves it to 4×4), got {_shown(self.image_size)}"
             )
-        if self.channels not in (1, 3):
-            raise ConfigError(f"channels must be 1 or 3, got {self.channels!r}")
+        if type(self.channels) is not int or self.channels not in (1, 3):
+            raise ConfigError(f"channels must be 1 or 3, got {_shown(self.channels)}")
+        _check_int("hidden_dim", self.hidden_dim, 1, MAX_HIDDEN_DIM)
+        _check_int("conv_channels", self.conv_channels, 1, MAX_CONV_CHANNELS)
+        _check_names("label_names", self.label_names)
+        _check_names("factor_names", self.factor_names)
+        for name in ("dataset", "objective"):
+            value = getattr(self, name)
+            if not isinstance(value, str) or len(value) > MAX_NAME_CHARS:
+                raise ConfigError(
+                    f"{name} must be a string of at most {MAX_NAME_CHARS} characters, "
+                    f"got {_shown(value)}"
+                )
         if self.kind == "cvae" and len(self.label_names) < 2:
             raise ConfigError("a cvae needs at least two label_names to condition on")
         if self.kind != "cvae" and self.label_names:
             raise ConfigError(f"label_names are only for a cvae, this model is a {self.kind}")
-        if self.beta < 0:
-            raise ConfigError(f"beta must be ≥ 0, got {self.beta}")
-        if not self.gaussian_sigma > 0:
-            raise ConfigError(f"gaussian_sigma must be > 0, got {self.gaussian_sigma}")
+        # `not x >= 0` also refuses NaN, which every comparison answers False
+        if not (isinstance(self.beta, int | float) and math.isfinite(self.beta) and self.beta >= 0):
+            raise ConfigError(f"beta must be a finite number ≥ 0, got {_shown(self.beta)}")
+        if not (
+            isinstance(self.gaussian_sigma, int | float)
+            and math.isfinite(self.gaussian_sigma)
+            and self.gaussian_sigma > 0
+        ):
+            raise ConfigError(f"gaussian_sigma must be > 0, got {_shown(self.gaussian_sigma)}")
         if self.format_version != FORMAT_VERSION:
             raise ConfigError(
-                f"config format_version {self.format_version} is not supported "
+                f"config format_version {_shown(self.format_version)} is not supported "
                 f"(this build reads {FORMAT_VERSION})"
             )
 
@@ -104,11 +146,15 @@ class ModelConfig:
                 value = tuple(value)
             elif isinstance(default, bool) or not isinstance(default, int | float | str):
                 pass
-            elif isinstance(default, float) and isinstance(value, int | float):
+            elif (
+                isinstance(default, float)
+                and isinstance(value, int | float)
+                and not isinstance(value, bool)
+            ):
                 value = float(value)
             elif not isinstance(value, type(default)) or isinstance(value, bool):
                 raise ConfigError(
-                    f"config field {name} must be {type(default).__name__}, got {value!r}"
+                    f"config field {name} must be {type(default).__name__}, got {_shown(value)}"
                 )
             kwargs[name] = value
         return cls(**kwargs)
