@@ -10,7 +10,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from app import checkpoints
+from app import folders
 from app.checkpoints import CheckpointError, load_checkpoint, save_checkpoint
 from app.models import VAE, ModelConfig
 
@@ -80,15 +80,15 @@ def test_a_crash_between_the_two_renames_is_recovered(trained, tmp_path, monkeyp
     target = tmp_path / "m"
     shutil.copytree(trained["tiny-vae"], target)
     before = load_checkpoint(target)
-    monkeypatch.setattr(checkpoints, "_exchange", lambda a, b: False)
-    real_rename = checkpoints.os.rename
+    monkeypatch.setattr(folders, "_exchange", lambda a, b: False)
+    real_rename = folders.os.rename
 
     def rename(src, dst):
         real_rename(src, dst)
         if Path(dst).name.endswith(".old"):
             raise SystemExit("power cut")
 
-    monkeypatch.setattr(checkpoints.os, "rename", rename)
+    monkeypatch.setattr(folders.os, "rename", rename)
     with pytest.raises(SystemExit):
         save_checkpoint(target, VAE(before.config), {"steps": 1})
     monkeypatch.undo()
