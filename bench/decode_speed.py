@@ -66,7 +66,8 @@ def main() -> None:
         ordered = sorted(one[name])
         p95 = ordered[int(0.95 * (len(ordered) - 1))]
         print(
-            f"{name:24s} {d.channels}×{d.height}×{d.width:<3d}  {statistics.median(one[name]):7.3f}ms"
+            f"{name:24s} {d.channels}×{d.height}×{d.width:<3d}"
+            f"  {statistics.median(one[name]):7.3f}ms"
             f" {p95:6.3f}ms  {statistics.median(many[name]):13.3f}ms"
         )
 
