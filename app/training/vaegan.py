@@ -17,7 +17,7 @@ VAE alone (kind "vae", objective "vaegan"), so the explorer loads it like any VA
 discriminator and both optimisers' states live only in the run folder, as safetensors + JSON.
 
 The settings (VaeGanSettings, and whether the discriminator is spectrally normalised) come from
-the CLI's VAE-GAN options (app/cli.py); a resumed run keeps the ones it started with.
+the CLI's VAE-GAN options (app/cli/train.py); a resumed run keeps the ones it started with.
 """
 
 from __future__ import annotations
