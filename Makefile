@@ -8,6 +8,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 # The browser tests drive Debian's Chromium (Playwright's own browser download cannot work here).
 CHROMIUM := /usr/bin/chromium
+FASHION_MNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: install run test bench clean
@@ -48,7 +49,12 @@ $(CHROMIUM):
 	$(SUDO) apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium
 
-test: install $(CHROMIUM)
+# Fashion-MNIST, the real data (Debian's package: the four idx files, gzipped)
+$(FASHION_MNIST):
+	$(SUDO) apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq dataset-fashion-mnist
+
+test: install $(CHROMIUM) $(FASHION_MNIST)
 	$(PY) -m ruff check app tests bench docs examples
 	$(PY) -m mypy app
 	$(VENV)/bin/lint-imports

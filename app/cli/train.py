@@ -48,7 +48,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--dataset",
         default="dsprites",
-        help="'dsprites' or 'shapes3d' (procedural), a dSprites .npz, or a folder of images",
+        help="'dsprites' or 'shapes3d' (procedural), 'fashion-mnist[:PATH]' (its train split), "
+        "a dSprites .npz, or a folder of images",
     )
     p.add_argument("--kind", choices=["ae", "vae", "cvae", "vaegan"], default="vae")
     p.add_argument("--beta", type=float, default=1.0, help="weight on the KL term (β=1: plain VAE)")

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from app.data.base import Batch, Dataset, DatasetError
+from app.data.fashion_mnist import DEFAULT_ROOT as FASHION_MNIST_ROOT
+from app.data.fashion_mnist import FashionMNIST
 from app.data.folder import ImageFolder
 from app.data.npz import NpzDSprites
 from app.data.procedural import ProceduralDSprites
@@ -14,8 +16,13 @@ __all__ = ["Batch", "Dataset", "DatasetError", "open_dataset"]
 
 
 def open_dataset(spec: str, image_size: int = 64) -> Dataset:
-    """`dsprites` or `shapes3d` (both procedural), a path to the official dSprites `.npz`, or a
-    folder of images."""
+    """`dsprites` or `shapes3d` (both procedural), `fashion-mnist` (Debian's package) or
+    `fashion-mnist:PATH` (its train split: a test split is never trained on), a path to the
+    official dSprites `.npz`, or a folder of images."""
+    if spec == "fashion-mnist":
+        return FashionMNIST(FASHION_MNIST_ROOT)
+    if spec.startswith("fashion-mnist:"):
+        return FashionMNIST(spec.split(":", 1)[1])
     if spec == "dsprites":
         return ProceduralDSprites()
     if spec == "shapes3d":
@@ -26,6 +33,6 @@ def open_dataset(spec: str, image_size: int = 64) -> Dataset:
     if path.is_dir():
         return ImageFolder(path, image_size=image_size)
     raise DatasetError(
-        f"unknown dataset {spec!r}: use 'dsprites', 'shapes3d', a path to a dSprites .npz,"
-        " or a folder of images"
+        f"unknown dataset {spec!r}: use 'dsprites', 'shapes3d', 'fashion-mnist[:PATH]', a path "
+        "to a dSprites .npz, or a folder of images"
     )
