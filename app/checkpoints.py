@@ -164,12 +164,17 @@ KEPT_CARD_FIELDS = ("metrics", "renamed_from", "repaired", "latent_names")
 
 
 def save_checkpoint(
-    path: Path, model: torch.nn.Module, card: dict[str, Any], replaces: bool = False
+    path: Path,
+    model: torch.nn.Module,
+    card: dict[str, Any],
+    replaces: bool = False,
+    readme: str | None = None,
 ) -> None:
     """Write model.safetensors + config.json + card.json + README.md atomically. Fields in
     KEPT_CARD_FIELDS that the folder's previous card has and `card` lacks are carried over,
     unless this save `replaces` another model's folder (training's --overwrite): that model's
-    scores and history are not this one's."""
+    scores and history are not this one's. `readme` replaces the README written from the card
+    (an imported model's, which carries its licence notice)."""
     module = _unwrap(model)
     try:
         previous = {} if replaces else read_json(Path(path) / CARD)
@@ -180,7 +185,8 @@ def save_checkpoint(
         card = {**card, **kept}
 
     def write(tmp: Path) -> None:
-        (tmp / "README.md").write_text(_model_card_markdown(module.config, card))
+        text = readme if readme is not None else _model_card_markdown(module.config, card)
+        (tmp / "README.md").write_text(text, encoding="utf-8")  # before the hub mixin's own
         module.save_pretrained(tmp, config=module.config.to_json())
         write_json(tmp / CARD, card)
 

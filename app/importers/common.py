@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from app.checkpoints import CARD, Checkpoint, load_checkpoint, write_folder_atomically, write_json
+from app.checkpoints import Checkpoint, load_checkpoint, save_checkpoint
 from app.data.ground_truth import GroundTruth
 from app.importers import ModelImportError
 from app.models import VAE
@@ -110,14 +110,8 @@ def dataset_figures(model: VAE, truth: GroundTruth, n: int, seed: int) -> dict[s
 
 
 def write_imported(out: Path, model: VAE, card: dict[str, Any], readme: str) -> Checkpoint:
-    """model.safetensors + config.json + card.json + README.md, swapped in whole (as
-    app.checkpoints.save_checkpoint writes them, but with this README), then loaded back through
-    the strict loader the server uses."""
-
-    def write(tmp: Path) -> None:
-        (tmp / "README.md").write_text(readme, encoding="utf-8")  # before the hub mixin's own
-        model.save_pretrained(tmp, config=model.config.to_json())  # model.safetensors, config
-        write_json(tmp / CARD, card)
-
-    write_folder_atomically(out, write)
+    """model.safetensors + config.json + card.json + this README.md, swapped in whole by
+    app.checkpoints.save_checkpoint (a new folder: nothing of an earlier card is kept), then
+    loaded back through the strict loader the server uses."""
+    save_checkpoint(out, model, card, replaces=True, readme=readme)
     return load_checkpoint(out)
