@@ -9,7 +9,8 @@ from dataclasses import dataclass
 import torch
 
 from app.data.ground_truth import GroundTruth, ground_truth
-from app.models.interface import ServedModel, reconstruction_nll_of_means
+from app.models.elbo import reconstruction_nll_of_means
+from app.models.interface import ServedModel
 
 
 class InferenceError(ValueError):

@@ -14,14 +14,8 @@ import math
 
 import torch
 
-from app.models.interface import LatentModel, reconstruction_nll_of_means
-
-LOG_2PI = math.log(2 * math.pi)
-
-
-def _log_normal(z: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-    """log N(z; mean, diag exp(logvar)), summed over the last dimension."""
-    return -0.5 * (LOG_2PI + logvar + (z - mean).pow(2) * torch.exp(-logvar)).sum(-1)
+from app.models.elbo import gaussian_log_density, reconstruction_nll_of_means
+from app.models.interface import LatentModel
 
 
 @torch.inference_mode()
@@ -58,8 +52,9 @@ def importance_weighted_bound(
             log_px_z = -reconstruction_nll_of_means(
                 means, x[b].expand_as(means), d.likelihood, d.gaussian_sigma
             )
-            log_pz = -0.5 * (LOG_2PI + z.pow(2)).sum(-1)
-            log_qz = _log_normal(z, mean, logvar)
+            zero = torch.zeros_like(z)
+            log_pz = gaussian_log_density(z, zero, zero).sum(-1)  # N(0, I)
+            log_qz = gaussian_log_density(z, mean, logvar).sum(-1)
             log_w = (log_px_z + log_pz - log_qz).double()  # (n,)
             total = torch.logaddexp(total, torch.logsumexp(log_w, 0))
             done += n

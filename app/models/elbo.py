@@ -39,9 +39,22 @@ def reconstruction_nll(
     """
     if likelihood == "bernoulli":
         nll = F.binary_cross_entropy_with_logits(decoded, x, reduction="none")
+        return nll.flatten(1).sum(dim=1)
+    return reconstruction_nll_of_means(torch.sigmoid(decoded), x, likelihood, gaussian_sigma)
+
+
+def reconstruction_nll_of_means(
+    means: torch.Tensor, x: torch.Tensor, likelihood: str, gaussian_sigma: float = 0.1
+) -> torch.Tensor:
+    """−log p(x|z) per image in nats, from the decoder's pixel means (B, C, H, W) → (B,), for a
+    model that gives means rather than logits (the model interface).
+    bernoulli: the cross-entropy with means held inside [1e-7, 1 − 1e-7] (a float32 sigmoid
+    rounds to exactly 1 above a logit of ~17, where the log would be infinite); gaussian: fixed σ
+    per pixel, normaliser included."""
+    if likelihood == "bernoulli":
+        nll = F.binary_cross_entropy(means.clamp(1e-7, 1 - 1e-7), x, reduction="none")
     else:
-        mean = torch.sigmoid(decoded)
-        nll = 0.5 * ((x - mean) / gaussian_sigma) ** 2 + math.log(
+        nll = 0.5 * ((x - means) / gaussian_sigma) ** 2 + math.log(
             gaussian_sigma * math.sqrt(2 * math.pi)
         )
     return nll.flatten(1).sum(dim=1)

@@ -14,13 +14,11 @@ this module knows which network, which size or where a model came from.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from app.models.config import KINDS, LIKELIHOODS, ModelConfig
@@ -136,22 +134,6 @@ class LatentModel(Protocol):
     def decode(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor: ...
 
 
-def reconstruction_nll_of_means(
-    means: torch.Tensor, x: torch.Tensor, likelihood: str, gaussian_sigma: float = 0.1
-) -> torch.Tensor:
-    """−log p(x|z) per image in nats, from the decoder's pixel means (B, C, H, W) → (B,).
-    bernoulli: the cross-entropy with means held inside [1e-7, 1 − 1e-7] (a float32 sigmoid
-    rounds to exactly 1 above a logit of ~17, where the log would be infinite); gaussian: fixed σ,
-    normaliser included, as app.models.elbo.reconstruction_nll."""
-    if likelihood == "bernoulli":
-        nll = F.binary_cross_entropy(means.clamp(1e-7, 1 - 1e-7), x, reduction="none")
-    else:
-        nll = 0.5 * ((x - means) / gaussian_sigma) ** 2 + math.log(
-            gaussian_sigma * math.sqrt(2 * math.pi)
-        )
-    return nll.flatten(1).sum(dim=1)
-
-
 def describe_config(
     config: ModelConfig,
     card: dict[str, Any] | None = None,
@@ -195,15 +177,12 @@ class NativeModel(nn.Module):
     def description(self) -> ModelDescription:
         return self._description
 
-    def _onehot(self, labels: torch.Tensor | None) -> torch.Tensor | None:
-        return labels if self._description.kind == "cvae" else None
-
     def encode(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> Posterior:
-        mu, logvar = self.network.encode(x, self._onehot(labels))
+        mu, logvar = self.network.encode(x, labels)  # labels reach a cvae only
         return Posterior(mu, logvar)
 
     def decode(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        decoded = self.network.decode(z, self._onehot(labels), batch_invariant=True)
+        decoded = self.network.decode(z, labels, batch_invariant=True)
         return torch.sigmoid(decoded)
 
 
