@@ -24,7 +24,6 @@ the safetensors header before any tensor is read, and be finite.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 from dataclasses import dataclass
@@ -47,7 +46,12 @@ from app.folders import (  # noqa: F401 - also importable from here, as they wer
     write_json,
 )
 from app.models import VAE, ConfigError, ModelConfig
-from app.models.interface import NativeModel, ServedModel, describe_config
+from app.models.interface import (  # noqa: F401 - weights_digest also importable from here
+    NativeModel,
+    ServedModel,
+    describe_config,
+    weights_digest,
+)
 from app.models.vae import WEIGHTS
 
 log = logging.getLogger(__name__)
@@ -86,15 +90,6 @@ class Checkpoint:
             path=self.path,
             config=self.config,
         )
-
-
-def weights_digest(model: torch.nn.Module) -> str:
-    """sha256 over the state dict in key order: equal digests mean bit-identical weights."""
-    h = hashlib.sha256()
-    for k, v in sorted(model.state_dict().items()):
-        h.update(k.encode())
-        h.update(v.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()
 
 
 # --- checkpoint folders ---------------------------------------------------------------------

@@ -21,7 +21,13 @@ from typing import Any
 
 import torch
 
-from app.models.interface import LatentModel, ModelDescription, Posterior, ServedModel
+from app.models.interface import (
+    LatentModel,
+    ModelDescription,
+    Posterior,
+    ServedModel,
+    weights_digest,
+)
 
 SPEC = re.compile(r"^(?P<module>[A-Za-z_][\w]*(?:\.[A-Za-z_][\w]*)*):(?P<factory>[A-Za-z_]\w*)$")
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")  # a URL path segment, as folder names are
@@ -73,13 +79,11 @@ def load_plugin(spec: str) -> ServedModel:
 
 
 def _digest(model: Any, spec: str) -> str:
-    """sha256 of the weights where the model is a torch module (so a retrained model gets new
-    ETags), else of the plugin's name."""
+    """sha256 of the plugin's name and, where the model is a torch module, of its weights (so a
+    retrained model gets new ETags)."""
     h = hashlib.sha256(spec.encode())
     if isinstance(model, torch.nn.Module):
-        for k, v in sorted(model.state_dict().items()):
-            h.update(k.encode())
-            h.update(v.detach().cpu().contiguous().numpy().tobytes())
+        h.update(weights_digest(model).encode())
     return h.hexdigest()
 
 

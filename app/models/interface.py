@@ -14,6 +14,7 @@ this module knows which network, which size or where a model came from.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -184,6 +185,15 @@ class NativeModel(nn.Module):
     def decode(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         decoded = self.network.decode(z, labels, batch_invariant=True)
         return torch.sigmoid(decoded)
+
+
+def weights_digest(model: torch.nn.Module) -> str:
+    """sha256 over the state dict in key order: equal digests mean bit-identical weights."""
+    h = hashlib.sha256()
+    for k, v in sorted(model.state_dict().items()):
+        h.update(k.encode())
+        h.update(v.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
 
 
 @dataclass
