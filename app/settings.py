@@ -17,6 +17,9 @@ class Settings(BaseSettings):
     # models from a person's own code, `package.module:factory` each (`serve --plugin`; as JSON
     # in LATENT_EXPLORER_PLUGINS): never read from a checkpoint folder
     plugins: tuple[str, ...] = ()
+    # Fashion-MNIST's four idx files (Debian's dataset-fashion-mnist): the test images the pages
+    # of a Fashion-MNIST model pick from, and that `evaluate` judges it on
+    fashion_mnist_dir: Path = Path("/usr/share/datasets/fashion-mnist")
     static_dir: Path = PROJECT_ROOT / "static"
     templates_dir: Path = PROJECT_ROOT / "templates"
 

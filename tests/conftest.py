@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import gzip
 import shutil
+import struct
 from pathlib import Path
 
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
@@ -55,3 +58,60 @@ def client(trained, tmp_path_factory):
         shutil.copytree(folder, root / name)
     with TestClient(create_app(Settings(checkpoints_dir=root))) as c:
         yield c
+
+
+# --- a Fashion-MNIST of our own: four idx files the tests write ------------------------------
+
+
+def idx_file(array: np.ndarray) -> bytes:
+    """The idx format: magic 0x0000080N (unsigned bytes, N dimensions), N big-endian sizes, the
+    data."""
+    header = struct.pack(">I", 0x800 + array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+    return header + array.astype(np.uint8).tobytes()
+
+
+def garment(label: int, rng: np.random.Generator) -> np.ndarray:
+    """A 28×28 grey picture of class `label` (0..9) on a black ground: a bright block whose
+    height and width grow with the class (4 + 2·label rows, 20 − label columns), its level drawn
+    from 120..255 and a pixel or two of jitter in place, so a class is recognisable and its
+    images are not all alike."""
+    img = np.zeros((28, 28), dtype=np.uint8)
+    h, w = 4 + 2 * label, 20 - label
+    top, left = (28 - h) // 2 + rng.integers(-1, 2), (28 - w) // 2 + rng.integers(-1, 2)
+    img[top : top + h, left : left + w] = rng.integers(120, 256)
+    return img
+
+
+def write_fashion_mnist(root: Path, n_train: int = 300, n_test: int = 100, seed: int = 0) -> Path:
+    """Four gzipped idx files as Debian's package lays them out, classes in turn (image i is of
+    class i % 10) and pictures from `garment`. → root."""
+    rng = np.random.default_rng(seed)
+    root.mkdir(parents=True, exist_ok=True)
+    for prefix, n in (("train", n_train), ("t10k", n_test)):
+        labels = np.arange(n) % 10
+        images = np.stack([garment(int(c), rng) for c in labels])
+        for stem, array in (("images-idx3", images), ("labels-idx1", labels)):
+            (root / f"{prefix}-{stem}-ubyte.gz").write_bytes(gzip.compress(idx_file(array)))
+    return root
+
+
+@pytest.fixture(scope="session")
+def fashion_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small Fashion-MNIST (300 train, 100 test images) written by write_fashion_mnist."""
+    return write_fashion_mnist(tmp_path_factory.mktemp("fashion-mnist"))
+
+
+@pytest.fixture(scope="session")
+def fashion_models(tmp_path_factory: pytest.TempPathFactory, fashion_dir: Path) -> dict[str, Path]:
+    """A tiny MLP VAE and CVAE (28×28, 64 hidden units, 4 latents) trained 200 steps on
+    `fashion_dir`'s binarised images: checkpoint folders by name."""
+    root = tmp_path_factory.mktemp("fashion-checkpoints")
+    specs = {"tiny-fashion-vae": dict(kind="vae"), "tiny-fashion-cvae": dict(kind="cvae")}
+    for name, kw in specs.items():
+        args = tiny_args(
+            root / name, run_dir=root.parent / f"runs-{name}", steps=200, batch_size=32,
+            dataset=f"fashion-mnist:{fashion_dir}", architecture="mlp", hidden=64, latents=4,
+            **kw,
+        )  # fmt: skip
+        assert train(args) == 0
+    return {name: root / name for name in specs}

@@ -61,6 +61,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "tc: β-TCVAE (Chen et al. 2018)",
     )
     p.add_argument("--latents", type=int, default=10)
+    p.add_argument(
+        "--arch",
+        dest="architecture",
+        choices=["conv", "mlp"],
+        default="conv",
+        help="conv: Burgess et al.'s convolutional stack (64 or 32 px); mlp: two dense hidden "
+        "layers each way on the flattened image (Fashion-MNIST at 28×28)",
+    )
+    p.add_argument(
+        "--hidden", type=int, default=256, help="units in each of the two dense hidden layers"
+    )
     p.add_argument("--steps", type=int, default=10_000, help="total optimiser steps")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument(

@@ -15,14 +15,14 @@ from app.data.shapes3d import ProceduralShapes3D
 __all__ = ["Batch", "Dataset", "DatasetError", "open_dataset"]
 
 
-def open_dataset(spec: str, image_size: int = 64) -> Dataset:
+def open_dataset(spec: str, image_size: int = 64, architecture: str = "conv") -> Dataset:
     """`dsprites` or `shapes3d` (both procedural), `fashion-mnist` (Debian's package) or
-    `fashion-mnist:PATH` (its train split: a test split is never trained on), a path to the
-    official dSprites `.npz`, or a folder of images."""
-    if spec == "fashion-mnist":
-        return FashionMNIST(FASHION_MNIST_ROOT)
-    if spec.startswith("fashion-mnist:"):
-        return FashionMNIST(spec.split(":", 1)[1])
+    `fashion-mnist:PATH` (its train split: a test split is never trained on; 28×28 for the mlp
+    network, padded to 32×32 for the conv one), a path to the official dSprites `.npz`, or a
+    folder of images (at `image_size`)."""
+    if spec == "fashion-mnist" or spec.startswith("fashion-mnist:"):
+        root = spec.split(":", 1)[1] if ":" in spec else FASHION_MNIST_ROOT
+        return FashionMNIST(root, image_size=28 if architecture == "mlp" else 32)
     if spec == "dsprites":
         return ProceduralDSprites()
     if spec == "shapes3d":

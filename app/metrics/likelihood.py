@@ -35,6 +35,7 @@ def importance_weighted_bound(
         raise ValueError("an AE has no posterior to sample: its likelihood has no bound here")
     if k < 1:
         raise ValueError(f"k must be at least 1, got {k}")
+    scorer = getattr(model, "log_likelihood", None)  # optional: see NativeModel.log_likelihood
     posterior = model.encode(x, labels)
     assert posterior.logvar is not None
     out = torch.empty(len(x), dtype=torch.float64)
@@ -48,10 +49,14 @@ def importance_weighted_bound(
             eps = torch.randn(n, d.latent_dim, generator=generator)
             z = mean + std * eps  # (n, D)
             lab = None if labels is None else labels[b].expand(n)
-            means = model.decode(z, lab)  # (n, C, H, W)
-            log_px_z = -reconstruction_nll_of_means(
-                means, x[b].expand_as(means), d.likelihood, d.gaussian_sigma
-            )
+            target = x[b].expand(n, *x.shape[1:])
+            if scorer is not None:  # the model scores a batch from its own logits
+                log_px_z = scorer(target, z, lab)
+            else:
+                means = model.decode(z, lab)  # (n, C, H, W)
+                log_px_z = -reconstruction_nll_of_means(
+                    means, target, d.likelihood, d.gaussian_sigma
+                )
             zero = torch.zeros_like(z)
             log_pz = gaussian_log_density(z, zero, zero).sum(-1)  # N(0, I)
             log_qz = gaussian_log_density(z, mean, logvar).sum(-1)

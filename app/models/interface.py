@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from app.models.config import KINDS, LIKELIHOODS, ModelConfig
-from app.models.elbo import kl_per_dim
+from app.models.elbo import kl_per_dim, reconstruction_nll
 from app.models.vae import VAE
 
 MAX_SIDE = 512  # pixels: what the pages and the API are sized for
@@ -185,6 +185,17 @@ class NativeModel(nn.Module):
     def decode(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         decoded = self.network.decode(z, labels, batch_invariant=True)
         return torch.sigmoid(decoded)
+
+    def log_likelihood(
+        self, x: torch.Tensor, z: torch.Tensor, labels: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """log p(x|z) in nats for each row of z (n, D) against x (n, C, H, W) → (n,), from the
+        decoder's logits in one batched pass: what scoring many samples needs (the importance-
+        weighted bound decodes 10⁷ of them), where `decode` goes row by row for exact bytes.
+        An optional method of the interface: a model without it is scored from `decode`."""
+        decoded = self.network.decode(z, labels)
+        d = self._description
+        return -reconstruction_nll(decoded, x, d.likelihood, d.gaussian_sigma)
 
 
 def weights_digest(model: torch.nn.Module) -> str:

@@ -4,6 +4,10 @@ Convolutional encoder and decoder after Burgess et al. 2018 ("Understanding dise
 β-VAE", Appendix A.1): 4×4 stride-2 convolutions with 32 channels down to 4×4 (four at 64×64, three
 at 32×32), two dense layers of 256, and the mirror image in the decoder. A CVAE concatenates a
 one-hot label to the encoder's dense input and to z before the decoder (Sohn et al. 2015).
+
+`architecture="mlp"` builds the dense kind instead (Kingma & Welling 2014, Burda et al. 2016):
+the flattened image through two hidden layers to μ and log σ², and z through two hidden layers to
+every pixel's logit, for small grey data such as Fashion-MNIST at its own 28×28.
 """
 
 from __future__ import annotations
@@ -96,6 +100,45 @@ def overlap_add_conv_transpose(x: torch.Tensor, layer: nn.Module) -> torch.Tenso
     return out + layer.bias.view(1, -1, 1, 1) if layer.bias is not None else out
 
 
+class MLPEncoder(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        pixels = cfg.channels * cfg.image_size * cfg.image_size
+        self.dense = nn.Sequential(
+            nn.Linear(pixels + cfg.n_labels, cfg.hidden_dim), nn.ReLU(),
+            nn.Linear(cfg.hidden_dim, cfg.hidden_dim), nn.ReLU(),
+        )  # fmt: skip
+        self.head = nn.Linear(cfg.hidden_dim, cfg.latent_dim * (2 if cfg.stochastic else 1))
+
+    def forward(self, x: torch.Tensor, onehot: torch.Tensor | None) -> torch.Tensor:
+        h = x.flatten(1)  # (B, C·H·W)
+        if onehot is not None:
+            h = torch.cat([h, onehot], dim=1)
+        return self.head(self.dense(h))
+
+
+class MLPDecoder(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.shape = (cfg.channels, cfg.image_size, cfg.image_size)
+        self.dense = nn.Sequential(
+            nn.Linear(cfg.latent_dim + cfg.n_labels, cfg.hidden_dim), nn.ReLU(),
+            nn.Linear(cfg.hidden_dim, cfg.hidden_dim), nn.ReLU(),
+            nn.Linear(cfg.hidden_dim, cfg.channels * cfg.image_size * cfg.image_size),
+        )  # fmt: skip
+
+    def forward(
+        self, z: torch.Tensor, onehot: torch.Tensor | None, batch_invariant: bool = False
+    ) -> torch.Tensor:
+        if onehot is not None:
+            z = torch.cat([z, onehot], dim=1)
+        if batch_invariant:  # a matrix product's rounding depends on its row count: row by row
+            h = torch.cat([self.dense(row) for row in z.split(1)])
+        else:
+            h = self.dense(z)
+        return h.view(-1, *self.shape)  # logits / pre-sigmoid means
+
+
 class VAE(
     nn.Module,
     PyTorchModelHubMixin,
@@ -114,8 +157,12 @@ class VAE(
         if isinstance(config, dict):  # as the hub mixin passes config.json
             config = ModelConfig.from_json(config)
         self.config = config
-        self.encoder = Encoder(config)
-        self.decoder = Decoder(config)
+        self.encoder: nn.Module
+        self.decoder: nn.Module
+        if config.architecture == "mlp":
+            self.encoder, self.decoder = MLPEncoder(config), MLPDecoder(config)
+        else:
+            self.encoder, self.decoder = Encoder(config), Decoder(config)
 
     def _onehot(self, labels: torch.Tensor | None, batch: int) -> torch.Tensor | None:
         if self.config.kind != "cvae":

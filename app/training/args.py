@@ -16,6 +16,8 @@ class TrainArgs:
     beta: float = 1.0
     objective: str = "beta"  # beta | capacity | tc (the AE always uses reconstruction alone)
     latents: int = 10
+    architecture: str = "conv"  # conv (Burgess et al.'s stack) or mlp (dense, any image side)
+    hidden: int = 256  # units in each of the two dense hidden layers
     steps: int = 10_000
     batch_size: int = 64
     lr: float | None = None  # default: 5e-4 at batch 64 (Burgess et al.), scaled by √(batch/64)

@@ -279,7 +279,8 @@ def _shown(path: Path) -> str:
 # the fields that fix the network's shape and meaning: a run may start from another's weights
 # only when all of them agree (the objective, β and the schedule are what it may change)
 INIT_FIELDS = ("kind", "latent_dim", "channels", "image_size", "likelihood", "gaussian_sigma",
-               "conv_channels", "hidden_dim", "label_names", "dataset")  # fmt: skip
+               "conv_channels", "hidden_dim", "label_names", "dataset",
+               "architecture")  # fmt: skip
 
 
 def initialise(model: VAE, source: Path) -> dict[str, Any]:

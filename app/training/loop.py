@@ -75,6 +75,8 @@ def build_config(args: TrainArgs, dataset: Dataset) -> ModelConfig:
         dataset=dataset.name,
         factor_names=tuple(dataset.factor_names),
         gaussian_sigma=args.gaussian_sigma,
+        architecture=args.architecture,
+        hidden_dim=args.hidden,
     )
 
 
@@ -156,7 +158,7 @@ def train(args: TrainArgs) -> int:
         # the run's identity comes from the saved state; only the length and logistics may change
         for name in ("dataset", "kind", "beta", "objective", "latents", "batch_size", "seed",
                      "capacity_max", "capacity_steps", "gamma", "lr", "kl_warmup",
-                     "denoise", "init_from"):  # fmt: skip
+                     "denoise", "init_from", "architecture", "hidden"):  # fmt: skip
             if name in saved:
                 setattr(args, name, saved[name])
         record = RunRecord.resume(trainer, args.command, device)
@@ -165,9 +167,9 @@ def train(args: TrainArgs) -> int:
             load_weights(model, run_path / WEIGHTS, weights)
         except CheckpointError as e:
             raise TrainingError(f"cannot resume: {e}") from e
-        dataset = open_dataset(args.dataset)
+        dataset = open_dataset(args.dataset, architecture=config.architecture)
     else:
-        dataset = open_dataset(args.dataset)
+        dataset = open_dataset(args.dataset, architecture=args.architecture)
         config = build_config(args, dataset)
         torch.manual_seed(args.seed)  # the initial weights
         model = VAE(config)
