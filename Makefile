@@ -42,7 +42,7 @@ static/vendor/swagger-ui-bundle.js static/vendor/swagger-ui.css: node_modules/.p
 	mkdir -p static/vendor
 	cp node_modules/swagger-ui-dist/$(notdir $@) $@
 
-run: install
+run: install $(FASHION_MNIST)
 	$(VENV)/bin/latent-explorer serve --host $(HOST) --port $(PORT)
 
 $(CHROMIUM):
