@@ -1,11 +1,12 @@
 """Pictures for the README from the shipped checkpoints: reconstructions of the same held-out
 dSprites images by every model, a per-latent KL chart (SVG), the colour-shapes β-VAE's
 traversal of its active latents, and where shape lives in the β=1 and the disentangled model
-(the explorer's own SVG); then the README's tables of shipped models and metrics.
+(the explorer's own SVG), the Fashion-MNIST models' test images, reconstructions, prior samples
+and class grid; then the README's tables of shipped models and metrics.
 
     python docs/make_figures.py   # writes docs/reconstructions.png, docs/kl.svg,
-                                  # docs/shapes-traversal.png and docs/shape-*.svg,
-                                  # prints the tables
+                                  # docs/shapes-traversal.png, docs/shape-*.svg and
+                                  # docs/fashion.png, prints the tables
 """
 
 from __future__ import annotations
@@ -103,6 +104,59 @@ def celeba_figure4(
     return sheet
 
 
+def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+    try:
+        return ImageFont.truetype("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf", size)
+    except OSError:
+        return ImageFont.load_default(size=size)
+
+
+def fashion_figure(scale: int = 3, seed: int = 0, grid_rows: int = 3) -> Image.Image:
+    """The Fashion-MNIST models at a glance: the first test image of each class, its
+    reconstruction (decode of μ) by each model, samples from the prior (z ~ N(0, I), seed
+    `seed`), and the CVAE's class grid (rows: one z each from the prior; columns: the ten
+    labels)."""
+    from app.data.test_split import test_split
+    from app.settings import Settings
+
+    names = ("fashion-vae", "fashion-beta-vae", "fashion-cvae")
+    served = {n: load_checkpoint(ROOT / "checkpoints" / n).served() for n in names}
+    split = test_split("fashion-mnist", 28, Settings().fashion_mnist_dir)
+    assert split is not None
+    idx = [split.first_of_class(c) for c in range(10)]
+    x = torch.from_numpy(np.stack([split.image(i) for i in idx]))
+    labels = torch.tensor([int(split.labels[i]) for i in idx])
+    rows: list[tuple[str, torch.Tensor]] = [("test images", x)]
+    with torch.no_grad():
+        for n, s in served.items():
+            lab = labels if s.description.kind == "cvae" else None
+            rows.append((f"{n}: reconstruction", s.model.decode(s.model.encode(x, lab).mean, lab)))
+        g = torch.Generator().manual_seed(seed)
+        cvae = served["fashion-cvae"].model
+        for r in range(grid_rows):
+            z = torch.randn(1, cvae.description.latent_dim, generator=g).expand(10, -1)
+            rows.append((f"fashion-cvae: one z, ten labels ({r + 1})", cvae.decode(z, labels)))
+        for n in names[:2]:  # below these rows, the columns are not classes
+            z = torch.randn(10, served[n].description.latent_dim, generator=g)
+            rows.append((f"{n}: samples of the prior", served[n].model.decode(z)))
+    tile, gap, label_w, head = 28 * scale, 4, 330, 26
+    sheet = Image.new("L", (label_w + 10 * (tile + gap), 2 * head + len(rows) * (tile + gap)), 255)
+    draw, font = ImageDraw.Draw(sheet), _font(15)
+    for c, name in enumerate(split.label_names):
+        draw.text((label_w + c * (tile + gap), 6), name[:11], fill=0, font=_font(12))
+    for r, (text, images) in enumerate(rows):
+        y = head + r * (tile + gap) + (head if r >= len(rows) - 2 else 0)
+        if r == len(rows) - 2:
+            draw.text((label_w, y - head + 4), "samples: z ~ N(0, I), any garment", fill=0,
+                      font=_font(12))  # fmt: skip
+        draw.text((6, y + tile // 2 - 9), text, fill=0, font=font)
+        for c in range(10):
+            arr = (images[c, 0].clamp(0, 1).numpy() * 255).round().astype(np.uint8)
+            im = Image.fromarray(arr).resize((tile, tile), Image.Resampling.NEAREST)
+            sheet.paste(im, (label_w + c * (tile + gap), y))
+    return sheet
+
+
 def kl_svg(width: int = 640, bar_h: int = 14) -> str:
     stochastic = ("dsprites-vae", "dsprites-beta-vae", "dsprites-cvae")  # the AEs have no KL
     cards = {name: load_checkpoint(ROOT / "checkpoints" / name).card for name in stochastic}
@@ -191,6 +245,7 @@ if __name__ == "__main__":
     (ROOT / "docs" / "kl.svg").write_text(kl_svg())
     (ROOT / "docs" / "shapes-traversal.png").write_bytes(shapes_traversal())
     celeba_figure4().save(ROOT / "docs" / "figure4-celeba.png", optimize=True)
+    fashion_figure().save(ROOT / "docs" / "fashion.png", optimize=True)
     for name in ("dsprites-vae", "dsprites-beta-vae"):
         data = figure2.compute_figure2(load_checkpoint(ROOT / "checkpoints" / name).served())
         (ROOT / "docs" / f"shape-{name}.svg").write_text(figure2_svg.shape_svg(data, name))
