@@ -9,6 +9,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from app.photo_fit import PhotoForm, fit_photo
+
 
 class ImageInputError(ValueError):
     """An upload that cannot be used as an image, with a message that says why."""
@@ -78,11 +80,13 @@ def gif_bytes(frames: torch.Tensor, scale: int = 1, ms_per_frame: int = 120) -> 
 
 
 def load_upload(
-    data: bytes, size: int, channels: int, max_pixels: int
+    data: bytes, size: int, channels: int, max_pixels: int, form: PhotoForm | None = None
 ) -> tuple[torch.Tensor, dict[str, object]]:
     """Uploaded file bytes → the exact (C, size, size) tensor in [0, 1] a model sees, plus notes
-    on what was done to it. An image over `max_pixels` is refused from its header, before it is
-    decoded. Raises ImageInputError with a message a person can act on."""
+    on what was done to it. With a `form` (app.photo_fit) the photo is fitted to it: notes
+    `fitted` says whether it was, `fit` lists the steps; a photo in which no object is found is
+    resized plainly. An image over `max_pixels` is refused from its header, before it is decoded.
+    Raises ImageInputError with a message a person can act on."""
     if not data:
         raise ImageInputError("the file is empty")
     notes: dict[str, object] = {}
@@ -108,7 +112,14 @@ def load_upload(
         raise ImageInputError("file is not an image (PNG or JPEG expected)") from e
     except (OSError, SyntaxError, ValueError) as e:
         raise ImageInputError(f"image is truncated or corrupt ({e})") from e
-    arr = to_model_input(im, size, channels).astype(np.float32) / 255.0
+    fitted = None
+    if form is not None:
+        fitted, notes["fit"] = fit_photo(im, size, form)
+        notes["fitted"] = fitted is not None
+    if fitted is not None:
+        arr = np.repeat(fitted[None], channels, axis=0).astype(np.float32) / 255.0
+    else:
+        arr = to_model_input(im, size, channels).astype(np.float32) / 255.0
     return torch.from_numpy(arr), notes
 
 

@@ -16,6 +16,7 @@ from app import imaging, inference
 from app.data.ground_truth import DSPRITES, ground_truth
 from app.inference import InferenceError
 from app.models.interface import ServedModel
+from app.photo_fit import form_of
 from app.web.deps import (
     ModelDep,
     NoEmptyFields,
@@ -243,6 +244,14 @@ LabelField = Annotated[
     ),
 ]
 
+FitField = Annotated[
+    bool,
+    Form(
+        description="fit the photo to the form of the model's data (Fashion-MNIST, MNIST: grey, "
+        "object bright on black, cropped, centred) before encoding; ignored for other datasets"
+    ),
+]
+
 
 @router.post("/models/{name}/encode", dependencies=[NoEmptyFields])
 async def encode_upload(
@@ -251,9 +260,11 @@ async def encode_upload(
     file: ImageFile,
     label: LabelField = None,
     served: MaybeServed = None,
+    fit: FitField = True,
 ) -> dict[str, Any]:
     """Encode an uploaded image: μ and σ per latent (σ zeros for the AE), the exact input the
-    model saw, its reconstruction, and the ELBO split into reconstruction and KL per latent."""
+    model saw, its reconstruction, and the ELBO split into reconstruction and KL per latent.
+    `fitted` says whether the photo was fitted to the data's form, `notes.fit` how."""
     check_label(model, label, served)
     data = await file.read(settings.max_upload_bytes + 1)
     if len(data) > settings.max_upload_bytes:
@@ -261,8 +272,12 @@ async def encode_upload(
             f"file is larger than the upload limit of {settings.max_upload_bytes:,} bytes"
         )
     cfg = model.description
-    x, notes = imaging.load_upload(data, cfg.image_size, cfg.channels, settings.max_upload_pixels)
-    return {**_encoding_json(model, x, label), "notes": notes}
+    form = form_of(cfg.dataset) if fit else None
+    x, notes = imaging.load_upload(
+        data, cfg.image_size, cfg.channels, settings.max_upload_pixels, form
+    )
+    fitted = bool(notes.pop("fitted", False))
+    return {**_encoding_json(model, x, label), "fitted": fitted, "notes": notes}
 
 
 @router.get("/models/{name}/encode")

@@ -15,6 +15,7 @@ from app import inference
 from app.imaging import ImageInputError
 from app.inference import InferenceError
 from app.models.interface import ServedModel
+from app.photo_fit import form_of
 from app.settings import Settings
 from app.web import api, cards
 from app.web.deps import ModelDep, RegistryDep, SettingsDep, TemplatesDep
@@ -89,6 +90,7 @@ def explore(
         "label": label,
         "span": _traverse_span(ranges),
         "warning": warning,
+        "photo_form": form_of(ckpt.description.dataset),
     }
     return templates.TemplateResponse(request, "explore.html", context)
 
@@ -235,10 +237,12 @@ def _encode_partial(
 async def encode_upload_partial(
     request: Request, model: ModelDep, settings: SettingsDep, templates: TemplatesDep,
     file: Annotated[UploadFile, File()], label: Annotated[int | None, Form()] = None,
+    fit: Annotated[bool, Form()] = False,
 ) -> HTMLResponse:  # fmt: skip
-    """htmx: encode an uploaded image and show what the model made of it."""
+    """htmx: encode an uploaded image and show what the model made of it. `fit` is the page's
+    checkbox, which a browser leaves out when unticked: absent here means off."""
     try:
-        result = await api.encode_upload(model, settings, file, label)
+        result = await api.encode_upload(model, settings, file, label, fit=fit)
     except (ImageInputError, InferenceError, UploadTooLargeError) as e:
         return _encode_partial(request, templates, model, None, str(e))
     return _encode_partial(request, templates, model, result, None)
