@@ -52,30 +52,84 @@ def serve(ns: argparse.Namespace) -> int:
 def evaluate_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "evaluate",
-        help="disentanglement metrics of a dSprites model, written into its card.json",
-        description="Active units, MIG, β-VAE and FactorVAE scores, DCI, SAP, modularity and "
-        "explicitness on freshly rendered dSprites (fixed evaluation seeds), as mean ± std over "
-        "seeds, each with its settings; the results go into the checkpoint's card.json.",
+        help="score a model (disentanglement metrics, or likelihood on a test split) into its "
+        "card.json",
+        description="A model of ground-truth data (dSprites, the colour shapes): active units, "
+        "MIG, β-VAE and FactorVAE scores, DCI, SAP, modularity and explicitness on freshly "
+        "rendered images (fixed evaluation seeds), as mean ± std over seeds, each with its "
+        "settings. A model of a dataset with a test split (Fashion-MNIST): the ELBO and the "
+        "importance-weighted bound on log p(x) (nats and bits per dimension) on the test "
+        "images, and a linear probe of the class from μ beside one on the raw pixels. The "
+        "results go into the checkpoint's card.json (docs/metrics.md).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("checkpoint", type=Path, help="checkpoint folder, e.g. checkpoints/NAME")
-    p.add_argument("--seeds", type=int, default=3, help="evaluation seeds 0..N-1")
-    p.add_argument(
+    metrics = p.add_argument_group("disentanglement metrics (a model of ground-truth data)")
+    metrics.add_argument("--seeds", type=int, default=3, help="evaluation seeds 0..N-1")
+    metrics.add_argument(
         "--points", type=int, default=10_000, help="images per seed (and half as many held out)"
     )
-    p.add_argument(
+    metrics.add_argument(
         "--only",
         default=None,
         help="comma-separated scores to compute (default all): active_latents, mig, beta_vae, "
         "factor_vae, dci_disentanglement, dci_completeness, dci_informativeness, sap, "
         "modularity, explicitness",
     )
+    split = p.add_argument_group("test-split scores (a model of a dataset with a test split)")
+    split.add_argument(
+        "--k",
+        type=int,
+        default=None,
+        help="samples of q(z|x) per image for the bound; unset: 1,000",
+    )
+    split.add_argument(
+        "--images",
+        type=int,
+        default=None,
+        metavar="N",
+        help="score only the first N test images; unset: all",
+    )
+    split.add_argument(
+        "--data",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="folder of the dataset's files (Fashion-MNIST's four idx files; default: "
+        "LATENT_EXPLORER_FASHION_MNIST_DIR, else /usr/share/datasets/fashion-mnist)",
+    )
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
     p.add_argument("--no-progress", dest="progress", action="store_false")
 
 
 def evaluate(ns: argparse.Namespace) -> int:
-    from app.checkpoints import CheckpointError
+    from app.checkpoints import CheckpointError, load_checkpoint
+    from app.data.ground_truth import ground_truth
+    from app.data.test_split import has_test_split
+    from app.metrics.evaluate import EvaluationError
+
+    try:
+        if ns.threads:
+            import torch
+
+            torch.set_num_threads(ns.threads)
+        dataset = load_checkpoint(ns.checkpoint).config.dataset
+        if ground_truth(dataset) is not None:
+            return _evaluate_metrics(ns, dataset)
+        if has_test_split(dataset):
+            return _evaluate_test_split(ns, dataset)
+        raise EvaluationError(
+            f"{ns.checkpoint.name}: the model was trained on {dataset!r}, whose images have no "
+            "known factors and no test split here: evaluate needs one or the other (dSprites or "
+            "the colour shapes for the disentanglement metrics, Fashion-MNIST for the "
+            "likelihood on its test split)"
+        )
+    except (CheckpointError, EvaluationError) as e:
+        print(f"latent-explorer evaluate: error: {e}", file=sys.stderr)  # noqa: T201
+        return 2
+
+
+def _evaluate_metrics(ns: argparse.Namespace, dataset: str) -> int:
     from app.metrics.evaluate import (
         METRICS,
         EvaluationError,
@@ -84,26 +138,44 @@ def evaluate(ns: argparse.Namespace) -> int:
         format_table,
     )
 
-    try:
-        if ns.seeds < 1:
-            raise EvaluationError(f"--seeds must be at least 1, got {ns.seeds}")
-        only = tuple(m.strip() for m in ns.only.split(",") if m.strip()) if ns.only else METRICS
-        settings = EvaluationSettings(
-            seeds=tuple(range(ns.seeds)),
-            points=ns.points,
-            test_points=ns.points // 2,
-            only=only,
+    given = [f"--{o}" for o in ("k", "images", "data") if getattr(ns, o) is not None]
+    if given:
+        raise EvaluationError(
+            f"{' and '.join(given)} {'is' if len(given) == 1 else 'are'} for a model judged on a "
+            f"test split; {ns.checkpoint.name} was trained on {dataset!r}, whose ground-truth "
+            "factors the disentanglement metrics score it against"
         )
-        if ns.threads:
-            import torch
-
-            torch.set_num_threads(ns.threads)
-        metrics = evaluate_checkpoint(ns.checkpoint, settings, progress=ns.progress)
-    except (CheckpointError, EvaluationError) as e:
-        print(f"latent-explorer evaluate: error: {e}", file=sys.stderr)  # noqa: T201
-        return 2
+    if ns.seeds < 1:
+        raise EvaluationError(f"--seeds must be at least 1, got {ns.seeds}")
+    only = tuple(m.strip() for m in ns.only.split(",") if m.strip()) if ns.only else METRICS
+    settings = EvaluationSettings(
+        seeds=tuple(range(ns.seeds)),
+        points=ns.points,
+        test_points=ns.points // 2,
+        only=only,
+    )
+    metrics = evaluate_checkpoint(ns.checkpoint, settings, progress=ns.progress)
     print(format_table(ns.checkpoint.name, metrics))  # noqa: T201
     print(f"\nwrote the metrics into {ns.checkpoint / 'card.json'}")  # noqa: T201
+    return 0
+
+
+def _evaluate_test_split(ns: argparse.Namespace, dataset: str) -> int:
+    from app.metrics.evaluate import EvaluationError
+    from app.metrics.test_scores import DEFAULT_K, evaluate_test_split, format_test_table
+    from app.settings import Settings
+
+    if ns.only:
+        raise EvaluationError(
+            f"--only names disentanglement metrics, which need ground-truth factors; "
+            f"{ns.checkpoint.name} was trained on {dataset!r}, which has none: it is judged on "
+            "its test split (--k, --images)"
+        )
+    root = ns.data if ns.data is not None else Settings().fashion_mnist_dir
+    k = DEFAULT_K if ns.k is None else ns.k
+    entry = evaluate_test_split(ns.checkpoint, root, k, ns.images, progress=ns.progress)
+    print(format_test_table(ns.checkpoint.name, entry))  # noqa: T201
+    print(f"\nwrote the test-split scores into {ns.checkpoint / 'card.json'}")  # noqa: T201
     return 0
 
 

@@ -16,6 +16,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from app.data.ground_truth import ground_truth
+from app.data.test_split import has_test_split
 from app.models.interface import ServedModel
 
 UNRECORDED = "not recorded"  # as the training side writes a device it did not see
@@ -122,6 +124,18 @@ class NamedLatent:
     kl: float | None  # mean KL over held-out data, nats, where the card has it
 
 
+@dataclass(frozen=True)
+class HeldOutScores:
+    """The card's "test_split" entry (`latent-explorer evaluate` on a model with a test split)
+    as the page shows it: rows of (what, value, how), a caption saying on what, and the
+    settings rows under the table."""
+
+    rows: list[tuple[str, str, str]]
+    caption: str
+    details: list[tuple[str, str]]
+    stale: bool
+
+
 @dataclass
 class CardView:
     name: str
@@ -139,6 +153,7 @@ class CardView:
     provenance: list[tuple[str, str]]
     repairs: list[str] = field(default_factory=list)
     names: list[NamedLatent] = field(default_factory=list)
+    held_out: HeldOutScores | None = None
     bar_width: int = BAR_WIDTH
 
 
@@ -248,8 +263,18 @@ def metric_rows(card: Mapping[str, Any]) -> list[MetricRow]:
     ]  # fmt: skip
 
 
-def _metrics_note(card: Mapping[str, Any], digest: str) -> tuple[str | None, bool]:
+def _metrics_note(card: Mapping[str, Any], digest: str, dataset: str) -> tuple[str | None, bool]:
+    """What the disentanglement metrics were computed on, whether they are stale, or why there
+    are none. `dataset` is the model's (config.dataset): data without ground-truth factors has
+    no disentanglement metrics to compute."""
     metrics = card.get("metrics")
+    if not metrics and ground_truth(dataset) is None:
+        data = repr(dataset) if dataset else "its data"
+        note = (f"the disentanglement metrics do not apply: {data} has no ground-truth factors "
+                "to score the latents against")  # fmt: skip
+        if has_test_split(dataset):
+            note += "; the model is judged on its test split instead"
+        return note, False
     if not metrics:
         return f"not evaluated: run latent-explorer evaluate checkpoints/{card.get('name')}", False
     parts = []
@@ -266,6 +291,82 @@ def _metrics_note(card: Mapping[str, Any], digest: str) -> tuple[str | None, boo
         parts.append(f"stale: computed on weights {str(metrics.get('digest'))[:12]}…, "
                      f"these are {digest[:12]}…")  # fmt: skip
     return "; ".join(parts) or None, stale
+
+
+def _nats(score: Mapping[str, Any]) -> str:
+    text = f"{float(score['mean']):.2f} ± {float(score.get('se') or 0.0):.2f} nats"
+    if score.get("bits_per_dim") is not None:
+        text += f" · {float(score['bits_per_dim']):.4f} bits/dim"
+    return text
+
+
+def _accuracy(probe: Mapping[str, Any]) -> str:
+    text = f"{float(probe['mean']):.3f} ± {float(probe.get('std') or 0.0):.3f}"
+    return text if probe.get("converged", True) else f"{text} (a fold's fit did not converge)"
+
+
+def _likelihood_rows(entry: Mapping[str, Any]) -> list[tuple[str, str, str]]:
+    rows = []
+    bound, elbo, k = entry.get("bound"), entry.get("elbo"), entry.get("k")
+    if isinstance(bound, Mapping):
+        what = f"log p(x) ≥ L_k, k = {int(k):,}" if k else "log p(x) ≥ L_k"
+        rows.append((what, _nats(bound), str(bound.get("estimator") or "")))
+    if isinstance(elbo, Mapping):
+        how = str(elbo.get("estimator") or "")
+        if elbo.get("reconstruction") is not None and elbo.get("kl") is not None:
+            how = (f"E_q log p(x|z) {float(elbo['reconstruction']):.2f} − KL "
+                   f"{float(elbo['kl']):.2f} nats; {how}")  # fmt: skip
+        rows.append(("ELBO", _nats(elbo), how))
+    return rows
+
+
+def _probe_rows(entry: Mapping[str, Any]) -> list[tuple[str, str, str]]:
+    rows = []
+    if isinstance(entry.get("probe"), Mapping):
+        how = str(entry.get("probe_settings") or "")
+        rows.append(("linear probe of the class from μ", _accuracy(entry["probe"]), how))
+    if isinstance(entry.get("probe_pixels"), Mapping):
+        how = "the baseline: what a linear read of the image itself gets"
+        if entry.get("chance") is not None:
+            how += f"; chance {float(entry['chance']):.2f}"
+        rows.append(("the same probe on the raw pixels", _accuracy(entry["probe_pixels"]), how))
+    return rows
+
+
+def held_out_scores(card: Mapping[str, Any], digest: str) -> HeldOutScores | None:
+    """The likelihood on the test split and the linear probes, or None where the card has no
+    "test_split" entry (the page then shows no section at all)."""
+    entry = card.get("test_split")
+    if not isinstance(entry, Mapping):
+        return None
+    subset = entry.get("subset") or entry.get("images")
+    caption = " ".join(f"{subset} {entry.get('dataset') or ''} test images".split())
+    if entry.get("step") is not None:
+        caption += f", at step {int(entry['step']):,}"
+    if entry.get("wall_time_s") is not None:
+        caption += f"; computed in {duration(_number(entry['wall_time_s']))}"
+    if entry.get("date"):
+        caption += f" on {entry['date']}"
+    stale = entry.get("digest") != digest
+    if stale:
+        caption += (f"; stale: computed on weights {str(entry.get('digest'))[:12]}…, these are "
+                    f"{digest[:12]}…")  # fmt: skip
+    details = [("likelihood", str(entry.get("likelihood") or UNRECORDED))]
+    for key, what in (("conditioning", "conditioned on"),
+                      ("dims_note", "dimensions counted in bits/dim")):  # fmt: skip
+        if entry.get(key):
+            details.append((what, str(entry[key])))
+    if entry.get("images") is not None:
+        details.append(("images", f"{int(entry['images']):,}"))
+    if entry.get("k"):
+        details.append(("k", f"{int(entry['k']):,} samples of q(z|x) per image"))
+    seeds = [f"{what} {entry[key]}"
+             for key, what in (("binarisation_seed", "binarisation"), ("sampling_seed", "sampling"))
+             if entry.get(key) is not None]  # fmt: skip
+    if seeds:
+        details.append(("seeds", ", ".join(seeds)))
+    rows = _likelihood_rows(entry) + _probe_rows(entry)
+    return HeldOutScores(rows, caption, details, stale)
 
 
 def kl_bars(card: Mapping[str, Any]) -> list[KlBar]:
@@ -384,7 +485,7 @@ def card_view(ckpt: ServedModel, served: Mapping[str, str], dataset: str) -> Car
     for extra in ("denoising", "vaegan"):
         if card.get(extra):
             settings += _flat(extra, card[extra])
-    note, stale = _metrics_note(card, ckpt.digest)
+    note, stale = _metrics_note(card, ckpt.digest, ckpt.description.dataset)
     totals = device_totals(rows)
     return CardView(
         name=ckpt.name,
@@ -402,6 +503,7 @@ def card_view(ckpt: ServedModel, served: Mapping[str, str], dataset: str) -> Car
         provenance=_provenance(ckpt, card, dataset),
         repairs=_repairs(card),
         names=named_latents(ckpt),
+        held_out=held_out_scores(card, ckpt.digest),
     )
 
 
