@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
+import numpy as np
 import torch
 
 from app.data.ground_truth import GroundTruth, ground_truth
+from app.data.test_split import TestSplit, has_test_split, test_split
 from app.models.elbo import reconstruction_nll_of_means
 from app.models.interface import ServedModel
 
@@ -35,6 +38,116 @@ def ground_truth_of(model: ServedModel) -> GroundTruth | None:
     """The ground truth the model's images are drawn from, or None where there is none or where
     its renderer's images are not the shape the model takes."""
     return ground_truth(model.description.dataset, model.description.shape)
+
+
+@dataclass(frozen=True)
+class DrawnImages:
+    """A ground-truth dataset's images by index, drawn from their factors (dSprites: every one
+    of its 737,280 factor combinations)."""
+
+    truth: GroundTruth
+
+    @property
+    def name(self) -> str:
+        return self.truth.name
+
+    @property
+    def noun(self) -> str:
+        """What one image is called: "dSprites image"."""
+        return f"{self.truth.name} image"
+
+    @property
+    def n_images(self) -> int:
+        return self.truth.n_images
+
+    @property
+    def label_names(self) -> tuple[str, ...]:
+        return self.truth.label_names
+
+    @property
+    def default_index(self) -> int:
+        """Every factor at the middle of its range."""
+        return self.truth.middle_index
+
+    def image(self, index: int) -> np.ndarray:
+        """(C, H, W) float32 in [0, 1]."""
+        return self.truth.image(index)
+
+    def label(self, index: int) -> int:
+        """The class a CVAE of this dataset is conditioned on (dSprites: the shape)."""
+        return int(self.truth.index_to_classes(index)[0, self.truth.label_factor])
+
+    def describe(self, index: int) -> str:
+        return self.truth.describe(self.truth.index_to_classes(index)[0])
+
+
+@dataclass(frozen=True)
+class TestImages:
+    """A real dataset's test split by index (Fashion-MNIST: 10,000 images, grey as published):
+    held out from training, so what a model makes of them is what it makes of new data."""
+
+    split: TestSplit
+
+    __test__ = False  # not a pytest class, whatever its name
+
+    @property
+    def name(self) -> str:
+        return self.split.name
+
+    @property
+    def noun(self) -> str:
+        """What one image is called: "Fashion-MNIST test image"."""
+        return f"{self.split.name} test image"
+
+    @property
+    def n_images(self) -> int:
+        return len(self.split)
+
+    @property
+    def label_names(self) -> tuple[str, ...]:
+        return self.split.label_names
+
+    @property
+    def default_index(self) -> int:
+        return 0
+
+    def image(self, index: int) -> np.ndarray:
+        """(C, H, W) float32 in [0, 1]."""
+        if not 0 <= index < len(self.split):
+            raise IndexError(f"{self.noun} index must be in 0..{len(self.split) - 1}, got {index}")
+        return self.split.image(index)
+
+    def label(self, index: int) -> int:
+        """The image's class, as published."""
+        return int(self.split.labels[index])
+
+    def describe(self, index: int) -> str:
+        return self.split.label_names[self.label(index)]
+
+    def of_class(self, label: int) -> np.ndarray:
+        """The indices of the test images of class `label`, ascending."""
+        return np.flatnonzero(self.split.labels == label)
+
+
+DatasetImages = DrawnImages | TestImages
+
+
+def dataset_images_of(model: ServedModel, root: Path) -> DatasetImages | None:
+    """The images of the model's dataset that can be picked by index: drawn from its ground
+    truth, or its dataset's test split read from `root` (Settings.fashion_mnist_dir); None for
+    a dataset with neither (an image folder, CelebA) or images not of the model's shape. A
+    DatasetError, saying how to install it, when the test split cannot be read."""
+    truth = ground_truth_of(model)
+    if truth is not None:
+        return DrawnImages(truth)
+    cfg = model.description
+    # Fashion-MNIST, the one test split here, is grey at 28×28 or padded to 32×32
+    if not has_test_split(cfg.dataset) or cfg.channels != 1 or cfg.image_size not in (28, 32):
+        return None
+    split = test_split(cfg.dataset, cfg.image_size, root)
+    if split is None or tuple(split.images.shape[1:]) != cfg.shape:
+        return None
+    return TestImages(split)
 
 
 def prepare_for_serving(ckpt: ServedModel) -> ServedModel:

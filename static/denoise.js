@@ -1,4 +1,5 @@
-// Denoise page: paint a mask over the clean image. The 64×64 mask goes into the form's hidden
+// Denoise page: paint a mask over the clean image. The mask, one bit per pixel of the image the
+// models take (64×64 for dSprites, 28×28 for Fashion-MNIST), goes into the form's hidden
 // `mask` field as hex (row-major, most significant bit first: what app/denoise.parse_mask reads),
 // the noise switches to "drawn", and a `mask-drawn` event makes htmx send the form.
 "use strict";
@@ -7,10 +8,10 @@
   const canvas = document.getElementById("mask-canvas");
   const form = document.getElementById("denoise-form");
   if (!canvas || !form) return;
-  const N = 64;
-  const cell = canvas.width / N;
+  let N = 64; // the clean image's side, once it has loaded
+  let cell = canvas.width / N;
   const ctx = canvas.getContext("2d");
-  const mask = new Uint8Array(N * N);
+  let mask = new Uint8Array(N * N);
   const field = document.getElementById("mask");
   const noise = document.getElementById("noise");
   const level = document.getElementById("level");
@@ -32,13 +33,21 @@
     const grid = document.querySelector(".denoise-grid");
     if (grid && grid.dataset.clean && image.src !== grid.dataset.clean) image.src = grid.dataset.clean;
   }
-  image.addEventListener("load", draw);
+  image.addEventListener("load", () => {
+    if (image.naturalWidth && image.naturalWidth !== N) {
+      N = image.naturalWidth; // another model's images: a new mask of their size
+      cell = canvas.width / N;
+      mask = new Uint8Array(N * N);
+      field.value = "";
+    }
+    draw();
+  });
 
   function paintAt(event) {
     const box = canvas.getBoundingClientRect();
     const cx = Math.floor(((event.clientX - box.left) / box.width) * N);
     const cy = Math.floor(((event.clientY - box.top) / box.height) * N);
-    const r = 3; // brush radius in cells
+    const r = Math.max(1, Math.round((3 * N) / 64)); // brush radius in cells: 3 at 64×64
     for (let y = cy - r; y <= cy + r; y++) {
       for (let x = cx - r; x <= cx + r; x++) {
         if (x >= 0 && y >= 0 && x < N && y < N && (x - cx) ** 2 + (y - cy) ** 2 <= r * r) mask[y * N + x] = 1;

@@ -45,6 +45,7 @@ from PIL import Image
 
 from app import inference
 from app.data.ground_truth import GroundTruth, ground_truth
+from app.data.test_split import TestSplit
 from app.inference import InferenceError
 from app.models.interface import ModelDescription, ServedModel
 from app.studies.cache import SharedResults
@@ -369,16 +370,24 @@ def dataset_of(cfg: ModelDescription) -> GroundTruth:
     if truth is None or truth.channels != cfg.channels:
         raise CompressionError(
             f"the rate–distortion study draws images from the model's dataset, and "
-            f"{cfg.dataset} cannot be drawn here (only datasets with known factors, e.g. dSprites)"
+            f"{cfg.dataset} cannot be drawn here (only datasets with known factors, e.g. dSprites, "
+            "or with a test split, e.g. Fashion-MNIST)"
         )
     return truth
 
 
 def study_images(
-    cfg: ModelDescription, n: int, seed: int
+    cfg: ModelDescription, n: int, seed: int, split: TestSplit | None = None
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """n images of the model's dataset (N, C, H, W) in [0, 1], drawn with a fixed seed, and a
-    CVAE's labels for them (None otherwise)."""
+    CVAE's labels for them (None otherwise): drawn from its ground truth, or n distinct images
+    of its test `split` (Fashion-MNIST's, grey as published) where one is given."""
+    if split is not None:
+        rng = np.random.default_rng(seed)
+        index = np.sort(rng.choice(len(split), size=min(n, len(split)), replace=False))
+        x = torch.from_numpy(split.images[index].astype(np.float32) / np.float32(255))
+        labels = torch.from_numpy(split.labels[index]) if cfg.kind == "cvae" else None
+        return x, labels
     truth = dataset_of(cfg)
     classes = truth.sample_classes(np.random.default_rng(seed), n)  # (N, K)
     x = torch.from_numpy(truth.render(classes)).float()  # (N, C, H, W)
@@ -430,11 +439,14 @@ class RateDistortion:
     unquantised: RatePoint  # decoded from μ itself, its rate that of float32 latents
 
 
-def compute_rate_distortion(ckpt: ServedModel, study: Study | None = None) -> RateDistortion:
+def compute_rate_distortion(
+    ckpt: ServedModel, study: Study | None = None, split: TestSplit | None = None
+) -> RateDistortion:
     """Mean bpp and quality of the VAE code at k = 1..8 and of JPEG at the study's qualities,
-    over the same dataset images. Uncached: see rate_distortion."""
+    over the same dataset images (from the test `split` where one is given). Uncached: see
+    rate_distortion."""
     study = study or Study()
-    x, labels = study_images(ckpt.description, study.n_images, study.seed)
+    x, labels = study_images(ckpt.description, study.n_images, study.seed, split)
     pixels = x.shape[-1] * x.shape[-2]
     codec = codec_for(ckpt)
     mu = encode_mu(ckpt, x, labels)
@@ -455,7 +467,7 @@ def compute_rate_distortion(ckpt: ServedModel, study: Study | None = None) -> Ra
         payload_bytes = torch.tensor([j.payload_bytes for j in jpegs])
         files.append(_point(quality_setting, file_bytes, pixels, measured))
         payloads.append(_point(quality_setting, payload_bytes, pixels, measured))
-    dataset = dataset_of(ckpt.description).name
+    dataset = f"{split.name} test" if split else dataset_of(ckpt.description).name
     return RateDistortion(ckpt.name, dataset, codec.kept, codec.label_bits,
                           study, pixels, vae, files, payloads, unquantised)  # fmt: skip
 
@@ -464,15 +476,24 @@ MAX_CACHED = 16  # (weights, study) pairs kept: a few per shipped model at most
 _results: SharedResults[RateDistortion] = SharedResults(MAX_CACHED)
 
 
-def rate_distortion(ckpt: ServedModel, study: Study | None = None) -> RateDistortion:
+def rate_distortion(
+    ckpt: ServedModel, study: Study | None = None, split: TestSplit | None = None
+) -> RateDistortion:
     """compute_rate_distortion, cached by the weights' digest: the first caller computes,
     callers that arrive meanwhile wait for its result. A failure is not cached."""
     chosen = study or Study()
-    dataset_of(ckpt.description)  # a clear error before anything waits on the cache
+    if split is None:
+        dataset_of(ckpt.description)  # a clear error before anything waits on the cache
+
+    def compute() -> RateDistortion:
+        if split is None:
+            return compute_rate_distortion(ckpt, chosen)
+        return compute_rate_distortion(ckpt, chosen, split)
+
     if not ckpt.digest:  # a ServedModel built by hand, not loaded: nothing names its weights
-        return compute_rate_distortion(ckpt, chosen)
-    key = (ckpt.digest, ckpt.name, chosen)
-    return _results.get(key, lambda: compute_rate_distortion(ckpt, chosen))
+        return compute()
+    images = (split.name, len(split)) if split is not None else ()
+    return _results.get((ckpt.digest, ckpt.name, chosen, *images), compute)
 
 
 def clear_cache() -> None:

@@ -13,10 +13,11 @@ from fastapi.responses import Response
 from pydantic import BaseModel, BeforeValidator, Field, StrictFloat, StrictInt
 
 from app import imaging, inference
-from app.data.ground_truth import DSPRITES, ground_truth
-from app.inference import InferenceError
+from app.data.ground_truth import DSPRITES
+from app.inference import DatasetImages, InferenceError, TestImages
 from app.models.interface import ServedModel
 from app.photo_fit import form_of
+from app.settings import Settings
 from app.web.deps import (
     ModelDep,
     NoEmptyFields,
@@ -27,6 +28,7 @@ from app.web.deps import (
     get_served,
 )
 from app.web.errors import (
+    DATA_UNAVAILABLE,
     NOT_FOUND,
     NOT_MODIFIED,
     NotFoundError,
@@ -37,9 +39,11 @@ from app.web.inputs import (  # the pages reach these as api.*
     check_label,
     check_latent_range,
     check_latents,
-    dataset_of,
+    dataset_images,
+    dataset_of,  # noqa: F401 (sharpness draws from ground truth alone: api.dataset_of)
     dataset_tensor,
     hundredths,
+    images_of,
     parse_latents,
 )
 
@@ -73,15 +77,33 @@ DatasetIndex = Annotated[
     int,
     Query(
         ge=0,
-        description="an image of the model's dataset (dSprites: < 737,280); 404 past its end",
+        description="an image of the model's dataset (dSprites: < 737,280; Fashion-MNIST: its "
+        "test split, < 10,000); 404 past its end",
         json_schema_extra={"x-dataset-index": True},
     ),
 ]
 MaybeServed = Annotated[Served | None, Depends(get_served)]
 
 
-def model_summary(ckpt: ServedModel) -> dict[str, Any]:
+def _summary_images(
+    ckpt: ServedModel, settings: Settings | None
+) -> tuple[DatasetImages | None, str | None]:
+    """The model's dataset images and, where they are not installed, why: with the settings,
+    a test split too (read from the data folder); without, ground truth only."""
+    if settings is None:
+        truth = inference.ground_truth_of(ckpt)
+        return (inference.DrawnImages(truth) if truth else None), None
+    try:
+        return images_of(ckpt, settings), None
+    except InferenceError as e:
+        return None, str(e)
+
+
+def model_summary(ckpt: ServedModel, settings: Settings | None = None) -> dict[str, Any]:
+    """What the API says of a model and the pages show. With the settings, a model whose
+    dataset has a test split (Fashion-MNIST) counts its test images as its dataset images."""
     cfg = ckpt.description
+    images, missing = _summary_images(ckpt, settings)
     return {
         "name": ckpt.name,
         "kind": cfg.kind,
@@ -96,11 +118,13 @@ def model_summary(ckpt: ServedModel) -> dict[str, Any]:
         "latent_names": [cfg.latent_name(i) for i in range(cfg.latent_dim)],
         "dataset": cfg.dataset,
         "factors": list(cfg.factor_names),
-        # how many dataset images can be drawn by index (None: no ground truth to draw from)
-        "dataset_images": truth.n_images
-        if (truth := ground_truth(cfg.dataset, cfg.shape))
-        else None,
-        "dataset_name": truth.name if truth else None,
+        # how many dataset images can be picked by index (None: none to draw from, or not
+        # installed: `dataset_missing` says how to install them)
+        "dataset_images": images.n_images if images else None,
+        "dataset_name": images.name if images else None,
+        "dataset_split": "test" if isinstance(images, TestImages) else None,
+        "dataset_classes": list(images.label_names) if isinstance(images, TestImages) else [],
+        "dataset_missing": missing,
         "latent_order": inference.latent_order(ckpt),
         "card": ckpt.card,
     }
@@ -141,15 +165,16 @@ def data_url(png: bytes) -> str:
 
 
 @router.get("/models")
-def list_models(registry: RegistryDep) -> list[dict[str, Any]]:
-    """Every loaded model: kind, β, latent size, labels, image size and channels, its card."""
-    return [model_summary(ckpt) for ckpt in registry.values()]
+def list_models(registry: RegistryDep, settings: SettingsDep) -> list[dict[str, Any]]:
+    """Every loaded model: kind, β, latent size, labels, image size and channels, its dataset
+    images (drawn from ground truth, or a test split), its card."""
+    return [model_summary(ckpt, settings) for ckpt in registry.values()]
 
 
 @router.get("/models/{name}")
-def get_model(model: ModelDep) -> dict[str, Any]:
+def get_model(model: ModelDep, settings: SettingsDep) -> dict[str, Any]:
     """One model's summary and card."""
-    return model_summary(model)
+    return model_summary(model, settings)
 
 
 @router.get(
@@ -280,27 +305,68 @@ async def encode_upload(
     return {**_encoding_json(model, x, label), "fitted": fitted, "notes": notes}
 
 
-@router.get("/models/{name}/encode")
+@router.get("/models/{name}/encode", responses=DATA_UNAVAILABLE)
 def encode_dataset_image(
-    model: ModelDep, index: DatasetIndex, label: Label = None, served: MaybeServed = None
-) -> dict[str, Any]:
-    """Encode image `index` of the model's dataset (dSprites: 0 ≤ index < 737,280); its factor
-    classes are returned too. For a CVAE the label defaults to the image's own class."""
-    truth = dataset_of(model, served, index)
-    x = dataset_tensor(truth, index, served=served)
+    model: ModelDep, settings: SettingsDep, index: DatasetIndex, label: Label = None,
+    served: MaybeServed = None,
+) -> dict[str, Any]:  # fmt: skip
+    """Encode image `index` of the model's dataset: dSprites (0 ≤ index < 737,280), with its
+    factor classes, or Fashion-MNIST's test split (0 ≤ index < 10,000; a 503 saying how to
+    install it where it is not), with its class. For a CVAE the label defaults to the image's
+    own class."""
+    images = dataset_images(model, settings, served, index)
+    x = dataset_tensor(images, index, served=served)
     check_label(model, label, served)
-    classes = truth.index_to_classes(index)[0]
     if model.description.kind == "cvae" and label is None:
-        label = int(classes[truth.label_factor])
-    factors = dict(zip(truth.factor_names, classes.tolist(), strict=True))
+        label = images.label(index)
+    about: dict[str, Any]
+    if isinstance(images, TestImages):
+        own = images.label(index)
+        about = {"split": "test", "class": own, "class_name": images.label_names[own]}
+    else:
+        truth = images.truth
+        classes = truth.index_to_classes(index)[0]
+        about = {
+            "factors": dict(zip(truth.factor_names, classes.tolist(), strict=True)),
+            "shape": truth.label_names[classes[truth.label_factor]],
+        }
     return {
         **_encoding_json(model, x, label),
         "index": index,
-        "dataset": truth.name,
-        "factors": factors,
-        "shape": truth.label_names[classes[truth.label_factor]],
+        "dataset": images.name,
+        "description": f"{images.noun} {index:,}: {images.describe(index)}",
+        **about,
         "label": label,
     }
+
+
+@router.get(
+    "/models/{name}/dataset/{index}.png",
+    response_class=Response,
+    responses={200: PNG, **NOT_MODIFIED, **DATA_UNAVAILABLE},
+)
+def dataset_image_png(
+    request: Request, model: ModelDep, settings: SettingsDep, served: ServedDep,
+    index: Annotated[
+        int,  # past the model's dataset the image does not exist: a 404, as for any path
+        Path(description="an image of the model's dataset (see `encode`)",
+             json_schema_extra={"minimum": 0, "x-dataset-index": True}),
+    ],
+    scale: Scale = 1,
+) -> Response:  # fmt: skip
+    """Image `index` of the model's dataset as the model sees it: drawn from its factors
+    (dSprites) or from its dataset's test split, grey as published (Fashion-MNIST, at the
+    model's 28×28 or padded to 32×32); a 503 saying how to install the test split where it
+    is not."""
+    _limit(scale, settings.max_image_scale, "scale")
+    images = dataset_images(model, settings, served, index)
+    x = dataset_tensor(images, index, served=served)
+    return cached_image(
+        request,
+        model,
+        ("dataset", images.name, images.n_images, index, scale),
+        lambda: imaging.png_bytes(x, scale),
+    )
 
 
 @router.get("/dsprites/{index}.png", response_class=Response, responses={200: PNG, **NOT_FOUND})

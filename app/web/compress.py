@@ -23,14 +23,14 @@ from starlette.concurrency import run_in_threadpool
 
 from app import imaging
 from app.data.dsprites import classes_to_index
-from app.data.ground_truth import GroundTruth
+from app.data.test_split import TestSplit
 from app.imaging import ImageInputError
-from app.inference import InferenceError
+from app.inference import InferenceError, TestImages
 from app.models.interface import ServedModel
 from app.settings import Settings
 from app.studies import compression, compression_svg
 from app.studies.compression import Comparison, CompressionError, Study
-from app.studies.quality import PSNR_CAP, Quality
+from app.studies.quality import PSNR_CAP, Quality, ms_ssim_scales
 from app.web import api
 from app.web.deps import (
     ModelDep,
@@ -41,7 +41,13 @@ from app.web.deps import (
     SettingsDep,
     TemplatesDep,
 )
-from app.web.errors import NOT_MODIFIED, NotInModelError, UploadTooLargeError
+from app.web.errors import (
+    DATA_UNAVAILABLE,
+    NOT_MODIFIED,
+    DataUnavailableError,
+    NotInModelError,
+    UploadTooLargeError,
+)
 from app.web.inputs import drawn_elsewhere
 
 router = APIRouter(tags=["compression"])
@@ -121,20 +127,20 @@ def comparison_json(model: ServedModel, c: Comparison) -> dict[str, Any]:
 
 
 def dataset_image(
-    model: ServedModel, index: int, served: Served | None = None
+    model: ServedModel, settings: Settings, index: int, served: Served | None = None
 ) -> tuple[torch.Tensor, int | None]:
-    """Image `index` of the model's dataset and, for a CVAE, its class as the label; a 404
-    where the schema calls the index valid (api.dataset_tensor), else a 422."""
-    error = NotInModelError if drawn_elsewhere(served, index) else CompressionError
-    try:
-        truth = compression.dataset_of(model.description)
-    except CompressionError as e:
-        raise error(str(e)) from None
-    if not 0 <= index < truth.n_images:
-        raise error(f"{truth.name} index must be in 0..{truth.n_images - 1}, got {index}")
-    classes = truth.index_to_classes(index)[0]
-    label = int(classes[truth.label_factor]) if model.description.kind == "cvae" else None
-    return torch.from_numpy(truth.image(index)), label
+    """Image `index` of the model's dataset (drawn from ground truth, or its test split) and,
+    for a CVAE, its class as the label; a 404 where the schema calls the index valid
+    (api.dataset_tensor), else a 422; a 503 where the test split is not installed."""
+    images = api.images_of(model, settings)
+    if images is None:
+        error = NotInModelError if drawn_elsewhere(served, index) else CompressionError
+        raise error(
+            f"{model.description.dataset} cannot be drawn here: model {model.name} has no "
+            "dataset images to compress; upload one"
+        )
+    x = api.dataset_tensor(images, index, served=served)
+    return x, images.label(index) if model.description.kind == "cvae" else None
 
 
 async def read_upload(
@@ -150,33 +156,44 @@ async def read_upload(
     return imaging.load_upload(data, cfg.image_size, cfg.channels, settings.max_upload_pixels)
 
 
-# (metric, weights, name, study) → SVG text: a registry is read-only, so built once per process
-_documents: dict[tuple[str, str, str, Study], str] = {}
+# (metric, weights, name, study, test images) → SVG text: a registry is read-only, so built
+# once per process
+_documents: dict[tuple[Any, ...], str] = {}
 
 
-def svg_document(model: ServedModel, study: Study, metric: str) -> str:
-    key = (metric, model.digest, model.name, study)
+def svg_document(
+    model: ServedModel, study: Study, metric: str, split: TestSplit | None = None
+) -> str:
+    images = (split.name, len(split)) if split is not None else ()
+    key = (metric, model.digest, model.name, study, *images)
     if key not in _documents or not model.digest:
-        rd = compression.rate_distortion(model, study)
+        rd = compression.rate_distortion(model, study, split)
         _documents[key] = compression_svg.rate_distortion_svg(rd, metric)
     return _documents[key]
 
 
-def drawable(model: ServedModel) -> None:
-    """A 404 for a model whose dataset cannot be drawn (an image folder): it has no
-    rate–distortion study."""
+def study_split(model: ServedModel, settings: Settings) -> TestSplit | None:
+    """Where the model's rate–distortion study takes its images: its dataset's test split
+    (Fashion-MNIST), or None for images drawn from ground truth (dSprites). A 404 for a model
+    whose dataset cannot be drawn (an image folder): it has no study; a 503 where its test
+    split is not installed."""
+    images = api.images_of(model, settings)
+    if isinstance(images, TestImages):
+        return images.split
     try:
         compression.dataset_of(model.description)
     except CompressionError as e:
         raise NotInModelError(str(e)) from None
+    return None
 
 
 # --- the JSON/SVG API -----------------------------------------------------------------------
 
 
-@router.get("/api/models/{name}/compress")
+@router.get("/api/models/{name}/compress", responses=DATA_UNAVAILABLE)
 def compress_dataset_image(
     model: ModelDep,
+    settings: SettingsDep,
     served: ServedDep,
     index: api.DatasetIndex,
     bits: Bits = DEFAULT_BITS,
@@ -188,7 +205,7 @@ def compress_dataset_image(
     reconstructions (JPEG as the real file), and PSNR / SSIM / MS-SSIM of each (PSNR capped at
     100 dB for identical images). The model, the kept latents and k are shared codec state,
     not counted."""
-    x, own_label = dataset_image(model, index, served)
+    x, own_label = dataset_image(model, settings, index, served)
     api.check_label(model, label, served)
     c = compression.compress_image(model, x, bits, own_label if label is None else label)
     return {**comparison_json(model, c), "index": index}
@@ -219,16 +236,19 @@ async def compress_upload(
     return {**comparison_json(model, c), "notes": notes}
 
 
-@router.get("/api/models/{name}/rate-distortion")
-def rate_distortion_numbers(model: ModelDep, study: StudyDep) -> dict[str, Any]:
+@router.get("/api/models/{name}/rate-distortion", responses=DATA_UNAVAILABLE)
+def rate_distortion_numbers(
+    model: ModelDep, settings: SettingsDep, study: StudyDep
+) -> dict[str, Any]:
     """The rate–distortion study behind the plot: mean bpp, PSNR, SSIM and MS-SSIM over a
     fixed set of dataset images, for the code at k = 1..8, JPEG whole files and JPEG payloads
     at qualities 1…90, and the unquantised μ (models whose dataset can be drawn, e.g.
-    dSprites)."""
-    drawable(model)
-    rd = compression.rate_distortion(model, study)
+    dSprites, or has a test split, e.g. Fashion-MNIST)."""
+    split = study_split(model, settings)
+    rd = compression.rate_distortion(model, study, split)
     return {
         "model": rd.model,
+        "dataset": rd.dataset,
         "kept_latents": list(rd.kept),
         "label_bits": rd.label_bits,
         "images": rd.study.n_images,
@@ -242,20 +262,24 @@ def rate_distortion_numbers(model: ModelDep, study: StudyDep) -> dict[str, Any]:
 
 
 @router.get(
-    "/api/models/{name}/rate-distortion.svg", response_class=Response, responses=SVG_RESPONSES
+    "/api/models/{name}/rate-distortion.svg",
+    response_class=Response,
+    responses={**SVG_RESPONSES, **DATA_UNAVAILABLE},
 )
 def rate_distortion_document(
-    request: Request, model: ModelDep, study: StudyDep, metric: Metric = "psnr"
-) -> Response:
+    request: Request, model: ModelDep, settings: SettingsDep, study: StudyDep,
+    metric: Metric = "psnr",
+) -> Response:  # fmt: skip
     """The study as an SVG plot: `metric` against bits per pixel (log scale), one line for the
     VAE code at k = 1..8, one for JPEG whole files, one for JPEG payloads (models whose
-    dataset can be drawn, e.g. dSprites)."""
-    drawable(model)  # before anything is computed
+    dataset can be drawn, e.g. dSprites, or has a test split, e.g. Fashion-MNIST)."""
+    split = study_split(model, settings)  # before anything is computed
+    images = (split.name, len(split)) if split is not None else ()
     return api.cached_image(
         request,
         model,
-        ("rate-distortion", metric, study),
-        lambda: svg_document(model, study, metric).encode(),
+        ("rate-distortion", metric, study, *images),
+        lambda: svg_document(model, study, metric, split).encode(),
         media_type="image/svg+xml",
     )
 
@@ -271,31 +295,34 @@ def _page_url(model: ServedModel, bits: int, index: int | None) -> str:
     return f"/compress?{urlencode(query)}"
 
 
-def _truth(model: ServedModel) -> GroundTruth | None:
-    try:
-        return compression.dataset_of(model.description)
-    except CompressionError:
-        return None  # an image-folder model: uploads only
-
-
 def _result_context(
-    registry: RegistryDep, model: ServedModel, bits: int, index: int | None, source: str
-) -> dict[str, Any]:
+    registry: RegistryDep, model: ServedModel, settings: Settings, bits: int, index: int | None,
+    source: str,
+) -> dict[str, Any]:  # fmt: skip
     """What the result partial needs besides the comparison itself: the state, and links that
-    show the same dataset image with the other models or another image with this one."""
-    truth = _truth(model)
+    show the same dataset image with the other models or another image with this one. Without
+    dataset images (an image-folder model, or a test split not installed: `missing` says how
+    to install it) uploads only."""
+    missing = None
+    try:
+        images = api.images_of(model, settings)
+    except DataUnavailableError as e:
+        images, missing = None, str(e)
     others = [n for n in registry if n != model.name]
-    random_index = int(np.random.default_rng().integers(truth.n_images)) if truth else None
+    random_index = int(np.random.default_rng().integers(images.n_images)) if images else None
     return {
         "m": api.model_summary(model),
         "bits": bits,
         "bits_range": list(compression.BITS),
         "index": index,
         "source": source,
-        "dataset": truth.name if truth else None,
-        "n_images": truth.n_images if truth else 0,
+        "dataset": images.name if images else None,
+        "noun": images.noun if images else None,
+        "split": "test" if isinstance(images, TestImages) else None,
+        "missing": missing,
+        "n_images": images.n_images if images else 0,
         "other_models": [(n, _page_url(registry[n], bits, index)) for n in others],
-        "random_url": _page_url(model, bits, random_index) if truth else None,
+        "random_url": _page_url(model, bits, random_index) if images else None,
         "shared_state": SHARED_STATE,
         "psnr_cap": PSNR_CAP,
         "r": None,
@@ -315,7 +342,7 @@ def _parse_int(text: str | None, what: str) -> int | None:
 
 @router.get("/compress", response_class=HTMLResponse, include_in_schema=False)
 def compress_page(
-    request: Request, registry: RegistryDep, templates: TemplatesDep,
+    request: Request, registry: RegistryDep, templates: TemplatesDep, settings: SettingsDep,
     model: str | None = None, index: int | None = None, bits: int = DEFAULT_BITS,
 ) -> HTMLResponse:  # fmt: skip
     """The model's code against JPEG for one image, and the rate–distortion study below."""
@@ -324,14 +351,14 @@ def compress_page(
     name = model if model is not None and model in registry else next(iter(registry))
     ckpt = registry[name]
     warning = f"unknown model {model!r}; showing {name}" if name != model and model else None
-    context = _result_context(registry, ckpt, bits, index, "dataset")
+    context = _result_context(registry, ckpt, settings, bits, index, "dataset")
     context["warning"] = warning
     if context["dataset"]:
         default = DSPRITES_HEART if context["dataset"] == "dSprites" else 0
         context["index"] = default if index is None else index
         try:
             compression.check_bits(bits)
-            x, label = dataset_image(ckpt, context["index"])
+            x, label = dataset_image(ckpt, settings, context["index"])
             c = compression.compress_image(ckpt, x, bits, label)
             context["r"] = {**comparison_json(ckpt, c), "index": context["index"]}
         except InferenceError as e:
@@ -350,7 +377,7 @@ async def compress_partial(
 ) -> HTMLResponse:  # fmt: skip
     """htmx: compress the dataset image or the upload at the chosen bits; the URL is replaced
     so that a dataset image's view can be shared (an upload cannot live in a URL)."""
-    context = _result_context(registry, model, DEFAULT_BITS, None, source)
+    context = _result_context(registry, model, settings, DEFAULT_BITS, None, source)
     context["oob"] = True
     status = 200
     try:
@@ -368,7 +395,7 @@ async def compress_partial(
         else:
             if i is None:
                 raise CompressionError("give a dataset image index, or upload an image")
-            x, label = dataset_image(model, i)
+            x, label = dataset_image(model, settings, i)
             extra = {"index": i}
         c = await run_in_threadpool(compression.compress_image, model, x, k, label)
         context["r"] = {**comparison_json(model, c), **extra}
@@ -386,19 +413,25 @@ async def compress_partial(
 
 @router.get("/ui/{name}/rate-distortion", response_class=HTMLResponse, include_in_schema=False)
 def rate_distortion_partial(
-    request: Request, model: ModelDep, templates: TemplatesDep, study: StudyDep
-) -> HTMLResponse:
+    request: Request, model: ModelDep, templates: TemplatesDep, settings: SettingsDep,
+    study: StudyDep,
+) -> HTMLResponse:  # fmt: skip
     """htmx: the study's plots, its numbers and what they say, loaded after the page."""
+    side = model.description.image_size
     context: dict[str, Any] = {
         "part": "rate-distortion",
         "name": model.name,
         "error": None,
         "psnr_cap": PSNR_CAP,
+        # MS-SSIM's scales at the model's image size (quality.ms_ssim_scales): 64 → 32 → 16
+        "scales": [side >> k for k in range(ms_ssim_scales(side))],
     }
     try:
-        rd = compression.rate_distortion(model, study)
+        split = study_split(model, settings)
+        rd = compression.rate_distortion(model, study, split)
         # Markup: our own SVG, every piece of text in it escaped by app.studies.compression_svg
-        context["plots"] = {m: Markup(svg_document(model, study, m)) for m in METRIC_NAMES}
+        plots = {m: Markup(svg_document(model, study, m, split)) for m in METRIC_NAMES}
+        context["plots"] = plots
         context["rd"] = rd
         context["findings"] = findings(rd)
     except InferenceError as e:

@@ -18,11 +18,11 @@ from fastapi.responses import HTMLResponse
 from app import imaging
 from app.data.corruption import MAX_LEVEL
 from app.imaging import ImageInputError
-from app.inference import InferenceError, ground_truth_of
+from app.inference import InferenceError
 from app.models.interface import ServedModel
 from app.settings import Settings
 from app.studies.denoise import NOISE_CHOICES, Denoising, corrupt_image, denoise, parse_mask
-from app.studies.quality import Quality
+from app.studies.quality import Quality, ms_ssim_scales
 from app.web import api
 from app.web.deps import (
     ModelDep,
@@ -33,7 +33,7 @@ from app.web.deps import (
     SettingsDep,
     TemplatesDep,
 )
-from app.web.errors import NotFoundError, NotInModelError, UploadTooLargeError
+from app.web.errors import DATA_UNAVAILABLE, NotFoundError, NotInModelError, UploadTooLargeError
 
 router = APIRouter(tags=["denoise"])
 pages = APIRouter(tags=["pages"], include_in_schema=False)
@@ -46,7 +46,8 @@ NOISE = {
 LEVEL = {"description": "σ, fraction of pixels, or fraction masked (for drawn: unused)"}
 SEED = {"ge": 0, "le": 2**31 - 1, "description": "the noise's random seed"}
 MASK = {
-    "description": "for noise=drawn: 64×64 bits, row-major, MSB first, as hex",
+    "description": "for noise=drawn: a bit per pixel of the model's image (64×64, 28×28), "
+    "row-major, MSB first, as hex",
     "json_schema_extra": {"x-mask": True},
 }
 NoiseQuery = Annotated[str, Query(**NOISE)]
@@ -99,9 +100,9 @@ def _clean_image(
         return x[None], None
     if index is None:
         raise InferenceError("give a dataset index or upload an image")
-    truth = api.dataset_of(model, served, index)
-    x = api.dataset_tensor(truth, index, served=served)
-    return x[None], int(truth.index_to_classes(index)[0, truth.label_factor])
+    images = api.dataset_images(model, settings, served, index)
+    x = api.dataset_tensor(images, index, served=served)
+    return x[None], images.label(index)
 
 
 def mask_bits(mask: str, model: ServedModel, served: Served | None = None) -> Any:
@@ -160,13 +161,14 @@ def _result_json(result: Denoising) -> dict[str, Any]:
     }
 
 
-@router.get("/api/models/{name}/denoise", openapi_extra=NOISE_CASES)
+@router.get("/api/models/{name}/denoise", openapi_extra=NOISE_CASES, responses=DATA_UNAVAILABLE)
 def denoise_dataset_image(
     model: ModelDep, settings: SettingsDep, served: ServedDep, index: api.DatasetIndex,
     noise: NoiseQuery = DEFAULT_NOISE, level: LevelQuery = 0.3, seed: SeedQuery = 0,
     mask: MaskQuery = None,
 ) -> dict[str, Any]:  # fmt: skip
-    """Corrupt dataset image `index` and give it to the model: the clean, corrupted and output
+    """Corrupt dataset image `index` (dSprites, or the test split of a model's dataset that has
+    one: Fashion-MNIST) and give it to the model: the clean, corrupted and output
     images (PNG data URLs) and PSNR (dB), SSIM and MS-SSIM of the corrupted input ("before") and
     of the output ("after") against the clean image. Each noise's level has its own range
     (gaussian σ ≤ 0.5, salt_pepper ≤ 0.3, mask ≤ 0.4); noise=drawn takes the painted `mask`."""
@@ -216,6 +218,7 @@ def _view(result: Denoising, models: list[ServedModel]) -> dict[str, Any]:
     return {
         "clean": api.data_url(imaging.png_bytes(result.clean[0])),
         "corrupted": api.data_url(imaging.png_bytes(result.corrupted[0])),
+        "ms_ssim_scales": ms_ssim_scales(result.clean.shape[-1]),  # 3 at 64×64, 2 at 28×28
         "before": result.before,
         "answers": [
             {
@@ -250,11 +253,13 @@ def denoise_page(
     try:
         pair = _pair(registry, a, b)
         context["a"], context["b"] = pair[0].name, pair[1].name
-        truth = ground_truth_of(pair[0])
-        context["dataset_images"] = truth.n_images if truth else None
-        context["dataset_name"] = truth.name if truth else None
-        if index is None and truth is not None:
-            index = 1_234 % truth.n_images  # a fixed default, so the page is the same each time
+        first = api.model_summary(pair[0], settings)
+        context["dataset_images"] = first["dataset_images"]
+        context["dataset_name"] = first["dataset_name"]
+        context["dataset_split"] = first["dataset_split"]
+        context["dataset_missing"] = first["dataset_missing"]
+        if index is None and first["dataset_images"]:
+            index = 1_234 % first["dataset_images"]  # a fixed default: the same page each time
         context["index"] = index
         if index is not None:
             result = _run(pair, index, None, noise, level, seed, None, settings)

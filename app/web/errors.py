@@ -31,6 +31,12 @@ class NotInModelError(NotFoundError, InferenceError):
     of a result (and catches InferenceError) shows this one too."""
 
 
+class DataUnavailableError(InferenceError):
+    """A dataset the request needs is not installed on the server (Fashion-MNIST's test
+    images): a 503 that says how to install it. Still an InferenceError, so a page shows the
+    message in place of a result; the model itself still serves."""
+
+
 class UploadTooLargeError(ValueError):
     """An upload over the size limit."""
 
@@ -38,6 +44,7 @@ class UploadTooLargeError(ValueError):
 _STATUS: dict[type[Exception], int] = {
     NotFoundError: 404,
     UploadTooLargeError: 413,
+    DataUnavailableError: 503,
     ImageInputError: 422,
     InferenceError: 422,
 }
@@ -67,6 +74,12 @@ BAD_BODY: Responses = {
     400: _error("Bad Request: the body could not be parsed (malformed JSON or multipart)")
 }
 TOO_LARGE: Responses = {413: _error("Content Too Large: the body is over the upload limit")}
+DATA_UNAVAILABLE: Responses = {
+    503: _error(
+        "Service Unavailable: the model's dataset images are not installed on the server "
+        "(the detail says how to install them)"
+    )
+}
 NOT_MODIFIED: Responses = {
     304: {"description": "Not Modified: If-None-Match named this response's ETag"}
 }

@@ -6,16 +6,26 @@ model lacks it). Without `served` (the pages), every such refusal is a 422."""
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Protocol
 
+import numpy as np
 import torch
 
 from app import inference
+from app.data.base import DatasetError
+from app.data.fashion_mnist import INSTALL as FASHION_MNIST_INSTALL
 from app.data.ground_truth import GroundTruth
-from app.inference import InferenceError, ground_truth_of
+from app.inference import (
+    DatasetImages,
+    InferenceError,
+    TestImages,
+    dataset_images_of,
+    ground_truth_of,
+)
 from app.models.interface import ServedModel
 from app.settings import Settings
 from app.web.deps import Served, latent_limit
-from app.web.errors import NotInModelError
+from app.web.errors import DataUnavailableError, NotInModelError
 
 
 def parse_latents(
@@ -105,15 +115,101 @@ def dataset_of(
     return truth
 
 
+def images_of(model: ServedModel, settings: Settings) -> DatasetImages | None:
+    """The model's dataset images by index (inference.dataset_images_of), None where it has
+    none; a DataUnavailableError (503) with how to install them where they are not installed."""
+    try:
+        return dataset_images_of(model, settings.fashion_mnist_dir)
+    except DatasetError as e:
+        problem = str(e).removesuffix(f"; {FASHION_MNIST_INSTALL}")  # the trainer's hint
+        raise DataUnavailableError(
+            f"model {model.name}'s dataset images, {model.description.dataset}'s test split, "
+            f"are not installed ({problem}): install Debian's package (sudo apt-get install "
+            "dataset-fashion-mnist) or set LATENT_EXPLORER_FASHION_MNIST_DIR to a folder "
+            "holding t10k-images-idx3-ubyte and t10k-labels-idx1-ubyte (.gz or not)"
+        ) from None
+
+
+def dataset_images(
+    model: ServedModel, settings: Settings, served: Served | None = None, index: int | None = None
+) -> DatasetImages:
+    """images_of, or an error saying the model has no dataset images (a model trained on an
+    image folder): a 404 where the schema calls the request valid, else a 422."""
+    images = images_of(model, settings)
+    if images is None:
+        error = NotInModelError if drawn_elsewhere(served, index) else InferenceError
+        raise error(
+            f"model {model.name} was trained on {model.description.dataset}, whose images cannot "
+            "be drawn by index: it has no dataset images to start from"
+        )
+    return images
+
+
+class Indexed(Protocol):
+    """Images by index: a GroundTruth or DatasetImages."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def n_images(self) -> int: ...
+
+    def image(self, index: int) -> np.ndarray: ...
+
+
 def dataset_tensor(
-    truth: GroundTruth, index: int, what: str = "index", served: Served | None = None
+    images: Indexed, index: int, what: str = "index", served: Served | None = None
 ) -> torch.Tensor:
     """Dataset image `index` as the (C, H, W) float tensor a model sees; a bad index is an
     error naming the range: a 404 when another served dataset has the image, else a 422."""
-    if not 0 <= index < truth.n_images:
+    if not 0 <= index < images.n_images:
         error = NotInModelError if drawn_elsewhere(served, index) else InferenceError
-        raise error(f"{what}: {truth.name} index must be in 0..{truth.n_images - 1}, got {index}")
-    return torch.from_numpy(truth.image(index))
+        name = images.noun if isinstance(images, TestImages) else images.name
+        raise error(f"{what}: {name} index must be in 0..{images.n_images - 1}, got {index}")
+    return torch.from_numpy(images.image(index))
+
+
+def picked_class(images: DatasetImages, text: str | int | None, what: str = "class") -> int | None:
+    """A class picker's value: None for any class ("" or absent), else a class of the test
+    split, checked; an InferenceError for a dataset that is not picked by class."""
+    if text is None or (isinstance(text, str) and not text.strip()):
+        return None
+    if not isinstance(images, TestImages):
+        raise InferenceError(f"{what}: {images.name} images are picked by index, not by class")
+    try:
+        label = int(text)
+    except ValueError:
+        raise InferenceError(f"{what} must be a whole number, got {text!r}") from None
+    names = images.label_names
+    if not 0 <= label < len(names):
+        listed = ", ".join(f"{i} {n}" for i, n in enumerate(names))
+        raise InferenceError(f"{what} must be in 0..{len(names) - 1} ({listed}), got {label}")
+    return label
+
+
+def nth_of_class(images: TestImages, label: int, nth: int, what: str = "image") -> int:
+    """The index of the `nth` (from 0) test image of class `label`."""
+    members = images.of_class(label)
+    if not 0 <= nth < len(members):
+        raise InferenceError(
+            f"{what}: {images.name}'s test split holds {len(members):,} images of class "
+            f"{images.label_names[label]}: the number within the class must be in "
+            f"0..{len(members) - 1}, got {nth}"
+        )
+    return int(members[nth])
+
+
+def random_index(
+    images: DatasetImages, rng: np.random.Generator, of_class: str | None = None
+) -> int:
+    """A random dataset image, of class `of_class` where one is named (picked_class)."""
+    label = picked_class(images, of_class)
+    if label is None or not isinstance(images, TestImages):
+        return int(rng.integers(images.n_images))
+    members = images.of_class(label)
+    if not len(members):
+        raise InferenceError(f"{images.name}'s test split holds no {images.label_names[label]}")
+    return int(rng.choice(members))
 
 
 def hundredths(value: float, name: str) -> int:

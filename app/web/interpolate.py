@@ -1,5 +1,7 @@
 """The interpolate view: two images (uploaded or from the dataset) → encoded → a strip of N steps,
-linear and spherical, an animated playback, PNG and GIF downloads."""
+linear and spherical, an animated playback, PNG and GIF downloads. A model whose dataset has a
+test split (Fashion-MNIST) picks its ends from the test images by class, and opens on the path
+from a sneaker to an ankle boot."""
 
 from __future__ import annotations
 
@@ -12,16 +14,20 @@ from fastapi import APIRouter, Form, Request, UploadFile
 from fastapi.responses import HTMLResponse
 
 from app import imaging, inference
-from app.data.ground_truth import ground_truth
 from app.imaging import ImageInputError
-from app.inference import InferenceError, ground_truth_of
+from app.inference import DatasetImages, InferenceError, TestImages
 from app.models.interface import ServedModel
 from app.settings import Settings
 from app.web import api
 from app.web.deps import ModelDep, RegistryDep, SettingsDep, TemplatesDep
 from app.web.errors import UploadTooLargeError
+from app.web.inputs import nth_of_class, picked_class
 
 router = APIRouter(tags=["pages"], include_in_schema=False)
+
+# a test split's default ends: the first sneaker and the first ankle boot (Fashion-MNIST's
+# classes 7 and 9), two shoes far enough apart for the path between them to show something
+DEFAULT_CLASSES = (7, 9)
 
 
 def _strip_context(
@@ -51,18 +57,27 @@ def interpolate_page(
         return templates.TemplateResponse(request, "empty.html", {}, status_code=503)
     name = model if model is not None and model in registry else next(iter(registry))
     ckpt = registry[name]
-    truth = ground_truth_of(ckpt)
-    rng = np.random.default_rng()
+    summary = api.model_summary(ckpt, settings)
+    images = api.images_of(ckpt, settings) if summary["dataset_images"] else None
     context: dict[str, Any] = {
         "models": [api.model_summary(c) for c in registry.values()],
-        "model": api.model_summary(ckpt),
+        "model": summary,
         "steps": min(max(steps, 2), settings.max_interpolate_steps),
         "max_steps": settings.max_interpolate_steps,
-        "index_a": int(rng.integers(truth.n_images)) if truth else None,
-        "index_b": int(rng.integers(truth.n_images)) if truth else None,
+        "index_a": None,
+        "index_b": None,
+        "classes": {"a": None, "b": None},
+        "label": label,
         "strips": None,
         "error": None,
     }
+    if isinstance(images, TestImages):
+        defaults = [_first_of_class(images, c) for c in DEFAULT_CLASSES]
+        context["index_a"], context["index_b"] = defaults
+        context["classes"] = {"a": DEFAULT_CLASSES[0], "b": DEFAULT_CLASSES[1]}
+    elif images is not None:
+        rng = np.random.default_rng()
+        context["index_a"], context["index_b"] = (int(rng.integers(images.n_images)) for _ in "ab")
     if z0 and z1:
         try:
             a = api.parse_latents(z0, ckpt, settings, "z0")
@@ -71,7 +86,41 @@ def interpolate_page(
             context["error"] = str(e)
         else:
             context["strips"] = _strip_context(ckpt, _fmt(a), _fmt(b), context["steps"], label)
+    elif isinstance(images, TestImages):  # open on the default ends' path
+        ends = [context["index_a"], context["index_b"]]
+        context.update(_encoded_ends(ckpt, images, ends, context["steps"], label))
     return templates.TemplateResponse(request, "interpolate.html", context)
+
+
+def _first_of_class(images: TestImages, label: int) -> int:
+    """The first test image of class `label`; the first image where the split has none."""
+    if not 0 <= label < len(images.label_names):
+        return 0
+    members = images.of_class(label)
+    return int(members[0]) if len(members) else 0
+
+
+def _encoded_ends(
+    ckpt: ServedModel, images: DatasetImages, indices: list[int], steps: int, label: int | None
+) -> dict[str, Any]:
+    """The strips between the μ of two dataset images (a CVAE's class: `label`, else image
+    A's own), with the images and what they are."""
+    if ckpt.description.kind != "cvae":
+        label = None
+    elif label is None or not 0 <= label < ckpt.description.n_labels:
+        label = images.label(indices[0])
+    ends = [torch.from_numpy(images.image(i)) for i in indices]
+    enc = inference.encode_images(ckpt, torch.stack(ends), label)
+    return {
+        "label": label,
+        "strips": _strip_context(ckpt, _fmt(enc.mu[0]), _fmt(enc.mu[1]), steps, label),
+        "inputs": [api.data_url(imaging.png_bytes(x)) for x in ends],
+        "captions": [_caption(images, i) for i in indices],
+    }
+
+
+def _caption(images: DatasetImages, index: int) -> str:
+    return f"{images.noun} {index:,}: {images.describe(index)}"
 
 
 def _fmt(z: torch.Tensor) -> str:
@@ -79,10 +128,12 @@ def _fmt(z: torch.Tensor) -> str:
 
 
 async def _end(
-    ckpt: ServedModel, settings: Settings, upload: UploadFile | None, index: int | None, which: str
-) -> torch.Tensor:
-    """One end of the path as the image the model sees: the upload if one was given, else the
-    dSprites image `index`."""
+    ckpt: ServedModel, settings: Settings, upload: UploadFile | None, index: int | None,
+    which: str, of_class: str | None = None, nth: int | None = None,
+) -> tuple[torch.Tensor, str, int | None]:  # fmt: skip
+    """One end of the path as the image the model sees, what it is and its class (None for an
+    upload): the upload if one was given, else the dataset image `index`, or for a test split
+    the `nth` (from 0) test image of class `of_class` where one is named."""
     cfg = ckpt.description
     if upload is not None and upload.filename:
         data = await upload.read(settings.max_upload_bytes + 1)
@@ -92,17 +143,22 @@ async def _end(
                 f"{settings.max_upload_bytes:,} bytes"
             )
         try:
-            return imaging.load_upload(
+            loaded, _ = imaging.load_upload(
                 data, cfg.image_size, cfg.channels, settings.max_upload_pixels
-            )[0]
+            )
         except ImageInputError as e:
             raise ImageInputError(f"image {which}: {e}") from None
+        return loaded, f"your upload ({upload.filename})", None
+    images = api.images_of(ckpt, settings)
+    if images is None:
+        raise InferenceError(f"image {which}: {ckpt.name} has no dataset images; upload a file")
+    label = picked_class(images, of_class, f"image {which}: class")
+    if label is not None and isinstance(images, TestImages):
+        index = nth_of_class(images, label, nth or 0, f"image {which}")
     if index is None:
         raise InferenceError(f"image {which}: upload a file or give a dataset index")
-    truth = ground_truth(cfg.dataset, cfg.shape)
-    if truth is None:
-        raise InferenceError(f"image {which}: {ckpt.name} has no dataset images; upload a file")
-    return api.dataset_tensor(truth, index, f"image {which}")
+    x = api.dataset_tensor(images, index, f"image {which}")
+    return x, _caption(images, index), images.label(index)
 
 
 @router.post("/ui/{name}/interpolate", response_class=HTMLResponse)
@@ -111,19 +167,28 @@ async def interpolate_partial(
     steps: Annotated[int, Form()] = 8,
     file_a: UploadFile | None = None, file_b: UploadFile | None = None,
     index_a: Annotated[int | None, Form()] = None, index_b: Annotated[int | None, Form()] = None,
+    class_a: Annotated[str | None, Form()] = None, class_b: Annotated[str | None, Form()] = None,
+    nth_a: Annotated[int | None, Form()] = None, nth_b: Annotated[int | None, Form()] = None,
     label: Annotated[int | None, Form()] = None,
 ) -> HTMLResponse:  # fmt: skip
-    """htmx: encode both ends and show the strips; the URL is replaced so it can be shared."""
+    """htmx: encode both ends and show the strips; the URL is replaced so it can be shared. Each
+    end is the upload if one was given, else for a test split the nth test image of the class
+    named (class_a, nth_a), else the dataset image index_a."""
     context: dict[str, Any] = {"model": api.model_summary(model), "strips": None, "error": None}
     try:
         if not 2 <= steps <= settings.max_interpolate_steps:
             raise InferenceError(
                 f"steps must be in 2..{settings.max_interpolate_steps}, got {steps}"
             )
-        ends = [await _end(model, settings, file_a, index_a, "A"),
-                await _end(model, settings, file_b, index_b, "B")]  # fmt: skip
+        (a, caption_a, own_a), (b, caption_b, _) = [
+            await _end(model, settings, file_a, index_a, "A", class_a, nth_a),
+            await _end(model, settings, file_b, index_b, "B", class_b, nth_b),
+        ]
         if model.description.kind != "cvae":
             label = None
+        elif label is None:
+            label = own_a  # image A's own class (class 0 for an upload, as the encoder's default)
+        ends = [a, b]
         enc = inference.encode_images(model, torch.stack(ends), label)
     except (ImageInputError, InferenceError, UploadTooLargeError) as e:
         context["error"] = str(e)
@@ -133,6 +198,7 @@ async def interpolate_partial(
     z0, z1 = _fmt(enc.mu[0]), _fmt(enc.mu[1])
     context["strips"] = _strip_context(model, z0, z1, steps, label)
     context["inputs"] = [api.data_url(imaging.png_bytes(x)) for x in ends]
+    context["captions"] = [caption_a, caption_b]
     query = {"model": model.name, "z0": z0, "z1": z1, "steps": steps}
     if label is not None:
         query["label"] = label

@@ -20,6 +20,7 @@ from app.settings import Settings
 from app.web import api, cards
 from app.web.deps import ModelDep, RegistryDep, SettingsDep, TemplatesDep
 from app.web.errors import NotFoundError, UploadTooLargeError
+from app.web.inputs import random_index
 from app.web.sliders import (
     SliderRange,
     landing_model,
@@ -81,7 +82,7 @@ def explore(
     label = _page_label(ckpt if ckpt.description.kind == "cvae" else None, label)
     context = {
         "models": [api.model_summary(c) for c in registry.values()],
-        "model": api.model_summary(ckpt),
+        "model": api.model_summary(ckpt, settings),
         "rows": slider_rows([ckpt], values, ranges),
         "ae_vs_vae": _ae_vs_vae(registry),
         "partner": _partner(registry, ckpt),
@@ -250,14 +251,17 @@ async def encode_upload_partial(
 
 @router.get("/ui/{name}/encode", response_class=HTMLResponse)
 def encode_dataset_partial(
-    request: Request, model: ModelDep, templates: TemplatesDep,
+    request: Request, model: ModelDep, templates: TemplatesDep, settings: SettingsDep,
     index: Annotated[int | None, Query(ge=0)] = None, label: int | None = None,
+    of_class: Annotated[str | None, Query(alias="class")] = None,
 ) -> HTMLResponse:  # fmt: skip
-    """htmx: encode a dataset image (a random one when no index is given)."""
+    """htmx: encode a dataset image (a random one when no index is given: of class `class`
+    where the model's dataset is a test split and the picker names one)."""
     try:
         if index is None:
-            index = int(np.random.default_rng().integers(api.dataset_of(model).n_images))
-        result = api.encode_dataset_image(model, index, label)
+            images = api.dataset_images(model, settings)
+            index = random_index(images, np.random.default_rng(), of_class)
+        result = api.encode_dataset_image(model, settings, index, label)
     except (InferenceError, NotFoundError) as e:
         return _encode_partial(request, templates, model, None, str(e))
     return _encode_partial(request, templates, model, result, None)

@@ -20,7 +20,8 @@ import numpy as np
 import torch
 
 from app import inference
-from app.inference import ground_truth_of
+from app.data.base import DatasetError
+from app.inference import dataset_images_of, ground_truth_of
 from app.models.interface import ServedModel
 from app.settings import Settings
 from app.studies.cache import SharedResults
@@ -152,25 +153,29 @@ class Start:
 
     z: list[float]
     index: int | None  # the dataset image, None when the model has none to draw
-    description: str  # what the image is, in words ("ellipse, scale 3/6, ...")
+    description: str  # what the image is, in words ("ellipse, scale 3/6, ...", "ankle boot")
     label: int | None
+    noun: str = ""  # what one of its dataset's images is called ("Fashion-MNIST test image")
 
 
 def landing_start(ckpt: ServedModel, settings: Settings) -> Start:
-    """The model's code of a typical dataset image (each factor at the middle of its range,
-    unless the settings name an image): the first picture is the model's reconstruction of a
-    real sprite, and every active latent's slider moves it."""
-    truth = ground_truth_of(ckpt)
-    if truth is None:
+    """The model's code of a typical dataset image (each factor at the middle of its range; a
+    test split's first image; unless the settings name an image): the first picture is the
+    model's reconstruction of a real sprite or garment, and every active latent's slider
+    moves it. From z = 0 where the model has no dataset images or they are not installed."""
+    try:
+        images = dataset_images_of(ckpt, settings.fashion_mnist_dir)
+    except DatasetError:
+        images = None  # the explore page says how to install them
+    if images is None:
         return Start([0.0] * ckpt.description.latent_dim, None, "", None)
-    if settings.landing_image is not None and 0 <= settings.landing_image < truth.n_images:
+    if settings.landing_image is not None and 0 <= settings.landing_image < images.n_images:
         index = settings.landing_image
     else:
-        index = truth.middle_index
-    classes = truth.index_to_classes(index)[0]
-    label = int(classes[truth.label_factor]) if ckpt.description.kind == "cvae" else None
-    x = torch.from_numpy(truth.image(index))[None]
+        index = images.default_index
+    label = images.label(index) if ckpt.description.kind == "cvae" else None
+    x = torch.from_numpy(images.image(index))[None]
     mu = inference.encode_images(ckpt, x, label).mu[0]
     ranges = slider_ranges(ckpt)
     z = [round(r.clamp(v), 2) for r, v in zip(ranges, mu.tolist(), strict=True)]
-    return Start(z, index, truth.describe(classes), label)
+    return Start(z, index, images.describe(index), label, images.noun)
