@@ -20,6 +20,7 @@ from app.web import (
     denoise,
     errors,
     figure2,
+    gallery,
     interpolate,
     openapi,
     pages,
@@ -69,6 +70,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(pages.router)
     app.include_router(interpolate.router)
     app.include_router(figure2.router)
+    app.include_router(gallery.router)
     app.include_router(compress.router)
     app.include_router(denoise.router)
     app.include_router(denoise.pages)

@@ -144,6 +144,8 @@
       const link = root.querySelector(`a.traverse-download[data-model="${model}"]`);
       if (img) img.src = base;
       if (link) link.href = `${base}&scale=2`;
+      const classGrid = root.querySelector(`img.class-grid[data-model="${model}"]`);
+      if (classGrid) classGrid.src = `${classGrid.dataset.base}&z=${zText()}`;
     }
     // first paint: the server already rendered the URL's state into the fallback <img>
     const first = root.querySelector(`img.decoded-initial[data-model="${model}"]`);
