@@ -27,6 +27,7 @@ from app.data.test_split import TestSplit
 from app.imaging import ImageInputError
 from app.inference import InferenceError, TestImages
 from app.models.interface import ServedModel
+from app.photo_fit import form_of
 from app.settings import Settings
 from app.studies import compression, compression_svg
 from app.studies.compression import Comparison, CompressionError, Study
@@ -144,16 +145,23 @@ def dataset_image(
 
 
 async def read_upload(
-    model: ServedModel, settings: Settings, file: UploadFile
-) -> tuple[torch.Tensor, dict[str, object]]:
-    """An uploaded file → the image the model sees, checked as every upload is (api.py)."""
+    model: ServedModel, settings: Settings, file: UploadFile, fit: bool
+) -> tuple[torch.Tensor, dict[str, Any]]:
+    """An uploaded file → the image the model sees, checked as every upload is and, with `fit`,
+    fitted to the form of the model's data as there (api.encode_upload), and what the answer
+    says of it: `fitted`, and `notes` (`notes.fit` lists the fitting's steps)."""
     data = await file.read(settings.max_upload_bytes + 1)
     if len(data) > settings.max_upload_bytes:
         raise UploadTooLargeError(
             f"file is larger than the upload limit of {settings.max_upload_bytes:,} bytes"
         )
     cfg = model.description
-    return imaging.load_upload(data, cfg.image_size, cfg.channels, settings.max_upload_pixels)
+    form = form_of(cfg.dataset) if fit else None
+    x, notes = imaging.load_upload(
+        data, cfg.image_size, cfg.channels, settings.max_upload_pixels, form
+    )
+    fitted = bool(notes.pop("fitted", False))
+    return x, {"fitted": fitted, "notes": notes}
 
 
 # (metric, weights, name, study, test images) → SVG text: a registry is read-only, so built
@@ -227,13 +235,16 @@ async def compress_upload(
             json_schema_extra={"x-class-index": True},
         ),
     ] = None,
+    fit: api.FitField = True,
 ) -> dict[str, Any]:
     """The same for an uploaded image (validated as every upload is). A CVAE without a label
-    tries every class and keeps the best: the class is part of the code."""
+    tries every class and keeps the best: the class is part of the code. A Fashion-MNIST or
+    MNIST photo is first fitted to the data's form, as for encode (`fit`, `fitted`,
+    `notes.fit`)."""
     api.check_label(model, label, served)
-    x, notes = await read_upload(model, settings, file)
+    x, about = await read_upload(model, settings, file, fit)
     c = await run_in_threadpool(compression.compress_image, model, x, bits, label)
-    return {**comparison_json(model, c), "notes": notes}
+    return {**comparison_json(model, c), **about}
 
 
 @router.get("/api/models/{name}/rate-distortion", responses=DATA_UNAVAILABLE)
@@ -325,6 +336,7 @@ def _result_context(
         "random_url": _page_url(model, bits, random_index) if images else None,
         "shared_state": SHARED_STATE,
         "psnr_cap": PSNR_CAP,
+        "photo_form": form_of(model.description.dataset) is not None,
         "r": None,
         "error": None,
         "oob": False,
@@ -373,10 +385,11 @@ async def compress_partial(
     source: Annotated[Literal["dataset", "upload"], Form()] = "dataset",
     index: Annotated[str | None, Form()] = None,
     bits: Annotated[str | None, Form()] = None,
-    file: UploadFile | None = None,
+    file: UploadFile | None = None, fit: Annotated[bool, Form()] = False,
 ) -> HTMLResponse:  # fmt: skip
     """htmx: compress the dataset image or the upload at the chosen bits; the URL is replaced
-    so that a dataset image's view can be shared (an upload cannot live in a URL)."""
+    so that a dataset image's view can be shared (an upload cannot live in a URL). `fit` is the
+    page's checkbox, which a browser leaves out when unticked: absent here means off."""
     context = _result_context(registry, model, settings, DEFAULT_BITS, None, source)
     context["oob"] = True
     status = 200
@@ -390,8 +403,8 @@ async def compress_partial(
         if source == "upload":
             if file is None or not file.filename:
                 raise ImageInputError("choose an image file to upload")
-            x, notes = await read_upload(model, settings, file)
-            label, extra = None, {"notes": notes}
+            x, extra = await read_upload(model, settings, file, fit)
+            label = None
         else:
             if i is None:
                 raise CompressionError("give a dataset image index, or upload an image")

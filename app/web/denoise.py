@@ -20,6 +20,7 @@ from app.data.corruption import MAX_LEVEL
 from app.imaging import ImageInputError
 from app.inference import InferenceError
 from app.models.interface import ServedModel
+from app.photo_fit import form_of
 from app.settings import Settings
 from app.studies.denoise import NOISE_CHOICES, Denoising, corrupt_image, denoise, parse_mask
 from app.studies.quality import Quality, ms_ssim_scales
@@ -91,18 +92,24 @@ def default_pair(registry: Mapping[str, ServedModel]) -> tuple[str, str]:
 
 def _clean_image(
     model: ServedModel, index: int | None, upload: bytes | None, settings: Settings,
-    served: Served | None = None,
-) -> tuple[torch.Tensor, int | None]:  # fmt: skip
-    """The clean image (1, C, H, W) and its class, from the upload or the dataset."""
+    served: Served | None = None, fit: bool = False,
+) -> tuple[torch.Tensor, int | None, dict[str, Any]]:  # fmt: skip
+    """The clean image (1, C, H, W), its class, and what was done to an upload (`fitted`, and
+    `notes` from app.imaging.load_upload; nothing for a dataset image), from the upload, with
+    `fit` fitted to the form of the model's data (app.photo_fit), or from the dataset."""
     cfg = model.description
     if upload is not None:
-        x, _ = imaging.load_upload(upload, cfg.image_size, cfg.channels, settings.max_upload_pixels)
-        return x[None], None
+        form = form_of(cfg.dataset) if fit else None
+        x, notes = imaging.load_upload(
+            upload, cfg.image_size, cfg.channels, settings.max_upload_pixels, form
+        )
+        fitted = bool(notes.pop("fitted", False))
+        return x[None], None, {"fitted": fitted, "notes": notes}
     if index is None:
         raise InferenceError("give a dataset index or upload an image")
     images = api.dataset_images(model, settings, served, index)
     x = api.dataset_tensor(images, index, served=served)
-    return x[None], images.label(index)
+    return x[None], images.label(index), {}
 
 
 def mask_bits(mask: str, model: ServedModel, served: Served | None = None) -> Any:
@@ -128,7 +135,9 @@ def mask_bits(mask: str, model: ServedModel, served: Served | None = None) -> An
 def _run(
     models: list[ServedModel], index: int | None, upload: bytes | None, noise: str, level: float,
     seed: int, mask: str | None, settings: Settings, served: Served | None = None,
-) -> Denoising:  # fmt: skip
+    fit: bool = False,
+) -> tuple[Denoising, dict[str, Any]]:  # fmt: skip
+    """The models on the corrupted image, and what was done to an upload (_clean_image)."""
     first = models[0]
     shapes = {(m.description.channels, m.description.image_size) for m in models}
     if len(shapes) > 1:
@@ -141,9 +150,9 @@ def _run(
     if not math.isfinite(level):
         raise InferenceError(f"level must be a finite number, got {level}")
     bits = mask_bits(mask, first, served) if mask is not None else None
-    clean, label = _clean_image(first, index, upload, settings, served)
+    clean, label, about = _clean_image(first, index, upload, settings, served, fit)
     corrupted = corrupt_image(clean, noise, level, seed, bits)
-    return denoise(models, clean, corrupted, label)
+    return denoise(models, clean, corrupted, label), about
 
 
 def _quality_json(q: Quality) -> dict[str, float]:
@@ -172,7 +181,8 @@ def denoise_dataset_image(
     images (PNG data URLs) and PSNR (dB), SSIM and MS-SSIM of the corrupted input ("before") and
     of the output ("after") against the clean image. Each noise's level has its own range
     (gaussian σ ≤ 0.5, salt_pepper ≤ 0.3, mask ≤ 0.4); noise=drawn takes the painted `mask`."""
-    return _result_json(_run([model], index, None, noise, level, seed, mask, settings, served))
+    result, _ = _run([model], index, None, noise, level, seed, mask, settings, served)
+    return _result_json(result)
 
 
 async def _read_upload(file: UploadFile | None, settings: Settings) -> bytes | None:
@@ -192,12 +202,15 @@ async def denoise_upload(
     noise: Annotated[str, Form(**NOISE)] = DEFAULT_NOISE,
     level: Annotated[float, Form(**LEVEL)] = 0.3,
     seed: Annotated[int, Form(**SEED)] = 0, mask: Annotated[str | None, Form(**MASK)] = None,
+    fit: api.FitField = True,
 ) -> dict[str, Any]:  # fmt: skip
-    """The same for an uploaded image (multipart field `file`)."""
+    """The same for an uploaded image (multipart field `file`). A Fashion-MNIST or MNIST photo
+    is first fitted to the data's form, as for encode (`fit`, `fitted`, `notes.fit`)."""
     data = await _read_upload(file, settings)
     if data is None:
         raise InferenceError("the file is empty")
-    return _result_json(_run([model], None, data, noise, level, seed, mask, settings, served))
+    result, about = _run([model], None, data, noise, level, seed, mask, settings, served, fit)
+    return {**_result_json(result), **about}
 
 
 # --- the page -------------------------------------------------------------------------------
@@ -233,6 +246,12 @@ def _view(result: Denoising, models: list[ServedModel]) -> dict[str, Any]:
     }
 
 
+def _fit_switch(model: ServedModel, on: bool) -> bool | None:
+    """The form's fit switch: ticked or not for a model whose data has a form (Fashion-MNIST,
+    MNIST), None (not shown) for any other."""
+    return on if form_of(model.description.dataset) is not None else None
+
+
 @pages.get("/denoise", response_class=HTMLResponse)
 def denoise_page(
     request: Request, registry: RegistryDep, templates: TemplatesDep, settings: SettingsDep,
@@ -245,7 +264,7 @@ def denoise_page(
     context: dict[str, Any] = {
         "models": [api.model_summary(c) for c in registry.values()],
         "noise": noise, "seed": seed, "noises": NOISE_CHOICES, "error": None, "result": None,
-        "max_levels": {**MAX_LEVEL, "drawn": 0.0},
+        "max_levels": {**MAX_LEVEL, "drawn": 0.0}, "fit_switch": None,
     }  # fmt: skip
     level = DEFAULT_LEVEL.get(noise, 0.3) if level is None else level
     context["level"] = level
@@ -253,6 +272,7 @@ def denoise_page(
     try:
         pair = _pair(registry, a, b)
         context["a"], context["b"] = pair[0].name, pair[1].name
+        context["fit_switch"] = _fit_switch(pair[0], True)
         first = api.model_summary(pair[0], settings)
         context["dataset_images"] = first["dataset_images"]
         context["dataset_name"] = first["dataset_name"]
@@ -262,7 +282,7 @@ def denoise_page(
             index = 1_234 % first["dataset_images"]  # a fixed default: the same page each time
         context["index"] = index
         if index is not None:
-            result = _run(pair, index, None, noise, level, seed, None, settings)
+            result, _ = _run(pair, index, None, noise, level, seed, None, settings)
             context["result"] = _view(result, pair)
     except (InferenceError, NotFoundError) as e:
         context["error"] = str(e)
@@ -280,16 +300,24 @@ async def denoise_partial(
     noise: Annotated[str, Form()] = "gaussian", level: Annotated[float, Form()] = 0.3,
     seed: Annotated[int, Form(ge=0, le=2**31 - 1)] = 0,
     mask: Annotated[str | None, Form()] = None,
+    fit: Annotated[bool, Form()] = False, fit_offered: Annotated[bool, Form()] = False,
 ) -> HTMLResponse:  # fmt: skip
     """htmx: the result panel for the form's state; the URL follows (unless the image was
-    uploaded or the mask painted, which a URL cannot hold)."""
-    context: dict[str, Any] = {"error": None, "result": None}
+    uploaded or the mask painted, which a URL cannot hold). `fit` is the checkbox, which a
+    browser leaves out when unticked; `fit_offered` says the form showed it. Where it did not
+    (model A's data had no form), an upload is fitted as the switch's default has it, and the
+    switch is redrawn out of band for the models now chosen."""
+    context: dict[str, Any] = {"error": None, "result": None, "oob": True}
+    fit = fit or not fit_offered
     try:
         pair = _pair(registry, a, b)
+        context["fit_switch"] = _fit_switch(pair[0], fit)
         upload = await _read_upload(file, settings)
-        result = _run(pair, None if upload else index, upload, noise, level, seed,
-                      (mask or None) if noise == "drawn" else None, settings)  # fmt: skip
-        context["result"] = _view(result, pair)
+        drawn = (mask or None) if noise == "drawn" else None
+        result, about = _run(
+            pair, None if upload else index, upload, noise, level, seed, drawn, settings, fit=fit
+        )
+        context["result"] = {**_view(result, pair), **about}
     except (ImageInputError, InferenceError, NotFoundError, UploadTooLargeError) as e:
         context["error"] = str(e)
         return templates.TemplateResponse(

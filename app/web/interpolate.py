@@ -17,6 +17,7 @@ from app import imaging, inference
 from app.imaging import ImageInputError
 from app.inference import DatasetImages, InferenceError, TestImages
 from app.models.interface import ServedModel
+from app.photo_fit import form_of
 from app.settings import Settings
 from app.web import api
 from app.web.deps import ModelDep, RegistryDep, SettingsDep, TemplatesDep
@@ -70,6 +71,7 @@ def interpolate_page(
         "label": label,
         "strips": None,
         "error": None,
+        "photo_form": form_of(ckpt.description.dataset) is not None,
     }
     if isinstance(images, TestImages):
         defaults = [_first_of_class(images, c) for c in DEFAULT_CLASSES]
@@ -129,11 +131,13 @@ def _fmt(z: torch.Tensor) -> str:
 
 async def _end(
     ckpt: ServedModel, settings: Settings, upload: UploadFile | None, index: int | None,
-    which: str, of_class: str | None = None, nth: int | None = None,
-) -> tuple[torch.Tensor, str, int | None]:  # fmt: skip
-    """One end of the path as the image the model sees, what it is and its class (None for an
-    upload): the upload if one was given, else the dataset image `index`, or for a test split
-    the `nth` (from 0) test image of class `of_class` where one is named."""
+    which: str, of_class: str | None = None, nth: int | None = None, fit: bool = False,
+) -> tuple[torch.Tensor, str, int | None, dict[str, object] | None]:  # fmt: skip
+    """One end of the path as the image the model sees, what it is, its class (None for an
+    upload) and, for an upload fitted or not, how (app.imaging.load_upload's notes): the upload
+    if one was given, fitted to the data's form if `fit` (app.photo_fit), else the dataset image
+    `index`, or for a test split the `nth` (from 0) test image of class `of_class` where one is
+    named."""
     cfg = ckpt.description
     if upload is not None and upload.filename:
         data = await upload.read(settings.max_upload_bytes + 1)
@@ -142,13 +146,14 @@ async def _end(
                 f"image {which} is larger than the upload limit of "
                 f"{settings.max_upload_bytes:,} bytes"
             )
+        form = form_of(cfg.dataset) if fit else None
         try:
-            loaded, _ = imaging.load_upload(
-                data, cfg.image_size, cfg.channels, settings.max_upload_pixels
+            loaded, notes = imaging.load_upload(
+                data, cfg.image_size, cfg.channels, settings.max_upload_pixels, form
             )
         except ImageInputError as e:
             raise ImageInputError(f"image {which}: {e}") from None
-        return loaded, f"your upload ({upload.filename})", None
+        return loaded, f"your upload ({upload.filename})", None, notes
     images = api.images_of(ckpt, settings)
     if images is None:
         raise InferenceError(f"image {which}: {ckpt.name} has no dataset images; upload a file")
@@ -158,7 +163,7 @@ async def _end(
     if index is None:
         raise InferenceError(f"image {which}: upload a file or give a dataset index")
     x = api.dataset_tensor(images, index, f"image {which}")
-    return x, _caption(images, index), images.label(index)
+    return x, _caption(images, index), images.label(index), None
 
 
 @router.post("/ui/{name}/interpolate", response_class=HTMLResponse)
@@ -169,20 +174,22 @@ async def interpolate_partial(
     index_a: Annotated[int | None, Form()] = None, index_b: Annotated[int | None, Form()] = None,
     class_a: Annotated[str | None, Form()] = None, class_b: Annotated[str | None, Form()] = None,
     nth_a: Annotated[int | None, Form()] = None, nth_b: Annotated[int | None, Form()] = None,
-    label: Annotated[int | None, Form()] = None,
+    label: Annotated[int | None, Form()] = None, fit: Annotated[bool, Form()] = False,
 ) -> HTMLResponse:  # fmt: skip
     """htmx: encode both ends and show the strips; the URL is replaced so it can be shared. Each
-    end is the upload if one was given, else for a test split the nth test image of the class
-    named (class_a, nth_a), else the dataset image index_a."""
+    end is the upload if one was given (fitted to the data's form if `fit`: the page's
+    checkbox, which a browser leaves out when unticked, so absent means off), else for a test
+    split the nth test image of the class named (class_a, nth_a), else the dataset image
+    index_a."""
     context: dict[str, Any] = {"model": api.model_summary(model), "strips": None, "error": None}
     try:
         if not 2 <= steps <= settings.max_interpolate_steps:
             raise InferenceError(
                 f"steps must be in 2..{settings.max_interpolate_steps}, got {steps}"
             )
-        (a, caption_a, own_a), (b, caption_b, _) = [
-            await _end(model, settings, file_a, index_a, "A", class_a, nth_a),
-            await _end(model, settings, file_b, index_b, "B", class_b, nth_b),
+        (a, caption_a, own_a, notes_a), (b, caption_b, _, notes_b) = [
+            await _end(model, settings, file_a, index_a, "A", class_a, nth_a, fit),
+            await _end(model, settings, file_b, index_b, "B", class_b, nth_b, fit),
         ]
         if model.description.kind != "cvae":
             label = None
@@ -199,6 +206,7 @@ async def interpolate_partial(
     context["strips"] = _strip_context(model, z0, z1, steps, label)
     context["inputs"] = [api.data_url(imaging.png_bytes(x)) for x in ends]
     context["captions"] = [caption_a, caption_b]
+    context["notes"] = [notes_a, notes_b]
     query = {"model": model.name, "z0": z0, "z1": z1, "steps": steps}
     if label is not None:
         query["label"] = label
