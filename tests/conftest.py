@@ -115,3 +115,14 @@ def fashion_models(tmp_path_factory: pytest.TempPathFactory, fashion_dir: Path) 
         )  # fmt: skip
         assert train(args) == 0
     return {name: root / name for name in specs}
+
+
+@pytest.fixture(scope="module")
+def fashion_client(fashion_models, fashion_dir, tmp_path_factory):
+    """A TestClient on a server of the tiny Fashion-MNIST models, reading `fashion_dir`."""
+    root = tmp_path_factory.mktemp("served-fashion")
+    for name, folder in fashion_models.items():
+        shutil.copytree(folder, root / name)
+    settings = Settings(checkpoints_dir=root, fashion_mnist_dir=fashion_dir)
+    with TestClient(create_app(settings)) as c:
+        yield c

@@ -182,3 +182,33 @@ def test_a_colour_shapes_model_is_scored_on_its_own_six_factors(tmp_path):
         assert "chance 0.17" in scores["beta_vae"]["settings"]
         assert all(0 <= scores[m]["mean"] <= 1 for m in METRICS if m != "active_latents")
     assert "true shape label" in scores["mig"]["settings"]
+
+
+def test_scores_are_not_written_over_weights_saved_while_they_were_computed(tmp_path):
+    """A training run that saves over the folder while `evaluate` runs: nothing is written, and
+    the error says why; with the weights left alone the result lands in the card."""
+    import torch
+
+    from app.checkpoints import load_checkpoint, save_checkpoint
+    from app.metrics.evaluate import EvaluationError, score_into_card
+    from app.models import VAE, ModelConfig
+
+    folder = tmp_path / "m"
+    torch.manual_seed(0)
+    save_checkpoint(folder, VAE(ModelConfig(image_size=32)), {"name": "m"})
+
+    def write(path, result):
+        from app.card_file import update_card
+
+        return update_card(path, lambda card: {**card, "scored": result})
+
+    def score_while_a_run_saves(served):
+        torch.manual_seed(1)
+        save_checkpoint(folder, VAE(ModelConfig(image_size=32)), {"name": "m"})
+        return {"digest": served.digest, "value": 1}
+
+    with pytest.raises(EvaluationError, match="the weights changed while they were scored"):
+        score_into_card(folder, score_while_a_run_saves, write, "scores")
+    assert "scored" not in load_checkpoint(folder).card
+    score_into_card(folder, lambda served: {"digest": served.digest, "value": 2}, write, "scores")
+    assert load_checkpoint(folder).card["scored"]["value"] == 2

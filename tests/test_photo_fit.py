@@ -6,17 +6,12 @@ from __future__ import annotations
 
 import base64
 import io
-import shutil
 
 import numpy as np
-import pytest
-from fastapi.testclient import TestClient
 from PIL import Image, ImageDraw, ImageOps
 
 from app.imaging import load_upload
-from app.main import create_app
 from app.photo_fit import FORMS, fit_photo
-from app.settings import Settings
 
 FASHION, MNIST = FORMS["fashion-mnist"], FORMS["mnist"]
 # a shoe seen from the side, heel on the left, on a 600×400 photo, right of and below the centre
@@ -175,16 +170,6 @@ def test_the_same_photo_always_fits_to_the_same_pixels():
 
 
 # --- through the API and the page ------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def fashion_client(fashion_models, fashion_dir, tmp_path_factory):
-    root = tmp_path_factory.mktemp("served-fashion")
-    for name, folder in fashion_models.items():
-        shutil.copytree(folder, root / name)
-    settings = Settings(checkpoints_dir=root, fashion_mnist_dir=fashion_dir)
-    with TestClient(create_app(settings)) as c:
-        yield c
 
 
 def encode(client, data: bytes, model: str = "tiny-fashion-vae", **form):

@@ -9,16 +9,13 @@ import base64
 import html
 import io
 import re
-import shutil
 from urllib.parse import parse_qs, urlparse
 
 import numpy as np
 import pytest
-from fastapi.testclient import TestClient
 from PIL import Image, ImageOps
 
 from app.imaging import load_upload
-from app.main import create_app
 from app.photo_fit import form_of
 from app.settings import Settings
 from tests.test_photo_fit import photo, png
@@ -26,16 +23,6 @@ from tests.test_photo_fit import photo, png
 MODEL = "tiny-fashion-vae"  # MLP, 28×28, one channel
 # the steps as the notes name them for the default photo (tests/test_photo_fit.py: SHOE)
 STEPS = ("inverted", "cropped to the object's 241×121 box", "resized to 28×14", "centred on 28×28")
-
-
-@pytest.fixture(scope="module")
-def fashion_client(fashion_models, fashion_dir, tmp_path_factory):
-    root = tmp_path_factory.mktemp("served-fashion-pages")
-    for name, folder in fashion_models.items():
-        shutil.copytree(folder, root / name)
-    settings = Settings(checkpoints_dir=root, fashion_mnist_dir=fashion_dir)
-    with TestClient(create_app(settings)) as c:
-        yield c
 
 
 @pytest.fixture(scope="module")

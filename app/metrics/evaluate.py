@@ -345,16 +345,30 @@ def evaluate_checkpoint(
     """Load the checkpoint at `path`, evaluate it and write the results into its card.json.
     Raises CheckpointError for a folder that cannot be loaded, EvaluationError for a model that
     cannot be evaluated or whose weights a training run replaced meanwhile."""
+    return score_into_card(
+        path, lambda served: evaluate(served, settings, progress), write_metrics, "metrics"
+    )
+
+
+def score_into_card(
+    path: str | Path,
+    score: Callable[[ServedModel], dict[str, Any]],
+    write: Callable[[Path, dict[str, Any]], Any],
+    what: str,
+) -> dict[str, Any]:
+    """Load the checkpoint at `path`, `score` it (a dict with the weights' "digest"), and
+    `write` the result into its card, unless a training run saved other weights over it
+    meanwhile (then nothing is written: an EvaluationError says to evaluate again)."""
     ckpt = load_checkpoint(path)
-    metrics = evaluate(ckpt.served(), settings, progress)
-    if load_checkpoint(path).digest != metrics["digest"]:
+    result = score(ckpt.served())
+    if load_checkpoint(path).digest != result["digest"]:
         raise EvaluationError(
-            f"{path}: the weights changed while they were evaluated (a training run saved over "
+            f"{path}: the weights changed while they were scored (a training run saved over "
             "them); nothing was written — evaluate again"
         )
-    write_metrics(Path(path), metrics)
-    log.info("wrote metrics for %s into %s", ckpt.name, Path(path) / CARD)
-    return metrics
+    write(Path(path), result)
+    log.info("wrote %s for %s into %s", what, ckpt.name, Path(path) / CARD)
+    return result
 
 
 def format_table(name: str, metrics: dict[str, Any]) -> str:

@@ -37,12 +37,11 @@ from threadpoolctl import threadpool_limits  # scikit-learn's own dependency
 from tqdm import tqdm
 
 from app.card_file import update_card
-from app.checkpoints import CARD, load_checkpoint
 from app.data.base import DatasetError
 from app.data.fashion_mnist import SIDE as FASHION_MNIST_SIDE
 from app.data.fashion_mnist import TEST_BINARISATION_SEED
 from app.data.test_split import DATASETS, TestSplit, has_test_split, test_split
-from app.metrics.evaluate import EvaluationError
+from app.metrics.evaluate import EvaluationError, score_into_card
 from app.metrics.likelihood import bits_per_dim, importance_weighted_bound
 from app.models.elbo import reconstruction_nll_of_means
 from app.models.interface import LatentModel, ServedModel
@@ -381,16 +380,12 @@ def evaluate_test_split(
     """Load the checkpoint at `path`, judge it on its test split (read from `root`) and write
     the scores into its card.json. Raises CheckpointError for a folder that cannot be loaded,
     EvaluationError for a model that cannot be judged so or whose weights changed meanwhile."""
-    ckpt = load_checkpoint(path)
-    entry = score_test_split(ckpt.served(), root, k, images, progress)
-    if load_checkpoint(path).digest != entry["digest"]:
-        raise EvaluationError(
-            f"{path}: the weights changed while they were scored (a training run saved over "
-            "them); nothing was written — evaluate again"
-        )
-    write_test_scores(Path(path), entry)
-    log.info("wrote test-split scores for %s into %s", ckpt.name, Path(path) / CARD)
-    return entry
+    return score_into_card(
+        path,
+        lambda served: score_test_split(served, root, k, images, progress),
+        write_test_scores,
+        "test-split scores",
+    )
 
 
 def format_test_table(name: str, entry: dict[str, Any]) -> str:
