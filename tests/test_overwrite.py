@@ -229,6 +229,10 @@ SHIPPED_RUNS = {  # run folder → its checkpoint folder, as the repository ship
     "runs/shapes-beta4-vae": "checkpoints/shapes-beta4-vae",
     "runs/shapes-vaegan": "checkpoints/shapes-vaegan",
     "runs/dsprites-tcvae-b6": "experiments/dsprites-tcvae-b6",
+    "runs/fashion-vae": "checkpoints/fashion-vae",
+    "runs/fashion-cvae": "checkpoints/fashion-cvae",
+    # trained to step 7,738 as fashion-sweep-b8, renamed with its run and resumed under this name
+    "runs/fashion-beta-vae": "checkpoints/fashion-beta-vae",
 }
 
 
@@ -243,6 +247,8 @@ def test_the_shipped_runs_still_resume_with_their_own_checkpoints_only(monkeypat
     wrong = [
         ("runs/dsprites-ae", "checkpoints/dsprites-vae"),
         ("runs/shapes-beta4-vae", "checkpoints/shapes-beta-vae"),  # the name it once had
+        ("runs/fashion-beta-vae", "checkpoints/fashion-sweep-b8"),  # likewise
+        ("runs/fashion-vae", "checkpoints/fashion-beta-vae"),
     ]
     for run, out in wrong:
         if run in present:
