@@ -46,11 +46,7 @@ class TestSplit:
     def binarised(self) -> np.ndarray:
         """The whole split binarised once (fashion_mnist.TEST_BINARISATION_SEED): the bits the
         likelihood scores are computed on, the same on every machine."""
-        return _binarised(self.images, TEST_BINARISATION_SEED)
-
-
-def _binarised(images: np.ndarray, seed: int) -> np.ndarray:
-    return binarise(images, np.random.default_rng(seed))
+        return binarise(self.images, np.random.default_rng(TEST_BINARISATION_SEED))
 
 
 DATASETS = {"fashion-mnist": "Fashion-MNIST"}

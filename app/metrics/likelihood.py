@@ -18,6 +18,19 @@ from app.models.elbo import gaussian_log_density, reconstruction_nll_of_means
 from app.models.interface import LatentModel
 
 
+def log_likelihood_given_z(
+    model: LatentModel, x: torch.Tensor, z: torch.Tensor, labels: torch.Tensor | None
+) -> torch.Tensor:
+    """log p(x|z) for each row of z (n, D) against x (n, C, H, W) → (n,) nats: from the model's
+    own logits where it has `log_likelihood` (NativeModel: one batched pass), else from its
+    decoded means."""
+    scorer = getattr(model, "log_likelihood", None)
+    if scorer is not None:
+        return scorer(x, z, labels)
+    d = model.description
+    return -reconstruction_nll_of_means(model.decode(z, labels), x, d.likelihood, d.gaussian_sigma)
+
+
 @torch.inference_mode()
 def importance_weighted_bound(
     model: LatentModel,
@@ -35,7 +48,6 @@ def importance_weighted_bound(
         raise ValueError("an AE has no posterior to sample: its likelihood has no bound here")
     if k < 1:
         raise ValueError(f"k must be at least 1, got {k}")
-    scorer = getattr(model, "log_likelihood", None)  # optional: see NativeModel.log_likelihood
     posterior = model.encode(x, labels)
     assert posterior.logvar is not None
     out = torch.empty(len(x), dtype=torch.float64)
@@ -49,14 +61,7 @@ def importance_weighted_bound(
             eps = torch.randn(n, d.latent_dim, generator=generator)
             z = mean + std * eps  # (n, D)
             lab = None if labels is None else labels[b].expand(n)
-            target = x[b].expand(n, *x.shape[1:])
-            if scorer is not None:  # the model scores a batch from its own logits
-                log_px_z = scorer(target, z, lab)
-            else:
-                means = model.decode(z, lab)  # (n, C, H, W)
-                log_px_z = -reconstruction_nll_of_means(
-                    means, target, d.likelihood, d.gaussian_sigma
-                )
+            log_px_z = log_likelihood_given_z(model, x[b].expand(n, *x.shape[1:]), z, lab)
             zero = torch.zeros_like(z)
             log_pz = gaussian_log_density(z, zero, zero).sum(-1)  # N(0, I)
             log_qz = gaussian_log_density(z, mean, logvar).sum(-1)

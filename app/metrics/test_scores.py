@@ -42,8 +42,11 @@ from app.data.fashion_mnist import SIDE as FASHION_MNIST_SIDE
 from app.data.fashion_mnist import TEST_BINARISATION_SEED
 from app.data.test_split import DATASETS, TestSplit, has_test_split, test_split
 from app.metrics.evaluate import EvaluationError, score_into_card
-from app.metrics.likelihood import bits_per_dim, importance_weighted_bound
-from app.models.elbo import reconstruction_nll_of_means
+from app.metrics.likelihood import (
+    bits_per_dim,
+    importance_weighted_bound,
+    log_likelihood_given_z,
+)
 from app.models.interface import LatentModel, ServedModel
 
 log = logging.getLogger(__name__)
@@ -93,18 +96,6 @@ def require_test_split(ckpt: ServedModel, root: Path) -> TestSplit:
 
 
 # --- the likelihood --------------------------------------------------------------------------
-
-
-def log_likelihood_given_z(
-    model: LatentModel, x: torch.Tensor, z: torch.Tensor, labels: torch.Tensor | None
-) -> torch.Tensor:
-    """log p(x|z) for each row of z (n, D) against x (n, C, H, W) → (n,) nats: from the model's
-    own logits where it has `log_likelihood` (NativeModel), else from its decoded means."""
-    scorer = getattr(model, "log_likelihood", None)
-    if scorer is not None:
-        return scorer(x, z, labels)
-    d = model.description
-    return -reconstruction_nll_of_means(model.decode(z, labels), x, d.likelihood, d.gaussian_sigma)
 
 
 @torch.inference_mode()
