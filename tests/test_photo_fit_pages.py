@@ -120,18 +120,6 @@ def test_compress_without_the_box_ticked_resizes_plainly(fashion_client, shoe):
     assert "Fitted to the data" not in r.text
 
 
-def test_the_compress_api_fits_by_default_and_fit_false_turns_it_off(fashion_client, shoe):
-    files = {"file": ("shoe.png", shoe, "image/png")}
-    on = fashion_client.post(f"/api/models/{MODEL}/compress", files=files).json()
-    off = fashion_client.post(
-        f"/api/models/{MODEL}/compress", files=files, data={"fit": "false"}
-    ).json()
-    assert on["fitted"] is True and off["fitted"] is False
-    assert (pixels(on["original_png"]) == fitted_pixels(shoe)).all()
-    assert (pixels(off["original_png"]) == plain_pixels()).all()
-    assert any("inverted" in s for s in on["notes"]["fit"]) and "fit" not in off["notes"]
-
-
 # --- denoise ---------------------------------------------------------------------------------
 
 
@@ -174,15 +162,18 @@ def test_denoise_fits_by_default_when_its_form_did_not_show_the_switch(fashion_c
     assert 'id="denoise-fit-box"' in switch(r.text) and "checked" in switch(r.text)
 
 
-def test_the_denoise_api_fits_by_default_and_fit_false_turns_it_off(fashion_client, shoe):
+@pytest.mark.parametrize("route, image", [("compress", "original_png"), ("denoise", "clean_png")])
+def test_the_upload_apis_fit_by_default_and_fit_false_turns_it_off(
+    fashion_client, shoe, route, image
+):
     files = {"file": ("shoe.png", shoe, "image/png")}
-    on = fashion_client.post(f"/api/models/{MODEL}/denoise", files=files).json()
+    on = fashion_client.post(f"/api/models/{MODEL}/{route}", files=files).json()
     off = fashion_client.post(
-        f"/api/models/{MODEL}/denoise", files=files, data={"fit": "false"}
+        f"/api/models/{MODEL}/{route}", files=files, data={"fit": "false"}
     ).json()
     assert on["fitted"] is True and off["fitted"] is False
-    assert (pixels(on["clean_png"]) == fitted_pixels(shoe)).all()
-    assert (pixels(off["clean_png"]) == plain_pixels()).all()
+    assert (pixels(on[image]) == fitted_pixels(shoe)).all()
+    assert (pixels(off[image]) == plain_pixels()).all()
     assert any("inverted" in s for s in on["notes"]["fit"]) and "fit" not in off["notes"]
 
 
