@@ -9,6 +9,7 @@ from app.data.dsprites import (
     FACTOR_SIZES,
     N_IMAGES,
     classes_to_index,
+    draw,
     index_to_classes,
     render,
     sample_classes,
@@ -109,3 +110,19 @@ def test_the_three_shapes_differ():
 def test_out_of_range_factors_are_refused():
     with pytest.raises(ValueError, match="out of range"):
         render([[3, 0, 0, 0, 0]])
+
+
+def test_the_window_around_each_sprite_draws_what_the_whole_canvas_does():
+    # render tests only the 32×32 window around each sprite; testing all 64×64 pixel centres
+    # must light the same pixels, at the corners of the position grid and the largest scale too
+    rng = np.random.default_rng(3)
+    corners = np.stack(
+        np.meshgrid(range(3), [0, 5], range(0, 40, 3), [0, 1, 15, 30, 31], [0, 1, 16, 30, 31],
+                    indexing="ij"),
+        axis=-1,
+    ).reshape(-1, 5)  # fmt: skip
+    classes = np.concatenate([sample_classes(rng, 3000), corners])
+    canvas = np.broadcast_to(np.arange(64), (len(classes), 64))
+    whole = draw(classes, canvas, canvas)
+    assert whole.sum(axis=(1, 2)).min() > 0
+    np.testing.assert_array_equal(render(classes), whole.astype(np.uint8))
