@@ -179,6 +179,9 @@
   function changed(t0) {
     for (const p of panels) p.update(t0);
     syncUrl();
+    // other scripts (the map's marker, the direction slider) follow z through this event
+    const detail = { z: z.slice(), label, model: root.dataset.model };
+    root.dispatchEvent(new CustomEvent("latent:z", { detail }));
   }
   const refreshTraverses = () => panels.forEach((p) => p.refreshTraverse());
 
@@ -187,7 +190,9 @@
     document.getElementById(`${s.id}-value`).textContent = z[Number(s.dataset.dim)].toFixed(2);
   }
 
-  function setAll(values) {
+  // `live`: one step of a drag elsewhere (the direction slider): the pictures follow at once,
+  // the traversals and the strips wait for the last step
+  function setAll(values, live = false, t0 = performance.now()) {
     values.forEach((v, i) => {
       const { lo, hi } = rangeOf(byDim.get(i));
       z[i] = Math.max(lo, Math.min(hi, Math.round(v * 100) / 100));
@@ -196,7 +201,9 @@
       s.value = z[Number(s.dataset.dim)].toFixed(2);
       setOutput(s);
     }
-    changed(performance.now());
+    held = live;
+    changed(t0);
+    if (live) return;
     refreshTraverses();
     sweepAll();
   }
@@ -280,6 +287,13 @@
     const seed = Math.floor(Math.random() * 2 ** 31);
     const resp = await fetch(`${api(root.dataset.model)}/sample?n=1&seed=${seed}`);
     setAll((await resp.json()).z[0]);
+  });
+
+  // another script sets z (and a CVAE's label): detail {z, label, live, t0}
+  root.addEventListener("latent:set", (ev) => {
+    const { z: values, label: next, live, t0 } = ev.detail;
+    if (next !== undefined && next !== null && label !== null && next !== label) setLabel(next);
+    setAll(values, Boolean(live), t0 ?? performance.now());
   });
 
   // an encoded image (upload or dataset) moves the sliders to its μ
