@@ -22,6 +22,7 @@ from app.web import (
     figure2,
     gallery,
     interpolate,
+    latent_map,
     openapi,
     pages,
     security,
@@ -71,6 +72,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(interpolate.router)
     app.include_router(figure2.router)
     app.include_router(gallery.router)
+    app.include_router(latent_map.router)
     app.include_router(compress.router)
     app.include_router(denoise.router)
     app.include_router(denoise.pages)

@@ -41,4 +41,8 @@ class Settings(BaseSettings):
     max_upload_bytes: int = 10 * 1024 * 1024
     max_upload_pixels: int = 40_000_000  # width × height, refused from the header before decoding
     max_image_scale: int = 8  # nearest-neighbour enlargement of returned PNGs
+    max_map_points: int = 20_000  # held-out images one latent map encodes and lays out
+    # where t-SNE maps are kept between runs and shared by server processes (`make run`: .cache);
+    # None: in memory only, computed again after a restart
+    cache_dir: Path | None = None
     torch_threads: int = 1  # per worker process; see app/main.py for why one

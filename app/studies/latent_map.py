@@ -1,0 +1,425 @@
+"""A map of a model's latent space: the encoder means μ of n held-out images, laid out in 2-D.
+
+Where the images come from, by what the model has:
+    ground truth   drawn uniformly from the dataset's factor combinations with a seed (dSprites,
+                   colour shapes), so every point carries its factor classes;
+    test split     a seeded subset of the dataset's published test images (Fashion-MNIST), each
+                   with its class;
+    prior          no data here (an imported CelebA model): the model's own decodings of
+                   z ~ N(0, I), encoded again, a map of what it makes rather than of a dataset.
+A CVAE's μ is its encoder's given each image's own class.
+
+Two layouts:
+    PCA    exact (an SVD of the centred μ), milliseconds; a new z lands exactly on the map by
+           the same projection, (z − mean)·componentsᵀ.
+    t-SNE  scikit-learn's Barnes–Hut t-SNE (van der Maaten 2014): half a minute for 5,000
+           points on 2 cores, so it runs in the background, one at a time, and is kept per
+           weights digest (in memory, and on disk under `cache_dir` where one is set, which
+           is what lets several server processes share one computation).
+
+Nothing here knows about HTTP.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tempfile
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from app import inference
+from app.inference import DatasetImages, DrawnImages, InferenceError, TestImages
+from app.models.interface import ServedModel
+from app.studies.cache import SharedResults
+
+METHODS = ("pca", "tsne")
+ENCODE_BATCH = 256
+# images are drawn and encoded on this many threads at once (torch and numpy release the GIL):
+# a cold 10,000-point dSprites map is half the wall time on 2 cores that it is on one
+ENCODE_THREADS = max(1, min(4, os.cpu_count() or 1))
+TSNE_SECONDS_PER_POINT = 0.007  # measured on the 2-core machine: 31 s for 5,000, 70 s for 10,000
+
+
+class SampleTooLargeError(InferenceError):
+    """More images asked for than the model's data holds (a test split of 10,000)."""
+
+
+@dataclass(frozen=True)
+class MapSample:
+    source: str  # "ground-truth" | "test-split" | "prior"
+    dataset: str | None  # "dSprites", "Fashion-MNIST"; None for the prior
+    description: str  # "5,000 dSprites images drawn uniformly (seed 0)"
+    indices: np.ndarray  # (n,) int64: dataset or test-split index (prior: the draw's number)
+    mu: np.ndarray  # (n, D) float64 encoder means
+    classes: np.ndarray | None  # (n,) int64 each image's class (dSprites: its shape)
+    class_names: tuple[str, ...]
+    factors: np.ndarray | None  # (n, K) int64 ground-truth factor classes
+    factor_names: tuple[str, ...] = ()
+    factor_sizes: tuple[int, ...] = ()
+    label_factor: int | None = None  # the categorical column of `factors` (the class)
+    prior_z: np.ndarray | None = None  # (n, D) the prior draws, for source "prior"
+
+    @property
+    def n(self) -> int:
+        return len(self.indices)
+
+
+# --- encoding, on several threads -------------------------------------------------------------
+
+Batch = Callable[[np.ndarray], tuple[torch.Tensor, torch.Tensor | None]]  # rows → images, labels
+
+
+@torch.inference_mode()
+def _encode_rows(ckpt: ServedModel, rows: np.ndarray, batch: Batch) -> np.ndarray:
+    """μ (len(rows), D) float64, `batch` making each chunk's images (and a CVAE's labels) on the
+    thread that encodes it."""
+
+    def one(chunk: np.ndarray) -> np.ndarray:
+        x, labels = batch(chunk)
+        return ckpt.model.encode(x, labels).mean.double().numpy()
+
+    chunks = [rows[i : i + ENCODE_BATCH] for i in range(0, len(rows), ENCODE_BATCH)]
+    if ENCODE_THREADS == 1 or len(chunks) == 1:
+        return np.concatenate([one(c) for c in chunks])
+    with ThreadPoolExecutor(max_workers=ENCODE_THREADS) as pool:
+        return np.concatenate(list(pool.map(one, chunks)))
+
+
+def _drawn(ckpt: ServedModel, images: DrawnImages, n: int, seed: int) -> MapSample:
+    truth = images.truth
+    classes = truth.sample_classes(np.random.default_rng(seed), n)
+    cvae = ckpt.description.kind == "cvae"
+
+    def batch(rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor | None]:
+        c = classes[rows]
+        labels = torch.from_numpy(c[:, truth.label_factor]) if cvae else None
+        return torch.from_numpy(truth.render(c)), labels
+
+    mu = _encode_rows(ckpt, np.arange(n), batch)
+    index = np.ravel_multi_index(tuple(classes.T), truth.factor_sizes).astype(np.int64)
+    return MapSample(
+        source="ground-truth",
+        dataset=truth.name,
+        description=f"{n:,} {truth.name} images drawn uniformly from its "
+        f"{truth.n_images:,} (seed {seed})",
+        indices=index,
+        mu=mu,
+        classes=classes[:, truth.label_factor].astype(np.int64),
+        class_names=truth.label_names,
+        factors=classes.astype(np.int64),
+        factor_names=truth.factor_names,
+        factor_sizes=truth.factor_sizes,
+        label_factor=truth.label_factor,
+    )
+
+
+def _test_split(ckpt: ServedModel, images: TestImages, n: int, seed: int) -> MapSample:
+    total = images.n_images
+    if n > total:
+        raise SampleTooLargeError(
+            f"n is {n:,}, but {images.name}'s test split holds {total:,} images: n must be at "
+            f"most {total:,} for model {ckpt.name}"
+        )
+    # all of them in order, or a seeded subset, ascending
+    index = np.arange(total) if n == total else np.sort(
+        np.random.default_rng(seed).choice(total, size=n, replace=False)
+    )  # fmt: skip
+    split = images.split
+    labels = split.labels[index].astype(np.int64)
+    cvae = ckpt.description.kind == "cvae"
+
+    def batch(rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor | None]:
+        # grey as published, as the pages encode a test image (TestSplit.image)
+        x = torch.from_numpy(split.images[index[rows]].astype(np.float32) / np.float32(255))
+        return x, (torch.from_numpy(labels[rows]) if cvae else None)
+
+    mu = _encode_rows(ckpt, np.arange(n), batch)
+    which = "all" if n == total else f"{n:,} of the"
+    return MapSample(
+        source="test-split",
+        dataset=images.name,
+        description=f"{which} {total:,} {images.name} test images"
+        + ("" if n == total else f" (a random subset, seed {seed})"),
+        indices=index.astype(np.int64),
+        mu=mu,
+        classes=labels,
+        class_names=images.label_names,
+        factors=None,
+    )
+
+
+def _prior(ckpt: ServedModel, n: int, seed: int) -> MapSample:
+    cfg = ckpt.description
+    z = inference.sample_prior(cfg.latent_dim, n, seed)
+    # a CVAE with no data here: its classes in turn
+    labels = torch.arange(n) % cfg.n_labels if cfg.kind == "cvae" else None
+
+    def batch(rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor | None]:
+        r = torch.from_numpy(rows)
+        lab = None if labels is None else labels[r]
+        return ckpt.model.decode(z[r], lab), lab
+
+    mu = _encode_rows(ckpt, np.arange(n), batch)
+    return MapSample(
+        source="prior",
+        dataset=None,
+        description=f"{n:,} images {ckpt.name} decoded from z ~ N(0, I) (seed {seed}), encoded "
+        f"again: no {cfg.dataset or 'training'} data is here, so this maps what the model makes",
+        indices=np.arange(n, dtype=np.int64),
+        mu=mu,
+        classes=None if labels is None else labels.numpy().astype(np.int64),
+        class_names=cfg.label_names if labels is not None else (),
+        factors=None,
+        prior_z=z.double().numpy(),
+    )
+
+
+def compute_sample(ckpt: ServedModel, images: DatasetImages | None, n: int, seed: int) -> MapSample:
+    """The μ of n held-out images of the model's data (`images`, from
+    inference.dataset_images_of), or of its own prior samples where it has none. Uncached."""
+    if n < 1:
+        raise InferenceError(f"n must be at least 1, got {n}")
+    if isinstance(images, DrawnImages):
+        return _drawn(ckpt, images, n, seed)
+    if isinstance(images, TestImages):
+        return _test_split(ckpt, images, n, seed)
+    return _prior(ckpt, n, seed)
+
+
+_samples: SharedResults[MapSample] = SharedResults(8)
+
+
+def map_sample(ckpt: ServedModel, images: DatasetImages | None, n: int, seed: int) -> MapSample:
+    """compute_sample, cached per weights digest: concurrent first callers share one."""
+    if not ckpt.digest:
+        return compute_sample(ckpt, images, n, seed)
+    source = None if images is None else (images.name, images.n_images)
+    return _samples.get(
+        ("sample", ckpt.digest, source, n, seed), lambda: compute_sample(ckpt, images, n, seed)
+    )
+
+
+# --- layouts ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Layout:
+    points: np.ndarray  # (n, 2)
+    settings: dict[str, object]  # what was run, and what it measured
+    mean: np.ndarray | None = None  # PCA: a new z lands at (z − mean)·componentsᵀ
+    components: np.ndarray | None = None  # (2, D)
+
+
+def pca(mu: np.ndarray) -> Layout:
+    """The two principal axes of μ, exactly (SVD of the centred means). Each axis's sign is
+    fixed so that its largest loading is positive: the same data always draws the same map."""
+    mean = mu.mean(axis=0)
+    _, s, vt = np.linalg.svd(mu - mean, full_matrices=False)
+    components = np.zeros((2, mu.shape[1]))
+    k = min(2, vt.shape[0])
+    components[:k] = vt[:k]
+    for row in components:
+        if row.any():
+            row *= np.sign(row[np.argmax(np.abs(row))])
+    variance = s**2
+    total = float(variance.sum())
+    ratio = [float(v / total) if total > 0 else 0.0 for v in variance[:2]]
+    return Layout(
+        points=(mu - mean) @ components.T,
+        settings={"solver": "exact SVD", "explained_variance_ratio": ratio + [0.0] * (2 - k)},
+        mean=mean,
+        components=components,
+    )
+
+
+def tsne(mu: np.ndarray, seed: int, perplexity: float) -> Layout:
+    """scikit-learn's Barnes–Hut t-SNE of μ, PCA-initialised (stable from run to run). Minutes
+    for 20,000 points: run it through TsneJobs."""
+    from sklearn.manifold import TSNE  # noqa: PLC0415 (a second to import; only t-SNE needs it)
+
+    if len(mu) <= perplexity:
+        raise InferenceError(
+            f"t-SNE needs more points than its perplexity: n is {len(mu)}, perplexity "
+            f"{perplexity:g}"
+        )
+    started = time.perf_counter()
+    model = TSNE(
+        n_components=2, perplexity=perplexity, learning_rate="auto", max_iter=1000,
+        init="pca" if mu.shape[1] >= 2 else "random",  # PCA needs two axes to start from
+        random_state=seed, n_jobs=ENCODE_THREADS,
+    )  # fmt: skip
+    points = model.fit_transform(mu.astype(np.float32)).astype(np.float64)
+    return Layout(
+        points=points,
+        settings={
+            "perplexity": perplexity,
+            "init": "pca",
+            "learning_rate": "auto",
+            "max_iter": 1000,
+            "iterations": int(model.n_iter_),
+            "kl_divergence": float(model.kl_divergence_),
+            "seconds": round(time.perf_counter() - started, 1),
+            "implementation": "scikit-learn Barnes-Hut",
+        },
+    )
+
+
+# --- t-SNE in the background ------------------------------------------------------------------
+
+
+@dataclass
+class Pending:
+    """A t-SNE not finished yet: where it stands, for the 202 the API answers meanwhile."""
+
+    state: str  # "queued" | "computing" | "computing elsewhere" (another server process)
+    started: float | None  # time.time() it began computing
+    estimate: float  # seconds it should take
+
+    def detail(self, n: int) -> str:
+        about = f"about {self.estimate:.0f} s on 2 cores"
+        if self.state == "queued":
+            return f"t-SNE of {n:,} points is queued behind another map ({about} once started)"
+        elapsed = 0 if self.started is None else time.time() - self.started
+        where = " by another server process" if self.state == "computing elsewhere" else ""
+        return f"t-SNE of {n:,} points is being computed{where}: {elapsed:.0f} s so far, {about}"
+
+
+@dataclass
+class TsneJobs:
+    """One t-SNE at a time on a background thread; results kept per key (most recent `size` in
+    memory; all on disk under `cache_dir` when set: `<key>.npz`, written whole or not at all,
+    beside a `<key>.lock` that says another process is computing it). A failure is kept once,
+    for the next request to report, and then forgotten so the one after tries again."""
+
+    cache_dir: Path | None = None
+    size: int = 16
+    stale_after: float = 3600.0  # a lock older than this is a process that died mid-run
+    _done: OrderedDict[str, Layout] = field(default_factory=OrderedDict)
+    _running: dict[str, tuple[Future[Layout], Pending]] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _pool: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(max_workers=1, thread_name_prefix="tsne")
+    )
+
+    def get(self, key: str, n: int, compute: Callable[[], Layout]) -> Layout | Pending:
+        """The layout if it is ready; else where it stands, starting it if nobody has."""
+        with self._lock:
+            if key in self._done:
+                self._done.move_to_end(key)
+                return self._done[key]
+            running = self._running.get(key)
+            if running is not None:
+                future, pending = running
+                if not future.done():
+                    return pending
+                del self._running[key]
+                return self._keep(key, future.result())  # raises the failure, once
+            stored = self._read(key)
+            if stored is not None:
+                return self._keep(key, stored)
+            if self._locked_elsewhere(key):
+                return Pending(
+                    "computing elsewhere", self._lock_time(key), n * TSNE_SECONDS_PER_POINT
+                )
+            pending = Pending("queued", None, n * TSNE_SECONDS_PER_POINT)
+            self._claim(key)
+            future = self._pool.submit(self._run, key, pending, compute)
+            self._running[key] = (future, pending)
+            return pending
+
+    def join(self, timeout: float | None = None) -> None:
+        """Wait until every t-SNE started so far has finished (or failed)."""
+        with self._lock:
+            futures = [future for future, _ in self._running.values()]
+        for future in futures:
+            future.exception(timeout)
+
+    def _run(self, key: str, pending: Pending, compute: Callable[[], Layout]) -> Layout:
+        pending.state, pending.started = "computing", time.time()
+        try:
+            layout = compute()
+            self._write(key, layout)
+            return layout
+        finally:
+            self._release(key)
+
+    def _keep(self, key: str, layout: Layout) -> Layout:
+        self._done[key] = layout
+        while len(self._done) > self.size:
+            self._done.popitem(last=False)
+        return layout
+
+    # the on-disk side, shared by server processes
+    def _path(self, key: str, suffix: str) -> Path | None:
+        return None if self.cache_dir is None else self.cache_dir / f"{key}{suffix}"
+
+    def _read(self, key: str) -> Layout | None:
+        path = self._path(key, ".npz")
+        if path is None or not path.is_file():
+            return None
+        try:
+            with np.load(path, allow_pickle=False) as f:
+                points, settings = f["points"], json.loads(str(f["settings"]))
+        except (OSError, ValueError, KeyError):
+            return None  # unreadable: computed again and written over
+        return Layout(points=points, settings=settings)
+
+    def _write(self, key: str, layout: Layout) -> None:
+        path = self._path(key, ".npz")
+        if path is None:
+            return
+        buf = io.BytesIO()
+        np.savez(buf, points=layout.points, settings=np.array(json.dumps(layout.settings)))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # whole or not at all: written beside, then renamed over
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(buf.getvalue())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def _locked_elsewhere(self, key: str) -> bool:
+        lock = self._path(key, ".lock")
+        if lock is None or not lock.exists():
+            return False
+        if time.time() - self._lock_time(key) > self.stale_after:
+            lock.unlink(missing_ok=True)
+            return False
+        return True
+
+    def _lock_time(self, key: str) -> float:
+        lock = self._path(key, ".lock")
+        try:
+            return lock.stat().st_mtime if lock is not None else time.time()
+        except OSError:
+            return time.time()
+
+    def _claim(self, key: str) -> None:
+        lock = self._path(key, ".lock")
+        if lock is not None:
+            lock.parent.mkdir(parents=True, exist_ok=True)
+            lock.write_text(str(os.getpid()))
+
+    def _release(self, key: str) -> None:
+        lock = self._path(key, ".lock")
+        if lock is not None:
+            lock.unlink(missing_ok=True)
+
+
+def tsne_key(ckpt: ServedModel, sample: MapSample, n: int, seed: int, perplexity: float) -> str:
+    """A file name for one t-SNE: the weights, where the images came from, n, seed, perplexity."""
+    source = (sample.dataset or "prior").replace(" ", "-").lower()
+    return f"tsne-{ckpt.digest[:16]}-{source}-n{n}-s{seed}-p{perplexity:g}"
