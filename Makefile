@@ -43,7 +43,7 @@ static/vendor/swagger-ui-bundle.js static/vendor/swagger-ui.css: node_modules/.p
 	cp node_modules/swagger-ui-dist/$(notdir $@) $@
 
 run: install $(FASHION_MNIST)
-	$(VENV)/bin/latent-explorer serve --host $(HOST) --port $(PORT)
+	LATENT_EXPLORER_CACHE_DIR=$${LATENT_EXPLORER_CACHE_DIR:-.cache} $(VENV)/bin/latent-explorer serve --host $(HOST) --port $(PORT)
 
 $(CHROMIUM):
 	$(SUDO) apt-get update -qq

@@ -32,7 +32,8 @@ def api_url(trained, tmp_path_factory):
     root = tmp_path_factory.mktemp("fuzz")
     for name, folder in trained.items():
         shutil.copytree(folder, root / name)
-    with live_server(Settings(checkpoints_dir=root)) as url:
+    # maps of at most 300 points: t-SNE's of every size the fuzzer asks for would take minutes
+    with live_server(Settings(checkpoints_dir=root, max_map_points=300)) as url:
         yield url
 
 
