@@ -1,20 +1,40 @@
 """Directions in latent space: the API that answers which way in z carries a ground-truth factor
-(dSprites' scale, position, orientation) or moves one class to another, and the /compare
-fragment that shows one direction in two models side by side.
+(dSprites' scale, position, orientation) or moves one class to another, a strip of images decoded
+along one, and the /compare fragment that shows one direction in two models side by side.
 
-The numbers come from app.studies.directions on the sample of encoder means that the latent map
-draws (app.studies.latent_map.map_sample); nothing here computes them.
+The numbers come from app.studies.directions on the sample of encoder means the latent map
+draws (app.web.latent_map.sample_for); nothing here computes them. The handlers are plain
+`def`s, so FastAPI runs them on its thread pool: a first sample takes seconds.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Annotated, Any
+from urllib.parse import quote, urlencode
 
+import numpy as np
+import torch
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import HTMLResponse, Response
+
+from app import imaging, inference
 from app.data.fashion_mnist import LABEL_NAMES as FASHION_MNIST_CLASSES
 from app.data.test_split import has_test_split
-from app.inference import ground_truth_of
+from app.inference import InferenceError, TestImages, ground_truth_of
 from app.models.interface import ServedModel
 from app.settings import Settings
+from app.studies import directions
+from app.studies.directions import MIN_SAMPLE, Direction, DirectionError, DirectionRequest
+from app.studies.latent_map import MapSample
+from app.web import api
+from app.web.deps import ModelDep, RegistryDep, ServedDep, SettingsDep, TemplatesDep
+from app.web.errors import DATA_UNAVAILABLE, NOT_MODIFIED, NotFoundError, NotInModelError
+from app.web.inputs import images_of
+from app.web.latent_map import sample_for
+
+router = APIRouter(tags=["directions"])
 
 
 @dataclass(frozen=True)
@@ -28,10 +48,10 @@ class DirectionChoices:
     classes: list[str] = field(default_factory=list)
 
 
-def direction_choices(model: ServedModel, settings: Settings) -> DirectionChoices:
-    """The factors and classes `model` has, from its dataset alone (nothing is read or encoded:
-    a test split that is not installed still lists its classes, and the direction then says how
-    to install it)."""
+def direction_choices(model: ServedModel, settings: Settings | None = None) -> DirectionChoices:
+    """The factors and classes `model` has, from its dataset alone: nothing is read or encoded,
+    so a test split that is not installed still lists its classes (the direction then says how
+    to install it), and the settings are not needed."""
     truth = ground_truth_of(model)
     if truth is not None:
         factors = [n for k, n in enumerate(truth.factor_names) if k != truth.label_factor]
@@ -41,3 +61,364 @@ def direction_choices(model: ServedModel, settings: Settings) -> DirectionChoice
     if has_test_split(cfg.dataset) and cfg.channels == 1 and cfg.image_size in (28, 32):
         return DirectionChoices([], list(FASHION_MNIST_CLASSES))
     return DirectionChoices()
+
+
+# --- the names a request may use --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ServedNames:
+    """What the served models name between them: every ground-truth factor (the categorical
+    one too: asked as a factor, it is that model's 404 saying to ask for two of its classes)
+    and every class. A name outside these is malformed for every model (422); one inside that
+    the named model has not is its 404."""
+
+    factors: tuple[str, ...]
+    classes: tuple[str, ...]
+
+
+def served_names(registry: Mapping[str, ServedModel]) -> ServedNames:
+    factors: dict[str, None] = {}  # ordered sets: first seen first
+    classes: dict[str, None] = {}
+    for model in registry.values():
+        truth = ground_truth_of(model)
+        factors.update(dict.fromkeys(truth.factor_names if truth else ()))
+        classes.update(dict.fromkeys(direction_choices(model).classes))
+    return ServedNames(tuple(factors), tuple(classes))
+
+
+def _listed(names: Sequence[str]) -> str:
+    return ", ".join(names) if names else "none"
+
+
+def _class_named(text: str, names: Sequence[str]) -> str | None:
+    """The class `text` names, compared without regard to case; None if none."""
+    return next((c for c in names if c.casefold() == text.casefold()), None)
+
+
+def direction_request(
+    model: ServedModel, registry: Mapping[str, ServedModel], factor: str | None,
+    source: str | None, target: str | None, n: int, seed: int,
+) -> DirectionRequest:  # fmt: skip
+    """The direction a query asks of `model`, checked against what the served models name (an
+    InferenceError, 422, where none does) and against what this one has (NotInModelError, 404);
+    each message names the bad value and the valid ones."""
+    served = served_names(registry)
+    has = direction_choices(model)
+    if factor is not None and (source is not None or target is not None):
+        raise InferenceError(f"give factor={factor} alone, or from=… and to=… alone, not both")
+    if factor is not None:
+        if factor not in served.factors:
+            raise InferenceError(
+                f"no served model has a factor {factor!r}; factors: {_listed(served.factors)}"
+            )
+        truth = ground_truth_of(model)
+        if truth is None:
+            raise NotInModelError(
+                f"model {model.name} has no ground-truth factors (it was trained on "
+                f"{model.description.dataset}), so no factor {factor!r}"
+                + (f"; its classes: {_listed(has.classes)} (from=…&to=…)" if has.classes else "")
+            )
+        if factor not in has.factors:
+            if factor == truth.factor_names[truth.label_factor]:
+                first, second = truth.label_names[:2]
+                raise NotInModelError(
+                    f"factor {factor!r} of model {model.name} is categorical: its classes "
+                    f"({_listed(truth.label_names)}) have no order for a line to read; use "
+                    f"from=…&to=… (from={first}&to={second}) for the direction from one to "
+                    f"another, or a factor: {_listed(has.factors)}"
+                )
+            raise NotInModelError(
+                f"model {model.name} has no factor {factor!r}; its factors: {_listed(has.factors)}"
+            )
+        return DirectionRequest(factor, None, None, n, seed)
+    if source is None or target is None:
+        raise InferenceError(
+            "name a factor (factor=scale) or two classes (from=square&to=heart); "
+            f"got {'from' if source is not None else 'to' if target is not None else 'neither'}"
+            + (" alone" if source is not None or target is not None else "")
+        )
+    names = []
+    for what, text in (("from", source), ("to", target)):
+        name = _class_named(text, served.classes)
+        if name is None:
+            raise InferenceError(
+                f"{what}: no served model has a class {text!r}; classes: {_listed(served.classes)}"
+            )
+        names.append(name)
+    if names[0] == names[1]:
+        raise InferenceError(f"from and to are both {names[0]!r}: name two different classes")
+    for what, name in zip(("from", "to"), names, strict=True):
+        if name not in has.classes:
+            raise NotInModelError(
+                f"{what}: model {model.name} has no class {name!r}; its classes: "
+                f"{_listed(has.classes)}"
+            )
+    return DirectionRequest(None, names[0], names[1], n, seed)
+
+
+# --- the API ---------------------------------------------------------------------------------
+
+# the `x-...` keys are markers that app/web/openapi.py turns into the served models' names
+FactorQuery = Annotated[
+    str | None,
+    Query(
+        description="a ground-truth factor (dSprites: scale, orientation, pos_x, pos_y): the "
+        "direction that carries it from its lowest class to its highest",
+        json_schema_extra={"x-direction-names": "factors"},
+    ),
+]
+FromQuery = Annotated[
+    str | None,
+    Query(
+        alias="from",
+        description="a class (dSprites: a shape; Fashion-MNIST: a garment), any case: the "
+        "direction from its mean μ to that of `to`",
+        json_schema_extra={"x-direction-names": "classes"},
+    ),
+]
+ToQuery = Annotated[
+    str | None,
+    Query(
+        alias="to",
+        description="the class the direction goes to, other than `from`",
+        json_schema_extra={"x-direction-names": "classes"},
+    ),
+]
+SampleQuery = Annotated[
+    int,
+    Query(
+        ge=MIN_SAMPLE,
+        description="images encoded (the latent map's sample): 80% fit the direction, 20% score "
+        "it; 404 past a test split's size",
+        json_schema_extra={"x-maximum": "max_map_points"},
+    ),
+]
+SeedQuery = Annotated[
+    int, Query(ge=0, le=2**31 - 1, description="which images are drawn, and which are held out")
+]
+# factor alone, or from and to (two different classes) alone; openapi.py spells out "different"
+DIRECTION_CASES: dict[str, Any] = {
+    "x-one-of": [
+        {"required": ["factor"], "not": {"anyOf": [{"required": ["from"]}, {"required": ["to"]}]}},
+        {"required": ["from", "to"], "not": {"required": ["factor"]}, "x-distinct": ["from", "to"]},
+    ]
+}
+
+
+def model_direction(
+    model: ServedModel, settings: Settings, request: DirectionRequest
+) -> tuple[Direction, MapSample]:
+    """The direction, from the latent map's sample (its errors: a test split not installed is a
+    503, more images than it holds a 404), cached per weights; a sample that cannot give it
+    (too few images of a class) is the model's 404."""
+    try:
+        return directions.model_direction(
+            model, request, lambda: sample_for(model, settings, request.n, request.seed)
+        )
+    except DirectionError as e:
+        raise NotInModelError(f"model {model.name}: {e}") from None
+
+
+def _rounded(a: np.ndarray, digits: int = 6) -> list[float]:
+    """Six significant digits: a direction's scale is the model's (μ may span 0.01 or 30)."""
+    return [float(f"{x:.{digits}g}") for x in a]
+
+
+def direction_json(
+    model: ServedModel, request: DirectionRequest, d: Direction, sample: MapSample
+) -> dict[str, Any]:
+    fit = d.fit
+    return {
+        "model": model.name,
+        "kind": "factor" if request.factor is not None else "classes",
+        "factor": request.factor,
+        "from": request.source,
+        "to": request.target,
+        "vector": _rounded(d.vector),
+        "length": round(d.length, 5),
+        "centre": _rounded(d.centre),
+        "fit": {
+            "measure": fit.measure,
+            "value": round(fit.value, 5),
+            "held_out": fit.held_out,
+            "chance": None if fit.chance is None else round(fit.chance, 5),
+            "about": fit.about,
+        },
+        "participation_ratio": round(d.participation_ratio, 5),
+        "shares": _rounded(d.shares),
+        "latent_names": [model.description.latent_name(i) for i in range(len(d.vector))],
+        "latent_order": inference.latent_order(model),
+        "n": request.n,
+        "seed": request.seed,
+        "source": {
+            "kind": sample.source,
+            "dataset": sample.dataset,
+            "description": sample.description,
+        },
+    }
+
+
+@router.get("/api/models/{name}/direction", openapi_extra=DIRECTION_CASES,
+            responses=DATA_UNAVAILABLE)  # fmt: skip
+def direction(
+    model: ModelDep, registry: RegistryDep, settings: SettingsDep,
+    factor: FactorQuery = None, source: FromQuery = None, target: ToQuery = None,
+    n: SampleQuery = 5000, seed: SeedQuery = 0,
+) -> dict[str, Any]:  # fmt: skip
+    """A direction in the model's latent space, read from the encoder means μ of n images (the
+    latent map's sample: dSprites drawn from its factors, Fashion-MNIST's test split), 80% to
+    fit and 20% held out to score. `factor`: the step along which μ moves with a straight-line
+    read-out of the factor, sized to carry the read-out from the factor's lowest class to its
+    highest (the read-out's pattern, Haufe et al. 2014), scored by R². `from` and `to`: class
+    `from`'s mean μ to class `to`'s (the attribute vector of Latent Space Cartography, Liu et
+    al. 2019), scored by the share of held-out images of the two on their own side of the
+    midpoint. With each, its shares per latent v_i²/|v|² and participation ratio (Σv_i²)²/Σv_i⁴
+    (1: along one latent), and `centre`, the mean μ (factor) or the classes' midpoint."""
+    request = direction_request(model, registry, factor, source, target, n, seed)
+    d, sample = model_direction(model, settings, request)
+    return direction_json(model, request, d, sample)
+
+
+def strip_latents(d: Direction, steps: int) -> torch.Tensor:
+    """(steps, D): from centre − vector/2 to centre + vector/2."""
+    t = np.linspace(-0.5, 0.5, steps)[:, None]
+    return torch.from_numpy(d.centre + t * d.vector).float()
+
+
+@router.get(
+    "/api/models/{name}/direction.png",
+    response_class=Response,
+    openapi_extra=DIRECTION_CASES,
+    responses={200: api.PNG, **NOT_MODIFIED, **DATA_UNAVAILABLE},
+)
+def direction_png(
+    request: Request, model: ModelDep, registry: RegistryDep, settings: SettingsDep,
+    served: ServedDep, factor: FactorQuery = None, source: FromQuery = None,
+    target: ToQuery = None, n: SampleQuery = 5000, seed: SeedQuery = 0,
+    steps: Annotated[
+        int, Query(ge=2, json_schema_extra={"x-maximum": "max_interpolate_steps"})
+    ] = 7,
+    label: api.Label = None, scale: api.Scale = 1,
+) -> Response:  # fmt: skip
+    """A strip of images decoded along the direction (see `direction`), from its centre minus
+    half the vector to its centre plus half: for a factor, from about its lowest class to its
+    highest; for two classes, from `from`'s mean μ to `to`'s."""
+    asked = direction_request(model, registry, factor, source, target, n, seed)
+    api.check_label(model, label, served)
+    if steps > settings.max_interpolate_steps:
+        raise InferenceError(f"steps is {steps}, the limit is {settings.max_interpolate_steps}")
+    if scale > settings.max_image_scale:
+        raise InferenceError(f"scale is {scale}, the limit is {settings.max_image_scale}")
+    d, _ = model_direction(model, settings, asked)
+
+    def render() -> bytes:
+        images = inference.decode_latents(model, strip_latents(d, steps), label)
+        return imaging.png_bytes(imaging.grid(images, 1, steps), scale)
+
+    key = ("direction", asked, steps, label, scale)
+    return api.cached_image(request, model, key, render)
+
+
+# --- /compare: one direction in two models ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SideView:
+    """One model's column of the compare fragment: its direction, or why it has none."""
+
+    name: str
+    error: str | None = None
+    json: dict[str, Any] | None = None
+    bars: list[dict[str, Any]] = field(default_factory=list)
+    strip_url: str | None = None
+
+
+def _bars(body: dict[str, Any]) -> list[dict[str, Any]]:
+    """The shares in the model's latent order (as its sliders), for the template's SVG."""
+    names = body["latent_names"]
+    return [
+        {"latent": i, "name": names[i], "share": body["shares"][i], "value": body["vector"][i]}
+        for i in body["latent_order"]
+    ]
+
+
+def _side(
+    model: ServedModel, registry: Mapping[str, ServedModel], settings: Settings,
+    query: dict[str, str], label: int | None,
+) -> SideView:  # fmt: skip
+    try:
+        request = _ui_request(model, registry, settings, query)
+        d, sample = model_direction(model, settings, request)
+    except InferenceError as e:  # NotInModelError and the 503 of a missing test split too
+        return SideView(model.name, error=str(e))
+    body = direction_json(model, request, d, sample)
+    params = {k: v for k, v in query.items() if v} | {"steps": "7", "scale": "2"}
+    if model.description.kind == "cvae" and label is not None:
+        params["label"] = str(label)
+    url = f"/api/models/{quote(model.name)}/direction.png?{urlencode(params)}"
+    return SideView(model.name, json=body, bars=_bars(body), strip_url=url)
+
+
+UI_SAMPLE = 5000  # images per model behind the compare page's directions (fewer in a small split)
+
+
+def _ui_request(
+    model: ServedModel, registry: Mapping[str, ServedModel], settings: Settings,
+    query: dict[str, str],
+) -> DirectionRequest:  # fmt: skip
+    images = images_of(model, settings)  # a test split not installed: the 503's message
+    n = min(UI_SAMPLE, images.n_images) if isinstance(images, TestImages) else UI_SAMPLE
+    return direction_request(
+        model, registry, query.get("factor"), query.get("from"), query.get("to"), n, 0
+    )
+
+
+@router.get("/ui/compare/direction", response_class=HTMLResponse, include_in_schema=False)
+def compare_direction(
+    request: Request, registry: RegistryDep, settings: SettingsDep, templates: TemplatesDep,
+    a: str, b: str, kind: str | None = None, factor: str | None = None,
+    source: Annotated[str | None, Query(alias="from")] = None,
+    target: Annotated[str | None, Query(alias="to")] = None,
+    label: int | None = None,
+) -> HTMLResponse:  # fmt: skip
+    """htmx: the "direction of a factor in both models" section of /compare: a picker of the
+    factors and classes either model has (`kind`: which of them the picker's choice is), and
+    for each model its direction's shares per latent, its fit, its participation ratio and a
+    strip decoded along it; a model without the factor or classes says so in its place."""
+    models = []
+    for name in (a, b):
+        if name not in registry:
+            raise NotFoundError(f"unknown model {name!r}; available: {_listed(list(registry))}")
+        models.append(registry[name])
+    choices = [direction_choices(m, settings) for m in models]
+    factors = list(dict.fromkeys(f for c in choices for f in c.factors))
+    classes = list(dict.fromkeys(c for ch in choices for c in ch.classes))
+    if kind == "factor":
+        source = target = None
+    elif kind == "classes":
+        factor = None
+    if factor is None and source is None and target is None:  # the first view: a default
+        if factors:
+            factor = "scale" if "scale" in factors else factors[0]
+        elif len(classes) >= 2:
+            source, target = classes[0], classes[1]
+    query = {
+        k: v for k, v in {"factor": factor, "from": source, "to": target}.items() if v is not None
+    }
+    sides = [_side(m, registry, settings, query, label) for m in models] if query else []
+    if a == b:
+        sides = sides[:1]
+    context = {
+        "a": {"name": a},
+        "b": {"name": b},
+        "label": label,
+        "factors": factors,
+        "classes": classes,
+        "factor": factor,
+        "source": source,
+        "target": target,
+        "sides": sides,
+        "loaded": True,
+    }
+    return templates.TemplateResponse(request, "partials/direction.html", context)

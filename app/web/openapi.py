@@ -28,6 +28,7 @@ from fastapi.openapi.utils import get_openapi
 from app.models.interface import ServedModel
 from app.settings import Settings
 from app.web.deps import Served, served_facts
+from app.web.directions import ServedNames, served_names
 from app.web.errors import BAD_BODY, NOT_FOUND, TOO_LARGE, ErrorBody, Responses
 
 # the formats app.imaging.load_upload decodes
@@ -77,11 +78,14 @@ def document_statuses(operation: Schema) -> None:
 
 def finish(schema: Schema, registry: Mapping[str, ServedModel], settings: Settings) -> None:
     served = served_facts(registry, settings)
+    names = served_names(registry)
     components = schema.setdefault("components", {}).setdefault("schemas", {})
     components["ErrorBody"] = ErrorBody.model_json_schema()
     for operation in _operations(schema):
         document_statuses(operation)
-        parameters = [_parameter(p, registry, served, settings) for p in operation["parameters"]]
+        parameters = [
+            _parameter(p, registry, served, settings, names) for p in operation["parameters"]
+        ]
         operation["parameters"] = [p for p in parameters if p is not None]
         body = operation.get("requestBody", {}).get("content", {})
         form = body.get("multipart/form-data")
@@ -92,7 +96,7 @@ def finish(schema: Schema, registry: Mapping[str, ServedModel], settings: Settin
             if form is not None:
                 components[_ref_name(form["schema"])]["oneOf"] = one_of
             else:
-                _query_as_object(operation, one_of)
+                _query_as_object(operation, [_distinct(case, names) for case in one_of])
     for component in components.values():  # JSON bodies (the forms are done)
         for name, prop in list(component.get("properties", {}).items()):
             if any(k.startswith("x-") for k in prop):
@@ -160,9 +164,18 @@ def _resolve(schema: Schema, served: Served, settings: Settings, *, query: bool)
 
 
 def _parameter(
-    parameter: Schema, registry: Mapping[str, ServedModel], served: Served, settings: Settings
-) -> Schema | None:
+    parameter: Schema, registry: Mapping[str, ServedModel], served: Served, settings: Settings,
+    names: ServedNames,
+) -> Schema | None:  # fmt: skip
     schema = parameter["schema"]
+    kind = schema.pop("x-direction-names", None)
+    if kind is not None:  # a factor (exactly) or a class (any case) some served model names
+        listed = names.factors if kind == "factors" else names.classes
+        parameter["schema"] = {"type": "string", "title": schema.get("title", parameter["name"])}
+        parameter["schema"] |= _any_case(listed) if kind == "classes" else {"enum": list(listed)}
+        if not listed:
+            parameter["schema"] = {"not": {}}  # no served model has one: never valid
+        return parameter
     if schema.pop("x-model-name", False):
         if registry:
             schema["enum"] = list(registry)
@@ -194,6 +207,27 @@ def _form(form: Schema, components: Schema, served: Served, settings: Settings) 
             form.setdefault("encoding", {})[name] = {"contentType": IMAGE_TYPES}
         else:
             properties[name] = _resolve(prop, served, settings, query=True)
+
+
+def _any_case(words: tuple[str, ...]) -> Schema:
+    """A string equal to one of `words` but for case: JSON Schema's patterns have no flags."""
+    special = set("^$\\.*+?()[]{}|/")
+
+    def letter(c: str) -> str:
+        if c.lower() != c.upper():
+            return f"[{c.lower()}{c.upper()}]"
+        return "\\" + c if c in special else c
+
+    return {"pattern": "^(" + "|".join("".join(map(letter, w)) for w in words) + ")$"}
+
+
+def _distinct(case: Schema, names: ServedNames) -> Schema:
+    """`x-distinct: [a, b]` in a case of `x-one-of`: fields a and b name different classes (any
+    case: "Heart" and "heart" are one)."""
+    fields: list[str] = case.get("x-distinct") or []
+    case = {k: v for k, v in case.items() if k != "x-distinct"}  # the route's own: not popped
+    same = [{"properties": {f: _any_case((c,)) for f in fields}} for c in names.classes]
+    return {**case, "allOf": [{"not": {"anyOf": same}}]} if fields and same else case
 
 
 def _query_as_object(operation: Schema, one_of: list[Schema]) -> None:
