@@ -19,6 +19,7 @@ from app.photo_fit import form_of
 from app.settings import Settings
 from app.web import api, cards
 from app.web.deps import ModelDep, RegistryDep, SettingsDep, TemplatesDep
+from app.web.directions import direction_choices
 from app.web.errors import NotFoundError, UploadTooLargeError
 from app.web.inputs import random_index
 from app.web.sliders import (
@@ -92,8 +93,63 @@ def explore(
         "span": _traverse_span(ranges),
         "warning": warning,
         "photo_form": form_of(ckpt.description.dataset),
+        "directions": direction_choices(ckpt, settings),
     }
     return templates.TemplateResponse(request, "explore.html", context)
+
+
+MAP_METHODS = ("pca", "tsne")
+MAP_SIZES = (1_000, 2_000, 5_000, 10_000, 20_000)
+
+
+@router.get("/map", response_class=HTMLResponse, name="latent_map")
+def latent_map(
+    request: Request, registry: RegistryDep, templates: TemplatesDep, settings: SettingsDep,
+    model: str | None = None, method: str = "pca", n: int = 5_000, colour: str | None = None,
+    z: str | None = None, label: int | None = None,
+) -> HTMLResponse:  # fmt: skip
+    """The latent map beside the explorer: the encoder means of n held-out images laid out by
+    PCA or t-SNE (static/map.js draws GET /api/models/{name}/map), coloured by a factor, class
+    or latent; a point clicked loads its μ into the sliders, and the current z is marked."""
+    if not registry:
+        return templates.TemplateResponse(request, "empty.html", {}, status_code=503)
+    name = model if model is not None and model in registry else landing_model(registry, settings)
+    ckpt = registry[name]
+    warnings = []
+    if model is not None and model not in registry:
+        warnings.append(f"unknown model {model!r}; showing {name}")
+    if method not in MAP_METHODS:
+        warnings.append(f"unknown method {method!r} (pca or tsne); showing PCA")
+        method = "pca"
+    if not 2 <= n <= settings.max_map_points:
+        n, limit = min(5_000, settings.max_map_points), settings.max_map_points
+        warnings.append(f"a map holds 2 to {limit:,} points; showing {n:,}")
+    ranges = slider_ranges(ckpt)
+    if z:
+        values, z_warning = _initial_z(ckpt, z, settings, ranges)
+        warnings += [z_warning] if z_warning else []
+    else:
+        start = landing_start(ckpt, settings)
+        values = start.z
+        if label is None:
+            label = start.label
+    label = _page_label(ckpt if ckpt.description.kind == "cvae" else None, label)
+    params = {"model": name, "method": method, "n": n} | ({"colour": colour} if colour else {})
+    context = {
+        "models": [api.model_summary(c) for c in registry.values()],
+        "model": api.model_summary(ckpt, settings),
+        "rows": slider_rows([ckpt], values, ranges),
+        "z": _z_text(values),
+        "label": label,
+        "method": method,
+        "n": n,
+        "sizes": sorted({*(s for s in MAP_SIZES if s <= settings.max_map_points), n}),
+        "colour": colour or "",
+        "url_params": urlencode(params),
+        "warning": "; ".join(warnings) or None,
+        "directions": direction_choices(ckpt, settings),
+    }
+    return templates.TemplateResponse(request, "map.html", context)
 
 
 def _traverse_span(ranges: list[SliderRange]) -> float:

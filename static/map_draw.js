@@ -1,0 +1,302 @@
+// The latent map's pieces that hold no page state (static/map.js uses them through
+// window.latentMap): its colours, the view that fits the points, the points written into a
+// canvas's pixels, the hover index, the legend's marks, the SVG of a view and the marker's
+// place for a z.
+//
+// A view maps data (x, y) to CSS px as (x·k + tx, ty − y·k): y up, as a plot is read.
+"use strict";
+
+(() => {
+  function hexRgb(h) {
+    return [1, 3, 5].map((k) => parseInt(h.slice(k, k + 2), 16));
+  }
+  // Tableau 10: distinct at a glance, and in order, for classes and unordered factors
+  const CATEGORICAL = ["#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948",
+    "#b07aa1", "#ff9da7", "#9c755f", "#bab0ac"].map(hexRgb);
+  // viridis at nine stops (matplotlib's), interpolated: ordered factors and latents
+  const VIRIDIS = ["#440154", "#472c7a", "#3b518b", "#2c718e", "#21908d", "#27ad81", "#5cc863",
+    "#aadc32", "#fde725"].map(hexRgb);
+  const RAMP = 256; // steps of the continuous scale
+
+  const css = ([r, g, b]) => `rgb(${r},${g},${b})`;
+  const hex = (rgb) => "#" + rgb.map((v) => v.toString(16).padStart(2, "0")).join("");
+  function viridis(t) {
+    const x = Math.max(0, Math.min(1, t)) * (VIRIDIS.length - 1);
+    const k = Math.min(VIRIDIS.length - 2, Math.floor(x));
+    const f = x - k;
+    return VIRIDIS[k].map((v, c) => Math.round(v + f * (VIRIDIS[k + 1][c] - v)));
+  }
+  const categorical = (v) => CATEGORICAL[v % CATEGORICAL.length];
+  const ramp = Array.from({ length: RAMP }, (_, j) => viridis(j / (RAMP - 1)));
+
+  // What a map's points can be coloured by: its factors or class (the API's colour_by), then
+  // each latent in the model's order (most informative first), named where it has a name.
+  function colourChoices(map) {
+    const choices = map.colour_by.map((c) => ({ value: c.name, text: c.name, by: c }));
+    for (const d of map.latent_order) {
+      const name = map.latent_names[d];
+      choices.push({ value: `z${d}`, text: name ? `z${d} — ${name}` : `z${d}`, latent: d });
+    }
+    return choices;
+  }
+
+  // Each point's swatch (keys into swatches, [r, g, b]) and the legend, for a colour choice:
+  // categories (a class, a named factor) from the fixed palette; an ordered factor (classes
+  // 0..size−1) or a latent (its μ from the 1st to the 99th percentile, so a few far points do
+  // not wash the rest out) on the continuous scale.
+  function colouring(map, value) {
+    const choice = colourChoices(map).find((c) => c.value === value);
+    const n = map.points.length;
+    const keys = new Uint16Array(n);
+    const by = choice.by;
+    if (by && (by.kind === "class" || by.names)) {
+      const swatches = Array.from({ length: by.size }, (_, v) => categorical(v));
+      by.values.forEach((v, i) => (keys[i] = v));
+      const items = swatches.map((rgb, v) => ({ name: by.names ? by.names[v] : String(v), rgb }));
+      return { keys, swatches, legend: { kind: "categories", title: by.name, items } };
+    }
+    let values, lo, hi, title;
+    if (by) {
+      [values, lo, hi, title] = [by.values, 0, Math.max(1, by.size - 1), by.name];
+    } else {
+      values = map.latents.map((row) => row[choice.latent]);
+      const sorted = Float64Array.from(values).sort();
+      lo = sorted[Math.floor(0.01 * (n - 1))];
+      hi = sorted[Math.ceil(0.99 * (n - 1))];
+      if (hi <= lo) hi = lo + 1;
+      title = `μ of ${choice.text}`;
+    }
+    const top = RAMP - 1;
+    values.forEach((v, i) => {
+      keys[i] = Math.max(0, Math.min(top, Math.round(((v - lo) / (hi - lo)) * top)));
+    });
+    const text = (v) => (by ? String(v) : v.toFixed(2));
+    const legend = { kind: "ramp", title, loText: text(lo), hiText: text(hi) };
+    return { keys, swatches: ramp, legend };
+  }
+
+  // The view that shows every point on a side×side canvas, `pad` px from its edges, centred.
+  function fitView(px, py, side, pad) {
+    let [x0, x1, y0, y1] = [Infinity, -Infinity, Infinity, -Infinity];
+    for (let i = 0; i < px.length; i++) {
+      x0 = Math.min(x0, px[i]);
+      x1 = Math.max(x1, px[i]);
+      y0 = Math.min(y0, py[i]);
+      y1 = Math.max(y1, py[i]);
+    }
+    const k = (side - 2 * pad) / (Math.max(x1 - x0, y1 - y0) || 1);
+    return { k, tx: side / 2 - (k * (x0 + x1)) / 2, ty: side / 2 + (k * (y0 + y1)) / 2 };
+  }
+
+  // one opaque RGBA pixel as a Uint32Array over ImageData's bytes holds it on this machine
+  const littleEndian = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
+  const pack = ([r, g, b]) =>
+    (littleEndian
+      ? (255 << 24) | (b << 16) | (g << 8) | r
+      : (r << 24) | (g << 16) | (b << 8) | 255) >>> 0;
+
+  // pixel offsets (dx, dy) of a dot of `radius` device px
+  function dot(radius) {
+    const R = Math.ceil(radius);
+    const offsets = [];
+    for (let dy = -R; dy <= R; dy++) {
+      for (let dx = -R; dx <= R; dx++) {
+        if (dx * dx + dy * dy <= radius * radius + 0.5) offsets.push([dx, dy]);
+      }
+    }
+    return offsets;
+  }
+
+  // Writes every point as a dot of its swatch's colour into `image` (an ImageData) over the
+  // background, and each point's CSS px position into sx, sy. One 32-bit store per pixel: no
+  // path, no per-point canvas call. Returns how many points fell on the canvas.
+  function plot(image, points, view, dpr, stamp, background) {
+    const { px, py, keys, swatches, sx, sy } = points;
+    const W = image.width;
+    const H = image.height;
+    const buf = new Uint32Array(image.data.buffer);
+    buf.fill(pack(background));
+    const packed = Uint32Array.from(swatches, pack);
+    const offsets = Int32Array.from(stamp, ([dx, dy]) => dy * W + dx);
+    const R = stamp.reduce((m, [dx]) => Math.max(m, dx), 0);
+    const { k, tx, ty } = view;
+    let drawn = 0;
+    for (let i = 0; i < px.length; i++) {
+      const x = px[i] * k + tx;
+      const y = ty - py[i] * k;
+      sx[i] = x;
+      sy[i] = y;
+      const X = Math.round(x * dpr);
+      const Y = Math.round(y * dpr);
+      if (X < -R || Y < -R || X >= W + R || Y >= H + R) continue;
+      drawn++;
+      const colour = packed[keys[i]];
+      if (X >= R && Y >= R && X < W - R && Y < H - R) {
+        const at = Y * W + X;
+        for (let s = 0; s < offsets.length; s++) buf[at + offsets[s]] = colour;
+      } else {
+        for (const [dx, dy] of stamp) {
+          const u = X + dx;
+          const v = Y + dy;
+          if (u >= 0 && v >= 0 && u < W && v < H) buf[v * W + u] = colour;
+        }
+      }
+    }
+    return drawn;
+  }
+
+  // The hover index: the points on a side×side CSS px canvas bucketed by `cell`-px square
+  // (counting sort: `items` holds the points of cell c from starts[c] to starts[c + 1]).
+  function grid(sx, sy, side, cell) {
+    const n = sx.length;
+    const cols = Math.ceil(side / cell) + 1;
+    const cellOf = new Int32Array(n);
+    const starts = new Int32Array(cols * cols + 1);
+    for (let i = 0; i < n; i++) {
+      const cx = Math.floor(sx[i] / cell);
+      const cy = Math.floor(sy[i] / cell);
+      cellOf[i] = cx < 0 || cy < 0 || cx >= cols || cy >= cols ? -1 : cy * cols + cx;
+      if (cellOf[i] >= 0) starts[cellOf[i] + 1]++;
+    }
+    for (let c = 1; c < starts.length; c++) starts[c] += starts[c - 1];
+    const fill = starts.slice(0, -1);
+    const items = new Int32Array(starts[starts.length - 1]);
+    for (let i = 0; i < n; i++) if (cellOf[i] >= 0) items[fill[cellOf[i]]++] = i;
+    return { cell, cols, starts, items, sx, sy };
+  }
+
+  // The point nearest (x, y) within `radius` px (at most a cell: the 3×3 cells around it
+  // suffice), or −1.
+  function nearest(g, x, y, radius) {
+    const { cell, cols, starts, items, sx, sy } = g;
+    const cx = Math.floor(x / cell);
+    const cy = Math.floor(y / cell);
+    let best = -1;
+    let bestD = radius * radius;
+    for (let gy = Math.max(0, cy - 1); gy <= Math.min(cols - 1, cy + 1); gy++) {
+      for (let gx = Math.max(0, cx - 1); gx <= Math.min(cols - 1, cx + 1); gx++) {
+        const c = gy * cols + gx;
+        for (let j = starts[c]; j < starts[c + 1]; j++) {
+          const i = items[j];
+          const d = (sx[i] - x) ** 2 + (sy[i] - y) ** 2;
+          if (d <= bestD) {
+            bestD = d;
+            best = i;
+          }
+        }
+      }
+    }
+    return best;
+  }
+
+  // The legend as marks from (x0, 0), CSS px, for the PNG and the SVG alike:
+  // ["rect", x, y, w, h, rgb] and ["text", x, y, text, bold]
+  function legendMarks(legend, x0) {
+    const marks = [["text", x0, 20, legend.title, true]];
+    if (legend.kind === "categories") {
+      legend.items.forEach((item, j) => {
+        const y = 36 + 18 * j;
+        marks.push(["rect", x0, y, 12, 12, item.rgb], ["text", x0 + 18, y + 10, item.name, false]);
+      });
+    } else {
+      const h = 160;
+      // the scale in 32 bands, its top at the top
+      for (let j = 0; j < 32; j++) {
+        marks.push(["rect", x0, 36 + (h * (31 - j)) / 32, 14, h / 32 + 0.5, viridis(j / 31)]);
+      }
+      marks.push(["text", x0 + 20, 44, legend.hiText, false]);
+      marks.push(["text", x0 + 20, 36 + h, legend.loText, false]);
+    }
+    return marks;
+  }
+
+  function drawLegend(g, legend, x0) {
+    for (const [shape, x, y, ...rest] of legendMarks(legend, x0)) {
+      if (shape === "rect") {
+        const [w, h, rgb] = rest;
+        g.fillStyle = css(rgb);
+        g.fillRect(x, y, w, h);
+      } else {
+        const [text, bold] = rest;
+        g.fillStyle = "#1d2330";
+        g.font = `${bold ? "600 " : ""}13px system-ui, sans-serif`;
+        g.fillText(text, x, y);
+      }
+    }
+  }
+
+  const ENTITIES = { "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" };
+  const escape = (s) => String(s).replace(/[&<>"]/g, (c) => ENTITIES[c]);
+
+  // The points inside a side×side view as circles, one group per colour, beside the legend.
+  function svg(points, side, legendWidth, legend, radius, title) {
+    const { keys, swatches, sx, sy } = points;
+    const groups = new Map();
+    for (let i = 0; i < sx.length; i++) {
+      if (sx[i] < 0 || sy[i] < 0 || sx[i] > side || sy[i] > side) continue;
+      if (!groups.has(keys[i])) groups.set(keys[i], []);
+      const [x, y] = [sx[i].toFixed(1), sy[i].toFixed(1)];
+      groups.get(keys[i]).push(`<circle cx="${x}" cy="${y}" r="${radius}"/>`);
+    }
+    const width = side + legendWidth;
+    const parts = [
+      `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${side}" ` +
+        `viewBox="0 0 ${width} ${side}" font-family="system-ui, sans-serif" font-size="13">`,
+      `<title>${escape(title)}</title>`,
+      `<rect width="100%" height="100%" fill="#fff"/>`,
+    ];
+    for (const [key, circles] of groups) {
+      parts.push(`<g fill="${hex(swatches[key])}">${circles.join("")}</g>`);
+    }
+    for (const [shape, x, y, ...rest] of legendMarks(legend, side + 16)) {
+      if (shape === "rect") {
+        const [w, h, rgb] = rest;
+        const box = `x="${x}" y="${y.toFixed(1)}" width="${w}" height="${h.toFixed(1)}"`;
+        parts.push(`<rect ${box} fill="${hex(rgb)}"/>`);
+      } else {
+        const [text, bold] = rest;
+        const weight = bold ? ' font-weight="600"' : "";
+        parts.push(`<text x="${x}" y="${y}"${weight}>${escape(text)}</text>`);
+      }
+    }
+    parts.push("</svg>");
+    return parts.join("\n");
+  }
+
+  // Where z lies on the map. PCA: the map's own projection, (z − mean)·componentsᵀ. t-SNE
+  // places no new point: the mean of the k nearest points by μ, weighted by 1/distance.
+  function place(marker, z, latents, px, py) {
+    if (marker.kind === "exact") {
+      const { mean, components } = marker;
+      return components.map((c) => c.reduce((s, w, d) => s + w * (z[d] - mean[d]), 0));
+    }
+    const k = Math.min(marker.k, latents.length);
+    const best = []; // [squared distance, index], ascending, at most k
+    for (let i = 0; i < latents.length; i++) {
+      const row = latents[i];
+      let d = 0;
+      for (let j = 0; j < z.length; j++) d += (row[j] - z[j]) ** 2;
+      if (best.length < k || d < best[best.length - 1][0]) {
+        let at = best.length;
+        while (at > 0 && best[at - 1][0] > d) at--;
+        best.splice(at, 0, [d, i]);
+        if (best.length > k) best.pop();
+      }
+    }
+    let sw = 0;
+    let x = 0;
+    let y = 0;
+    for (const [d, i] of best) {
+      const w = 1 / (Math.sqrt(d) + 1e-6);
+      sw += w;
+      x += w * px[i];
+      y += w * py[i];
+    }
+    return [x / sw, y / sw];
+  }
+
+  window.latentMap = {
+    RAMP, css, ramp, colourChoices, colouring, fitView,
+    dot, plot, grid, nearest, drawLegend, svg, place,
+  };
+})();
