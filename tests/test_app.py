@@ -36,7 +36,7 @@ def test_index_page_shows_the_models_and_their_latent_use(trained, tmp_path):
         htmx = client.get("/static/vendor/htmx.min.js")
     assert page.status_code == 200 and "text/html" in page.headers["content-type"]
     assert "tiny-vae" in page.text and "β-VAE, β=4" in page.text
-    assert page.text.count('type="range"') == 10  # one slider per latent
+    assert page.text.count('type="range" id="z') == 10  # one slider per latent
     assert htmx.status_code == 200 and "htmx" in htmx.text[:2000]
 
 

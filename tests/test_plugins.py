@@ -97,7 +97,7 @@ def test_an_upload_is_encoded_by_the_plugins_encoder(client):
 
 def test_the_explore_page_and_a_traversal_run_at_28_pixels(client):
     page = client.get("/", params={"model": NAME})
-    assert page.status_code == 200 and page.text.count('type="range"') == 6
+    assert page.status_code == 200 and page.text.count('type="range" id="z') == 6
     params = {"z": "0,0,0,0,0,0", "steps": 5}
     r = client.get(f"/api/models/{NAME}/traverse.png", params=params)
     assert r.status_code == 200

@@ -53,7 +53,7 @@ def test_an_imported_model_decodes_at_its_own_size_as_its_network_does(client, n
 @pytest.mark.parametrize("name", sorted(ZOO))
 def test_an_imported_models_pages_answer(client, name):
     page = client.get("/", params={"model": name})
-    assert page.status_code == 200 and page.text.count('type="range"') == 10
+    assert page.status_code == 200 and page.text.count('type="range" id="z') == 10
     card = client.get(f"/models/{name}")
     assert card.status_code == 200
     assert "YannDubs/disentangling-vae" in card.text and "MIT" in card.text
@@ -70,7 +70,7 @@ def test_compare_drives_their_btcvae_and_ours_with_one_z(client):
     a, b = "dsprites-beta-vae", "disvae-btcvae-dsprites"
     page = client.get("/compare", params={"a": a, "b": b, "z": "0.5,0,0,0,0,0,0,0,0,-0.5"})
     assert page.status_code == 200
-    assert page.text.count('type="range"') == 10  # one set of sliders for both
+    assert page.text.count('type="range" id="z') == 10  # one set of sliders for both
     drawn = re.findall(r"/api/models/([\w-]+)/decode\.png\?z=([-\d.,]+)", page.text)
     assert {m for m, _ in drawn} == {a, b}
     assert len({z for _, z in drawn}) == 1  # the same z for both
