@@ -185,12 +185,14 @@ ToQuery = Annotated[
         json_schema_extra={"x-direction-names": "classes"},
     ),
 ]
+DEFAULT_SAMPLE = 5000  # images behind a direction unless asked (or the server's limit is lower)
 SampleQuery = Annotated[
-    int,
+    int | None,
     Query(
         ge=MIN_SAMPLE,
         description="images encoded (the latent map's sample): 80% fit the direction, 20% score "
-        "it; 404 past a test split's size",
+        "it; default 5,000, or the server's limit where that is lower; 404 past a test split's "
+        "size",
         json_schema_extra={"x-maximum": "max_map_points"},
     ),
 ]
@@ -264,7 +266,7 @@ def direction_json(
 def direction(
     model: ModelDep, registry: RegistryDep, settings: SettingsDep,
     factor: FactorQuery = None, source: FromQuery = None, target: ToQuery = None,
-    n: SampleQuery = 5000, seed: SeedQuery = 0,
+    n: SampleQuery = None, seed: SeedQuery = 0,
 ) -> dict[str, Any]:  # fmt: skip
     """A direction in the model's latent space, read from the encoder means μ of n images (the
     latent map's sample: dSprites drawn from its factors, Fashion-MNIST's test split), 80% to
@@ -275,6 +277,7 @@ def direction(
     al. 2019), scored by the share of held-out images of the two on their own side of the
     midpoint. With each, its shares per latent v_i²/|v|² and participation ratio (Σv_i²)²/Σv_i⁴
     (1: along one latent), and `centre`, the mean μ (factor) or the classes' midpoint."""
+    n = min(DEFAULT_SAMPLE, settings.max_map_points) if n is None else n
     request = direction_request(model, registry, factor, source, target, n, seed)
     d, sample = model_direction(model, settings, request)
     return direction_json(model, request, d, sample)
@@ -295,7 +298,7 @@ def strip_latents(d: Direction, steps: int) -> torch.Tensor:
 def direction_png(
     request: Request, model: ModelDep, registry: RegistryDep, settings: SettingsDep,
     served: ServedDep, factor: FactorQuery = None, source: FromQuery = None,
-    target: ToQuery = None, n: SampleQuery = 5000, seed: SeedQuery = 0,
+    target: ToQuery = None, n: SampleQuery = None, seed: SeedQuery = 0,
     steps: Annotated[
         int, Query(ge=2, json_schema_extra={"x-maximum": "max_interpolate_steps"})
     ] = 7,
@@ -304,6 +307,7 @@ def direction_png(
     """A strip of images decoded along the direction (see `direction`), from its centre minus
     half the vector to its centre plus half: for a factor, from about its lowest class to its
     highest; for two classes, from `from`'s mean μ to `to`'s."""
+    n = min(DEFAULT_SAMPLE, settings.max_map_points) if n is None else n
     asked = direction_request(model, registry, factor, source, target, n, seed)
     api.check_label(model, label, served)
     if steps > settings.max_interpolate_steps:
@@ -360,15 +364,13 @@ def _side(
     return SideView(model.name, json=body, bars=_bars(body), strip_url=url)
 
 
-UI_SAMPLE = 5000  # images per model behind the compare page's directions (fewer in a small split)
-
-
 def _ui_request(
     model: ServedModel, registry: Mapping[str, ServedModel], settings: Settings,
     query: dict[str, str],
 ) -> DirectionRequest:  # fmt: skip
     images = images_of(model, settings)  # a test split not installed: the 503's message
-    n = min(UI_SAMPLE, images.n_images) if isinstance(images, TestImages) else UI_SAMPLE
+    n = min(DEFAULT_SAMPLE, settings.max_map_points)
+    n = min(n, images.n_images) if isinstance(images, TestImages) else n
     return direction_request(
         model, registry, query.get("factor"), query.get("from"), query.get("to"), n, 0
     )

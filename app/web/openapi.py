@@ -241,10 +241,11 @@ def _query_as_object(operation: Schema, one_of: list[Schema]) -> None:
             properties[p["name"]]["description"] = p["description"]
     fields: Schema = {"type": "object", "properties": properties, "oneOf": copy.deepcopy(one_of)}
     required = [p["name"] for p in query if p.get("required")]
+    needed = all(case.get("required") for case in one_of)  # no case is met by no fields
     if required:
         fields["required"] = required
     operation["parameters"] = [p for p in operation["parameters"] if p["in"] != "query"] + [
-        {"name": "query", "in": "query", "required": bool(required), "style": "form",
+        {"name": "query", "in": "query", "required": bool(required) or needed, "style": "form",
          "explode": True, "schema": fields,
          "description": "the query's fields (each `name=value`), and the cases they make"}
     ]  # fmt: skip
