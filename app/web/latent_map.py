@@ -37,6 +37,7 @@ TSNE_MARKER = (
     f"the distance-weighted mean of the map positions of the {NEAREST} images whose μ lie "
     "nearest to it"
 )
+DEFAULT_POINTS = 5000
 RETRY_AFTER = 5  # seconds between a page's polls while a t-SNE computes
 
 
@@ -176,10 +177,11 @@ def _encode(payload: dict[str, Any]) -> bytes:
 def latent_map_json(
     request: Request, model: ModelDep, settings: SettingsDep,
     n: Annotated[
-        int,
-        Query(ge=2, description="held-out images to encode and place on the map",
+        int | None,
+        Query(ge=2, description="held-out images to encode and place on the map (default "
+              "5,000, or the server's limit where that is lower)",
               json_schema_extra={"x-maximum": "max_map_points"}),
-    ] = 5000,
+    ] = None,
     method: Annotated[
         Literal["pca", "tsne"],
         Query(description="pca: exact, at once; tsne: computed in the background (202 until "
@@ -200,6 +202,7 @@ def latent_map_json(
     Each point comes with its image's index, its μ, and the factors or class to colour it by.
     A t-SNE map is computed once per weights, in the background: 202 with Retry-After until
     then."""
+    n = min(DEFAULT_POINTS, settings.max_map_points) if n is None else n
     sample = sample_for(model, settings, n, seed)
     if method == "pca":
         key: tuple[Any, ...] = ("map", "pca", n, seed, sample.source)
