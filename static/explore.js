@@ -173,6 +173,9 @@
       params.set("z", zText());
       if (label !== null) params.set("label", String(label));
       history.replaceState(null, "", `${location.pathname}?${params}`);
+      // the explore page's link to the map carries the state too, so the marker starts at z
+      const mapLink = document.getElementById("map-link");
+      if (mapLink) mapLink.search = `?${params}`;
     }, 150);
   }
 

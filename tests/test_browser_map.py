@@ -319,13 +319,19 @@ def test_the_direction_slider_moves_z_along_the_direction(page, server):
     page.keyboard.press("ArrowRight")
     page.wait_for_selector("#direction-slider-t-value:text-is('0.00')")
     assert float(track.input_value()) == 0
+    # the link to the map carries the z the sliders now hold, so its marker starts there
+    z_text = ",".join(f"{v:.2f}" for v in slider_z(page))
+    page.wait_for_function(
+        "z => new URL(document.getElementById('map-link').href).searchParams.get('z') === z",
+        arg=z_text,
+    )
 
 
 def test_the_pages_link_each_other_and_offer_directions_only_where_there_are_some(server):
     html = httpx.get(f"{server}/", params={"model": "disvae-vae-celeba"}, timeout=120).text
     assert 'id="explorer"' in html and 'id="direction-slider"' not in html
     html = httpx.get(f"{server}/", params={"model": MODEL}, timeout=120).text
-    assert 'id="direction-slider"' in html and f'href="/map?model={MODEL}"' in html
+    assert 'id="direction-slider"' in html and f'href="/map?model={MODEL}&z=' in html
     assert '<a href="/map">Map</a>' in html  # in the nav
     z = "0.50,0.00,0.00,0.00,0.00,0.00,0.00,0.00,0.00,-1.00"
     query = {"model": MODEL, "method": "umap", "n": 99_999, "z": z}
