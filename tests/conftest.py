@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient
 from app.main import create_app
 from app.settings import Settings
 from app.training import TrainArgs, train
+from tests.browser_server import launch_chromium, live_server
 
 
 def tiny_args(out: Path, **kw) -> TrainArgs:
@@ -126,3 +127,23 @@ def fashion_client(fashion_models, fashion_dir, tmp_path_factory):
     settings = Settings(checkpoints_dir=root, fashion_mnist_dir=fashion_dir)
     with TestClient(create_app(settings)) as c:
         yield c
+
+
+# --- the browser tests: Debian's Chromium, and a live server on the shipped checkpoints -------
+
+
+@pytest.fixture(scope="session")
+def browser():
+    from playwright.sync_api import sync_playwright  # noqa: PLC0415 (only browser tests)
+
+    with sync_playwright() as p:
+        b = launch_chromium(p)
+        yield b
+        b.close()
+
+
+@pytest.fixture(scope="module")
+def shipped_server():
+    """A live server on the shipped checkpoints: its URL."""
+    with live_server(Settings()) as url:
+        yield url

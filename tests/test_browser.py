@@ -10,25 +10,14 @@ import httpx
 import numpy as np
 import pytest
 from PIL import Image
-from playwright.sync_api import Page, sync_playwright
+from playwright.sync_api import Page
 
 from app.data.dsprites import render
-from app.settings import Settings
-from tests.browser_server import launch_chromium, live_server
 
 
 @pytest.fixture(scope="module")
-def server():
-    with live_server(Settings()) as url:
-        yield url
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_playwright() as p:
-        b = launch_chromium(p)
-        yield b
-        b.close()
+def server(shipped_server):
+    return shipped_server
 
 
 @pytest.fixture

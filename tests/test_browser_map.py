@@ -13,10 +13,7 @@ import httpx
 import numpy as np
 import pytest
 from PIL import Image
-from playwright.sync_api import Page, sync_playwright
-
-from app.settings import Settings
-from tests.browser_server import launch_chromium, live_server
+from playwright.sync_api import Page
 
 MODEL = "dsprites-beta-vae"
 N = 1000
@@ -25,17 +22,8 @@ VIRIDIS_ENDS = ((0x44, 0x01, 0x54), (0xFD, 0xE7, 0x25))  # viridis at 0 and at 1
 
 
 @pytest.fixture(scope="module")
-def server():
-    with live_server(Settings()) as url:
-        yield url
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_playwright() as p:
-        b = launch_chromium(p)
-        yield b
-        b.close()
+def server(shipped_server):
+    return shipped_server
 
 
 @pytest.fixture(scope="module")
@@ -107,6 +95,16 @@ def canvas_rgb(page: Page, points: list) -> np.ndarray:
             [[float(x), float(y)] for x, y in points],
         )
     )
+
+
+def grab_and_drag(page: Page, slider, fraction: float) -> None:  # noqa: ANN001 (a Locator)
+    """Press the mouse on the middle of a range input and move it right by `fraction` of its
+    width, in steps; the button stays held (the caller lets go)."""
+    b = slider.bounding_box()
+    x, y = b["x"] + b["width"] / 2, b["y"] + b["height"] / 2
+    page.mouse.move(x, y)
+    page.mouse.down()
+    page.mouse.move(x + b["width"] * fraction, y, steps=8)
 
 
 def slider_z(page: Page) -> list[float]:
@@ -203,11 +201,7 @@ def test_dragging_a_slider_moves_the_marker_to_the_pca_projection_of_z(page, pca
     start, z0 = marker_and_z()
     assert np.allclose(start, (z0 - mean) @ components.T, atol=2e-6)
     slider = page.locator(".latent input[type=range]").first  # the most informative latent
-    b = slider.bounding_box()
-    x, y = b["x"] + b["width"] / 2, b["y"] + b["height"] / 2
-    page.mouse.move(x, y)
-    page.mouse.down()
-    page.mouse.move(x + b["width"] * 0.4, y, steps=8)
+    grab_and_drag(page, slider, 0.4)
     page.wait_for_function(
         "m => document.getElementById('map-overlay').dataset.marker !== m",
         arg=",".join(f"{v:.6f}" for v in start),
@@ -297,11 +291,7 @@ def test_the_direction_slider_moves_z_along_the_direction(page, server):
     shown = page.eval_on_selector("canvas.decoded", "c => c.dataset.shown")
     z_start = np.asarray(slider_z(page))
     track = page.locator("#direction-slider-t")
-    b = track.bounding_box()
-    x, y = b["x"] + b["width"] / 2, b["y"] + b["height"] / 2
-    page.mouse.move(x, y)
-    page.mouse.down()
-    page.mouse.move(x + b["width"] * 0.3, y, steps=6)
+    grab_and_drag(page, track, 0.3)
     page.wait_for_function(
         "s => document.querySelector('canvas.decoded').dataset.shown !== s", arg=shown
     )  # the picture follows while the button is held
@@ -337,7 +327,7 @@ def test_the_pages_link_each_other_and_offer_directions_only_where_there_are_som
     query = {"model": MODEL, "method": "umap", "n": 99_999, "z": z}
     html = unescape(httpx.get(f"{server}/map", params=query, timeout=120).text)
     assert "unknown method 'umap' (pca or tsne); showing PCA" in html
-    assert "a map holds 2 to 20,000 points; showing 5,000" in html
+    assert f"a map of {MODEL} holds 2 to 20,000 points; showing 5,000" in html
     assert 'data-method="pca" data-n="5000"' in html
     assert f'href="/?model={MODEL}&z={z}"' in html  # back to explore, at the same z
     assert 'id="direction-slider"' in html

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import shutil
 
 import numpy as np
@@ -260,3 +261,11 @@ def test_a_failed_tsne_is_reported_once_then_tried_again():
     assert isinstance(jobs.get("k", 10, fail), latent_map.Pending) and len(calls) >= 1
     jobs.join(timeout=10)
     assert len(calls) == 2
+
+
+def test_the_map_page_offers_no_more_points_than_a_test_split_holds(fashion_client):
+    html = fashion_client.get("/map", params={"model": "tiny-fashion-vae", "n": 5000}).text
+    assert "a map of tiny-fashion-vae holds 2 to 100 points; showing 100" in html
+    assert 'data-n="100"' in html
+    select = html.split('id="map-n"')[1].split("</select>")[0]
+    assert [int(v) for v in re.findall(r'<option value="(\d+)"', select)] == [100]

@@ -121,9 +121,13 @@ def latent_map(
     if method not in MAP_METHODS:
         warnings.append(f"unknown method {method!r} (pca or tsne); showing PCA")
         method = "pca"
-    if not 2 <= n <= settings.max_map_points:
-        n, limit = min(5_000, settings.max_map_points), settings.max_map_points
-        warnings.append(f"a map holds 2 to {limit:,} points; showing {n:,}")
+    summary = api.model_summary(ckpt, settings)
+    limit = settings.max_map_points
+    if summary["dataset_split"] == "test" and summary["dataset_images"]:
+        limit = min(limit, summary["dataset_images"])  # a test split holds no more
+    if not 2 <= n <= limit:
+        n = min(5_000, limit)
+        warnings.append(f"a map of {name} holds 2 to {limit:,} points; showing {n:,}")
     ranges = slider_ranges(ckpt)
     if z:
         values, z_warning = _initial_z(ckpt, z, settings, ranges)
@@ -137,13 +141,13 @@ def latent_map(
     params = {"model": name, "method": method, "n": n} | ({"colour": colour} if colour else {})
     context = {
         "models": [api.model_summary(c) for c in registry.values()],
-        "model": api.model_summary(ckpt, settings),
+        "model": summary,
         "rows": slider_rows([ckpt], values, ranges),
         "z": _z_text(values),
         "label": label,
         "method": method,
         "n": n,
-        "sizes": sorted({*(s for s in MAP_SIZES if s <= settings.max_map_points), n}),
+        "sizes": sorted({*(s for s in MAP_SIZES if s <= limit), n}),
         "colour": colour or "",
         "url_params": urlencode(params),
         "warning": "; ".join(warnings) or None,
