@@ -73,6 +73,8 @@ bench: install $(CHROMIUM) /usr/bin/wrk
 	$(PY) bench/load.py
 	$(PY) bench/metrics_speed.py
 	$(PY) bench/compress_speed.py checkpoints/dsprites-beta-vae
+	$(PY) bench/map_speed.py
+	$(PY) bench/browser_map.py
 
 clean:
 	rm -rf $(VENV) node_modules static/vendor

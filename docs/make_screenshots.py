@@ -2,7 +2,9 @@
 against a live server on the shipped checkpoints.
 
     python docs/make_screenshots.py   # docs/explore.png, compare.png, figure2.png, compress.png,
-                                      # denoise.png, vaegan.png, interpolate.png, card.png
+                                      # denoise.png, vaegan.png, interpolate.png, card.png,
+                                      # map.png, directions.png
+    python docs/make_screenshots.py map   # the last two only
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from playwright.sync_api import sync_playwright
+from playwright.sync_api import Page, sync_playwright
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -24,11 +26,30 @@ SHOTS = {
 }
 
 
+def map_shots(page: Page, url: str) -> None:
+    """The latent map of fashion-vae by t-SNE, coloured by class (the page waits for the
+    t-SNE, half a minute on 2 cores), and /compare's direction section."""
+    page.goto(url + "/map?model=fashion-vae&method=tsne&n=5000&colour=class")
+    done = "document.getElementById('map').dataset.state === 'done'"
+    page.wait_for_function(done, timeout=300_000)
+    page.wait_for_load_state("networkidle")
+    page.screenshot(path=str(ROOT / "docs" / "map.png"))
+    page.goto(url + f"/compare?a=dsprites-vae&b=dsprites-beta-vae&z={Z}")
+    section = page.locator("#direction-compare")
+    section.scroll_into_view_if_needed()
+    page.wait_for_selector("#direction-compare img", timeout=120_000)
+    page.wait_for_load_state("networkidle")
+    section.screenshot(path=str(ROOT / "docs" / "directions.png"))
+
+
 def main() -> None:
     with live_server(Settings()) as url, sync_playwright() as p:
         browser = launch_chromium(p)
         # bypass_csp: Playwright's polling waits evaluate strings, which our CSP (no eval) refuses
         page = browser.new_page(viewport={"width": 1360, "height": 860}, bypass_csp=True)
+        map_shots(page, url)
+        if sys.argv[1:] == ["map"]:
+            return
         for name, path in SHOTS.items():
             page.goto(url + path)
             page.wait_for_function(
