@@ -189,7 +189,7 @@ def test_a_model_without_data_maps_its_own_prior_samples(celeba_client):
     with torch.inference_mode():
         mu = model.encode(model.decode(z, None), None).mean.numpy()
     np.testing.assert_allclose(m["latents"], mu, atol=2e-4)
-    assert "no celeba data is here" in m["source"]["description"]
+    assert "its training data (celeba) is not here" in m["source"]["description"]
 
 
 # --- t-SNE in the background ----------------------------------------------------------------

@@ -174,7 +174,8 @@ def _prior(ckpt: ServedModel, n: int, seed: int) -> MapSample:
         source="prior",
         dataset=None,
         description=f"{n:,} images {ckpt.name} decoded from z ~ N(0, I) (seed {seed}), encoded "
-        f"again: no {cfg.dataset or 'training'} data is here, so this maps what the model makes",
+        f"again: its training data ({cfg.dataset or 'unnamed'}) is not here, so this maps what "
+        "the model makes",
         indices=np.arange(n, dtype=np.int64),
         mu=mu,
         classes=None if labels is None else labels.numpy().astype(np.int64),
