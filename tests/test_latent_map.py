@@ -8,6 +8,11 @@ import io
 import json
 import re
 import shutil
+import subprocess
+import sys
+import threading
+from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -269,3 +274,44 @@ def test_the_map_page_offers_no_more_points_than_a_test_split_holds(fashion_clie
     assert 'data-n="100"' in html
     select = html.split('id="map-n"')[1].split("</select>")[0]
     assert [int(v) for v in re.findall(r'<option value="(\d+)"', select)] == [100]
+
+
+def test_past_max_queued_the_longest_waiting_tsne_is_dropped_and_queued_again_when_asked():
+    jobs = latent_map.TsneJobs(max_queued=1)
+    release, ran = threading.Event(), []
+
+    def job(name: str) -> Callable[[], latent_map.Layout]:
+        def compute() -> latent_map.Layout:
+            ran.append(name)
+            if name == "a":
+                release.wait(10)
+            return latent_map.Layout(np.zeros((2, 2)), {"name": name})
+
+        return compute
+
+    jobs.get("a", 2, job("a"))  # computing, held until released
+    jobs.get("b", 2, job("b"))  # waits its turn
+    jobs.get("c", 2, job("c"))  # one waiting at most: b is dropped
+    again = jobs.get("b", 2, job("b"))  # asked again: queued anew, and c dropped in turn
+    assert isinstance(again, latent_map.Pending) and again.state == "queued"
+    release.set()
+    jobs.join(timeout=10)
+    assert ran == ["a", "b"]
+    assert jobs.get("b", 2, job("b")).settings == {"name": "b"}
+    assert isinstance(jobs.get("c", 2, job("c")), latent_map.Pending)  # dropped: starts again
+    jobs.join(timeout=10)
+
+
+def test_a_process_exits_without_waiting_for_a_tsne_in_the_background():
+    code = (
+        "import threading\n"
+        "from app.studies.latent_map import TsneJobs\n"
+        "jobs = TsneJobs()\n"
+        "jobs.get('k', 10, lambda: threading.Event().wait())\n"  # would never finish
+        "print('started', flush=True)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+        cwd=Path(__file__).resolve().parent.parent,
+    )  # fmt: skip
+    assert done.returncode == 0 and done.stdout == "started\n", done.stderr

@@ -22,15 +22,17 @@ Nothing here knows about HTTP.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
+import queue
 import tempfile
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -297,20 +299,24 @@ class Pending:
 
 @dataclass
 class TsneJobs:
-    """One t-SNE at a time on a background thread; results kept per key (most recent `size` in
-    memory; all on disk under `cache_dir` when set: `<key>.npz`, written whole or not at all,
-    beside a `<key>.lock` that says another process is computing it). A failure is kept once,
-    for the next request to report, and then forgotten so the one after tries again."""
+    """One t-SNE at a time on a background daemon thread (a server that is stopped does not
+    wait for it); results kept per key (most recent `size` in memory; all on disk under
+    `cache_dir` when set: `<key>.npz`, written whole or not at all, beside a `<key>.lock` that
+    says another process is computing it). At most `max_queued` wait their turn: past that the
+    longest waiting is dropped, and computed again if it is asked for again. A failure is kept
+    once, for the next request to report, and then forgotten so the one after tries again."""
 
     cache_dir: Path | None = None
     size: int = 16
+    max_queued: int = 4
     stale_after: float = 3600.0  # a lock older than this is a process that died mid-run
     _done: OrderedDict[str, Layout] = field(default_factory=OrderedDict)
     _running: dict[str, tuple[Future[Layout], Pending]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
-    _pool: ThreadPoolExecutor = field(
-        default_factory=lambda: ThreadPoolExecutor(max_workers=1, thread_name_prefix="tsne")
+    _queue: queue.SimpleQueue[tuple[str, Future[Layout], Pending, Callable[[], Layout]]] = field(
+        default_factory=queue.SimpleQueue
     )
+    _worker: threading.Thread | None = None
 
     def get(self, key: str, n: int, compute: Callable[[], Layout]) -> Layout | Pending:
         """The layout if it is ready; else where it stands, starting it if nobody has."""
@@ -324,7 +330,8 @@ class TsneJobs:
                 if not future.done():
                     return pending
                 del self._running[key]
-                return self._keep(key, future.result())  # raises the failure, once
+                if not future.cancelled():
+                    return self._keep(key, future.result())  # raises the failure, once
             stored = self._read(key)
             if stored is not None:
                 return self._keep(key, stored)
@@ -332,27 +339,49 @@ class TsneJobs:
                 return Pending(
                     "computing elsewhere", self._lock_time(key), n * TSNE_SECONDS_PER_POINT
                 )
-            pending = Pending("queued", None, n * TSNE_SECONDS_PER_POINT)
-            self._claim(key)
-            future = self._pool.submit(self._run, key, pending, compute)
-            self._running[key] = (future, pending)
-            return pending
+            return self._enqueue(key, n, compute)
+
+    def _enqueue(self, key: str, n: int, compute: Callable[[], Layout]) -> Pending:
+        waiting = [
+            (k, f) for k, (f, p) in self._running.items() if p.state == "queued" and not f.done()
+        ]
+        for k, f in waiting[: max(0, len(waiting) - self.max_queued + 1)]:
+            f.cancel()  # the longest waiting: its next request queues it again
+            self._release(k)
+        pending = Pending("queued", None, n * TSNE_SECONDS_PER_POINT)
+        future: Future[Layout] = Future()
+        self._claim(key)
+        self._running[key] = (future, pending)
+        self._queue.put((key, future, pending, compute))
+        if self._worker is None:
+            self._worker = threading.Thread(target=self._work, name="tsne", daemon=True)
+            self._worker.start()
+        return pending
+
+    def _work(self) -> None:
+        while True:
+            key, future, pending, compute = self._queue.get()
+            if not future.set_running_or_notify_cancel():
+                continue  # dropped while it waited
+            pending.state, pending.started = "computing", time.time()
+            try:
+                layout = compute()
+                self._write(key, layout)
+            except BaseException as e:  # noqa: BLE001 (kept for the request that asks next)
+                future.set_exception(e)
+            else:
+                future.set_result(layout)
+            finally:
+                self._release(key)
 
     def join(self, timeout: float | None = None) -> None:
-        """Wait until every t-SNE started so far has finished (or failed)."""
+        """Wait until every t-SNE started or queued so far has finished, failed or been
+        dropped."""
         with self._lock:
             futures = [future for future, _ in self._running.values()]
         for future in futures:
-            future.exception(timeout)
-
-    def _run(self, key: str, pending: Pending, compute: Callable[[], Layout]) -> Layout:
-        pending.state, pending.started = "computing", time.time()
-        try:
-            layout = compute()
-            self._write(key, layout)
-            return layout
-        finally:
-            self._release(key)
+            with contextlib.suppress(CancelledError):
+                future.exception(timeout)
 
     def _keep(self, key: str, layout: Layout) -> Layout:
         self._done[key] = layout
