@@ -132,8 +132,10 @@ def fashion_client(fashion_models, fashion_dir, tmp_path_factory):
 # --- the browser tests: Debian's Chromium, and a live server on the shipped checkpoints -------
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
+    """Chromium, per module: Playwright's sync API keeps an event loop running on this thread
+    while it is open, which asyncio.run in later modules (test_server.py) would trip over."""
     from playwright.sync_api import sync_playwright  # noqa: PLC0415 (only browser tests)
 
     with sync_playwright() as p:
