@@ -18,6 +18,7 @@ from app.web import (
     api,
     compress,
     denoise,
+    direction_compare,
     directions,
     errors,
     figure2,
@@ -80,6 +81,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(sharpness.router)
     app.include_router(sharpness.pages)
     app.include_router(directions.router)
+    app.include_router(direction_compare.router)
     app.include_router(security.router)
     openapi.install(app)  # /openapi.json from the routes and what is served, on first request
     return app

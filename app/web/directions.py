@@ -1,6 +1,6 @@
 """Directions in latent space: the API that answers which way in z carries a ground-truth factor
-(dSprites' scale, position, orientation) or moves one class to another, a strip of images decoded
-along one, and the /compare fragment that shows one direction in two models side by side.
+(dSprites' scale, position, orientation) or moves one class to another, and a strip of images
+decoded along one (/compare's section on them is app/web/direction_compare.py).
 
 The numbers come from app.studies.directions on the sample of encoder means the latent map
 draws (app.web.latent_map.sample_for); nothing here computes them. The handlers are plain
@@ -12,26 +12,24 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any
-from urllib.parse import quote, urlencode
 
 import numpy as np
 import torch
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import HTMLResponse, Response
+from fastapi.responses import Response
 
 from app import imaging, inference
 from app.data.fashion_mnist import LABEL_NAMES as FASHION_MNIST_CLASSES
 from app.data.test_split import has_test_split
-from app.inference import InferenceError, TestImages, ground_truth_of
+from app.inference import InferenceError, ground_truth_of
 from app.models.interface import ServedModel
 from app.settings import Settings
 from app.studies import directions
 from app.studies.directions import MIN_SAMPLE, Direction, DirectionError, DirectionRequest
 from app.studies.latent_map import MapSample
 from app.web import api
-from app.web.deps import ModelDep, RegistryDep, ServedDep, SettingsDep, TemplatesDep
-from app.web.errors import DATA_UNAVAILABLE, NOT_MODIFIED, NotFoundError, NotInModelError
-from app.web.inputs import images_of
+from app.web.deps import ModelDep, RegistryDep, ServedDep, SettingsDep
+from app.web.errors import DATA_UNAVAILABLE, NOT_MODIFIED, NotInModelError
 from app.web.latent_map import sample_for
 
 router = APIRouter(tags=["directions"])
@@ -87,7 +85,7 @@ def served_names(registry: Mapping[str, ServedModel]) -> ServedNames:
     return ServedNames(tuple(factors), tuple(classes))
 
 
-def _listed(names: Sequence[str]) -> str:
+def listed(names: Sequence[str]) -> str:
     return ", ".join(names) if names else "none"
 
 
@@ -110,26 +108,26 @@ def direction_request(
     if factor is not None:
         if factor not in served.factors:
             raise InferenceError(
-                f"no served model has a factor {factor!r}; factors: {_listed(served.factors)}"
+                f"no served model has a factor {factor!r}; factors: {listed(served.factors)}"
             )
         truth = ground_truth_of(model)
         if truth is None:
             raise NotInModelError(
                 f"model {model.name} has no ground-truth factors (it was trained on "
                 f"{model.description.dataset}), so no factor {factor!r}"
-                + (f"; its classes: {_listed(has.classes)} (from=…&to=…)" if has.classes else "")
+                + (f"; its classes: {listed(has.classes)} (from=…&to=…)" if has.classes else "")
             )
         if factor not in has.factors:
             if factor == truth.factor_names[truth.label_factor]:
                 first, second = truth.label_names[:2]
                 raise NotInModelError(
                     f"factor {factor!r} of model {model.name} is categorical: its classes "
-                    f"({_listed(truth.label_names)}) have no order for a line to read; use "
+                    f"({listed(truth.label_names)}) have no order for a line to read; use "
                     f"from=…&to=… (from={first}&to={second}) for the direction from one to "
-                    f"another, or a factor: {_listed(has.factors)}"
+                    f"another, or a factor: {listed(has.factors)}"
                 )
             raise NotInModelError(
-                f"model {model.name} has no factor {factor!r}; its factors: {_listed(has.factors)}"
+                f"model {model.name} has no factor {factor!r}; its factors: {listed(has.factors)}"
             )
         return DirectionRequest(factor, None, None, n, seed)
     if source is None or target is None:
@@ -143,7 +141,7 @@ def direction_request(
         name = _class_named(text, served.classes)
         if name is None:
             raise InferenceError(
-                f"{what}: no served model has a class {text!r}; classes: {_listed(served.classes)}"
+                f"{what}: no served model has a class {text!r}; classes: {listed(served.classes)}"
             )
         names.append(name)
     if names[0] == names[1]:
@@ -152,7 +150,7 @@ def direction_request(
         if name not in has.classes:
             raise NotInModelError(
                 f"{what}: model {model.name} has no class {name!r}; its classes: "
-                f"{_listed(has.classes)}"
+                f"{listed(has.classes)}"
             )
     return DirectionRequest(None, names[0], names[1], n, seed)
 
@@ -322,105 +320,3 @@ def direction_png(
 
     key = ("direction", asked, steps, label, scale)
     return api.cached_image(request, model, key, render)
-
-
-# --- /compare: one direction in two models ---------------------------------------------------
-
-
-@dataclass(frozen=True)
-class SideView:
-    """One model's column of the compare fragment: its direction, or why it has none."""
-
-    name: str
-    error: str | None = None
-    json: dict[str, Any] | None = None
-    bars: list[dict[str, Any]] = field(default_factory=list)
-    strip_url: str | None = None
-
-
-def _bars(body: dict[str, Any]) -> list[dict[str, Any]]:
-    """The shares in the model's latent order (as its sliders), for the template's SVG."""
-    names = body["latent_names"]
-    return [
-        {"latent": i, "name": names[i], "share": body["shares"][i], "value": body["vector"][i]}
-        for i in body["latent_order"]
-    ]
-
-
-def _side(
-    model: ServedModel, registry: Mapping[str, ServedModel], settings: Settings,
-    query: dict[str, str], label: int | None,
-) -> SideView:  # fmt: skip
-    try:
-        request = _ui_request(model, registry, settings, query)
-        d, sample = model_direction(model, settings, request)
-    except InferenceError as e:  # NotInModelError and the 503 of a missing test split too
-        return SideView(model.name, error=str(e))
-    body = direction_json(model, request, d, sample)
-    params = {k: v for k, v in query.items() if v} | {"steps": "7", "scale": "2"}
-    if model.description.kind == "cvae" and label is not None:
-        params["label"] = str(label)
-    url = f"/api/models/{quote(model.name)}/direction.png?{urlencode(params)}"
-    return SideView(model.name, json=body, bars=_bars(body), strip_url=url)
-
-
-def _ui_request(
-    model: ServedModel, registry: Mapping[str, ServedModel], settings: Settings,
-    query: dict[str, str],
-) -> DirectionRequest:  # fmt: skip
-    images = images_of(model, settings)  # a test split not installed: the 503's message
-    n = min(DEFAULT_SAMPLE, settings.max_map_points)
-    n = min(n, images.n_images) if isinstance(images, TestImages) else n
-    return direction_request(
-        model, registry, query.get("factor"), query.get("from"), query.get("to"), n, 0
-    )
-
-
-@router.get("/ui/compare/direction", response_class=HTMLResponse, include_in_schema=False)
-def compare_direction(
-    request: Request, registry: RegistryDep, settings: SettingsDep, templates: TemplatesDep,
-    a: str, b: str, kind: str | None = None, factor: str | None = None,
-    source: Annotated[str | None, Query(alias="from")] = None,
-    target: Annotated[str | None, Query(alias="to")] = None,
-    label: int | None = None,
-) -> HTMLResponse:  # fmt: skip
-    """htmx: the "direction of a factor in both models" section of /compare: a picker of the
-    factors and classes either model has (`kind`: which of them the picker's choice is), and
-    for each model its direction's shares per latent, its fit, its participation ratio and a
-    strip decoded along it; a model without the factor or classes says so in its place."""
-    models = []
-    for name in (a, b):
-        if name not in registry:
-            raise NotFoundError(f"unknown model {name!r}; available: {_listed(list(registry))}")
-        models.append(registry[name])
-    choices = [direction_choices(m, settings) for m in models]
-    factors = list(dict.fromkeys(f for c in choices for f in c.factors))
-    classes = list(dict.fromkeys(c for ch in choices for c in ch.classes))
-    if kind == "factor":
-        source = target = None
-    elif kind == "classes":
-        factor = None
-    if factor is None and source is None and target is None:  # the first view: a default
-        if factors:
-            factor = "scale" if "scale" in factors else factors[0]
-        elif len(classes) >= 2:
-            source, target = classes[0], classes[1]
-    query = {
-        k: v for k, v in {"factor": factor, "from": source, "to": target}.items() if v is not None
-    }
-    sides = [_side(m, registry, settings, query, label) for m in models] if query else []
-    if a == b:
-        sides = sides[:1]
-    context = {
-        "a": {"name": a},
-        "b": {"name": b},
-        "label": label,
-        "factors": factors,
-        "classes": classes,
-        "factor": factor,
-        "source": source,
-        "target": target,
-        "sides": sides,
-        "loaded": True,
-    }
-    return templates.TemplateResponse(request, "partials/direction.html", context)
