@@ -24,7 +24,7 @@ from sklearn.decomposition import PCA
 from app.data.dsprites import index_to_classes, render
 from app.main import create_app
 from app.settings import Settings
-from app.studies import latent_map
+from app.studies import latent_map, tsne_jobs
 from app.web import latent_map as map_api
 
 
@@ -222,16 +222,16 @@ def test_tsne_answers_202_while_computing_then_the_map(client):
 
 def test_a_tsne_kept_on_disk_is_read_back_by_another_process_without_computing(tmp_path):
     points = np.arange(8.0).reshape(4, 2)
-    one = latent_map.TsneJobs(cache_dir=tmp_path)
+    one = tsne_jobs.TsneJobs(cache_dir=tmp_path)
     first = one.get("k", 4, lambda: latent_map.Layout(points, {"perplexity": 1.0}))
-    assert isinstance(first, latent_map.Pending)
+    assert isinstance(first, tsne_jobs.Pending)
     one.join(timeout=10)
     assert not list(tmp_path.glob("*.lock"))
 
     def never() -> latent_map.Layout:
         raise AssertionError("computed again")
 
-    other = latent_map.TsneJobs(cache_dir=tmp_path)  # a second server process
+    other = tsne_jobs.TsneJobs(cache_dir=tmp_path)  # a second server process
     layout = other.get("k", 4, never)
     assert isinstance(layout, latent_map.Layout)
     np.testing.assert_array_equal(layout.points, points)
@@ -240,11 +240,11 @@ def test_a_tsne_kept_on_disk_is_read_back_by_another_process_without_computing(t
 
 def test_a_tsne_another_process_is_computing_is_waited_for_unless_its_lock_is_stale(tmp_path):
     (tmp_path / "k.lock").write_text("12345")
-    jobs = latent_map.TsneJobs(cache_dir=tmp_path)
+    jobs = tsne_jobs.TsneJobs(cache_dir=tmp_path)
     pending = jobs.get("k", 100, lambda: latent_map.Layout(np.zeros((100, 2)), {}))
-    assert isinstance(pending, latent_map.Pending) and pending.state == "computing elsewhere"
+    assert isinstance(pending, tsne_jobs.Pending) and pending.state == "computing elsewhere"
     assert "another server process" in pending.detail(100)
-    stale = latent_map.TsneJobs(cache_dir=tmp_path, stale_after=-1)
+    stale = tsne_jobs.TsneJobs(cache_dir=tmp_path, stale_after=-1)
     restarted = stale.get("k", 100, lambda: latent_map.Layout(np.zeros((100, 2)), {}))
     assert restarted.state in ("queued", "computing")
     stale.join(timeout=10)
@@ -252,7 +252,7 @@ def test_a_tsne_another_process_is_computing_is_waited_for_unless_its_lock_is_st
 
 
 def test_a_failed_tsne_is_reported_once_then_tried_again():
-    jobs = latent_map.TsneJobs()
+    jobs = tsne_jobs.TsneJobs()
     calls = []
 
     def fail() -> latent_map.Layout:
@@ -263,7 +263,7 @@ def test_a_failed_tsne_is_reported_once_then_tried_again():
     jobs.join(timeout=10)
     with pytest.raises(latent_map.InferenceError, match="boom"):
         jobs.get("k", 10, fail)
-    assert isinstance(jobs.get("k", 10, fail), latent_map.Pending) and len(calls) >= 1
+    assert isinstance(jobs.get("k", 10, fail), tsne_jobs.Pending) and len(calls) >= 1
     jobs.join(timeout=10)
     assert len(calls) == 2
 
@@ -277,7 +277,7 @@ def test_the_map_page_offers_no_more_points_than_a_test_split_holds(fashion_clie
 
 
 def test_past_max_queued_the_longest_waiting_tsne_is_dropped_and_queued_again_when_asked():
-    jobs = latent_map.TsneJobs(max_queued=1)
+    jobs = tsne_jobs.TsneJobs(max_queued=1)
     release, ran = threading.Event(), []
 
     def job(name: str) -> Callable[[], latent_map.Layout]:
@@ -293,19 +293,19 @@ def test_past_max_queued_the_longest_waiting_tsne_is_dropped_and_queued_again_wh
     jobs.get("b", 2, job("b"))  # waits its turn
     jobs.get("c", 2, job("c"))  # one waiting at most: b is dropped
     again = jobs.get("b", 2, job("b"))  # asked again: queued anew, and c dropped in turn
-    assert isinstance(again, latent_map.Pending) and again.state == "queued"
+    assert isinstance(again, tsne_jobs.Pending) and again.state == "queued"
     release.set()
     jobs.join(timeout=10)
     assert ran == ["a", "b"]
     assert jobs.get("b", 2, job("b")).settings == {"name": "b"}
-    assert isinstance(jobs.get("c", 2, job("c")), latent_map.Pending)  # dropped: starts again
+    assert isinstance(jobs.get("c", 2, job("c")), tsne_jobs.Pending)  # dropped: starts again
     jobs.join(timeout=10)
 
 
 def test_a_process_exits_without_waiting_for_a_tsne_in_the_background():
     code = (
         "import threading\n"
-        "from app.studies.latent_map import TsneJobs\n"
+        "from app.studies.tsne_jobs import TsneJobs\n"
         "jobs = TsneJobs()\n"
         "jobs.get('k', 10, lambda: threading.Event().wait())\n"  # would never finish
         "print('started', flush=True)\n"

@@ -13,28 +13,19 @@ Two layouts:
     PCA    exact (an SVD of the centred μ), milliseconds; a new z lands exactly on the map by
            the same projection, (z − mean)·componentsᵀ.
     t-SNE  scikit-learn's Barnes–Hut t-SNE (van der Maaten 2014): half a minute for 5,000
-           points on 2 cores, so it runs in the background, one at a time, and is kept per
-           weights digest (in memory, and on disk under `cache_dir` where one is set, which
-           is what lets several server processes share one computation).
+           points on 2 cores, so it runs in the background (app.studies.tsne_jobs), one at a
+           time, and is kept per weights digest.
 
 Nothing here knows about HTTP.
 """
 
 from __future__ import annotations
 
-import contextlib
-import io
-import json
 import os
-import queue
-import tempfile
-import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable
-from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
-from pathlib import Path
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -49,7 +40,6 @@ ENCODE_BATCH = 256
 # images are drawn and encoded on this many threads at once (torch and numpy release the GIL):
 # a cold 10,000-point dSprites map is half the wall time on 2 cores that it is on one
 ENCODE_THREADS = max(1, min(4, os.cpu_count() or 1))
-TSNE_SECONDS_PER_POINT = 0.007  # measured on the 2-core machine: 31 s for 5,000, 70 s for 10,000
 
 
 class SampleTooLargeError(InferenceError):
@@ -275,181 +265,3 @@ def tsne(mu: np.ndarray, seed: int, perplexity: float) -> Layout:
             "implementation": "scikit-learn Barnes-Hut",
         },
     )
-
-
-# --- t-SNE in the background ------------------------------------------------------------------
-
-
-@dataclass
-class Pending:
-    """A t-SNE not finished yet: where it stands, for the 202 the API answers meanwhile."""
-
-    state: str  # "queued" | "computing" | "computing elsewhere" (another server process)
-    started: float | None  # time.time() it began computing
-    estimate: float  # seconds it should take
-
-    def detail(self, n: int) -> str:
-        about = f"about {self.estimate:.0f} s on 2 cores"
-        if self.state == "queued":
-            return f"t-SNE of {n:,} points is queued behind another map ({about} once started)"
-        elapsed = 0 if self.started is None else time.time() - self.started
-        where = " by another server process" if self.state == "computing elsewhere" else ""
-        return f"t-SNE of {n:,} points is being computed{where}: {elapsed:.0f} s so far, {about}"
-
-
-@dataclass
-class TsneJobs:
-    """One t-SNE at a time on a background daemon thread (a server that is stopped does not
-    wait for it); results kept per key (most recent `size` in memory; all on disk under
-    `cache_dir` when set: `<key>.npz`, written whole or not at all, beside a `<key>.lock` that
-    says another process is computing it). At most `max_queued` wait their turn: past that the
-    longest waiting is dropped, and computed again if it is asked for again. A failure is kept
-    once, for the next request to report, and then forgotten so the one after tries again."""
-
-    cache_dir: Path | None = None
-    size: int = 16
-    max_queued: int = 4
-    stale_after: float = 3600.0  # a lock older than this is a process that died mid-run
-    _done: OrderedDict[str, Layout] = field(default_factory=OrderedDict)
-    _running: dict[str, tuple[Future[Layout], Pending]] = field(default_factory=dict)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
-    _queue: queue.SimpleQueue[tuple[str, Future[Layout], Pending, Callable[[], Layout]]] = field(
-        default_factory=queue.SimpleQueue
-    )
-    _worker: threading.Thread | None = None
-
-    def get(self, key: str, n: int, compute: Callable[[], Layout]) -> Layout | Pending:
-        """The layout if it is ready; else where it stands, starting it if nobody has."""
-        with self._lock:
-            if key in self._done:
-                self._done.move_to_end(key)
-                return self._done[key]
-            running = self._running.get(key)
-            if running is not None:
-                future, pending = running
-                if not future.done():
-                    return pending
-                del self._running[key]
-                if not future.cancelled():
-                    return self._keep(key, future.result())  # raises the failure, once
-            stored = self._read(key)
-            if stored is not None:
-                return self._keep(key, stored)
-            if self._locked_elsewhere(key):
-                return Pending(
-                    "computing elsewhere", self._lock_time(key), n * TSNE_SECONDS_PER_POINT
-                )
-            return self._enqueue(key, n, compute)
-
-    def _enqueue(self, key: str, n: int, compute: Callable[[], Layout]) -> Pending:
-        waiting = [
-            (k, f) for k, (f, p) in self._running.items() if p.state == "queued" and not f.done()
-        ]
-        for k, f in waiting[: max(0, len(waiting) - self.max_queued + 1)]:
-            f.cancel()  # the longest waiting: its next request queues it again
-            self._release(k)
-        pending = Pending("queued", None, n * TSNE_SECONDS_PER_POINT)
-        future: Future[Layout] = Future()
-        self._claim(key)
-        self._running[key] = (future, pending)
-        self._queue.put((key, future, pending, compute))
-        if self._worker is None:
-            self._worker = threading.Thread(target=self._work, name="tsne", daemon=True)
-            self._worker.start()
-        return pending
-
-    def _work(self) -> None:
-        while True:
-            key, future, pending, compute = self._queue.get()
-            if not future.set_running_or_notify_cancel():
-                continue  # dropped while it waited
-            pending.state, pending.started = "computing", time.time()
-            try:
-                layout = compute()
-                self._write(key, layout)
-            except BaseException as e:  # noqa: BLE001 (kept for the request that asks next)
-                future.set_exception(e)
-            else:
-                future.set_result(layout)
-            finally:
-                self._release(key)
-
-    def join(self, timeout: float | None = None) -> None:
-        """Wait until every t-SNE started or queued so far has finished, failed or been
-        dropped."""
-        with self._lock:
-            futures = [future for future, _ in self._running.values()]
-        for future in futures:
-            with contextlib.suppress(CancelledError):
-                future.exception(timeout)
-
-    def _keep(self, key: str, layout: Layout) -> Layout:
-        self._done[key] = layout
-        while len(self._done) > self.size:
-            self._done.popitem(last=False)
-        return layout
-
-    # the on-disk side, shared by server processes
-    def _path(self, key: str, suffix: str) -> Path | None:
-        return None if self.cache_dir is None else self.cache_dir / f"{key}{suffix}"
-
-    def _read(self, key: str) -> Layout | None:
-        path = self._path(key, ".npz")
-        if path is None or not path.is_file():
-            return None
-        try:
-            with np.load(path, allow_pickle=False) as f:
-                points, settings = f["points"], json.loads(str(f["settings"]))
-        except (OSError, ValueError, KeyError):
-            return None  # unreadable: computed again and written over
-        return Layout(points=points, settings=settings)
-
-    def _write(self, key: str, layout: Layout) -> None:
-        path = self._path(key, ".npz")
-        if path is None:
-            return
-        buf = io.BytesIO()
-        np.savez(buf, points=layout.points, settings=np.array(json.dumps(layout.settings)))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # whole or not at all: written beside, then renamed over
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(buf.getvalue())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-
-    def _locked_elsewhere(self, key: str) -> bool:
-        lock = self._path(key, ".lock")
-        if lock is None or not lock.exists():
-            return False
-        if time.time() - self._lock_time(key) > self.stale_after:
-            lock.unlink(missing_ok=True)
-            return False
-        return True
-
-    def _lock_time(self, key: str) -> float:
-        lock = self._path(key, ".lock")
-        try:
-            return lock.stat().st_mtime if lock is not None else time.time()
-        except OSError:
-            return time.time()
-
-    def _claim(self, key: str) -> None:
-        lock = self._path(key, ".lock")
-        if lock is not None:
-            lock.parent.mkdir(parents=True, exist_ok=True)
-            lock.write_text(str(os.getpid()))
-
-    def _release(self, key: str) -> None:
-        lock = self._path(key, ".lock")
-        if lock is not None:
-            lock.unlink(missing_ok=True)
-
-
-def tsne_key(ckpt: ServedModel, sample: MapSample, n: int, seed: int, perplexity: float) -> str:
-    """A file name for one t-SNE: the weights, where the images came from, n, seed, perplexity."""
-    source = (sample.dataset or "prior").replace(" ", "-").lower()
-    return f"tsne-{ckpt.digest[:16]}-{source}-n{n}-s{seed}-p{perplexity:g}"

@@ -23,7 +23,8 @@ from app.models.interface import ServedModel
 from app.settings import Settings
 from app.studies import latent_map
 from app.studies.cache import SharedResults
-from app.studies.latent_map import Layout, MapSample, Pending
+from app.studies.latent_map import Layout, MapSample
+from app.studies.tsne_jobs import Pending, TsneJobs, tsne_key
 from app.web import api
 from app.web.deps import ModelDep, SettingsDep
 from app.web.errors import DATA_UNAVAILABLE, NOT_MODIFIED, NotInModelError
@@ -157,15 +158,15 @@ def map_json(
 # --- layouts and their JSON, kept per weights -------------------------------------------------
 
 _pca_json: SharedResults[bytes] = SharedResults(16)
-_jobs: dict[Path | None, latent_map.TsneJobs] = {}
+_jobs: dict[Path | None, TsneJobs] = {}
 _jobs_lock = threading.Lock()
 
 
-def tsne_jobs(cache_dir: Path | None) -> latent_map.TsneJobs:
+def tsne_jobs(cache_dir: Path | None) -> TsneJobs:
     """The background t-SNE runner of this process, for one cache folder."""
     with _jobs_lock:
         if cache_dir not in _jobs:
-            _jobs[cache_dir] = latent_map.TsneJobs(cache_dir)
+            _jobs[cache_dir] = TsneJobs(cache_dir)
         return _jobs[cache_dir]
 
 
@@ -212,7 +213,7 @@ def latent_map_json(
         )
         return api.cached_image(request, model, key, render, media_type="application/json")
     used = min(perplexity, max((n - 1) / 3, 0.5))
-    job_key = latent_map.tsne_key(model, sample, n, seed, used)
+    job_key = tsne_key(model, sample, n, seed, used)
     result = tsne_jobs(settings.cache_dir).get(
         job_key, n, lambda: latent_map.tsne(sample.mu, seed, used)
     )
