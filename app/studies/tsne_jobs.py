@@ -115,11 +115,11 @@ class TsneJobs:
                 layout = compute()
                 self._write(key, layout)
             except BaseException as e:  # noqa: BLE001 (kept for the request that asks next)
+                self._release(key)
                 future.set_exception(e)
             else:
+                self._release(key)  # before the result: whoever sees it done sees no lock
                 future.set_result(layout)
-            finally:
-                self._release(key)
 
     def join(self, timeout: float | None = None) -> None:
         """Wait until every t-SNE started or queued so far has finished, failed or been
