@@ -278,18 +278,20 @@ def test_the_map_page_offers_no_more_points_than_a_test_split_holds(fashion_clie
 
 def test_past_max_queued_the_longest_waiting_tsne_is_dropped_and_queued_again_when_asked():
     jobs = tsne_jobs.TsneJobs(max_queued=1)
-    release, ran = threading.Event(), []
+    started, release, ran = threading.Event(), threading.Event(), []
 
     def job(name: str) -> Callable[[], latent_map.Layout]:
         def compute() -> latent_map.Layout:
             ran.append(name)
             if name == "a":
+                started.set()
                 release.wait(10)
             return latent_map.Layout(np.zeros((2, 2)), {"name": name})
 
         return compute
 
     jobs.get("a", 2, job("a"))  # computing, held until released
+    assert started.wait(10)
     jobs.get("b", 2, job("b"))  # waits its turn
     jobs.get("c", 2, job("c"))  # one waiting at most: b is dropped
     again = jobs.get("b", 2, job("b"))  # asked again: queued anew, and c dropped in turn
