@@ -10,9 +10,9 @@ import httpx
 import numpy as np
 import pytest
 from PIL import Image
-from playwright.sync_api import Page
 
 from app.data.dsprites import render
+from tests.browser_server import canvas_pixels, grab_and_drag, wait_painted, wait_repainted
 
 
 @pytest.fixture(scope="module")
@@ -35,34 +35,12 @@ def page(browser, server):
     assert errors == []
 
 
-def canvas_pixels(page: Page, model: str) -> str:
-    return page.eval_on_selector(f'canvas.decoded[data-model="{model}"]', "c => c.toDataURL()")
-
-
-def wait_painted(page: Page, model: str) -> str:
-    sel = f'canvas.decoded[data-model="{model}"]'
-    page.wait_for_function(f"document.querySelector('{sel}').dataset.shown !== undefined")
-    return page.eval_on_selector(sel, "c => c.dataset.shown")
-
-
-def wait_repainted(page: Page, model: str, before: str) -> str:
-    sel = f'canvas.decoded[data-model="{model}"]'
-    page.wait_for_function(
-        "([sel, before]) => document.querySelector(sel).dataset.shown !== before", arg=[sel, before]
-    )
-    return page.eval_on_selector(sel, "c => c.dataset.shown")
-
-
 def test_dragging_a_slider_changes_the_image_while_the_button_is_held(page):
     page.goto("/?model=dsprites-beta-vae")
     shown = wait_painted(page, "dsprites-beta-vae")
     before = canvas_pixels(page, "dsprites-beta-vae")
     slider = page.locator(".latent input[type=range]").first  # the most informative latent
-    box = slider.bounding_box()
-    x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
-    page.mouse.move(x, y)
-    page.mouse.down()
-    page.mouse.move(x + box["width"] * 0.4, y, steps=8)
+    grab_and_drag(page, slider, 0.4)
     during = wait_repainted(page, "dsprites-beta-vae", shown)  # the button is still held
     assert canvas_pixels(page, "dsprites-beta-vae") != before
     value = float(slider.input_value())

@@ -15,6 +15,8 @@ import pytest
 from PIL import Image
 from playwright.sync_api import Page
 
+from tests.browser_server import grab_and_drag, wait_painted, wait_repainted
+
 MODEL = "dsprites-beta-vae"
 N = 1000
 SHAPES = {0: (0x4E, 0x79, 0xA7), 1: (0xF2, 0x8E, 0x2B), 2: (0xE1, 0x57, 0x59)}  # Tableau 10
@@ -97,16 +99,6 @@ def canvas_rgb(page: Page, points: list) -> np.ndarray:
     )
 
 
-def grab_and_drag(page: Page, slider, fraction: float) -> None:  # noqa: ANN001 (a Locator)
-    """Press the mouse on the middle of a range input and move it right by `fraction` of its
-    width, in steps; the button stays held (the caller lets go)."""
-    b = slider.bounding_box()
-    x, y = b["x"] + b["width"] / 2, b["y"] + b["height"] / 2
-    page.mouse.move(x, y)
-    page.mouse.down()
-    page.mouse.move(x + b["width"] * fraction, y, steps=8)
-
-
 def slider_z(page: Page) -> list[float]:
     """z as the sliders' outputs show it."""
     return page.evaluate(
@@ -174,11 +166,9 @@ def test_hovering_a_point_shows_its_image_and_a_click_loads_its_mu(page, pca):
     page.mouse.move(box["x"] + 3, box["y"] + 3)
     page.wait_for_selector("#map-tip", state="hidden")
 
-    before = page.eval_on_selector("canvas.decoded", "c => c.dataset.shown")
+    before = wait_painted(page, MODEL)
     page.mouse.click(box["x"] + xy[i, 0], box["y"] + xy[i, 1])
-    page.wait_for_function(
-        "before => document.querySelector('canvas.decoded').dataset.shown !== before", arg=before
-    )
+    wait_repainted(page, MODEL, before)
     los = page.eval_on_selector_all(
         "input[type=range][data-dim]", "s => s.map(x => [x.dataset.dim, x.min, x.max])"
     )
@@ -288,13 +278,11 @@ def test_the_direction_slider_moves_z_along_the_direction(page, server):
     )
     page.goto(f"/?model={MODEL}&z=0.5,0,0,0,0,0,0,0,0,-0.5")
     page.wait_for_selector("#direction-slider[data-ready=true]", timeout=120_000)
-    shown = page.eval_on_selector("canvas.decoded", "c => c.dataset.shown")
+    shown = wait_painted(page, MODEL)
     z_start = np.asarray(slider_z(page))
     track = page.locator("#direction-slider-t")
     grab_and_drag(page, track, 0.3)
-    page.wait_for_function(
-        "s => document.querySelector('canvas.decoded').dataset.shown !== s", arg=shown
-    )  # the picture follows while the button is held
+    wait_repainted(page, MODEL, shown)  # the picture follows while the button is held
     t = float(track.input_value())
     z = np.asarray(slider_z(page))
     page.mouse.up()
@@ -339,12 +327,10 @@ def test_a_tsne_map_says_it_is_computing_and_then_places_z_by_its_neighbours(pag
     page.wait_for_selector("#map[data-state=computing]", timeout=60_000)
     assert page.inner_text("#map-status").startswith("computing…")
     # the explorer is not held up meanwhile
-    shown = page.eval_on_selector("canvas.decoded", "c => c.dataset.shown")
+    shown = wait_painted(page, MODEL)
     page.focus("#z0")
     page.keyboard.press("ArrowRight")
-    page.wait_for_function(
-        "s => document.querySelector('canvas.decoded').dataset.shown !== s", arg=shown
-    )
+    wait_repainted(page, MODEL, shown)
     page.wait_for_selector("#map[data-state=done]", timeout=180_000)
     data = httpx.get(
         f"{server}/api/models/{MODEL}/map", params={"n": n, "method": "tsne"}, timeout=60

@@ -29,7 +29,14 @@ from app.settings import Settings
 from app.studies.compression import Study
 from app.training import train
 from app.web.compress import get_study
-from tests.browser_server import launch_chromium, live_server
+from tests.browser_server import (
+    canvas_pixels,
+    grab_and_drag,
+    launch_chromium,
+    live_server,
+    wait_painted,
+    wait_repainted,
+)
 from tests.conftest import tiny_args
 
 VAE, CVAE, BETA = "tiny-fashion-vae", "tiny-fashion-cvae", "tiny-fashion-beta-vae"
@@ -371,22 +378,12 @@ def test_dragging_a_slider_of_a_fashion_model_changes_its_picture(checkpoints, f
         errors: list[str] = []
         page.on("pageerror", lambda e: errors.append(str(e)))
         page.goto(f"/?model={VAE}")
-        sel = f'canvas.decoded[data-model="{VAE}"]'
-        page.wait_for_function(f"document.querySelector('{sel}').dataset.shown !== undefined")
-        shown = page.eval_on_selector(sel, "c => c.dataset.shown")
-        before = page.eval_on_selector(sel, "c => c.toDataURL()")
-        slider = page.locator(".latent input[type=range]").first
-        box = slider.bounding_box()
+        shown = wait_painted(page, VAE)
+        before = canvas_pixels(page, VAE)
         # from the middle leftwards: away from μ of image 0, wherever in ±3 it lies
-        x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
-        page.mouse.move(x, y)
-        page.mouse.down()
-        page.mouse.move(x - box["width"] * 0.4, y, steps=8)
-        page.wait_for_function(
-            "([sel, before]) => document.querySelector(sel).dataset.shown !== before",
-            arg=[sel, shown],
-        )
-        after = page.eval_on_selector(sel, "c => c.toDataURL()")
+        grab_and_drag(page, page.locator(".latent input[type=range]").first, -0.4)
+        wait_repainted(page, VAE, shown)
+        after = canvas_pixels(page, VAE)
         page.mouse.up()
         # a sneaker from the picker: its code lands on the sliders
         page.select_option("#test-class", str(SNEAKER))

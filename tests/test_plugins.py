@@ -21,7 +21,14 @@ from app.plugins import PluginError, load_plugin
 from app.registry import load_registry
 from app.settings import Settings
 from examples.mlp_vae.model import WEIGHTS
-from tests.browser_server import launch_chromium, live_server
+from tests.browser_server import (
+    canvas_pixels,
+    grab_and_drag,
+    launch_chromium,
+    live_server,
+    wait_painted,
+    wait_repainted,
+)
 
 EXAMPLE = "examples.mlp_vae:build"
 NAME = "example-mlp-vae"
@@ -213,22 +220,14 @@ def test_dragging_a_slider_of_the_plugin_changes_its_picture(tmp_path):
             errors: list[str] = []
             page.on("pageerror", lambda e: errors.append(str(e)))
             page.goto(f"/?model={NAME}")
-            sel = f'canvas.decoded[data-model="{NAME}"]'
-            page.wait_for_function(f"document.querySelector('{sel}').dataset.shown !== undefined")
-            shown = page.eval_on_selector(sel, "c => c.dataset.shown")
-            before = page.eval_on_selector(sel, "c => c.toDataURL()")
-            size = page.eval_on_selector(sel, "c => [c.width, c.height]")
-            slider = page.locator(".latent input[type=range]").first
-            box = slider.bounding_box()
-            x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
-            page.mouse.move(x, y)
-            page.mouse.down()
-            page.mouse.move(x + box["width"] * 0.45, y, steps=8)
-            page.wait_for_function(
-                "([sel, before]) => document.querySelector(sel).dataset.shown !== before",
-                arg=[sel, shown],
+            shown = wait_painted(page, NAME)
+            before = canvas_pixels(page, NAME)
+            size = page.eval_on_selector(
+                f'canvas.decoded[data-model="{NAME}"]', "c => [c.width, c.height]"
             )
-            after = page.eval_on_selector(sel, "c => c.toDataURL()")
+            grab_and_drag(page, page.locator(".latent input[type=range]").first, 0.45)
+            wait_repainted(page, NAME, shown)
+            after = canvas_pixels(page, NAME)
             page.mouse.up()
             browser.close()
     assert size[0] % 28 == 0 and size[0] == size[1]  # the plugin's 28×28, scaled up whole
