@@ -35,7 +35,7 @@ from app.inference import DatasetImages, DrawnImages, InferenceError, TestImages
 from app.models.interface import ServedModel
 from app.studies.cache import SharedResults
 
-METHODS = ("pca", "tsne")
+METHODS = ("pca", "tsne")  # the layouts a map can be drawn in
 ENCODE_BATCH = 256
 # images are drawn and encoded on this many threads at once (torch and numpy release the GIL):
 # a cold 10,000-point dSprites map is half the wall time on 2 cores that it is on one

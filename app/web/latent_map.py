@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import quote
@@ -157,7 +158,7 @@ def map_json(
 
 # --- layouts and their JSON, kept per weights -------------------------------------------------
 
-_pca_json: SharedResults[bytes] = SharedResults(16)
+_json: SharedResults[bytes] = SharedResults(16)  # a map's JSON, 1–2 MB, encoded once
 _jobs: dict[Path | None, TsneJobs] = {}
 _jobs_lock = threading.Lock()
 
@@ -170,8 +171,19 @@ def tsne_jobs(cache_dir: Path | None) -> TsneJobs:
         return _jobs[cache_dir]
 
 
-def _encode(payload: dict[str, Any]) -> bytes:
-    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+def _map_response(
+    request: Request, model: ServedModel, key: tuple[Any, ...],
+    build: Callable[[], dict[str, Any]],
+) -> Response:  # fmt: skip
+    """A map's JSON, built and encoded once per weights and `key`, with an ETag (304 when the
+    browser has it)."""
+
+    def encoded() -> bytes:
+        payload = build()
+        return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+
+    cached = lambda: _json.get((model.digest or id(model), *key), encoded)  # noqa: E731
+    return api.cached_image(request, model, key, cached, media_type="application/json")
 
 
 @router.get("/models/{name}/map", response_class=Response, responses=MAP_RESPONSES)
@@ -206,12 +218,10 @@ def latent_map_json(
     n = min(DEFAULT_POINTS, settings.max_map_points) if n is None else n
     sample = sample_for(model, settings, n, seed)
     if method == "pca":
-        key: tuple[Any, ...] = ("map", "pca", n, seed, sample.source)
-        render = lambda: _pca_json.get(  # noqa: E731
-            (model.digest or id(model), n, seed, sample.source),
-            lambda: _encode(map_json(model, sample, latent_map.pca(sample.mu), method, seed)),
-        )
-        return api.cached_image(request, model, key, render, media_type="application/json")
+        return _map_response(
+            request, model, ("map", "pca", n, seed, sample.source),
+            lambda: map_json(model, sample, latent_map.pca(sample.mu), method, seed),
+        )  # fmt: skip
     used = min(perplexity, max((n - 1) / 3, 0.5))
     job_key = tsne_key(model, sample, n, seed, used)
     result = tsne_jobs(settings.cache_dir).get(
@@ -228,11 +238,7 @@ def latent_map_json(
             media_type="application/json",
             headers={"Retry-After": str(RETRY_AFTER), "Cache-Control": "no-store"},
         )
-    key = ("map", "tsne", n, seed, used, sample.source)
-    return api.cached_image(
-        request,
-        model,
-        key,
-        lambda: _encode(map_json(model, sample, result, method, seed)),
-        media_type="application/json",
-    )
+    return _map_response(
+        request, model, ("map", "tsne", n, seed, used, sample.source),
+        lambda: map_json(model, sample, result, method, seed),
+    )  # fmt: skip

@@ -17,6 +17,7 @@ from app.inference import InferenceError
 from app.models.interface import ServedModel
 from app.photo_fit import form_of
 from app.settings import Settings
+from app.studies.latent_map import METHODS as MAP_METHODS
 from app.web import api, cards
 from app.web.deps import ModelDep, RegistryDep, SettingsDep, TemplatesDep
 from app.web.directions import direction_choices
@@ -98,7 +99,6 @@ def explore(
     return templates.TemplateResponse(request, "explore.html", context)
 
 
-MAP_METHODS = ("pca", "tsne")
 MAP_SIZES = (1_000, 2_000, 5_000, 10_000, 20_000)
 
 
