@@ -1,7 +1,8 @@
 """Training never overwrites what it did not make: a new run refuses a checkpoint folder or run
 folder that is not empty unless --overwrite is given, a run folder records whose checkpoint it is
 (so another --out cannot resume it or start over it), runs for an --out outside the working
-directory are kept beside it, and the shipped runs still resume with their own checkpoints."""
+directory are kept beside it, and runs/NAME resumes checkpoints/NAME, as the shipped cards name
+them."""
 
 from __future__ import annotations
 
@@ -218,47 +219,50 @@ def test_a_run_saved_before_the_record_belongs_to_the_out_it_started_with(made, 
     assert record["path"] == str(renamed.resolve())  # from now on, the record names it
 
 
-SHIPPED_RUNS = {  # run folder → its checkpoint folder, as the repository ships them
-    "runs/dsprites-ae": "checkpoints/dsprites-ae",
-    "runs/dsprites-vae": "checkpoints/dsprites-vae",
-    "runs/dsprites-beta-vae": "checkpoints/dsprites-beta-vae",
-    "runs/dsprites-cvae": "checkpoints/dsprites-cvae",
-    "runs/dsprites-dae": "checkpoints/dsprites-dae",
-    "runs/shapes-beta-vae": "checkpoints/shapes-beta-vae",
-    # renamed from shapes-beta-vae with its run, whose records now name the folder it lives in
-    "runs/shapes-beta4-vae": "checkpoints/shapes-beta4-vae",
-    "runs/shapes-vaegan": "checkpoints/shapes-vaegan",
-    "runs/dsprites-tcvae-b6": "experiments/dsprites-tcvae-b6",
-    "runs/fashion-vae": "checkpoints/fashion-vae",
-    "runs/fashion-cvae": "checkpoints/fashion-cvae",
-    # trained to step 7,738 as fashion-sweep-b8, renamed with its run and resumed under this name
-    "runs/fashion-beta-vae": "checkpoints/fashion-beta-vae",
-}
-
-
-def test_the_shipped_runs_still_resume_with_their_own_checkpoints_only(monkeypatch):
+def test_the_shipped_cards_name_the_run_folder_their_checkpoint_gets_by_default(monkeypatch):
+    """A card's run_dir is where `train --out checkpoints/NAME` keeps its run, so the card's
+    commands run again in a clone write their state where the card says (runs/ itself is not
+    in the repository)."""
     monkeypatch.chdir(ROOT)
-    present = {r: c for r, c in SHIPPED_RUNS.items() if (ROOT / r / "trainer.json").exists()}
-    assert present, "no shipped run folders"
-    for run, out in present.items():
-        args = TrainArgs(out=Path(out), run_dir=None, resume=True, command="t")
-        assert args.run_path == Path(run)  # the default run folder is still the shipped one
+    cards = {p.parent: json.loads(p.read_text()) for p in ROOT.glob("checkpoints/*/card.json")}
+    named = {folder: card["run_dir"] for folder, card in cards.items() if "run_dir" in card}
+    assert len(named) >= 11, sorted(named)
+    for folder, run_dir in named.items():
+        args = TrainArgs(out=folder.relative_to(ROOT), run_dir=None, command="t")
+        assert args.run_path == Path(run_dir), folder.name
+
+
+def test_runs_in_the_repository_layout_resume_their_own_checkpoints_only(tmp_path, monkeypatch):
+    """checkpoints/NAME keeps its run in runs/NAME; that run resumes checkpoints/NAME, and after
+    both are renamed together and resumed, the new name only, never another model's folder."""
+    monkeypatch.chdir(tmp_path)
+    a = tiny_args(Path("checkpoints/a"), run_dir=None, **TINY)
+    b = tiny_args(Path("checkpoints/b"), run_dir=None, **{**TINY, "seed": 1})
+    assert a.run_path == Path("runs/a") and b.run_path == Path("runs/b")
+    assert train(a) == 0 and train(b) == 0
+
+    def claim(out: str, run: str) -> None:
         claim_folders(TrainArgs(out=Path(out), run_dir=Path(run), resume=True, command="t"))
-    wrong = [
-        ("runs/dsprites-ae", "checkpoints/dsprites-vae"),
-        ("runs/shapes-beta4-vae", "checkpoints/shapes-beta-vae"),  # the name it once had
-        ("runs/fashion-beta-vae", "checkpoints/fashion-sweep-b8"),  # likewise
-        ("runs/fashion-vae", "checkpoints/fashion-beta-vae"),
-    ]
-    for run, out in wrong:
-        if run in present:
-            with pytest.raises(TrainingError, match=f"cannot resume: .*{re.escape(out)}"):
-                claim_folders(TrainArgs(out=Path(out), run_dir=Path(run), resume=True, command="t"))
+
+    claim("checkpoints/a", "runs/a")
+    claim("checkpoints/b", "runs/b")
+    for out, run in [("checkpoints/b", "runs/a"), ("checkpoints/a", "runs/b")]:
+        with pytest.raises(TrainingError, match=f"cannot resume: .*not of {re.escape(out)}"):
+            claim(out, run)
+    # renamed with its run, and resumed under the new name: the old name is no longer its own
+    Path("checkpoints/a").rename("checkpoints/c")
+    Path("runs/a").rename("runs/c")
+    c = tiny_args(Path("checkpoints/c"), run_dir=None, resume=True, **{**TINY, "steps": 6})
+    assert train(c) == 0
+    claim("checkpoints/c", "runs/c")
+    for out in ("checkpoints/a", "checkpoints/b"):
+        with pytest.raises(TrainingError, match=f"cannot resume: .*not of {re.escape(out)}"):
+            claim(out, "runs/c")
 
 
 def test_an_out_outside_the_working_directory_keeps_its_run_beside_it(made, tmp_path, monkeypatch):
-    """The issue's case: run from the repository, `--out /elsewhere/NAME` used to write
-    runs/NAME, the repository's own run of checkpoints/NAME."""
+    """Run from the repository, `--out /elsewhere/NAME` keeps its run in /elsewhere/runs/NAME,
+    never in the repository's runs/NAME (the run of its own checkpoints/NAME)."""
     repo = tmp_path / "repo"
     out, run = copy_of(made, tmp_path)
     (repo / "checkpoints").mkdir(parents=True)
