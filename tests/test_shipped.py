@@ -83,8 +83,8 @@ def test_the_beta_model_carries_less_information_than_beta_1():
 
 
 def test_the_beta_model_is_the_disentangled_one():
-    """The disentanglement issue's bar, on the cards' `latent-explorer evaluate` figures:
-    5 ± 1 active latents, MIG ≥ 0.30 over all five factors and at least twice β=1's."""
+    """What the disentangled model is shipped for, on the cards' `latent-explorer evaluate`
+    figures: 5 ± 1 active latents, MIG ≥ 0.30 over all five factors and at least twice β=1's."""
     vae = load_checkpoint(ROOT / "checkpoints" / "dsprites-vae").card["metrics"]
     beta = load_checkpoint(ROOT / "checkpoints" / "dsprites-beta-vae").card["metrics"]
     assert 4 <= beta["scores"]["active_latents"]["mean"] <= 6
