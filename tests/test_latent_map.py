@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import threading
@@ -155,8 +157,9 @@ def test_a_fashion_map_is_the_test_split_coloured_by_class(fashion_client):
     np.testing.assert_allclose([m["latents"][i] for i in sub["indices"]], sub["latents"], atol=1e-4)
 
 
-def test_a_map_larger_than_the_test_split_is_that_models_404(fashion_client):
-    r = fashion_client.get("/api/models/tiny-fashion-vae/map", params={"n": 101})
+@pytest.mark.parametrize("method", ["pca", "tsne"])
+def test_a_map_larger_than_the_test_split_is_that_models_404(fashion_client, method):
+    r = fashion_client.get("/api/models/tiny-fashion-vae/map", params={"n": 101, "method": method})
     assert r.status_code == 404
     assert "n is 101" in r.json()["detail"] and "holds 100 images" in r.json()["detail"]
 
@@ -317,3 +320,145 @@ def test_a_process_exits_without_waiting_for_a_tsne_in_the_background():
         cwd=Path(__file__).resolve().parent.parent,
     )  # fmt: skip
     assert done.returncode == 0 and done.stdout == "started\n", done.stderr
+
+
+def test_the_first_tsne_request_answers_202_before_the_images_are_encoded(client, monkeypatch):
+    release, released, real = threading.Event(), [], latent_map.compute_sample
+
+    def held(*args):  # the encoding of the map's images, held until the 202 has come back
+        released.append(release.wait(60))
+        return real(*args)
+
+    monkeypatch.setattr(latent_map, "compute_sample", held)
+    query = {"n": 45, "method": "tsne", "seed": 11}
+    first = client.get("/api/models/tiny-vae/map", params=query)
+    assert first.status_code == 202 and first.headers["retry-after"] == "5"
+    assert first.json()["status"] in ("queued", "computing")
+    release.set()
+    map_api.tsne_jobs(None).join(timeout=120)
+    assert released == [True]  # encoded once, in the background, after the answer
+    m = get_map(client, "tiny-vae", **query)
+    assert len(m["points"]) == len(m["latents"]) == 45 and released == [True]
+
+
+# --- t-SNE's files: a lock a dead process left, a map on disk that is not its request's --------
+
+
+def exited_pid() -> int:
+    """The id of a process of this host that has exited (and been reaped)."""
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def write_lock(folder: Path, key: str, host: str, pid: int) -> None:
+    (folder / f"{key}.lock").write_text(json.dumps({"host": host, "pid": pid}))
+
+
+def layout_of(n: int) -> Callable[[], latent_map.Layout]:
+    return lambda: latent_map.Layout(np.arange(2.0 * n).reshape(n, 2), {"perplexity": 1.0})
+
+
+@pytest.mark.parametrize("holder", ["an exited process", "this process, not computing it"])
+def test_a_lock_of_this_host_whose_process_is_gone_is_taken_over_at_once(tmp_path, holder):
+    # a server killed with -9 mid-run leaves its lock; a restarted one (in a container, often
+    # under the same process id) must not wait an hour for it
+    pid = exited_pid() if holder == "an exited process" else os.getpid()
+    write_lock(tmp_path, "k", socket.gethostname(), pid)
+    jobs = tsne_jobs.TsneJobs(cache_dir=tmp_path)
+    started = jobs.get("k", 4, layout_of(4))
+    assert isinstance(started, tsne_jobs.Pending) and started.state in ("queued", "computing")
+    jobs.join(timeout=10)
+    np.testing.assert_array_equal(jobs.get("k", 4, layout_of(4)).points, layout_of(4)().points)
+
+
+def test_a_live_processs_lock_is_respected_until_it_dies(tmp_path):
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    try:
+        write_lock(tmp_path, "k", socket.gethostname(), child.pid)
+        jobs = tsne_jobs.TsneJobs(cache_dir=tmp_path)
+        for _ in range(2):
+            assert jobs.get("k", 4, layout_of(4)).state == "computing elsewhere"
+        assert json.loads((tmp_path / "k.lock").read_text())["pid"] == child.pid
+    finally:
+        child.kill()
+        child.wait()
+    assert jobs.get("k", 4, layout_of(4)).state in ("queued", "computing")
+    jobs.join(timeout=10)
+    assert (tmp_path / "k.npz").is_file() and not (tmp_path / "k.lock").exists()
+
+
+def test_another_hosts_lock_ages_out_whatever_its_process_id(tmp_path):
+    # the same exited id frees a lock of this host, but on another host it names another process
+    gone = exited_pid()
+    write_lock(tmp_path, "here", socket.gethostname(), gone)
+    write_lock(tmp_path, "there", "another-host", gone)
+    jobs = tsne_jobs.TsneJobs(cache_dir=tmp_path)
+    assert jobs.get("here", 4, layout_of(4)).state in ("queued", "computing")
+    assert jobs.get("there", 4, layout_of(4)).state == "computing elsewhere"
+    jobs.join(timeout=10)
+    aged = tsne_jobs.TsneJobs(cache_dir=tmp_path, stale_after=-1)
+    assert aged.get("there", 4, layout_of(4)).state in ("queued", "computing")
+    aged.join(timeout=10)
+    assert not list(tmp_path.glob("*.lock"))
+
+
+def test_the_lock_of_a_tsne_being_computed_names_this_host_and_process(tmp_path):
+    started, release = threading.Event(), threading.Event()
+
+    def compute() -> latent_map.Layout:
+        started.set()
+        release.wait(10)
+        return layout_of(4)()
+
+    jobs = tsne_jobs.TsneJobs(cache_dir=tmp_path)
+    jobs.get("k", 4, compute)
+    assert started.wait(10)
+    try:
+        lock = json.loads((tmp_path / "k.lock").read_text())
+    finally:
+        release.set()
+        jobs.join(timeout=10)
+    assert lock == {"host": socket.gethostname(), "pid": os.getpid()}
+
+
+def save_npz(path: Path, points=None, settings="{}") -> None:
+    """A cached map as TsneJobs writes one (4 points asked for), with `points` and `settings`
+    (a JSON string) as given; points=None leaves them out."""
+    arrays = {"settings": np.array(settings)}
+    if points is not None:
+        arrays["points"] = np.asarray(points)
+    with path.open("wb") as f:
+        np.savez(f, **arrays)
+
+
+def cut_short(path: Path) -> None:
+    save_npz(path, np.zeros((4, 2)))
+    path.write_bytes(path.read_bytes()[:200])
+
+
+CORRUPTIONS: dict[str, Callable[[Path], None]] = {
+    "one point too many": lambda p: save_npz(p, np.zeros((5, 2))),
+    "three dimensions": lambda p: save_npz(p, np.zeros((4, 3))),
+    "a NaN": lambda p: save_npz(p, [[0, 0], [1, np.nan], [2, 2], [3, 3]]),
+    "an infinity": lambda p: save_npz(p, [[0, 0], [1, 1], [-np.inf, 2], [3, 3]]),
+    "text, not numbers": lambda p: save_npz(p, np.full((4, 2), "x")),
+    "settings not an object": lambda p: save_npz(p, np.zeros((4, 2)), "[1]"),
+    "settings not JSON": lambda p: save_npz(p, np.zeros((4, 2)), "{"),
+    "no points": lambda p: save_npz(p, None),
+    "cut short": cut_short,
+    "not a zip": lambda p: p.write_bytes(b"PK\x03\x04 is all it has"),
+}
+
+
+@pytest.mark.parametrize("corruption", list(CORRUPTIONS))
+def test_a_cached_tsne_that_does_not_match_its_request_is_computed_again(tmp_path, corruption):
+    CORRUPTIONS[corruption](tmp_path / "k.npz")
+    jobs = tsne_jobs.TsneJobs(cache_dir=tmp_path)
+    assert isinstance(jobs.get("k", 4, layout_of(4)), tsne_jobs.Pending)  # not served
+    jobs.join(timeout=10)
+    expected = layout_of(4)().points
+    np.testing.assert_array_equal(jobs.get("k", 4, layout_of(4)).points, expected)
+    # and written over: another process reads the good one
+    read = tsne_jobs.TsneJobs(cache_dir=tmp_path).get("k", 4, layout_of(4))
+    np.testing.assert_array_equal(read.points, expected)

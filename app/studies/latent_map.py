@@ -115,13 +115,20 @@ def _drawn(ckpt: ServedModel, images: DrawnImages, n: int, seed: int) -> MapSamp
     )
 
 
-def _test_split(ckpt: ServedModel, images: TestImages, n: int, seed: int) -> MapSample:
-    total = images.n_images
-    if n > total:
+def check_sample_size(ckpt: ServedModel, images: DatasetImages | None, n: int) -> None:
+    """A SampleTooLargeError where n is more images than a test split holds; at once, before
+    anything is drawn or encoded (ground truth and the prior draw any number)."""
+    if isinstance(images, TestImages) and n > images.n_images:
+        total = images.n_images
         raise SampleTooLargeError(
             f"n is {n:,}, but {images.name}'s test split holds {total:,} images: n must be at "
             f"most {total:,} for model {ckpt.name}"
         )
+
+
+def _test_split(ckpt: ServedModel, images: TestImages, n: int, seed: int) -> MapSample:
+    check_sample_size(ckpt, images, n)
+    total = images.n_images
     # all of them in order, or a seeded subset, ascending
     index = np.arange(total) if n == total else np.sort(
         np.random.default_rng(seed).choice(total, size=n, replace=False)

@@ -10,9 +10,11 @@ import io
 import json
 import os
 import queue
+import socket
 import tempfile
 import threading
 import time
+import zipfile
 from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import CancelledError, Future
@@ -22,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from app.models.interface import ServedModel
-from app.studies.latent_map import Layout, MapSample
+from app.studies.latent_map import Layout
 
 TSNE_SECONDS_PER_POINT = 0.007  # measured on the 2-core machine: 31 s for 5,000, 70 s for 10,000
 
@@ -49,14 +51,18 @@ class TsneJobs:
     """One t-SNE at a time on a background daemon thread (a server that is stopped does not
     wait for it); results kept per key (most recent `size` in memory; all on disk under
     `cache_dir` when set: `<key>.npz`, written whole or not at all, beside a `<key>.lock` that
-    says another process is computing it). At most `max_queued` wait their turn: past that the
-    longest waiting is dropped, and computed again if it is asked for again. A failure is kept
-    once, for the next request to report, and then forgotten so the one after tries again."""
+    says which process is computing it: `{"host": ..., "pid": ...}`). A file that is not the
+    map its key asks for (n points in 2-D, all finite) is computed again, never served. A lock
+    of this host whose process is gone (a server killed mid-run) is taken over at once; one of
+    another host, or one that cannot be read, once it is `stale_after` old. At most
+    `max_queued` wait their turn: past that the longest waiting is dropped, and computed again
+    if it is asked for again. A failure is kept once, for the next request to report, and then
+    forgotten so the one after tries again."""
 
     cache_dir: Path | None = None
     size: int = 16
     max_queued: int = 4
-    stale_after: float = 3600.0  # a lock older than this is a process that died mid-run
+    stale_after: float = 3600.0  # another host's lock older than this: it died mid-run
     _done: OrderedDict[str, Layout] = field(default_factory=OrderedDict)
     _running: dict[str, tuple[Future[Layout], Pending]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -79,10 +85,10 @@ class TsneJobs:
                 del self._running[key]
                 if not future.cancelled():
                     return self._keep(key, future.result())  # raises the failure, once
-            stored = self._read(key)
+            stored = self._read(key, n)
             if stored is not None:
                 return self._keep(key, stored)
-            if self._locked_elsewhere(key):
+            if not self._claim(key):
                 return Pending(
                     "computing elsewhere", self._lock_time(key), n * TSNE_SECONDS_PER_POINT
                 )
@@ -97,7 +103,6 @@ class TsneJobs:
             self._release(k)
         pending = Pending("queued", None, n * TSNE_SECONDS_PER_POINT)
         future: Future[Layout] = Future()
-        self._claim(key)
         self._running[key] = (future, pending)
         self._queue.put((key, future, pending, compute))
         if self._worker is None:
@@ -140,16 +145,25 @@ class TsneJobs:
     def _path(self, key: str, suffix: str) -> Path | None:
         return None if self.cache_dir is None else self.cache_dir / f"{key}{suffix}"
 
-    def _read(self, key: str) -> Layout | None:
+    def _read(self, key: str, n: int) -> Layout | None:
+        """The map kept on disk, if it is one of n finite points in 2-D; else None, and it is
+        computed again and written over (a file cut short, or not this request's)."""
         path = self._path(key, ".npz")
         if path is None or not path.is_file():
             return None
         try:
             with np.load(path, allow_pickle=False) as f:
                 points, settings = f["points"], json.loads(str(f["settings"]))
-        except (OSError, ValueError, KeyError):
-            return None  # unreadable: computed again and written over
-        return Layout(points=points, settings=settings)
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+            return None
+        if (
+            points.shape != (n, 2)
+            or not np.issubdtype(points.dtype, np.number)
+            or not np.isfinite(points).all()
+            or not isinstance(settings, dict)
+        ):
+            return None
+        return Layout(points=points.astype(np.float64), settings=settings)
 
     def _write(self, key: str, layout: Layout) -> None:
         path = self._path(key, ".npz")
@@ -168,14 +182,50 @@ class TsneJobs:
             Path(tmp).unlink(missing_ok=True)
             raise
 
-    def _locked_elsewhere(self, key: str) -> bool:
+    def _claim(self, key: str) -> bool:
+        """Take the key's lock file, or say that another process holds it: created only where
+        none is (O_EXCL), so of two processes asking at once one computes. A stale lock is
+        removed and taken."""
         lock = self._path(key, ".lock")
-        if lock is None or not lock.exists():
+        if lock is None:
+            return True
+        lock.parent.mkdir(parents=True, exist_ok=True)
+        for _ in range(2):
+            try:
+                fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            except FileExistsError:
+                if not self._stale(lock):
+                    return False
+                lock.unlink(missing_ok=True)
+                continue
+            with os.fdopen(fd, "w") as f:
+                json.dump({"host": socket.gethostname(), "pid": os.getpid()}, f)
+            return True
+        return False  # taken by another process between our removing it and creating ours
+
+    def _stale(self, lock: Path) -> bool:
+        """Whether the process that wrote `lock` no longer computes it: of this host, when its
+        process is gone, or is this one (which holds no lock it is not computing: a server
+        restarted in a container often gets the same id); otherwise when `stale_after` old."""
+        try:
+            holder = json.loads(lock.read_text())
+            host, pid = holder["host"], holder["pid"]
+        except (OSError, ValueError, KeyError, TypeError):
+            host, pid = None, None  # being written, or from another version: by its age
+        if host == socket.gethostname() and isinstance(pid, int) and pid > 0:
+            if pid == os.getpid():
+                return True
+            try:
+                os.kill(pid, 0)  # signal 0: only asks whether the process exists
+            except ProcessLookupError:
+                return True
+            except PermissionError:
+                return False  # alive, another user's
             return False
-        if time.time() - self._lock_time(key) > self.stale_after:
-            lock.unlink(missing_ok=True)
-            return False
-        return True
+        try:
+            return time.time() - lock.stat().st_mtime > self.stale_after
+        except FileNotFoundError:
+            return True  # released meanwhile
 
     def _lock_time(self, key: str) -> float:
         lock = self._path(key, ".lock")
@@ -184,19 +234,14 @@ class TsneJobs:
         except OSError:
             return time.time()
 
-    def _claim(self, key: str) -> None:
-        lock = self._path(key, ".lock")
-        if lock is not None:
-            lock.parent.mkdir(parents=True, exist_ok=True)
-            lock.write_text(str(os.getpid()))
-
     def _release(self, key: str) -> None:
         lock = self._path(key, ".lock")
         if lock is not None:
             lock.unlink(missing_ok=True)
 
 
-def tsne_key(ckpt: ServedModel, sample: MapSample, n: int, seed: int, perplexity: float) -> str:
-    """A file name for one t-SNE: the weights, where the images came from, n, seed, perplexity."""
-    source = (sample.dataset or "prior").replace(" ", "-").lower()
+def tsne_key(ckpt: ServedModel, dataset: str | None, n: int, seed: int, perplexity: float) -> str:
+    """A file name for one t-SNE: the weights, where the images came from (the dataset's name,
+    None for the model's own prior samples), n, seed, perplexity."""
+    source = (dataset or "prior").replace(" ", "-").lower()
     return f"tsne-{ckpt.digest[:16]}-{source}-n{n}-s{seed}-p{perplexity:g}"

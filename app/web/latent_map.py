@@ -1,5 +1,6 @@
 """The latent map's API: where a model puts n held-out images, laid out by PCA (at once) or
-t-SNE (in the background: 202 with Retry-After until it is done), as JSON the /map page draws.
+t-SNE (in the background, the images' encoding included: 202 with Retry-After until it is
+done), as JSON the /map page draws.
 
 The handler is a plain `def`, so FastAPI runs it on its thread pool; concurrent first requests
 for one map share one computation (app.studies.latent_map)."""
@@ -19,7 +20,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from app import inference
-from app.inference import InferenceError
+from app.inference import DatasetImages, InferenceError
 from app.models.interface import ServedModel
 from app.settings import Settings
 from app.studies import latent_map
@@ -71,13 +72,21 @@ def sample_for(model: ServedModel, settings: Settings, n: int, seed: int) -> Map
     """The μ of n held-out images of the model's data (or its own prior samples where it has
     none), with the project's errors: a test split not installed is a 503, more images than it
     holds the model's 404, n past the server's limit a 422."""
+    images = images_to_map(model, settings, n)
+    return latent_map.map_sample(model, images, n, seed)
+
+
+def images_to_map(model: ServedModel, settings: Settings, n: int) -> DatasetImages | None:
+    """Where a map's n images come from (None: the model's own prior samples), once n is known
+    to be a sample it can draw; nothing drawn or encoded yet."""
     if n > settings.max_map_points:
         raise InferenceError(f"n is {n:,}, the limit is {settings.max_map_points:,}")
     images = images_of(model, settings)
     try:
-        return latent_map.map_sample(model, images, n, seed)
+        latent_map.check_sample_size(model, images, n)
     except latent_map.SampleTooLargeError as e:
         raise NotInModelError(str(e)) from None
+    return images
 
 
 def _rounded(a: np.ndarray, decimals: int = 4) -> list[Any]:
@@ -216,17 +225,22 @@ def latent_map_json(
     A t-SNE map is computed once per weights, in the background: 202 with Retry-After until
     then."""
     n = min(DEFAULT_POINTS, settings.max_map_points) if n is None else n
-    sample = sample_for(model, settings, n, seed)
     if method == "pca":
+        sample = sample_for(model, settings, n, seed)
         return _map_response(
             request, model, ("map", "pca", n, seed, sample.source),
             lambda: map_json(model, sample, latent_map.pca(sample.mu), method, seed),
         )  # fmt: skip
+    # a t-SNE's images are drawn and encoded in its background job, not while this request
+    # waits (a cold PCA map of 10,000, mostly that, takes 3 s on dSprites and 10 s on colour
+    # shapes: docs/map.md); what is wrong with the request (n, the data) is answered here
+    images = images_to_map(model, settings, n)
+    dataset = None if images is None else images.name
     used = min(perplexity, max((n - 1) / 3, 0.5))
-    job_key = tsne_key(model, sample, n, seed, used)
     result = tsne_jobs(settings.cache_dir).get(
-        job_key, n, lambda: latent_map.tsne(sample.mu, seed, used)
-    )
+        tsne_key(model, dataset, n, seed, used), n,
+        lambda: latent_map.tsne(sample_for(model, settings, n, seed).mu, seed, used),
+    )  # fmt: skip
     if isinstance(result, Pending):
         body = MapPending(
             model=model.name, method="tsne", n=n, seed=seed, status=result.state,  # type: ignore[arg-type]
@@ -238,7 +252,8 @@ def latent_map_json(
             media_type="application/json",
             headers={"Retry-After": str(RETRY_AFTER), "Cache-Control": "no-store"},
         )
+    # the sample is the job's, still in memory (a map read from disk encodes it here once)
     return _map_response(
-        request, model, ("map", "tsne", n, seed, used, sample.source),
-        lambda: map_json(model, sample, result, method, seed),
+        request, model, ("map", "tsne", n, seed, used, dataset),
+        lambda: map_json(model, sample_for(model, settings, n, seed), result, method, seed),
     )  # fmt: skip
