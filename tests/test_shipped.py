@@ -151,8 +151,8 @@ def test_shipped_card_says_where_every_step_was_trained(name):
         assert known < card["wall_time_s"]
     else:
         assert known == pytest.approx(card["wall_time_s"], abs=0.1)
-    # the run state carries the same segments into the next --resume
-    assert _read(ROOT / "runs" / name / "trainer.json")["segments"] == segments
+    # (that a --resume carries the segments on is tested on runs trained in test_training.py;
+    # the shipped run folders are not in the repository)
 
 
 # where the runs' history puts them: the GPU models began on the CPU, and the disentangled model
@@ -191,17 +191,13 @@ def _sha256_of_weights(folder: Path) -> str:
 
 def test_the_vaegan_names_its_parent_as_it_is_now_called_and_by_its_weights():
     card = _read(ROOT / "checkpoints" / "shapes-vaegan" / "card.json")
-    run = _read(ROOT / "runs" / "shapes-vaegan" / "trainer.json")
     parent = card["initialised_from"]
     assert parent["name"] == "shapes-beta4-vae" and parent["path"] == "checkpoints/shapes-beta4-vae"
     assert parent["digest"] == _sha256_of_weights(ROOT / "checkpoints" / "shapes-beta4-vae")
-    assert run["initialised_from"] == parent
     assert "; initialised from shapes-beta4-vae (β-VAE, β=4, 60,000 steps)" in card["recipe"]
     # re-running a recorded command starts from that parent, not from today's shapes-beta-vae
-    commands = [*card["commands"], *run["commands"], run["args"]["command"],
-                *(c for s in card["segments"] for c in _commands(s))]  # fmt: skip
+    commands = [*card["commands"], *(c for s in card["segments"] for c in _commands(s))]
     assert all("--init-from checkpoints/shapes-beta4-vae " in c for c in commands), commands
-    assert run["args"]["init_from"] == "checkpoints/shapes-beta4-vae"
 
 
 def test_no_shipped_model_page_or_readme_says_a_ae_or_1_threads():

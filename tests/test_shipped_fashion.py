@@ -43,7 +43,6 @@ def test_each_was_trained_here_on_binarised_fashion_mnist_at_28_pixels(name):
     assert any(f"--out checkpoints/{name}" in c for c in commands)
     assert all("--dataset fashion-mnist" in c for c in commands if "--resume" not in c)
     assert card["steps"] >= 20_000
-    assert (ROOT / "runs" / name / "trainer.json").is_file()  # resumable
 
 
 @pytest.mark.parametrize("name", NAMES)
