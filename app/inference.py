@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from app.checkpoints.served import ServedModel
 from app.data.ground_truth import GroundTruth, ground_truth
 from app.data.test_split import TestSplit, has_test_split, test_split
 from app.models.elbo import reconstruction_nll_of_means
-from app.models.interface import ServedModel
 
 
 class InferenceError(ValueError):
@@ -215,7 +215,7 @@ def encode_images(ckpt: ServedModel, x: torch.Tensor, label: int | None = None) 
 def latent_order(ckpt: ServedModel) -> list[int]:
     """Latents by mean KL over data, most informative first (the card's figures); the AE, which
     has no KL, keeps its natural order."""
-    kl = ckpt.card.get("kl_per_dim")
+    kl = ckpt.card.kl
     d = ckpt.description.latent_dim
     if not kl or len(kl) != d:
         return list(range(d))

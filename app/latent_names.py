@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
-from app.card_file import read_card, update_card
 from app.checkpoints import CheckpointError, read_config
+from app.checkpoints.card import ModelCard
+from app.checkpoints.card_file import read_card, update_card
 from app.models.vae import WEIGHTS
 
 CARD_FIELD = "latent_names"
@@ -78,15 +78,6 @@ def parse_assignments(items: Sequence[str], latent_dim: int) -> dict[int, str]:
     return out
 
 
-def names_of(card: Mapping[str, Any]) -> dict[int, str]:
-    """The card's latent names by index, named latents only, in index order."""
-    names = card.get(CARD_FIELD)
-    if not isinstance(names, Mapping):
-        return {}
-    found = {int(k): str(v) for k, v in names.items() if str(k).isdigit() and v}
-    return dict(sorted(found.items()))
-
-
 def _latent_dim(folder: Path) -> int:
     """The model's latent size, from config.json, for a folder that is a checkpoint."""
     if not folder.is_dir():
@@ -106,7 +97,7 @@ def read_names(folder: Path) -> tuple[int, dict[int, str]]:
     folder = Path(folder)
     latent_dim = _latent_dim(folder)
     try:
-        return latent_dim, names_of(read_card(folder))
+        return latent_dim, read_card(folder).latent_names_by_index()
     except CheckpointError as e:
         raise LatentNameError(str(e)) from None
 
@@ -130,17 +121,12 @@ def label_latents(
     if renamed(names) == names:
         return latent_dim, names  # nothing changes: the card is not rewritten
 
-    def rename(card: dict[str, Any]) -> dict[str, Any]:
-        card = dict(card)
-        new = renamed(names_of(card))
-        if new:
-            card[CARD_FIELD] = {str(i): n for i, n in new.items()}
-        else:
-            card.pop(CARD_FIELD, None)
-        return card
+    def rename(card: ModelCard) -> ModelCard:
+        new = renamed(card.latent_names_by_index())
+        return card.updated(latent_names={str(i): n for i, n in new.items()} if new else None)
 
     try:
         card = update_card(folder, rename)
     except CheckpointError as e:
         raise LatentNameError(str(e)) from None
-    return latent_dim, names_of(card)
+    return latent_dim, card.latent_names_by_index()

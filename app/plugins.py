@@ -21,13 +21,8 @@ from typing import Any
 
 import torch
 
-from app.models.interface import (
-    LatentModel,
-    ModelDescription,
-    Posterior,
-    ServedModel,
-    weights_digest,
-)
+from app.checkpoints import CheckpointError, ModelCard, ServedModel
+from app.models.interface import LatentModel, ModelDescription, Posterior, weights_digest
 
 SPEC = re.compile(r"^(?P<module>[A-Za-z_][\w]*(?:\.[A-Za-z_][\w]*)*):(?P<factory>[A-Za-z_]\w*)$")
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")  # a URL path segment, as folder names are
@@ -70,11 +65,13 @@ def load_plugin(spec: str) -> ServedModel:
         raise PluginError(
             f"--plugin {spec}: the model's name {name!r} must be letters, digits, '.', '_' or '-'"
         )
-    card = getattr(model, "card", None)
-    card = dict(card) if isinstance(card, dict) else {}
-    card.setdefault("source", {})
-    if isinstance(card["source"], dict):
-        card["source"] = {**card["source"], "plugin": spec}
+    given = getattr(model, "card", None)
+    try:
+        card = ModelCard.from_json(dict(given) if isinstance(given, dict) else {}, f"--plugin {spec}")
+        source = card.source.to_json() if card.source is not None else {}
+        card = card.updated(source={**source, "plugin": spec})
+    except CheckpointError as e:
+        raise PluginError(str(e)) from None
     return ServedModel(name=name, model=model, card=card, digest=_digest(model, spec))
 
 

@@ -10,8 +10,8 @@ from pathlib import Path
 from types import MappingProxyType
 
 from app.checkpoints import CheckpointError, load_checkpoint
+from app.checkpoints.served import ServedModel
 from app.inference import prepare_for_serving
-from app.models.interface import ServedModel
 from app.plugins import PluginError, load_plugin
 
 log = logging.getLogger(__name__)

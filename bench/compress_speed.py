@@ -50,7 +50,7 @@ def main() -> None:
     print(f"{args.checkpoint}: {os.cpu_count()} cores, 1 torch thread, "
           f"load average {os.getloadavg()[0]:.1f}")  # fmt: skip
     ckpt = load_checkpoint(args.checkpoint)
-    print(f"weights {ckpt.digest[:12]}, trained {ckpt.card.get('steps')} steps")
+    print(f"weights {ckpt.digest[:12]}, trained {ckpt.card.steps} steps")
     x, labels = compression.study_images(ckpt.config, 1, 123)
     label = None if labels is None else int(labels[0])
     image = x[0]

@@ -45,7 +45,7 @@ def main() -> None:
         samples = torch.cat([to_8bit(decode_latents(ckpt, c)) for c in z.split(128)])
         r_energy = float(gradient_energy(recon).mean())
         print(
-            f"| `{name}` | {ckpt.card['steps']:,} | {float(psnr(recon, x).mean()):.1f} dB "
+            f"| `{name}` | {ckpt.card.steps or 0:,} | {float(psnr(recon, x).mean()):.1f} dB "
             f"| {float(ssim(recon, x).mean()):.3f} "
             f"| {r_energy:.4f} ({100 * r_energy / data_energy:.0f}% of the data's) "
             f"| {float(gradient_energy(samples).mean()):.4f} |"

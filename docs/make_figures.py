@@ -60,7 +60,7 @@ def shapes_traversal(name: str = "shapes-beta-vae", steps: int = 8, span: float 
     ckpt = load_checkpoint(ROOT / "checkpoints" / name).served()
     scene = open_dataset("shapes3d").sample(np.random.default_rng(5), 1).images
     z = encode_images(ckpt, torch.from_numpy(scene).float() / 255.0).mu[0]
-    dims = [d for d in latent_order(ckpt) if ckpt.card["kl_per_dim"][d] > 0.1]
+    dims = [d for d in latent_order(ckpt) if ckpt.card.kl[d] > 0.1]
     images = decode_latents(ckpt, traversal_latents(z, dims, torch.linspace(-span, span, steps)))
     return imaging.png_bytes(imaging.grid(images, len(dims), steps), 2)
 
@@ -228,14 +228,14 @@ def metrics_table(models: tuple[str, ...] = MODELS + COLOUR_MODELS) -> str:
     ]
     for name in models:
         ckpt = load_checkpoint(ROOT / "checkpoints" / name)
-        m = ckpt.card.get("metrics")
-        if not m or m.get("digest") != ckpt.digest:
+        m = ckpt.card.metrics
+        if m is None or m.digest != ckpt.digest:
             rows.append(f"| `{name}` | " + " | ".join(["–"] * len(METRIC_COLUMNS)) + " |")
             continue
         cells = []
         for key in METRIC_COLUMNS:
-            s = m["scores"].get(key)
-            cells.append("–" if s is None else f"{s['mean']:.2f} ± {s['std']:.2f}")
+            s = m.scores.get(key)
+            cells.append("–" if s is None else f"{s.mean:.2f} ± {s.std:.2f}")
         rows.append(f"| `{name}` | " + " | ".join(cells) + " |")
     return "\n".join(rows)
 

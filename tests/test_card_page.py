@@ -14,7 +14,7 @@ import pytest
 import torch
 from fastapi.testclient import TestClient
 
-from app.checkpoints import save_checkpoint
+from app.checkpoints import ModelCard, save_checkpoint
 from app.main import create_app
 from app.models import VAE, ModelConfig
 from app.settings import Settings
@@ -112,7 +112,7 @@ def _card(name: str, **extra) -> dict:
 
 def _folder(root: Path, name: str, card: dict, seed: int = 0) -> Path:
     torch.manual_seed(seed)
-    save_checkpoint(root / name, VAE(ModelConfig(kind="vae", beta=4.0)), card)
+    save_checkpoint(root / name, VAE(ModelConfig(kind="vae", beta=4.0)), ModelCard.from_json(card))
     return root / name
 
 
@@ -248,7 +248,7 @@ def test_the_model_card_readme_says_an_ae(tmp_path):
     save_checkpoint(
         tmp_path / "ae",
         VAE(ModelConfig(kind="ae", objective="reconstruction")),
-        {"name": "ae", "steps": 3},
+        ModelCard(name="ae", steps=3),
     )
     readme = (tmp_path / "ae" / "README.md").read_text()
     assert "An AE (objective `reconstruction`)" in readme and "A AE" not in readme

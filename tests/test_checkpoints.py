@@ -10,8 +10,8 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from app import folders
-from app.checkpoints import CheckpointError, load_checkpoint, save_checkpoint
+from app.checkpoints import CheckpointError, ModelCard, load_checkpoint, save_checkpoint
+from app.checkpoints import files as folders
 from app.models import VAE, ModelConfig
 
 
@@ -66,7 +66,7 @@ def test_an_interrupted_save_leaves_the_previous_checkpoint_whole(trained, tmp_p
     checkpoints_save = VAE.save_pretrained
     monkeypatch.setattr(VAE, "save_pretrained", crash_after_weights)
     with pytest.raises(KeyboardInterrupt):
-        save_checkpoint(target, other, {"steps": 999})
+        save_checkpoint(target, other, ModelCard(steps=999))
     monkeypatch.undo()
     after = load_checkpoint(target)
     assert after.card == before.card
@@ -90,7 +90,7 @@ def test_a_crash_between_the_two_renames_is_recovered(trained, tmp_path, monkeyp
 
     monkeypatch.setattr(folders.os, "rename", rename)
     with pytest.raises(SystemExit):
-        save_checkpoint(target, VAE(before.config), {"steps": 1})
+        save_checkpoint(target, VAE(before.config), ModelCard(steps=1))
     monkeypatch.undo()
     assert not target.exists()
     assert load_checkpoint(target).card == before.card  # restored from the backup

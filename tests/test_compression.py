@@ -21,7 +21,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 from scipy import ndimage
 
-from app.checkpoints import load_checkpoint, save_checkpoint
+from app.checkpoints import ModelCard, load_checkpoint, save_checkpoint
 from app.inference import InferenceError
 from app.main import create_app
 from app.models import VAE, ModelConfig
@@ -207,8 +207,8 @@ def served(trained, tmp_path_factory):
         shutil.copytree(folder, root / name)
     colour = ModelConfig(channels=3, likelihood="gaussian", dataset="folder:pics")
     torch.manual_seed(0)
-    save_checkpoint(root / "tiny-colour", VAE(colour), {"name": "tiny-colour",
-                                                        "kl_per_dim": [1.0, 0.0] * 5})  # fmt: skip
+    save_checkpoint(root / "tiny-colour", VAE(colour), ModelCard.from_json({"name": "tiny-colour",
+                                                        "kl_per_dim": [1.0, 0.0] * 5}))  # fmt: skip
     return root
 
 
@@ -227,7 +227,7 @@ def client(served):
 
 def test_the_code_keeps_the_active_latents_all_of_the_aes_and_a_cvaes_class(models):
     for name in ("tiny-cvae", "tiny-vae"):
-        kl = models[name].card["kl_per_dim"]
+        kl = models[name].card.to_json()["kl_per_dim"]
         codec = compression.codec_for(models[name])
         assert codec.kept == tuple(i for i, v in enumerate(kl) if v > 0.1)
         assert codec.loc == (0.0,) * len(codec.kept) and codec.scale == (1.0,) * len(codec.kept)

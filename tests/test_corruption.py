@@ -104,4 +104,4 @@ def test_a_denoising_run_records_its_recipe_and_resumes_as_one(tmp_path):
     assert train(more) == 0
     trainer = json.loads((more.run_path / "trainer.json").read_text())
     assert trainer["args"]["denoise"] is True and trainer["step"] == 30
-    assert load_checkpoint(args.out).card["denoising"] == card["denoising"]
+    assert load_checkpoint(args.out).card.to_json()["denoising"] == card["denoising"]

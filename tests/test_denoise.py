@@ -12,6 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
+from app.checkpoints import ModelCard
 from app.data.corruption import MASK_FILL
 from app.data.ground_truth import DSPRITES
 from app.studies.denoise import mask_hex, parse_mask
@@ -128,7 +129,7 @@ def test_the_default_pair_is_a_denoiser_beside_the_plain_vae():
     def ckpt(kind, beta=1.0, denoising=False, objective="beta"):
         card = {"denoising": {"noises": []}} if denoising else {}
         config = SimpleNamespace(kind=kind, beta=beta, objective=objective)
-        return SimpleNamespace(description=config, card=card)
+        return SimpleNamespace(description=config, card=ModelCard.from_json(card))
 
     registry = {"gan": ckpt("vae", objective="vaegan"), "ae": ckpt("ae"), "beta": ckpt("vae", 4.0),
                 "vae": ckpt("vae"), "dae": ckpt("ae", denoising=True)}  # fmt: skip

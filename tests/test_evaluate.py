@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from app.checkpoints import CARD, CONFIG, WEIGHTS, load_checkpoint
+from app.checkpoints import CARD, CONFIG, WEIGHTS, ModelCard, load_checkpoint
 from app.cli import main
 from app.metrics.evaluate import (
     METRICS,
@@ -67,7 +67,7 @@ def test_evaluating_writes_every_score_into_the_card(trained, tmp_path):
     # the weights and config are untouched, and the folder still loads, alone and in a registry
     assert (folder / WEIGHTS).read_bytes() == weights
     assert (folder / CONFIG).read_bytes() == config
-    assert load_checkpoint(folder).card["metrics"] == m
+    assert load_checkpoint(folder).card.to_json()["metrics"] == m
     assert list(load_registry(folder.parent)) == ["tiny-vae"]
     assert not [p.name for p in folder.iterdir() if p.name.startswith(".")]  # no temp files
 
@@ -104,14 +104,14 @@ def test_a_later_training_save_keeps_the_metrics_as_stale(trained, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(trained["tiny-vae"].parent.parent / "runs-tiny-vae", run)
     evaluate_checkpoint(folder, EvaluationSettings(seeds=(0,), points=300, only=("mig",)), False)
-    metrics = load_checkpoint(folder).card["metrics"]
+    metrics = load_checkpoint(folder).card.to_json()["metrics"]
     args = TrainArgs(out=folder, run_dir=run, steps=155, resume=True, eval_images=256, command="t")
     assert train(args) == 0
     ckpt = load_checkpoint(folder).served()
-    assert ckpt.card["steps"] == 155  # the card is the new run's...
+    assert ckpt.card.to_json()["steps"] == 155  # the card is the new run's...
     # ...but the scores survive, tied to the weights they were computed on, which the UI then
     # marks as stale (test_figure2) until `evaluate` runs again
-    assert ckpt.card["metrics"] == metrics and metrics["digest"] != ckpt.digest
+    assert ckpt.card.to_json()["metrics"] == metrics and metrics["digest"] != ckpt.digest
 
 
 def test_a_resumed_save_keeps_the_record_of_a_rename_and_of_repairs(trained, tmp_path):
@@ -126,7 +126,7 @@ def test_a_resumed_save_keeps_the_record_of_a_rename_and_of_repairs(trained, tmp
     (folder / CARD).write_text(json.dumps({**card, **history}))
     args = TrainArgs(out=folder, run_dir=run, steps=155, resume=True, eval_images=256, command="t")
     assert train(args) == 0
-    again = load_checkpoint(folder).card
+    again = load_checkpoint(folder).card.to_json()
     assert again["steps"] == 155
     assert {k: again[k] for k in history} == history
 
@@ -195,20 +195,20 @@ def test_scores_are_not_written_over_weights_saved_while_they_were_computed(tmp_
 
     folder = tmp_path / "m"
     torch.manual_seed(0)
-    save_checkpoint(folder, VAE(ModelConfig(image_size=32)), {"name": "m"})
+    save_checkpoint(folder, VAE(ModelConfig(image_size=32)), ModelCard(name="m"))
 
     def write(path, result):
-        from app.card_file import update_card
+        from app.checkpoints.card_file import update_card
 
-        return update_card(path, lambda card: {**card, "scored": result})
+        return update_card(path, lambda card: card.updated(scored=result))
 
     def score_while_a_run_saves(served):
         torch.manual_seed(1)
-        save_checkpoint(folder, VAE(ModelConfig(image_size=32)), {"name": "m"})
+        save_checkpoint(folder, VAE(ModelConfig(image_size=32)), ModelCard(name="m"))
         return {"digest": served.digest, "value": 1}
 
     with pytest.raises(EvaluationError, match="the weights changed while they were scored"):
         score_into_card(folder, score_while_a_run_saves, write, "scores")
-    assert "scored" not in load_checkpoint(folder).card
+    assert "scored" not in load_checkpoint(folder).card.to_json()
     score_into_card(folder, lambda served: {"digest": served.digest, "value": 2}, write, "scores")
-    assert load_checkpoint(folder).card["scored"]["value"] == 2
+    assert load_checkpoint(folder).card.to_json()["scored"]["value"] == 2

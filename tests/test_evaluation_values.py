@@ -9,13 +9,14 @@ import numpy as np
 import pytest
 import torch
 
+from app.checkpoints.served import ServedModel
 from app.data.base import Batch
 from app.data.dsprites import render
 from app.data.ground_truth import DSPRITES
 from app.metrics import recognition
 from app.metrics.evaluate import EvaluationSettings, ImageEncoder, evaluate
 from app.models import ModelConfig
-from app.models.interface import ModelDescription, Posterior, ServedModel, describe_config
+from app.models.interface import ModelDescription, Posterior, describe_config
 from app.training.loop import evaluate as training_evaluate
 
 SIZES = (3, 6, 40, 32, 32)
@@ -43,7 +44,7 @@ class StandIn:
 def checkpoint(model: torch.nn.Module, kind: str, latent_dim: int = 2) -> ServedModel:
     labels = SHAPES if kind == "cvae" else ()
     config = ModelConfig(kind=kind, latent_dim=latent_dim, label_names=labels, dataset="dsprites")
-    return ServedModel(f"stand-in-{kind}", StandIn(model, describe_config(config)), {}, "")
+    return ServedModel(f"stand-in-{kind}", StandIn(model, describe_config(config)))
 
 
 # --- the CVAE's encoder is given each image's own shape ----------------------------------------

@@ -18,7 +18,7 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from app.checkpoints import load_checkpoint, save_checkpoint
+from app.checkpoints import ModelCard, load_checkpoint, save_checkpoint
 from app.data.dsprites import FACTOR_NAMES, SHAPE_NAMES
 from app.main import create_app
 from app.metrics.scores import discretize, mutual_info_matrix
@@ -55,7 +55,7 @@ def served(trained, tmp_path_factory):
     }  # fmt: skip
     card_path.write_text(json.dumps(card))
     colour = ModelConfig(channels=3, likelihood="gaussian", dataset="folder:pics")
-    save_checkpoint(root / "tiny-colour", VAE(colour), {"name": "tiny-colour"})
+    save_checkpoint(root / "tiny-colour", VAE(colour), ModelCard(name="tiny-colour"))
     return root
 
 
@@ -341,7 +341,7 @@ def test_a_colour_shapes_model_shows_its_own_factors_mi_and_scores(tmp_path):
     cells = root.findall(".//svg:rect[@class='mi']", NS)
     assert len(cells) == 10 * 6
     assert {cell.get("data-factor") for cell in cells} == set(SHAPES_FACTORS)
-    mi = np.asarray(load_checkpoint(args.out).card["metrics"]["mi_matrix"])
+    mi = np.asarray(load_checkpoint(args.out).card.to_json()["metrics"]["mi_matrix"])
     first = cells[0]
     tip = first.find("svg:title", NS).text
     dim, factor = int(first.get("data-latent")), first.get("data-factor")

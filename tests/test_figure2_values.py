@@ -17,9 +17,10 @@ import pytest
 import torch
 from fastapi.testclient import TestClient
 
+from app.checkpoints.served import ServedModel
 from app.main import create_app
 from app.models import ModelConfig
-from app.models.interface import ModelDescription, ServedModel, describe_config
+from app.models.interface import ModelDescription, describe_config
 from app.settings import Settings
 from app.studies import figure2
 from app.web.deps import get_model

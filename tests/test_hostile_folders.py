@@ -26,7 +26,7 @@ from PIL import Image
 from safetensors.torch import load_file, save_file
 
 from app import registry
-from app.checkpoints import CheckpointError, load_checkpoint, save_checkpoint
+from app.checkpoints import CheckpointError, ModelCard, load_checkpoint, save_checkpoint
 from app.models import VAE, ConfigError, ModelConfig
 from app.registry import load_registry
 
@@ -39,11 +39,45 @@ STARTUP_TIMEOUT_S = 120  # a start-up beside every hostile folder takes ~5 s; a 
 def good(tmp_path_factory: pytest.TempPathFactory) -> Path:
     torch.manual_seed(0)
     folder = tmp_path_factory.mktemp("source") / "good"
-    save_checkpoint(folder, VAE(TINY), {"name": "good", "recipe": "random weights"})
+    save_checkpoint(folder, VAE(TINY), ModelCard(name="good", recipe="random weights"))
     return folder
 
 
 # --- how each hostile folder is made from a copy of the good one ----------------------------
+
+
+# one field of the wrong type, as a card edited by hand has it, and the line that refuses it
+WRONG_CARD_FIELDS = [
+    ({"metrics": "x"}, "card.json: metrics: must be an object, got 'x'"),
+    ({"kl_per_dim": "abc"}, "card.json: kl_per_dim: must be a list, got 'abc'"),
+    ({"kl_per_dim": [0.5, "abc"]}, "card.json: kl_per_dim[1]: must be a number, got 'abc'"),
+    ({"steps": "abc"}, "card.json: steps: must be an integer, got 'abc'"),
+    ({"steps": "5000"}, "card.json: steps: must be an integer, got '5000'"),
+    ({"steps": -1}, "card.json: steps: must not be negative, got -1"),
+    ({"segments": "x"}, "card.json: segments: must be a list, got 'x'"),
+    ({"segments": [{"from_step": 0}]}, "card.json: segments[0].to_step: is missing"),
+    ({"eval": [1]}, "card.json: eval: must be an object, got [1]"),
+    ({"eval": {"code_percentiles": {"percentiles": [1, 99], "lo": 1, "hi": []}}},
+     "card.json: eval.code_percentiles.lo: must be a list, got 1"),
+    ({"metrics": {"scores": {"mig": {"mean": "high"}}}},
+     "card.json: metrics.scores.mig.mean: must be a number, got 'high'"),
+    ({"metrics": {"mi_matrix": [[0.1], "row"]}}, "card.json: metrics.mi_matrix[1]: must be a list"),
+    ({"metrics": {"digest": 5}}, "card.json: metrics.digest: must be a string, got 5"),
+    ({"test_split": {"bound": {"mean": None}}},
+     "card.json: test_split.bound.mean: must be a number, got None"),
+    ({"latent_names": ["skin"]}, "card.json: latent_names: must be an object"),
+    ({"latent_names": {"3": 7}}, "card.json: latent_names[3]: must be a string, got 7"),
+    ({"initialised_from": "parent"}, "card.json: initialised_from: must be an object"),
+    ({"repaired": [5]}, "card.json: repaired[0]: must be an object, got 5"),
+    ({"renamed_from": {"why": "x"}}, "card.json: renamed_from.name: is missing"),
+    ({"recipe": 3}, "card.json: recipe: must be a string, got 3"),
+    ({"batch_size": True}, "card.json: batch_size: must be an integer, got True"),
+    ({"wall_time_s": "1 h"}, "card.json: wall_time_s: must be a number, got '1 h'"),
+    ({"denoising": {"max_level": {"gaussian": "high"}}},
+     "card.json: denoising.max_level.gaussian: must be a number"),
+    ({"objective": []}, "card.json: objective: must be an object, got []"),
+    ({"recipe": 3, "steps": "x"}, "card.json: recipe: must be a string, got 3 (and 1 more field)"),
+]
 
 
 def _rewrite_config(**changes: Any) -> Callable[[Path], None]:
@@ -227,7 +261,12 @@ CASES: list[tuple[str, Callable[[Path], None], str]] = [
     ("card-fifo", _replace("card.json", os.mkfifo), "card.json is a FIFO, not a file"),
     ("card-outside", _symlink("card.json", "../good/card.json"), "outside the folder"),
     # a card field of the wrong type that only the model interface trips over: the catch-all
-    ("card-source-string", _write("card.json", '{"source": "abc"}'), "ValueError"),
+    ("card-source-string", _write("card.json", '{"source": "abc"}'),
+     "card.json: source: must be an object, got 'abc'"),
+    *[
+        (f"card-field-{i}", _write("card.json", json.dumps(card)), problem)
+        for i, (card, problem) in enumerate(WRONG_CARD_FIELDS)
+    ],
     # model.safetensors
     ("weights-missing", _drop("model.safetensors"), "model.safetensors is missing"),
     ("weights-empty", _write("model.safetensors", b""), "model.safetensors is empty"),

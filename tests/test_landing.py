@@ -71,7 +71,7 @@ def test_without_its_default_model_the_landing_page_opens_on_the_best_mig(served
     shutil.copytree(served, root)
     for name, mig in (("tiny-ae", 0.1), ("tiny-cvae", 0.5), ("tiny-vae", 0.3)):
         card = json.loads((root / name / CARD).read_text())
-        card["metrics"] = {"mig": {"mean": mig}}
+        card["metrics"] = {"scores": {"mig": {"mean": mig, "std": 0.0}}}  # as evaluate writes it
         (root / name / CARD).write_text(json.dumps(card))
     with TestClient(create_app(Settings(checkpoints_dir=root, default_model="absent"))) as c:
         assert 'data-model="tiny-cvae"' in c.get("/").text

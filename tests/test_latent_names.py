@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from app.checkpoints import load_checkpoint, save_checkpoint
+from app.checkpoints import ModelCard, load_checkpoint, save_checkpoint
 from app.cli import main
 from app.latent_names import LatentNameError, label_latents
 from app.main import create_app
@@ -168,12 +168,12 @@ def test_names_survive_evaluate_and_a_resumed_save_but_not_a_replacing_one(folde
     assert label(str(folder), "3=skin colour") == 0
     metrics = {"digest": "d", "seeds": [0], "factors": ["shape"], "scores": {}}
     written = write_metrics(folder, metrics)
-    assert written["latent_names"] == {"3": "skin colour"} == card(folder)["latent_names"]
+    assert written.latent_names == {"3": "skin colour"} == card(folder)["latent_names"]
     assert card(folder)["metrics"] == metrics
     model = load_checkpoint(folder).model
-    save_checkpoint(folder, model, {"name": "tiny-vae", "steps": 151})  # training --resume
+    save_checkpoint(folder, model, ModelCard(name="tiny-vae", steps=151))  # training --resume
     assert card(folder)["latent_names"] == {"3": "skin colour"}
-    save_checkpoint(folder, model, {"name": "tiny-vae"}, replaces=True)  # --overwrite
+    save_checkpoint(folder, model, ModelCard(name="tiny-vae"), replaces=True)  # --overwrite
     assert "latent_names" not in card(folder)
 
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from app.checkpoints import load_checkpoint, save_checkpoint
+from app.checkpoints import ModelCard, load_checkpoint, save_checkpoint
 from app.models import VAE, ModelConfig
 from app.models.config import ConfigError
 from app.models.interface import NativeModel, describe_config
@@ -100,7 +100,7 @@ def test_served_decoding_does_not_depend_on_the_batch_and_scores_as_bernoulli():
 def test_a_28_pixel_checkpoint_saves_and_loads(tmp_path):
     torch.manual_seed(0)
     model = VAE(mlp_config())
-    save_checkpoint(tmp_path / "m", model, {"dataset": "fashion-mnist"})
+    save_checkpoint(tmp_path / "m", model, ModelCard(dataset="fashion-mnist"))
     loaded = load_checkpoint(tmp_path / "m")
     assert loaded.config == model.config
     assert json.loads((tmp_path / "m" / "config.json").read_text())["architecture"] == "mlp"

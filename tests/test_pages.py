@@ -26,7 +26,7 @@ def test_explore_has_one_slider_per_latent_ordered_by_kl(client, trained):
     page = client.get("/", params={"model": "tiny-vae"})
     assert page.status_code == 200
     dims = slider_dims(page.text)
-    kl = load_checkpoint(trained["tiny-vae"]).card["kl_per_dim"]
+    kl = load_checkpoint(trained["tiny-vae"]).card.to_json()["kl_per_dim"]
     assert sorted(dims) == list(range(10))
     assert [kl[d] for d in dims] == sorted(kl, reverse=True)
     inactive = sum(k <= 0.1 for k in kl)

@@ -154,7 +154,7 @@ def write_plugin(tmp_path, monkeypatch, module: str, **kw: str) -> str:
 def test_a_small_plugin_written_here_is_served(tmp_path, monkeypatch):
     served = load_plugin(write_plugin(tmp_path, monkeypatch, "good_plugin") + ":build")
     assert served.name == "good_plugin" and served.description.shape == (1, 16, 16)
-    assert served.card["source"] == {"plugin": "good_plugin:build"}
+    assert served.card.to_json()["source"] == {"plugin": "good_plugin:build"}
 
 
 WRONG = {

@@ -17,6 +17,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from app import inference
+from app.checkpoints import ModelCard
 from app.data.ground_truth import DSPRITES
 from app.main import create_app
 from app.settings import Settings
@@ -180,7 +181,7 @@ def test_the_default_pair_is_a_plain_vae_of_the_same_data_beside_the_vaegan():
     def ckpt(kind="vae", beta=1.0, objective="beta", dataset="shapes3d", latents=10, card=None):
         config = SimpleNamespace(kind=kind, beta=beta, objective=objective, dataset=dataset,
                                  latent_dim=latents)  # fmt: skip
-        return SimpleNamespace(description=config, card=card or {}, digest="")
+        return SimpleNamespace(description=config, card=ModelCard.from_json(card or {}), digest="")
 
     registry = {
         "ae": ckpt("ae"),
@@ -197,7 +198,8 @@ def test_the_default_pair_is_a_plain_vae_of_the_same_data_beside_the_vaegan():
                    "vae": ckpt()}  # fmt: skip
     assert default_pair(recipe_only) == ("vae", "old")
     # the VAE-GAN's own parent, when that exact model is served, whatever the other rules say
-    registry["gan"].card["initialised_from"] = {"name": "beta", "digest": "d-beta"}
+    gan = registry["gan"]
+    gan.card = gan.card.updated(initialised_from={"name": "beta", "digest": "d-beta"})
     assert default_pair(registry) == ("vae", "gan")  # not served: "beta" is another model now
     registry["beta"].digest = "d-beta"
     assert default_pair(registry) == ("beta", "gan")

@@ -44,7 +44,7 @@ def test_shipped_model_reconstructs_held_out_sprites(name):
 
 @pytest.mark.parametrize("name", SHIPPED)
 def test_shipped_card_says_how_it_was_trained(name):
-    card = load_checkpoint(ROOT / "checkpoints" / name).card
+    card = load_checkpoint(ROOT / "checkpoints" / name).card.to_json()
     commands = card.get("commands", [card["command"]])  # the first began it, others resumed it
     assert all(c.startswith("latent-explorer train") for c in commands)
     assert any(f"--out checkpoints/{name}" in c for c in commands)
@@ -68,8 +68,8 @@ def _kl_bars(card: dict) -> list[float]:
 
 
 def test_the_beta_model_uses_visibly_fewer_latents_than_beta_1():
-    vae = load_checkpoint(ROOT / "checkpoints" / "dsprites-vae").card
-    beta = load_checkpoint(ROOT / "checkpoints" / "dsprites-beta-vae").card
+    vae = load_checkpoint(ROOT / "checkpoints" / "dsprites-vae").card.to_json()
+    beta = load_checkpoint(ROOT / "checkpoints" / "dsprites-beta-vae").card.to_json()
     # "visibly", as the cards' KL bars show it (4,096 held-out images): at least two fewer
     # latents carry a nat or more, and no more are active (above 0.1 nats)
     assert sum(k >= 1.0 for k in _kl_bars(beta)) <= sum(k >= 1.0 for k in _kl_bars(vae)) - 2
@@ -77,16 +77,16 @@ def test_the_beta_model_uses_visibly_fewer_latents_than_beta_1():
 
 
 def test_the_beta_model_carries_less_information_than_beta_1():
-    vae = load_checkpoint(ROOT / "checkpoints" / "dsprites-vae").card
-    beta = load_checkpoint(ROOT / "checkpoints" / "dsprites-beta-vae").card
+    vae = load_checkpoint(ROOT / "checkpoints" / "dsprites-vae").card.to_json()
+    beta = load_checkpoint(ROOT / "checkpoints" / "dsprites-beta-vae").card.to_json()
     assert beta["eval"]["kl_total"] < 0.8 * vae["eval"]["kl_total"]
 
 
 def test_the_beta_model_is_the_disentangled_one():
     """What the disentangled model is shipped for, on the cards' `latent-explorer evaluate`
     figures: 5 ± 1 active latents, MIG ≥ 0.30 over all five factors and at least twice β=1's."""
-    vae = load_checkpoint(ROOT / "checkpoints" / "dsprites-vae").card["metrics"]
-    beta = load_checkpoint(ROOT / "checkpoints" / "dsprites-beta-vae").card["metrics"]
+    vae = load_checkpoint(ROOT / "checkpoints" / "dsprites-vae").card.to_json()["metrics"]
+    beta = load_checkpoint(ROOT / "checkpoints" / "dsprites-beta-vae").card.to_json()["metrics"]
     assert 4 <= beta["scores"]["active_latents"]["mean"] <= 6
     assert beta["scores"]["mig"]["mean"] >= 0.30
     assert beta["scores"]["mig"]["mean"] >= 2 * vae["scores"]["mig"]["mean"]

@@ -35,7 +35,7 @@ def _served(name):
 @pytest.mark.parametrize("name", NAMES)
 def test_each_was_trained_here_on_binarised_fashion_mnist_at_28_pixels(name):
     ckpt = load_checkpoint(ROOT / "checkpoints" / name)
-    cfg, card = ckpt.config, ckpt.card
+    cfg, card = ckpt.config, ckpt.card.to_json()
     assert (cfg.architecture, cfg.image_size, cfg.channels) == ("mlp", 28, 1)
     assert (cfg.dataset, cfg.likelihood, cfg.latent_dim) == ("fashion-mnist", "bernoulli", 10)
     commands = card.get("commands", [card["command"]])
@@ -96,7 +96,7 @@ def test_the_card_s_test_set_scores_hold_when_recomputed(name, data):
     with other draws (KL in closed form, E_q[log p(x|z)] over 8 draws per image), and its bound
     placed where a bound must lie: above the ELBO, below 0, far above independent pixels."""
     train, test = data
-    entry = load_checkpoint(ROOT / "checkpoints" / name).card["test_split"]
+    entry = load_checkpoint(ROOT / "checkpoints" / name).card.to_json()["test_split"]
     assert (entry["images"], entry["k"], entry["dims"]) == (10_000, 1_000, 784)
     s = _served(name)
     bits = torch.from_numpy(test.binarised(0)).float()

@@ -30,7 +30,7 @@ def test_the_colour_models_are_small_gaussian_and_say_how_they_were_trained(name
     ckpt = load_checkpoint(ROOT / "checkpoints" / name).served()
     assert (ckpt.path / "model.safetensors").stat().st_size <= 5 * 1024 * 1024
     assert ckpt.description.dataset == "shapes3d" and ckpt.description.likelihood == "gaussian"
-    card = ckpt.card
+    card = ckpt.card.to_json()
     assert all(c.startswith("latent-explorer train") for c in card["commands"])
     # its last command resumes its own folder; after a rename, none of them may train into the
     # folder its old name now belongs to
@@ -88,6 +88,7 @@ def test_the_vaegan_samples_are_sharper_than_its_parents():
         ckpt = load_checkpoint(ROOT / "checkpoints" / name).served()
         z = sample_prior(ckpt.description.latent_dim, 256, seed=0)
         energy[name] = float(gradient_energy(to_8bit(decode_latents(ckpt, z))).mean())
-    parent = load_checkpoint(ROOT / "checkpoints" / "shapes-vaegan").card["initialised_from"]
-    assert parent["digest"] == load_checkpoint(ROOT / "checkpoints" / VAEGAN_PARENT).digest
+    parent = load_checkpoint(ROOT / "checkpoints" / "shapes-vaegan").card.initialised_from
+    parent_digest = load_checkpoint(ROOT / "checkpoints" / VAEGAN_PARENT).digest
+    assert parent is not None and parent.digest == parent_digest
     assert energy["shapes-vaegan"] > 1.3 * energy[VAEGAN_PARENT], energy

@@ -23,7 +23,7 @@ from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from app.checkpoints import CARD, CONFIG, load_checkpoint, save_checkpoint
+from app.checkpoints import CARD, CONFIG, ModelCard, load_checkpoint, save_checkpoint
 from app.cli import main
 from app.data.fashion_mnist import FashionMNIST
 from app.main import create_app
@@ -302,7 +302,7 @@ def test_the_card_page_shows_the_test_scores(evaluated, fashion_dir, tmp_path):
 def test_a_model_padded_to_32_counts_the_datas_784_pixels(fashion_dir, tmp_path):
     folder = tmp_path / "conv-fashion"
     config = ModelConfig(kind="vae", architecture="conv", image_size=32, dataset="fashion-mnist")
-    save_checkpoint(folder, VAE(config), {"name": "conv-fashion"})
+    save_checkpoint(folder, VAE(config), ModelCard(name="conv-fashion"))
     entry = score_test_split(load_checkpoint(folder).served(), fashion_dir, k=3, images=50,
                              progress=False)  # fmt: skip
     assert entry["dims"] == 784
@@ -315,7 +315,7 @@ def test_a_model_padded_to_32_counts_the_datas_784_pixels(fashion_dir, tmp_path)
 def test_an_autoencoder_gets_the_probes_and_no_likelihood(fashion_dir, tmp_path):
     folder = tmp_path / "ae-fashion"
     config = ModelConfig(kind="ae", architecture="mlp", image_size=28, dataset="fashion-mnist")
-    save_checkpoint(folder, VAE(config), {"name": "ae-fashion"})
+    save_checkpoint(folder, VAE(config), ModelCard(name="ae-fashion"))
     entry = score_test_split(load_checkpoint(folder).served(), fashion_dir, images=50,
                              progress=False)  # fmt: skip
     assert "bound" not in entry and "elbo" not in entry
@@ -328,7 +328,7 @@ def test_an_autoencoder_gets_the_probes_and_no_likelihood(fashion_dir, tmp_path)
 
 def test_a_model_without_a_test_split_is_refused(tmp_path, capsys, fashion_dir):
     dsprites = tmp_path / "dsprites-vae"
-    save_checkpoint(dsprites, VAE(ModelConfig(kind="vae")), {"name": "dsprites-vae"})
+    save_checkpoint(dsprites, VAE(ModelConfig(kind="vae")), ModelCard(name="dsprites-vae"))
     with pytest.raises(EvaluationError, match="trained on 'dsprites', which has no test split"):
         score_test_split(load_checkpoint(dsprites).served(), fashion_dir, k=5)
     # the command judges it by its ground truth, and says --k is not for it
@@ -336,7 +336,7 @@ def test_a_model_without_a_test_split_is_refused(tmp_path, capsys, fashion_dir):
     assert "--k is for a model judged on a test split" in capsys.readouterr().err
 
     faces = tmp_path / "faces-vae"
-    save_checkpoint(faces, VAE(ModelConfig(kind="vae")), {"name": "faces-vae"})
+    save_checkpoint(faces, VAE(ModelConfig(kind="vae")), ModelCard(name="faces-vae"))
     config = json.loads((faces / CONFIG).read_text())
     (faces / CONFIG).write_text(json.dumps({**config, "dataset": "folder:faces"}))
     assert main(["evaluate", str(faces)]) == 2

@@ -326,7 +326,7 @@ def test_sigkill_at_random_moments_never_loses_the_last_checkpoint(tmp_path):
         ckpt = load_checkpoint(out)
         state = json.loads((run / "trainer.json").read_text())
         assert state["step"] >= saved, attempt  # never behind what was saved before
-        assert ckpt.card["steps"] <= state["step"]
+        assert ckpt.card.to_json()["steps"] <= state["step"]
         saved = state["step"]
     finished = _cli(
         "train", "--out", str(out), "--run-dir", str(run), "--resume",

@@ -25,11 +25,13 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from app.card_file import update_card
-from app.checkpoints import CARD, load_checkpoint
+from app.checkpoints import CARD, ModelCard, load_checkpoint
+from app.checkpoints.card import Metrics
+from app.checkpoints.card_file import update_card
+from app.checkpoints.served import ServedModel
 from app.data.ground_truth import GroundTruth, ground_truth
 from app.metrics import scores
-from app.models.interface import ServedModel
+from app.models.elbo import ACTIVE_KL
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +39,6 @@ METRICS = (
     "active_latents", "mig", "beta_vae", "factor_vae", "dci_disentanglement", "dci_completeness",
     "dci_informativeness", "sap", "modularity", "explicitness",
 )  # fmt: skip
-ACTIVE_KL = 0.1  # nats: a latent whose mean KL over data is above this is "active" (DESIGN.md)
 # The evaluation stream's entropy: 24 bytes (six 32-bit words) where training's streams are
 # three small words (seed, rank, step), so no training batch can ever be drawn here.
 EVALUATION_ENTROPY = int.from_bytes(b"latent-explorer evaluate", "big")
@@ -312,7 +313,7 @@ def evaluate(
             "settings": settings_text[name],
         }
     return {
-        "step": ckpt.card.get("steps"),
+        "step": ckpt.card.steps,
         "digest": ckpt.digest,
         "seeds": list(s.seeds),
         "factors": list(truth.factor_names),
@@ -322,19 +323,20 @@ def evaluate(
     }
 
 
-def write_metrics(path: Path, metrics: dict[str, Any]) -> dict[str, Any]:
+def write_metrics(path: Path, metrics: dict[str, Any]) -> ModelCard:
     """Put `metrics` into path/card.json atomically (temp file beside it, fsync, rename), leaving
     the weights and config.json alone. Scores from an earlier run on the same weights, seeds and
     factors that this run did not recompute (`--only`) are kept. → the card as written."""
 
-    def merge(card: dict[str, Any]) -> dict[str, Any]:
-        new = metrics
-        old = card.get("metrics")
-        same = ("digest", "seeds", "factors")
-        if isinstance(old, dict) and all(old.get(k) == new[k] for k in same):
-            new = {**new, "scores": {**old.get("scores", {}), **new["scores"]}}
-            new["scores"] = {k: new["scores"][k] for k in METRICS if k in new["scores"]}
-        return {**card, "metrics": new}
+    def merge(card: ModelCard) -> ModelCard:
+        new = Metrics.model_validate(metrics)
+        old = card.metrics
+        if old is not None and (old.digest, old.seeds, old.factors) == (
+            new.digest, new.seeds, new.factors,
+        ):  # fmt: skip
+            scores = {**old.scores, **new.scores}
+            new.scores = {k: scores[k] for k in METRICS if k in scores}
+        return card.updated(metrics=new)
 
     return update_card(Path(path), merge)
 

@@ -20,9 +20,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from app.checkpoints.served import ServedModel
 from app.data.dsprites import FACTOR_SIZES, FACTOR_VALUES, render
 from app.inference import encode_images
-from app.models.interface import ServedModel
 
 # a shape's rotational symmetry, radians (square, ellipse, heart)
 SYMMETRY = (np.pi / 2, np.pi, 2 * np.pi)

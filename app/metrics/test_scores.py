@@ -36,7 +36,9 @@ from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits  # scikit-learn's own dependency
 from tqdm import tqdm
 
-from app.card_file import update_card
+from app.checkpoints.card import ModelCard
+from app.checkpoints.card_file import update_card
+from app.checkpoints.served import ServedModel
 from app.data.base import DatasetError
 from app.data.fashion_mnist import SIDE as FASHION_MNIST_SIDE
 from app.data.fashion_mnist import TEST_BINARISATION_SEED
@@ -47,7 +49,7 @@ from app.metrics.likelihood import (
     importance_weighted_bound,
     log_likelihood_given_z,
 )
-from app.models.interface import LatentModel, ServedModel
+from app.models.interface import LatentModel
 
 log = logging.getLogger(__name__)
 
@@ -311,7 +313,7 @@ def score_test_split(
         "images": n,
         "split_size": total,
         "subset": f"all {total:,}" if n == total else f"the first {n:,} of {total:,}",
-        "step": ckpt.card.get("steps"),
+        "step": ckpt.card.steps,
         "digest": ckpt.digest,
     }
     with tqdm(total=n if d.stochastic else 0, unit="img", disable=not progress,
@@ -355,10 +357,10 @@ def score_test_split(
     return entry
 
 
-def write_test_scores(path: Path, entry: dict[str, Any]) -> dict[str, Any]:
-    """Put `entry` into path/card.json under "test_split" atomically (app.card_file), every
-    other key as it was. → the card as written."""
-    return update_card(Path(path), lambda card: {**card, CARD_KEY: entry})
+def write_test_scores(path: Path, entry: dict[str, Any]) -> ModelCard:
+    """Put `entry` into path/card.json under "test_split" (app.checkpoints.card_file), every
+    other field as it was. → the card as written."""
+    return update_card(Path(path), lambda card: card.updated(**{CARD_KEY: entry}))
 
 
 def evaluate_test_split(

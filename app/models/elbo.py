@@ -19,6 +19,11 @@ def reparameterize(mu: torch.Tensor, logvar: torch.Tensor, eps: torch.Tensor) ->
     return mu + torch.exp(0.5 * logvar) * eps
 
 
+# nats: a latent whose mean KL over data is above this is "in use" (DESIGN.md); below it, its
+# posterior is the prior whatever the image, and its slider changes nothing the model learned
+ACTIVE_KL = 0.1
+
+
 def kl_per_dim(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     """KL(N(μ, σ²) ‖ N(0, 1)) for each latent, in nats: (B, D) → (B, D).
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import torch
@@ -137,15 +136,11 @@ class LatentModel(Protocol):
 
 def describe_config(
     config: ModelConfig,
-    card: dict[str, Any] | None = None,
+    latent_names: tuple[str, ...] = (),
     provenance: dict[str, Any] | None = None,
 ) -> ModelDescription:
-    """Our config (and the card's latent names) as the interface's description."""
-    card = card or {}
-    names = card.get("latent_names")
-    latent_names: tuple[str, ...] = ()
-    if isinstance(names, dict) and names:
-        latent_names = tuple(str(names.get(str(i), "")) for i in range(config.latent_dim))
+    """Our config as the interface's description; `latent_names` a name per latent ("" where
+    unnamed), `provenance` where it came from (both kept in the model's card)."""
     return ModelDescription(
         latent_dim=config.latent_dim,
         channels=config.channels,
@@ -160,7 +155,7 @@ def describe_config(
         latent_names=latent_names,
         beta=config.beta,
         objective=config.objective,
-        provenance=provenance if provenance is not None else dict(card.get("source") or {}),
+        provenance=dict(provenance or {}),
     )
 
 
@@ -205,21 +200,3 @@ def weights_digest(model: torch.nn.Module) -> str:
         h.update(k.encode())
         h.update(v.detach().cpu().contiguous().numpy().tobytes())
     return h.hexdigest()
-
-
-@dataclass
-class ServedModel:
-    """A model as the explorer serves it: the interface, its card (how it was made and what it
-    does; {} where there is none), a digest naming these exact weights (ETags, caches) and, for a
-    checkpoint folder, the folder and the config that rebuilds it."""
-
-    name: str
-    model: LatentModel
-    card: dict[str, Any] = field(default_factory=dict)
-    digest: str = ""
-    path: Path | None = None
-    config: ModelConfig | None = None  # our own networks only
-
-    @property
-    def description(self) -> ModelDescription:
-        return self.model.description

@@ -44,15 +44,16 @@ import torch
 from PIL import Image
 
 from app import inference
+from app.checkpoints.served import ServedModel
 from app.data.ground_truth import GroundTruth, ground_truth
 from app.data.test_split import TestSplit
 from app.inference import InferenceError
-from app.models.interface import ModelDescription, ServedModel
+from app.models.elbo import ACTIVE_KL
+from app.models.interface import ModelDescription
 from app.studies.cache import SharedResults
 from app.studies.quality import Quality, psnr, quality, to_8bit
 
 BITS = range(1, 9)  # bits per kept latent
-ACTIVE_KL = 0.1  # nats: the project's "a latent the model uses" (DESIGN.md)
 JPEG_QUALITIES = range(1, 96)  # Pillow's useful range; above 95 it only grows the file
 STUDY_QUALITIES = (1, 5, 10, 20, 30, 50, 70, 90)
 
@@ -90,7 +91,7 @@ class Codec:
 def active_latents(ckpt: ServedModel) -> list[int]:
     """Latents whose mean KL (the card's kl_per_dim) is above 0.1 nats; all of them for the AE,
     which has no KL (nor a prior that would decode an unused latent at 0)."""
-    kl = ckpt.card.get("kl_per_dim")
+    kl = ckpt.card.kl
     d = ckpt.description.latent_dim
     if ckpt.description.kind == "ae":
         return list(range(d))

@@ -16,9 +16,9 @@ import numpy as np
 import torch
 
 from app import inference
+from app.checkpoints.served import ServedModel
 from app.data import corruption
 from app.inference import InferenceError
-from app.models.interface import ServedModel
 from app.studies.quality import Quality, quality, to_8bit
 
 NOISE_CHOICES = (*corruption.NOISES, "drawn")  # "drawn": the mask a person painted

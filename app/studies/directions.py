@@ -35,8 +35,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from app.checkpoints.served import ServedModel
 from app.inference import InferenceError
-from app.models.interface import ServedModel
 from app.studies.cache import SharedResults
 from app.studies.latent_map import MapSample
 

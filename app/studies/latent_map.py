@@ -31,8 +31,8 @@ import numpy as np
 import torch
 
 from app import inference
+from app.checkpoints.served import ServedModel
 from app.inference import DatasetImages, DrawnImages, InferenceError, TestImages
-from app.models.interface import ServedModel
 from app.studies.cache import SharedResults
 
 METHODS = ("pca", "tsne")  # the layouts a map can be drawn in

@@ -21,15 +21,17 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from app.checkpoints import (
-    CARD,
     TRAINER,
     WEIGHTS,
     CheckpointError,
+    ModelCard,
     load_checkpoint,
     read_json,
     read_tensors,
     recover,
 )
+from app.checkpoints.card import Evaluation, Parent
+from app.checkpoints.card_file import read_card
 from app.models import VAE
 
 if TYPE_CHECKING:
@@ -220,10 +222,9 @@ def _anchored(path: Path, root: Path) -> list[Path]:
 def _card_names(out: Path, run: Path) -> bool:
     """Whether checkpoint folder `out`'s card says the run in folder `run` made it."""
     try:
-        card = read_json(out / CARD)
+        named = read_card(out).run_dir
     except CheckpointError:
         return False
-    named = card.get("run_dir") if isinstance(card, dict) else None
     anchor = out.resolve().parent.parent
     return isinstance(named, str) and any(
         p.resolve() == run for p in _anchored(Path(named), anchor)
@@ -304,20 +305,18 @@ def initialise(model: VAE, source: Path) -> dict[str, Any]:
         "name": source.name,
         "path": str(source),
         "digest": init.digest,
-        "recipe": init.card.get("recipe", "?"),
-        "steps": int(init.card.get("steps", 0)),
+        "recipe": init.card.recipe or "?",
+        "steps": init.card.steps or 0,
     }
 
 
-def record_initialisation(card: dict[str, Any], initialised_from: dict[str, Any] | None) -> None:
-    """Say in the card what a run started from (`initialise`'s record): a recipe suffix and the
-    record itself. Nothing for a run that started from its seed."""
-    if initialised_from:
-        card["recipe"] = (
-            f"{card['recipe']}; initialised from {initialised_from['name']} "
-            f"({initialised_from['recipe']}, {initialised_from['steps']:,} steps)"
-        )
-        card["initialised_from"] = initialised_from
+def initialised_recipe(recipe: str, initialised_from: dict[str, Any] | None) -> str:
+    """The recipe, with what the run started from (`initialise`'s record) where it did not
+    start from its seed."""
+    if not initialised_from:
+        return recipe
+    init = Parent.model_validate(initialised_from)
+    return f"{recipe}; initialised from {init.name} ({init.recipe}, {init.steps or 0:,} steps)"
 
 
 # --- the run's record, carried from one segment to the next -----------------------------------
@@ -428,15 +427,15 @@ def run_card(
     learning_rate: float,
     world: int,
     wall: float,
-    figures: dict[str, Any],
-) -> dict[str, Any]:
+    figures: Evaluation,
+) -> ModelCard:
     """The model card's fields that every kind of run has, in the order the card shows them."""
     commands, segments, history = record.commands, record.segments(step, wall), record.history
-    card = {
+    card: dict[str, Any] = {
         "name": Path(args.out).name,
         "command": commands[0],  # how the run began; resumptions follow in "commands"
         "commands": commands,
-        "recipe": recipe,
+        "recipe": initialised_recipe(recipe, record.initialised_from),
         "objective": objective,
         "steps": step,
         "target_steps": args.steps,
@@ -451,10 +450,11 @@ def run_card(
         "wall_time_s": round(wall, 1),
         "torch": torch.__version__,
         "final_train_loss": history[-1] if history else None,
-        "eval": figures,
-        "kl_per_dim": figures.get("kl_per_dim"),
-        "active_latents": figures.get("active_latents"),
+        "eval": figures.model_dump(mode="json", exclude_unset=True),
+        "kl_per_dim": figures.kl_per_dim,
+        "active_latents": figures.active_latents,
         "run_dir": str(args.run_path),
     }
-    record_initialisation(card, record.initialised_from)
-    return card
+    if record.initialised_from:
+        card["initialised_from"] = record.initialised_from
+    return ModelCard.from_json(card, args.out)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,10 +29,12 @@ from app.checkpoints import (
     save_run,
     weights_digest,
 )
+from app.checkpoints.card import Evaluation
+from app.checkpoints.evaluation import held_out_figures
 from app.data import Dataset, open_dataset
 from app.data.corruption import MAX_LEVEL, NOISES
 from app.models import VAE, ModelConfig
-from app.models.elbo import kl_per_dim, reconstruction_nll
+from app.models.elbo import ACTIVE_KL, reconstruction_nll
 from app.models.objectives import (
     BetaELBO,
     BetaTCVAE,
@@ -55,7 +58,6 @@ from app.training.stream import prefetch, step_data
 
 log = logging.getLogger(__name__)
 
-ACTIVE_KL = 0.1  # nats: a latent whose mean KL is above this is "in use" (DESIGN.md)
 EVAL_SEED = 2**31 - 1  # the held-out stream for the card's figures, never a training seed
 
 
@@ -97,41 +99,19 @@ def build_objective(args: TrainArgs, dataset: Dataset) -> Objective:
 # --- evaluation for the card --------------------------------------------------------------
 
 
-@torch.no_grad()
-def evaluate(model: VAE, dataset: Dataset, n: int, device: torch.device) -> dict[str, Any]:
-    """Mean −log p(x|z), KL per latent and the negative ELBO on held-out images (z = μ for the
-    reconstruction term, so the figure is the model's deterministic reconstruction)."""
+def evaluate(model: VAE, dataset: Dataset, n: int, device: torch.device) -> Evaluation:
+    """The card's held-out figures over `n` images of the held-out stream (EVAL_SEED)."""
     model.eval()
-    cfg = model.config
-    recon_sum, kl_sum, done = 0.0, torch.zeros(cfg.latent_dim, dtype=torch.float64), 0
-    step, mus = 0, []
-    while done < n:
-        b = min(512, n - done)
-        d = step_data(dataset, EVAL_SEED, 0, step, b, cfg.latent_dim)
-        x, labels = d.x.to(device), d.labels.to(device)
-        decoded, mu, logvar, _ = model(x, labels if cfg.kind == "cvae" else None)
-        recon_sum += reconstruction_nll(decoded, x, cfg.likelihood, cfg.gaussian_sigma).sum().item()
-        mus.append(mu.float().cpu())
-        if logvar is not None:
-            kl = kl_per_dim(mu, logvar)
-            kl_sum += kl.sum(0).double().cpu()
-        done += b
-        step += 1
-    kl_mean = (kl_sum / done).tolist()
-    recon = recon_sum / done
-    out: dict[str, Any] = {"eval_images": done, "recon_nll": round(recon, 4)}
-    # where the codes lie over data: an AE has no prior, so its sliders span these instead of ±3
-    lo, hi = torch.quantile(torch.cat(mus), torch.tensor([0.01, 0.99]), dim=0)
-    out["code_percentiles"] = {
-        "percentiles": [1, 99], "lo": [round(v, 3) for v in lo.tolist()],
-        "hi": [round(v, 3) for v in hi.tolist()],
-    }  # fmt: skip
-    if cfg.stochastic:
-        out["kl_per_dim"] = [round(v, 4) for v in kl_mean]
-        out["kl_total"] = round(sum(kl_mean), 4)
-        out["neg_elbo"] = round(recon + sum(kl_mean), 4)
-        out["active_latents"] = sum(v > ACTIVE_KL for v in kl_mean)
-    return out
+
+    def batches() -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
+        done, step = 0, 0
+        while done < n:
+            b = min(512, n - done)
+            d = step_data(dataset, EVAL_SEED, 0, step, b, model.config.latent_dim)
+            yield d.x.to(device), d.labels.to(device)
+            done, step = done + b, step + 1
+
+    return held_out_figures(model, batches())
 
 
 # --- the loop -------------------------------------------------------------------------------
@@ -230,9 +210,9 @@ def train(args: TrainArgs) -> int:
                 figures=figures,
             )
             if args.denoise:
-                card["denoising"] = {"noises": list(NOISES), "max_level": MAX_LEVEL}
+                card = card.updated(denoising={"noises": list(NOISES), "max_level": MAX_LEVEL})
             if digests:
-                card["rank_weight_digests"] = digests
+                card = card.updated(rank_weight_digests=digests)
             save_checkpoint(Path(args.out), model, card, replaces=replacing)
             replacing = False  # from now on the folder's card is this run's own
 

@@ -235,12 +235,14 @@ def train(
             wall=wall,
             figures=figures,
         )
-        card["vaegan"] = {
-            "discriminator": dis.config.to_json(),
-            "optimizer": OPTIMIZER_NAMES[settings.optimizer],
-            "prior_draws_per_step": args.batch_size,
-            "paused_steps": dict(paused),
-        }
+        card = card.updated(
+            vaegan={
+                "discriminator": dis.config.to_json(),
+                "optimizer": OPTIMIZER_NAMES[settings.optimizer],
+                "prior_draws_per_step": args.batch_size,
+                "paused_steps": dict(paused),
+            }
+        )
         save_checkpoint(Path(args.out), vae, card, replaces=replacing)
         replacing = False  # from now on the folder's card is this run's own
 

@@ -13,9 +13,9 @@ from fastapi.responses import Response
 from pydantic import BaseModel, BeforeValidator, Field, StrictFloat, StrictInt
 
 from app import imaging, inference
+from app.checkpoints.served import ServedModel
 from app.data.ground_truth import DSPRITES
 from app.inference import DatasetImages, InferenceError, TestImages
-from app.models.interface import ServedModel
 from app.photo_fit import form_of
 from app.settings import Settings
 from app.web.deps import (
@@ -126,7 +126,7 @@ def model_summary(ckpt: ServedModel, settings: Settings | None = None) -> dict[s
         "dataset_classes": list(images.label_names) if isinstance(images, TestImages) else [],
         "dataset_missing": missing,
         "latent_order": inference.latent_order(ckpt),
-        "card": ckpt.card,
+        "card": ckpt.card.to_json(),
     }
 
 

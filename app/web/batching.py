@@ -17,7 +17,7 @@ import torch
 from starlette.concurrency import run_in_threadpool
 
 from app import imaging, inference
-from app.models.interface import ServedModel
+from app.checkpoints.served import ServedModel
 
 
 @dataclass

@@ -3,10 +3,11 @@ with totals per device, the metrics with their settings, the KL per latent as ba
 model came from. Pure functions of the card (and the served models' weight digests), so the
 template only lays rows out.
 
-Cards change shape over time: those written before runs kept segments have none (one row then
-covers the whole run, its device "not recorded" where the run was resumed), segments written
-before the torch version was kept lack it, and a segment a repair could not split by command
-lists several ("commands"). Every reader here takes all of them.
+The card arrives typed and checked (app.checkpoints.card); what stays here is how the shapes
+cards have had over time read on a page: those written before runs kept segments have none (one
+row then covers the whole run, its device "not recorded" where the run was resumed), segments
+written before the torch version was kept lack it, and a segment a repair could not split by
+command lists several.
 """
 
 from __future__ import annotations
@@ -16,9 +17,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from app.checkpoints.card import Estimate, Licence, ModelCard, Probe, Segment, TestSplitScores
+from app.checkpoints.served import ServedModel
 from app.data.ground_truth import ground_truth
 from app.data.test_split import has_test_split
-from app.models.interface import ServedModel
+from app.models.elbo import ACTIVE_KL
 
 UNRECORDED = "not recorded"  # as the training side writes a device it did not see
 
@@ -35,7 +38,6 @@ METRIC_LABELS = {
     "modularity": "modularity",
     "explicitness": "explicitness",
 }
-ACTIVE_KL = 0.1  # nats: a latent above this carries information (as the explore page says)
 BAR_WIDTH = 160  # px of the longest KL bar
 
 
@@ -177,46 +179,33 @@ def device_label(device: str | None) -> str:
     return re.sub(r"\b1 (core|thread)s\b", r"1 \1", device)
 
 
-def _commands_of(segment: Mapping[str, Any]) -> list[str]:
-    if segment.get("commands"):
-        return [str(c) for c in segment["commands"]]
-    return [str(segment["command"])] if segment.get("command") else []
+def _row(s: Segment, torch: str | None) -> SegmentRow:
+    return SegmentRow(
+        from_step=s.from_step, to_step=s.to_step, device=device_label(s.device),
+        torch=s.torch or torch or UNRECORDED, wall_time_s=s.wall_time_s,
+        commands=s.all_commands, note=s.note,
+    )  # fmt: skip
 
 
-def _number(value: Any) -> float | None:
-    return float(value) if isinstance(value, int | float) else None
-
-
-def segment_rows(card: Mapping[str, Any]) -> list[SegmentRow]:
+def segment_rows(card: ModelCard) -> list[SegmentRow]:
     """The card's segments; for a card written before segments were kept, one row for the whole
     run, its device and torch version known only where one command made every step."""
-    segments = card.get("segments")
-    if segments:
-        rows = []
-        for i, s in enumerate(segments):
-            last = i == len(segments) - 1  # the card's own "torch" is its last segment's
-            torch = s.get("torch") or (card.get("torch") if last else None) or UNRECORDED
-            rows.append(SegmentRow(
-                from_step=int(s["from_step"]), to_step=int(s["to_step"]),
-                device=device_label(s.get("device")), torch=str(torch),
-                wall_time_s=_number(s.get("wall_time_s")), commands=_commands_of(s),
-                note=s.get("note"),
-            ))  # fmt: skip
-        return rows
-    steps = card.get("steps")
-    if steps is None:
+    if card.segments:
+        last = len(card.segments) - 1  # the card's own "torch" is its last segment's
+        return [_row(s, card.torch if i == last else None) for i, s in enumerate(card.segments)]
+    if card.steps is None:
         return []
-    commands = [str(c) for c in card.get("commands") or []] or _commands_of(card)
+    commands = card.all_commands
     one_run = len(commands) <= 1
     note = None
-    if not one_run and card.get("device"):
-        note = (f"the card records only where its last command ran: {device_label(card['device'])}"
-                + (f", torch {card['torch']}" if card.get("torch") else ""))  # fmt: skip
+    if not one_run and card.device:
+        note = (f"the card records only where its last command ran: {device_label(card.device)}"
+                + (f", torch {card.torch}" if card.torch else ""))  # fmt: skip
     return [SegmentRow(
-        from_step=0, to_step=int(steps),
-        device=device_label(card.get("device")) if one_run else UNRECORDED,
-        torch=str(card.get("torch") or UNRECORDED) if one_run else UNRECORDED,
-        wall_time_s=_number(card.get("wall_time_s")), commands=commands, note=note,
+        from_step=0, to_step=card.steps,
+        device=device_label(card.device) if one_run else UNRECORDED,
+        torch=(card.torch or UNRECORDED) if one_run else UNRECORDED,
+        wall_time_s=card.wall_time_s, commands=commands, note=note,
     )]  # fmt: skip
 
 
@@ -234,17 +223,16 @@ def device_totals(rows: list[SegmentRow]) -> list[DeviceTotal]:
     return list(totals.values())
 
 
-def lead(card: Mapping[str, Any], totals: list[DeviceTotal]) -> str | None:
+def lead(card: ModelCard, totals: list[DeviceTotal]) -> str | None:
     """The page's first sentence: "Trained 5,000 steps × 64 in 40 min: 1,500 steps on cpu (…),
     3,500 on cuda (…)", steps summed per device."""
-    if card.get("steps") is None:
+    if card.steps is None:
         return None
-    out = f"Trained {int(card['steps']):,} steps"
-    if card.get("batch_size"):
-        out += f" × {card['batch_size']}"
-    wall = _number(card.get("wall_time_s"))
-    if wall is not None:
-        out += f" in {wall / 60:.0f} min"
+    out = f"Trained {card.steps:,} steps"
+    if card.batch_size:
+        out += f" × {card.batch_size}"
+    if card.wall_time_s is not None:
+        out += f" in {card.wall_time_s / 60:.0f} min"
     where = [
         f"{t.steps:,}{' steps' if i == 0 else ''} on "
         + ("a device not recorded" if t.device == UNRECORDED else t.device)
@@ -253,126 +241,126 @@ def lead(card: Mapping[str, Any], totals: list[DeviceTotal]) -> str | None:
     return out + (": " + ", ".join(where) if where else "")
 
 
-def metric_rows(card: Mapping[str, Any]) -> list[MetricRow]:
-    scores = (card.get("metrics") or {}).get("scores") or {}
+def metric_rows(card: ModelCard) -> list[MetricRow]:
+    scores = card.metrics.scores if card.metrics is not None else {}
     return [
-        MetricRow(key, label, float(s["mean"]), float(s.get("std") or 0.0),
-                  [float(v) for v in s.get("values", [])], str(s.get("settings") or ""))
+        MetricRow(key, label, s.mean, s.std, list(s.values), s.settings)
         for key, label in METRIC_LABELS.items()
         if (s := scores.get(key)) is not None
-    ]  # fmt: skip
+    ]
 
 
-def _metrics_note(card: Mapping[str, Any], digest: str, dataset: str) -> tuple[str | None, bool]:
+def _metrics_note(card: ModelCard, name: str, digest: str, dataset: str) -> tuple[str | None, bool]:
     """What the disentanglement metrics were computed on, whether they are stale, or why there
     are none. `dataset` is the model's (config.dataset): data without ground-truth factors has
     no disentanglement metrics to compute."""
-    metrics = card.get("metrics")
-    if not metrics and ground_truth(dataset) is None:
+    metrics = card.metrics
+    if metrics is None and ground_truth(dataset) is None:
         data = repr(dataset) if dataset else "its data"
         note = (f"the disentanglement metrics do not apply: {data} has no ground-truth factors "
                 "to score the latents against")  # fmt: skip
         if has_test_split(dataset):
             note += "; the model is judged on its test split instead"
         return note, False
-    if not metrics:
-        return f"not evaluated: run latent-explorer evaluate checkpoints/{card.get('name')}", False
+    if metrics is None:
+        return f"not evaluated: run latent-explorer evaluate checkpoints/{name}", False
     parts = []
-    if metrics.get("seeds"):
-        parts.append(f"mean ± std over seeds {', '.join(str(s) for s in metrics['seeds'])}")
-    if metrics.get("step") is not None:
-        parts.append(f"at step {int(metrics['step']):,}")
-    if metrics.get("factors"):
-        parts.append(f"factors {', '.join(metrics['factors'])}")
-    if metrics.get("wall_time_s"):
-        parts.append(f"evaluated in {duration(metrics['wall_time_s'])}")
-    stale = metrics.get("digest") != digest
+    if metrics.seeds:
+        parts.append(f"mean ± std over seeds {', '.join(str(s) for s in metrics.seeds)}")
+    if metrics.step is not None:
+        parts.append(f"at step {metrics.step:,}")
+    if metrics.factors:
+        parts.append(f"factors {', '.join(metrics.factors)}")
+    if metrics.wall_time_s:
+        parts.append(f"evaluated in {duration(metrics.wall_time_s)}")
+    stale = metrics.digest != digest
     if stale:
-        parts.append(f"stale: computed on weights {str(metrics.get('digest'))[:12]}…, "
+        parts.append(f"stale: computed on weights {metrics.digest[:12]}…, "
                      f"these are {digest[:12]}…")  # fmt: skip
     return "; ".join(parts) or None, stale
 
 
-def _nats(score: Mapping[str, Any]) -> str:
-    text = f"{float(score['mean']):.2f} ± {float(score.get('se') or 0.0):.2f} nats"
-    if score.get("bits_per_dim") is not None:
-        text += f" · {float(score['bits_per_dim']):.4f} bits/dim"
+def _nats(score: Estimate) -> str:
+    text = f"{score.mean:.2f} ± {score.se or 0.0:.2f} nats"
+    if score.bits_per_dim is not None:
+        text += f" · {score.bits_per_dim:.4f} bits/dim"
     return text
 
 
-def _accuracy(probe: Mapping[str, Any]) -> str:
-    text = f"{float(probe['mean']):.3f} ± {float(probe.get('std') or 0.0):.3f}"
-    return text if probe.get("converged", True) else f"{text} (a fold's fit did not converge)"
+def _accuracy(probe: Probe) -> str:
+    text = f"{probe.mean:.3f} ± {probe.std or 0.0:.3f}"
+    return text if probe.converged else f"{text} (a fold's fit did not converge)"
 
 
-def _likelihood_rows(entry: Mapping[str, Any]) -> list[tuple[str, str, str]]:
+def _likelihood_rows(entry: TestSplitScores) -> list[tuple[str, str, str]]:
     rows = []
-    bound, elbo, k = entry.get("bound"), entry.get("elbo"), entry.get("k")
-    if isinstance(bound, Mapping):
-        what = f"log p(x) ≥ L_k, k = {int(k):,}" if k else "log p(x) ≥ L_k"
-        rows.append((what, _nats(bound), str(bound.get("estimator") or "")))
-    if isinstance(elbo, Mapping):
-        how = str(elbo.get("estimator") or "")
-        if elbo.get("reconstruction") is not None and elbo.get("kl") is not None:
-            how = (f"E_q log p(x|z) {float(elbo['reconstruction']):.2f} − KL "
-                   f"{float(elbo['kl']):.2f} nats; {how}")  # fmt: skip
+    bound, elbo, k = entry.bound, entry.elbo, entry.k
+    if bound is not None:
+        what = f"log p(x) ≥ L_k, k = {k:,}" if k else "log p(x) ≥ L_k"
+        rows.append((what, _nats(bound), bound.estimator or ""))
+    if elbo is not None:
+        how = elbo.estimator or ""
+        if elbo.reconstruction is not None and elbo.kl is not None:
+            how = (f"E_q log p(x|z) {elbo.reconstruction:.2f} − KL "
+                   f"{elbo.kl:.2f} nats; {how}")  # fmt: skip
         rows.append(("ELBO", _nats(elbo), how))
     return rows
 
 
-def _probe_rows(entry: Mapping[str, Any]) -> list[tuple[str, str, str]]:
+def _probe_rows(entry: TestSplitScores) -> list[tuple[str, str, str]]:
     rows = []
-    if isinstance(entry.get("probe"), Mapping):
-        how = str(entry.get("probe_settings") or "")
-        rows.append(("linear probe of the class from μ", _accuracy(entry["probe"]), how))
-    if isinstance(entry.get("probe_pixels"), Mapping):
+    if entry.probe is not None:
+        how = entry.probe_settings or ""
+        rows.append(("linear probe of the class from μ", _accuracy(entry.probe), how))
+    if entry.probe_pixels is not None:
         how = "the baseline: what a linear read of the image itself gets"
-        if entry.get("chance") is not None:
-            how += f"; chance {float(entry['chance']):.2f}"
-        rows.append(("the same probe on the raw pixels", _accuracy(entry["probe_pixels"]), how))
+        if entry.chance is not None:
+            how += f"; chance {entry.chance:.2f}"
+        rows.append(("the same probe on the raw pixels", _accuracy(entry.probe_pixels), how))
     return rows
 
 
-def held_out_scores(card: Mapping[str, Any], digest: str) -> HeldOutScores | None:
+def held_out_scores(card: ModelCard, digest: str) -> HeldOutScores | None:
     """The likelihood on the test split and the linear probes, or None where the card has no
     "test_split" entry (the page then shows no section at all)."""
-    entry = card.get("test_split")
-    if not isinstance(entry, Mapping):
+    entry = card.test_split
+    if entry is None:
         return None
-    subset = entry.get("subset") or entry.get("images")
-    caption = " ".join(f"{subset} {entry.get('dataset') or ''} test images".split())
-    if entry.get("step") is not None:
-        caption += f", at step {int(entry['step']):,}"
-    if entry.get("wall_time_s") is not None:
-        caption += f"; computed in {duration(_number(entry['wall_time_s']))}"
-    if entry.get("date"):
-        caption += f" on {entry['date']}"
-    stale = entry.get("digest") != digest
+    subset = entry.subset or entry.images
+    caption = " ".join(f"{subset} {entry.dataset or ''} test images".split())
+    if entry.step is not None:
+        caption += f", at step {entry.step:,}"
+    if entry.wall_time_s is not None:
+        caption += f"; computed in {duration(entry.wall_time_s)}"
+    if entry.date:
+        caption += f" on {entry.date}"
+    stale = entry.digest != digest
     if stale:
-        caption += (f"; stale: computed on weights {str(entry.get('digest'))[:12]}…, these are "
+        caption += (f"; stale: computed on weights {entry.digest[:12]}…, these are "
                     f"{digest[:12]}…")  # fmt: skip
-    details = [("likelihood", str(entry.get("likelihood") or UNRECORDED))]
-    for key, what in (("conditioning", "conditioned on"),
-                      ("dims_note", "dimensions counted in bits/dim")):  # fmt: skip
-        if entry.get(key):
-            details.append((what, str(entry[key])))
-    if entry.get("images") is not None:
-        details.append(("images", f"{int(entry['images']):,}"))
-    if entry.get("k"):
-        details.append(("k", f"{int(entry['k']):,} samples of q(z|x) per image"))
-    seeds = [f"{what} {entry[key]}"
-             for key, what in (("binarisation_seed", "binarisation"), ("sampling_seed", "sampling"))
-             if entry.get(key) is not None]  # fmt: skip
+    details = [("likelihood", entry.likelihood or UNRECORDED)]
+    if entry.conditioning:
+        details.append(("conditioned on", entry.conditioning))
+    if entry.dims_note:
+        details.append(("dimensions counted in bits/dim", entry.dims_note))
+    if entry.images is not None:
+        details.append(("images", f"{entry.images:,}"))
+    if entry.k:
+        details.append(("k", f"{entry.k:,} samples of q(z|x) per image"))
+    seeds = [f"{what} {seed}"
+             for seed, what in ((entry.binarisation_seed, "binarisation"),
+                                (entry.sampling_seed, "sampling"))
+             if seed is not None]  # fmt: skip
     if seeds:
         details.append(("seeds", ", ".join(seeds)))
     rows = _likelihood_rows(entry) + _probe_rows(entry)
     return HeldOutScores(rows, caption, details, stale)
 
 
-def kl_bars(card: Mapping[str, Any]) -> list[KlBar]:
+def kl_bars(card: ModelCard) -> list[KlBar]:
     """One bar per latent, most KL first (the explore page's slider order), scaled to the
     largest."""
-    kl = card.get("kl_per_dim") or []
+    kl = card.kl
     top = max(kl, default=0.0) or 1.0
     order = sorted(range(len(kl)), key=lambda d: -kl[d])
     return [
@@ -383,7 +371,7 @@ def kl_bars(card: Mapping[str, Any]) -> list[KlBar]:
 
 def named_latents(ckpt: ServedModel) -> list[NamedLatent]:
     """The latents the card names (`latent-explorer label`), in index order, with their KL."""
-    kl = ckpt.card.get("kl_per_dim") or []
+    kl = ckpt.card.kl
     d = ckpt.description
     return [
         NamedLatent(i, d.latent_name(i), float(kl[i]) if i < len(kl) else None)
@@ -392,19 +380,18 @@ def named_latents(ckpt: ServedModel) -> list[NamedLatent]:
     ]
 
 
-def parent(card: Mapping[str, Any], served: Mapping[str, str]) -> Parent | None:
+def parent(card: ModelCard, served: Mapping[str, str]) -> Parent | None:
     """What the run was initialised from; `served` maps weight digests to served model names."""
-    init = card.get("initialised_from")
-    if not init:
+    init = card.initialised_from
+    if init is None:
         return None
-    digest = str(init.get("digest") or "")
-    steps = init.get("steps")
+    digest = init.digest or ""
     return Parent(
-        name=str(init.get("name") or UNRECORDED),
+        name=init.name or UNRECORDED,
         digest=digest or UNRECORDED,
-        recipe=str(init.get("recipe") or UNRECORDED),
-        steps=int(steps) if isinstance(steps, int) else None,
-        path=init.get("path"),
+        recipe=init.recipe or UNRECORDED,
+        steps=init.steps,
+        path=init.path,
         served_as=served.get(digest) if digest else None,
     )
 
@@ -421,58 +408,51 @@ def _flat(prefix: str, value: Any) -> list[tuple[str, str]]:
     return [(prefix, f"{value:g}" if isinstance(value, float) else str(value))]
 
 
-def _summary(card: Mapping[str, Any]) -> list[tuple[str, str]]:
+def _summary(card: ModelCard) -> list[tuple[str, str]]:
     rows: list[tuple[str, str]] = []
-    if card.get("steps") is not None:
-        steps = f"{int(card['steps']):,}"
-        target = card.get("target_steps")
-        if target and target != card["steps"]:
-            steps += f" of {int(target):,} asked for (resumable)"
+    if card.steps is not None:
+        steps = f"{card.steps:,}"
+        if card.target_steps and card.target_steps != card.steps:
+            steps += f" of {card.target_steps:,} asked for (resumable)"
         rows.append(("steps", steps))
-    for key, label in (("batch_size", "batch"), ("learning_rate", "learning rate"),
-                       ("seed", "seed"), ("world_size", "processes")):  # fmt: skip
-        if card.get(key) is not None:
-            v = card[key]
-            rows.append((label, f"{v:.3g}" if isinstance(v, float) else str(v)))
-    if card.get("images_seen"):
-        rows.append(("images seen", f"{int(card['images_seen']):,}"))
-    rows.append(("wall time, all segments", duration(_number(card.get("wall_time_s")))))
-    ev = card.get("eval") or {}
-    if ev.get("recon_nll") is not None:
-        held = (
-            f"{int(ev['eval_images']):,} held-out images" if ev.get("eval_images") else "held out"
-        )
-        text = f"−log p(x|z) {ev['recon_nll']:.1f} nats"
-        if ev.get("kl_total") is not None:
-            text += f", KL {ev['kl_total']:.1f} nats, −ELBO {ev.get('neg_elbo', 0):.1f}"
+    for value, label in ((card.batch_size, "batch"), (card.learning_rate, "learning rate"),
+                         (card.seed, "seed"), (card.world_size, "processes")):  # fmt: skip
+        if value is not None:
+            rows.append((label, f"{value:.3g}" if isinstance(value, float) else str(value)))
+    if card.images_seen:
+        rows.append(("images seen", f"{card.images_seen:,}"))
+    rows.append(("wall time, all segments", duration(card.wall_time_s)))
+    ev = card.eval
+    if ev is not None and ev.recon_nll is not None:
+        held = f"{ev.eval_images:,} held-out images" if ev.eval_images else "held out"
+        text = f"−log p(x|z) {ev.recon_nll:.1f} nats"
+        if ev.kl_total is not None:
+            text += f", KL {ev.kl_total:.1f} nats, −ELBO {ev.neg_elbo or 0:.1f}"
         rows.append((f"evaluation ({held})", text))
-    if card.get("active_latents") is not None:
-        rows.append(("latents above 0.1 nats", str(card["active_latents"])))
+    if card.active_latents is not None:
+        rows.append(("latents above 0.1 nats", str(card.active_latents)))
     return rows
 
 
-def _provenance(ckpt: ServedModel, card: Mapping[str, Any], dataset: str) -> list[tuple[str, str]]:
+def _provenance(ckpt: ServedModel, card: ModelCard, dataset: str) -> list[tuple[str, str]]:
     rows = [("weights (sha256)", ckpt.digest), ("dataset", dataset)]
-    renamed = card.get("renamed_from")
-    if renamed:
-        rows.append(("shipped before as", f"{renamed.get('name')}: {renamed.get('why', '')}"))
-    if card.get("run_dir"):
-        rows.append(("resumable run state", str(card["run_dir"])))
+    if card.renamed_from is not None:
+        renamed = card.renamed_from
+        rows.append(("shipped before as", f"{renamed.name}: {renamed.why}"))
+    if card.run_dir:
+        rows.append(("resumable run state", card.run_dir))
     rows += imported_from(card)
     rows.append(("licence", licence(card)))
-    if card.get("data_licence"):
-        rows.append(("training data", str(card["data_licence"])))
+    if card.data_licence:
+        rows.append(("training data", card.data_licence))
     return rows
 
 
-def _repairs(card: Mapping[str, Any]) -> list[str]:
-    out = []
-    for r in card.get("repaired") or []:
-        if isinstance(r, Mapping):
-            out.append(f"{r.get('date', '')}: {r.get('what', '')} (from {r.get('from', '?')})")
-        else:
-            out.append(str(r))
-    return out
+def _repairs(card: ModelCard) -> list[str]:
+    return [
+        r if isinstance(r, str) else f"{r.date}: {r.what} (from {r.from_ or '?'})"
+        for r in card.repaired
+    ]
 
 
 def card_view(ckpt: ServedModel, served: Mapping[str, str], dataset: str) -> CardView:
@@ -481,15 +461,16 @@ def card_view(ckpt: ServedModel, served: Mapping[str, str], dataset: str) -> Car
     as people know it."""
     card = ckpt.card
     rows = segment_rows(card)
-    settings = _flat("", card.get("objective") or {})
-    for extra in ("denoising", "vaegan"):
-        if card.get(extra):
-            settings += _flat(extra, card[extra])
-    note, stale = _metrics_note(card, ckpt.digest, ckpt.description.dataset)
+    settings = _flat("", card.objective)
+    if card.denoising is not None:
+        settings += _flat("denoising", card.denoising.to_json())
+    if card.vaegan:
+        settings += _flat("vaegan", card.vaegan)
+    note, stale = _metrics_note(card, ckpt.name, ckpt.digest, ckpt.description.dataset)
     totals = device_totals(rows)
     return CardView(
         name=ckpt.name,
-        recipe=str(card.get("recipe") or ckpt.description.kind),
+        recipe=card.recipe or ckpt.description.kind,
         settings=settings,
         summary=_summary(card),
         lead=lead(card, totals) or imported_lead(card),
@@ -510,45 +491,44 @@ def card_view(ckpt: ServedModel, served: Mapping[str, str], dataset: str) -> Car
 # --- models trained elsewhere (latent-explorer import) --------------------------------------
 
 
-def imported_from(card: Mapping[str, Any]) -> list[tuple[str, str]]:
+def imported_from(card: ModelCard) -> list[tuple[str, str]]:
     """Where an imported model was trained (the card's "source"): repository and folder, commit,
     the sha256 of the file it was converted from, and the day; nothing for our own models."""
-    source = card.get("source")
-    if not isinstance(source, Mapping):
+    source = card.source
+    if source is None:
         return []
-    where = str(source.get("repository") or UNRECORDED)
-    if source.get("url"):
-        where += f" ({source['url']})"
-    if source.get("folder"):
-        where += f", {source['folder']}"
-    rows = [("trained by", where), ("commit", str(source.get("commit") or UNRECORDED))]
-    if source.get("model_pt_sha256"):
-        rows.append(("weights as published (sha256 of model.pt)", str(source["model_pt_sha256"])))
-    rows.append(("imported", str(source.get("imported") or UNRECORDED)))
+    where = source.repository or UNRECORDED
+    if source.url:
+        where += f" ({source.url})"
+    if source.folder:
+        where += f", {source.folder}"
+    rows = [("trained by", where), ("commit", source.commit or UNRECORDED)]
+    if source.model_pt_sha256:
+        rows.append(("weights as published (sha256 of model.pt)", source.model_pt_sha256))
+    rows.append(("imported", source.imported or UNRECORDED))
     return rows
 
 
-def licence(card: Mapping[str, Any]) -> str:
+def licence(card: ModelCard) -> str:
     """The licence in a line: its name and copyright lines (the full notice stays in card.json
     and README.md), a note where none was found, or a plain string as the card states it."""
-    stated = card.get("licence", card.get("license"))
-    if not isinstance(stated, Mapping):
-        return str(stated or "none stated in the card")
-    if not stated.get("text"):
-        return str(stated.get("note") or "none stated in the card")
-    holders = "; ".join(str(c) for c in stated.get("copyright") or [])
-    name = stated.get("name") or "see the notice"
-    return f"{name}: {holders} (full notice in card.json and README.md)"
+    stated = card.licence
+    if not isinstance(stated, Licence):
+        return stated or "none stated in the card"
+    if not stated.text:
+        return stated.note or "none stated in the card"
+    holders = "; ".join(stated.copyright)
+    return f"{stated.name or 'see the notice'}: {holders} (full notice in card.json and README.md)"
 
 
-def imported_lead(card: Mapping[str, Any]) -> str | None:
+def imported_lead(card: ModelCard) -> str | None:
     """The first sentence for an imported model: "Trained 30 epochs × 64 by
     YannDubs/disentangling-vae, imported 2026-12-01"."""
-    source = card.get("source")
-    if not isinstance(source, Mapping):
+    source = card.source
+    if source is None:
         return None
-    out = f"Trained {card['epochs']} epochs" if card.get("epochs") else "Trained"
-    if card.get("batch_size"):
-        out += f" × {card['batch_size']}"
-    by = source.get("repository") or "another project"
-    return f"{out} by {by}, imported {source.get('imported') or UNRECORDED}"
+    out = f"Trained {card.epochs} epochs" if card.epochs else "Trained"
+    if card.batch_size:
+        out += f" × {card.batch_size}"
+    by = source.repository or "another project"
+    return f"{out} by {by}, imported {source.imported or UNRECORDED}"

@@ -22,11 +22,11 @@ from markupsafe import Markup
 from starlette.concurrency import run_in_threadpool
 
 from app import imaging
+from app.checkpoints.served import ServedModel
 from app.data.dsprites import classes_to_index
 from app.data.test_split import TestSplit
 from app.imaging import ImageInputError
 from app.inference import InferenceError, TestImages
-from app.models.interface import ServedModel
 from app.photo_fit import form_of
 from app.settings import Settings
 from app.studies import compression, compression_svg

@@ -16,10 +16,10 @@ from fastapi import APIRouter, Form, Query, Request, UploadFile
 from fastapi.responses import HTMLResponse
 
 from app import imaging
+from app.checkpoints.served import ServedModel
 from app.data.corruption import MAX_LEVEL
 from app.imaging import ImageInputError
 from app.inference import InferenceError
-from app.models.interface import ServedModel
 from app.photo_fit import form_of
 from app.settings import Settings
 from app.studies.denoise import NOISE_CHOICES, Denoising, corrupt_image, denoise, parse_mask
@@ -80,9 +80,9 @@ def default_pair(registry: Mapping[str, ServedModel]) -> tuple[str, str]:
     """A denoising model (its card says so) and the plain VAE (β=1, else any VAE) beside it;
     failing a denoiser, the AE; failing those, the first two models."""
     names = list(registry)
-    dae = next((n for n, c in registry.items() if c.card.get("denoising")), None)
+    dae = next((n for n, c in registry.items() if c.card.denoising is not None), None)
     vaes = [n for n, c in registry.items() if c.description.kind == "vae"
-            and c.description.objective != "vaegan" and not c.card.get("denoising")]  # fmt: skip
+            and c.description.objective != "vaegan" and c.card.denoising is None]  # fmt: skip
     plain = next((n for n in vaes if registry[n].description.beta == 1), vaes[0] if vaes else None)
     ae = next((n for n, c in registry.items() if c.description.kind == "ae"), None)
     a = dae or ae or names[0]
@@ -227,7 +227,7 @@ def _pair(registry: Mapping[str, ServedModel], a: str | None, b: str | None) -> 
 
 
 def _view(result: Denoising, models: list[ServedModel]) -> dict[str, Any]:
-    recipes = {m.name: m.card.get("recipe", m.description.kind) for m in models}
+    recipes = {m.name: m.card.recipe or m.description.kind for m in models}
     return {
         "clean": api.data_url(imaging.png_bytes(result.clean[0])),
         "corrupted": api.data_url(imaging.png_bytes(result.corrupted[0])),

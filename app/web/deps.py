@@ -9,8 +9,8 @@ from typing import Annotated
 from fastapi import Depends, Path, Request
 from fastapi.templating import Jinja2Templates
 
+from app.checkpoints.served import ServedModel
 from app.inference import InferenceError, ground_truth_of
-from app.models.interface import ServedModel
 from app.settings import Settings
 from app.web.errors import NotFoundError
 

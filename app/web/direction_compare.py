@@ -13,8 +13,8 @@ from urllib.parse import quote, urlencode
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse
 
+from app.checkpoints.served import ServedModel
 from app.inference import InferenceError, TestImages
-from app.models.interface import ServedModel
 from app.settings import Settings
 from app.studies.directions import DirectionRequest
 from app.web.deps import RegistryDep, SettingsDep, TemplatesDep

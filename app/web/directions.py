@@ -19,10 +19,10 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
 from app import imaging, inference
+from app.checkpoints.served import ServedModel
 from app.data.fashion_mnist import LABEL_NAMES as FASHION_MNIST_CLASSES
 from app.data.test_split import has_test_split
 from app.inference import InferenceError, ground_truth_of
-from app.models.interface import ServedModel
 from app.settings import Settings
 from app.studies import directions
 from app.studies.directions import MIN_SAMPLE, Direction, DirectionError, DirectionRequest

@@ -18,9 +18,10 @@ from fastapi.responses import HTMLResponse, Response
 from markupsafe import Markup
 
 from app import inference
+from app.checkpoints.served import ServedModel
 from app.data.ground_truth import DSPRITES, GroundTruth
 from app.inference import InferenceError, ground_truth_of
-from app.models.interface import ServedModel
+from app.models.elbo import ACTIVE_KL
 from app.studies import figure2, figure2_svg
 from app.web import api
 from app.web.deps import ModelDep, TemplatesDep
@@ -44,17 +45,20 @@ def card_mi_svg(model: ServedModel, truth: GroundTruth) -> Markup | None:
     """The MI heat-map from the metrics in the model's card (None before `evaluate` ran, or if
     they belong to other factors). Columns by mean KL; a factor's entropy is log(its values):
     evaluate draws factor classes uniformly."""
-    metrics = model.card.get("metrics") or {}
-    mi = np.asarray(metrics.get("mi_matrix") or [], dtype=np.float64)
-    if metrics.get("factors") != list(truth.factor_names) or mi.shape != (
+    metrics = model.card.metrics
+    if metrics is None:
+        return None
+    mi = np.asarray(metrics.mi_matrix, dtype=np.float64)
+    if metrics.factors != list(truth.factor_names) or mi.shape != (
         model.description.latent_dim,
         len(truth.factor_names),
     ):
         return None
-    kl = model.card.get("kl_per_dim") or [1.0] * model.description.latent_dim
-    active = [k > figure2.ACTIVE_KL for k in kl]
+    kl = model.card.kl or [1.0] * model.description.latent_dim
+    active = [k > ACTIVE_KL for k in kl]
     entropy = np.log(np.asarray(truth.factor_sizes, dtype=np.float64))
-    n = metrics.get("scores", {}).get("mig", {}).get("settings", "").split(" images")[0]
+    mig = metrics.scores.get("mig")
+    n = (mig.settings if mig is not None else "").split(" images")[0]
     svg = figure2_svg.mi_matrix_svg(
         mi, entropy, truth.factor_names, truth.factor_sizes, inference.latent_order(model),
         active, f"MI / H(factor), 20-bin μ, {n} images (latent-explorer evaluate)",
@@ -134,7 +138,7 @@ def figure2_partial(
     context: dict[str, Any] = {
         "name": model.name,
         "digest": model.digest,
-        "metrics": model.card.get("metrics"),
+        "metrics": model.card.metrics,
         "error": None,
         "figure": None,
         "mi": None,

@@ -20,8 +20,8 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
 from app import imaging, inference
+from app.checkpoints.served import ServedModel
 from app.inference import DatasetImages, InferenceError, TestImages
-from app.models.interface import ServedModel
 from app.settings import Settings
 from app.web.api import PNG, Label, Scale, cached_image
 from app.web.deps import ModelDep, ServedDep, SettingsDep, TemplatesDep

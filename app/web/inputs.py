@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from app import inference
+from app.checkpoints.served import ServedModel
 from app.data.base import DatasetError
 from app.data.fashion_mnist import INSTALL as FASHION_MNIST_INSTALL
 from app.data.ground_truth import GroundTruth
@@ -22,7 +23,6 @@ from app.inference import (
     dataset_images_of,
     ground_truth_of,
 )
-from app.models.interface import ServedModel
 from app.settings import Settings
 from app.web.deps import Served, latent_limit
 from app.web.errors import DataUnavailableError, NotInModelError

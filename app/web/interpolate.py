@@ -14,9 +14,9 @@ from fastapi import APIRouter, Form, Request, UploadFile
 from fastapi.responses import HTMLResponse
 
 from app import imaging, inference
+from app.checkpoints.served import ServedModel
 from app.imaging import ImageInputError
 from app.inference import DatasetImages, InferenceError, TestImages
-from app.models.interface import ServedModel
 from app.photo_fit import form_of
 from app.settings import Settings
 from app.web import api

@@ -20,8 +20,8 @@ from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from app import inference
+from app.checkpoints.served import ServedModel
 from app.inference import DatasetImages, InferenceError
-from app.models.interface import ServedModel
 from app.settings import Settings
 from app.studies import latent_map
 from app.studies.cache import SharedResults

@@ -25,7 +25,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from app.models.interface import ServedModel
+from app.checkpoints.served import ServedModel
 from app.settings import Settings
 from app.web.deps import Served, served_facts
 from app.web.directions import ServedNames, served_names

@@ -12,9 +12,9 @@ from fastapi import APIRouter, File, Form, Query, Request, UploadFile
 from fastapi.responses import HTMLResponse, RedirectResponse
 
 from app import inference
+from app.checkpoints.served import ServedModel
 from app.imaging import ImageInputError
 from app.inference import InferenceError
-from app.models.interface import ServedModel
 from app.photo_fit import form_of
 from app.settings import Settings
 from app.studies.latent_map import METHODS as MAP_METHODS
@@ -190,7 +190,7 @@ def _plain_vae(c: ServedModel) -> bool:
 def _own_first(registry: Mapping[str, ServedModel]) -> list[tuple[str, ServedModel]]:
     """The served models, those trained here before those made elsewhere (imported or plugged
     in: their card names a source), each group in name order."""
-    return sorted(registry.items(), key=lambda item: ("source" in item[1].card, item[0]))
+    return sorted(registry.items(), key=lambda item: (item[1].card.source is not None, item[0]))
 
 
 def _ae_vs_vae(registry: Mapping[str, ServedModel]) -> tuple[str, str] | None:

@@ -16,8 +16,8 @@ from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import HTMLResponse
 
 from app import imaging, inference
+from app.checkpoints.served import ServedModel
 from app.inference import InferenceError, ground_truth_of
-from app.models.interface import ServedModel
 from app.studies.quality import gradient_energy, to_8bit
 from app.web import api
 from app.web.deps import ModelDep, RegistryDep, ServedDep, SettingsDep, TemplatesDep
@@ -36,7 +36,7 @@ SeedQuery = Annotated[int, Query(ge=0, le=2**31 - 1, description="seed of z ~ N(
 
 def is_vaegan(ckpt: ServedModel) -> bool:
     """Trained as a VAE-GAN: its config's objective, or its card's recipe, says so."""
-    return ckpt.description.objective == "vaegan" or "VAE-GAN" in str(ckpt.card.get("recipe", ""))
+    return ckpt.description.objective == "vaegan" or "VAE-GAN" in (ckpt.card.recipe or "")
 
 
 def default_pair(registry: Mapping[str, ServedModel]) -> tuple[str, str]:
@@ -57,13 +57,14 @@ def default_pair(registry: Mapping[str, ServedModel]) -> tuple[str, str]:
 
         found = [n for n, c in registry.items() if fits(c)]
         # β=1 and not a denoiser first; min() keeps the registry's order among equals
-        rank = {n: ("denoising" in registry[n].card, registry[n].description.beta != 1)
+        rank = {n: (registry[n].card.denoising is not None, registry[n].description.beta != 1)
                 for n in found}  # fmt: skip
         return min(found, key=lambda n: rank[n]) if found else None
 
     gan = next((n for n, c in registry.items() if is_vaegan(c)), None)
     if gan is not None:
-        parent_digest = (registry[gan].card.get("initialised_from") or {}).get("digest")
+        init = registry[gan].card.initialised_from
+        parent_digest = init.digest if init is not None else None
         parent = [n for n, c in registry.items() if parent_digest and c.digest == parent_digest]
         if parent:
             return parent[0], gan
@@ -160,7 +161,7 @@ def _pair(registry: Mapping[str, ServedModel], a: str | None, b: str | None) -> 
 def _panel(ckpt: ServedModel, png: bytes, energy: float) -> dict[str, Any]:
     return {
         "name": ckpt.name,
-        "recipe": ckpt.card.get("recipe", ckpt.description.kind),
+        "recipe": ckpt.card.recipe or ckpt.description.kind,
         "gan": is_vaegan(ckpt),
         "png": api.data_url(png),
         "energy": energy,

@@ -20,9 +20,9 @@ import numpy as np
 import torch
 
 from app import inference
+from app.checkpoints.served import ServedModel
 from app.data.base import DatasetError
 from app.inference import dataset_images_of, ground_truth_of
-from app.models.interface import ServedModel
 from app.settings import Settings
 from app.studies.cache import SharedResults
 
@@ -70,10 +70,10 @@ def slider_ranges(ckpt: ServedModel) -> list[SliderRange]:
     to ±3 when its data cannot be drawn)."""
     if ckpt.description.kind != "ae" or ground_truth_of(ckpt) is None:
         return [PRIOR] * ckpt.description.latent_dim
-    recorded = (ckpt.card.get("eval") or {}).get("code_percentiles")
+    recorded = ckpt.card.code_percentiles
     d = ckpt.description.latent_dim
-    if isinstance(recorded, dict) and len(recorded["lo"]) == len(recorded["hi"]) == d:
-        return [code_range(a, b) for a, b in zip(recorded["lo"], recorded["hi"], strict=True)]
+    if recorded is not None and len(recorded.lo) == len(recorded.hi) == d:
+        return [code_range(a, b) for a, b in zip(recorded.lo, recorded.hi, strict=True)]
     # concurrent first requests compute it once
     return _computed.get((ckpt.name, ckpt.digest), lambda: _code_ranges(ckpt))
 
@@ -106,7 +106,7 @@ def slider_rows(
     bar per model and its name (slider_name)."""
     per_model = []
     for ckpt in ckpts:
-        kl = ckpt.card.get("kl_per_dim") or [None] * ckpt.description.latent_dim
+        kl: list[float | None] = [*ckpt.card.kl] or [None] * ckpt.description.latent_dim
         top = max((k for k in kl if k is not None), default=0.0) or 1.0
         per_model.append([
             {"kl": k, "bar": 0 if k is None else max(2, round(100 * k / top)),
@@ -140,9 +140,9 @@ def landing_model(registry: Mapping[str, ServedModel], settings: Settings) -> st
         return settings.default_model
 
     def mig(name: str) -> float:
-        score = (registry[name].card.get("metrics") or {}).get("mig")
-        value = score.get("mean") if isinstance(score, dict) else score
-        return float(value) if isinstance(value, int | float) else -1.0
+        metrics = registry[name].card.metrics
+        score = metrics.scores.get("mig") if metrics is not None else None
+        return score.mean if score is not None else -1.0
 
     return max(registry, key=mig)  # max keeps the first of equals: alphabetical order
 

@@ -32,26 +32,20 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
 
-from app.folders import (  # noqa: F401 - also importable from here, as they were before
-    MAX_JSON_BYTES,
+from app.checkpoints.card import ModelCard
+from app.checkpoints.files import (
     CheckpointError,
     check_file,
-    fsync_dir,
     read_json,
     recover,
-    size_limit,
     write_folder_atomically,
     write_json,
 )
+from app.checkpoints.markdown import model_card_markdown
+from app.checkpoints.served import ServedModel
 from app.models import VAE, ConfigError, ModelConfig
-from app.models.interface import (  # noqa: F401 - weights_digest also importable from here
-    NativeModel,
-    ServedModel,
-    describe_config,
-    weights_digest,
-)
+from app.models.interface import NativeModel, describe_config, weights_digest
 from app.models.vae import WEIGHTS
 
 log = logging.getLogger(__name__)
@@ -71,7 +65,7 @@ class Checkpoint:
     path: Path
     model: VAE
     config: ModelConfig
-    card: dict[str, Any]
+    card: ModelCard
     digest: str = ""  # sha256 of the weights: names this exact model in ETags and logs
 
     @property
@@ -81,7 +75,14 @@ class Checkpoint:
     def served(self) -> ServedModel:
         """This folder's model behind the model interface, as pages, API, metrics and studies
         use it; the card's latent names become the description's."""
-        description = describe_config(self.config, self.card)
+        names = self.card.latent_names_by_index()
+        latent_names = (
+            tuple(names.get(i, "") for i in range(self.config.latent_dim)) if names else ()
+        )
+        source = self.card.source
+        description = describe_config(
+            self.config, latent_names, source.to_json() if source is not None else None
+        )
         return ServedModel(
             name=self.name,
             model=NativeModel(self.model, description),
@@ -95,53 +96,6 @@ class Checkpoint:
 # --- checkpoint folders ---------------------------------------------------------------------
 
 
-def _model_card_markdown(config: ModelConfig, card: dict[str, Any]) -> str:
-    """README.md: the card in a few lines a model hub shows, one per training segment."""
-    kind = config.kind.upper()
-    article = "An" if kind[0] in "AEIOU" else "A"  # "An AE", "A VAE"
-    beta = "" if config.kind == "ae" else f"β = {config.beta:g}, "
-    lines = [
-        "---\nlibrary_name: latent-explorer\ntags:\n- vae\n- disentanglement\n---\n",
-        f"# {card.get('name', 'model')}\n",
-    ]
-    renamed = card.get("renamed_from")
-    if renamed:
-        old = renamed.get("name")
-        lines.append(f"(Shipped as `{old}` before; see `renamed_from` in card.json.)\n")
-    lines.append(
-        f"{article} {kind} ({beta}objective `{config.objective}`) with {config.latent_dim} "
-        f"latents, trained on `{config.dataset}` by latent-explorer: "
-        f"{card.get('recipe', 'recipe not recorded')}.\n"
-    )
-    init = card.get("initialised_from")
-    if init:
-        digest = init.get("digest", "not recorded")
-        lines.append(f"- initialised from: `{init.get('name')}`, weights sha256 `{digest}`")
-    steps = card.get("steps")
-    lines.append(f"- steps: {steps:,}" if isinstance(steps, int) else "- steps: n/a")
-    lines[-1] += f", batch: {card.get('batch_size', 'n/a')}, seed: {card.get('seed', 'n/a')}"
-    if card.get("trained_on"):
-        lines.append(f"- trained on: {card['trained_on']}")
-    for s in card.get("segments") or []:
-        commands = s.get("commands") or ([s["command"]] if s.get("command") else [])
-        shown = "; ".join(f"`{c}`" for c in commands) or "command not recorded"
-        lines.append(
-            f"- steps {int(s['from_step']):,}–{int(s['to_step']):,} on {s.get('device')}, "
-            f"torch {s.get('torch', 'not recorded')}: {shown}"
-        )
-    if not card.get("segments"):
-        lines.append(f"- training command: `{card.get('command', 'n/a')}`")
-    kl = card.get("kl_per_dim")
-    kl_line = ", ".join(f"{v:.2f}" for v in kl) if kl else "n/a"
-    lines.append(f"- mean KL per latent (nats): {kl_line}")
-    if card.get("repaired"):
-        lines.append(
-            "- the training record was repaired after the fact: see `repaired` in card.json"
-        )
-    lines.append("\n`card.json` holds the full record; `config.json` rebuilds the network.\n")
-    return "\n".join(lines)
-
-
 def _unwrap(model: torch.nn.Module) -> VAE:
     """The VAE itself, also when DistributedDataParallel wraps it."""
     module = getattr(model, "module", model)
@@ -150,42 +104,52 @@ def _unwrap(model: torch.nn.Module) -> VAE:
     return module
 
 
-# card fields other tools add to a checkpoint folder (`latent-explorer evaluate`): a new save of
-# the folder keeps them. They record the weights digest they were computed on, so the UI shows
-# them as stale, instead of dropping them, until they are computed again.
+# card fields other tools add to a checkpoint folder (`latent-explorer evaluate`, `label`): a new
+# save of the folder keeps them. They record the weights digest they were computed on, so the UI
+# shows them as stale, instead of dropping them, until they are computed again.
 # The record of a rename and of repairs made to the card by hand is history a later segment
 # of training does not change, so it is kept too.
-KEPT_CARD_FIELDS = ("metrics", "renamed_from", "repaired", "latent_names")
+KEPT_CARD_FIELDS = ("metrics", "test_split", "renamed_from", "repaired", "latent_names")
 
 
 def save_checkpoint(
     path: Path,
     model: torch.nn.Module,
-    card: dict[str, Any],
+    card: ModelCard,
     replaces: bool = False,
-    readme: str | None = None,
 ) -> None:
     """Write model.safetensors + config.json + card.json + README.md atomically. Fields in
     KEPT_CARD_FIELDS that the folder's previous card has and `card` lacks are carried over,
-    unless this save `replaces` another model's folder (training's --overwrite): that model's
-    scores and history are not this one's. `readme` replaces the README written from the card
-    (an imported model's, which carries its licence notice)."""
+    unless this save `replaces` another model's folder (training's --overwrite, an import):
+    that model's scores and history are not this one's. A previous card that cannot be read
+    keeps nothing."""
     module = _unwrap(model)
-    try:
-        previous = {} if replaces else read_json(Path(path) / CARD)
-    except CheckpointError:
-        previous = {}
-    if isinstance(previous, dict):
-        kept = {k: previous[k] for k in KEPT_CARD_FIELDS if k in previous and k not in card}
-        card = {**card, **kept}
+    if not replaces:
+        try:
+            previous = read_card_file(Path(path) / CARD)
+        except CheckpointError:
+            previous = ModelCard()
+        kept = card.model_fields_set | set(card.model_extra or {})
+        carried = {
+            k: getattr(previous, k)
+            for k in KEPT_CARD_FIELDS
+            if k in previous.model_fields_set and k not in kept
+        }
+        if carried:
+            card = card.updated(**carried)
 
     def write(tmp: Path) -> None:
-        text = readme if readme is not None else _model_card_markdown(module.config, card)
+        text = model_card_markdown(module.config, card)
         (tmp / "README.md").write_text(text, encoding="utf-8")  # before the hub mixin's own
         module.save_pretrained(tmp, config=module.config.to_json())
-        write_json(tmp / CARD, card)
+        write_json(tmp / CARD, card.to_json())
 
     write_folder_atomically(Path(path), write)
+
+
+def read_card_file(file: Path) -> ModelCard:
+    """A card.json, checked: CheckpointError naming the field that is wrong."""
+    return ModelCard.from_json(read_json(file, MAX_FOLDER_JSON_BYTES), file.parent)
 
 
 def read_config(path: Path) -> ModelConfig:
@@ -318,70 +282,8 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Che
     config = read_config(path)
     model = VAE(config)
     load_weights(model, path / WEIGHTS)
-    card = read_json(path / CARD, MAX_FOLDER_JSON_BYTES) if os.path.lexists(path / CARD) else {}
-    if not isinstance(card, dict):
-        raise CheckpointError(f"{path}: card.json must be a JSON object")
+    card = read_card_file(path / CARD) if os.path.lexists(path / CARD) else ModelCard()
     model.to(device).eval()
     return Checkpoint(
         path=path, model=model, config=config, card=card, digest=weights_digest(model)
     )
-
-
-# --- run folders (resumable training state) -------------------------------------------------
-
-
-def flatten_optimizer(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """torch optimizer state_dict → (tensors for safetensors, everything else for JSON)."""
-    tensors: dict[str, torch.Tensor] = {}
-    scalars: dict[str, dict[str, Any]] = {}
-    for idx, per_param in state["state"].items():
-        for key, value in per_param.items():
-            if isinstance(value, torch.Tensor):
-                tensors[f"state.{idx}.{key}"] = value.detach().cpu().contiguous()
-            else:
-                scalars.setdefault(str(idx), {})[key] = value
-    return tensors, {"param_groups": state["param_groups"], "scalars": scalars}
-
-
-def unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> dict[str, Any]:
-    state: dict[int, dict[str, Any]] = {}
-    for name, value in tensors.items():
-        _, idx, key = name.split(".", 2)
-        state.setdefault(int(idx), {})[key] = value
-    for idx, extra in meta.get("scalars", {}).items():
-        state.setdefault(int(idx), {}).update(extra)
-    return {"state": state, "param_groups": meta["param_groups"]}
-
-
-def save_run(
-    path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, trainer: dict[str, Any]
-) -> None:
-    """The resumable state: weights, optimiser tensors and trainer counters, in one atomic swap."""
-    module = _unwrap(model)
-    opt_tensors, opt_meta = flatten_optimizer(optimizer.state_dict())
-
-    def write(tmp: Path) -> None:
-        save_file(
-            {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()},
-            str(tmp / WEIGHTS),
-        )
-        save_file(opt_tensors, str(tmp / OPTIMIZER))
-        write_json(tmp / CONFIG, module.config.to_json())
-        write_json(tmp / TRAINER, {**trainer, "optimizer": opt_meta})
-
-    write_folder_atomically(Path(path), write)
-
-
-def load_run(
-    path: Path,
-) -> tuple[ModelConfig, dict[str, torch.Tensor], dict[str, Any], dict[str, Any]]:
-    """→ (config, weights, optimizer state_dict, trainer counters) of a run folder."""
-    path = Path(path)
-    recover(path)
-    if not path.is_dir():
-        raise CheckpointError(f"{path}: no run to resume (the folder does not exist)")
-    config = read_config(path)
-    trainer = read_json(path / TRAINER)
-    weights = read_tensors(path / WEIGHTS)
-    optimizer = unflatten_optimizer(read_tensors(path / OPTIMIZER), trainer.pop("optimizer"))
-    return config, weights, optimizer, trainer
