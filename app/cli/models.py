@@ -191,9 +191,12 @@ def import_parser(sub: argparse._SubParsersAction) -> None:
     d = formats.add_parser(
         "disentangling-vae",
         help="a results/NAME folder of YannDubs/disentangling-vae",
-        description="A results/NAME folder of YannDubs/disentangling-vae (model.pt, specs.json; "
-        "the repository's LICENSE two levels up): its Burgess network becomes ours, model.pt "
-        "read with PyTorch's weights-only loader, every tensor checked.",
+        description="A results/NAME folder of YannDubs/disentangling-vae (model.pt, specs.json, "
+        "train_losses.log where there; the repository's LICENSE two levels up): its Burgess "
+        "network becomes ours, model.pt read with PyTorch's weights-only loader, every tensor "
+        "checked. The KL per latent that orders the sliders is measured on images of the data "
+        "set where they can be drawn here (dSprites), else taken from the last epoch of "
+        "train_losses.log.",
     )
     d.add_argument("src", type=Path, metavar="SRC", help="the results/NAME folder")
     d.add_argument(
@@ -205,8 +208,10 @@ def import_parser(sub: argparse._SubParsersAction) -> None:
     d.add_argument(
         "--name",
         default=None,
-        help="the model's name (default: disvae-<loss>-<dataset> from specs.json, e.g. "
-        "disvae-btcvae-celeba; with --out, its folder's name)",
+        help="the model's name (default: disvae-<loss>-<dataset> from specs.json and whatever "
+        "SRC's folder name adds to their <loss>_<dataset>, e.g. disvae-btcvae-celeba for "
+        "results/btcvae_celeba, disvae-btcvae-celeba_a5 for results/btcvae_celeba_a5; with "
+        "--out, its folder's name)",
     )
     d.add_argument(
         "--commit",
@@ -233,10 +238,11 @@ def import_model(ns: argparse.Namespace) -> int:
         return 2
     cfg, card = ckpt.config, ckpt.card
     print(f"wrote {ckpt.path}: {cfg.latent_dim} latents, {cfg.channels}×{cfg.image_size}×"  # noqa: T201
-          f"{cfg.image_size}, {cfg.dataset}; {card['recipe']}")  # fmt: skip
-    if card.get("kl_per_dim"):
-        kl = ", ".join(f"{v:.2f}" for v in card["kl_per_dim"])
-        print(f"mean KL per latent on {card['eval']['eval_images']:,} images: {kl}")  # noqa: T201
+          f"{cfg.image_size}, {cfg.dataset}; {card.recipe}")  # fmt: skip
+    if card.kl:
+        kl = ", ".join(f"{v:.2f}" for v in card.kl)
+        on = card.eval.images or f"{card.eval.eval_images:,} images" if card.eval else "its data"
+        print(f"mean KL per latent on {on}: {kl}")  # noqa: T201
     return 0
 
 

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import pickle
 import re
+import stat
 import warnings
 from pathlib import Path
 from typing import Any
@@ -16,13 +18,20 @@ from typing import Any
 import numpy as np
 import torch
 
-from app.checkpoints import Checkpoint, load_checkpoint, save_checkpoint
+from app.checkpoints import (
+    Checkpoint,
+    CheckpointError,
+    ModelCard,
+    check_file,
+    load_checkpoint,
+    read_json,
+    save_checkpoint,
+    size_limit,
+)
+from app.checkpoints.evaluation import held_out_figures
 from app.data.ground_truth import GroundTruth
 from app.importers import ModelImportError
 from app.models import VAE
-from app.models.elbo import kl_per_dim, reconstruction_nll
-
-ACTIVE_KL = 0.1  # nats: a latent above this mean KL is in use (DESIGN.md)
 
 
 def listed(names: list[str], most: int = 5) -> str:
@@ -31,12 +40,58 @@ def listed(names: list[str], most: int = 5) -> str:
     return ", ".join(names[:most]) + more
 
 
-def _unpickling_reason(e: pickle.UnpicklingError) -> str:
-    """The line of torch's message that says what the file asked for ("Unsupported global:
-    GLOBAL builtins.exec …"), without its advice to load the file unsafely."""
-    text = str(e)
-    found = re.search(r"WeightsUnpickler error:\s*(.+)", text)
-    return (found.group(1) if found else text.strip().splitlines()[0]).strip()
+# torch's sentences on how to load a refused file anyway (weights_only set to False, or what it
+# names allowlisted), on its defaults and its documentation (torch 2.6–2.13): none is the reason
+TORCH_ADVICE = re.compile(
+    r"weights only load failed|set to `?False|safe_globals|allowlist|trust|PyTorch \d|"
+    r"can still be loaded|recommended steps|file an issue|documentation",
+    re.IGNORECASE,
+)
+
+
+def torch_reasons(e: BaseException) -> list[str]:
+    """What torch.load refused, in its own words, a sentence each ("Unsupported global: GLOBAL
+    exec was not an allowed global by default."), without its advice to load the file some
+    other way. torch wraps the weights-only unpickler's error in a message whose shape differs
+    by case (a blocked module's has no "WeightsUnpickler error:" before the reason) and raises
+    it `from None`: the unpickler's own error is still its __context__."""
+    inner = e.__context__
+    text = str(inner if isinstance(inner, pickle.UnpicklingError) and str(inner) else e)
+    text = text.rsplit("WeightsUnpickler error:", 1)[-1]
+    text = re.sub(r"\x1b\[[0-9;]*m", "", " ".join(text.split()))  # one line, no terminal bold
+    sentences = re.split(r"(?<=[.!?])\s+(?=[A-Z(`])", text)
+    return [s for s in sentences if s and not TORCH_ADVICE.search(s)] or ["no reason given"]
+
+
+def read_source_file(path: Path, limit: int) -> bytes:
+    """The bytes of a file the importer reads, checked as the checkpoint loader checks its own
+    (app.checkpoints.check_file): a regular file in its folder (a symlink only where it
+    resolves inside it; never a FIFO, which would block the import, or a device, which would
+    fill memory) of at most `limit` bytes, its size checked before a byte is read; else a
+    ModelImportError naming the file."""
+    path = Path(path)
+    try:
+        size_limit(path, check_file(path), limit)
+        # O_NONBLOCK: were a FIFO swapped in since the check, opening it must not wait forever
+        with os.fdopen(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as f:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                raise CheckpointError(f"{path}: {path.name} is not a regular file")
+            data = f.read(limit + 1)
+        size_limit(path, len(data), limit)  # it grew since the check
+    except CheckpointError as e:
+        raise ModelImportError(str(e)) from None
+    except OSError as e:
+        raise ModelImportError(f"{path}: cannot be read ({e.strerror})") from None
+    return data
+
+
+def read_source_json(path: Path, limit: int) -> Any:
+    """A JSON file the importer reads, checked as read_source_file checks it, and refused in
+    one line where it is not JSON or is nested too deeply to parse."""
+    try:
+        return read_json(path, limit)
+    except CheckpointError as e:
+        raise ModelImportError(str(e)) from None
 
 
 def load_state_dict_file(
@@ -46,27 +101,22 @@ def load_state_dict_file(
     `torch.load(weights_only=True)`: a pickle that asks for anything but tensors is refused
     before a single object is built, so nothing in it runs. `expected` names what the file
     should be, for the messages."""
-    size = path.stat().st_size
-    if size > max_bytes:
-        raise ModelImportError(
-            f"{path}: {size / 2**20:.0f} MiB is far more than {expected} should be"
-        )
-    data = path.read_bytes()  # read once: the bytes hashed are the bytes loaded
+    data = read_source_file(path, max_bytes)  # read once: the bytes hashed are the bytes loaded
     digest = hashlib.sha256(data).hexdigest()
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # torch's notes on pickle protocols
             obj = torch.load(io.BytesIO(data), weights_only=True, map_location="cpu")
     except pickle.UnpicklingError as e:
+        reason = " ".join(torch_reasons(e))
         raise ModelImportError(
-            f"{path}: refused: it holds more than tensors ({_unpickling_reason(e)}), and loading "
+            f"{path}: refused: it holds more than tensors ({reason}), and loading "
             f"it would run what it names. Nothing in it was run. {expected} is a "
             "torch.save(model.state_dict()), tensors only"
         ) from None
     except Exception as e:  # noqa: BLE001 - any failure to decode untrusted bytes is this error
-        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
         raise ModelImportError(
-            f"{path}: not a readable PyTorch file ({type(e).__name__}: {first})"
+            f"{path}: not a readable PyTorch file ({type(e).__name__}: {torch_reasons(e)[0]})"
         ) from None
     if not isinstance(obj, dict):
         raise ModelImportError(
@@ -80,38 +130,24 @@ def load_state_dict_file(
     return obj, digest
 
 
-@torch.no_grad()
 def dataset_figures(model: VAE, truth: GroundTruth, n: int, seed: int) -> dict[str, Any]:
-    """Mean −log p(x|z) (z = μ) and KL per latent over `n` images drawn from the dataset's
-    factors (classes from numpy's default_rng(seed)), as our own cards' "eval" has them."""
-    cfg = model.config
+    """The card's held-out figures (app.checkpoints.evaluation) over `n` images drawn from the
+    dataset's factors, classes from numpy's default_rng(seed)."""
     classes = truth.sample_classes(np.random.default_rng(seed), n)
-    recon = torch.zeros((), dtype=torch.float64)
-    kl = torch.zeros(cfg.latent_dim, dtype=torch.float64)
-    for i in range(0, n, 512):
-        x = torch.from_numpy(truth.render(classes[i : i + 512]))  # (B, C, H, W) in [0, 1]
-        mu, logvar = model.encode(x)
-        assert logvar is not None  # a vae
-        nll = reconstruction_nll(model.decode(mu), x, cfg.likelihood, cfg.gaussian_sigma)  # (B,)
-        recon += nll.double().sum()
-        kl += kl_per_dim(mu, logvar).double().sum(dim=0)
-    recon, kl = recon / n, kl / n
-    return {
-        "eval_images": n,
-        "seed": seed,
-        "images": f"{truth.name} drawn by latent-explorer, factor classes from "
-        "numpy.random.default_rng(seed)",
-        "recon_nll": round(float(recon), 4),
-        "kl_per_dim": [round(float(v), 4) for v in kl],
-        "kl_total": round(float(kl.sum()), 4),
-        "neg_elbo": round(float(recon + kl.sum()), 4),
-        "active_latents": int((kl > ACTIVE_KL).sum()),
-    }
+    batches = (
+        (torch.from_numpy(truth.render(classes[i : i + 512])), None) for i in range(0, n, 512)
+    )  # (B, C, H, W) in [0, 1]
+    images = (
+        f"{truth.name} drawn by latent-explorer, factor classes from "
+        "numpy.random.default_rng(seed)"
+    )
+    return held_out_figures(model, batches, images=images, seed=seed).to_json()
 
 
-def write_imported(out: Path, model: VAE, card: dict[str, Any], readme: str) -> Checkpoint:
-    """model.safetensors + config.json + card.json + this README.md, swapped in whole by
+def write_imported(out: Path, model: VAE, card: dict[str, Any]) -> Checkpoint:
+    """model.safetensors + config.json + card.json + README.md, swapped in whole by
     app.checkpoints.save_checkpoint (a new folder: nothing of an earlier card is kept), then
-    loaded back through the strict loader the server uses."""
-    save_checkpoint(out, model, card, replaces=True, readme=readme)
+    loaded back through the strict loader the server uses. The card is checked as loading
+    checks it before anything is written."""
+    save_checkpoint(out, model, ModelCard.from_json(card, out), replaces=True)
     return load_checkpoint(out)

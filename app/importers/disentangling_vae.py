@@ -17,8 +17,8 @@ and value is checked before anything is written, and the folder appears whole or
 
 from __future__ import annotations
 
-import json
 import math
+import os
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -30,14 +30,26 @@ import torch
 from app.checkpoints import Checkpoint
 from app.data.ground_truth import ground_truth
 from app.importers import ModelImportError
-from app.importers.common import dataset_figures, listed, load_state_dict_file, write_imported
+from app.importers.common import (
+    dataset_figures,
+    listed,
+    load_state_dict_file,
+    read_source_file,
+    read_source_json,
+    write_imported,
+)
+from app.importers.train_losses_log import TRAIN_LOG, training_kl
 from app.models import VAE, ConfigError, ModelConfig
+from app.models.elbo import ACTIVE_KL
 
 REPOSITORY = "YannDubs/disentangling-vae"
 URL = "https://github.com/YannDubs/disentangling-vae"
 WEIGHTS_FILE = "model.pt"
 SPECS_FILE = "specs.json"
+LICENSE_FILE = "LICENSE"  # the repository's, two folders above results/NAME
 MAX_WEIGHTS_BYTES = 64 * 2**20  # their Burgess network is ~2 MB; a file far larger is not one
+MAX_SPECS_BYTES = 2**20  # their specs.json is ~750 bytes
+MAX_LICENSE_BYTES = 2**20  # their MIT notice is ~1.3 kB
 EVAL_IMAGES = 4096  # dataset images for the card's KL per latent, as our own cards have
 EVAL_SEED = 0
 
@@ -174,14 +186,11 @@ def _is_int(v: Any) -> bool:
 def read_specs(src: Path) -> Specs:
     """specs.json → Specs, or a ModelImportError naming the field that is missing or wrong."""
     path = src / SPECS_FILE
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as e:
+    if not os.path.lexists(path):
         raise ModelImportError(
             f"{src}: {SPECS_FILE} is missing (disentangling-vae writes it beside model.pt)"
-        ) from e
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ModelImportError(f"{path}: not valid JSON ({e})") from e
+        )
+    data = read_source_json(path, MAX_SPECS_BYTES)
     if not isinstance(data, dict):
         raise ModelImportError(f"{path}: expected a JSON object, got {type(data).__name__}")
 
@@ -249,7 +258,7 @@ def read_specs(src: Path) -> Specs:
 def read_weights(src: Path) -> tuple[dict[str, torch.Tensor], str]:
     """model.pt → (their state dict, sha256 of the file), through the weights-only loader."""
     path = src / WEIGHTS_FILE
-    if not path.is_file():
+    if not os.path.lexists(path):
         raise ModelImportError(
             f"{src}: {WEIGHTS_FILE} is missing (disentangling-vae saves "
             "torch.save(model.state_dict()) there)"
@@ -303,24 +312,36 @@ def convert_state_dict(
 # --- what the card says ---------------------------------------------------------------------
 
 
-def default_name(specs: Specs) -> str:
-    """disvae-<loss>-<dataset>: disvae-btcvae-celeba, disvae-betah-dsprites, disvae-vae-mnist."""
-    return f"disvae-{specs.loss.lower()}-{specs.dataset.replace('_', '-')}"
+def default_name(specs: Specs, folder: str) -> str:
+    """disvae-<loss>-<dataset> and whatever the folder's name adds to their <loss>_<dataset>,
+    as it is: results/btcvae_celeba → disvae-btcvae-celeba (the names their published folders
+    are shipped under), btcvae_celeba_a-5 → disvae-btcvae-celeba_a-5 (one name per folder of
+    variants trained beside it); a folder named otherwise keeps its name after a dash."""
+    ours = f"disvae-{specs.loss.lower()}-{specs.dataset.replace('_', '-')}"
+    theirs = f"{specs.loss}_{specs.dataset}".lower()
+    if folder.lower().startswith(theirs):
+        return ours + folder[len(theirs) :]
+    return f"{ours}-{folder}"
 
 
 def read_licence(src: Path) -> dict[str, Any]:
     """The repository's LICENSE (SRC/../../LICENSE, results/NAME being two levels down): its
     name, copyright lines and full text, which MIT asks to keep with every copy."""
-    path = src.resolve().parent.parent / "LICENSE"
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError):
+    path = src.resolve().parent.parent / LICENSE_FILE
+    text = None
+    if os.path.lexists(path):  # checked as every file read is: one linked elsewhere is refused
+        try:
+            text = read_source_file(path, MAX_LICENSE_BYTES).decode("utf-8")
+        except UnicodeDecodeError:
+            text = None
+    if text is None:
         return {
             "name": None,
             "text": None,
-            "note": f"no readable LICENSE at {path} (SRC/../../LICENSE): the licence of these "
-            f"weights is not recorded here. {REPOSITORY} publishes its code under the MIT "
-            "licence; keep its notice with any copy",
+            # the folder as their repository names it: not this machine's path to it
+            "note": f"no readable LICENSE at {source_folder(src)}/../../{LICENSE_FILE}: the "
+            f"licence of these weights is not recorded here. {REPOSITORY} publishes its code "
+            "under the MIT licence; keep its notice with any copy",
         }
     first = text.strip().splitlines()[0].strip() if text.strip() else ""
     return {
@@ -341,38 +362,6 @@ def source_folder(src: Path) -> str:
     """ "results/NAME" for their layout, else the folder's own name."""
     src = src.resolve()
     return f"{src.parent.name}/{src.name}" if src.parent.name == "results" else src.name
-
-
-def model_card_markdown(name: str, config: ModelConfig, card: dict[str, Any], recipe: str) -> str:
-    """README.md: what the model is, where it came from, and the licence notice in full."""
-    source, licence = card["source"], card["licence"]
-    commit = f", commit `{source['commit']}`" if source.get("commit") else ""
-    lines = [
-        "---\nlibrary_name: latent-explorer\ntags:\n- vae\n- disentanglement\n"
-        + ("license: mit\n" if licence.get("name") == "MIT" else "")
-        + "---\n",
-        f"# {name}\n",
-        f"A VAE with {config.latent_dim} latents for {config.channels}×{config.image_size}×"
-        f"{config.image_size} images, trained on `{config.dataset}` by [{REPOSITORY}]({URL}) "
-        f"(`{source['folder']}`{commit}): {recipe}. Converted to latent-explorer's "
-        f"layout by `latent-explorer import disentangling-vae` on {source['imported']}.\n",
-    ]
-    training = ", ".join(f"{k.replace('_', ' ')}: {card[k]:g}" for k in TRAINING if k in card)
-    lines.append(f"- training: {training or 'not recorded'}")
-    lines.append(f"- their model.pt: sha256 `{source['model_pt_sha256']}`")
-    if card.get("kl_per_dim"):
-        kl = ", ".join(f"{v:.2f}" for v in card["kl_per_dim"])
-        lines.append(f"- mean KL per latent (nats) on {card['eval']['eval_images']:,} images: {kl}")
-    if card.get("data_licence"):
-        lines.append(f"- data: {card['data_licence']}")
-    lines.append("\n`card.json` holds the full record; `config.json` rebuilds the network.\n")
-    lines.append("## Licence\n")
-    if licence.get("text"):
-        lines.append(f"The weights come from {REPOSITORY}, under this notice:\n")
-        lines.append("```\n" + licence["text"].strip() + "\n```\n")
-    else:
-        lines.append(licence["note"] + ".\n")
-    return "\n".join(lines)
 
 
 # --- the import -----------------------------------------------------------------------------
@@ -403,11 +392,11 @@ def import_disentangling_vae(
             f"--commit must be a git commit hash (7–40 hex digits), got {commit!r}"
         )
     specs = read_specs(src)
-    name = name or (Path(out).name if out is not None else default_name(specs))
+    name = name or (Path(out).name if out is not None else default_name(specs, src.resolve().name))
     if not NAME.fullmatch(name):
         raise ModelImportError(
             f"model name {name!r}: use letters, digits, '.', '_' and '-', starting with a letter "
-            "or digit"
+            "or digit (give one with --name)"
         )
     out = Path(out) if out is not None else Path(checkpoints_dir) / name
     if out.exists() or out.is_symlink():
@@ -466,8 +455,13 @@ def import_disentangling_vae(
         card["eval"] = figures
         card["kl_per_dim"] = figures["kl_per_dim"]
         card["active_latents"] = figures["active_latents"]
-    readme = model_card_markdown(name, config, card, objective.recipe)
+    elif (trained := training_kl(src / TRAIN_LOG, specs.latent_dim)) is not None:
+        # no images of its data here: the order of its latents from their training log instead
+        trained["active_latents"] = sum(v > ACTIVE_KL for v in trained["kl_per_dim"])
+        card["eval"] = trained
+        card["kl_per_dim"] = trained["kl_per_dim"]
+        card["active_latents"] = trained["active_latents"]
 
     if out.exists():  # appeared while we converted: still never replaced
         raise ModelImportError(f"{out} exists: refusing to replace it (choose another --out)")
-    return write_imported(out, model, card, readme)
+    return write_imported(out, model, card)
