@@ -30,6 +30,8 @@ def model_card_markdown(config: ModelConfig, card: ModelCard) -> str:
         on = ""
         if card.eval is not None and card.eval.eval_images:
             on = f" on {card.eval.eval_images:,} images"
+        elif card.eval is not None and card.eval.images:
+            on = f" on {card.eval.images}"  # e.g. a training log's last epoch
         lines.append(f"- mean KL per latent (nats){on}: {', '.join(f'{v:.2f}' for v in card.kl)}")
     elif not card.imported:
         lines.append("- mean KL per latent (nats): n/a")
