@@ -11,9 +11,20 @@ import numpy as np
 import torch
 
 from app.checkpoints.served import ServedModel
-from app.data.ground_truth import GroundTruth, ground_truth
-from app.data.test_split import TestSplit, has_test_split, test_split
+from app.data.base import DatasetError as DatasetError
+from app.data.fashion_mnist import INSTALL as FASHION_MNIST_INSTALL
+from app.data.fashion_mnist import LABEL_NAMES as FASHION_MNIST_CLASSES
+from app.data.ground_truth import DSPRITES as DSPRITES
+from app.data.ground_truth import GroundTruth as GroundTruth
+from app.data.ground_truth import ground_truth
+from app.data.test_split import TestSplit as TestSplit
+from app.data.test_split import has_test_split as has_test_split
+from app.data.test_split import test_split
 from app.models.elbo import reconstruction_nll_of_means
+
+# The data layer's names the web layer uses, re-exported here (the `as` form) so that it reaches
+# data through this module alone: DatasetError (a dataset that cannot be opened), GroundTruth and
+# DSPRITES (datasets drawn from known factors), TestSplit and has_test_split (held-out images).
 
 
 class InferenceError(ValueError):
@@ -38,6 +49,12 @@ def ground_truth_of(model: ServedModel) -> GroundTruth | None:
     """The ground truth the model's images are drawn from, or None where there is none or where
     its renderer's images are not the shape the model takes."""
     return ground_truth(model.description.dataset, model.description.shape)
+
+
+def has_factors(dataset: str) -> bool:
+    """Whether a dataset (`config.dataset`) has known generating factors to score latents
+    against, at whatever image size its renderer draws."""
+    return ground_truth(dataset) is not None
 
 
 @dataclass(frozen=True)
@@ -141,13 +158,31 @@ def dataset_images_of(model: ServedModel, root: Path) -> DatasetImages | None:
     if truth is not None:
         return DrawnImages(truth)
     cfg = model.description
-    # Fashion-MNIST, the one test split here, is grey at 28×28 or padded to 32×32
-    if not has_test_split(cfg.dataset) or cfg.channels != 1 or cfg.image_size not in (28, 32):
+    if not _takes_test_split(model):
         return None
     split = test_split(cfg.dataset, cfg.image_size, root)
     if split is None or tuple(split.images.shape[1:]) != cfg.shape:
         return None
     return TestImages(split)
+
+
+def _takes_test_split(model: ServedModel) -> bool:
+    cfg = model.description
+    # Fashion-MNIST, the one test split here, is grey at 28×28 or padded to 32×32
+    return has_test_split(cfg.dataset) and cfg.channels == 1 and cfg.image_size in (28, 32)
+
+
+def held_out_class_names(model: ServedModel) -> tuple[str, ...]:
+    """The classes of the test split the model's dataset images come from, from its dataset's
+    name alone: nothing is read, so a split that is not installed still names them; () for a
+    model without one."""
+    return FASHION_MNIST_CLASSES if _takes_test_split(model) else ()
+
+
+def dataset_problem(error: DatasetError) -> str:
+    """What a DatasetError says is wrong, without the install hint written for the trainer (a
+    page says in its own words how to install a test split for serving)."""
+    return str(error).removesuffix(f"; {FASHION_MNIST_INSTALL}")
 
 
 def prepare_for_serving(ckpt: ServedModel) -> ServedModel:

@@ -22,6 +22,7 @@ from app.inference import InferenceError
 from app.studies.quality import Quality, quality, to_8bit
 
 NOISE_CHOICES = (*corruption.NOISES, "drawn")  # "drawn": the mask a person painted
+MAX_LEVEL = corruption.MAX_LEVEL  # each noise's highest level: what the view offers
 MASK_HEX_CHARS = 64 * 64 // 4  # a 64×64 bit mask, row by row, MSB first, as hex
 
 

@@ -2,22 +2,16 @@
 
 from __future__ import annotations
 
-import base64
-import hashlib
-from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 import torch
-from fastapi import APIRouter, Depends, File, Form, Path, Query, Request, UploadFile
+from fastapi import APIRouter, Depends, Form, Path, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, BeforeValidator, Field, StrictFloat, StrictInt
 
 from app import imaging, inference
 from app.checkpoints.served import ServedModel
-from app.data.ground_truth import DSPRITES
-from app.inference import DatasetImages, InferenceError, TestImages
-from app.photo_fit import form_of
-from app.settings import Settings
+from app.inference import DSPRITES, InferenceError, TestImages
 from app.web.deps import (
     ModelDep,
     NoEmptyFields,
@@ -33,135 +27,30 @@ from app.web.errors import (
     NOT_MODIFIED,
     NotFoundError,
     NotInModelError,
-    UploadTooLargeError,
 )
-from app.web.inputs import (  # the pages reach these as api.*
+from app.web.inputs import (
     check_label,
     check_latent_range,
     check_latents,
     dataset_images,
-    dataset_of,  # noqa: F401 (sharpness draws from ground truth alone: api.dataset_of)
     dataset_tensor,
     hundredths,
-    images_of,
     parse_latents,
 )
+from app.web.params import DatasetIndex, Label, LatentText, Scale
+from app.web.responses import PNG, cached_image, data_url, etag_for
+from app.web.summaries import model_summary
+from app.web.uploads import FitField, ImageFile, read_upload
 
 router = APIRouter(prefix="/api", tags=["api"])
 
-PNG = {"content": {"image/png": {}}, "description": "a PNG image"}
-# the `x-...` keys are markers that app/web/openapi.py turns into the served models' bounds
-LatentText = Annotated[
-    str,
-    Query(
-        description="comma-separated latent values, one per latent dimension",
-        json_schema_extra={"x-latent-vector": True},
-    ),
-]
-Label = Annotated[
-    int | None,
-    Query(
-        description="class index, for a conditional VAE (404 from a model without that class)",
-        json_schema_extra={"x-class-index": True},
-    ),
-]
-Scale = Annotated[
-    int,
-    Query(
-        ge=1,
-        description="nearest-neighbour enlargement",
-        json_schema_extra={"x-maximum": "max_image_scale"},
-    ),
-]
-DatasetIndex = Annotated[
-    int,
-    Query(
-        ge=0,
-        description="an image of the model's dataset (dSprites: < 737,280; Fashion-MNIST: its "
-        "test split, < 10,000); 404 past its end",
-        json_schema_extra={"x-dataset-index": True},
-    ),
-]
 MaybeServed = Annotated[Served | None, Depends(get_served)]
-
-
-def _summary_images(
-    ckpt: ServedModel, settings: Settings | None
-) -> tuple[DatasetImages | None, str | None]:
-    """The model's dataset images and, where they are not installed, why: with the settings,
-    a test split too (read from the data folder); without, ground truth only."""
-    if settings is None:
-        truth = inference.ground_truth_of(ckpt)
-        return (inference.DrawnImages(truth) if truth else None), None
-    try:
-        return images_of(ckpt, settings), None
-    except InferenceError as e:
-        return None, str(e)
-
-
-def model_summary(ckpt: ServedModel, settings: Settings | None = None) -> dict[str, Any]:
-    """What the API says of a model and the pages show. With the settings, a model whose
-    dataset has a test split (Fashion-MNIST) counts its test images as its dataset images."""
-    cfg = ckpt.description
-    images, missing = _summary_images(ckpt, settings)
-    return {
-        "name": ckpt.name,
-        "kind": cfg.kind,
-        "beta": cfg.beta,
-        "objective": cfg.objective,
-        "latent_dim": cfg.latent_dim,
-        "labels": list(cfg.label_names),
-        "image_size": cfg.image_size,
-        "height": cfg.height,
-        "width": cfg.width,
-        "channels": cfg.channels,
-        "latent_names": [cfg.latent_name(i) for i in range(cfg.latent_dim)],
-        "dataset": cfg.dataset,
-        "factors": list(cfg.factor_names),
-        # how many dataset images can be picked by index (None: none to draw from, or not
-        # installed: `dataset_missing` says how to install them)
-        "dataset_images": images.n_images if images else None,
-        "dataset_name": images.name if images else None,
-        "dataset_split": "test" if isinstance(images, TestImages) else None,
-        "dataset_classes": list(images.label_names) if isinstance(images, TestImages) else [],
-        "dataset_missing": missing,
-        "latent_order": inference.latent_order(ckpt),
-        "card": ckpt.card.to_json(),
-    }
 
 
 def _limit(value: int, limit: int, what: str) -> int:
     if value > limit:
         raise InferenceError(f"{what} is {value}, the limit is {limit}")
     return value
-
-
-def etag_for(ckpt: ServedModel, key: tuple[Any, ...]) -> str:
-    """A strong validator: the model's weight digest and everything the bytes depend on."""
-    text = "|".join(
-        k.numpy().tobytes().hex() if isinstance(k, torch.Tensor) else str(k) for k in key
-    )
-    return '"' + hashlib.sha1(f"{ckpt.digest}|{text}".encode()).hexdigest()[:20] + '"'
-
-
-def cached_image(
-    request: Request,
-    ckpt: ServedModel,
-    key: tuple[Any, ...],
-    render_bytes: Callable[[], bytes],
-    media_type: str = "image/png",
-) -> Response:
-    """An image that is a pure function of (model weights, request): ETag + long caching, and a
-    304 when the browser already has it (the bytes are not even rendered then)."""
-    etag = etag_for(ckpt, key)
-    headers = {"ETag": etag, "Cache-Control": "public, max-age=86400"}
-    if request.headers.get("if-none-match") == etag:
-        return Response(status_code=304, headers=headers)
-    return Response(render_bytes(), media_type=media_type, headers=headers)
-
-
-def data_url(png: bytes) -> str:
-    return "data:image/png;base64," + base64.b64encode(png).decode()
 
 
 @router.get("/models")
@@ -254,26 +143,11 @@ def _encoding_json(model: ServedModel, x: torch.Tensor, label: int | None) -> di
     }
 
 
-ImageFile = Annotated[
-    UploadFile,
-    File(
-        description="a PNG or JPEG image (GIF, WebP and BMP too)",
-        json_schema_extra={"x-image": True},
-    ),
-]
 LabelField = Annotated[
     int | None,
     Form(
         description="class index, for a conditional VAE",
         json_schema_extra={"x-class-index": True},
-    ),
-]
-
-FitField = Annotated[
-    bool,
-    Form(
-        description="fit the photo to the form of the model's data (Fashion-MNIST, MNIST: grey, "
-        "object bright on black, cropped, centred) before encoding; ignored for other datasets"
     ),
 ]
 
@@ -291,18 +165,8 @@ async def encode_upload(
     model saw, its reconstruction, and the ELBO split into reconstruction and KL per latent.
     `fitted` says whether the photo was fitted to the data's form, `notes.fit` how."""
     check_label(model, label, served)
-    data = await file.read(settings.max_upload_bytes + 1)
-    if len(data) > settings.max_upload_bytes:
-        raise UploadTooLargeError(
-            f"file is larger than the upload limit of {settings.max_upload_bytes:,} bytes"
-        )
-    cfg = model.description
-    form = form_of(cfg.dataset) if fit else None
-    x, notes = imaging.load_upload(
-        data, cfg.image_size, cfg.channels, settings.max_upload_pixels, form
-    )
-    fitted = bool(notes.pop("fitted", False))
-    return {**_encoding_json(model, x, label), "fitted": fitted, "notes": notes}
+    x, about = await read_upload(model, settings, file, fit)
+    return {**_encoding_json(model, x, label), **about}
 
 
 @router.get("/models/{name}/encode", responses=DATA_UNAVAILABLE)

@@ -19,8 +19,7 @@ from typing import Any
 
 from app.checkpoints.card import Estimate, Licence, ModelCard, Probe, Segment, TestSplitScores
 from app.checkpoints.served import ServedModel
-from app.data.ground_truth import ground_truth
-from app.data.test_split import has_test_split
+from app.inference import has_factors, has_test_split
 from app.models.elbo import ACTIVE_KL
 
 UNRECORDED = "not recorded"  # as the training side writes a device it did not see
@@ -255,7 +254,7 @@ def _metrics_note(card: ModelCard, name: str, digest: str, dataset: str) -> tupl
     are none. `dataset` is the model's (config.dataset): data without ground-truth factors has
     no disentanglement metrics to compute."""
     metrics = card.metrics
-    if metrics is None and ground_truth(dataset) is None:
+    if metrics is None and not has_factors(dataset):
         data = repr(dataset) if dataset else "its data"
         note = (f"the disentanglement metrics do not apply: {data} has no ground-truth factors "
                 "to score the latents against")  # fmt: skip

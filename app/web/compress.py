@@ -23,16 +23,14 @@ from starlette.concurrency import run_in_threadpool
 
 from app import imaging
 from app.checkpoints.served import ServedModel
-from app.data.dsprites import classes_to_index
-from app.data.test_split import TestSplit
 from app.imaging import ImageInputError
-from app.inference import InferenceError, TestImages
+from app.inference import InferenceError, TestImages, TestSplit
 from app.photo_fit import form_of
 from app.settings import Settings
 from app.studies import compression, compression_svg
 from app.studies.compression import Comparison, CompressionError, Study
+from app.studies.figure2 import TRAVERSAL_IMAGE
 from app.studies.quality import PSNR_CAP, Quality, ms_ssim_scales
-from app.web import api
 from app.web.deps import (
     ModelDep,
     NoEmptyFields,
@@ -49,7 +47,11 @@ from app.web.errors import (
     NotInModelError,
     UploadTooLargeError,
 )
-from app.web.inputs import drawn_elsewhere
+from app.web.inputs import check_label, dataset_tensor, drawn_elsewhere, images_of
+from app.web.params import DatasetIndex
+from app.web.responses import cached_image, data_url
+from app.web.summaries import model_summary
+from app.web.uploads import FitField, ImageFile, read_upload
 
 router = APIRouter(tags=["compression"])
 
@@ -61,7 +63,7 @@ SHARED_STATE = (
 )
 # the page's first dSprites image: a centred heart at scale 0.8, upright (the image Figure 2
 # traverses); image 0 of any other dataset
-DSPRITES_HEART = int(classes_to_index(np.array([2, 3, 0, 16, 16]))[0])
+DSPRITES_HEART = TRAVERSAL_IMAGE
 DEFAULT_BITS = 6  # the shipped VAEs' codes are then 0.1–0.3 dB below their unquantised μ
 METRIC_NAMES = tuple(compression_svg.METRICS)
 
@@ -105,8 +107,8 @@ def comparison_json(model: ServedModel, c: Comparison) -> dict[str, Any]:
         "label": c.label,
         "label_name": cfg.label_names[c.label] if c.label is not None else None,
         "code": {"hex": c.code.hex(), "bytes": len(c.code), "bits": c.n_bits, "bpp": c.bpp},
-        "original_png": api.data_url(imaging.png_bytes(c.original)),
-        "reconstruction_png": api.data_url(imaging.png_bytes(c.reconstruction)),
+        "original_png": data_url(imaging.png_bytes(c.original)),
+        "reconstruction_png": data_url(imaging.png_bytes(c.reconstruction)),
         "vae": _quality(c.vae),
         "unquantised": {
             **_quality(c.unquantised),
@@ -132,36 +134,16 @@ def dataset_image(
 ) -> tuple[torch.Tensor, int | None]:
     """Image `index` of the model's dataset (drawn from ground truth, or its test split) and,
     for a CVAE, its class as the label; a 404 where the schema calls the index valid
-    (api.dataset_tensor), else a 422; a 503 where the test split is not installed."""
-    images = api.images_of(model, settings)
+    (inputs.dataset_tensor), else a 422; a 503 where the test split is not installed."""
+    images = images_of(model, settings)
     if images is None:
         error = NotInModelError if drawn_elsewhere(served, index) else CompressionError
         raise error(
             f"{model.description.dataset} cannot be drawn here: model {model.name} has no "
             "dataset images to compress; upload one"
         )
-    x = api.dataset_tensor(images, index, served=served)
+    x = dataset_tensor(images, index, served=served)
     return x, images.label(index) if model.description.kind == "cvae" else None
-
-
-async def read_upload(
-    model: ServedModel, settings: Settings, file: UploadFile, fit: bool
-) -> tuple[torch.Tensor, dict[str, Any]]:
-    """An uploaded file → the image the model sees, checked as every upload is and, with `fit`,
-    fitted to the form of the model's data as there (api.encode_upload), and what the answer
-    says of it: `fitted`, and `notes` (`notes.fit` lists the fitting's steps)."""
-    data = await file.read(settings.max_upload_bytes + 1)
-    if len(data) > settings.max_upload_bytes:
-        raise UploadTooLargeError(
-            f"file is larger than the upload limit of {settings.max_upload_bytes:,} bytes"
-        )
-    cfg = model.description
-    form = form_of(cfg.dataset) if fit else None
-    x, notes = imaging.load_upload(
-        data, cfg.image_size, cfg.channels, settings.max_upload_pixels, form
-    )
-    fitted = bool(notes.pop("fitted", False))
-    return x, {"fitted": fitted, "notes": notes}
 
 
 # (metric, weights, name, study, test images) → SVG text: a registry is read-only, so built
@@ -185,7 +167,7 @@ def study_split(model: ServedModel, settings: Settings) -> TestSplit | None:
     (Fashion-MNIST), or None for images drawn from ground truth (dSprites). A 404 for a model
     whose dataset cannot be drawn (an image folder): it has no study; a 503 where its test
     split is not installed."""
-    images = api.images_of(model, settings)
+    images = images_of(model, settings)
     if isinstance(images, TestImages):
         return images.split
     try:
@@ -203,7 +185,7 @@ def compress_dataset_image(
     model: ModelDep,
     settings: SettingsDep,
     served: ServedDep,
-    index: api.DatasetIndex,
+    index: DatasetIndex,
     bits: Bits = DEFAULT_BITS,
     label: Label = None,
 ) -> dict[str, Any]:
@@ -214,7 +196,7 @@ def compress_dataset_image(
     100 dB for identical images). The model, the kept latents and k are shared codec state,
     not counted."""
     x, own_label = dataset_image(model, settings, index, served)
-    api.check_label(model, label, served)
+    check_label(model, label, served)
     c = compression.compress_image(model, x, bits, own_label if label is None else label)
     return {**comparison_json(model, c), "index": index}
 
@@ -224,7 +206,7 @@ async def compress_upload(
     model: ModelDep,
     settings: SettingsDep,
     served: ServedDep,
-    file: api.ImageFile,
+    file: ImageFile,
     bits: Annotated[int, Form(ge=1, le=8, description="bits per kept latent, 1..8")] = (
         DEFAULT_BITS
     ),
@@ -235,13 +217,13 @@ async def compress_upload(
             json_schema_extra={"x-class-index": True},
         ),
     ] = None,
-    fit: api.FitField = True,
+    fit: FitField = True,
 ) -> dict[str, Any]:
     """The same for an uploaded image (validated as every upload is). A CVAE without a label
     tries every class and keeps the best: the class is part of the code. A Fashion-MNIST or
     MNIST photo is first fitted to the data's form, as for encode (`fit`, `fitted`,
     `notes.fit`)."""
-    api.check_label(model, label, served)
+    check_label(model, label, served)
     x, about = await read_upload(model, settings, file, fit)
     c = await run_in_threadpool(compression.compress_image, model, x, bits, label)
     return {**comparison_json(model, c), **about}
@@ -286,7 +268,7 @@ def rate_distortion_document(
     dataset can be drawn, e.g. dSprites, or has a test split, e.g. Fashion-MNIST)."""
     split = study_split(model, settings)  # before anything is computed
     images = (split.name, len(split)) if split is not None else ()
-    return api.cached_image(
+    return cached_image(
         request,
         model,
         ("rate-distortion", metric, study, *images),
@@ -316,13 +298,13 @@ def _result_context(
     to install it) uploads only."""
     missing = None
     try:
-        images = api.images_of(model, settings)
+        images = images_of(model, settings)
     except DataUnavailableError as e:
         images, missing = None, str(e)
     others = [n for n in registry if n != model.name]
     random_index = int(np.random.default_rng().integers(images.n_images)) if images else None
     return {
-        "m": api.model_summary(model),
+        "m": model_summary(model),
         "bits": bits,
         "bits_range": list(compression.BITS),
         "index": index,

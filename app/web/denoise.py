@@ -17,14 +17,19 @@ from fastapi.responses import HTMLResponse
 
 from app import imaging
 from app.checkpoints.served import ServedModel
-from app.data.corruption import MAX_LEVEL
 from app.imaging import ImageInputError
 from app.inference import InferenceError
 from app.photo_fit import form_of
 from app.settings import Settings
-from app.studies.denoise import NOISE_CHOICES, Denoising, corrupt_image, denoise, parse_mask
+from app.studies.denoise import (
+    MAX_LEVEL,
+    NOISE_CHOICES,
+    Denoising,
+    corrupt_image,
+    denoise,
+    parse_mask,
+)
 from app.studies.quality import Quality, ms_ssim_scales
-from app.web import api
 from app.web.deps import (
     ModelDep,
     NoEmptyFields,
@@ -35,6 +40,11 @@ from app.web.deps import (
     TemplatesDep,
 )
 from app.web.errors import DATA_UNAVAILABLE, NotFoundError, NotInModelError, UploadTooLargeError
+from app.web.inputs import dataset_images, dataset_tensor
+from app.web.params import DatasetIndex
+from app.web.responses import data_url
+from app.web.summaries import model_summary
+from app.web.uploads import FitField, ImageFile, upload_bytes, upload_image
 
 router = APIRouter(tags=["denoise"])
 pages = APIRouter(tags=["pages"], include_in_schema=False)
@@ -97,18 +107,13 @@ def _clean_image(
     """The clean image (1, C, H, W), its class, and what was done to an upload (`fitted`, and
     `notes` from app.imaging.load_upload; nothing for a dataset image), from the upload, with
     `fit` fitted to the form of the model's data (app.photo_fit), or from the dataset."""
-    cfg = model.description
     if upload is not None:
-        form = form_of(cfg.dataset) if fit else None
-        x, notes = imaging.load_upload(
-            upload, cfg.image_size, cfg.channels, settings.max_upload_pixels, form
-        )
-        fitted = bool(notes.pop("fitted", False))
-        return x[None], None, {"fitted": fitted, "notes": notes}
+        x, about = upload_image(model, upload, settings, fit)
+        return x[None], None, about
     if index is None:
         raise InferenceError("give a dataset index or upload an image")
-    images = api.dataset_images(model, settings, served, index)
-    x = api.dataset_tensor(images, index, served=served)
+    images = dataset_images(model, settings, served, index)
+    x = dataset_tensor(images, index, served=served)
     return x[None], images.label(index), {}
 
 
@@ -162,9 +167,9 @@ def _quality_json(q: Quality) -> dict[str, float]:
 def _result_json(result: Denoising) -> dict[str, Any]:
     answer = result.answers[0]
     return {
-        "clean_png": api.data_url(imaging.png_bytes(result.clean[0])),
-        "corrupted_png": api.data_url(imaging.png_bytes(result.corrupted[0])),
-        "output_png": api.data_url(imaging.png_bytes(answer.output[0])),
+        "clean_png": data_url(imaging.png_bytes(result.clean[0])),
+        "corrupted_png": data_url(imaging.png_bytes(result.corrupted[0])),
+        "output_png": data_url(imaging.png_bytes(answer.output[0])),
         "before": _quality_json(result.before),
         "after": _quality_json(answer.after),
     }
@@ -172,7 +177,7 @@ def _result_json(result: Denoising) -> dict[str, Any]:
 
 @router.get("/api/models/{name}/denoise", openapi_extra=NOISE_CASES, responses=DATA_UNAVAILABLE)
 def denoise_dataset_image(
-    model: ModelDep, settings: SettingsDep, served: ServedDep, index: api.DatasetIndex,
+    model: ModelDep, settings: SettingsDep, served: ServedDep, index: DatasetIndex,
     noise: NoiseQuery = DEFAULT_NOISE, level: LevelQuery = 0.3, seed: SeedQuery = 0,
     mask: MaskQuery = None,
 ) -> dict[str, Any]:  # fmt: skip
@@ -188,21 +193,16 @@ def denoise_dataset_image(
 async def _read_upload(file: UploadFile | None, settings: Settings) -> bytes | None:
     if file is None or not file.filename:
         return None
-    data = await file.read(settings.max_upload_bytes + 1)
-    if len(data) > settings.max_upload_bytes:
-        raise UploadTooLargeError(
-            f"file is larger than the upload limit of {settings.max_upload_bytes:,} bytes"
-        )
-    return data
+    return await upload_bytes(file, settings)
 
 
 @router.post("/api/models/{name}/denoise", openapi_extra=NOISE_CASES, dependencies=[NoEmptyFields])
 async def denoise_upload(
-    model: ModelDep, settings: SettingsDep, served: ServedDep, file: api.ImageFile,
+    model: ModelDep, settings: SettingsDep, served: ServedDep, file: ImageFile,
     noise: Annotated[str, Form(**NOISE)] = DEFAULT_NOISE,
     level: Annotated[float, Form(**LEVEL)] = 0.3,
     seed: Annotated[int, Form(**SEED)] = 0, mask: Annotated[str | None, Form(**MASK)] = None,
-    fit: api.FitField = True,
+    fit: FitField = True,
 ) -> dict[str, Any]:  # fmt: skip
     """The same for an uploaded image (multipart field `file`). A Fashion-MNIST or MNIST photo
     is first fitted to the data's form, as for encode (`fit`, `fitted`, `notes.fit`)."""
@@ -229,8 +229,8 @@ def _pair(registry: Mapping[str, ServedModel], a: str | None, b: str | None) -> 
 def _view(result: Denoising, models: list[ServedModel]) -> dict[str, Any]:
     recipes = {m.name: m.card.recipe or m.description.kind for m in models}
     return {
-        "clean": api.data_url(imaging.png_bytes(result.clean[0])),
-        "corrupted": api.data_url(imaging.png_bytes(result.corrupted[0])),
+        "clean": data_url(imaging.png_bytes(result.clean[0])),
+        "corrupted": data_url(imaging.png_bytes(result.corrupted[0])),
         "ms_ssim_scales": ms_ssim_scales(result.clean.shape[-1]),  # 3 at 64×64, 2 at 28×28
         "before": result.before,
         "answers": [
@@ -238,7 +238,7 @@ def _view(result: Denoising, models: list[ServedModel]) -> dict[str, Any]:
                 "name": a.model,
                 "recipe": recipes[a.model],
                 "after": a.after,
-                "png": api.data_url(imaging.png_bytes(a.output[0])),
+                "png": data_url(imaging.png_bytes(a.output[0])),
                 "helps": a.after.psnr > result.before.psnr,
             }  # fmt: skip
             for a in result.answers
@@ -262,7 +262,7 @@ def denoise_page(
     if not registry:
         return templates.TemplateResponse(request, "empty.html", {}, status_code=503)
     context: dict[str, Any] = {
-        "models": [api.model_summary(c) for c in registry.values()],
+        "models": [model_summary(c) for c in registry.values()],
         "noise": noise, "seed": seed, "noises": NOISE_CHOICES, "error": None, "result": None,
         "max_levels": {**MAX_LEVEL, "drawn": 0.0}, "fit_switch": None,
     }  # fmt: skip
@@ -273,7 +273,7 @@ def denoise_page(
         pair = _pair(registry, a, b)
         context["a"], context["b"] = pair[0].name, pair[1].name
         context["fit_switch"] = _fit_switch(pair[0], True)
-        first = api.model_summary(pair[0], settings)
+        first = model_summary(pair[0], settings)
         context["dataset_images"] = first["dataset_images"]
         context["dataset_name"] = first["dataset_name"]
         context["dataset_split"] = first["dataset_split"]

@@ -20,17 +20,17 @@ from fastapi.responses import Response
 
 from app import imaging, inference
 from app.checkpoints.served import ServedModel
-from app.data.fashion_mnist import LABEL_NAMES as FASHION_MNIST_CLASSES
-from app.data.test_split import has_test_split
-from app.inference import InferenceError, ground_truth_of
+from app.inference import InferenceError, ground_truth_of, held_out_class_names
 from app.settings import Settings
 from app.studies import directions
 from app.studies.directions import MIN_SAMPLE, Direction, DirectionError, DirectionRequest
 from app.studies.latent_map import MapSample
-from app.web import api
 from app.web.deps import ModelDep, RegistryDep, ServedDep, SettingsDep
 from app.web.errors import DATA_UNAVAILABLE, NOT_MODIFIED, NotInModelError
+from app.web.inputs import check_label
 from app.web.latent_map import sample_for
+from app.web.params import Label, Scale
+from app.web.responses import PNG, cached_image
 
 router = APIRouter(tags=["directions"])
 
@@ -54,11 +54,7 @@ def direction_choices(model: ServedModel, settings: Settings | None = None) -> D
     if truth is not None:
         factors = [n for k, n in enumerate(truth.factor_names) if k != truth.label_factor]
         return DirectionChoices(factors, list(truth.label_names))
-    cfg = model.description
-    # Fashion-MNIST, the one test split here, is grey at 28×28 or padded to 32×32
-    if has_test_split(cfg.dataset) and cfg.channels == 1 and cfg.image_size in (28, 32):
-        return DirectionChoices([], list(FASHION_MNIST_CLASSES))
-    return DirectionChoices()
+    return DirectionChoices([], list(held_out_class_names(model)))
 
 
 # --- the names a request may use --------------------------------------------------------------
@@ -291,7 +287,7 @@ def strip_latents(d: Direction, steps: int) -> torch.Tensor:
     "/api/models/{name}/direction.png",
     response_class=Response,
     openapi_extra=DIRECTION_CASES,
-    responses={200: api.PNG, **NOT_MODIFIED, **DATA_UNAVAILABLE},
+    responses={200: PNG, **NOT_MODIFIED, **DATA_UNAVAILABLE},
 )
 def direction_png(
     request: Request, model: ModelDep, registry: RegistryDep, settings: SettingsDep,
@@ -300,14 +296,14 @@ def direction_png(
     steps: Annotated[
         int, Query(ge=2, json_schema_extra={"x-maximum": "max_interpolate_steps"})
     ] = 7,
-    label: api.Label = None, scale: api.Scale = 1,
+    label: Label = None, scale: Scale = 1,
 ) -> Response:  # fmt: skip
     """A strip of images decoded along the direction (see `direction`), from its centre minus
     half the vector to its centre plus half: for a factor, from about its lowest class to its
     highest; for two classes, from `from`'s mean μ to `to`'s."""
     n = min(DEFAULT_SAMPLE, settings.max_map_points) if n is None else n
     asked = direction_request(model, registry, factor, source, target, n, seed)
-    api.check_label(model, label, served)
+    check_label(model, label, served)
     if steps > settings.max_interpolate_steps:
         raise InferenceError(f"steps is {steps}, the limit is {settings.max_interpolate_steps}")
     if scale > settings.max_image_scale:
@@ -319,4 +315,4 @@ def direction_png(
         return imaging.png_bytes(imaging.grid(images, 1, steps), scale)
 
     key = ("direction", asked, steps, label, scale)
-    return api.cached_image(request, model, key, render)
+    return cached_image(request, model, key, render)

@@ -19,13 +19,12 @@ from markupsafe import Markup
 
 from app import inference
 from app.checkpoints.served import ServedModel
-from app.data.ground_truth import DSPRITES, GroundTruth
-from app.inference import InferenceError, ground_truth_of
+from app.inference import DSPRITES, GroundTruth, InferenceError, ground_truth_of
 from app.models.elbo import ACTIVE_KL
 from app.studies import figure2, figure2_svg
-from app.web import api
 from app.web.deps import ModelDep, TemplatesDep
 from app.web.errors import NOT_MODIFIED, NotInModelError
+from app.web.responses import cached_image
 
 router = APIRouter(tags=["figure 2"])
 
@@ -91,7 +90,7 @@ def _svg_response(
         figure2.check_dsprites(model)
     except InferenceError as e:
         raise NotInModelError(str(e)) from None
-    return api.cached_image(
+    return cached_image(
         request,
         model,
         (render.__name__, model.name, model.description.latent_names, sampling),

@@ -23,10 +23,11 @@ from app import imaging, inference
 from app.checkpoints.served import ServedModel
 from app.inference import DatasetImages, InferenceError, TestImages
 from app.settings import Settings
-from app.web.api import PNG, Label, Scale, cached_image
 from app.web.deps import ModelDep, ServedDep, SettingsDep, TemplatesDep
 from app.web.errors import DATA_UNAVAILABLE, NOT_MODIFIED, NotInModelError
 from app.web.inputs import check_label, images_of, parse_latents
+from app.web.params import Label, Scale
+from app.web.responses import PNG, cached_image
 
 router = APIRouter(tags=["gallery"])
 

@@ -13,14 +13,14 @@ import torch
 
 from app import inference
 from app.checkpoints.served import ServedModel
-from app.data.base import DatasetError
-from app.data.fashion_mnist import INSTALL as FASHION_MNIST_INSTALL
-from app.data.ground_truth import GroundTruth
 from app.inference import (
+    DatasetError,
     DatasetImages,
+    GroundTruth,
     InferenceError,
     TestImages,
     dataset_images_of,
+    dataset_problem,
     ground_truth_of,
 )
 from app.settings import Settings
@@ -121,7 +121,7 @@ def images_of(model: ServedModel, settings: Settings) -> DatasetImages | None:
     try:
         return dataset_images_of(model, settings.fashion_mnist_dir)
     except DatasetError as e:
-        problem = str(e).removesuffix(f"; {FASHION_MNIST_INSTALL}")  # the trainer's hint
+        problem = dataset_problem(e)  # without the trainer's install hint
         raise DataUnavailableError(
             f"model {model.name}'s dataset images, {model.description.dataset}'s test split, "
             f"are not installed ({problem}): install Debian's package (sudo apt-get install "

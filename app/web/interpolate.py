@@ -19,10 +19,12 @@ from app.imaging import ImageInputError
 from app.inference import DatasetImages, InferenceError, TestImages
 from app.photo_fit import form_of
 from app.settings import Settings
-from app.web import api
 from app.web.deps import ModelDep, RegistryDep, SettingsDep, TemplatesDep
 from app.web.errors import UploadTooLargeError
-from app.web.inputs import nth_of_class, picked_class
+from app.web.inputs import dataset_tensor, images_of, nth_of_class, parse_latents, picked_class
+from app.web.responses import data_url
+from app.web.summaries import model_summary
+from app.web.uploads import upload_bytes, upload_image
 
 router = APIRouter(tags=["pages"], include_in_schema=False)
 
@@ -58,10 +60,10 @@ def interpolate_page(
         return templates.TemplateResponse(request, "empty.html", {}, status_code=503)
     name = model if model is not None and model in registry else next(iter(registry))
     ckpt = registry[name]
-    summary = api.model_summary(ckpt, settings)
-    images = api.images_of(ckpt, settings) if summary["dataset_images"] else None
+    summary = model_summary(ckpt, settings)
+    images = images_of(ckpt, settings) if summary["dataset_images"] else None
     context: dict[str, Any] = {
-        "models": [api.model_summary(c) for c in registry.values()],
+        "models": [model_summary(c) for c in registry.values()],
         "model": summary,
         "steps": min(max(steps, 2), settings.max_interpolate_steps),
         "max_steps": settings.max_interpolate_steps,
@@ -82,8 +84,8 @@ def interpolate_page(
         context["index_a"], context["index_b"] = (int(rng.integers(images.n_images)) for _ in "ab")
     if z0 and z1:
         try:
-            a = api.parse_latents(z0, ckpt, settings, "z0")
-            b = api.parse_latents(z1, ckpt, settings, "z1")
+            a = parse_latents(z0, ckpt, settings, "z0")
+            b = parse_latents(z1, ckpt, settings, "z1")
         except InferenceError as e:
             context["error"] = str(e)
         else:
@@ -116,7 +118,7 @@ def _encoded_ends(
     return {
         "label": label,
         "strips": _strip_context(ckpt, _fmt(enc.mu[0]), _fmt(enc.mu[1]), steps, label),
-        "inputs": [api.data_url(imaging.png_bytes(x)) for x in ends],
+        "inputs": [data_url(imaging.png_bytes(x)) for x in ends],
         "captions": [_caption(images, i) for i in indices],
     }
 
@@ -138,23 +140,15 @@ async def _end(
     if one was given, fitted to the data's form if `fit` (app.photo_fit), else the dataset image
     `index`, or for a test split the `nth` (from 0) test image of class `of_class` where one is
     named."""
-    cfg = ckpt.description
     if upload is not None and upload.filename:
-        data = await upload.read(settings.max_upload_bytes + 1)
-        if len(data) > settings.max_upload_bytes:
-            raise UploadTooLargeError(
-                f"image {which} is larger than the upload limit of "
-                f"{settings.max_upload_bytes:,} bytes"
-            )
-        form = form_of(cfg.dataset) if fit else None
+        data = await upload_bytes(upload, settings, f"image {which}")
         try:
-            loaded, notes = imaging.load_upload(
-                data, cfg.image_size, cfg.channels, settings.max_upload_pixels, form
-            )
+            loaded, about = upload_image(ckpt, data, settings, fit)
         except ImageInputError as e:
             raise ImageInputError(f"image {which}: {e}") from None
+        notes = {**about["notes"], "fitted": about["fitted"]}
         return loaded, f"your upload ({upload.filename})", None, notes
-    images = api.images_of(ckpt, settings)
+    images = images_of(ckpt, settings)
     if images is None:
         raise InferenceError(f"image {which}: {ckpt.name} has no dataset images; upload a file")
     label = picked_class(images, of_class, f"image {which}: class")
@@ -162,7 +156,7 @@ async def _end(
         index = nth_of_class(images, label, nth or 0, f"image {which}")
     if index is None:
         raise InferenceError(f"image {which}: upload a file or give a dataset index")
-    x = api.dataset_tensor(images, index, f"image {which}")
+    x = dataset_tensor(images, index, f"image {which}")
     return x, _caption(images, index), images.label(index), None
 
 
@@ -181,7 +175,7 @@ async def interpolate_partial(
     checkbox, which a browser leaves out when unticked, so absent means off), else for a test
     split the nth test image of the class named (class_a, nth_a), else the dataset image
     index_a."""
-    context: dict[str, Any] = {"model": api.model_summary(model), "strips": None, "error": None}
+    context: dict[str, Any] = {"model": model_summary(model), "strips": None, "error": None}
     try:
         if not 2 <= steps <= settings.max_interpolate_steps:
             raise InferenceError(
@@ -204,7 +198,7 @@ async def interpolate_partial(
         )
     z0, z1 = _fmt(enc.mu[0]), _fmt(enc.mu[1])
     context["strips"] = _strip_context(model, z0, z1, steps, label)
-    context["inputs"] = [api.data_url(imaging.png_bytes(x)) for x in ends]
+    context["inputs"] = [data_url(imaging.png_bytes(x)) for x in ends]
     context["captions"] = [caption_a, caption_b]
     context["notes"] = [notes_a, notes_b]
     query = {"model": model.name, "z0": z0, "z1": z1, "steps": steps}

@@ -27,10 +27,10 @@ from app.studies import latent_map
 from app.studies.cache import SharedResults
 from app.studies.latent_map import Layout, MapSample
 from app.studies.tsne_jobs import Pending, TsneJobs, tsne_key
-from app.web import api
 from app.web.deps import ModelDep, SettingsDep
 from app.web.errors import DATA_UNAVAILABLE, NOT_MODIFIED, NotInModelError
 from app.web.inputs import images_of
+from app.web.responses import cached_image
 
 router = APIRouter(prefix="/api", tags=["latent map"])
 
@@ -192,7 +192,7 @@ def _map_response(
         return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
 
     cached = lambda: _json.get((model.digest or id(model), *key), encoded)  # noqa: E731
-    return api.cached_image(request, model, key, cached, media_type="application/json")
+    return cached_image(request, model, key, cached, media_type="application/json")
 
 
 @router.get("/models/{name}/map", response_class=Response, responses=MAP_RESPONSES)

@@ -22,7 +22,7 @@ from app.web import api, cards
 from app.web.deps import ModelDep, RegistryDep, SettingsDep, TemplatesDep
 from app.web.directions import direction_choices
 from app.web.errors import NotFoundError, UploadTooLargeError
-from app.web.inputs import random_index
+from app.web.inputs import dataset_images, parse_latents, random_index
 from app.web.sliders import (
     SliderRange,
     landing_model,
@@ -31,6 +31,7 @@ from app.web.sliders import (
     slider_ranges,
     slider_rows,
 )
+from app.web.summaries import model_summary
 
 router = APIRouter(tags=["pages"], include_in_schema=False)
 
@@ -40,7 +41,7 @@ def _initial_z(
 ) -> tuple[list[float], str | None]:
     """The URL's z, each value held to its slider's range."""
     try:
-        values = api.parse_latents(z, ckpt, settings).tolist()
+        values = parse_latents(z, ckpt, settings).tolist()
     except InferenceError as e:
         return [0.0] * ckpt.description.latent_dim, f"{e}; started from z = 0 instead"
     return [r.clamp(v) for r, v in zip(ranges, values, strict=True)], None
@@ -83,8 +84,8 @@ def explore(
         warning = f"unknown model {model!r}; showing {name}"
     label = _page_label(ckpt if ckpt.description.kind == "cvae" else None, label)
     context = {
-        "models": [api.model_summary(c) for c in registry.values()],
-        "model": api.model_summary(ckpt, settings),
+        "models": [model_summary(c) for c in registry.values()],
+        "model": model_summary(ckpt, settings),
         "rows": slider_rows([ckpt], values, ranges),
         "ae_vs_vae": _ae_vs_vae(registry),
         "partner": _partner(registry, ckpt),
@@ -121,7 +122,7 @@ def latent_map(
     if method not in MAP_METHODS:
         warnings.append(f"unknown method {method!r} (pca or tsne); showing PCA")
         method = "pca"
-    summary = api.model_summary(ckpt, settings)
+    summary = model_summary(ckpt, settings)
     limit = settings.max_map_points
     if summary["dataset_split"] == "test" and summary["dataset_images"]:
         limit = min(limit, summary["dataset_images"])  # a test split holds no more
@@ -140,7 +141,7 @@ def latent_map(
     label = _page_label(ckpt if ckpt.description.kind == "cvae" else None, label)
     params = {"model": name, "method": method, "n": n} | ({"colour": colour} if colour else {})
     context = {
-        "models": [api.model_summary(c) for c in registry.values()],
+        "models": [model_summary(c) for c in registry.values()],
         "model": summary,
         "rows": slider_rows([ckpt], values, ranges),
         "z": _z_text(values),
@@ -246,10 +247,10 @@ def compare(
     labelled = next((c for c in (ca, cb) if c.description.kind == "cvae"), None)
     label = _page_label(labelled, label)
     context = {
-        "models": [api.model_summary(c) for c in registry.values()],
-        "a": api.model_summary(ca),
-        "b": api.model_summary(cb),
-        "labelled": api.model_summary(labelled) if labelled else None,
+        "models": [model_summary(c) for c in registry.values()],
+        "a": model_summary(ca),
+        "b": model_summary(cb),
+        "labelled": model_summary(labelled) if labelled else None,
         "rows": slider_rows([ca, cb], values, ranges),
         "z": _z_text(values),
         "label": label,
@@ -265,7 +266,7 @@ def model_card(
 ) -> HTMLResponse:
     """A model's card as a person reads it: recipe, where each segment of training ran, metrics
     with their settings, KL per latent, provenance; the raw card.json is at /api/models/{name}."""
-    summary = api.model_summary(model)
+    summary = model_summary(model)
     served = {c.digest: n for n, c in registry.items()}
     dataset = model.description.dataset
     if summary["dataset_name"]:
@@ -281,7 +282,7 @@ def _encode_partial(
     result: dict[str, Any] | None,
     error: str | None,
 ) -> HTMLResponse:
-    context: dict[str, Any] = {"m": api.model_summary(ckpt), "r": result, "error": error}
+    context: dict[str, Any] = {"m": model_summary(ckpt), "r": result, "error": error}
     if result is not None:
         kl = result["elbo"]["kl_per_dim"]
         top = max(max(kl), 1e-9)
@@ -319,7 +320,7 @@ def encode_dataset_partial(
     where the model's dataset is a test split and the picker names one)."""
     try:
         if index is None:
-            images = api.dataset_images(model, settings)
+            images = dataset_images(model, settings)
             index = random_index(images, np.random.default_rng(), of_class)
         result = api.encode_dataset_image(model, settings, index, label)
     except (InferenceError, NotFoundError) as e:

@@ -19,9 +19,12 @@ from app import imaging, inference
 from app.checkpoints.served import ServedModel
 from app.inference import InferenceError, ground_truth_of
 from app.studies.quality import gradient_energy, to_8bit
-from app.web import api
 from app.web.deps import ModelDep, RegistryDep, ServedDep, SettingsDep, TemplatesDep
 from app.web.errors import NotFoundError, NotInModelError
+from app.web.inputs import check_label, dataset_of, dataset_tensor, parse_latents
+from app.web.params import Label, LatentText
+from app.web.responses import data_url
+from app.web.summaries import model_summary
 
 router = APIRouter(tags=["sharpness"])
 pages = APIRouter(tags=["pages"], include_in_schema=False)
@@ -101,17 +104,17 @@ def _reconstruct(ckpt: ServedModel, x: torch.Tensor, label: int | None) -> tuple
 
 @router.get("/api/models/{name}/sharpness")
 def sharpness(
-    model: ModelDep, settings: SettingsDep, served: ServedDep, z: api.LatentText,
-    label: api.Label = None,
+    model: ModelDep, settings: SettingsDep, served: ServedDep, z: LatentText,
+    label: Label = None,
 ) -> dict[str, Any]:  # fmt: skip
     """Decode `z`: the model's 64×64 picture as a PNG data URL and its gradient energy, the
     mean over pixels and channels of the squared forward-difference gradient
     (x[i, j+1] − x[i, j])² + (x[i+1, j] − x[i, j])², with intensities in [0, 1], computed on the
     8-bit image the PNG holds. `/sharpness/{index}` measures a reconstruction instead."""
-    zt = api.parse_latents(z, model, settings, served=served)
-    api.check_label(model, label, served)
+    zt = parse_latents(z, model, settings, served=served)
+    check_label(model, label, served)
     png, energy = _decode(model, zt, label)
-    return {"z": zt.tolist(), "image_png": api.data_url(png), "gradient_energy": energy}
+    return {"z": zt.tolist(), "image_png": data_url(png), "gradient_energy": energy}
 
 
 @router.get("/api/models/{name}/sharpness/{index}")
@@ -122,25 +125,25 @@ def reconstruction_sharpness(
         Path(description="a dataset image to reconstruct",
              json_schema_extra={"minimum": 0, "x-dataset-index": True}),
     ],
-    label: api.Label = None,
+    label: Label = None,
 ) -> dict[str, Any]:  # fmt: skip
     """Reconstruct dataset image `index` from z = μ: the model's picture and its gradient
     energy (as for `/sharpness?z=`), and the dataset image with its own, the reference."""
     try:
-        truth = api.dataset_of(model, served, index)
-        x = api.dataset_tensor(truth, index, served=served)
+        truth = dataset_of(model, served, index)
+        x = dataset_tensor(truth, index, served=served)
     except InferenceError as e:
         raise NotInModelError(str(e)) from None
-    api.check_label(model, label, served)
+    check_label(model, label, served)
     if model.description.kind == "cvae" and label is None:
         label = int(truth.index_to_classes(index)[0, truth.label_factor])
     input_png, input_energy = _picture(x)
     png, energy = _reconstruct(model, x, label)
     return {
         "index": index,
-        "input_png": api.data_url(input_png),
+        "input_png": data_url(input_png),
         "input_gradient_energy": input_energy,
-        "image_png": api.data_url(png),
+        "image_png": data_url(png),
         "gradient_energy": energy,
     }
 
@@ -163,7 +166,7 @@ def _panel(ckpt: ServedModel, png: bytes, energy: float) -> dict[str, Any]:
         "name": ckpt.name,
         "recipe": ckpt.card.recipe or ckpt.description.kind,
         "gan": is_vaegan(ckpt),
-        "png": api.data_url(png),
+        "png": data_url(png),
         "energy": energy,
     }
 
@@ -192,8 +195,8 @@ def _compare(pair: list[ServedModel], seed: int, index: int | None) -> dict[str,
         raise InferenceError(
             f"{a.name} and {b.name} take different images; pick two models of one dataset"
         )
-    truth = api.dataset_of(a)
-    x = api.dataset_tensor(truth, index)
+    truth = dataset_of(a)
+    x = dataset_tensor(truth, index)
     label = int(truth.index_to_classes(index)[0, truth.label_factor])
     input_png, input_energy = _picture(x)
     answers = []
@@ -202,7 +205,7 @@ def _compare(pair: list[ServedModel], seed: int, index: int | None) -> dict[str,
         panel["share"] = panel["energy"] / input_energy if input_energy > 0 else None
         answers.append(panel)
     result["reconstruction"] = {
-        "input": {"png": api.data_url(input_png), "energy": input_energy},
+        "input": {"png": data_url(input_png), "energy": input_energy},
         "answers": answers,
     }
     return result
@@ -219,7 +222,7 @@ def sharpness_page(
     if not registry:
         return templates.TemplateResponse(request, "empty.html", {}, status_code=503)
     context: dict[str, Any] = {
-        "models": [api.model_summary(c) for c in registry.values()],
+        "models": [model_summary(c) for c in registry.values()],
         "seed": seed, "next_seed": (seed + 1) % 2**31, "measure": MEASURE,
         "error": None, "result": None, "a": a, "b": b, "index": index,
         "dataset_images": None, "dataset_name": None,

@@ -21,8 +21,7 @@ import torch
 
 from app import inference
 from app.checkpoints.served import ServedModel
-from app.data.base import DatasetError
-from app.inference import dataset_images_of, ground_truth_of
+from app.inference import DatasetError, dataset_images_of, ground_truth_of
 from app.settings import Settings
 from app.studies.cache import SharedResults
 

@@ -1,0 +1,57 @@
+"""What the API says of a model and the pages show: its description, its dataset images and
+its card, as one JSON object."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from app import inference
+from app.checkpoints.served import ServedModel
+from app.inference import DatasetImages, InferenceError, TestImages
+from app.settings import Settings
+from app.web.inputs import images_of
+
+
+def _summary_images(
+    ckpt: ServedModel, settings: Settings | None
+) -> tuple[DatasetImages | None, str | None]:
+    """The model's dataset images and, where they are not installed, why: with the settings,
+    a test split too (read from the data folder); without, ground truth only."""
+    if settings is None:
+        truth = inference.ground_truth_of(ckpt)
+        return (inference.DrawnImages(truth) if truth else None), None
+    try:
+        return images_of(ckpt, settings), None
+    except InferenceError as e:
+        return None, str(e)
+
+
+def model_summary(ckpt: ServedModel, settings: Settings | None = None) -> dict[str, Any]:
+    """What the API says of a model and the pages show. With the settings, a model whose
+    dataset has a test split (Fashion-MNIST) counts its test images as its dataset images."""
+    cfg = ckpt.description
+    images, missing = _summary_images(ckpt, settings)
+    return {
+        "name": ckpt.name,
+        "kind": cfg.kind,
+        "beta": cfg.beta,
+        "objective": cfg.objective,
+        "latent_dim": cfg.latent_dim,
+        "labels": list(cfg.label_names),
+        "image_size": cfg.image_size,
+        "height": cfg.height,
+        "width": cfg.width,
+        "channels": cfg.channels,
+        "latent_names": [cfg.latent_name(i) for i in range(cfg.latent_dim)],
+        "dataset": cfg.dataset,
+        "factors": list(cfg.factor_names),
+        # how many dataset images can be picked by index (None: none to draw from, or not
+        # installed: `dataset_missing` says how to install them)
+        "dataset_images": images.n_images if images else None,
+        "dataset_name": images.name if images else None,
+        "dataset_split": "test" if isinstance(images, TestImages) else None,
+        "dataset_classes": list(images.label_names) if isinstance(images, TestImages) else [],
+        "dataset_missing": missing,
+        "latent_order": inference.latent_order(ckpt),
+        "card": ckpt.card.to_json(),
+    }
