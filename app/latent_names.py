@@ -21,6 +21,7 @@ from app.checkpoints import CheckpointError, read_config
 from app.checkpoints.card import ModelCard
 from app.checkpoints.card_file import read_card, update_card
 from app.models.vae import WEIGHTS
+from app.quoting import quoted
 
 CARD_FIELD = "latent_names"
 MAX_NAME_LENGTH = 40  # characters: fits beside a slider at two lines
@@ -36,7 +37,7 @@ def check_name(name: str) -> str:
     name = name.strip()
     if len(name) > MAX_NAME_LENGTH:
         raise LatentNameError(
-            f"name {name!r} is {len(name)} characters long; the limit is {MAX_NAME_LENGTH}"
+            f"name {quoted(name)} is {len(name):,} characters long; the limit is {MAX_NAME_LENGTH}"
         )
     for ch in name:
         if ch in "<>":

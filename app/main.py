@@ -69,6 +69,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.templates = Jinja2Templates(directory=str(settings.templates_dir))
     app.mount("/static", StaticFiles(directory=str(settings.static_dir)), name="static")
     errors.install(app, settings.max_upload_bytes)
+    # outside the other middleware (add_middleware puts the last one added outermost): a request
+    # for another host is refused before anything reads its body
+    app.add_middleware(security.TrustedHosts, allowed=settings.allowed_hosts)
     app.include_router(api.router)
     app.include_router(pages.router)
     app.include_router(interpolate.router)

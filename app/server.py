@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 import os
 import socket
 from pathlib import Path
@@ -11,7 +12,13 @@ from typing import Any
 
 import uvicorn
 from uvicorn.config import LOGGING_CONFIG
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.supervisors import Multiprocess
+
+from app.settings import Settings
+from app.web import security
+
+log = logging.getLogger(__name__)
 
 
 def tcp_listener(host: str, port: int, backlog: int = 2048) -> socket.socket:
@@ -43,6 +50,27 @@ class TcpConfig(uvicorn.Config):
         return sock
 
 
+class SecureHttpToolsProtocol(HttpToolsProtocol):
+    """uvicorn's HTTP protocol on httptools (the one its "auto" picks, httptools being a
+    dependency) whose own 400, for a request it cannot parse (a malformed request line, an
+    invalid header), carries the security headers too. That request never reaches the app, so
+    SecurityHeaders (app/web/security.py) never sees the answer; uvicorn's `headers=` setting
+    would add them to the app's responses a second time."""
+
+    def send_400_response(self, msg: str) -> None:
+        body = msg.encode("ascii")
+        headers = [
+            *self.server_state.default_headers,  # date and server, as uvicorn's own 400 has
+            *security.HEADERS,
+            (b"content-type", b"text/plain; charset=utf-8"),
+            (b"content-length", str(len(body)).encode("ascii")),
+            (b"connection", b"close"),
+        ]
+        head = b"".join(name + b": " + value + b"\r\n" for name, value in headers)
+        self.transport.write(b"HTTP/1.1 400 Bad Request\r\n" + head + b"\r\n" + body)
+        self.transport.close()
+
+
 # uvicorn's supervisor kills a worker that has not answered its health check within this many
 # seconds (uvicorn's default: 5), counting from the worker's start. A spawned worker answers only
 # once it has re-imported the entry point, torch included: 4–8 s when two workers start at once
@@ -52,17 +80,49 @@ class TcpConfig(uvicorn.Config):
 WORKER_HEALTHCHECK_S = 60
 
 
-def run_uvicorn(app: str, host: str, port: int, workers: int, **config: Any) -> int:
-    """uvicorn on the import string `app`, one process or `workers` of them, with TcpConfig's
-    listening socket either way (bench/ runs its bare comparison app through this too)."""
+def server_config(app: Any, **config: Any) -> TcpConfig:
+    """uvicorn's configuration for `app` (an ASGI app or an import string) as `serve` runs it:
+    TcpConfig's listening socket, the security headers on uvicorn's own 400s, and time for a
+    slow worker to start."""
+    config.setdefault("http", SecureHttpToolsProtocol)
     config.setdefault("timeout_worker_healthcheck", WORKER_HEALTHCHECK_S)
-    cfg = TcpConfig(app, host=host, port=port, workers=workers, **config)
+    return TcpConfig(app, **config)
+
+
+def run_uvicorn(app: str, host: str, port: int, workers: int, **config: Any) -> int:
+    """uvicorn on the import string `app`, one process or `workers` of them, configured by
+    server_config either way (bench/ runs its bare comparison app through this too)."""
+    cfg = server_config(app, host=host, port=port, workers=workers, **config)
     if workers > 1:
         Multiprocess(cfg, sockets=[cfg.bind_socket()]).run()
         return 0
     server = uvicorn.Server(cfg)
     server.run()
     return 0 if server.started else 1
+
+
+# what `--host` binds to when it binds every interface: the Host header may then name anything
+WILDCARD_ADDRESSES = ("0.0.0.0", "::", "")
+ALLOWED_HOSTS_VARIABLE = "LATENT_EXPLORER_ALLOWED_HOSTS"
+
+
+def allowed_hosts(host: str, given: tuple[str, ...] | None) -> tuple[str, ...]:
+    """The hosts `serve --host HOST` answers to: those `given` (the setting, where it is set),
+    else the loopback names (Settings' default); with the address or name it binds added. Bound
+    to every interface (0.0.0.0, ::) with nothing given, any host: the server is then meant to be
+    reached by names and addresses it cannot know, and says so in a warning."""
+    if host in WILDCARD_ADDRESSES:
+        if given is None:
+            log.warning(
+                "--host %s with %s unset: answering requests for any host name; set it to the "
+                "names this server is reached by, e.g. %s='[\"explorer.example.org\"]', to "
+                "refuse the others (docs/hardening.md)",
+                host or "''", ALLOWED_HOSTS_VARIABLE, ALLOWED_HOSTS_VARIABLE,
+            )  # fmt: skip
+            return ("*",)
+        return given
+    base = given if given is not None else Settings.model_fields["allowed_hosts"].default
+    return base if host in base else (*base, host)
 
 
 def serve(
@@ -73,6 +133,8 @@ def serve(
         os.environ["LATENT_EXPLORER_CHECKPOINTS_DIR"] = str(checkpoints.resolve())
     if plugins:
         os.environ["LATENT_EXPLORER_PLUGINS"] = json.dumps(list(plugins))
+    given = Settings().allowed_hosts if ALLOWED_HOSTS_VARIABLE in os.environ else None
+    os.environ[ALLOWED_HOSTS_VARIABLE] = json.dumps(list(allowed_hosts(host, given)))
     # our own log lines (models loaded, checkpoints skipped) go where uvicorn's go, in every worker
     log_config = copy.deepcopy(LOGGING_CONFIG)
     log_config["loggers"]["app"] = {"handlers": ["default"], "level": "INFO", "propagate": False}

@@ -14,6 +14,12 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="LATENT_EXPLORER_")
 
     checkpoints_dir: Path = PROJECT_ROOT / "checkpoints"
+    # the names (or addresses) in the Host header of a request the server answers; any other
+    # gets 400: a web page whose name an attacker points at this machine (DNS rebinding) is
+    # refused. "*.example.org" names its subdomains, "*" any host. `serve --host NAME` adds NAME;
+    # `serve --host 0.0.0.0` without this set answers any (see app/server.py). As JSON in
+    # LATENT_EXPLORER_ALLOWED_HOSTS, e.g. '["explorer.example.org"]'
+    allowed_hosts: tuple[str, ...] = ("localhost", "127.0.0.1", "::1")
     # models from a person's own code, `package.module:factory` each (`serve --plugin`; as JSON
     # in LATENT_EXPLORER_PLUGINS): never read from a checkpoint folder
     plugins: tuple[str, ...] = ()

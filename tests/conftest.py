@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import os
 import shutil
 import struct
 from pathlib import Path
@@ -15,6 +16,10 @@ from app.main import create_app
 from app.settings import Settings
 from app.training import TrainArgs, train
 from tests.browser_server import launch_chromium, live_server
+
+# the hosts every app of the tests answers to: the loopback names of the live servers, and
+# "testserver", which Starlette's TestClient sends (Django's test runner trusts it likewise)
+os.environ["LATENT_EXPLORER_ALLOWED_HOSTS"] = '["localhost", "127.0.0.1", "::1", "testserver"]'
 
 
 def tiny_args(out: Path, **kw) -> TrainArgs:

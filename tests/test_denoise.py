@@ -5,19 +5,26 @@ from __future__ import annotations
 
 import base64
 import io
+import re
+import shutil
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
+from fastapi.testclient import TestClient
 from PIL import Image
 
 from app.checkpoints import ModelCard
 from app.data.corruption import MASK_FILL
 from app.data.ground_truth import DSPRITES
+from app.main import create_app
+from app.settings import Settings
 from app.studies.denoise import mask_hex, parse_mask
 from app.studies.quality import PSNR_CAP, psnr, ssim
+from app.training import train
 from app.web.denoise import default_pair
+from tests.conftest import tiny_args
 
 URL = "/api/models/tiny-ae/denoise"
 
@@ -126,9 +133,10 @@ def test_the_page_shows_both_models_and_the_partial_follows_the_form(client):
 
 
 def test_the_default_pair_is_a_denoiser_beside_the_plain_vae():
-    def ckpt(kind, beta=1.0, denoising=False, objective="beta"):
+    def ckpt(kind, beta=1.0, denoising=False, objective="beta", channels=1):
         card = {"denoising": {"noises": []}} if denoising else {}
-        config = SimpleNamespace(kind=kind, beta=beta, objective=objective)
+        config = SimpleNamespace(kind=kind, beta=beta, objective=objective, channels=channels,
+                                 image_size=64)  # fmt: skip
         return SimpleNamespace(description=config, card=ModelCard.from_json(card))
 
     registry = {"gan": ckpt("vae", objective="vaegan"), "ae": ckpt("ae"), "beta": ckpt("vae", 4.0),
@@ -139,3 +147,35 @@ def test_the_default_pair_is_a_denoiser_beside_the_plain_vae():
     del registry["vae"]
     assert default_pair(registry) == ("ae", "beta")
     assert default_pair({"beta": registry["beta"]}) == ("beta", "beta")
+    # never a pair that cannot share one image: a plain VAE of colour images is passed over
+    registry["colour"] = ckpt("vae", channels=3)
+    assert default_pair({"colour": registry["colour"], **registry}) == ("ae", "beta")
+    assert default_pair({"ae": registry["ae"], "colour": registry["colour"]}) == ("ae", "ae")
+
+
+@pytest.fixture(scope="module")
+def no_denoiser(trained, tmp_path_factory):
+    """The tiny AE and β-VAE of dSprites beside a plain (β=1) VAE of colour images: no denoising
+    model is served, and the plain VAE cannot take the AE's images."""
+    root = tmp_path_factory.mktemp("no-denoiser")
+    colour = tiny_args(root / "run" / "colour-vae", dataset="shapes3d", latents=6, steps=3,
+                       eval_images=64)  # fmt: skip
+    assert train(colour) == 0
+    for name, folder in (("colour-vae", colour.out), ("tiny-ae", trained["tiny-ae"]),
+                         ("tiny-vae", trained["tiny-vae"])):  # fmt: skip
+        shutil.copytree(folder, root / "served" / name)
+    with TestClient(create_app(Settings(checkpoints_dir=root / "served"))) as c:
+        yield c
+
+
+def test_without_a_denoiser_the_page_opens_on_two_models_that_take_one_image(no_denoiser):
+    r = no_denoiser.get("/denoise")
+    assert r.status_code == 200, r.text
+    assert 'class="error"' not in r.text
+    assert "No denoising model is served" in r.text
+    selected = re.findall(r'<option value="([^"]+)" selected>\1</option>', r.text)
+    assert selected == ["tiny-ae", "tiny-vae"]
+    # the same page as naming that pair
+    named = no_denoiser.get("/denoise", params={"a": "tiny-ae", "b": "tiny-vae"})
+    assert named.status_code == 200 and named.text == r.text
+    assert 'data-model="tiny-ae"' in r.text and 'data-model="tiny-vae"' in r.text

@@ -125,6 +125,14 @@ def test_bad_input_is_refused_by_name_and_the_card_is_unchanged(
     assert files(folder) == before
 
 
+def test_a_name_of_any_length_is_quoted_back_cut(folder, capsys):
+    name = "n" * 10_000
+    assert label(str(folder), f"3={name}") == 2
+    err = capsys.readouterr().err
+    assert f"latent 3: name '{'n' * 60}…' is 10,000 characters long; the limit is 40" in err
+    assert len(err) < 300
+
+
 def test_a_folder_that_is_not_a_checkpoint_is_refused(tmp_path, capsys):
     empty = tmp_path / "empty"
     empty.mkdir()

@@ -102,3 +102,91 @@ def test_an_internal_error_answers_500_without_a_stack_trace(trained, tmp_path, 
     # the error page goes out through the same headers as every other response
     assert r.headers["content-security-policy"] == CONTENT_SECURITY_POLICY
     assert r.headers["x-content-type-options"] == "nosniff"
+
+
+# --- the Host header --------------------------------------------------------------------------
+
+
+@pytest.fixture
+def loopback_only(tmp_path):
+    """An app with the default trusted hosts (whatever the environment of this test run says)."""
+    from fastapi.testclient import TestClient
+
+    from app.main import create_app
+    from app.settings import Settings
+
+    default = Settings.model_fields["allowed_hosts"].default
+    app = create_app(Settings(checkpoints_dir=tmp_path, allowed_hosts=default))
+    with TestClient(app) as c:
+        yield c
+
+
+@pytest.mark.parametrize(
+    "host", ["localhost", "localhost:8000", "LocalHost", "127.0.0.1:8000", "[::1]", "[::1]:8000"]
+)
+def test_loopback_names_are_trusted_by_default(loopback_only, host):
+    assert loopback_only.get("/api/models", headers={"host": host}).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "host",
+    ["attacker.example", "attacker.example:8000", "localhost.attacker.example", "127.0.0.2",
+     "[::2]", "testserver", "", "localhost:80:80", "[::1"],
+)  # fmt: skip
+def test_any_other_host_is_refused_with_one_line_naming_it(loopback_only, host):
+    r = loopback_only.get("/api/models", headers={"host": host})
+    assert r.status_code == 400
+    detail = r.json()["detail"]
+    assert "\n" not in detail and "LATENT_EXPLORER_ALLOWED_HOSTS" in detail
+    assert repr(host) in detail
+    assert r.headers["content-security-policy"] == CONTENT_SECURITY_POLICY
+    assert loopback_only.get("/", headers={"host": host}).status_code == 400  # pages too
+
+
+def test_a_very_long_host_is_cut_in_the_reason(loopback_only):
+    host = "a" * 100_000
+    r = loopback_only.get("/api/models", headers={"host": host})
+    assert r.status_code == 400 and len(r.content) < 400
+    assert f"'{'a' * 60}…'" in r.json()["detail"]
+
+
+def test_the_setting_names_hosts_wildcards_and_any(trained, tmp_path):
+    from fastapi.testclient import TestClient
+
+    from app.main import create_app
+    from app.settings import Settings
+
+    def status(allowed: tuple[str, ...], host: str) -> int:
+        app = create_app(Settings(checkpoints_dir=tmp_path, allowed_hosts=allowed))
+        with TestClient(app) as c:
+            return c.get("/api/models", headers={"host": host}).status_code
+
+    assert status(("explorer.example.org",), "Explorer.Example.org:443") == 200
+    assert status(("explorer.example.org",), "localhost") == 400  # exactly those named
+    assert status(("*.example.org",), "a.b.example.org") == 200
+    assert status(("*.example.org",), "example.org") == 400
+    assert status(("*.example.org",), "badexample.org") == 400
+    assert status(("::1",), "[::1]:8000") == 200  # an IPv6 address bare or in brackets
+    assert status(("*",), "anything.at.all") == 200
+
+
+# --- names quoted back are cut ----------------------------------------------------------------
+
+
+def test_an_unknown_model_name_of_any_length_comes_back_cut(client):
+    name = "m" * 60_000  # under the test client's URL limit
+    zero = ",".join(["0"] * 10)
+    for path in (f"/api/models/{name}", f"/api/models/{name}/decode.png?z={zero}",
+                 f"/api/models/{name}/denoise?index=1"):  # fmt: skip
+        r = client.get(path)
+        assert r.status_code == 404
+        detail = r.json()["detail"]
+        assert f"unknown model '{'m' * 60}…';" in detail, detail[:200]
+        assert len(detail) < 300
+    for page in ("/denoise", "/sharpness"):
+        r = client.get(page, params={"a": name})
+        assert r.status_code == 404
+        (error,) = re.findall(r'<p class="error"[^>]*>(.*?)</p>', r.text, flags=re.S)
+        assert f"unknown model &#39;{'m' * 60}…&#39;;" in error and len(error) < 300
+    # a name of ordinary length is quoted whole
+    assert "unknown model 'nope';" in client.get("/api/models/nope").json()["detail"]

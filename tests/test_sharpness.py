@@ -180,7 +180,8 @@ def test_htmx_gets_the_fragment_and_errors_are_shown_there(gan_client):
 def test_the_default_pair_is_a_plain_vae_of_the_same_data_beside_the_vaegan():
     def ckpt(kind="vae", beta=1.0, objective="beta", dataset="shapes3d", latents=10, card=None):
         config = SimpleNamespace(kind=kind, beta=beta, objective=objective, dataset=dataset,
-                                 latent_dim=latents)  # fmt: skip
+                                 latent_dim=latents, channels=3 if dataset == "shapes3d" else 1,
+                                 image_size=64)  # fmt: skip
         return SimpleNamespace(description=config, card=ModelCard.from_json(card or {}), digest="")
 
     registry = {
@@ -204,5 +205,38 @@ def test_the_default_pair_is_a_plain_vae_of_the_same_data_beside_the_vaegan():
     registry["beta"].digest = "d-beta"
     assert default_pair(registry) == ("beta", "gan")
     del registry["gan"]
-    assert default_pair(registry) == ("dsprites-vae", "ae")  # no GAN: the plain VAE, then another
+    # no GAN: the first plain VAE that another model can share a z and an image with, and that
+    # model ("dsprites-vae" has none: the others take colour images; "wide" has 32 latents)
+    assert default_pair(registry) == ("vae", "ae")
     assert default_pair({"solo": ckpt()}) == ("solo", "solo")
+    apart = {"beta": registry["beta"], "dsprites-vae": registry["dsprites-vae"]}
+    assert default_pair(apart) == ("dsprites-vae", "dsprites-vae")  # none pair: β=1 first
+
+
+@pytest.fixture(scope="module")
+def no_vaegan(trained, tmp_path_factory):
+    """The tiny AE and β-VAE of dSprites beside a plain (β=1) VAE of colour images with 6
+    latents: no VAE-GAN is served, and no other model takes the plain VAE's z."""
+    root = tmp_path_factory.mktemp("no-vaegan")
+    colour = tiny_args(root / "run" / "colour-vae", dataset="shapes3d", latents=6, steps=3,
+                       eval_images=64)  # fmt: skip
+    assert train(colour) == 0
+    for name, folder in (("colour-vae", colour.out), ("tiny-ae", trained["tiny-ae"]),
+                         ("tiny-vae", trained["tiny-vae"])):  # fmt: skip
+        shutil.copytree(folder, root / "served" / name)
+    with TestClient(create_app(Settings(checkpoints_dir=root / "served"))) as c:
+        yield c
+
+
+def test_without_a_vaegan_the_page_opens_on_two_models_that_share_a_z(no_vaegan):
+    r = no_vaegan.get("/sharpness")
+    assert r.status_code == 200, r.text
+    assert 'class="error"' not in r.text
+    assert "No VAE-GAN is served" in r.text
+    selected = re.findall(r'<option value="([^"]+)" selected>\1</option>', r.text)
+    assert selected == ["tiny-vae", "tiny-ae"]
+    # the same page as naming that pair
+    named = no_vaegan.get("/sharpness", params={"a": "tiny-vae", "b": "tiny-ae"})
+    assert named.status_code == 200 and named.text == r.text
+    panels = re.findall(r'class="sharpness-panel[^"]*" data-model="([^"]+)"', r.text)
+    assert panels == ["tiny-vae", "tiny-ae"] * 2  # samples, reconstructions

@@ -108,6 +108,30 @@ def test_segments_on_one_device_are_counted_together():
     assert describe_segments([seg(5, 5, cpu)]) == f"0 steps on {cpu}"
 
 
+def test_resume_keeps_the_runs_save_interval_unless_one_is_given(tmp_path, monkeypatch):
+    from app.cli import main
+    from app.training import loop
+
+    saved_at: list[int] = []
+    save_run = loop.save_run
+
+    def recording(run, model, optimizer, trainer):
+        saved_at.append(trainer["step"])
+        return save_run(run, model, optimizer, trainer)
+
+    monkeypatch.setattr(loop, "save_run", recording)
+    run = ["train", "--out", str(tmp_path / "m"), "--run-dir", str(tmp_path / "runs" / "m"),
+           "--batch-size", "8", "--eval-images", "64", "--log-every", "2"]  # fmt: skip
+    assert main([*run, "--steps", "4", "--save-every", "2"]) == 0
+    assert saved_at == [2, 4]  # every 2 steps, and the last
+    assert main([*run, "--steps", "8", "--resume"]) == 0
+    assert saved_at[2:] == [6, 8]  # still every 2: the run's own interval
+    assert main([*run, "--steps", "12", "--resume", "--save-every", "3"]) == 0
+    assert saved_at[4:] == [9, 12]  # one given on resume is taken, and kept from then on
+    assert main([*run, "--steps", "16", "--resume"]) == 0
+    assert saved_at[6:] == [15, 16]
+
+
 def test_resume_without_a_run_says_so(tmp_path):
     with pytest.raises(TrainingError, match="no run to resume"):
         train(tiny_args(tmp_path / "never", resume=True))

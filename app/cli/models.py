@@ -14,7 +14,13 @@ def serve_parser(sub: argparse._SubParsersAction) -> None:
         help="serve the explorer on the checkpoints folder",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on; requests are answered for this address and for the hosts "
+        "in LATENT_EXPLORER_ALLOWED_HOSTS (default: the loopback names); with 0.0.0.0 or :: and "
+        "that variable unset, for any host, with a warning",
+    )
     p.add_argument("--port", type=int, default=8000)
     p.add_argument(
         "--checkpoints",
@@ -36,7 +42,15 @@ def serve_parser(sub: argparse._SubParsersAction) -> None:
 def serve(ns: argparse.Namespace) -> int:
     from app import server
     from app.plugins import PluginError, load_plugin
+    from app.settings import Settings
 
+    try:  # every LATENT_EXPLORER_* variable parses: said here once, not by each worker
+        Settings()
+    except ValueError as e:
+        example = """LATENT_EXPLORER_ALLOWED_HOSTS='["explorer.example.org"]'"""
+        print(f"latent-explorer serve: error: {e} (a list is JSON, e.g. {example})",  # noqa: T201
+              file=sys.stderr)  # fmt: skip
+        return 2
     for spec in ns.plugin:  # each is probed here first, so a mistake is one clear line
         try:
             load_plugin(spec)

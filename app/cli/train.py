@@ -11,6 +11,7 @@ from pathlib import Path
 
 from app.data import DatasetError
 from app.models import ConfigError
+from app.training.args import DEFAULT_SAVE_EVERY, recorded_save_every
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +101,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "for an --out outside it, runs/NAME beside it, so /elsewhere/NAME → "
         "/elsewhere/runs/NAME)",
     )
-    p.add_argument("--save-every", type=int, default=1000, help="steps between checkpoints")
+    p.add_argument(
+        "--save-every",
+        type=int,
+        default=argparse.SUPPRESS,  # TrainArgs' default, or on --resume the run's own
+        help=f"steps between checkpoints (default: {DEFAULT_SAVE_EVERY}; a resumed run keeps "
+        "the interval it was saved with unless this is given)",
+    )
     p.add_argument("--log-every", type=int, default=20)
     p.add_argument("--capacity-max", type=float, default=25.0)
     p.add_argument("--capacity-steps", type=int, default=100_000)
@@ -208,6 +215,8 @@ def run(ns: argparse.Namespace) -> int:
     flags = ", ".join("--" + k.replace("_", "-") for k in gan)
     try:
         args = TrainArgs(**kwargs)
+        if args.resume and "save_every" not in kwargs:
+            args.save_every = recorded_save_every(args.run_path) or args.save_every
         if not vaegan.runs_as_vaegan(args):
             if gan:
                 verb = "applies" if len(gan) == 1 else "apply"

@@ -7,6 +7,10 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from app.checkpoints import TRAINER, CheckpointError, read_json
+
+DEFAULT_SAVE_EVERY = 1000  # steps between checkpoints of a new run
+
 
 @dataclass
 class TrainArgs:
@@ -27,7 +31,8 @@ class TrainArgs:
     run_dir: Path | None = None  # default: default_run_dir(out)
     # a new run may replace an existing checkpoint folder and run folder (common.claim_folders)
     overwrite: bool = False
-    save_every: int = 1000
+    # `train --resume` without --save-every keeps the run's own (recorded_save_every)
+    save_every: int = DEFAULT_SAVE_EVERY
     log_every: int = 20
     capacity_max: float = 25.0
     capacity_steps: int = 100_000
@@ -70,3 +75,15 @@ def default_run_dir(out: Path) -> Path:
     if out.resolve().is_relative_to(Path.cwd().resolve()):
         return Path("runs") / out.name
     return out.parent / "runs" / out.name
+
+
+def recorded_save_every(run: Path) -> int | None:
+    """The save interval run folder `run` was last saved with (its trainer.json's args), or None
+    where there is none to read: the loop then says what is wrong with the run folder."""
+    try:
+        trainer = read_json(Path(run) / TRAINER)
+    except (CheckpointError, OSError):
+        return None
+    saved = trainer.get("args") if isinstance(trainer, dict) else None
+    every = saved.get("save_every") if isinstance(saved, dict) else None
+    return every if isinstance(every, int) and not isinstance(every, bool) and every > 0 else None

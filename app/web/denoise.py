@@ -20,6 +20,7 @@ from app.checkpoints.served import ServedModel
 from app.imaging import ImageInputError
 from app.inference import InferenceError
 from app.photo_fit import form_of
+from app.quoting import quoted
 from app.settings import Settings
 from app.studies.denoise import (
     MAX_LEVEL,
@@ -86,18 +87,38 @@ def noise_cases() -> list[dict[str, Any]]:
 NOISE_CASES = {"x-one-of": noise_cases()}
 
 
+def is_denoiser(ckpt: ServedModel) -> bool:
+    """Trained on corrupted inputs with the clean image as its target: its card says so."""
+    return ckpt.card.denoising is not None
+
+
+NO_DENOISER = (
+    "No denoising model is served: compare any two models that take the same images, or train "
+    "one with latent-explorer train --denoise."
+)
+
+
 def default_pair(registry: Mapping[str, ServedModel]) -> tuple[str, str]:
-    """A denoising model (its card says so) and the plain VAE (β=1, else any VAE) beside it;
-    failing a denoiser, the AE; failing those, the first two models."""
+    """A denoising model and beside it the plain VAE (β=1, else any VAE); failing a denoiser,
+    the AE; failing those, the first model. Only a model that takes the same images as the first
+    is put beside it (a plain VAE, else any other, else the first model itself), so the page
+    opens on a pair it can show whatever is served."""
     names = list(registry)
-    dae = next((n for n, c in registry.items() if c.card.denoising is not None), None)
+    dae = next((n for n, c in registry.items() if is_denoiser(c)), None)
     vaes = [n for n, c in registry.items() if c.description.kind == "vae"
-            and c.description.objective != "vaegan" and c.card.denoising is None]  # fmt: skip
-    plain = next((n for n in vaes if registry[n].description.beta == 1), vaes[0] if vaes else None)
+            and c.description.objective != "vaegan" and not is_denoiser(c)]  # fmt: skip
     ae = next((n for n, c in registry.items() if c.description.kind == "ae"), None)
     a = dae or ae or names[0]
-    b = plain if plain and plain != a else next((n for n in names if n != a), a)
+    shape = _image_shape(registry[a])
+    same = [n for n in names if n != a and _image_shape(registry[n]) == shape]
+    plain = [n for n in vaes if n in same]
+    b = next((n for n in plain if registry[n].description.beta == 1), (plain or same or [a])[0])
     return a, b
+
+
+def _image_shape(model: ServedModel) -> tuple[int, int]:
+    """(channels, side) of the images the model takes: two models answer one image only alike."""
+    return model.description.channels, model.description.image_size
 
 
 def _clean_image(
@@ -221,7 +242,7 @@ def _pair(registry: Mapping[str, ServedModel], a: str | None, b: str | None) -> 
     out = []
     for name in (a or da, b or db):
         if name not in registry:
-            raise NotFoundError(f"unknown model {name!r}; available: {', '.join(registry)}")
+            raise NotFoundError(f"unknown model {quoted(name)}; available: {', '.join(registry)}")
         out.append(registry[name])
     return out
 
@@ -265,6 +286,7 @@ def denoise_page(
         "models": [model_summary(c) for c in registry.values()],
         "noise": noise, "seed": seed, "noises": NOISE_CHOICES, "error": None, "result": None,
         "max_levels": {**MAX_LEVEL, "drawn": 0.0}, "fit_switch": None,
+        "note": None if any(is_denoiser(c) for c in registry.values()) else NO_DENOISER,
     }  # fmt: skip
     level = DEFAULT_LEVEL.get(noise, 0.3) if level is None else level
     context["level"] = level

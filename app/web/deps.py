@@ -11,6 +11,7 @@ from fastapi.templating import Jinja2Templates
 
 from app.checkpoints.served import ServedModel
 from app.inference import InferenceError, ground_truth_of
+from app.quoting import quoted
 from app.settings import Settings
 from app.web.errors import NotFoundError
 
@@ -45,7 +46,7 @@ async def get_model(
         return registry[name]
     except KeyError:
         known = ", ".join(registry) or "none"
-        raise NotFoundError(f"unknown model {name!r}; available: {known}") from None
+        raise NotFoundError(f"unknown model {quoted(name)}; available: {known}") from None
 
 
 ModelDep = Annotated[ServedModel, Depends(get_model)]

@@ -1,16 +1,27 @@
-"""Security headers on every response, and the API docs served from our own /static.
+"""Security headers on every response, only the hosts the server is meant to be reached by, and
+the API docs served from our own /static.
 
 The Content-Security-Policy lets a page run and style only what comes from this server: no inline
 script, no inline style element, no plugin, no framing. Pictures may also be data: and blob: URLs
 (the pages build them from decoded PNGs). The API docs are Swagger UI from the npm package
 `swagger-ui-dist`, copied to /static/vendor by `make install`, started by /static/docs.js: the
-stock FastAPI page loads it from a CDN (unreachable here) and starts it with an inline script."""
+stock FastAPI page loads it from a CDN (unreachable here) and starts it with an inline script.
+
+A request's Host header must name this server (Settings.allowed_hosts, loopback names by
+default). Otherwise a web page anywhere could point a name of its own at 127.0.0.1 once loaded
+(DNS rebinding) and read the explorer through the browser of whoever runs it, as the same origin."""
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
+
 from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, JSONResponse
+from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.quoting import quoted
 
 CONTENT_SECURITY_POLICY = "; ".join(
     [
@@ -49,6 +60,54 @@ class SecurityHeaders:
             await send(message)
 
         await self.app(scope, receive, with_headers)
+
+
+# a Host header: a name or IPv4 address, or an IPv6 address in brackets; then perhaps a port
+_HOST = re.compile(r"(?P<name>\[[0-9a-f:.]+\]|[^\[\]:]*)(?::[0-9]*)?", re.IGNORECASE)
+
+
+def host_name(header: str) -> str | None:
+    """The host a Host header names, lower-cased, without its port: `[::1]:8000` → `[::1]`,
+    `Example.org:443` → `example.org`; None for a header that is not a host (`a:1:2`)."""
+    match = _HOST.fullmatch(header)
+    return match["name"].lower() if match else None
+
+
+def host_pattern(allowed: str) -> str:
+    """An allowed host as host_name writes it: lower-case, a bare IPv6 address in brackets."""
+    allowed = allowed.strip().lower()
+    return f"[{allowed}]" if ":" in allowed and not allowed.startswith("[") else allowed
+
+
+class TrustedHosts:
+    """Answers only a request whose Host header names one of `allowed` (an exact host,
+    "*.example.org" for its subdomains, "*" for any); any other gets 400 with the reason."""
+
+    def __init__(self, app: ASGIApp, allowed: Iterable[str]) -> None:
+        self.app = app
+        patterns = {host_pattern(h) for h in allowed}
+        self.any = "*" in patterns
+        self.exact = {p for p in patterns if not p.startswith("*.")}
+        self.suffixes = tuple(p[1:] for p in patterns if p.startswith("*."))  # ".example.org"
+
+    def trusts(self, header: str | None) -> bool:
+        name = host_name(header) if header is not None else None
+        if name is None:
+            return self.any
+        return self.any or name in self.exact or name.endswith(self.suffixes)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        header = Headers(scope=scope).get("host")
+        if self.trusts(header):
+            return await self.app(scope, receive, send)
+        named = "no host" if header is None else f"host {quoted(header)}"
+        detail = (
+            f"this server does not answer to {named}: the host names it answers to are set by "
+            "LATENT_EXPLORER_ALLOWED_HOSTS (see docs/hardening.md)"
+        )
+        await JSONResponse({"detail": detail}, status_code=400)(scope, receive, send)
 
 
 router = APIRouter(include_in_schema=False)

@@ -18,6 +18,7 @@ from fastapi.responses import HTMLResponse
 from app import imaging, inference
 from app.checkpoints.served import ServedModel
 from app.inference import InferenceError, ground_truth_of
+from app.quoting import quoted
 from app.studies.quality import gradient_energy, to_8bit
 from app.web.deps import ModelDep, RegistryDep, ServedDep, SettingsDep, TemplatesDep
 from app.web.errors import NotFoundError, NotInModelError
@@ -46,11 +47,16 @@ def default_pair(registry: Mapping[str, ServedModel]) -> tuple[str, str]:
     """(plain VAE, VAE-GAN): a VAE-GAN, and beside it the VAE it was initialised from when that
     exact model (by weights digest) is served, so the same z means the same scene to both;
     else a VAE of the same dataset and latent size that is not a GAN (β=1 first, then any such
-    VAE, a denoiser last). Without a VAE-GAN, the plain VAE and another model with its latent
-    size; failing those, the first two models."""
+    VAE, a denoiser last); failing one, another model that takes its z and its images. Without a
+    VAE-GAN, the first plain VAE in that order that another model takes the z and images of,
+    and that model; failing one, the first model that has such a partner; failing that, the
+    plain VAE (else the first model) alone: the page opens on a pair it can show."""
     names = list(registry)
 
-    def plain(ref: ServedModel | None) -> str | None:
+    def partner(a: str) -> str | None:
+        return next((n for n in names if n != a and _comparable(registry[n], registry[a])), None)
+
+    def plain(ref: ServedModel | None) -> list[str]:
         def fits(c: ServedModel) -> bool:
             if c.description.kind != "vae" or is_vaegan(c):
                 return False
@@ -59,10 +65,10 @@ def default_pair(registry: Mapping[str, ServedModel]) -> tuple[str, str]:
             )  # fmt: skip
 
         found = [n for n, c in registry.items() if fits(c)]
-        # β=1 and not a denoiser first; min() keeps the registry's order among equals
+        # β=1 and not a denoiser first; sorted() keeps the registry's order among equals
         rank = {n: (registry[n].card.denoising is not None, registry[n].description.beta != 1)
                 for n in found}  # fmt: skip
-        return min(found, key=lambda n: rank[n]) if found else None
+        return sorted(found, key=lambda n: rank[n])
 
     gan = next((n for n, c in registry.items() if is_vaegan(c)), None)
     if gan is not None:
@@ -71,15 +77,24 @@ def default_pair(registry: Mapping[str, ServedModel]) -> tuple[str, str]:
         parent = [n for n, c in registry.items() if parent_digest and c.digest == parent_digest]
         if parent:
             return parent[0], gan
-        same = registry[gan].description.latent_dim
-        other = plain(registry[gan]) or next(
-            (n for n in names if n != gan and registry[n].description.latent_dim == same), gan
-        )
-        return other, gan
-    a = plain(None) or names[0]
-    dim = registry[a].description.latent_dim
-    b = next((n for n in names if n != a and registry[n].description.latent_dim == dim), None)
-    return a, b or next((n for n in names if n != a), a)
+        return (plain(registry[gan]) or [partner(gan) or gan])[0], gan
+    vaes = plain(None)
+    pairs = ((a, b) for a in [*vaes, *names] if (b := partner(a)) is not None)
+    alone = (vaes or names)[0]
+    return next(pairs, (alone, alone))
+
+
+def _comparable(a: ServedModel, b: ServedModel) -> bool:
+    """One z drives both, and one image goes into both."""
+    da, db = a.description, b.description
+    same_z = da.latent_dim == db.latent_dim
+    return same_z and (da.channels, da.image_size) == (db.channels, db.image_size)
+
+
+NO_VAEGAN = (
+    "No VAE-GAN is served: compare any two models with the same latent size, or train one with "
+    "latent-explorer train --kind vaegan."
+)
 
 
 def _picture(image: torch.Tensor) -> tuple[bytes, float]:
@@ -156,7 +171,7 @@ def _pair(registry: Mapping[str, ServedModel], a: str | None, b: str | None) -> 
     out = []
     for name in (a or da, b or db):
         if name not in registry:
-            raise NotFoundError(f"unknown model {name!r}; available: {', '.join(registry)}")
+            raise NotFoundError(f"unknown model {quoted(name)}; available: {', '.join(registry)}")
         out.append(registry[name])
     return out
 
@@ -226,6 +241,7 @@ def sharpness_page(
         "seed": seed, "next_seed": (seed + 1) % 2**31, "measure": MEASURE,
         "error": None, "result": None, "a": a, "b": b, "index": index,
         "dataset_images": None, "dataset_name": None,
+        "note": None if any(is_vaegan(c) for c in registry.values()) else NO_VAEGAN,
     }  # fmt: skip
     status = 200
     try:
