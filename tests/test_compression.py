@@ -209,6 +209,7 @@ def served(trained, tmp_path_factory):
     torch.manual_seed(0)
     save_checkpoint(root / "tiny-colour", VAE(colour), ModelCard.from_json({"name": "tiny-colour",
                                                         "kl_per_dim": [1.0, 0.0] * 5}))  # fmt: skip
+    save_checkpoint(root / "tiny-no-kl", VAE(colour), ModelCard(name="tiny-no-kl"))
     return root
 
 
@@ -419,6 +420,17 @@ def test_unknown_models_bad_uploads_and_datasets_without_images_are_refused(clie
     assert r.status_code == 404 and "folder:pics cannot be drawn" in r.json()["detail"]
     r = client.get("/api/models/tiny-colour/rate-distortion.svg")
     assert r.status_code == 404 and "folder:pics" in r.json()["detail"]
+
+
+def test_a_model_whose_card_has_no_kl_per_latent_has_no_code_to_make_a_404(client):
+    buf = io.BytesIO()
+    Image.fromarray((rand(64, 64, 3).numpy() * 255).astype(np.uint8)).save(buf, format="PNG")
+    r = client.post("/api/models/tiny-no-kl/compress", files={"file": ("c.png", buf.getvalue())})
+    assert r.status_code == 404
+    assert "tiny-no-kl's card has no kl_per_dim" in r.json()["detail"]
+    page = client.post("/ui/tiny-no-kl/compress", data={"source": "upload"},
+                       files={"file": ("c.png", buf.getvalue())})  # fmt: skip
+    assert page.status_code == 422 and "has no kl_per_dim" in page.text  # in place of a result
 
 
 def test_uploads_over_the_limit_are_413(trained, tmp_path):

@@ -62,6 +62,12 @@ class CompressionError(InferenceError):
     """A compression request that cannot be answered (bits out of range, no dataset, ...)."""
 
 
+class LatentUsageUnknown(CompressionError):
+    """A model whose card says nothing of how much each latent is used (no KL per latent: a
+    plugin's, or a card written without it), so there is no code to make: this model cannot
+    answer, whatever the request (the API's 404)."""
+
+
 def check_bits(bits: int) -> int:
     if bits not in BITS:
         raise CompressionError(f"bits must be in {BITS[0]}..{BITS[-1]} per latent, got {bits}")
@@ -96,7 +102,7 @@ def active_latents(ckpt: ServedModel) -> list[int]:
     if ckpt.description.kind == "ae":
         return list(range(d))
     if not kl or len(kl) != d:
-        raise CompressionError(
+        raise LatentUsageUnknown(
             f"model {ckpt.name}'s card has no kl_per_dim for its {d} latents, so which latents "
             "it uses is unknown; run `latent-explorer evaluate` or retrain to write it"
         )

@@ -19,6 +19,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.imaging import ImageInputError
 from app.inference import InferenceError
+from app.studies.compression import LatentUsageUnknown
 
 
 class NotFoundError(LookupError):
@@ -43,6 +44,7 @@ class UploadTooLargeError(ValueError):
 
 _STATUS: dict[type[Exception], int] = {
     NotFoundError: 404,
+    LatentUsageUnknown: 404,
     UploadTooLargeError: 413,
     DataUnavailableError: 503,
     ImageInputError: 422,
