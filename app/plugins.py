@@ -67,7 +67,8 @@ def load_plugin(spec: str) -> ServedModel:
         )
     given = getattr(model, "card", None)
     try:
-        card = ModelCard.from_json(dict(given) if isinstance(given, dict) else {}, f"--plugin {spec}")
+        given = dict(given) if isinstance(given, dict) else {}
+        card = ModelCard.from_json(given, f"--plugin {spec}")
         source = card.source.to_json() if card.source is not None else {}
         card = card.updated(source={**source, "plugin": spec})
     except CheckpointError as e:

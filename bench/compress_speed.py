@@ -65,7 +65,8 @@ def main() -> None:
     timed("  of which: metrics, 3 pairs",
           lambda: compression.quality(image[None].repeat(3, 1, 1, 1),
                                       image[None].repeat(3, 1, 1, 1).flip(-1)), n)  # fmt: skip
-    with TestClient(create_app(Settings(checkpoints_dir=ckpt.path.parent))) as client:
+    app = create_app(Settings(checkpoints_dir=ckpt.path.parent))
+    with TestClient(app, base_url="http://localhost") as client:
         url = f"/api/models/{ckpt.name}/compress"
         client.get(url, params={"index": 1, "bits": 6})  # warm-up
         timed("GET /api/models/NAME/compress (in-process HTTP)",

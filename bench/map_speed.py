@@ -37,7 +37,7 @@ def one_process(name: str, n: int, tsne: bool) -> dict[str, float]:
     from app.web import latent_map  # noqa: PLC0415
 
     out: dict[str, float] = {}
-    with TestClient(create_app(Settings())) as client:
+    with TestClient(create_app(Settings()), base_url="http://localhost") as client:
         url = f"/api/models/{name}/map?n={n}"
         t = time.perf_counter()
         r = client.get(url)

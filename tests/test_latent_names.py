@@ -16,8 +16,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.checkpoints import ModelCard, load_checkpoint, save_checkpoint
+from app.checkpoints.latent_names import LatentNameError, label_latents
 from app.cli import main
-from app.latent_names import LatentNameError, label_latents
 from app.main import create_app
 from app.metrics.evaluate import write_metrics
 from app.settings import Settings
@@ -131,6 +131,10 @@ def test_a_name_of_any_length_is_quoted_back_cut(folder, capsys):
     err = capsys.readouterr().err
     assert f"latent 3: name '{'n' * 60}…' is 10,000 characters long; the limit is 40" in err
     assert len(err) < 300
+    for item in (f"99={name}", f"{name}=x", name):  # out of range, not an index, no "="
+        assert label(str(folder), item) == 2
+        err = capsys.readouterr().err
+        assert "…" in err and "n" * 61 not in err and len(err) < 300, err[:200]
 
 
 def test_a_folder_that_is_not_a_checkpoint_is_refused(tmp_path, capsys):

@@ -190,3 +190,26 @@ def test_an_unknown_model_name_of_any_length_comes_back_cut(client):
         assert f"unknown model &#39;{'m' * 60}…&#39;;" in error and len(error) < 300
     # a name of ordinary length is quoted whole
     assert "unknown model 'nope';" in client.get("/api/models/nope").json()["detail"]
+
+
+def test_every_page_and_route_that_names_a_clients_text_back_cuts_it(client):
+    """Pages that fall back to a default say which name they did not know, routes that refuse a
+    factor or class name it: each quotes at most 60 characters of it."""
+    long = "q" * 20_000
+    cut = f"{'q' * 60}…"
+    pages = [("/", {"model": long}), ("/map", {"model": long}), ("/map", {"method": long}),
+             ("/compare", {"a": long}), ("/compress", {"model": long})]  # fmt: skip
+    for path, params in pages:
+        r = client.get(path, params=params)
+        assert r.status_code == 200, (path, r.status_code)
+        assert cut in r.text.replace("&#39;", "'") and long[:61] not in r.text, path
+    routes = [
+        ("/api/models/tiny-vae/direction", {"factor": long}),
+        ("/api/models/tiny-vae/direction", {"from": long, "to": "heart"}),
+        ("/ui/compare/direction", {"a": long, "b": "tiny-vae", "factor": "scale"}),
+    ]
+    for path, params in routes:
+        r = client.get(path, params=params)
+        assert 400 <= r.status_code < 500, (path, r.status_code)
+        assert cut in r.text.replace("&#39;", "'") and long[:61] not in r.text, path
+        assert len(r.text) < 20_000

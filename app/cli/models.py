@@ -275,7 +275,7 @@ def label_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def label(ns: argparse.Namespace) -> int:
-    from app.latent_names import LatentNameError, label_latents, read_names
+    from app.checkpoints.latent_names import LatentNameError, label_latents, read_names
 
     try:
         if ns.assignments or ns.clear:

@@ -26,6 +26,7 @@ from app.checkpoints.served import ServedModel
 from app.imaging import ImageInputError
 from app.inference import InferenceError, TestImages, TestSplit
 from app.photo_fit import form_of
+from app.quoting import quoted
 from app.settings import Settings
 from app.studies import compression, compression_svg
 from app.studies.compression import Comparison, CompressionError, Study
@@ -331,7 +332,7 @@ def _parse_int(text: str | None, what: str) -> int | None:
     try:
         return int(text)
     except ValueError:
-        raise CompressionError(f"{what} must be a whole number, got {text!r}") from None
+        raise CompressionError(f"{what} must be a whole number, got {quoted(text)}") from None
 
 
 @router.get("/compress", response_class=HTMLResponse, include_in_schema=False)
@@ -344,7 +345,7 @@ def compress_page(
         return templates.TemplateResponse(request, "empty.html", {}, status_code=503)
     name = model if model is not None and model in registry else next(iter(registry))
     ckpt = registry[name]
-    warning = f"unknown model {model!r}; showing {name}" if name != model and model else None
+    warning = f"unknown model {quoted(model)}; showing {name}" if name != model and model else None
     context = _result_context(registry, ckpt, settings, bits, index, "dataset")
     context["warning"] = warning
     if context["dataset"]:

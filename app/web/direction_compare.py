@@ -15,6 +15,7 @@ from fastapi.responses import HTMLResponse
 
 from app.checkpoints.served import ServedModel
 from app.inference import InferenceError, TestImages
+from app.quoting import quoted
 from app.settings import Settings
 from app.studies.directions import DirectionRequest
 from app.web.deps import RegistryDep, SettingsDep, TemplatesDep
@@ -96,7 +97,8 @@ def compare_direction(
     models = []
     for name in (a, b):
         if name not in registry:
-            raise NotFoundError(f"unknown model {name!r}; available: {listed(list(registry))}")
+            available = listed(list(registry))
+            raise NotFoundError(f"unknown model {quoted(name)}; available: {available}")
         models.append(registry[name])
     choices = [direction_choices(m, settings) for m in models]
     factors = list(dict.fromkeys(f for c in choices for f in c.factors))

@@ -21,6 +21,7 @@ from fastapi.responses import Response
 from app import imaging, inference
 from app.checkpoints.served import ServedModel
 from app.inference import InferenceError, ground_truth_of, held_out_class_names
+from app.quoting import quoted
 from app.settings import Settings
 from app.studies import directions
 from app.studies.directions import MIN_SAMPLE, Direction, DirectionError, DirectionRequest
@@ -104,26 +105,27 @@ def direction_request(
     if factor is not None:
         if factor not in served.factors:
             raise InferenceError(
-                f"no served model has a factor {factor!r}; factors: {listed(served.factors)}"
+                f"no served model has a factor {quoted(factor)}; factors: {listed(served.factors)}"
             )
         truth = ground_truth_of(model)
         if truth is None:
             raise NotInModelError(
                 f"model {model.name} has no ground-truth factors (it was trained on "
-                f"{model.description.dataset}), so no factor {factor!r}"
+                f"{model.description.dataset}), so no factor {quoted(factor)}"
                 + (f"; its classes: {listed(has.classes)} (from=…&to=…)" if has.classes else "")
             )
         if factor not in has.factors:
             if factor == truth.factor_names[truth.label_factor]:
                 first, second = truth.label_names[:2]
                 raise NotInModelError(
-                    f"factor {factor!r} of model {model.name} is categorical: its classes "
+                    f"factor {quoted(factor)} of model {model.name} is categorical: its classes "
                     f"({listed(truth.label_names)}) have no order for a line to read; use "
                     f"from=…&to=… (from={first}&to={second}) for the direction from one to "
                     f"another, or a factor: {listed(has.factors)}"
                 )
             raise NotInModelError(
-                f"model {model.name} has no factor {factor!r}; its factors: {listed(has.factors)}"
+                f"model {model.name} has no factor {quoted(factor)}; "
+                f"its factors: {listed(has.factors)}"
             )
         return DirectionRequest(factor, None, None, n, seed)
     if source is None or target is None:
@@ -137,15 +139,16 @@ def direction_request(
         name = _class_named(text, served.classes)
         if name is None:
             raise InferenceError(
-                f"{what}: no served model has a class {text!r}; classes: {listed(served.classes)}"
+                f"{what}: no served model has a class {quoted(text)}; "
+                f"classes: {listed(served.classes)}"
             )
         names.append(name)
     if names[0] == names[1]:
-        raise InferenceError(f"from and to are both {names[0]!r}: name two different classes")
+        raise InferenceError(f"from and to are both {quoted(names[0])}: name two different classes")
     for what, name in zip(("from", "to"), names, strict=True):
         if name not in has.classes:
             raise NotInModelError(
-                f"{what}: model {model.name} has no class {name!r}; its classes: "
+                f"{what}: model {model.name} has no class {quoted(name)}; its classes: "
                 f"{listed(has.classes)}"
             )
     return DirectionRequest(None, names[0], names[1], n, seed)

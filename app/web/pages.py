@@ -16,6 +16,7 @@ from app.checkpoints.served import ServedModel
 from app.imaging import ImageInputError
 from app.inference import InferenceError
 from app.photo_fit import form_of
+from app.quoting import quoted
 from app.settings import Settings
 from app.studies.latent_map import METHODS as MAP_METHODS
 from app.web import api, cards
@@ -81,7 +82,7 @@ def explore(
         if label is None:
             label = start.label
     if model is not None and model not in registry:
-        warning = f"unknown model {model!r}; showing {name}"
+        warning = f"unknown model {quoted(model)}; showing {name}"
     label = _page_label(ckpt if ckpt.description.kind == "cvae" else None, label)
     context = {
         "models": [model_summary(c) for c in registry.values()],
@@ -118,9 +119,9 @@ def latent_map(
     ckpt = registry[name]
     warnings = []
     if model is not None and model not in registry:
-        warnings.append(f"unknown model {model!r}; showing {name}")
+        warnings.append(f"unknown model {quoted(model)}; showing {name}")
     if method not in MAP_METHODS:
-        warnings.append(f"unknown method {method!r} (pca or tsne); showing PCA")
+        warnings.append(f"unknown method {quoted(method)} (pca or tsne); showing PCA")
         method = "pca"
     summary = model_summary(ckpt, settings)
     limit = settings.max_map_points
@@ -222,7 +223,7 @@ def compare(
     warning = None
     unknown = [n for n in (a, b) if n is not None and n not in registry]
     if unknown:
-        warning = f"unknown model {unknown[0]!r}; showing the defaults"
+        warning = f"unknown model {quoted(unknown[0])}; showing the defaults"
     name_a = a if a is not None and a in registry else default_a
     name_b = b if b is not None and b in registry else default_b
     ca, cb = registry[name_a], registry[name_b]

@@ -33,7 +33,7 @@ def main() -> None:
                "PCA variance", "t-SNE time")  # fmt: skip
     print("| " + " | ".join(columns) + " |")  # noqa: T201
     print("|---" * len(columns) + "|")  # noqa: T201
-    with TestClient(create_app(Settings())) as client:
+    with TestClient(create_app(Settings()), base_url="http://localhost") as client:
         for name in names:
             url = f"/api/models/{name}/map?n={N}"
             pca = client.get(url).json()

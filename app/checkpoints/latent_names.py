@@ -60,18 +60,20 @@ def parse_assignments(items: Sequence[str], latent_dim: int) -> dict[int, str]:
     for item in items:
         index, eq, name = item.partition("=")
         if not eq:
-            raise LatentNameError(f'{item!r}: expected INDEX=NAME, e.g. 3="skin colour"')
+            raise LatentNameError(f'{quoted(item)}: expected INDEX=NAME, e.g. 3="skin colour"')
         index = index.strip()
         if not re.fullmatch(r"[+-]?[0-9]+", index):
-            raise LatentNameError(f"{item!r}: the latent index {index!r} is not an integer")
+            raise LatentNameError(
+                f"{quoted(item)}: the latent index {quoted(index)} is not an integer"
+            )
         i = int(index)
         if not 0 <= i < latent_dim:
             raise LatentNameError(
-                f"{item!r}: latent {i} is out of range; this model has {latent_dim} latents "
+                f"{quoted(item)}: latent {i} is out of range; this model has {latent_dim} latents "
                 f"(0..{latent_dim - 1})"
             )
         if i in out:
-            raise LatentNameError(f"{item!r}: latent {i} is named twice")
+            raise LatentNameError(f"{quoted(item)}: latent {i} is named twice")
         try:
             out[i] = check_name(name)
         except LatentNameError as e:
