@@ -66,6 +66,21 @@ def client(trained, tmp_path_factory):
         yield c
 
 
+@pytest.fixture(scope="session")
+def colour_beside_tiny(trained, tmp_path_factory) -> Path:
+    """A checkpoints folder: the tiny AE and β-VAE of dSprites beside a plain (β=1) VAE of
+    colour images with 6 latents, which takes neither their images nor their z; no denoising
+    model and no VAE-GAN among them."""
+    root = tmp_path_factory.mktemp("colour-beside-tiny")
+    colour = tiny_args(root / "run" / "colour-vae", dataset="shapes3d", latents=6, steps=3,
+                       eval_images=64)  # fmt: skip
+    assert train(colour) == 0
+    for name, folder in (("colour-vae", colour.out), ("tiny-ae", trained["tiny-ae"]),
+                         ("tiny-vae", trained["tiny-vae"])):  # fmt: skip
+        shutil.copytree(folder, root / "served" / name)
+    return root / "served"
+
+
 # --- a Fashion-MNIST of our own: four idx files the tests write ------------------------------
 
 

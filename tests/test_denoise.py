@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import io
 import re
-import shutil
 from types import SimpleNamespace
 
 import numpy as np
@@ -22,9 +21,7 @@ from app.main import create_app
 from app.settings import Settings
 from app.studies.denoise import mask_hex, parse_mask
 from app.studies.quality import PSNR_CAP, psnr, ssim
-from app.training import train
 from app.web.denoise import default_pair
-from tests.conftest import tiny_args
 
 URL = "/api/models/tiny-ae/denoise"
 
@@ -154,17 +151,10 @@ def test_the_default_pair_is_a_denoiser_beside_the_plain_vae():
 
 
 @pytest.fixture(scope="module")
-def no_denoiser(trained, tmp_path_factory):
-    """The tiny AE and β-VAE of dSprites beside a plain (β=1) VAE of colour images: no denoising
-    model is served, and the plain VAE cannot take the AE's images."""
-    root = tmp_path_factory.mktemp("no-denoiser")
-    colour = tiny_args(root / "run" / "colour-vae", dataset="shapes3d", latents=6, steps=3,
-                       eval_images=64)  # fmt: skip
-    assert train(colour) == 0
-    for name, folder in (("colour-vae", colour.out), ("tiny-ae", trained["tiny-ae"]),
-                         ("tiny-vae", trained["tiny-vae"])):  # fmt: skip
-        shutil.copytree(folder, root / "served" / name)
-    with TestClient(create_app(Settings(checkpoints_dir=root / "served"))) as c:
+def no_denoiser(colour_beside_tiny):
+    """The tiny dSprites models beside a colour VAE: no denoising model is served, and the
+    plain VAE cannot take the AE's images."""
+    with TestClient(create_app(Settings(checkpoints_dir=colour_beside_tiny))) as c:
         yield c
 
 

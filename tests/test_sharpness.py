@@ -214,17 +214,10 @@ def test_the_default_pair_is_a_plain_vae_of_the_same_data_beside_the_vaegan():
 
 
 @pytest.fixture(scope="module")
-def no_vaegan(trained, tmp_path_factory):
-    """The tiny AE and β-VAE of dSprites beside a plain (β=1) VAE of colour images with 6
-    latents: no VAE-GAN is served, and no other model takes the plain VAE's z."""
-    root = tmp_path_factory.mktemp("no-vaegan")
-    colour = tiny_args(root / "run" / "colour-vae", dataset="shapes3d", latents=6, steps=3,
-                       eval_images=64)  # fmt: skip
-    assert train(colour) == 0
-    for name, folder in (("colour-vae", colour.out), ("tiny-ae", trained["tiny-ae"]),
-                         ("tiny-vae", trained["tiny-vae"])):  # fmt: skip
-        shutil.copytree(folder, root / "served" / name)
-    with TestClient(create_app(Settings(checkpoints_dir=root / "served"))) as c:
+def no_vaegan(colour_beside_tiny):
+    """The tiny dSprites models beside a colour VAE: no VAE-GAN is served, and no other model
+    takes the plain VAE's z."""
+    with TestClient(create_app(Settings(checkpoints_dir=colour_beside_tiny))) as c:
         yield c
 
 
