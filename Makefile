@@ -54,11 +54,14 @@ $(FASHION_MNIST):
 	$(SUDO) apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq dataset-fashion-mnist
 
+# pytest in TEST_WORKERS processes (pytest-xdist): one per core (docs/testing.md)
+TEST_WORKERS ?= 2
+
 test: install $(CHROMIUM) $(FASHION_MNIST)
 	$(PY) -m ruff check app tests bench docs examples
 	$(PY) -m mypy app
 	$(VENV)/bin/lint-imports
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_WORKERS)
 
 /usr/bin/wrk:
 	$(SUDO) apt-get update -qq

@@ -6,11 +6,16 @@ import gzip
 import os
 import shutil
 import struct
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from fastapi.testclient import TestClient
+from filelock import FileLock
+from threadpoolctl import threadpool_limits
 
 from app.main import create_app
 from app.settings import Settings
@@ -20,6 +25,40 @@ from tests.browser_server import launch_chromium, live_server
 # the hosts every app of the tests answers to: the loopback names of the live servers, and
 # "testserver", which Starlette's TestClient sends (Django's test runner trusts it likewise)
 os.environ["LATENT_EXPLORER_ALLOWED_HOSTS"] = '["localhost", "127.0.0.1", "::1", "testserver"]'
+
+# --- running on several cores: pytest-xdist (`make test` runs `pytest -n 2 --dist loadfile`) ----
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """In an xdist worker, the thread pools of torch, OpenBLAS (numpy, scipy) and OpenMP
+    (scikit-learn) share the cores with the other workers: each would start one thread per core,
+    and threads waiting on each other across workers cost more than they bring."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1:
+        threads = max(1, (os.cpu_count() or 1) // workers)
+        threadpool_limits(limits=threads)
+        torch.set_num_threads(threads)
+
+
+@contextmanager
+def made_once(tmp_path_factory: pytest.TempPathFactory, name: str) -> Iterator[tuple[Path, bool]]:
+    """A folder for a session fixture's files, and whether they are still to be made there.
+    Under xdist the workers share it (in the run's base temporary folder, behind a lock): the
+    first to ask makes the files while any other waits, then all read them. Tests copy what
+    they change, so one copy serves every worker."""
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        yield tmp_path_factory.mktemp(name), True
+        return
+    folder = tmp_path_factory.getbasetemp().parent / name
+    with FileLock(f"{folder}.lock"):
+        made = folder / ".made"
+        if made.exists():
+            yield folder, False
+            return
+        shutil.rmtree(folder, ignore_errors=True)  # what a failed first try left
+        folder.mkdir()
+        yield folder, True
+        made.touch()
 
 
 def tiny_args(out: Path, **kw) -> TrainArgs:
@@ -42,17 +81,18 @@ def tiny_args(out: Path, **kw) -> TrainArgs:
 def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Checkpoint folders of a tiny AE, VAE (β=4) and CVAE, each trained for 150 steps: enough
     to learn where the sprite is, in seconds."""
-    root = tmp_path_factory.mktemp("checkpoints")
     specs = {
         "tiny-ae": dict(kind="ae"),
         "tiny-vae": dict(kind="vae", beta=4.0),
         "tiny-cvae": dict(kind="cvae"),
     }
-    for name, kw in specs.items():
-        args = tiny_args(
-            root / name, run_dir=root.parent / f"runs-{name}", steps=150, batch_size=32, **kw
-        )
-        assert train(args) == 0
+    with made_once(tmp_path_factory, "trained") as (folder, to_make):
+        root = folder / "checkpoints"
+        for name, kw in specs.items() if to_make else ():
+            args = tiny_args(
+                root / name, run_dir=root.parent / f"runs-{name}", steps=150, batch_size=32, **kw
+            )
+            assert train(args) == 0
     return {name: root / name for name in specs}
 
 
@@ -119,22 +159,26 @@ def write_fashion_mnist(root: Path, n_train: int = 300, n_test: int = 100, seed:
 @pytest.fixture(scope="session")
 def fashion_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small Fashion-MNIST (300 train, 100 test images) written by write_fashion_mnist."""
-    return write_fashion_mnist(tmp_path_factory.mktemp("fashion-mnist"))
+    with made_once(tmp_path_factory, "fashion-mnist") as (folder, to_make):
+        if to_make:
+            write_fashion_mnist(folder)
+    return folder
 
 
 @pytest.fixture(scope="session")
 def fashion_models(tmp_path_factory: pytest.TempPathFactory, fashion_dir: Path) -> dict[str, Path]:
     """A tiny MLP VAE and CVAE (28×28, 64 hidden units, 4 latents) trained 200 steps on
     `fashion_dir`'s binarised images: checkpoint folders by name."""
-    root = tmp_path_factory.mktemp("fashion-checkpoints")
     specs = {"tiny-fashion-vae": dict(kind="vae"), "tiny-fashion-cvae": dict(kind="cvae")}
-    for name, kw in specs.items():
-        args = tiny_args(
-            root / name, run_dir=root.parent / f"runs-{name}", steps=200, batch_size=32,
-            dataset=f"fashion-mnist:{fashion_dir}", architecture="mlp", hidden=64, latents=4,
-            **kw,
-        )  # fmt: skip
-        assert train(args) == 0
+    with made_once(tmp_path_factory, "fashion-models") as (folder, to_make):
+        root = folder / "checkpoints"
+        for name, kw in specs.items() if to_make else ():
+            args = tiny_args(
+                root / name, run_dir=root.parent / f"runs-{name}", steps=200, batch_size=32,
+                dataset=f"fashion-mnist:{fashion_dir}", architecture="mlp", hidden=64, latents=4,
+                **kw,
+            )  # fmt: skip
+            assert train(args) == 0
     return {name: root / name for name in specs}
 
 
