@@ -18,9 +18,9 @@ VENDOR := static/vendor/htmx.min.js static/vendor/swagger-ui-bundle.js static/ve
 install: $(VENV)/.installed $(VENDOR)
 
 # torch first, at the version constraints.txt pins. The build comes from where pip finds it:
-# this machine's pip finds a local CPU wheel of 2.13.0; elsewhere, install the CPU build first
-# (README, "Where torch comes from"), or PyPI's 2.13.0 is a multi-GB CUDA build. The project and
-# its test extras follow under the same constraints.
+# where pip's configuration points at a local folder of wheels holding the CPU build, that one;
+# elsewhere, install the CPU build first (README, "Where torch comes from"), or PyPI's 2.13.0 is
+# a multi-GB CUDA build. The project and its test extras follow under the same constraints.
 $(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
