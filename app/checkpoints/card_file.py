@@ -12,7 +12,6 @@ card or the new one whole, never part of either, and no temp file behind."""
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 import tempfile
 from collections.abc import Callable, Iterator
@@ -20,14 +19,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from app.checkpoints.card import ModelCard
-from app.checkpoints.files import CheckpointError, fsync_dir
-from app.checkpoints.folder import CARD, read_card_file
-
-
-def read_card(folder: Path) -> ModelCard:
-    """folder/card.json, checked (an empty card where the folder has none)."""
-    card_file = Path(folder) / CARD
-    return read_card_file(card_file) if os.path.lexists(card_file) else ModelCard()
+from app.checkpoints.files import CheckpointError, fsync_dir, json_text
+from app.checkpoints.folder import CARD, read_card
 
 
 @contextmanager
@@ -50,7 +43,7 @@ def update_card(folder: Path, change: Callable[[ModelCard], ModelCard]) -> Model
     folder = Path(folder)
     with folder_lock(folder):
         card = change(read_card(folder))
-        text = json.dumps(card.to_json(), indent=2, ensure_ascii=False) + "\n"
+        text = json_text(card.to_json())
         fd, tmp = tempfile.mkstemp(prefix=f".{CARD}.", suffix=".tmp", dir=folder)
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as f:

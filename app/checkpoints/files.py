@@ -97,8 +97,13 @@ def write_folder_atomically(target: Path, write: Callable[[Path], None]) -> None
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def json_text(data: Any) -> str:
+    """JSON as every file of a checkpoint folder holds it: indented, UTF-8 as it is."""
+    return json.dumps(data, indent=2, sort_keys=False, ensure_ascii=False) + "\n"
+
+
 def write_json(path: Path, data: Any) -> None:
-    path.write_text(json.dumps(data, indent=2, sort_keys=False, ensure_ascii=False) + "\n")
+    path.write_text(json_text(data))
 
 
 _FILE_KINDS = {
@@ -145,8 +150,9 @@ def _bytes(n: int) -> str:
     return f"{n >> 20} MiB" if n >= 1 << 20 and n % (1 << 20) == 0 else f"{n:,} bytes"
 
 
-def read_json(path: Path, limit: int = MAX_JSON_BYTES) -> Any:
-    """A JSON file of at most `limit` bytes, refused before reading where it is larger."""
+def read_bytes(path: Path, limit: int) -> bytes:
+    """A file's bytes, where check_file allows it and it is at most `limit` bytes, refused
+    before reading where it is larger."""
     path = Path(path)
     size_limit(path, check_file(path), limit)
     try:
@@ -157,7 +163,14 @@ def read_json(path: Path, limit: int = MAX_JSON_BYTES) -> Any:
             data = f.read(limit + 1)
     except OSError as e:
         raise CheckpointError(f"{path}: cannot be read ({e.strerror})") from e
-    size_limit(path, len(data), limit)
+    size_limit(path, len(data), limit)  # it grew since the check
+    return data
+
+
+def read_json(path: Path, limit: int = MAX_JSON_BYTES) -> Any:
+    """A JSON file of at most `limit` bytes (read_bytes), refused in one line where it is not
+    JSON or is nested too deeply to parse."""
+    data = read_bytes(path, limit)
     try:
         return json.loads(data.decode("utf-8"))
     except RecursionError as e:

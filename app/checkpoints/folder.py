@@ -152,6 +152,12 @@ def read_card_file(file: Path) -> ModelCard:
     return ModelCard.from_json(read_json(file, MAX_FOLDER_JSON_BYTES), file.parent)
 
 
+def read_card(folder: Path) -> ModelCard:
+    """folder/card.json, checked (an empty card where the folder has none)."""
+    card_file = Path(folder) / CARD
+    return read_card_file(card_file) if os.path.lexists(card_file) else ModelCard()
+
+
 def read_config(path: Path) -> ModelConfig:
     """config.json, refused field by field and by the size of the network it describes, which
     is counted on the meta device (no memory) before anything is built."""
@@ -282,7 +288,7 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Che
     config = read_config(path)
     model = VAE(config)
     load_weights(model, path / WEIGHTS)
-    card = read_card_file(path / CARD) if os.path.lexists(path / CARD) else ModelCard()
+    card = read_card(path)
     model.to(device).eval()
     return Checkpoint(
         path=path, model=model, config=config, card=card, digest=weights_digest(model)

@@ -7,10 +7,8 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
 import pickle
 import re
-import stat
 import warnings
 from pathlib import Path
 from typing import Any
@@ -22,11 +20,10 @@ from app.checkpoints import (
     Checkpoint,
     CheckpointError,
     ModelCard,
-    check_file,
     load_checkpoint,
+    read_bytes,
     read_json,
     save_checkpoint,
-    size_limit,
 )
 from app.checkpoints.evaluation import held_out_figures
 from app.data.ground_truth import GroundTruth
@@ -69,20 +66,10 @@ def read_source_file(path: Path, limit: int) -> bytes:
     resolves inside it; never a FIFO, which would block the import, or a device, which would
     fill memory) of at most `limit` bytes, its size checked before a byte is read; else a
     ModelImportError naming the file."""
-    path = Path(path)
     try:
-        size_limit(path, check_file(path), limit)
-        # O_NONBLOCK: were a FIFO swapped in since the check, opening it must not wait forever
-        with os.fdopen(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as f:
-            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
-                raise CheckpointError(f"{path}: {path.name} is not a regular file")
-            data = f.read(limit + 1)
-        size_limit(path, len(data), limit)  # it grew since the check
+        return read_bytes(path, limit)
     except CheckpointError as e:
         raise ModelImportError(str(e)) from None
-    except OSError as e:
-        raise ModelImportError(f"{path}: cannot be read ({e.strerror})") from None
-    return data
 
 
 def read_source_json(path: Path, limit: int) -> Any:

@@ -26,12 +26,12 @@ from app.checkpoints import (
     CheckpointError,
     ModelCard,
     load_checkpoint,
+    read_card,
     read_json,
     read_tensors,
     recover,
 )
 from app.checkpoints.card import Evaluation, Parent
-from app.checkpoints.card_file import read_card
 from app.models import VAE
 
 if TYPE_CHECKING:
