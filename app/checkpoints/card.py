@@ -22,6 +22,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError
 
 from app.checkpoints.files import CheckpointError
+from app.quoting import first_problem
 
 UNRECORDED = "not recorded"  # what a card says of a device or version it did not see
 
@@ -253,7 +254,7 @@ class ModelCard(_Record):
         try:
             return cls.model_validate(_upgraded(data))
         except ValidationError as e:
-            raise CheckpointError(f"{where}: card.json: {_first_problem(e)}") from None
+            raise CheckpointError(f"{where}: card.json: {first_problem(e, 'card')}") from None
 
     def updated(self, **fields: Any) -> ModelCard:
         """A copy with `fields` replaced (records or their JSON), checked again as a whole;
@@ -306,36 +307,3 @@ def _upgraded(data: dict[str, Any]) -> dict[str, Any]:
     if "kl_per_dim" not in data and isinstance(ev, dict) and "kl_per_dim" in ev:
         data["kl_per_dim"] = ev["kl_per_dim"]
     return data
-
-
-_EXPECTED = {
-    "dict_type": "must be an object",
-    "model_type": "must be an object",
-    "model_attributes_type": "must be an object",
-    "list_type": "must be a list",
-    "int_type": "must be an integer",
-    "float_type": "must be a number",
-    "string_type": "must be a string",
-    "bool_type": "must be true or false",
-    "missing": "is missing",
-    "greater_than_equal": "must not be negative",
-}
-
-
-def _first_problem(e: ValidationError) -> str:
-    errors = e.errors()
-    first = errors[0]
-    # a union's alternatives each report: name the field once, by the first alternative
-    loc = [str(p) for p in first["loc"] if not (isinstance(p, str) and p[:1].isupper())]
-    where = ".".join(p if not p.isdigit() else f"[{p}]" for p in loc).replace(".[", "[")
-    what = _EXPECTED.get(first["type"], first["msg"])
-    got = "" if first["type"] == "missing" else f", got {_shown(first.get('input'))}"
-    fields = {tuple(err["loc"][:1]) for err in errors}
-    n = len(fields) - 1
-    more = f" (and {n} more field{'s' if n > 1 else ''})" if n else ""
-    return f"{where or 'card'}: {what}{got}{more}"
-
-
-def _shown(value: Any, limit: int = 40) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
