@@ -60,13 +60,15 @@ def read_record(root: Path) -> SetRecord:
         return SetRecord()
     if path.stat().st_size > MAX_RECORD_BYTES:
         raise DatasetError(f"{path}: larger than {MAX_RECORD_BYTES:,} bytes")
+    raw = path.read_bytes()
     try:
-        data = json.loads(path.read_bytes())
+        data = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise DatasetError(f"{path}: not JSON ({e})") from None
     if not isinstance(data, dict):
         raise DatasetError(f"{path}: must be a JSON object")
     try:
-        return SetRecord.model_validate(data)
+        # from the JSON text: strict mode takes a JSON array for a tuple only there
+        return SetRecord.model_validate_json(raw)
     except ValidationError as e:
         raise DatasetError(f"{path}: {first_problem(e, 'record')}") from None
