@@ -1,4 +1,4 @@
-"""`latent-explorer train | serve | evaluate | import | label`: the one console script."""
+"""`latent-explorer train | serve | evaluate | import | label | data`: the one console script."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import argparse
 import logging
 import sys
 
-from app.cli import models, train
+from app.cli import data, models, train
 
 COMMANDS = {
     "train": (train.add_parser, train.run),
@@ -14,6 +14,7 @@ COMMANDS = {
     "evaluate": (models.evaluate_parser, models.evaluate),
     "import": (models.import_parser, models.import_model),
     "label": (models.label_parser, models.label),
+    "data": (data.add_parser, data.run),
 }
 
 

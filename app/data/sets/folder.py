@@ -23,6 +23,7 @@ import csv
 import io
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -134,19 +135,15 @@ class FolderSet(ImageSet):
         return digest_of(parts)
 
     def _open(self, index: int) -> Image.Image:
-        path = self.root / self._files[index].rel
-        try:
-            im = Image.open(path)
-            im.load()  # decode now: a truncated file fails here, not later
-            return ImageOps.exif_transpose(im)
-        except (OSError, ValueError, UnidentifiedImageError, Image.DecompressionBombError) as e:
-            raise ImageUnreadable(
-                f"{self._files[index].rel}: cannot be read as an image ({e})"
-            ) from e
+        return open_picture(self.root / self._files[index].rel, self._files[index].rel)
+
+    def inspect(self, index: int) -> tuple[int, int, str]:
+        with self._open(index) as im:
+            return im.width, im.height, im.mode
 
     def native(self, index: int) -> np.ndarray:
         with self._open(index) as im:
-            return native_array(im)
+            return picture_array(im, self._files[index].rel, native_array)
 
     def fitted(self, indices: np.ndarray, fitting: Fitting) -> tuple[np.ndarray, np.ndarray]:
         s = fitting.size
@@ -155,12 +152,49 @@ class FolderSet(ImageSet):
         for row, index in enumerate(np.asarray(indices).tolist()):
             try:
                 with self._open(index) as im:
-                    out[row] = fit_picture(im, fitting)
+                    out[row] = picture_array(
+                        im, self._files[index].rel, lambda p: fit_picture(p, fitting)
+                    )
             except ImageUnreadable:
                 continue
             ok[row] = True
         out /= np.float32(255)
         return out, ok
+
+
+def open_picture(source: Path | bytes, where: str) -> Image.Image:
+    """A picture decoded in full (a truncated file fails here, not when it is fitted), turned
+    upright by its EXIF orientation. ImageUnreadable naming `where` for anything else."""
+    try:
+        with Image.open(source if isinstance(source, Path) else io.BytesIO(source)) as im:
+            im.load()
+            return ImageOps.exif_transpose(im)  # a copy: the file is closed on return
+    except UnidentifiedImageError as e:  # its message repeats the path, or a BytesIO's address
+        raise ImageUnreadable(f"{where}: not an image in any format Pillow reads") from e
+    except Exception as e:  # hostile bytes make decoders raise more than OSError (EOFError,
+        # struct.error, SyntaxError, DecompressionBombError …): each is one unreadable image
+        raise ImageUnreadable(f"{where}: cannot be read as an image ({e})") from e
+
+
+def picture_array(
+    im: Image.Image, where: str, to_array: Callable[[Image.Image], np.ndarray]
+) -> np.ndarray:
+    """`to_array` (fit_picture, native_array) of a decoded picture, 16-bit grey first scaled to
+    8 bits; ImageUnreadable naming `where` for a mode Pillow cannot convert ("LAB", "HSV")."""
+    try:
+        return to_array(eight_bit(im))
+    except (ValueError, OSError) as e:
+        raise ImageUnreadable(f"{where}: a {im.mode} image cannot be converted ({e})") from e
+
+
+def eight_bit(im: Image.Image) -> Image.Image:
+    """16-bit grey ("I;16…", and "I" as the PNG and TIFF decoders give 16-bit grey) scaled to
+    0…255 (v / 257, so 65,535 is 255 and 32,768 is 128). Pillow's own conversion to "L" clips
+    at 255, which would make every pixel above 255 of 65,535 white."""
+    if not (im.mode == "I" or im.mode.startswith("I;16")):
+        return im
+    values = np.asarray(im).astype(np.float64)
+    return Image.fromarray(np.clip(np.rint(values / 257), 0, 255).astype(np.uint8))  # "L"
 
 
 def _list_images(root: Path, problems: list[Problem]) -> list[_File]:

@@ -206,6 +206,13 @@ class ImageSet(ABC):
         be decoded."""
         raise NotImplementedError
 
+    def inspect(self, index: int) -> tuple[int, int, str]:
+        """Image `index` decoded, as `data check` reports it: (width, height, its PIL mode as
+        stored: "L", "RGB", "RGBA", "P", "I;16", …). ImageUnreadable if it cannot be decoded.
+        Sets whose images are not files say what `native` gives ("L" or "RGB")."""
+        c, h, w = self.native(index).shape
+        return w, h, "L" if c == 1 else "RGB"
+
     def column(self, name: str) -> Column:
         for c in self.columns:
             if c.name == name:
