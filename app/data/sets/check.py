@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 
@@ -19,6 +20,7 @@ MAX_LISTED = 20  # problems and unreadable images listed, each; the rest are cou
 COMMON_SIZES = 5  # image sizes named; the rest are counted
 MAX_CATEGORIES = 10  # a categorical column's categories named
 
+T = TypeVar("T", str, tuple[int, int])
 Progress = Callable[[Iterable[int], int], Iterable[int]]  # (indices, how many) → the same
 
 
@@ -95,12 +97,13 @@ def report_text(report: CheckReport) -> str:
         decoded += f" ({report.sample})"
     read = report.checked - report.unreadable
     lines.append(f"decoded     {decoded}: {read:,} read, {report.unreadable:,} cannot be decoded")
-    common = [f"{w}×{h} {c:,}" for (w, h), c in report.sizes.most_common(COMMON_SIZES)]
-    rest = report.sizes.most_common()[COMMON_SIZES:]
+    sizes = _commonest(report.sizes)
+    common = [f"{w}×{h} {c:,}" for (w, h), c in sizes[:COMMON_SIZES]]
+    rest = sizes[COMMON_SIZES:]
     if rest:
         common.append(f"{len(rest):,} other sizes {sum(c for _, c in rest):,}")
     lines.append(f"sizes       {', '.join(common) or 'none read'}")
-    modes = [f"{m} {c:,}" for m, c in report.modes.most_common()]
+    modes = [f"{m} {c:,}" for m, c in _commonest(report.modes)]
     lines.append(f"modes       {', '.join(modes) or 'none read'}")
     splits = [f"{name} {c:,}" for name, c in s.splits.items()]
     lines.append(f"splits      {', '.join(splits) or 'none'}")
@@ -112,6 +115,11 @@ def report_text(report: CheckReport) -> str:
     lines.append(f"unreadable  {report.unreadable:,}")
     lines += _listed(list(report.unreadable_listed), report.unreadable)
     return "\n".join(lines)
+
+
+def _commonest(counts: Counter[T]) -> list[tuple[T, int]]:
+    """Most images first; a tie in order of the key (4×4 before 8×6), whatever the images' order."""
+    return sorted(counts.items(), key=lambda kc: (-kc[1], kc[0]))
 
 
 def _column_text(c: ColumnSummary) -> str:
