@@ -17,14 +17,23 @@ from app.data.fashion_mnist import LABEL_NAMES as FASHION_MNIST_CLASSES
 from app.data.ground_truth import DSPRITES as DSPRITES
 from app.data.ground_truth import GroundTruth as GroundTruth
 from app.data.ground_truth import ground_truth
+from app.data.sets import ColumnSummary as ColumnSummary
+from app.data.sets import DataSets as DataSets
+from app.data.sets import Fitting, ImageSet, ImageUnreadable
+from app.data.sets import SetSummary as SetSummary
+from app.data.sets.builtin import DrawnSet
+from app.data.sets.folder import FolderSet
 from app.data.test_split import TestSplit as TestSplit
 from app.data.test_split import has_test_split as has_test_split
 from app.data.test_split import test_split
 from app.models.elbo import reconstruction_nll_of_means
+from app.quoting import quoted
 
 # The data layer's names the web layer uses, re-exported here (the `as` form) so that it reaches
 # data through this module alone: DatasetError (a dataset that cannot be opened), GroundTruth and
-# DSPRITES (datasets drawn from known factors), TestSplit and has_test_split (held-out images).
+# DSPRITES (datasets drawn from known factors), TestSplit and has_test_split (held-out images),
+# DataSets, SetSummary and ColumnSummary (the data sets a server offers, and what it says of
+# each).
 
 
 class InferenceError(ValueError):
@@ -146,24 +155,155 @@ class TestImages:
         return np.flatnonzero(self.split.labels == label)
 
 
-DatasetImages = DrawnImages | TestImages
+class UnreadableImage(InferenceError):
+    """A data set's image that cannot be decoded: the message names its file."""
 
 
-def dataset_images_of(model: ServedModel, root: Path) -> DatasetImages | None:
-    """The images of the model's dataset that can be picked by index: drawn from its ground
-    truth, or its dataset's test split read from `root` (Settings.fashion_mnist_dir); None for
-    a dataset with neither (an image folder, CelebA) or images not of the model's shape. A
-    DatasetError, saying how to install it, when the test split cannot be read."""
+class NoClassColumn(InferenceError):
+    """A CVAE asked for the class of an image whose data set has no column of its classes."""
+
+
+class UnknownDataSet(LookupError):
+    """A data set name the server does not serve."""
+
+
+@dataclass(frozen=True)
+class SetImages:
+    """Any data set's images by index (app/data/sets: a folder, a built-in), each fitted to the
+    model's input through `fitting` (its channels and side: grey or colour, resized or padded).
+    `classes` are the model's class names (a CVAE): the set's categorical column with exactly
+    those categories is where an image's class comes from."""
+
+    set: ImageSet
+    fitting: Fitting
+    classes: tuple[str, ...] = ()
+
+    @property
+    def name(self) -> str:
+        return self.set.name
+
+    @property
+    def noun(self) -> str:
+        """What one image is called: "celeba-100 image"."""
+        return f"{self.set.name} image"
+
+    @property
+    def n_images(self) -> int:
+        return len(self.set)
+
+    @property
+    def label_names(self) -> tuple[str, ...]:
+        """The model's classes where the set has a column of them, else ()."""
+        return self.classes if self._class_column() is not None else ()
+
+    @property
+    def default_index(self) -> int:
+        return 0
+
+    def image(self, index: int) -> np.ndarray:
+        """(C, H, W) float32 in [0, 1], fitted; UnreadableImage naming the file where it
+        cannot be decoded."""
+        if not 0 <= index < self.n_images:
+            raise IndexError(f"{self.noun} index must be in 0..{self.n_images - 1}, got {index}")
+        x, ok = self.set.fitted(np.array([index], dtype=np.int64), self.fitting)
+        if not ok[0]:
+            try:
+                self.set.native(index)  # the reason, in the data layer's words
+            except ImageUnreadable as e:
+                raise UnreadableImage(f"data set {self.name}: {e}") from None
+            raise UnreadableImage(f"data set {self.name}: image {index} cannot be read")
+        return x[0]
+
+    def _class_column(self) -> int | None:
+        if not self.classes:
+            return None
+        for k, c in enumerate(self.set.columns):
+            if c.kind == "categorical" and c.categories == self.classes:
+                return k
+        return None
+
+    def label(self, index: int) -> int:
+        """The image's class among the model's, from the set's column of those classes;
+        NoClassColumn where the set has none, or the image no value in it."""
+        k = self._class_column()
+        if k is None:
+            raise NoClassColumn(
+                f"data set {self.name} has no column of the model's classes "
+                f"({', '.join(self.classes) or 'it has none'}): give the class as label"
+            )
+        code = int(self.set.columns[k].values[index])
+        if code < 0:
+            column = self.set.columns[k].name
+            raise NoClassColumn(f"{self.noun} {index} has no {column}: give the class as label")
+        return code
+
+    def of_class(self, label: int) -> np.ndarray:
+        """The indices of the images of the model's class `label`, ascending (none where the
+        set has no column of its classes)."""
+        k = self._class_column()
+        if k is None:
+            return np.zeros(0, dtype=np.int64)
+        return np.flatnonzero(self.set.columns[k].values == label)
+
+    def values(self, index: int) -> dict[str, str]:
+        """The image's value in each column that has one, in words."""
+        return {c.name: t for c in self.set.columns if (t := c.value_text(index))}
+
+    def describe(self, index: int) -> str:
+        """ "label sneaker; size 0.5"; a folder's image also names its file."""
+        text = "; ".join(f"{name} {value}" for name, value in self.values(index).items())
+        if isinstance(self.set, FolderSet):
+            return f"{self.set.file(index)}{': ' + text if text else ''}"
+        return text or "no values"
+
+
+DatasetImages = DrawnImages | TestImages | SetImages
+
+
+def set_images(model: ServedModel, image_set: ImageSet) -> SetImages:
+    """`image_set` as `model` sees it. Opens the set (a DatasetError where a built-in is not
+    installed: Fashion-MNIST's files)."""
+    cfg = model.description
+    len(image_set)  # noqa: B018 - reads a lazily opened set now, so its error is said here
+    fitting = image_set.fitting_for(cfg.channels, cfg.image_size)
+    return SetImages(image_set, fitting, cfg.label_names if cfg.kind == "cvae" else ())
+
+
+def largest_set(sets: DataSets) -> int:
+    """The most images of a served set, for the schema's bound on an image index, without
+    reading any: a folder's are listed and a drawn set's counted; Fashion-MNIST's 70,000, read
+    on first use, are fewer than dSprites', always served."""
+    return max((len(s) for s in sets.values() if isinstance(s, FolderSet | DrawnSet)), default=0)
+
+
+def dataset_images_of(
+    model: ServedModel, root: Path, sets: DataSets | None = None, name: str | None = None
+) -> DatasetImages | None:
+    """The images of a data set that can be picked by index, as the model sees them.
+
+    With no `name`: the model's own, drawn from its ground truth or its dataset's test split
+    read from `root` (Settings.fashion_mnist_dir); for a model with neither (an imported CelebA
+    model, a plugin) the set of `sets` its dataset names (`DataSets.default_for`), if any; else
+    None (also for images not of the model's shape). With a `name`: that set of `sets`, fitted
+    to the model (UnknownDataSet where there is none of that name).
+
+    A DatasetError, saying how to install it, when the data cannot be read."""
+    if name is not None:
+        if sets is None or name not in sets:
+            known = ", ".join(sets or ()) or "none"
+            raise UnknownDataSet(f"unknown data set {quoted(name)}; served: {known}")
+        return set_images(model, sets[name])
     truth = ground_truth_of(model)
     if truth is not None:
         return DrawnImages(truth)
     cfg = model.description
-    if not _takes_test_split(model):
-        return None
-    split = test_split(cfg.dataset, cfg.image_size, root)
-    if split is None or tuple(split.images.shape[1:]) != cfg.shape:
-        return None
-    return TestImages(split)
+    if _takes_test_split(model):
+        split = test_split(cfg.dataset, cfg.image_size, root)
+        if split is None or tuple(split.images.shape[1:]) != cfg.shape:
+            return None
+        return TestImages(split)
+    default = sets.default_for(cfg.dataset) if sets is not None and cfg.dataset else None
+    return set_images(model, default) if default is not None else None
 
 
 def _takes_test_split(model: ServedModel) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import torch
 from fastapi import FastAPI
@@ -12,11 +13,13 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from starlette.types import ASGIApp
 
+from app.data.sets import SET_NAME, DatasetError, DataSets, open_set, scan_sets
 from app.registry import load_registry
 from app.settings import Settings
 from app.web import (
     api,
     compress,
+    datasets,
     denoise,
     direction_compare,
     directions,
@@ -31,6 +34,31 @@ from app.web import (
     sharpness,
 )
 from app.web.batching import DecodeBatcher
+
+
+def load_data_sets(settings: Settings) -> DataSets:
+    """The built-in sets (opened lazily: nothing is read yet), every folder of
+    `settings.datasets_dir` (listed, no image opened; one that cannot be opened is logged and
+    skipped) and the `serve --data` sets. A DatasetError in one line where a `--data` set cannot
+    be opened or its name is taken: that stops the server, as a bad `--plugin` does."""
+    found = scan_sets(settings.datasets_dir, fashion_root=settings.fashion_mnist_dir)
+    sets = dict(found)
+    for name, path in settings.data.items():
+        given = f"--data {name}={path}"
+        if not SET_NAME.fullmatch(name):
+            raise DatasetError(
+                f"{given}: a data set's name is letters, digits, '.', '_' or '-', the first a "
+                "letter or digit"
+            )
+        if name in sets:
+            where = sets[name].location
+            raise DatasetError(f"{given}: a data set named {name!r} is already served ({where})")
+        try:
+            sets[name] = open_set(Path(path), name=name)
+        except DatasetError as e:  # its message opens with the folder, named here already
+            what = str(e).removeprefix(f"{path}: ").removeprefix(f"{Path(path).resolve()}: ")
+            raise DatasetError(f"{given}: {what}") from None
+    return DataSets(sets, found.skipped)
 
 
 class LatentExplorer(FastAPI):
@@ -53,9 +81,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # and from worker processes instead
         torch.set_num_threads(settings.torch_threads)
         app.state.registry = load_registry(settings.checkpoints_dir, settings.plugins)
+        app.state.datasets = load_data_sets(settings)
         app.state.batcher = DecodeBatcher(max_batch=settings.max_batch)
         yield
         app.state.registry = {}
+        app.state.datasets = DataSets({})
         torch.set_num_threads(threads)
 
     app = LatentExplorer(
@@ -73,6 +103,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # for another host is refused before anything reads its body
     app.add_middleware(security.TrustedHosts, allowed=settings.allowed_hosts)
     app.include_router(api.router)
+    app.include_router(datasets.router)
     app.include_router(pages.router)
     app.include_router(interpolate.router)
     app.include_router(figure2.router)

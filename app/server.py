@@ -104,6 +104,7 @@ def run_uvicorn(app: str, host: str, port: int, workers: int, **config: Any) -> 
 # what `--host` binds to when it binds every interface: the Host header may then name anything
 WILDCARD_ADDRESSES = ("0.0.0.0", "::", "")
 ALLOWED_HOSTS_VARIABLE = "LATENT_EXPLORER_ALLOWED_HOSTS"
+DATA_VARIABLE = "LATENT_EXPLORER_DATA"
 
 
 def allowed_hosts(host: str, given: tuple[str, ...] | None) -> tuple[str, ...]:
@@ -126,13 +127,17 @@ def allowed_hosts(host: str, given: tuple[str, ...] | None) -> tuple[str, ...]:
 
 
 def serve(
-    host: str, port: int, checkpoints: Path | None, workers: int, plugins: tuple[str, ...] = ()
-) -> int:
+    host: str, port: int, checkpoints: Path | None, workers: int, plugins: tuple[str, ...] = (),
+    data: dict[str, Path] | None = None,
+) -> int:  # fmt: skip
     # the factory reads Settings from the environment in every worker process
     if checkpoints is not None:
         os.environ["LATENT_EXPLORER_CHECKPOINTS_DIR"] = str(checkpoints.resolve())
     if plugins:
         os.environ["LATENT_EXPLORER_PLUGINS"] = json.dumps(list(plugins))
+    if data:  # `--data NAME=PATH`: beside any set the variable already names
+        named = {**Settings().data, **data}
+        os.environ[DATA_VARIABLE] = json.dumps({k: str(v) for k, v in named.items()})
     given = Settings().allowed_hosts if ALLOWED_HOSTS_VARIABLE in os.environ else None
     os.environ[ALLOWED_HOSTS_VARIABLE] = json.dumps(list(allowed_hosts(host, given)))
     # our own log lines (models loaded, checkpoints skipped) go where uvicorn's go, in every worker

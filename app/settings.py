@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -26,6 +27,14 @@ class Settings(BaseSettings):
     # Fashion-MNIST's four idx files (Debian's dataset-fashion-mnist): the test images the pages
     # of a Fashion-MNIST model pick from, and that `evaluate` judges it on
     fashion_mnist_dir: Path = Path("/usr/share/datasets/fashion-mnist")
+    # data sets any model can be viewed on (`data=NAME`), besides the built-in dsprites, shapes3d
+    # and fashion-mnist: every sub-folder of this one is a set, named by its dataset.json or its
+    # folder (a folder that cannot be opened is logged and skipped)
+    datasets_dir: Path = PROJECT_ROOT / "datasets"
+    # more sets, NAME → folder (`serve --data NAME=PATH`; as JSON in LATENT_EXPLORER_DATA, e.g.
+    # '{"faces": "/srv/faces"}'): one that cannot be opened, or whose name is taken, stops the
+    # server from starting
+    data: dict[str, Path] = Field(default_factory=dict)
     static_dir: Path = PROJECT_ROOT / "static"
     templates_dir: Path = PROJECT_ROOT / "templates"
 

@@ -37,10 +37,49 @@ def serve_parser(sub: argparse._SubParsersAction) -> None:
         help="also serve the model that package.module:factory() returns (your own PyTorch "
         "code keeping the model interface; see docs/plugins.md); repeatable",
     )
+    p.add_argument(
+        "--data",
+        action="append",
+        default=[],
+        metavar="NAME=PATH",
+        help="also serve the folder PATH as data set NAME (images in class sub-folders or with "
+        "a metadata.csv; see docs/datasets.md), which any model can be viewed on; repeatable. "
+        "Every folder of LATENT_EXPLORER_DATASETS_DIR (default ./datasets) is served too",
+    )
+
+
+class DataArgumentError(ValueError):
+    """A `--data` argument that is not NAME=PATH, with what is wrong."""
+
+
+def parse_data(items: list[str]) -> dict[str, Path]:
+    """`--data NAME=PATH` arguments → {NAME: absolute PATH}; DataArgumentError in one line for
+    a form that is not NAME=PATH, a NAME a URL cannot carry, or a NAME given twice."""
+    from app.data.sets import SET_NAME
+    from app.quoting import quoted
+
+    out: dict[str, Path] = {}
+    for item in items:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            raise DataArgumentError(
+                f"--data {quoted(item)}: expected NAME=PATH, e.g. --data faces=~/pictures/faces"
+            )
+        if not SET_NAME.fullmatch(name):
+            raise DataArgumentError(
+                f"--data {quoted(item)}: the name {quoted(name)} must be letters, digits, '.', "
+                "'_' or '-', the first a letter or digit (it is part of URLs: data=NAME)"
+            )
+        if name in out:
+            raise DataArgumentError(f"--data {quoted(item)}: the name {name!r} is given twice")
+        out[name] = Path(path).expanduser().resolve()
+    return out
 
 
 def serve(ns: argparse.Namespace) -> int:
     from app import server
+    from app.data.sets import DatasetError
+    from app.main import load_data_sets
     from app.plugins import PluginError, load_plugin
     from app.settings import Settings
 
@@ -57,9 +96,15 @@ def serve(ns: argparse.Namespace) -> int:
         except PluginError as e:
             print(f"latent-explorer serve: error: {e}", file=sys.stderr)  # noqa: T201
             return 2
+    try:  # the data sets are opened here first too (folders are listed, no image read)
+        data = parse_data(ns.data)
+        load_data_sets(Settings(data={**Settings().data, **data}))
+    except (DataArgumentError, DatasetError) as e:
+        print(f"latent-explorer serve: error: {e}", file=sys.stderr)  # noqa: T201
+        return 2
     return server.serve(
         host=ns.host, port=ns.port, checkpoints=ns.checkpoints, workers=ns.workers,
-        plugins=tuple(ns.plugin),
+        plugins=tuple(ns.plugin), data=data,
     )  # fmt: skip
 
 

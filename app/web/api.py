@@ -11,8 +11,11 @@ from pydantic import BaseModel, BeforeValidator, Field, StrictFloat, StrictInt
 
 from app import imaging, inference
 from app.checkpoints.served import ServedModel
-from app.inference import DSPRITES, InferenceError, TestImages
+from app.inference import DSPRITES, InferenceError, SetImages, TestImages
 from app.web.deps import (
+    DataDep,
+    DataPick,
+    DataSetsDep,
     ModelDep,
     NoEmptyFields,
     RegistryDep,
@@ -35,6 +38,7 @@ from app.web.inputs import (
     dataset_images,
     dataset_tensor,
     hundredths,
+    own_class,
     parse_latents,
 )
 from app.web.params import DatasetIndex, Label, LatentText, Scale
@@ -54,16 +58,19 @@ def _limit(value: int, limit: int, what: str) -> int:
 
 
 @router.get("/models")
-def list_models(registry: RegistryDep, settings: SettingsDep) -> list[dict[str, Any]]:
+def list_models(
+    registry: RegistryDep, settings: SettingsDep, sets: DataSetsDep
+) -> list[dict[str, Any]]:
     """Every loaded model: kind, β, latent size, labels, image size and channels, its dataset
-    images (drawn from ground truth, or a test split), its card."""
-    return [model_summary(ckpt, settings) for ckpt in registry.values()]
+    images (drawn from ground truth, a test split, or for a model with neither the served data
+    set of its dataset), its card."""
+    return [model_summary(ckpt, settings, DataPick(sets)) for ckpt in registry.values()]
 
 
 @router.get("/models/{name}")
-def get_model(model: ModelDep, settings: SettingsDep) -> dict[str, Any]:
+def get_model(model: ModelDep, settings: SettingsDep, sets: DataSetsDep) -> dict[str, Any]:
     """One model's summary and card."""
-    return model_summary(model, settings)
+    return model_summary(model, settings, DataPick(sets))
 
 
 @router.get(
@@ -171,20 +178,24 @@ async def encode_upload(
 
 @router.get("/models/{name}/encode", responses=DATA_UNAVAILABLE)
 def encode_dataset_image(
-    model: ModelDep, settings: SettingsDep, index: DatasetIndex, label: Label = None,
-    served: MaybeServed = None,
+    model: ModelDep, settings: SettingsDep, index: DatasetIndex, data: DataDep,
+    label: Label = None, served: MaybeServed = None,
 ) -> dict[str, Any]:  # fmt: skip
     """Encode image `index` of the model's dataset: dSprites (0 ≤ index < 737,280), with its
     factor classes, or Fashion-MNIST's test split (0 ≤ index < 10,000; a 503 saying how to
-    install it where it is not), with its class. For a CVAE the label defaults to the image's
-    own class."""
-    images = dataset_images(model, settings, served, index)
+    install it where it is not), with its class; or with `data=NAME` image `index` of that data
+    set, fitted to the model's input, with its column values (an image that cannot be decoded:
+    a 422 naming its file). For a CVAE the label defaults to the image's own class (a 404 from
+    a data set with no column of the model's classes: give the label)."""
+    images = dataset_images(model, settings, served, index, data)
     x = dataset_tensor(images, index, served=served)
     check_label(model, label, served)
-    if model.description.kind == "cvae" and label is None:
-        label = images.label(index)
+    if label is None:
+        label = own_class(model, images, index)
     about: dict[str, Any]
-    if isinstance(images, TestImages):
+    if isinstance(images, SetImages):
+        about = {"values": images.values(index)}
+    elif isinstance(images, TestImages):
         own = images.label(index)
         about = {"split": "test", "class": own, "class_name": images.label_names[own]}
     else:
@@ -210,7 +221,7 @@ def encode_dataset_image(
     responses={200: PNG, **NOT_MODIFIED, **DATA_UNAVAILABLE},
 )
 def dataset_image_png(
-    request: Request, model: ModelDep, settings: SettingsDep, served: ServedDep,
+    request: Request, model: ModelDep, settings: SettingsDep, served: ServedDep, data: DataDep,
     index: Annotated[
         int,  # past the model's dataset the image does not exist: a 404, as for any path
         Path(description="an image of the model's dataset (see `encode`)",
@@ -220,15 +231,15 @@ def dataset_image_png(
 ) -> Response:  # fmt: skip
     """Image `index` of the model's dataset as the model sees it: drawn from its factors
     (dSprites) or from its dataset's test split, grey as published (Fashion-MNIST, at the
-    model's 28×28 or padded to 32×32); a 503 saying how to install the test split where it
-    is not."""
+    model's 28×28 or padded to 32×32), or with `data=NAME` that data set's image fitted to the
+    model's input; a 503 saying how to install the test split where it is not."""
     _limit(scale, settings.max_image_scale, "scale")
-    images = dataset_images(model, settings, served, index)
+    images = dataset_images(model, settings, served, index, data)
     x = dataset_tensor(images, index, served=served)
     return cached_image(
         request,
         model,
-        ("dataset", images.name, images.n_images, index, scale),
+        ("dataset", data.name, images.name, images.n_images, index, scale),
         lambda: imaging.png_bytes(x, scale),
     )
 

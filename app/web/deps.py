@@ -6,11 +6,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Path, Request
+from fastapi import Depends, Path, Query, Request
 from fastapi.templating import Jinja2Templates
 
 from app.checkpoints.served import ServedModel
-from app.inference import InferenceError, ground_truth_of
+from app.inference import DataSets, InferenceError, ground_truth_of, largest_set
 from app.quoting import quoted
 from app.settings import Settings
 from app.web.errors import NotFoundError
@@ -52,6 +52,49 @@ async def get_model(
 ModelDep = Annotated[ServedModel, Depends(get_model)]
 
 
+async def get_datasets(request: Request) -> DataSets:
+    return request.app.state.datasets
+
+
+DataSetsDep = Annotated[DataSets, Depends(get_datasets)]
+
+
+@dataclass(frozen=True)
+class DataPick:
+    """The data sets the server offers, and the one a request views the model's images on:
+    `name` None for the model's own (app.inference.dataset_images_of)."""
+
+    sets: DataSets
+    name: str | None = None
+
+    @property
+    def query(self) -> dict[str, str]:
+        """What a link keeps of the pick: {"data": name}, or nothing for the model's own."""
+        return {"data": self.name} if self.name else {}
+
+
+async def get_data(
+    sets: DataSetsDep,
+    data: Annotated[
+        str | None,
+        Query(
+            description="view the model on this data set from /api/datasets, each image "
+            "fitted to its input; absent or empty: the model's own dataset images",
+            # the schema lists the served sets (app/web/openapi.py); any other is a 404
+            json_schema_extra={"x-data-set": True},
+        ),
+    ] = None,
+) -> DataPick:
+    if not data:
+        return DataPick(sets)
+    if data not in sets:
+        raise NotFoundError(f"unknown data set {quoted(data)}; served: {', '.join(sets) or 'none'}")
+    return DataPick(sets, data)
+
+
+DataDep = Annotated[DataPick, Depends(get_data)]
+
+
 async def refuse_empty_fields(request: Request) -> None:
     """An API form field sent empty is refused, not read as absent: FastAPI would give it its
     default, and the schema lists no empty string among any field's values. Fields the route
@@ -82,14 +125,21 @@ class Served:
     latent_dims: tuple[int, int]  # (fewest, most) latents of a served model
     latent_limit: float  # the widest |z_i| a served model accepts
     n_labels: int  # the most classes of a served CVAE; 0 without one
-    dataset_images: int  # the most images a served model's dataset can draw; 0: none can
+    # the most images a served model's dataset can draw, or a served data set holds (any model
+    # views any set: `data=NAME`); 0: none can
+    dataset_images: int
     image_sizes: tuple[int, ...]  # every served model's image side, ascending
+    data_sets: tuple[str, ...] = ()  # the served data sets' names
 
 
-def served_facts(registry: Mapping[str, ServedModel], settings: Settings) -> Served:
+def served_facts(
+    registry: Mapping[str, ServedModel], settings: Settings, sets: DataSets | None = None
+) -> Served:
     models = list(registry.values())
     dims = [m.description.latent_dim for m in models] or [0]
     drawable = [t.n_images for m in models if (t := ground_truth_of(m))]
+    if models and sets:
+        drawable.append(largest_set(sets))
     return Served(
         latent_dims=(min(dims), max(dims)),
         latent_limit=max((latent_limit(m, settings) for m in models), default=0.0),
@@ -98,11 +148,12 @@ def served_facts(registry: Mapping[str, ServedModel], settings: Settings) -> Ser
         ),
         dataset_images=max(drawable, default=0),
         image_sizes=tuple(sorted({m.description.image_size for m in models})),
+        data_sets=tuple(sets or ()),
     )
 
 
-async def get_served(registry: RegistryDep, settings: SettingsDep) -> Served:
-    return served_facts(registry, settings)
+async def get_served(registry: RegistryDep, settings: SettingsDep, sets: DataSetsDep) -> Served:
+    return served_facts(registry, settings, sets)
 
 
 ServedDep = Annotated[Served, Depends(get_served)]

@@ -21,11 +21,11 @@ from fastapi.responses import HTMLResponse, Response
 
 from app import imaging, inference
 from app.checkpoints.served import ServedModel
-from app.inference import DatasetImages, InferenceError, TestImages
+from app.inference import DatasetImages, InferenceError, SetImages, TestImages
 from app.settings import Settings
-from app.web.deps import ModelDep, ServedDep, SettingsDep, TemplatesDep
+from app.web.deps import DataDep, DataPick, ModelDep, ServedDep, SettingsDep, TemplatesDep
 from app.web.errors import DATA_UNAVAILABLE, NOT_MODIFIED, NotInModelError
-from app.web.inputs import check_label, images_of, parse_latents
+from app.web.inputs import check_label, images_of, own_class, parse_latents
 from app.web.params import Label, Scale
 from app.web.responses import PNG, cached_image
 
@@ -57,11 +57,13 @@ Seed = Annotated[
 # --- the images a model is shown reconstructing ----------------------------------------------
 
 
-def held_out_images(model: ServedModel, settings: Settings) -> DatasetImages:
+def held_out_images(
+    model: ServedModel, settings: Settings, data: DataPick | None = None
+) -> DatasetImages:
     """The images `model` is shown reconstructing: its dataset's test split, or images drawn
-    from its ground truth (inputs.images_of: a 503 where the test split is not installed); a
-    NotInModelError where it has neither."""
-    images = images_of(model, settings)
+    from its ground truth (inputs.images_of: a 503 where the test split is not installed), or
+    the data set `data` names; a NotInModelError where it has none."""
+    images = images_of(model, settings, data)
     if images is None:
         raise NotInModelError(
             f"model {model.name} was trained on {model.description.dataset}, which has no test "
@@ -70,10 +72,17 @@ def held_out_images(model: ServedModel, settings: Settings) -> DatasetImages:
     return images
 
 
+FIRST_IMAGES = 8  # a data set's images shown where it has no column of the model's classes
+
+
 def class_examples(images: DatasetImages) -> list[int]:
     """One image of each class, in class order: the first test image of each; for a dataset
-    drawn from factors, each class of the labelled factor with every other at its middle."""
-    if isinstance(images, TestImages):
+    drawn from factors, each class of the labelled factor with every other at its middle; for a
+    data set, the first image of each of the model's classes, or its first images."""
+    if isinstance(images, SetImages):
+        if not images.label_names:
+            return list(range(min(FIRST_IMAGES, images.n_images)))
+    if isinstance(images, TestImages | SetImages):
         firsts = [images.of_class(c) for c in range(len(images.label_names))]
         return [int(members[0]) for members in firsts if len(members)]
     sizes, k = images.truth.factor_sizes, images.truth.label_factor
@@ -86,6 +95,10 @@ def class_examples(images: DatasetImages) -> list[int]:
 
 def examples_are(images: DatasetImages) -> str:
     """How class_examples chose, in words."""
+    if isinstance(images, SetImages):
+        if images.label_names:
+            return f"the first {images.noun} of each class"
+        return f"the first {images.noun}s"
     if isinstance(images, TestImages):
         return "the first test image of each class"
     factor = images.truth.factor_names[images.truth.label_factor]
@@ -121,7 +134,7 @@ def reconstruct(
     x = torch.from_numpy(np.stack([images.image(i) for i in indices]))
     recon = torch.empty_like(x)
     if model.description.kind == "cvae":
-        labels = torch.tensor([images.label(i) for i in indices])
+        labels = torch.tensor([own_class(model, images, i) for i in indices])
         for label in labels.unique().tolist():
             chosen = labels == label
             recon[chosen] = inference.encode_images(model, x[chosen], int(label)).reconstruction
@@ -179,7 +192,7 @@ def _at_most(value: int, limit: int, what: str) -> None:
     responses={200: PNG, **NOT_MODIFIED, **DATA_UNAVAILABLE},
 )
 def reconstructions_png(
-    request: Request, model: ModelDep, settings: SettingsDep,
+    request: Request, model: ModelDep, settings: SettingsDep, data: DataDep,
     indices: Annotated[
         str | None,
         Query(
@@ -196,9 +209,11 @@ def reconstructions_png(
     each decoded from its posterior mean μ (a CVAE with the image's own class). Default: the
     first test image of each class (dSprites: each shape with every other factor at the middle
     of its range). 404 for a model with no such images (CelebA, MNIST, an image folder); 503
-    where its test split is not installed, saying how to install it."""
+    where its test split is not installed, saying how to install it. With `data=NAME`, images
+    of that data set fitted to the model (default: the first of each of a CVAE's classes, else
+    the first 8)."""
     _at_most(scale, settings.max_image_scale, "scale")
-    images = held_out_images(model, settings)
+    images = held_out_images(model, settings, data)
     chosen = parse_indices(indices, images)
     key = ("reconstructions", images.noun, images.n_images, *chosen, scale)
 

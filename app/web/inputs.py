@@ -18,14 +18,17 @@ from app.inference import (
     DatasetImages,
     GroundTruth,
     InferenceError,
+    NoClassColumn,
     TestImages,
+    UnknownDataSet,
     dataset_images_of,
     dataset_problem,
     ground_truth_of,
+    held_out_class_names,
 )
 from app.settings import Settings
-from app.web.deps import Served, latent_limit
-from app.web.errors import DataUnavailableError, NotInModelError
+from app.web.deps import DataPick, Served, latent_limit
+from app.web.errors import DataUnavailableError, NotFoundError, NotInModelError
 
 
 def parse_latents(
@@ -115,34 +118,58 @@ def dataset_of(
     return truth
 
 
-def images_of(model: ServedModel, settings: Settings) -> DatasetImages | None:
-    """The model's dataset images by index (inference.dataset_images_of), None where it has
-    none; a DataUnavailableError (503) with how to install them where they are not installed."""
+def images_of(
+    model: ServedModel, settings: Settings, data: DataPick | None = None
+) -> DatasetImages | None:
+    """The dataset images the model is viewed on, by index (inference.dataset_images_of): its
+    own without a pick (or without `data.name`), else the set named, fitted to it; None where
+    it has none. A DataUnavailableError (503) saying how to install them where they are not
+    installed; a NotFoundError for a set the server does not serve."""
+    sets, name = (data.sets, data.name) if data is not None else (None, None)
     try:
-        return dataset_images_of(model, settings.fashion_mnist_dir)
+        return dataset_images_of(model, settings.fashion_mnist_dir, sets, name)
+    except UnknownDataSet as e:
+        raise NotFoundError(str(e)) from None
     except DatasetError as e:
         problem = dataset_problem(e)  # without the trainer's install hint
-        raise DataUnavailableError(
-            f"model {model.name}'s dataset images, {model.description.dataset}'s test split, "
-            f"are not installed ({problem}): install Debian's package (sudo apt-get install "
-            "dataset-fashion-mnist) or set LATENT_EXPLORER_FASHION_MNIST_DIR to a folder "
-            "holding t10k-images-idx3-ubyte and t10k-labels-idx1-ubyte (.gz or not)"
-        ) from None
+        if name is None and held_out_class_names(model):
+            raise DataUnavailableError(
+                f"model {model.name}'s dataset images, {model.description.dataset}'s test "
+                f"split, are not installed ({problem}): install Debian's package (sudo apt-get "
+                "install dataset-fashion-mnist) or set LATENT_EXPLORER_FASHION_MNIST_DIR to a "
+                "folder holding t10k-images-idx3-ubyte and t10k-labels-idx1-ubyte (.gz or not)"
+            ) from None
+        which = f"data set {name}" if name else f"model {model.name}'s data set"
+        raise DataUnavailableError(f"{which} cannot be read here: {e}") from None
 
 
 def dataset_images(
-    model: ServedModel, settings: Settings, served: Served | None = None, index: int | None = None
-) -> DatasetImages:
+    model: ServedModel, settings: Settings, served: Served | None = None,
+    index: int | None = None, data: DataPick | None = None,
+) -> DatasetImages:  # fmt: skip
     """images_of, or an error saying the model has no dataset images (a model trained on an
     image folder): a 404 where the schema calls the request valid, else a 422."""
-    images = images_of(model, settings)
+    images = images_of(model, settings, data)
     if images is None:
         error = NotInModelError if drawn_elsewhere(served, index) else InferenceError
         raise error(
             f"model {model.name} was trained on {model.description.dataset}, whose images cannot "
-            "be drawn by index: it has no dataset images to start from"
+            "be drawn by index: it has no dataset images to start from (view it on a data set "
+            "with data=NAME)"
         )
     return images
+
+
+def own_class(model: ServedModel, images: DatasetImages, index: int) -> int | None:
+    """The class a CVAE encodes dataset image `index` with: the image's own (None for any
+    other model). A NotInModelError (404) where a data set has no column of the model's
+    classes: the request is valid, and answered with the class given as `label`."""
+    if model.description.kind != "cvae":
+        return None
+    try:
+        return images.label(index)
+    except NoClassColumn as e:
+        raise NotInModelError(str(e)) from None
 
 
 class Indexed(Protocol):

@@ -6,7 +6,7 @@ lifespan has loaded the models, from what is served (app/web/deps.py: `Served`) 
 settings, so that the schema and the handlers' checks read the same numbers:
 - every route that names a model documents 404, every route with a body 400 and 413, all with
   the error body `{"detail": "..."}`;
-- a model name is an enum of the served models;
+- a model name is an enum of the served models, a data set's of the served sets;
 - parameters carry markers (`x-...` keys set where they are declared) that become bounds here:
   a latent vector is an array of the served latent size within the widest latent range, a
   class index lies below the most classes of a served CVAE, a limit from the settings is a
@@ -26,6 +26,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from app.checkpoints.served import ServedModel
+from app.inference import DataSets
 from app.settings import Settings
 from app.web.deps import Served, served_facts
 from app.web.directions import ServedNames, served_names
@@ -49,7 +50,7 @@ def openapi_schema(app: FastAPI) -> Schema:
     schema = get_openapi(
         title=app.title, version=app.version, description=app.description, routes=app.routes
     )
-    finish(schema, registry or {}, settings)
+    finish(schema, registry or {}, settings, getattr(app.state, "datasets", None))
     if registry is not None:  # asked before the lifespan ran: build again once models are in
         app.openapi_schema = schema
     return schema
@@ -76,8 +77,11 @@ def document_statuses(operation: Schema) -> None:
     operation["responses"] = {**_error_responses(extra), **operation["responses"]}
 
 
-def finish(schema: Schema, registry: Mapping[str, ServedModel], settings: Settings) -> None:
-    served = served_facts(registry, settings)
+def finish(
+    schema: Schema, registry: Mapping[str, ServedModel], settings: Settings,
+    sets: DataSets | None = None,
+) -> None:  # fmt: skip
+    served = served_facts(registry, settings, sets)
     names = served_names(registry)
     components = schema.setdefault("components", {}).setdefault("schemas", {})
     components["ErrorBody"] = ErrorBody.model_json_schema()
@@ -179,6 +183,11 @@ def _parameter(
     if schema.pop("x-model-name", False):
         if registry:
             schema["enum"] = list(registry)
+        return parameter
+    if schema.pop("x-data-set", False):
+        # a query's empty value means the model's own images, as an absent one does
+        empty = [""] if parameter["in"] == "query" else []
+        parameter["schema"] = {**_without_null(schema), "enum": [*empty, *served.data_sets]}
         return parameter
     if schema.get("x-class-index") and served.n_labels == 0:
         return None  # no served model takes a class: the parameter is never valid

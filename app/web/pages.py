@@ -20,7 +20,8 @@ from app.quoting import quoted
 from app.settings import Settings
 from app.studies.latent_map import METHODS as MAP_METHODS
 from app.web import api, cards
-from app.web.deps import ModelDep, RegistryDep, SettingsDep, TemplatesDep
+from app.web.datasets import data_query, own_images, picker
+from app.web.deps import DataDep, ModelDep, RegistryDep, SettingsDep, TemplatesDep
 from app.web.directions import direction_choices
 from app.web.errors import NotFoundError, UploadTooLargeError
 from app.web.inputs import dataset_images, parse_latents, random_index
@@ -63,11 +64,12 @@ def _page_label(cvae: ServedModel | None, label: int | None) -> int | None:
 @router.get("/", response_class=HTMLResponse)
 def explore(
     request: Request, registry: RegistryDep, templates: TemplatesDep, settings: SettingsDep,
-    model: str | None = None, z: str | None = None, label: int | None = None,
+    data: DataDep, model: str | None = None, z: str | None = None, label: int | None = None,
 ) -> HTMLResponse:  # fmt: skip
     """Explore one model: a slider per latent, the decoded image, its traversal grid. Without a
     z in the URL the page starts from a dataset image, encoded, so the first picture is a
-    sprite and moving a used latent changes it."""
+    sprite and moving a used latent changes it. `data` names the data set whose images the
+    page starts from and encodes (default: the model's own)."""
     if not registry:
         return templates.TemplateResponse(request, "empty.html", {}, status_code=503)
     name = model if model is not None and model in registry else landing_model(registry, settings)
@@ -77,16 +79,20 @@ def explore(
     if z:
         values, warning = _initial_z(ckpt, z, settings, ranges)
     else:
-        start = landing_start(ckpt, settings)
+        start = landing_start(ckpt, settings, data)
         values, warning = start.z, None
         if label is None:
             label = start.label
     if model is not None and model not in registry:
         warning = f"unknown model {quoted(model)}; showing {name}"
     label = _page_label(ckpt if ckpt.description.kind == "cvae" else None, label)
+    state = {"model": name, "z": _z_text(values), "label": label}
     context = {
         "models": [model_summary(c) for c in registry.values()],
-        "model": model_summary(ckpt, settings),
+        "model": model_summary(ckpt, settings, data),
+        "picker": picker(data, "/", state, own_images(ckpt)),
+        "data_query": data_query(data),
+        "url_params": urlencode({"model": name, **data.query}),
         "rows": slider_rows([ckpt], values, ranges),
         "ae_vs_vae": _ae_vs_vae(registry),
         "partner": _partner(registry, ckpt),
@@ -314,16 +320,17 @@ async def encode_upload_partial(
 @router.get("/ui/{name}/encode", response_class=HTMLResponse)
 def encode_dataset_partial(
     request: Request, model: ModelDep, templates: TemplatesDep, settings: SettingsDep,
-    index: Annotated[int | None, Query(ge=0)] = None, label: int | None = None,
+    data: DataDep, index: Annotated[int | None, Query(ge=0)] = None, label: int | None = None,
     of_class: Annotated[str | None, Query(alias="class")] = None,
 ) -> HTMLResponse:  # fmt: skip
     """htmx: encode a dataset image (a random one when no index is given: of class `class`
-    where the model's dataset is a test split and the picker names one)."""
+    where the model's dataset is a test split and the picker names one), of the data set
+    `data` where one is named."""
     try:
         if index is None:
-            images = dataset_images(model, settings)
+            images = dataset_images(model, settings, data=data)
             index = random_index(images, np.random.default_rng(), of_class)
-        result = api.encode_dataset_image(model, settings, index, label)
+        result = api.encode_dataset_image(model, settings, index, data, label)
     except (InferenceError, NotFoundError) as e:
         return _encode_partial(request, templates, model, None, str(e))
     return _encode_partial(request, templates, model, result, None)

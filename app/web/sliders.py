@@ -21,9 +21,16 @@ import torch
 
 from app import inference
 from app.checkpoints.served import ServedModel
-from app.inference import DatasetError, dataset_images_of, ground_truth_of
+from app.inference import (
+    DatasetError,
+    InferenceError,
+    UnknownDataSet,
+    dataset_images_of,
+    ground_truth_of,
+)
 from app.settings import Settings
 from app.studies.cache import SharedResults
+from app.web.deps import DataPick
 
 PRIOR_RANGE = 3.0  # a VAE's sliders span ±3σ of the prior, as the β-VAE paper's traversals do
 PRIOR_STEP = 0.05
@@ -157,14 +164,15 @@ class Start:
     noun: str = ""  # what one of its dataset's images is called ("Fashion-MNIST test image")
 
 
-def landing_start(ckpt: ServedModel, settings: Settings) -> Start:
+def landing_start(ckpt: ServedModel, settings: Settings, data: DataPick | None = None) -> Start:
     """The model's code of a typical dataset image (each factor at the middle of its range; a
     test split's first image; unless the settings name an image): the first picture is the
     model's reconstruction of a real sprite or garment, and every active latent's slider
     moves it. From z = 0 where the model has no dataset images or they are not installed."""
+    sets, name = (data.sets, data.name) if data is not None else (None, None)
     try:
-        images = dataset_images_of(ckpt, settings.fashion_mnist_dir)
-    except DatasetError:
+        images = dataset_images_of(ckpt, settings.fashion_mnist_dir, sets, name)
+    except (DatasetError, UnknownDataSet):
         images = None  # the explore page says how to install them
     if images is None:
         return Start([0.0] * ckpt.description.latent_dim, None, "", None)
@@ -172,8 +180,11 @@ def landing_start(ckpt: ServedModel, settings: Settings) -> Start:
         index = settings.landing_image
     else:
         index = images.default_index
-    label = images.label(index) if ckpt.description.kind == "cvae" else None
-    x = torch.from_numpy(images.image(index))[None]
+    try:
+        label = images.label(index) if ckpt.description.kind == "cvae" else None
+        x = torch.from_numpy(images.image(index))[None]
+    except InferenceError:  # a set without the CVAE's classes, an unreadable image
+        return Start([0.0] * ckpt.description.latent_dim, None, "", None)
     mu = inference.encode_images(ckpt, x, label).mu[0]
     ranges = slider_ranges(ckpt)
     z = [round(r.clamp(v), 2) for r, v in zip(ranges, mu.tolist(), strict=True)]

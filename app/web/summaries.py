@@ -7,30 +7,36 @@ from typing import Any
 
 from app import inference
 from app.checkpoints.served import ServedModel
-from app.inference import DatasetImages, InferenceError, TestImages
+from app.inference import DatasetImages, InferenceError, SetImages, TestImages
 from app.settings import Settings
+from app.web.deps import DataPick
+from app.web.errors import NotFoundError
 from app.web.inputs import images_of
 
 
 def _summary_images(
-    ckpt: ServedModel, settings: Settings | None
+    ckpt: ServedModel, settings: Settings | None, data: DataPick | None
 ) -> tuple[DatasetImages | None, str | None]:
     """The model's dataset images and, where they are not installed, why: with the settings,
-    a test split too (read from the data folder); without, ground truth only."""
+    a test split too (read from the data folder), and with a data pick the set it names (or
+    for a model with no data of its own, the set of its dataset); without, ground truth only."""
     if settings is None:
         truth = inference.ground_truth_of(ckpt)
         return (inference.DrawnImages(truth) if truth else None), None
     try:
-        return images_of(ckpt, settings), None
-    except InferenceError as e:
+        return images_of(ckpt, settings, data), None
+    except (InferenceError, NotFoundError) as e:
         return None, str(e)
 
 
-def model_summary(ckpt: ServedModel, settings: Settings | None = None) -> dict[str, Any]:
+def model_summary(
+    ckpt: ServedModel, settings: Settings | None = None, data: DataPick | None = None
+) -> dict[str, Any]:
     """What the API says of a model and the pages show. With the settings, a model whose
-    dataset has a test split (Fashion-MNIST) counts its test images as its dataset images."""
+    dataset has a test split (Fashion-MNIST) counts its test images as its dataset images;
+    with a data pick, the images are those of the set it names."""
     cfg = ckpt.description
-    images, missing = _summary_images(ckpt, settings)
+    images, missing = _summary_images(ckpt, settings, data)
     return {
         "name": ckpt.name,
         "kind": cfg.kind,
@@ -52,6 +58,8 @@ def model_summary(ckpt: ServedModel, settings: Settings | None = None) -> dict[s
         "dataset_split": "test" if isinstance(images, TestImages) else None,
         "dataset_classes": list(images.label_names) if isinstance(images, TestImages) else [],
         "dataset_missing": missing,
+        # the data set the images come from, where they are a served set's (data=NAME)
+        "dataset_set": images.name if isinstance(images, SetImages) else None,
         "latent_order": inference.latent_order(ckpt),
         "card": ckpt.card.to_json(),
     }
