@@ -94,7 +94,15 @@ class SavedDataset(ImageSet):
         else:
             kept = [(None, self.root)]
             kind = "Hugging Face Dataset"
-        loaded = [(split, folder, _load(folder, stamp)) for split, folder in kept]
+        loaded = []
+        for split, folder in kept:
+            ds = _load(folder, stamp)
+            if ds is not None:
+                loaded.append((split, folder, ds))
+            elif split is not None:
+                problems.append(Problem(f"split {split!r}", "holds no rows"))
+        if not loaded:
+            raise DatasetError(f"{self.root}: holds no images (0 rows)")
         features = loaded[0][2].features
         for split, _, ds in loaded[1:]:
             if ds.features != features:
@@ -119,18 +127,12 @@ class SavedDataset(ImageSet):
         self._parts = tuple(parts)
         self._starts = [p.start for p in parts]
         self._n = start
-        served = [_split_of(p.split) for p in parts]
-        self._split = (
-            None
-            if any(s is None for s in served)
-            else np.concatenate(
-                [
-                    np.full(len(p.dataset), SPLITS.index(s), np.int8)
-                    for p, s in zip(parts, served, strict=True)
-                    if s is not None
-                ]
+        self._split: np.ndarray | None = None
+        if all(_split_of(split) is not None for split, _ in kept):
+            self._split = np.concatenate(
+                [np.full(len(p.dataset), SPLITS.index(_split_of(p.split) or ""), np.int8)
+                 for p in parts]
             )  # fmt: skip
-        )
         self._columns = _columns(parts, features, self._image_column, self.record, problems)
         self._problems = tuple(problems)
         self._stamp = tuple(stamp)
@@ -307,14 +309,17 @@ def _split_of(saved: str | None) -> str | None:
 
 
 def _load(folder: Path, stamp: list[bytes | str]) -> Any:
-    """One saved Dataset, memory-mapped; what it was opened from goes into `stamp` (the state
-    and info JSON, each Arrow file's name, size and modification time)."""
+    """One saved Dataset, memory-mapped (None where it has no rows: save_to_disk then writes no
+    Arrow file); what it was opened from goes into `stamp` (the state and info JSON, each Arrow
+    file's name, size and modification time)."""
     state_bytes = _json_bytes(folder / STATE_FILE)
     info_bytes = _json_bytes(folder / INFO_FILE)
     files = _json_object(folder / STATE_FILE, state_bytes).get("_data_files")
-    if not isinstance(files, list) or not files:
-        raise DatasetError(f"{folder / STATE_FILE}: lists no Arrow files (_data_files)")
+    if not isinstance(files, list):
+        raise DatasetError(f"{folder / STATE_FILE}: has no list of Arrow files (_data_files)")
     stamp += [folder.name, state_bytes, info_bytes]
+    if not files:
+        return None
     for entry in files:
         name = entry.get("filename") if isinstance(entry, dict) else None
         file = (folder / name).resolve() if isinstance(name, str) and name else None
