@@ -539,9 +539,10 @@ def test_data_check_lists_so_many_unreadable_images_and_counts_the_rest(tmp_path
 def test_data_check_of_a_drawn_built_in_decodes_a_seeded_sample(capsys):
     assert main(["data", "check", "dsprites", "--limit", "40"]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert out[3:7] == [
+    assert out[3:8] == [
         "images      737,280",
-        "decoded     40 of 737,280 (a seeded sample (seed 0)): 40 read, 0 cannot be decoded",
+        "decoded     40 of 737,280: 40 read, 0 cannot be decoded",
+        "sample      seed 0; the limit asked for",
         "sizes       64×64 40",
         "modes       L 40",
     ]
@@ -555,9 +556,7 @@ def test_check_of_a_drawn_built_in_without_a_limit_decodes_its_default_sample(mo
     monkeypatch.setattr(check, "DRAWN_SAMPLE", 12)  # the default's size, not its meaning
     report = check_set(open_set("dsprites"))
     assert report.checked == 12
-    assert report.sample == (
-        "a seeded sample (seed 0): every image is drawn by the same renderer from its factors"
-    )
+    assert report.sample == "seed 0; every image is drawn by the same renderer from its factors"
     assert sum(report.sizes.values()) == 12
 
 
@@ -567,6 +566,8 @@ def test_check_with_a_limit_decodes_the_same_seeded_sample_each_time(tmp_path):
     s = open_set(tmp_path)
     first, again = check_set(s, limit=3), check_set(s, limit=3)
     assert first.checked == 3 and sum(first.sizes.values()) == 3
+    assert first.sample == "seed 0; the limit asked for"
+    assert check_set(s, limit=6).sample == ""  # a limit of all is no sample
     assert first.sizes == again.sizes
     assert set(first.sizes) <= {(i + 1, 2) for i in range(6)}
     assert len(first.sizes) == 3  # three different images, each its own width

@@ -28,7 +28,7 @@ Progress = Callable[[Iterable[int], int], Iterable[int]]  # (indices, how many) 
 class CheckReport:
     summary: SetSummary
     checked: int  # images decoded (all, or a seeded sample)
-    sample: str  # why only a sample was decoded; "" where every image was
+    sample: str  # how the decoded images were chosen, where not all were ("seed 0; …")
     sizes: Counter[tuple[int, int]]  # (width, height) → images
     modes: Counter[str]  # PIL mode as stored → images
     unreadable: int
@@ -43,17 +43,16 @@ def check_set(
     DRAWN_SAMPLE where no limit is given), one at a time, counting sizes, modes and the images
     that cannot be decoded. Never raises for an image."""
     n = len(images)
-    sample = ""
+    why = "the limit asked for"
     if limit is None and isinstance(images, DrawnSet):
         limit = DRAWN_SAMPLE
-        sample = "every image is drawn by the same renderer from its factors"
+        why = "every image is drawn by the same renderer from its factors"
+    sample = ""
+    indices = np.arange(n)
     if limit is not None and limit < n:
         rng = np.random.default_rng(seed)
         indices = np.sort(rng.choice(n, size=limit, replace=False))
-        sample = f"a seeded sample (seed {seed})" + (f": {sample}" if sample else "")
-    else:
-        indices = np.arange(n)
-        sample = ""
+        sample = f"seed {seed}; {why}"
     order: Iterable[int] = indices.tolist()
     if progress is not None:
         order = progress(order, len(indices))
@@ -92,11 +91,13 @@ def report_text(report: CheckReport) -> str:
         f"location    {s.location}",
         f"images      {s.n_images:,}",
     ]
-    decoded = f"{report.checked:,} of {s.n_images:,}"
-    if report.sample:
-        decoded += f" ({report.sample})"
     read = report.checked - report.unreadable
-    lines.append(f"decoded     {decoded}: {read:,} read, {report.unreadable:,} cannot be decoded")
+    lines.append(
+        f"decoded     {report.checked:,} of {s.n_images:,}: {read:,} read, "
+        f"{report.unreadable:,} cannot be decoded"
+    )
+    if report.sample:
+        lines.append(f"sample      {report.sample}")
     sizes = _commonest(report.sizes)
     common = [f"{w}×{h} {c:,}" for (w, h), c in sizes[:COMMON_SIZES]]
     rest = sizes[COMMON_SIZES:]
