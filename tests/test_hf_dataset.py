@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -330,6 +331,9 @@ def test_the_digest_is_the_same_reopened_and_changes_with_a_value_or_a_file(tmp_
     first = open_set(path).content_digest()
     assert open_set(path).content_digest() == first
     assert open_set(path, name="other").content_digest() == first  # the name is not content
+    moved = tmp_path / "moved"
+    shutil.copytree(path, moved, copy_function=shutil.copy2)  # the same files, elsewhere
+    assert open_set(moved).content_digest() == first
     arrow = next(path.glob("*.arrow"))
     st = arrow.stat()
     os.utime(arrow, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))

@@ -51,7 +51,7 @@ def run(ns: argparse.Namespace) -> int:
 
     try:
         images = open_set(ns.path, name=ns.name)
-    except DatasetError as e:
+    except (DatasetError, OSError) as e:  # OSError: a file it could not read (permissions)
         print(f"latent-explorer data check: {e}", file=sys.stderr)  # noqa: T201
         return 1
     report = check_set(images, limit=ns.limit, progress=_progress_bar)

@@ -96,7 +96,7 @@ class SavedDataset(ImageSet):
             kind = "Hugging Face Dataset"
         loaded = []
         for split, folder in kept:
-            ds = _load(folder, stamp)
+            ds = _load(folder, split or ".", stamp)
             if ds is not None:
                 loaded.append((split, folder, ds))
             elif split is not None:
@@ -308,16 +308,17 @@ def _split_of(saved: str | None) -> str | None:
     return SPLIT_FOLDERS.get(saved.lower()) if saved is not None else None
 
 
-def _load(folder: Path, stamp: list[bytes | str]) -> Any:
+def _load(folder: Path, label: str, stamp: list[bytes | str]) -> Any:
     """One saved Dataset, memory-mapped (None where it has no rows: save_to_disk then writes no
-    Arrow file); what it was opened from goes into `stamp` (the state and info JSON, each Arrow
-    file's name, size and modification time)."""
+    Arrow file); what it was opened from goes into `stamp` under `label` (its split's name, not
+    the folder's, so a copy elsewhere is the same content): the state and info JSON, each Arrow
+    file's name, size and modification time."""
     state_bytes = _json_bytes(folder / STATE_FILE)
     info_bytes = _json_bytes(folder / INFO_FILE)
     files = _json_object(folder / STATE_FILE, state_bytes).get("_data_files")
     if not isinstance(files, list):
         raise DatasetError(f"{folder / STATE_FILE}: has no list of Arrow files (_data_files)")
-    stamp += [folder.name, state_bytes, info_bytes]
+    stamp += [label, state_bytes, info_bytes]
     if not files:
         return None
     for entry in files:
