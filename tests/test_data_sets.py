@@ -432,6 +432,28 @@ def test_a_csv_that_is_not_utf8_is_refused_naming_the_byte_and_its_offset(tmp_pa
     )
 
 
+@pytest.mark.parametrize(
+    ("tables", "said"),
+    [
+        ({"metadata.csv": "file_name\na.png\n", "metadata.jsonl": '{"file_name": "a.png"}\n'},
+         "{root}: holds both metadata.csv and metadata.jsonl; keep one"),
+        ({"metadata.csv": "name,tag\na.png,x\n"},
+         "{root}/metadata.csv: its header has no file_name column (it has: name, tag)"),
+        ({"metadata.csv": "file_name,tag\na.png,x,y\n"},
+         "{root}/metadata.csv line 2: more values than the header has columns"),
+        ({"metadata.jsonl": '{"file_name": "a.png"}\n{"file_name": \n'},
+         "{root}/metadata.jsonl line 2: not JSON (Expecting value)"),
+    ],
+)  # fmt: skip
+def test_a_table_that_cannot_be_read_is_refused_in_one_line(tmp_path, tables, said):
+    flat(tmp_path / "a.png", 0)
+    for name, text in tables.items():
+        (tmp_path / name).write_text(text)
+    with pytest.raises(DatasetError) as e:
+        open_set(tmp_path)
+    assert str(e.value) == said.format(root=tmp_path.resolve())
+
+
 def test_a_column_mixing_numbers_and_text_is_reported_and_read_as_categories(tmp_path):
     for n in ("a", "b", "c"):
         flat(tmp_path / f"{n}.png", 0)
