@@ -226,6 +226,28 @@ def test_a_wrong_field_in_dataset_json_is_refused_in_one_line_naming_it(tmp_path
     assert message.startswith(f"{tmp_path.resolve() / 'dataset.json'}: {named}")
 
 
+def test_a_column_declared_categorical_orders_its_numbers_as_numbers(tmp_path):
+    for i in range(4):
+        flat(tmp_path / f"{i}.png", 10 * i)
+    csv_table(tmp_path, "file_name,level\n0.png,1\n1.png,2\n2.png,10\n3.png,1.0\n")
+    (tmp_path / "dataset.json").write_text('{"columns": {"level": {"kind": "categorical"}}}')
+    level = open_set(tmp_path).column("level")
+    # numeric order, not text order ("10" before "2"), and 1.0 is the class of 1
+    assert level.categories == ("1", "2", "10")
+    assert [level.value_text(i) for i in range(4)] == ["1", "2", "10", "1"]
+
+
+def test_a_model_trained_on_a_named_data_set_views_the_set_whose_record_names_it(tmp_path):
+    from app.data.sets import scan_sets
+
+    flat(tmp_path / "faces" / "0.png", 3)
+    (tmp_path / "faces" / "dataset.json").write_text('{"model_dataset": "celeba"}')
+    flat(tmp_path / "other" / "0.png", 5)
+    sets = scan_sets(tmp_path, built_ins=False)
+    assert sets.default_for("celeba").name == "faces"
+    assert sets.default_for("mnist") is None
+
+
 def test_dataset_json_naming_a_column_the_set_lacks_is_a_problem(tmp_path):
     flat(tmp_path / "a" / "1.png", 0)
     (tmp_path / "dataset.json").write_text(

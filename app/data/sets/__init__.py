@@ -85,7 +85,7 @@ class DataSets(Mapping[str, ImageSet]):
         if name in BUILT_IN and name in self.sets:
             return self.sets[name]
         for s in self.sets.values():
-            if isinstance(s, FolderSet) and s.record.model_dataset == dataset:
+            if s.model_dataset == dataset:
                 return s
         return self.sets.get(name)
 

@@ -106,6 +106,13 @@ def _typed(
             return str(v)
 
         return _categorical(name, role, values, cats, code, problems, known=by_name)
+    numbers = [_number(v) for v in present]
+    if present and all(n is not None for n in numbers):
+        # declared categorical, numbers in the table: in numeric order, "1" and "1.0" one class
+        distinct = sorted({n for n in numbers if n is not None})
+        return _categorical(
+            name, role, values, tuple(_number_text(n) for n in distinct), _number_key, problems
+        )
     cats = tuple(sorted({str(v) for v in present}))
     return _categorical(name, role, values, cats, str, problems)
 

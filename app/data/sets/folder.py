@@ -108,6 +108,10 @@ class FolderSet(ImageSet):
         self._columns = typed_columns(raw, self.record, problems)
         self._problems = tuple(problems)
 
+    @property
+    def model_dataset(self) -> str | None:
+        return self.record.model_dataset
+
     def __len__(self) -> int:
         return len(self._files)
 

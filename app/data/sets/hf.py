@@ -138,6 +138,10 @@ class SavedDataset(ImageSet):
         self._stamp = tuple(stamp)
         self._batch: tuple[_Part, int, list[object]] | None = None
 
+    @property
+    def model_dataset(self) -> str | None:
+        return self.record.model_dataset
+
     def __len__(self) -> int:
         return self._n
 

@@ -182,6 +182,12 @@ class ImageSet(ABC):
         return ()
 
     @property
+    def model_dataset(self) -> str | None:
+        """The data set name a model's config gives when it was trained on these images
+        (dataset.json's `model_dataset`: "celeba"), so such models view this set by default."""
+        return None
+
+    @property
     def binary(self) -> bool:
         """Pixels are 0 or 1 by construction (dSprites)."""
         return False
