@@ -5,6 +5,7 @@ steps: the numbers below are known from what this file wrote, not read back from
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import shutil
@@ -20,6 +21,7 @@ from app.cli.models import DataArgumentError, parse_data
 from app.main import create_app
 from app.settings import Settings
 from app.training import train
+from tests.browser_server import live_server
 from tests.conftest import tiny_args
 
 SET = "tiny-shapes"
@@ -91,6 +93,7 @@ def served(tmp_path_factory, fashion_dir):
         fashion_mnist_dir=fashion_dir,
     )
     with TestClient(create_app(settings)) as client:
+        client.settings = settings  # for a live server of the same folders
         yield client, root / "datasets" / "shapes-folder"
 
 
@@ -250,6 +253,85 @@ def test_the_explore_page_offers_the_sets_and_encodes_from_the_one_picked(served
     assert f"{SET} image 0: a.png: shape square; size 0.5" in r.text
     r = client.get("/ui/set-vae/encode", params={"index": index_of(BROKEN), "data": SET})
     assert r.status_code == 422 and f"data set {SET}: {BROKEN}: " in r.text
+
+
+def pixels_of(data_url: str) -> np.ndarray:
+    """The pixels of a PNG data URL."""
+    png = base64.b64decode(data_url.split(",", 1)[1])
+    return np.asarray(Image.open(io.BytesIO(png)))
+
+
+def test_compress_denoise_and_sharpness_take_the_image_of_the_set(served):
+    client, folder = served
+    i = index_of("c.png")
+    written = np.asarray(Image.open(folder / "c.png"))
+    query = {"index": i, "data": SET}
+    r = client.get("/api/models/set-vae/compress", params=query)
+    assert r.status_code == 200, r.text
+    assert np.array_equal(pixels_of(r.json()["original_png"]), written)
+    # the same picture uploaded as it is: the same code
+    upload = {"file": ("c.png", (folder / "c.png").read_bytes(), "image/png")}
+    same = client.post("/api/models/set-vae/compress", files=upload, data={"fit": "false"})
+    assert same.status_code == 200, same.text
+    assert same.json()["code"] == r.json()["code"]
+    r = client.get("/api/models/set-vae/denoise", params={**query, "level": 0.1})
+    assert r.status_code == 200, r.text
+    assert np.array_equal(pixels_of(r.json()["clean_png"]), written)
+    r = client.get(f"/api/models/set-vae/sharpness/{i}", params={"data": SET})
+    assert r.status_code == 200, r.text
+    assert np.array_equal(pixels_of(r.json()["input_png"]), written)
+    r = client.get("/api/models/set-vae/reconstructions.png", params={"indices": f"{i},0",
+                                                                       "data": SET})  # fmt: skip
+    assert r.status_code == 200
+    grid = np.asarray(Image.open(io.BytesIO(r.content)))
+    assert grid.shape[1] == 2 * 64 + 3 * 2  # two columns of 64 with the grid's 2-pixel padding
+
+
+def test_interpolating_between_two_set_images_keeps_the_set_in_the_url(served):
+    client, _ = served
+    form = {"index_a": str(index_of("a.png")), "index_b": str(index_of("c.png")), "steps": "4"}
+    r = client.post(f"/ui/set-vae/interpolate?data={SET}", data=form)
+    assert r.status_code == 200, r.text
+    assert f"{SET} image 0: a.png: shape square; size 0.5" in r.text
+    assert f"{SET} image 3: c.png: shape heart; size 1" in r.text
+    assert r.headers["HX-Replace-Url"].endswith(f"&data={SET}")
+
+
+def test_every_page_of_dataset_images_offers_the_set_picked(served):
+    client, _ = served
+    selected = f'<option value="{SET}" selected>{SET}</option>'
+    for url in (
+        "/compress?model=set-vae",
+        "/denoise?a=set-vae&b=set-vae",
+        "/interpolate?model=set-vae",
+        "/sharpness?a=set-vae&b=set-vae",
+    ):
+        page = client.get(f"{url}&data={SET}")
+        assert page.status_code == 200, (url, page.text[-2000:])
+        assert selected in page.text and 'class="data-picker"' in page.text, url
+        own = client.get(url)
+        assert '<option value="" selected>its own (dsprites)</option>' in own.text, url
+    # the compress page shows the set's first image by default, and its form posts with the set
+    page = client.get(f"/compress?model=set-vae&data={SET}").text
+    assert f'hx-post="/ui/set-vae/compress?data={SET}"' in page
+    assert f"{SET} #0" in page
+
+
+def test_picking_a_set_in_the_browser_reloads_the_page_on_it_keeping_its_state(served, browser):
+    client, _ = served
+    with live_server(client.settings) as url:
+        context = browser.new_context(base_url=url)
+        page = context.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto("/interpolate?model=set-vae&steps=5")
+        page.select_option("#data-set", SET)
+        page.wait_for_url(f"**/interpolate?model=set-vae&steps=5&data={SET}")
+        assert page.locator("#data-set").input_value() == SET
+        page.select_option("#data-set", "")  # back to the model's own images
+        page.wait_for_url("**/interpolate?model=set-vae&steps=5")
+        context.close()
+        assert errors == []
 
 
 # --- where sets come from -------------------------------------------------------------------------

@@ -137,4 +137,7 @@ def test_a_dataset_image_is_described_by_its_own_datasets_factors(client, tmp_pa
         assert r.status_code == 200, r.text
         assert "colour shapes #98611: sphere;" in r.text
         assert "floor hue 2, wall hue 0, object hue 5, scale 3, orientation 1" in r.text
-        assert c.get("/api/models/shapes/encode", params={"index": 480000}).status_code == 422
+        # past its images but not past dSprites', which any model is viewed on with
+        # data=dsprites: valid for the schema, this model's 404; past every served set's, a 422
+        assert c.get("/api/models/shapes/encode", params={"index": 480000}).status_code == 404
+        assert c.get("/api/models/shapes/encode", params={"index": 737280}).status_code == 422

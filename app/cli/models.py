@@ -43,7 +43,7 @@ def serve_parser(sub: argparse._SubParsersAction) -> None:
         default=[],
         metavar="NAME=PATH",
         help="also serve the folder PATH as data set NAME (images in class sub-folders or with "
-        "a metadata.csv; see docs/datasets.md), which any model can be viewed on; repeatable. "
+        "a metadata.csv; see docs/api.md), which any model can be viewed on; repeatable. "
         "Every folder of LATENT_EXPLORER_DATASETS_DIR (default ./datasets) is served too",
     )
 

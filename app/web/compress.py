@@ -32,7 +32,10 @@ from app.studies import compression, compression_svg
 from app.studies.compression import Comparison, CompressionError, Study
 from app.studies.figure2 import TRAVERSAL_IMAGE
 from app.studies.quality import PSNR_CAP, Quality, ms_ssim_scales
+from app.web.datasets import data_query, own_images, picker
 from app.web.deps import (
+    DataDep,
+    DataPick,
     ModelDep,
     NoEmptyFields,
     RegistryDep,
@@ -48,7 +51,7 @@ from app.web.errors import (
     NotInModelError,
     UploadTooLargeError,
 )
-from app.web.inputs import check_label, dataset_tensor, drawn_elsewhere, images_of
+from app.web.inputs import check_label, dataset_tensor, drawn_elsewhere, images_of, own_class
 from app.web.params import DatasetIndex
 from app.web.responses import cached_image, data_url
 from app.web.summaries import model_summary
@@ -131,12 +134,14 @@ def comparison_json(model: ServedModel, c: Comparison) -> dict[str, Any]:
 
 
 def dataset_image(
-    model: ServedModel, settings: Settings, index: int, served: Served | None = None
-) -> tuple[torch.Tensor, int | None]:
-    """Image `index` of the model's dataset (drawn from ground truth, or its test split) and,
-    for a CVAE, its class as the label; a 404 where the schema calls the index valid
-    (inputs.dataset_tensor), else a 422; a 503 where the test split is not installed."""
-    images = images_of(model, settings)
+    model: ServedModel, settings: Settings, index: int, served: Served | None = None,
+    data: DataPick | None = None,
+) -> tuple[torch.Tensor, int | None]:  # fmt: skip
+    """Image `index` of the model's dataset (drawn from ground truth, or its test split; or of
+    the data set `data` names) and, for a CVAE, its class as the label; a 404 where the schema
+    calls the index valid (inputs.dataset_tensor), else a 422; a 503 where the test split is
+    not installed."""
+    images = images_of(model, settings, data)
     if images is None:
         error = NotInModelError if drawn_elsewhere(served, index) else CompressionError
         raise error(
@@ -144,7 +149,7 @@ def dataset_image(
             "dataset images to compress; upload one"
         )
     x = dataset_tensor(images, index, served=served)
-    return x, images.label(index) if model.description.kind == "cvae" else None
+    return x, own_class(model, images, index)
 
 
 # (metric, weights, name, study, test images) → SVG text: a registry is read-only, so built
@@ -187,6 +192,7 @@ def compress_dataset_image(
     settings: SettingsDep,
     served: ServedDep,
     index: DatasetIndex,
+    data: DataDep,
     bits: Bits = DEFAULT_BITS,
     label: Label = None,
 ) -> dict[str, Any]:
@@ -195,8 +201,8 @@ def compress_dataset_image(
     whole file is closest in size: the code as hex, its bytes and bits per pixel, both
     reconstructions (JPEG as the real file), and PSNR / SSIM / MS-SSIM of each (PSNR capped at
     100 dB for identical images). The model, the kept latents and k are shared codec state,
-    not counted."""
-    x, own_label = dataset_image(model, settings, index, served)
+    not counted. With `data=NAME`, image `index` of that data set, fitted to the model."""
+    x, own_label = dataset_image(model, settings, index, served, data)
     check_label(model, label, served)
     c = compression.compress_image(model, x, bits, own_label if label is None else label)
     return {**comparison_json(model, c), "index": index}
@@ -281,17 +287,17 @@ def rate_distortion_document(
 # --- the page and its partials --------------------------------------------------------------
 
 
-def _page_url(model: ServedModel, bits: int, index: int | None) -> str:
+def _page_url(model: ServedModel, bits: int, index: int | None, data: DataPick) -> str:
     query: dict[str, Any] = {"model": model.name}
     if index is not None:
         query["index"] = index
     query["bits"] = bits
-    return f"/compress?{urlencode(query)}"
+    return f"/compress?{urlencode({**query, **data.query})}"
 
 
 def _result_context(
     registry: RegistryDep, model: ServedModel, settings: Settings, bits: int, index: int | None,
-    source: str,
+    source: str, data: DataPick,
 ) -> dict[str, Any]:  # fmt: skip
     """What the result partial needs besides the comparison itself: the state, and links that
     show the same dataset image with the other models or another image with this one. Without
@@ -299,7 +305,7 @@ def _result_context(
     to install it) uploads only."""
     missing = None
     try:
-        images = images_of(model, settings)
+        images = images_of(model, settings, data)
     except DataUnavailableError as e:
         images, missing = None, str(e)
     others = [n for n in registry if n != model.name]
@@ -315,8 +321,9 @@ def _result_context(
         "split": "test" if isinstance(images, TestImages) else None,
         "missing": missing,
         "n_images": images.n_images if images else 0,
-        "other_models": [(n, _page_url(registry[n], bits, index)) for n in others],
-        "random_url": _page_url(model, bits, random_index) if images else None,
+        "other_models": [(n, _page_url(registry[n], bits, index, data)) for n in others],
+        "random_url": _page_url(model, bits, random_index, data) if images else None,
+        "data_query": data_query(data),
         "shared_state": SHARED_STATE,
         "psnr_cap": PSNR_CAP,
         "photo_form": form_of(model.description.dataset) is not None,
@@ -338,22 +345,25 @@ def _parse_int(text: str | None, what: str) -> int | None:
 @router.get("/compress", response_class=HTMLResponse, include_in_schema=False)
 def compress_page(
     request: Request, registry: RegistryDep, templates: TemplatesDep, settings: SettingsDep,
-    model: str | None = None, index: int | None = None, bits: int = DEFAULT_BITS,
+    data: DataDep, model: str | None = None, index: int | None = None, bits: int = DEFAULT_BITS,
 ) -> HTMLResponse:  # fmt: skip
-    """The model's code against JPEG for one image, and the rate–distortion study below."""
+    """The model's code against JPEG for one image (of the data set `data`, where one is
+    named), and the rate–distortion study below."""
     if not registry:
         return templates.TemplateResponse(request, "empty.html", {}, status_code=503)
     name = model if model is not None and model in registry else next(iter(registry))
     ckpt = registry[name]
     warning = f"unknown model {quoted(model)}; showing {name}" if name != model and model else None
-    context = _result_context(registry, ckpt, settings, bits, index, "dataset")
+    context = _result_context(registry, ckpt, settings, bits, index, "dataset", data)
     context["warning"] = warning
+    state = {"model": name, "index": index, "bits": bits}
+    context["picker"] = picker(data, "/compress", state, own_images(ckpt))
     if context["dataset"]:
         default = DSPRITES_HEART if context["dataset"] == "dSprites" else 0
         context["index"] = default if index is None else index
         try:
             compression.check_bits(bits)
-            x, label = dataset_image(ckpt, settings, context["index"])
+            x, label = dataset_image(ckpt, settings, context["index"], data=data)
             c = compression.compress_image(ckpt, x, bits, label)
             context["r"] = {**comparison_json(ckpt, c), "index": context["index"]}
         except InferenceError as e:
@@ -364,7 +374,7 @@ def compress_page(
 @router.post("/ui/{name}/compress", response_class=HTMLResponse, include_in_schema=False)
 async def compress_partial(
     request: Request, model: ModelDep, registry: RegistryDep, settings: SettingsDep,
-    templates: TemplatesDep,
+    templates: TemplatesDep, data: DataDep,
     source: Annotated[Literal["dataset", "upload"], Form()] = "dataset",
     index: Annotated[str | None, Form()] = None,
     bits: Annotated[str | None, Form()] = None,
@@ -373,7 +383,7 @@ async def compress_partial(
     """htmx: compress the dataset image or the upload at the chosen bits; the URL is replaced
     so that a dataset image's view can be shared (an upload cannot live in a URL). `fit` is the
     page's checkbox, which a browser leaves out when unticked: absent here means off."""
-    context = _result_context(registry, model, settings, DEFAULT_BITS, None, source)
+    context = _result_context(registry, model, settings, DEFAULT_BITS, None, source, data)
     context["oob"] = True
     status = 200
     try:
@@ -391,7 +401,7 @@ async def compress_partial(
         else:
             if i is None:
                 raise CompressionError("give a dataset image index, or upload an image")
-            x, label = dataset_image(model, settings, i)
+            x, label = dataset_image(model, settings, i, data=data)
             extra = {"index": i}
         c = await run_in_threadpool(compression.compress_image, model, x, k, label)
         context["r"] = {**comparison_json(model, c), **extra}
@@ -402,7 +412,7 @@ async def compress_partial(
     )
     if context["r"] is not None:
         upload = source == "upload"
-        url = _page_url(model, context["bits"], None if upload else context["index"])
+        url = _page_url(model, context["bits"], None if upload else context["index"], data)
         response.headers["HX-Replace-Url"] = url
     return response
 

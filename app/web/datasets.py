@@ -1,5 +1,5 @@
 """The data sets the server offers: GET /api/datasets lists every one (its images, its typed
-columns, its splits, how many problems reading it found), GET /api/datasets/{name} one with its
+columns, its splits, how many problems reading it found), GET /api/datasets/{dataset} one with its
 problems listed. Any model can be viewed on any of them: `data=NAME` on a route that picks a
 dataset image by index (app/web/deps.py: DataDep)."""
 
@@ -104,21 +104,21 @@ def list_datasets(sets: DataSetsDep) -> list[DataSet]:
     return [describe_set(sets, name) for name in sets]
 
 
-@router.get("/{name}", responses=NOT_FOUND)
+@router.get("/{dataset}", responses=NOT_FOUND)
 def get_dataset(
     sets: DataSetsDep,
-    name: Annotated[
+    dataset: Annotated[
         str,
         Path(description="a data set from /api/datasets", json_schema_extra={"x-data-set": True}),
     ],
 ) -> DataSetDetail:
     """One data set, with every problem found reading it (a file that is no image, a table row
     naming no file, a value none of its column's categories)."""
-    if name not in sets:
+    if dataset not in sets:
         known = ", ".join(sets) or "none"
-        raise NotFoundError(f"unknown data set {quoted(name)}; served: {known}")
-    found = [Problem(where=p.where, what=p.what) for p in sets[name].problems]
-    return DataSetDetail(**describe_set(sets, name).model_dump(), problem_list=found)
+        raise NotFoundError(f"unknown data set {quoted(dataset)}; served: {known}")
+    found = [Problem(where=p.where, what=p.what) for p in sets[dataset].problems]
+    return DataSetDetail(**describe_set(sets, dataset).model_dump(), problem_list=found)
 
 
 # --- the pages' data set picker (templates/partials/_data_picker.html) ------------------------

@@ -31,7 +31,10 @@ from app.studies.denoise import (
     parse_mask,
 )
 from app.studies.quality import Quality, ms_ssim_scales
+from app.web.datasets import data_query, own_images, picker
 from app.web.deps import (
+    DataDep,
+    DataPick,
     ModelDep,
     NoEmptyFields,
     RegistryDep,
@@ -41,7 +44,7 @@ from app.web.deps import (
     TemplatesDep,
 )
 from app.web.errors import DATA_UNAVAILABLE, NotFoundError, NotInModelError, UploadTooLargeError
-from app.web.inputs import dataset_images, dataset_tensor
+from app.web.inputs import dataset_images, dataset_tensor, own_class
 from app.web.params import DatasetIndex
 from app.web.responses import data_url
 from app.web.summaries import model_summary
@@ -123,19 +126,20 @@ def _image_shape(model: ServedModel) -> tuple[int, int]:
 
 def _clean_image(
     model: ServedModel, index: int | None, upload: bytes | None, settings: Settings,
-    served: Served | None = None, fit: bool = False,
+    served: Served | None = None, fit: bool = False, data: DataPick | None = None,
 ) -> tuple[torch.Tensor, int | None, dict[str, Any]]:  # fmt: skip
     """The clean image (1, C, H, W), its class, and what was done to an upload (`fitted`, and
     `notes` from app.imaging.load_upload; nothing for a dataset image), from the upload, with
-    `fit` fitted to the form of the model's data (app.photo_fit), or from the dataset."""
+    `fit` fitted to the form of the model's data (app.photo_fit), or from the dataset (the
+    data set `data` names, where it names one)."""
     if upload is not None:
         x, about = upload_image(model, upload, settings, fit)
         return x[None], None, about
     if index is None:
         raise InferenceError("give a dataset index or upload an image")
-    images = dataset_images(model, settings, served, index)
+    images = dataset_images(model, settings, served, index, data)
     x = dataset_tensor(images, index, served=served)
-    return x[None], images.label(index), {}
+    return x[None], own_class(model, images, index), {}
 
 
 def mask_bits(mask: str, model: ServedModel, served: Served | None = None) -> Any:
@@ -161,7 +165,7 @@ def mask_bits(mask: str, model: ServedModel, served: Served | None = None) -> An
 def _run(
     models: list[ServedModel], index: int | None, upload: bytes | None, noise: str, level: float,
     seed: int, mask: str | None, settings: Settings, served: Served | None = None,
-    fit: bool = False,
+    fit: bool = False, data: DataPick | None = None,
 ) -> tuple[Denoising, dict[str, Any]]:  # fmt: skip
     """The models on the corrupted image, and what was done to an upload (_clean_image)."""
     first = models[0]
@@ -176,7 +180,7 @@ def _run(
     if not math.isfinite(level):
         raise InferenceError(f"level must be a finite number, got {level}")
     bits = mask_bits(mask, first, served) if mask is not None else None
-    clean, label, about = _clean_image(first, index, upload, settings, served, fit)
+    clean, label, about = _clean_image(first, index, upload, settings, served, fit, data)
     corrupted = corrupt_image(clean, noise, level, seed, bits)
     return denoise(models, clean, corrupted, label), about
 
@@ -199,15 +203,16 @@ def _result_json(result: Denoising) -> dict[str, Any]:
 @router.get("/api/models/{name}/denoise", openapi_extra=NOISE_CASES, responses=DATA_UNAVAILABLE)
 def denoise_dataset_image(
     model: ModelDep, settings: SettingsDep, served: ServedDep, index: DatasetIndex,
-    noise: NoiseQuery = DEFAULT_NOISE, level: LevelQuery = 0.3, seed: SeedQuery = 0,
+    data: DataDep, noise: NoiseQuery = DEFAULT_NOISE, level: LevelQuery = 0.3, seed: SeedQuery = 0,
     mask: MaskQuery = None,
 ) -> dict[str, Any]:  # fmt: skip
     """Corrupt dataset image `index` (dSprites, or the test split of a model's dataset that has
     one: Fashion-MNIST) and give it to the model: the clean, corrupted and output
     images (PNG data URLs) and PSNR (dB), SSIM and MS-SSIM of the corrupted input ("before") and
     of the output ("after") against the clean image. Each noise's level has its own range
-    (gaussian σ ≤ 0.5, salt_pepper ≤ 0.3, mask ≤ 0.4); noise=drawn takes the painted `mask`."""
-    result, _ = _run([model], index, None, noise, level, seed, mask, settings, served)
+    (gaussian σ ≤ 0.5, salt_pepper ≤ 0.3, mask ≤ 0.4); noise=drawn takes the painted `mask`.
+    With `data=NAME`, image `index` of that data set, fitted to the model."""
+    result, _ = _run([model], index, None, noise, level, seed, mask, settings, served, data=data)
     return _result_json(result)
 
 
@@ -276,10 +281,11 @@ def _fit_switch(model: ServedModel, on: bool) -> bool | None:
 @pages.get("/denoise", response_class=HTMLResponse)
 def denoise_page(
     request: Request, registry: RegistryDep, templates: TemplatesDep, settings: SettingsDep,
-    a: str | None = None, b: str | None = None, index: int | None = None,
+    data: DataDep, a: str | None = None, b: str | None = None, index: int | None = None,
     noise: str = "gaussian", level: float | None = None, seed: int = 0,
 ) -> HTMLResponse:  # fmt: skip
-    """Both models on one corrupted image; the URL holds the state."""
+    """Both models on one corrupted image (of the data set `data`, where one is named); the
+    URL holds the state."""
     if not registry:
         return templates.TemplateResponse(request, "empty.html", {}, status_code=503)
     context: dict[str, Any] = {
@@ -290,12 +296,16 @@ def denoise_page(
     }  # fmt: skip
     level = DEFAULT_LEVEL.get(noise, 0.3) if level is None else level
     context["level"] = level
+    context["data_query"] = data_query(data)
     status = 200
     try:
         pair = _pair(registry, a, b)
         context["a"], context["b"] = pair[0].name, pair[1].name
         context["fit_switch"] = _fit_switch(pair[0], True)
-        first = model_summary(pair[0], settings)
+        first = model_summary(pair[0], settings, data)
+        state = {"a": pair[0].name, "b": pair[1].name, "index": index, "noise": noise,
+                 "level": level, "seed": seed}  # fmt: skip
+        context["picker"] = picker(data, "/denoise", state, own_images(pair[0]))
         context["dataset_images"] = first["dataset_images"]
         context["dataset_name"] = first["dataset_name"]
         context["dataset_split"] = first["dataset_split"]
@@ -304,7 +314,7 @@ def denoise_page(
             index = 1_234 % first["dataset_images"]  # a fixed default: the same page each time
         context["index"] = index
         if index is not None:
-            result, _ = _run(pair, index, None, noise, level, seed, None, settings)
+            result, _ = _run(pair, index, None, noise, level, seed, None, settings, data=data)
             context["result"] = _view(result, pair)
     except (InferenceError, NotFoundError) as e:
         context["error"] = str(e)
@@ -317,7 +327,7 @@ def denoise_page(
 @pages.post("/ui/denoise", response_class=HTMLResponse)
 async def denoise_partial(
     request: Request, registry: RegistryDep, templates: TemplatesDep, settings: SettingsDep,
-    a: Annotated[str, Form()], b: Annotated[str, Form()],
+    data: DataDep, a: Annotated[str, Form()], b: Annotated[str, Form()],
     index: Annotated[int | None, Form()] = None, file: UploadFile | None = None,
     noise: Annotated[str, Form()] = "gaussian", level: Annotated[float, Form()] = 0.3,
     seed: Annotated[int, Form(ge=0, le=2**31 - 1)] = 0,
@@ -337,8 +347,9 @@ async def denoise_partial(
         upload = await _read_upload(file, settings)
         drawn = (mask or None) if noise == "drawn" else None
         result, about = _run(
-            pair, None if upload else index, upload, noise, level, seed, drawn, settings, fit=fit
-        )
+            pair, None if upload else index, upload, noise, level, seed, drawn, settings,
+            fit=fit, data=data,
+        )  # fmt: skip
         context["result"] = {**_view(result, pair), **about}
     except (ImageInputError, InferenceError, NotFoundError, UploadTooLargeError) as e:
         context["error"] = str(e)
@@ -348,5 +359,5 @@ async def denoise_partial(
     response = templates.TemplateResponse(request, "partials/denoise.html", context)
     if upload is None and noise != "drawn":
         query = {"a": a, "b": b, "index": index, "noise": noise, "level": level, "seed": seed}
-        response.headers["HX-Replace-Url"] = f"/denoise?{urlencode(query)}"
+        response.headers["HX-Replace-Url"] = f"/denoise?{urlencode({**query, **data.query})}"
     return response

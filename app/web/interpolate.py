@@ -19,9 +19,17 @@ from app.imaging import ImageInputError
 from app.inference import DatasetImages, InferenceError, TestImages
 from app.photo_fit import form_of
 from app.settings import Settings
-from app.web.deps import ModelDep, RegistryDep, SettingsDep, TemplatesDep
+from app.web.datasets import data_query, own_images, picker
+from app.web.deps import DataDep, DataPick, ModelDep, RegistryDep, SettingsDep, TemplatesDep
 from app.web.errors import UploadTooLargeError
-from app.web.inputs import dataset_tensor, images_of, nth_of_class, parse_latents, picked_class
+from app.web.inputs import (
+    dataset_tensor,
+    images_of,
+    nth_of_class,
+    own_class,
+    parse_latents,
+    picked_class,
+)
 from app.web.responses import data_url
 from app.web.summaries import model_summary
 from app.web.uploads import upload_bytes, upload_image
@@ -52,16 +60,18 @@ def _strip_context(
 @router.get("/interpolate", response_class=HTMLResponse)
 def interpolate_page(
     request: Request, registry: RegistryDep, templates: TemplatesDep, settings: SettingsDep,
-    model: str | None = None, z0: str | None = None, z1: str | None = None, steps: int = 8,
-    label: int | None = None,
+    data: DataDep, model: str | None = None, z0: str | None = None, z1: str | None = None,
+    steps: int = 8, label: int | None = None,
 ) -> HTMLResponse:  # fmt: skip
-    """Pick two images; the URL (model, z0, z1, steps) restores the strips it shows."""
+    """Pick two images (of the data set `data`, where one is named); the URL (model, z0, z1,
+    steps, data) restores the strips it shows."""
     if not registry:
         return templates.TemplateResponse(request, "empty.html", {}, status_code=503)
     name = model if model is not None and model in registry else next(iter(registry))
     ckpt = registry[name]
-    summary = model_summary(ckpt, settings)
-    images = images_of(ckpt, settings) if summary["dataset_images"] else None
+    summary = model_summary(ckpt, settings, data)
+    images = images_of(ckpt, settings, data) if summary["dataset_images"] else None
+    state = {"model": name, "z0": z0, "z1": z1, "steps": steps, "label": label}
     context: dict[str, Any] = {
         "models": [model_summary(c) for c in registry.values()],
         "model": summary,
@@ -74,6 +84,9 @@ def interpolate_page(
         "strips": None,
         "error": None,
         "photo_form": form_of(ckpt.description.dataset) is not None,
+        "picker": picker(data, "/interpolate", state, own_images(ckpt)),
+        "data_query": data_query(data),
+        "data_more": data_query(data, first=False),
     }
     if isinstance(images, TestImages):
         defaults = [_first_of_class(images, c) for c in DEFAULT_CLASSES]
@@ -134,21 +147,22 @@ def _fmt(z: torch.Tensor) -> str:
 async def _end(
     ckpt: ServedModel, settings: Settings, upload: UploadFile | None, index: int | None,
     which: str, of_class: str | None = None, nth: int | None = None, fit: bool = False,
+    data: DataPick | None = None,
 ) -> tuple[torch.Tensor, str, int | None, dict[str, object] | None]:  # fmt: skip
     """One end of the path as the image the model sees, what it is, its class (None for an
     upload) and, for an upload fitted or not, how (app.imaging.load_upload's notes): the upload
     if one was given, fitted to the data's form if `fit` (app.photo_fit), else the dataset image
-    `index`, or for a test split the `nth` (from 0) test image of class `of_class` where one is
-    named."""
+    `index` (of the data set `data` names, where it names one), or for a test split the `nth`
+    (from 0) test image of class `of_class` where one is named."""
     if upload is not None and upload.filename:
-        data = await upload_bytes(upload, settings, f"image {which}")
+        uploaded = await upload_bytes(upload, settings, f"image {which}")
         try:
-            loaded, about = upload_image(ckpt, data, settings, fit)
+            loaded, about = upload_image(ckpt, uploaded, settings, fit)
         except ImageInputError as e:
             raise ImageInputError(f"image {which}: {e}") from None
         notes = {**about["notes"], "fitted": about["fitted"]}
         return loaded, f"your upload ({upload.filename})", None, notes
-    images = images_of(ckpt, settings)
+    images = images_of(ckpt, settings, data)
     if images is None:
         raise InferenceError(f"image {which}: {ckpt.name} has no dataset images; upload a file")
     label = picked_class(images, of_class, f"image {which}: class")
@@ -157,13 +171,13 @@ async def _end(
     if index is None:
         raise InferenceError(f"image {which}: upload a file or give a dataset index")
     x = dataset_tensor(images, index, f"image {which}")
-    return x, _caption(images, index), images.label(index), None
+    return x, _caption(images, index), own_class(ckpt, images, index), None
 
 
 @router.post("/ui/{name}/interpolate", response_class=HTMLResponse)
 async def interpolate_partial(
     request: Request, model: ModelDep, settings: SettingsDep, templates: TemplatesDep,
-    steps: Annotated[int, Form()] = 8,
+    data: DataDep, steps: Annotated[int, Form()] = 8,
     file_a: UploadFile | None = None, file_b: UploadFile | None = None,
     index_a: Annotated[int | None, Form()] = None, index_b: Annotated[int | None, Form()] = None,
     class_a: Annotated[str | None, Form()] = None, class_b: Annotated[str | None, Form()] = None,
@@ -182,8 +196,8 @@ async def interpolate_partial(
                 f"steps must be in 2..{settings.max_interpolate_steps}, got {steps}"
             )
         (a, caption_a, own_a, notes_a), (b, caption_b, _, notes_b) = [
-            await _end(model, settings, file_a, index_a, "A", class_a, nth_a, fit),
-            await _end(model, settings, file_b, index_b, "B", class_b, nth_b, fit),
+            await _end(model, settings, file_a, index_a, "A", class_a, nth_a, fit, data),
+            await _end(model, settings, file_b, index_b, "B", class_b, nth_b, fit, data),
         ]
         if model.description.kind != "cvae":
             label = None
@@ -201,7 +215,7 @@ async def interpolate_partial(
     context["inputs"] = [data_url(imaging.png_bytes(x)) for x in ends]
     context["captions"] = [caption_a, caption_b]
     context["notes"] = [notes_a, notes_b]
-    query = {"model": model.name, "z0": z0, "z1": z1, "steps": steps}
+    query = {"model": model.name, "z0": z0, "z1": z1, "steps": steps, **data.query}
     if label is not None:
         query["label"] = label
     response = templates.TemplateResponse(request, "partials/interpolate.html", context)

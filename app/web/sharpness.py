@@ -17,12 +17,36 @@ from fastapi.responses import HTMLResponse
 
 from app import imaging, inference
 from app.checkpoints.served import ServedModel
-from app.inference import InferenceError, ground_truth_of
+from app.inference import (
+    DatasetImages,
+    DrawnImages,
+    InferenceError,
+    UnreadableImage,
+    ground_truth_of,
+)
 from app.quoting import quoted
+from app.settings import Settings
 from app.studies.quality import gradient_energy, to_8bit
-from app.web.deps import ModelDep, RegistryDep, ServedDep, SettingsDep, TemplatesDep
+from app.web.datasets import own_images, picker
+from app.web.deps import (
+    DataDep,
+    DataPick,
+    ModelDep,
+    RegistryDep,
+    Served,
+    ServedDep,
+    SettingsDep,
+    TemplatesDep,
+)
 from app.web.errors import NotFoundError, NotInModelError
-from app.web.inputs import check_label, dataset_of, dataset_tensor, parse_latents
+from app.web.inputs import (
+    check_label,
+    dataset_images,
+    dataset_of,
+    dataset_tensor,
+    own_class,
+    parse_latents,
+)
 from app.web.params import Label, LatentText
 from app.web.responses import data_url
 from app.web.summaries import model_summary
@@ -134,7 +158,7 @@ def sharpness(
 
 @router.get("/api/models/{name}/sharpness/{index}")
 def reconstruction_sharpness(
-    model: ModelDep, served: ServedDep,
+    model: ModelDep, settings: SettingsDep, served: ServedDep, data: DataDep,
     index: Annotated[
         int,  # past the model's dataset the image does not exist: a 404, as for any path
         Path(description="a dataset image to reconstruct",
@@ -143,15 +167,18 @@ def reconstruction_sharpness(
     label: Label = None,
 ) -> dict[str, Any]:  # fmt: skip
     """Reconstruct dataset image `index` from z = μ: the model's picture and its gradient
-    energy (as for `/sharpness?z=`), and the dataset image with its own, the reference."""
+    energy (as for `/sharpness?z=`), and the dataset image with its own, the reference. With
+    `data=NAME`, image `index` of that data set, fitted to the model."""
     try:
-        truth = dataset_of(model, served, index)
-        x = dataset_tensor(truth, index, served=served)
+        images = _images(model, settings, data, served, index)
+        x = dataset_tensor(images, index, served=served)
+    except UnreadableImage:
+        raise
     except InferenceError as e:
         raise NotInModelError(str(e)) from None
     check_label(model, label, served)
-    if model.description.kind == "cvae" and label is None:
-        label = int(truth.index_to_classes(index)[0, truth.label_factor])
+    if label is None:
+        label = own_class(model, images, index)
     input_png, input_energy = _picture(x)
     png, energy = _reconstruct(model, x, label)
     return {
@@ -186,8 +213,22 @@ def _panel(ckpt: ServedModel, png: bytes, energy: float) -> dict[str, Any]:
     }
 
 
-def _compare(pair: list[ServedModel], seed: int, index: int | None) -> dict[str, Any]:
-    """Both models on z ~ N(0, I) from `seed`, and on dataset image `index` (None: no image)."""
+def _images(
+    model: ServedModel, settings: Settings, data: DataPick, served: Served | None = None,
+    index: int | None = None,
+) -> DatasetImages:  # fmt: skip
+    """The images a reconstruction is measured on: drawn from the model's ground truth (the
+    VAE-GAN's 64×64 sprites), or the data set `data` names."""
+    if data.name:
+        return dataset_images(model, settings, served, index, data)
+    return DrawnImages(dataset_of(model, served, index))
+
+
+def _compare(
+    pair: list[ServedModel], seed: int, index: int | None, images: DatasetImages | None
+) -> dict[str, Any]:
+    """Both models on z ~ N(0, I) from `seed`, and on image `index` of `images` (None: no
+    image)."""
     a, b = pair
     if a.description.latent_dim != b.description.latent_dim:
         raise InferenceError(
@@ -210,9 +251,12 @@ def _compare(pair: list[ServedModel], seed: int, index: int | None) -> dict[str,
         raise InferenceError(
             f"{a.name} and {b.name} take different images; pick two models of one dataset"
         )
-    truth = dataset_of(a)
-    x = dataset_tensor(truth, index)
-    label = int(truth.index_to_classes(index)[0, truth.label_factor])
+    if images is None:
+        dataset_of(a)  # the error that says it has none
+        raise InferenceError(f"{a.name} has no dataset images")
+    x = dataset_tensor(images, index)
+    # the class of a CVAE among them: the image's own
+    label = next((own_class(m, images, index) for m in pair if m.description.kind == "cvae"), None)
     input_png, input_energy = _picture(x)
     answers = []
     for m in pair:
@@ -228,8 +272,8 @@ def _compare(pair: list[ServedModel], seed: int, index: int | None) -> dict[str,
 
 @pages.get("/sharpness", response_class=HTMLResponse)
 def sharpness_page(
-    request: Request, registry: RegistryDep, templates: TemplatesDep,
-    a: str | None = None, b: str | None = None, seed: SeedQuery = 0,
+    request: Request, registry: RegistryDep, templates: TemplatesDep, settings: SettingsDep,
+    data: DataDep, a: str | None = None, b: str | None = None, seed: SeedQuery = 0,
     index: Annotated[int | None, Query(ge=0)] = None,
 ) -> HTMLResponse:  # fmt: skip
     """Two models on one z and one dataset image; the URL holds the state. An htmx request
@@ -247,18 +291,23 @@ def sharpness_page(
     try:
         pair = _pair(registry, a, b)
         context["a"], context["b"] = pair[0].name, pair[1].name
+        state = {"a": pair[0].name, "b": pair[1].name, "seed": seed, "index": index}
+        context["picker"] = picker(data, "/sharpness", state, own_images(pair[0]))
         truth = ground_truth_of(pair[0])
-        if truth is not None:
-            context["dataset_images"], context["dataset_name"] = truth.n_images, truth.name
+        images = _images(pair[0], settings, data) if data.name or truth is not None else None
+        if images is not None:
+            context["dataset_images"], context["dataset_name"] = images.n_images, images.name
             if index is None:
-                index = 1_234 % truth.n_images  # a fixed default: the same page each time
+                index = 1_234 % images.n_images  # a fixed default: the same page each time
         context["index"] = index
-        context["result"] = _compare(pair, seed, index)
+        context["result"] = _compare(pair, seed, index, images)
     except (InferenceError, NotFoundError) as e:
         context["error"] = str(e)
         status = 404 if isinstance(e, NotFoundError) else 422
-    following = {"a": context["a"], "b": context["b"], "seed": context["next_seed"], "index": index}
+    following = {"a": context["a"], "b": context["b"], "seed": context["next_seed"], "index": index,
+                 **data.query}  # fmt: skip
     query = {k: v for k, v in following.items() if v is not None}
     context["next_url"] = f"/sharpness?{urlencode(query)}"
+    context["data"] = data.name
     template = "partials/sharpness.html" if request.headers.get("HX-Request") else "sharpness.html"
     return templates.TemplateResponse(request, template, context, status_code=status)
