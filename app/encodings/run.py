@@ -1,0 +1,287 @@
+"""Computing an encoding: the set's images in chunks (CHUNK images each, each chunk written as
+its own part file the moment it is done), decoded and fitted on a thread pool a few batches
+ahead of the model, which encodes the current batch meanwhile (PIL's decoders and torch's
+kernels release the GIL, so the two overlap); then the parts merged into the one Parquet file.
+
+Only a few batches of images are ever held, whatever the set's size: memory is the model's,
+the pipeline's few batches, and the chunk in progress's numbers (n × D floats at the end).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from app.checkpoints.served import ServedModel
+from app.data.sets.record import ImageSet
+from app.encodings.cache import (
+    EncodingPlan,
+    Reused,
+    chunk_bounds,
+    claimed,
+    part_path,
+    part_record,
+    plan_encoding,
+    read_encoding,
+    read_part,
+    touch,
+    with_outcome,
+)
+from app.encodings.record import (
+    META_KEY,
+    DataEncoding,
+    EncodingError,
+    rows_table,
+    write_table_atomically,
+)
+from app.models.elbo import reconstruction_nll_of_means
+from app.models.interface import LatentModel
+
+log = logging.getLogger(__name__)
+
+CHUNK = 4096  # images per part file: what a killed run loses at most
+BATCH = 64  # images per model call; on 2 cores 64 ran faster than 256 or 1,024 (cache-sized)
+Progress = Callable[[float, float], None]  # (fraction done, images per second)
+
+
+def default_workers() -> int:
+    """Threads that read and fit images: half the cores (the model takes the rest), 1 to 4."""
+    return max(1, min(4, (os.cpu_count() or 1) // 2))
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    batch_size: int = BATCH
+    workers: int = 0  # 0: default_workers()
+    chunk_size: int = CHUNK
+
+    def __post_init__(self) -> None:
+        for name in ("batch_size", "chunk_size"):
+            if getattr(self, name) < 1:
+                raise EncodingError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.workers < 0:
+            raise EncodingError(f"workers must be 0 (as many as suit) or more, got {self.workers}")
+
+    @property
+    def threads(self) -> int:
+        return self.workers or default_workers()
+
+
+def encode_set(
+    served: ServedModel,
+    data: ImageSet,
+    cache_dir: Path,
+    label_column: str | None = None,
+    settings: RunSettings | None = None,
+    progress: Progress | None = None,
+) -> DataEncoding:
+    """The encoding of `served` on `data`: read where it is kept, else computed (resuming from
+    the chunks an interrupted run left) and kept. EncodingBusy where another process is
+    computing it now; EncodingError in one line where it cannot be made."""
+    plan = plan_encoding(served, data, cache_dir, label_column)
+    found = read_encoding(plan)
+    if found is not None:
+        return found
+    settings = settings or RunSettings()
+    with claimed(plan, settings.chunk_size):
+        found = read_encoding(plan)  # finished by another process while we looked
+        if found is not None:
+            return found
+        start = time.perf_counter()
+        reused = encode_parts(plan, served, data, settings, progress=progress)
+        return merge_parts(plan, settings.chunk_size, time.perf_counter() - start, reused)
+
+
+def encode_parts(
+    plan: EncodingPlan,
+    served: ServedModel,
+    data: ImageSet,
+    settings: RunSettings,
+    rank: int = 0,
+    world: int = 1,
+    progress: Progress | None = None,
+) -> Reused:
+    """Write the part files of chunks rank, rank + world, ... that are not written yet; what of
+    this process's share was (kept from an earlier run)."""
+    n, size = plan.meta.n, settings.chunk_size
+
+    def images(chunks: list[int]) -> int:
+        return sum(min(n, (c + 1) * size) - c * size for c in chunks)
+
+    mine = list(range(rank, -(-n // size), world))
+    todo = [c for c in mine if read_part(plan, c, *chunk_bounds(n, size, c)) is None]
+    total, kept = images(mine), images(mine) - images(todo)
+    started, encoded = time.perf_counter(), 0
+
+    def batch_done(count: int) -> None:
+        nonlocal encoded
+        encoded += count
+        if progress is not None:
+            rate = encoded / max(time.perf_counter() - started, 1e-9)
+            progress((kept + encoded) / total, rate)
+
+    plan.parts.mkdir(parents=True, exist_ok=True)
+    for chunk, arrays in _encoded_chunks(plan, served, data, todo, settings, batch_done):
+        start, stop = chunk_bounds(n, size, chunk)
+        write_table_atomically(
+            part_path(plan, chunk),
+            rows_table(**arrays, metadata=part_record(plan, chunk, start, stop)),
+        )
+        touch(plan)
+    return Reused(len(mine) - len(todo), kept)
+
+
+def merge_parts(
+    plan: EncodingPlan, chunk_size: int, seconds: float, reused: Reused | None = None
+) -> DataEncoding:
+    """Every chunk's part into `<key>.parquet` (written whole, then renamed into place); the
+    parts are removed after."""
+    n = plan.meta.n
+    pieces: list[dict[str, np.ndarray]] = []
+    for chunk in range(-(-n // chunk_size)):
+        part = read_part(plan, chunk, *chunk_bounds(n, chunk_size, chunk))
+        if part is None:
+            raise EncodingError(
+                f"chunk {chunk} of {plan.meta.model} on {plan.meta.set_name} is missing"
+            )
+        pieces.append(part)
+    arrays = {k: np.concatenate([p[k] for p in pieces]) for k in pieces[0]}
+    labelled = np.ones(n, dtype=bool) if plan.labels is None else plan.labels >= 0
+    unreadable = int((labelled & ~arrays["ok"]).sum())
+    unlabelled = int((~labelled).sum())  # a CVAE's images without a class: not encoded
+    meta = with_outcome(plan.meta, seconds, unreadable, unlabelled, reused or Reused())
+    table = rows_table(**arrays, metadata={META_KEY: meta.to_json().encode()})
+    write_table_atomically(plan.path, table)
+    shutil.rmtree(plan.parts, ignore_errors=True)
+    for a in arrays.values():
+        a.setflags(write=False)
+    return DataEncoding(meta=meta, **arrays, path=plan.path)
+
+
+# --- the pipeline -------------------------------------------------------------------------
+
+
+def _encoded_chunks(
+    plan: EncodingPlan,
+    served: ServedModel,
+    data: ImageSet,
+    chunks: list[int],
+    settings: RunSettings,
+    batch_done: Callable[[int], None],
+) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
+    """(chunk, its rows) for each chunk in turn, the images read ahead on a thread pool;
+    `batch_done(images)` after each batch."""
+    n, d = plan.meta.n, plan.meta.latent_dim
+    batches = [
+        (chunk, np.arange(b, min(b + settings.batch_size, stop), dtype=np.int64))
+        for chunk in chunks
+        for start, stop in [chunk_bounds(n, settings.chunk_size, chunk)]
+        for b in range(start, stop, settings.batch_size)
+    ]
+    rows: dict[str, np.ndarray] = {}
+    filled = 0
+    for chunk, indices, (x, ok) in _read_ahead(data, plan, batches, settings.threads):
+        start, stop = chunk_bounds(n, settings.chunk_size, chunk)
+        if not rows:
+            rows = _empty_rows(start, stop, d)
+        labels = None
+        if plan.labels is not None:
+            labels = plan.labels[indices]
+            ok = ok & (labels >= 0)  # an image without a class cannot be encoded by a CVAE
+        at = indices - start
+        rows["ok"][at] = ok
+        if ok.any():
+            out = encode_batch(served.model, x[ok], None if labels is None else labels[ok])
+            for name, values in out.items():
+                rows[name][at[ok]] = values
+        filled += len(indices)
+        batch_done(len(indices))
+        if filled == stop - start:
+            yield chunk, rows
+            rows, filled = {}, 0
+
+
+def _read_ahead(
+    data: ImageSet,
+    plan: EncodingPlan,
+    batches: list[tuple[int, np.ndarray]],
+    threads: int,
+) -> Iterator[tuple[int, np.ndarray, tuple[np.ndarray, np.ndarray]]]:
+    """(chunk, indices, data.fitted(indices)) for each batch in order, each read on one of
+    `threads` threads while earlier batches are being encoded: at most 2·threads + 1 batches
+    held (read or being read) beside the one the model has."""
+    depth = 2 * threads + 1
+    pool = ThreadPoolExecutor(threads, thread_name_prefix="encode-read")
+    pending: deque[tuple[int, np.ndarray, Future[tuple[np.ndarray, np.ndarray]]]] = deque()
+    todo = iter(batches)
+    try:
+        while True:
+            while len(pending) < depth:
+                nxt = next(todo, None)
+                if nxt is None:
+                    break
+                chunk, indices = nxt
+                pending.append((chunk, indices, pool.submit(data.fitted, indices, plan.fitting)))
+            if not pending:
+                return
+            chunk, indices, future = pending.popleft()
+            yield chunk, indices, future.result()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _empty_rows(start: int, stop: int, d: int) -> dict[str, np.ndarray]:
+    m = stop - start
+    return {
+        "indices": np.arange(start, stop, dtype=np.int64),
+        "ok": np.zeros(m, dtype=bool),
+        "mu": np.full((m, d), np.nan, dtype=np.float32),
+        "logvar": np.full((m, d), np.nan, dtype=np.float32),
+        "kl": np.full((m, d), np.nan, dtype=np.float32),
+        "nll": np.full(m, np.nan, dtype=np.float32),
+    }
+
+
+@torch.inference_mode()
+def encode_batch(
+    model: LatentModel, x: np.ndarray, labels: np.ndarray | None = None
+) -> dict[str, np.ndarray]:
+    """Images (B, C, H, W) float32 in [0, 1] → μ, log σ², KL per latent (B, D) and
+    −log p(x | z = μ) (B,), as inference.encode_images reckons them, with a class per image
+    for a CVAE."""
+    d = model.description
+    device = _device(model)
+    xt = torch.from_numpy(np.ascontiguousarray(x)).to(device)
+    lt = None if labels is None else torch.from_numpy(labels.astype(np.int64)).to(device)
+    posterior = model.encode(xt, lt)
+    means = model.decode(posterior.mean, lt)
+    nll = reconstruction_nll_of_means(means, xt, d.likelihood, d.gaussian_sigma)
+    logvar = (
+        torch.full_like(posterior.mean, -torch.inf)  # an AE's code: σ = 0
+        if posterior.logvar is None
+        else posterior.logvar
+    )
+    return {
+        "mu": posterior.mean.float().cpu().numpy(),
+        "logvar": logvar.float().cpu().numpy(),
+        "kl": posterior.kl().float().cpu().numpy(),
+        "nll": nll.float().cpu().numpy(),
+    }
+
+
+def _device(model: LatentModel) -> torch.device:
+    """Where a model's weights are (a plugin that is not a torch module: the CPU)."""
+    if isinstance(model, torch.nn.Module):
+        for p in model.parameters():
+            return p.device
+    return torch.device("cpu")
