@@ -1,4 +1,5 @@
-"""`latent-explorer train | serve | evaluate | import | label | data`: the one console script."""
+"""`latent-explorer train | serve | evaluate | import | label | data | encode`: the one console
+script."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import argparse
 import logging
 import sys
 
-from app.cli import data, models, train
+from app.cli import data, encode, models, train
 
 COMMANDS = {
     "train": (train.add_parser, train.run),
@@ -15,6 +16,7 @@ COMMANDS = {
     "import": (models.import_parser, models.import_model),
     "label": (models.label_parser, models.label),
     "data": (data.add_parser, data.run),
+    "encode": (encode.add_parser, encode.run),
 }
 
 
