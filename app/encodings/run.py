@@ -121,6 +121,9 @@ def encode_parts(
     mine = list(range(rank, -(-n // size), world))
     todo = [c for c in mine if read_part(plan, c, *chunk_bounds(n, size, c)) is None]
     total, kept = images(mine), images(mine) - images(todo)
+    if world > 1:
+        log.info("process %d of %d: chunks %s (%d kept from an earlier run)", rank, world,
+                 ", ".join(map(str, todo)) or "none", len(mine) - len(todo))  # fmt: skip
     started, encoded = time.perf_counter(), 0
 
     def batch_done(count: int) -> None:
