@@ -197,6 +197,13 @@ class SetImages:
         return self.classes if self._class_column() is not None else ()
 
     @property
+    def mapped_images(self) -> int:
+        """How many images a map of the set can show: its test split where it has one (as
+        app.studies.latent_map.encoded_rows chooses), else all."""
+        test = len(self.set.split_indices("test")) if self.set.split is not None else 0
+        return test or len(self.set)
+
+    @property
     def default_index(self) -> int:
         return 0
 

@@ -28,6 +28,7 @@ from app.web import (
     gallery,
     interpolate,
     latent_map,
+    models_page,
     openapi,
     pages,
     security,
@@ -105,6 +106,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(api.router)
     app.include_router(datasets.router)
     app.include_router(pages.router)
+    app.include_router(models_page.router)
     app.include_router(interpolate.router)
     app.include_router(figure2.router)
     app.include_router(gallery.router)

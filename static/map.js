@@ -214,6 +214,15 @@
       const hi = document.createElement("span");
       hi.textContent = legend.hiText;
       parts.push(lo, bar, hi);
+      if (legend.missingText) {
+        const none = document.createElement("span");
+        none.className = "map-legend-item";
+        const swatch = document.createElement("span");
+        swatch.className = "map-swatch";
+        swatch.style.background = "rgb(200,200,200)";
+        none.append(swatch, legend.missingText);
+        parts.push(none);
+      }
     }
     legendBox.replaceChildren(...parts);
     legendBox.dataset.kind = legend.kind;
@@ -268,7 +277,8 @@
     const parts = [`${what} ${map.indices[i].toLocaleString("en")}`];
     for (const c of map.colour_by) {
       const v = c.values[i];
-      parts.push(`${c.name}: ${c.names ? c.names[v] : v}`);
+      const shown = v === null || (c.names && v < 0) ? "—" : c.names ? c.names[v] : L.formatValue(v);
+      parts.push(`${c.name}: ${shown}`);
     }
     return parts.join(" · ");
   }
@@ -441,7 +451,10 @@
     status.textContent = `loading the ${method === "tsne" ? "t-SNE" : "PCA"} map of ${points} points…`;
     let resp, body;
     try {
-      resp = await fetch(`${box.dataset.api}?n=${size}&method=${method}`);
+      const url = new URL(box.dataset.api, location.href); // may carry ?data=NAME
+      url.searchParams.set("n", size);
+      url.searchParams.set("method", method);
+      resp = await fetch(url);
       body = await resp.json().catch(() => ({ detail: resp.statusText }));
     } catch (err) {
       body = { detail: err.message };

@@ -41,22 +41,36 @@
   }
 
   // Each point's swatch (keys into swatches, [r, g, b]) and the legend, for a colour choice:
-  // categories (a class, a named factor) from the fixed palette; an ordered factor (classes
-  // 0..size−1) or a latent (its μ from the 1st to the 99th percentile, so a few far points do
-  // not wash the rest out) on the continuous scale.
+  // categories (a class, a named factor, a data set's categorical column) from the fixed
+  // palette; an ordered factor (classes 0..size−1), a data set's ordered column (from its low to
+  // its high value) or a latent (its μ from the 1st to the 99th percentile, so a few far points
+  // do not wash the rest out) on the continuous scale. A data set's image with no value in the
+  // column (a category −1, a number null) is grey, and the legend says so.
+  const MISSING = [200, 200, 200];
   function colouring(map, value) {
     const choice = colourChoices(map).find((c) => c.value === value);
     const n = map.points.length;
     const keys = new Uint16Array(n);
     const by = choice.by;
+    let missing = 0;
     if (by && (by.kind === "class" || by.names)) {
       const swatches = Array.from({ length: by.size }, (_, v) => categorical(v));
-      by.values.forEach((v, i) => (keys[i] = v));
+      by.values.forEach((v, i) => {
+        if (v < 0) missing++;
+        keys[i] = v < 0 ? by.size : v;
+      });
       const items = swatches.map((rgb, v) => ({ name: by.names ? by.names[v] : String(v), rgb }));
+      if (missing) {
+        swatches.push(MISSING);
+        items.push({ name: `no value (${missing})`, rgb: MISSING });
+      }
       return { keys, swatches, legend: { kind: "categories", title: by.name, items } };
     }
     let values, lo, hi, title;
-    if (by) {
+    if (by && by.kind === "ordered") {
+      [values, lo, hi, title] = [by.values, by.low, by.high, by.name];
+      if (!(hi > lo)) hi = lo + 1;
+    } else if (by) {
       [values, lo, hi, title] = [by.values, 0, Math.max(1, by.size - 1), by.name];
     } else {
       values = map.latents.map((row) => row[choice.latent]);
@@ -68,11 +82,24 @@
     }
     const top = RAMP - 1;
     values.forEach((v, i) => {
+      if (v === null) {
+        missing++;
+        keys[i] = RAMP;
+        return;
+      }
       keys[i] = Math.max(0, Math.min(top, Math.round(((v - lo) / (hi - lo)) * top)));
     });
-    const text = (v) => (by ? String(v) : v.toFixed(2));
+    const text = (v) => (!by ? v.toFixed(2) : by.kind === "ordered" ? formatValue(v) : String(v));
     const legend = { kind: "ramp", title, loText: text(lo), hiText: text(hi) };
-    return { keys, swatches: ramp, legend };
+    if (missing) legend.missingText = `grey: no value (${missing})`;
+    return { keys, swatches: missing ? [...ramp, MISSING] : ramp, legend };
+  }
+
+  // A column's number as a person reads it: three significant figures, no exponent for the
+  // sizes a table holds
+  function formatValue(v) {
+    if (v === null || v === undefined) return "—";
+    return Number.isInteger(v) ? String(v) : String(Number(v.toPrecision(3)));
   }
 
   // The view that shows every point on a side×side canvas, `pad` px from its edges, centred.
@@ -296,7 +323,7 @@
   }
 
   window.latentMap = {
-    RAMP, css, ramp, colourChoices, colouring, fitView,
+    RAMP, css, ramp, colourChoices, colouring, formatValue, fitView,
     dot, plot, grid, nearest, drawLegend, svg, place,
   };
 })();

@@ -5,8 +5,11 @@ Where the images come from, by what the model has:
                    colour shapes), so every point carries its factor classes;
     test split     a seeded subset of the dataset's published test images (Fashion-MNIST), each
                    with its class;
-    prior          no data here (an imported CelebA model): the model's own decodings of
-                   z ~ N(0, I), encoded again, a map of what it makes rather than of a dataset.
+    data set       a served data set's kept encoding (app.encodings): its test split where it
+                   has one, else all its images, or a seeded subset; every column of the set
+                   comes with the points, to colour them by;
+    prior          no data here: the model's own decodings of z ~ N(0, I), encoded again, a map
+                   of what it makes rather than of a dataset.
 A CVAE's μ is its encoder's given each image's own class.
 
 Two layouts:
@@ -32,6 +35,7 @@ import torch
 
 from app import inference
 from app.checkpoints.served import ServedModel
+from app.data.sets import SPLITS, Column
 from app.inference import DatasetImages, DrawnImages, InferenceError, TestImages
 from app.studies.cache import SharedResults
 
@@ -48,7 +52,7 @@ class SampleTooLargeError(InferenceError):
 
 @dataclass(frozen=True)
 class MapSample:
-    source: str  # "ground-truth" | "test-split" | "prior"
+    source: str  # "ground-truth" | "test-split" | "data-set" | "prior"
     dataset: str | None  # "dSprites", "Fashion-MNIST"; None for the prior
     description: str  # "5,000 dSprites images drawn uniformly (seed 0)"
     indices: np.ndarray  # (n,) int64: dataset or test-split index (prior: the draw's number)
@@ -60,6 +64,8 @@ class MapSample:
     factor_sizes: tuple[int, ...] = ()
     label_factor: int | None = None  # the categorical column of `factors` (the class)
     prior_z: np.ndarray | None = None  # (n, D) the prior draws, for source "prior"
+    columns: tuple[Column, ...] = ()  # source "data-set": the set's columns, row per point
+    data_set: str | None = None  # source "data-set": the served set's name (`data=NAME`)
 
     @property
     def n(self) -> int:
@@ -181,6 +187,73 @@ def _prior(ckpt: ServedModel, n: int, seed: int) -> MapSample:
         class_names=cfg.label_names if labels is not None else (),
         factors=None,
         prior_z=z.double().numpy(),
+    )
+
+
+def encoded_rows(
+    indices: np.ndarray, ok: np.ndarray, split: np.ndarray | None,
+    labels: np.ndarray | None = None,
+) -> np.ndarray:  # fmt: skip
+    """The rows of a kept encoding a map draws from: images that could be read (and, for a
+    CVAE, have a class), of the test split where the set has one."""
+    usable = ok.copy()
+    if labels is not None:
+        usable &= labels[indices] >= 0
+    if split is not None:
+        test = split[indices] == SPLITS.index("test")
+        if (usable & test).any():
+            usable &= test
+    return np.flatnonzero(usable)
+
+
+def encoded_sample(
+    set_name: str,
+    indices: np.ndarray,
+    ok: np.ndarray,
+    mu: np.ndarray,
+    columns: tuple[Column, ...],
+    split: np.ndarray | None,
+    n: int,
+    seed: int,
+    labels: np.ndarray | None = None,
+    class_names: tuple[str, ...] = (),
+) -> MapSample:
+    """n points of a data set's kept encoding (`indices`, `ok`, `mu` row per image): those
+    `encoded_rows` keeps, all of them in order or a seeded subset, ascending. `labels` (a
+    CVAE's class per set image, −1 for none) become the points' classes."""
+    rows = encoded_rows(indices, ok, split, labels)
+    which = (
+        " test"
+        if split is not None and (split[indices[rows]] == SPLITS.index("test")).all() and len(rows)
+        else ""
+    )
+    total = len(rows)
+    if total == 0:
+        raise InferenceError(f"data set {set_name!r} has no image that could be read and encoded")
+    if n > total:
+        raise SampleTooLargeError(
+            f"n is {n:,}, but data set {set_name!r} has {total:,}{which} images that could be "
+            f"read: n must be at most {total:,}"
+        )
+    if n < total:
+        rows = np.sort(np.random.default_rng(seed).choice(rows, size=n, replace=False))
+    chosen = indices[rows].astype(np.int64)
+    unread = int((~ok).sum())
+    note = f"; {unread:,} of its images could not be read" if unread else ""
+    return MapSample(
+        source="data-set",
+        dataset=set_name,
+        description=(f"all {total:,}" if n == total else f"{n:,} of the {total:,}")
+        + f"{which} images of data set {set_name}"
+        + ("" if n == total else f" (a random subset, seed {seed})")
+        + note,
+        indices=chosen,
+        mu=np.asarray(mu[rows], dtype=np.float64),
+        classes=None if labels is None else labels[chosen].astype(np.int64),
+        class_names=class_names,
+        factors=None,
+        columns=tuple(c.take(chosen) for c in columns),
+        data_set=set_name,
     )
 
 

@@ -21,13 +21,15 @@ from pydantic import BaseModel, Field
 
 from app import inference
 from app.checkpoints.served import ServedModel
-from app.inference import DatasetImages, InferenceError
+from app.encodings.cache import class_labels
+from app.inference import DatasetImages, InferenceError, SetImages
 from app.settings import Settings
 from app.studies import latent_map
 from app.studies.cache import SharedResults
-from app.studies.latent_map import Layout, MapSample
+from app.studies.latent_map import Column, Layout, MapSample
+from app.studies.set_encodings import encoding_status, progress_text
 from app.studies.tsne_jobs import Pending, TsneJobs, tsne_key
-from app.web.deps import ModelDep, SettingsDep
+from app.web.deps import DataDep, DataPick, ModelDep, SettingsDep
 from app.web.errors import DATA_UNAVAILABLE, NOT_MODIFIED, NotInModelError
 from app.web.inputs import images_of
 from app.web.responses import cached_image
@@ -45,13 +47,13 @@ RETRY_AFTER = 5  # seconds between a page's polls while a t-SNE computes
 
 
 class MapPending(BaseModel):
-    """A t-SNE map not computed yet."""
+    """A map not computed yet: a t-SNE layout, or the encoding of the data set it shows."""
 
     model: str
-    method: Literal["tsne"]
+    method: Literal["pca", "tsne"]
     n: int
     seed: int
-    status: Literal["queued", "computing", "computing elsewhere"]
+    status: Literal["queued", "computing", "computing elsewhere", "encoding"]
     detail: str = Field(description="where it stands, in a sentence")
     retry_after: int = Field(description="seconds to wait before asking again")
 
@@ -76,12 +78,14 @@ def sample_for(model: ServedModel, settings: Settings, n: int, seed: int) -> Map
     return latent_map.map_sample(model, images, n, seed)
 
 
-def images_to_map(model: ServedModel, settings: Settings, n: int) -> DatasetImages | None:
+def images_to_map(
+    model: ServedModel, settings: Settings, n: int, data: DataPick | None = None
+) -> DatasetImages | None:
     """Where a map's n images come from (None: the model's own prior samples), once n is known
     to be a sample it can draw; nothing drawn or encoded yet."""
     if n > settings.max_map_points:
         raise InferenceError(f"n is {n:,}, the limit is {settings.max_map_points:,}")
-    images = images_of(model, settings)
+    images = images_of(model, settings, data)
     try:
         latent_map.check_sample_size(model, images, n)
     except latent_map.SampleTooLargeError as e:
@@ -95,7 +99,10 @@ def _rounded(a: np.ndarray, decimals: int = 4) -> list[Any]:
 
 def colour_by(sample: MapSample) -> list[dict[str, Any]]:
     """What each point can be coloured by besides its latents: each ground-truth factor (the
-    categorical one with its class names), or the test split's class."""
+    categorical one with its class names), the test split's class, or each column of a data
+    set (categorical: codes, −1 where an image has none; ordered: numbers, null where none)."""
+    if sample.columns:
+        return [column_colours(c) for c in sample.columns]
     if sample.factors is not None:
         return [
             {
@@ -120,6 +127,23 @@ def colour_by(sample: MapSample) -> list[dict[str, Any]]:
             }
         ]
     return []
+
+
+def column_colours(column: Column) -> dict[str, Any]:
+    if column.kind == "categorical":
+        return {
+            "name": column.name, "kind": "category", "role": column.role,
+            "values": column.values.tolist(), "names": list(column.categories),
+            "size": len(column.categories),
+        }  # fmt: skip
+    values = column.values
+    known = values[~np.isnan(values)]
+    return {
+        "name": column.name, "kind": "ordered", "role": column.role,
+        "values": [None if np.isnan(v) else round(float(v), 6) for v in values.tolist()],
+        "low": float(known.min()) if len(known) else 0.0,
+        "high": float(known.max()) if len(known) else 1.0,
+    }  # fmt: skip
 
 
 def map_json(
@@ -158,7 +182,8 @@ def map_json(
         "latent_order": inference.latent_order(model),
         "image_url": None
         if sample.source == "prior"
-        else f"/api/models/{name}/dataset/{{index}}.png",
+        else f"/api/models/{name}/dataset/{{index}}.png"
+        + (f"?data={quote(sample.data_set, safe='')}" if sample.data_set else ""),
         "prior_z": None if sample.prior_z is None else _rounded(sample.prior_z),
         "marker": marker,
         "settings": layout.settings,
@@ -197,7 +222,7 @@ def _map_response(
 
 @router.get("/models/{name}/map", response_class=Response, responses=MAP_RESPONSES)
 def latent_map_json(
-    request: Request, model: ModelDep, settings: SettingsDep,
+    request: Request, model: ModelDep, settings: SettingsDep, data: DataDep,
     n: Annotated[
         int | None,
         Query(ge=2, description="held-out images to encode and place on the map (default "
@@ -223,7 +248,13 @@ def latent_map_json(
     samples; laid out in 2-D by PCA (exact: `marker` gives the projection of any z) or t-SNE.
     Each point comes with its image's index, its μ, and the factors or class to colour it by.
     A t-SNE map is computed once per weights, in the background: 202 with Retry-After until
-    then."""
+    then. With `data=NAME` (and for a model whose own data is a served set, e.g. an imported
+    CelebA model), the points are that set's images (its test split where it has one), every
+    column of the set to colour them by, from the set's encoding, which is computed once in the
+    background (202 with its progress until it is kept)."""
+    images = images_of(model, settings, data)
+    if isinstance(images, SetImages):
+        return _set_map(request, model, settings, images, n, method, seed, perplexity)
     n = min(DEFAULT_POINTS, settings.max_map_points) if n is None else n
     if method == "pca":
         sample = sample_for(model, settings, n, seed)
@@ -256,4 +287,67 @@ def latent_map_json(
     return _map_response(
         request, model, ("map", "tsne", n, seed, used, dataset),
         lambda: map_json(model, sample_for(model, settings, n, seed), result, method, seed),
+    )  # fmt: skip
+
+
+def _pending(
+    model: ServedModel, method: str, n: int, seed: int, status: str, detail: str
+) -> Response:
+    body = MapPending(
+        model=model.name, method=method, n=n, seed=seed, status=status,  # type: ignore[arg-type]
+        detail=detail, retry_after=RETRY_AFTER,
+    )  # fmt: skip
+    return Response(
+        body.model_dump_json(),
+        status_code=202,
+        media_type="application/json",
+        headers={"Retry-After": str(RETRY_AFTER), "Cache-Control": "no-store"},
+    )
+
+
+def _set_map(
+    request: Request, model: ServedModel, settings: Settings, images: SetImages,
+    n: int | None, method: str, seed: int, perplexity: float,
+) -> Response:  # fmt: skip
+    """A map of a served data set's images, from the set's kept encoding (started in the
+    background where it is not kept yet: 202 with its progress)."""
+    image_set = images.set
+    status = encoding_status(model, image_set, settings.cache_dir)
+    if status.state == "failed":
+        raise InferenceError(status.reason)
+    if status.encoding is None:
+        shown = n if n is not None else min(DEFAULT_POINTS, settings.max_map_points)
+        return _pending(model, method, shown, seed, "encoding", progress_text(image_set, status))
+    enc = status.encoding
+    labels = None
+    if model.description.kind == "cvae":
+        labels = class_labels(model, image_set, enc.meta.label_column)[1]
+    usable = latent_map.encoded_rows(enc.indices, enc.ok, image_set.split, labels)
+    if n is None:
+        n = min(DEFAULT_POINTS, settings.max_map_points, len(usable))
+    if n > settings.max_map_points:
+        raise InferenceError(f"n is {n:,}, the limit is {settings.max_map_points:,}")
+    try:
+        sample = latent_map.encoded_sample(
+            image_set.name, enc.indices, enc.ok, enc.mu, image_set.columns, image_set.split,
+            n, seed, labels=labels, class_names=model.description.label_names,
+        )  # fmt: skip
+    except latent_map.SampleTooLargeError as e:
+        raise NotInModelError(str(e)) from None
+    key = ("map", "set", image_set.name, enc.meta.key, n, seed)
+    if method == "pca":
+        return _map_response(
+            request, model, (*key, "pca"),
+            lambda: map_json(model, sample, latent_map.pca(sample.mu), method, seed),
+        )  # fmt: skip
+    used = min(perplexity, max((n - 1) / 3, 0.5))
+    result = tsne_jobs(settings.cache_dir).get(
+        tsne_key(model, f"{image_set.name}:{enc.meta.key}", n, seed, used), n,
+        lambda: latent_map.tsne(sample.mu, seed, used),
+    )  # fmt: skip
+    if isinstance(result, Pending):
+        return _pending(model, method, n, seed, result.state, result.detail(n))
+    return _map_response(
+        request, model, (*key, "tsne", used),
+        lambda: map_json(model, sample, result, method, seed),
     )  # fmt: skip

@@ -24,7 +24,7 @@ from app.web.datasets import data_query, own_images, picker
 from app.web.deps import DataDep, ModelDep, RegistryDep, SettingsDep, TemplatesDep
 from app.web.directions import direction_choices
 from app.web.errors import NotFoundError, UploadTooLargeError
-from app.web.inputs import dataset_images, parse_latents, random_index
+from app.web.inputs import dataset_images, images_of, parse_latents, random_index
 from app.web.sliders import (
     SliderRange,
     landing_model,
@@ -113,12 +113,14 @@ MAP_SIZES = (1_000, 2_000, 5_000, 10_000, 20_000)
 @router.get("/map", response_class=HTMLResponse, name="latent_map")
 def latent_map(
     request: Request, registry: RegistryDep, templates: TemplatesDep, settings: SettingsDep,
-    model: str | None = None, method: str = "pca", n: int = 5_000, colour: str | None = None,
-    z: str | None = None, label: int | None = None,
+    data: DataDep, model: str | None = None, method: str = "pca", n: int | None = None,
+    colour: str | None = None, z: str | None = None, label: int | None = None,
 ) -> HTMLResponse:  # fmt: skip
     """The latent map beside the explorer: the encoder means of n held-out images laid out by
     PCA or t-SNE (static/map.js draws GET /api/models/{name}/map), coloured by a factor, class
-    or latent; a point clicked loads its μ into the sliders, and the current z is marked."""
+    or latent; a point clicked loads its μ into the sliders, and the current z is marked.
+    `data` names a served data set to map instead of the model's own images (every column of
+    the set to colour by)."""
     if not registry:
         return templates.TemplateResponse(request, "empty.html", {}, status_code=503)
     name = model if model is not None and model in registry else landing_model(registry, settings)
@@ -129,11 +131,20 @@ def latent_map(
     if method not in MAP_METHODS:
         warnings.append(f"unknown method {quoted(method)} (pca or tsne); showing PCA")
         method = "pca"
-    summary = model_summary(ckpt, settings)
+    summary = model_summary(ckpt, settings, data)
     limit = settings.max_map_points
     if summary["dataset_split"] == "test" and summary["dataset_images"]:
         limit = min(limit, summary["dataset_images"])  # a test split holds no more
-    if not 2 <= n <= limit:
+    else:
+        try:
+            images = images_of(ckpt, settings, data)
+        except InferenceError:  # not installed: the map itself says so
+            images = None
+        if isinstance(images, inference.SetImages):
+            limit = min(limit, images.mapped_images)  # a set's test split, or all of it
+    if n is None:
+        n = min(5_000, limit)
+    elif not 2 <= n <= limit:
         n = min(5_000, limit)
         warnings.append(f"a map of {name} holds 2 to {limit:,} points; showing {n:,}")
     ranges = slider_ranges(ckpt)
@@ -147,7 +158,11 @@ def latent_map(
             label = start.label
     label = _page_label(ckpt if ckpt.description.kind == "cvae" else None, label)
     params = {"model": name, "method": method, "n": n} | ({"colour": colour} if colour else {})
+    params |= data.query
+    state = {"model": name, "method": method, "n": n, "colour": colour, "z": z, "label": label}
     context = {
+        "picker": picker(data, "/map", state, own_images(ckpt)),
+        "data_query": data_query(data),
         "models": [model_summary(c) for c in registry.values()],
         "model": summary,
         "rows": slider_rows([ckpt], values, ranges),

@@ -1,0 +1,108 @@
+"""The latent map of a served data set: its kept encoding computed once in the background (202
+with progress until then), then the set's test images as points, each carrying every column of
+the set to colour it by. The images, their columns and which are test images are written here;
+μ is checked against the model's own encoder on the pixels written."""
+
+from __future__ import annotations
+
+import io
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from app.main import create_app
+from app.settings import Settings
+from app.studies.set_encodings import encoding_jobs
+
+SET = "blobs"
+# (split, file, kind, weight): kind categorical with one row missing, weight ordered with one
+ROWS = [
+    ("train", "t0.png", "round", 0.1),
+    ("train", "t1.png", "square", 0.2),
+    ("test", "a.png", "round", 0.3),
+    ("test", "b.png", "square", None),
+    ("test", "c.png", "", 0.5),
+    ("test", "d.png", "round", 0.9),
+]
+
+
+def blob(i: int) -> np.ndarray:
+    """64×64 grey pixels: a bright block whose place depends on i."""
+    img = np.zeros((64, 64), dtype=np.uint8)
+    img[6 + 5 * i : 26 + 5 * i, 8 + 4 * i : 36 + 4 * i] = 255
+    return img
+
+
+@pytest.fixture(scope="module")
+def served(trained, tmp_path_factory):
+    root = tmp_path_factory.mktemp("set-map")
+    shutil.copytree(trained["tiny-vae"], root / "checkpoints" / "tiny-vae")
+    folder = root / "datasets" / SET
+    lines = ["file_name,kind,weight"]
+    for i, (split, name, kind, weight) in enumerate(ROWS):
+        (folder / split).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(blob(i)).save(folder / split / name)
+        lines.append(f"{split}/{name},{kind},{'' if weight is None else weight}")
+    (folder / "metadata.csv").write_text("\n".join(lines) + "\n")
+    settings = Settings(checkpoints_dir=root / "checkpoints", datasets_dir=root / "datasets",
+                        cache_dir=root / "cache")  # fmt: skip
+    with TestClient(create_app(settings)) as client:
+        yield client, settings
+
+
+def mu_here(client, i: int) -> np.ndarray:
+    ckpt = client.app.state.registry["tiny-vae"]
+    x = torch.from_numpy(blob(i).astype(np.float32) / 255)[None, None]
+    with torch.inference_mode():
+        return ckpt.model.encode(x, None).mean[0].double().numpy()
+
+
+def test_the_map_of_a_set_encodes_it_once_in_the_background_then_maps_its_test_images(served):
+    client, settings = served
+    first = client.get(f"/api/models/tiny-vae/map?data={SET}")
+    assert first.status_code == 202
+    assert first.json()["status"] == "encoding"
+    assert f"data set {SET}" in first.json()["detail"]
+    encoding_jobs(settings.cache_dir).join()
+    assert len(list((settings.cache_dir / "encodings").glob("*.parquet"))) == 1
+    r = client.get(f"/api/models/tiny-vae/map?data={SET}")
+    assert r.status_code == 200, r.text
+    m = r.json()
+    assert m["source"]["kind"] == "data-set" and m["source"]["dataset"] == SET
+    # the set's order is its files by path: test/a..d are 0..3, train/t0, t1 are 4, 5
+    assert m["indices"] == [0, 1, 2, 3] and m["n"] == 4
+    for point, i in enumerate(range(2, 6)):  # ROWS 2..5 are the test images
+        np.testing.assert_allclose(m["latents"][point], mu_here(client, i), atol=1e-4)
+    kind, weight = m["colour_by"]
+    assert kind["kind"] == "category" and kind["names"] == ["round", "square"]
+    assert kind["values"] == [0, 1, -1, 0]  # c.png has no kind
+    assert weight["kind"] == "ordered" and weight["values"] == [0.3, None, 0.5, 0.9]
+    assert (weight["low"], weight["high"]) == (0.3, 0.9)
+    # each point's picture is the set's image, with the set named in its URL
+    url = m["image_url"].replace("{index}", "2")
+    assert url.endswith(f"?data={SET}")
+    png = client.get(url)
+    assert png.status_code == 200
+    shown = np.asarray(Image.open(io.BytesIO(png.content)).convert("L"))
+    np.testing.assert_array_equal(shown, blob(4))  # index 2 is test/c.png, ROWS[4]
+
+
+def test_a_map_of_more_test_images_than_the_set_holds_is_refused_naming_the_count(served):
+    client, settings = served
+    client.get(f"/api/models/tiny-vae/map?data={SET}")
+    encoding_jobs(settings.cache_dir).join()
+    r = client.get(f"/api/models/tiny-vae/map?data={SET}&n=5")
+    assert r.status_code == 404
+    assert "4 test images" in r.json()["detail"]
+
+
+def test_the_map_page_offers_the_sets_sizes_and_asks_the_api_for_the_set(served):
+    client, _ = served
+    page = client.get(f"/map?model=tiny-vae&data={SET}")
+    assert page.status_code == 200
+    assert f'data-api="/api/models/tiny-vae/map?data={SET}"' in page.text
+    assert '<option value="4" selected>4</option>' in page.text
