@@ -397,7 +397,7 @@ def encode_images(ckpt: ServedModel, x: torch.Tensor, label: int | None = None) 
 def latent_order(ckpt: ServedModel) -> list[int]:
     """Latents by mean KL over data, most informative first (the card's figures); the AE, which
     has no KL, keeps its natural order."""
-    kl = ckpt.card.kl
+    kl = ckpt.kl
     d = ckpt.description.latent_dim
     if not kl or len(kl) != d:
         return list(range(d))

@@ -16,6 +16,7 @@ from starlette.types import ASGIApp
 from app.data.sets import SET_NAME, DatasetError, DataSets, open_set, scan_sets
 from app.registry import load_registry
 from app.settings import Settings
+from app.studies.set_encodings import measure_missing_kl
 from app.web import (
     api,
     compress,
@@ -83,6 +84,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         torch.set_num_threads(settings.torch_threads)
         app.state.registry = load_registry(settings.checkpoints_dir, settings.plugins)
         app.state.datasets = load_data_sets(settings)
+        # KL bars and latent order for models whose card has no KL, from their own data set
+        app.state.measuring_kl = measure_missing_kl(
+            app.state.registry, app.state.datasets, settings.cache_dir
+        )
         app.state.batcher = DecodeBatcher(max_batch=settings.max_batch)
         yield
         app.state.registry = {}

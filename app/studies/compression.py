@@ -97,7 +97,7 @@ class Codec:
 def active_latents(ckpt: ServedModel) -> list[int]:
     """Latents whose mean KL (the card's kl_per_dim) is above 0.1 nats; all of them for the AE,
     which has no KL (nor a prior that would decode an unused latent at 0)."""
-    kl = ckpt.card.kl
+    kl = ckpt.kl
     d = ckpt.description.latent_dim
     if ckpt.description.kind == "ae":
         return list(range(d))

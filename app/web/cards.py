@@ -106,6 +106,7 @@ class CardView:
     metrics_note: str | None
     metrics_stale: bool
     kl: list[KlBar]
+    kl_measured_on: str | None  # where the KL was measured, when not the card's
     parent: Parent | None
     provenance: list[tuple[str, str]]
     repairs: list[str] = field(default_factory=list)
@@ -230,10 +231,9 @@ def held_out_scores(card: ModelCard, digest: str) -> HeldOutScores | None:
     return HeldOutScores(rows, caption, details, stale)
 
 
-def kl_bars(card: ModelCard) -> list[KlBar]:
+def kl_bars(kl: list[float]) -> list[KlBar]:
     """One bar per latent, most KL first (the explore page's slider order), scaled to the
     largest."""
-    kl = card.kl
     top = max(kl, default=0.0) or 1.0
     order = sorted(range(len(kl)), key=lambda d: -kl[d])
     return [
@@ -244,7 +244,7 @@ def kl_bars(card: ModelCard) -> list[KlBar]:
 
 def named_latents(ckpt: ServedModel) -> list[NamedLatent]:
     """The latents the card names (`latent-explorer label`), in index order, with their KL."""
-    kl = ckpt.card.kl
+    kl = ckpt.kl
     d = ckpt.description
     return [
         NamedLatent(i, d.latent_name(i), float(kl[i]) if i < len(kl) else None)
@@ -352,7 +352,8 @@ def card_view(ckpt: ServedModel, served: Mapping[str, str], dataset: str) -> Car
         metrics=metric_rows(card),
         metrics_note=note,
         metrics_stale=stale,
-        kl=kl_bars(card),
+        kl=kl_bars(ckpt.kl),
+        kl_measured_on=ckpt.kl_measured_on,
         parent=parent(card, served),
         provenance=_provenance(ckpt, card, dataset),
         repairs=_repairs(card),

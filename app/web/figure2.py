@@ -53,7 +53,7 @@ def card_mi_svg(model: ServedModel, truth: GroundTruth) -> Markup | None:
         len(truth.factor_names),
     ):
         return None
-    kl = model.card.kl or [1.0] * model.description.latent_dim
+    kl = model.kl or [1.0] * model.description.latent_dim
     active = [k > ACTIVE_KL for k in kl]
     entropy = np.log(np.asarray(truth.factor_sizes, dtype=np.float64))
     mig = metrics.scores.get("mig")

@@ -112,7 +112,7 @@ def slider_rows(
     bar per model and its name (slider_name)."""
     per_model = []
     for ckpt in ckpts:
-        kl: list[float | None] = [*ckpt.card.kl] or [None] * ckpt.description.latent_dim
+        kl: list[float | None] = [*ckpt.kl] or [None] * ckpt.description.latent_dim
         top = max((k for k in kl if k is not None), default=0.0) or 1.0
         per_model.append([
             {"kl": k, "bar": 0 if k is None else max(2, round(100 * k / top)),

@@ -8,6 +8,7 @@ from typing import Any
 from app import inference
 from app.checkpoints.served import ServedModel
 from app.inference import DatasetImages, InferenceError, SetImages, TestImages
+from app.models.elbo import ACTIVE_KL
 from app.settings import Settings
 from app.web.deps import DataPick
 from app.web.errors import NotFoundError
@@ -61,5 +62,10 @@ def model_summary(
         # the data set the images come from, where they are a served set's (data=NAME)
         "dataset_set": images.name if isinstance(images, SetImages) else None,
         "latent_order": inference.latent_order(ckpt),
+        # latents in use: the card's count, else from the KL measured here on its data set
+        "active_latents": ckpt.card.active_latents
+        if ckpt.card.active_latents is not None
+        else (sum(k > ACTIVE_KL for k in ckpt.kl) if ckpt.kl else None),
+        "kl_measured_on": ckpt.kl_measured_on,
         "card": ckpt.card.to_json(),
     }
