@@ -178,13 +178,15 @@ def test_a_fashion_map_without_the_data_is_a_503_saying_how_to_install_it(fashio
 
 @pytest.fixture(scope="module")
 def celeba_client(trained, tmp_path_factory):
-    """tiny-vae's weights under a config that says CelebA: no images of it are here."""
+    """tiny-vae's weights under a config that says CelebA, served with no data sets folder: no
+    images of it are here (the project's datasets/celeba-100 would be its map otherwise)."""
     root = tmp_path_factory.mktemp("served-celeba")
     folder = shutil.copytree(trained["tiny-vae"], root / "tiny-celeba")
     config = json.loads((folder / "config.json").read_text())
     config.update(dataset="celeba", factor_names=[])
     (folder / "config.json").write_text(json.dumps(config))
-    with TestClient(create_app(Settings(checkpoints_dir=root))) as c:
+    settings = Settings(checkpoints_dir=root, datasets_dir=root / "no-data-sets")
+    with TestClient(create_app(settings)) as c:
         yield c
 
 
