@@ -252,6 +252,36 @@ class SetImages:
             return np.zeros(0, dtype=np.int64)
         return np.flatnonzero(self.set.columns[k].values == label)
 
+    def pickable_values(self, most: int = 60) -> list[tuple[str, tuple[str, ...]]]:
+        """(column, its categories) of each categorical column with at most `most` categories:
+        what a page offers to pick an image by."""
+        return [
+            (c.name, c.categories)
+            for c in self.set.columns
+            if c.kind == "categorical" and 0 < len(c.categories) <= most
+        ]
+
+    def matching(self, column: str, value: str) -> np.ndarray:
+        """The indices of the images whose `column` is `value` (in words, as `values` gives
+        it), ascending; InferenceError naming the column or value where there is none."""
+        try:
+            c = self.set.column(column)
+        except KeyError as e:
+            raise InferenceError(str(e.args[0])) from None
+        if c.kind == "categorical":
+            if value not in c.categories:
+                shown = ", ".join(c.categories[:20])
+                raise InferenceError(
+                    f"column {column!r} of data set {self.name} has no value {value!r} "
+                    f"(its values: {shown}{', ...' if len(c.categories) > 20 else ''})"
+                )
+            return np.flatnonzero(c.values == c.categories.index(value))
+        try:
+            number = float(value)
+        except ValueError:
+            raise InferenceError(f"column {column!r} holds numbers, not {value!r}") from None
+        return np.flatnonzero(c.values == number)
+
     def values(self, index: int) -> dict[str, str]:
         """The image's value in each column that has one, in words."""
         return {c.name: t for c in self.set.columns if (t := c.value_text(index))}

@@ -106,3 +106,19 @@ def test_the_map_page_offers_the_sets_sizes_and_asks_the_api_for_the_set(served)
     assert page.status_code == 200
     assert f'data-api="/api/models/tiny-vae/map?data={SET}"' in page.text
     assert '<option value="4" selected>4</option>' in page.text
+
+
+def test_an_image_is_picked_by_a_columns_value(served):
+    client, _ = served
+    page = client.get(f"/?model=tiny-vae&data={SET}")
+    assert '<option value="kind=square">kind = square</option>' in page.text
+    seen = set()
+    for _ in range(12):
+        r = client.get("/ui/tiny-vae/encode", params={"data": SET, "where": "kind=square"})
+        assert r.status_code == 200
+        files = ("test/b.png", "train/t1.png", "test/a.png", "test/d.png")
+        seen |= {f for f in files if f in r.text}
+    assert seen and seen <= {"test/b.png", "train/t1.png"}  # only the two squares
+    r = client.get("/ui/tiny-vae/encode", params={"data": SET, "where": "kind=oval"})
+    assert r.status_code == 422
+    assert "no value &#39;oval&#39;" in r.text and "(its values: round, square)" in r.text

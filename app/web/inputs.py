@@ -19,6 +19,7 @@ from app.inference import (
     GroundTruth,
     InferenceError,
     NoClassColumn,
+    SetImages,
     TestImages,
     UnknownDataSet,
     dataset_images_of,
@@ -26,6 +27,7 @@ from app.inference import (
     ground_truth_of,
     held_out_class_names,
 )
+from app.quoting import quoted
 from app.settings import Settings
 from app.web.deps import DataPick, Served, latent_limit
 from app.web.errors import DataUnavailableError, NotFoundError, NotInModelError
@@ -227,9 +229,21 @@ def nth_of_class(images: TestImages, label: int, nth: int, what: str = "image") 
 
 
 def random_index(
-    images: DatasetImages, rng: np.random.Generator, of_class: str | None = None
-) -> int:
-    """A random dataset image, of class `of_class` where one is named (picked_class)."""
+    images: DatasetImages, rng: np.random.Generator, of_class: str | None = None,
+    where: str | None = None,
+) -> int:  # fmt: skip
+    """A random dataset image, of class `of_class` where one is named (picked_class), or, on a
+    data set, one whose column has a value (`where`: "column=value")."""
+    if where:
+        column, sep, value = where.partition("=")
+        if not sep or not isinstance(images, SetImages):
+            raise InferenceError(
+                f"where must be column=value on a data set's images, got {quoted(where)}"
+            )
+        found = images.matching(column, value)
+        if not len(found):
+            raise InferenceError(f"no image of data set {images.name} has {column} = {value}")
+        return int(rng.choice(found))
     label = picked_class(images, of_class)
     if label is None or not isinstance(images, TestImages):
         return int(rng.integers(images.n_images))

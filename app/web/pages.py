@@ -174,7 +174,7 @@ def latent_map(
         "colour": colour or "",
         "url_params": urlencode(params),
         "warning": "; ".join(warnings) or None,
-        "directions": direction_choices(ckpt, settings),
+        "directions": direction_choices(ckpt, settings, data),
     }
     return templates.TemplateResponse(request, "map.html", context)
 
@@ -337,14 +337,15 @@ def encode_dataset_partial(
     request: Request, model: ModelDep, templates: TemplatesDep, settings: SettingsDep,
     data: DataDep, index: Annotated[int | None, Query(ge=0)] = None, label: int | None = None,
     of_class: Annotated[str | None, Query(alias="class")] = None,
+    where: Annotated[str | None, Query(description="column=value: an image with it")] = None,
 ) -> HTMLResponse:  # fmt: skip
     """htmx: encode a dataset image (a random one when no index is given: of class `class`
-    where the model's dataset is a test split and the picker names one), of the data set
-    `data` where one is named."""
+    where the model's dataset is a test split and the picker names one, or with a column's
+    value, `where`, on a data set), of the data set `data` where one is named."""
     try:
         if index is None:
             images = dataset_images(model, settings, data=data)
-            index = random_index(images, np.random.default_rng(), of_class)
+            index = random_index(images, np.random.default_rng(), of_class, where)
         result = api.encode_dataset_image(model, settings, index, data, label)
     except (InferenceError, NotFoundError) as e:
         return _encode_partial(request, templates, model, None, str(e))

@@ -61,6 +61,8 @@ def model_summary(
         "dataset_missing": missing,
         # the data set the images come from, where they are a served set's (data=NAME)
         "dataset_set": images.name if isinstance(images, SetImages) else None,
+        # a data set's categorical columns and their values, to pick an image by
+        "dataset_values": images.pickable_values() if isinstance(images, SetImages) else [],
         "latent_order": inference.latent_order(ckpt),
         # latents in use: the card's count, else from the KL measured here on its data set
         "active_latents": ckpt.card.active_latents
