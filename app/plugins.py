@@ -22,7 +22,15 @@ from typing import Any
 import torch
 
 from app.checkpoints import CheckpointError, ModelCard, ServedModel
-from app.models.interface import LatentModel, ModelDescription, Posterior, weights_digest
+from app.models.interface import (
+    LatentModel,
+    ModelDescription,
+    NativeModel,
+    Posterior,
+    describe_config,
+    weights_digest,
+)
+from app.models.vae import VAE
 
 SPEC = re.compile(r"^(?P<module>[A-Za-z_][\w]*(?:\.[A-Za-z_][\w]*)*):(?P<factory>[A-Za-z_]\w*)$")
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")  # a URL path segment, as folder names are
@@ -55,25 +63,45 @@ def load_plugin(spec: str) -> ServedModel:
     except Exception as e:  # noqa: BLE001
         error = f"{type(e).__name__}: {e}"
         raise PluginError(f"--plugin {spec}: {factory_name}() failed: {error}") from e
+    default = module_name.rsplit(".", 1)[-1].replace("_", "-")
+    return served_object(model, f"--plugin {spec}", spec, default_name=default)
+
+
+def served_object(
+    model: Any, given: str, source: str, name: str | None = None, default_name: str | None = None
+) -> ServedModel:
+    """A model object (a factory's, or one handed to `latent_explorer.serve`) probed and named
+    → ServedModel. Our own network (a VAE of app.models, as training here makes it) is served
+    behind NativeModel, as its checkpoint folder would be. `given` opens every error
+    ("--plugin pkg.mod:build"); `source` is recorded in its card. Its name: `name`, else the
+    object's own `name`, else `default_name`, else `<dataset>-<kind>` from its description."""
+    if isinstance(model, VAE):
+        model = NativeModel(model, describe_config(model.config))
     if isinstance(model, torch.nn.Module):
         model.eval()
         for p in model.parameters():
             p.requires_grad_(False)
-    probe(model, spec)
-    name = getattr(model, "name", None) or module_name.rsplit(".", 1)[-1].replace("_", "-")
+    probe(model, given)
+    name = name or getattr(model, "name", None) or default_name or _described_name(model)
     if not isinstance(name, str) or not NAME.match(name):
         raise PluginError(
-            f"--plugin {spec}: the model's name {name!r} must be letters, digits, '.', '_' or '-'"
+            f"{given}: the model's name {name!r} must be letters, digits, '.', '_' or '-'"
         )
-    given = getattr(model, "card", None)
+    card_given = getattr(model, "card", None)
     try:
-        given = dict(given) if isinstance(given, dict) else {}
-        card = ModelCard.from_json(given, f"--plugin {spec}")
-        source = card.source.to_json() if card.source is not None else {}
-        card = card.updated(source={**source, "plugin": spec})
+        card_given = dict(card_given) if isinstance(card_given, dict) else {}
+        card = ModelCard.from_json(card_given, given)
+        kept = card.source.to_json() if card.source is not None else {}
+        card = card.updated(source={**kept, "plugin": source})
     except CheckpointError as e:
         raise PluginError(str(e)) from None
-    return ServedModel(name=name, model=model, card=card, digest=_digest(model, spec))
+    return ServedModel(name=name, model=model, card=card, digest=_digest(model, source))
+
+
+def _described_name(model: LatentModel) -> str:
+    """What the model's description says it is, as a URL path segment: "dsprites-vae"."""
+    d = model.description
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", f"{d.dataset or 'model'}-{d.kind}").strip("-._")
 
 
 def _digest(model: Any, spec: str) -> str:
@@ -86,11 +114,12 @@ def _digest(model: Any, spec: str) -> str:
 
 
 @torch.inference_mode()
-def probe(model: Any, spec: str) -> None:
-    """Check that `model` keeps the interface's promises, on two codes; PluginError if not."""
+def probe(model: Any, given: str) -> None:
+    """Check that `model` keeps the interface's promises, on two codes; PluginError if not,
+    opening with `given` (how the model was named: "--plugin pkg.mod:build")."""
 
     def fail(what: str) -> PluginError:
-        return PluginError(f"--plugin {spec}: {what}")
+        return PluginError(f"{given}: {what}")
 
     if not isinstance(model, LatentModel):
         raise fail(
