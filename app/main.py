@@ -3,7 +3,7 @@ import, onto `app.state`."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -13,7 +13,8 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from starlette.types import ASGIApp
 
-from app.data.sets import SET_NAME, DatasetError, DataSets, open_set, scan_sets
+from app.checkpoints import ServedModel
+from app.data.sets import SET_NAME, DatasetError, DataSets, ImageSet, open_set, scan_sets
 from app.registry import load_registry
 from app.settings import Settings
 from app.studies.set_encodings import measure_missing_kl
@@ -44,9 +45,19 @@ def load_data_sets(settings: Settings) -> DataSets:
     skipped) and the `serve --data` sets. A DatasetError in one line where a `--data` set cannot
     be opened or its name is taken: that stops the server, as a bad `--plugin` does."""
     found = scan_sets(settings.datasets_dir, fashion_root=settings.fashion_mnist_dir)
+    return with_named_sets(
+        found, [(f"--data {name}={path}", name, path) for name, path in settings.data.items()]
+    )
+
+
+def with_named_sets(
+    found: DataSets, named: Iterable[tuple[str, str, str | Path | ImageSet]]
+) -> DataSets:
+    """`found` and the sets named by the person starting the server, each (how it was given,
+    NAME, a folder, a built-in's name or a set already open): a DatasetError in one line, opening
+    with how it was given, where one cannot be opened or its name is taken."""
     sets = dict(found)
-    for name, path in settings.data.items():
-        given = f"--data {name}={path}"
+    for given, name, spec in named:
         if not SET_NAME.fullmatch(name):
             raise DatasetError(
                 f"{given}: a data set's name is letters, digits, '.', '_' or '-', the first a "
@@ -55,10 +66,13 @@ def load_data_sets(settings: Settings) -> DataSets:
         if name in sets:
             where = sets[name].location
             raise DatasetError(f"{given}: a data set named {name!r} is already served ({where})")
-        try:
-            sets[name] = open_set(Path(path), name=name)
+        if isinstance(spec, ImageSet):
+            sets[name] = spec
+            continue
+        try:  # a str may name a built-in; a Path is a folder
+            sets[name] = open_set(spec, name=name)
         except DatasetError as e:  # its message opens with the folder, named here already
-            what = str(e).removeprefix(f"{path}: ").removeprefix(f"{Path(path).resolve()}: ")
+            what = str(e).removeprefix(f"{spec}: ").removeprefix(f"{Path(spec).resolve()}: ")
             raise DatasetError(f"{given}: {what}") from None
     return DataSets(sets, found.skipped)
 
@@ -72,7 +86,14 @@ class LatentExplorer(FastAPI):
         return security.SecurityHeaders(super().build_middleware_stack())
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None,
+    models: Mapping[str, ServedModel] | None = None,
+    data_sets: DataSets | None = None,
+) -> FastAPI:
+    """The application on `settings`. `models` and `data_sets`, where given, are served instead
+    of the checkpoints folder and plugins, and instead of the data sets the settings name
+    (latent_explorer.serve: models and sets already in memory); the lifespan runs the same."""
     settings = settings or Settings()
 
     @asynccontextmanager
@@ -82,8 +103,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # same bytes whatever a request was batched with), and concurrency comes from batching
         # and from worker processes instead
         torch.set_num_threads(settings.torch_threads)
-        app.state.registry = load_registry(settings.checkpoints_dir, settings.plugins)
-        app.state.datasets = load_data_sets(settings)
+        app.state.registry = (
+            load_registry(settings.checkpoints_dir, settings.plugins) if models is None else models
+        )
+        app.state.datasets = load_data_sets(settings) if data_sets is None else data_sets
         # KL bars and latent order for models whose card has no KL, from their own data set
         app.state.measuring_kl = measure_missing_kl(
             app.state.registry, app.state.datasets, settings.cache_dir
