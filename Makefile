@@ -58,8 +58,8 @@ $(FASHION_MNIST):
 TEST_WORKERS ?= 2
 
 test: install $(CHROMIUM) $(FASHION_MNIST)
-	$(PY) -m ruff check app tests bench docs examples
-	$(PY) -m mypy app
+	$(PY) -m ruff check app latent_explorer tests bench docs examples
+	$(PY) -m mypy app latent_explorer
 	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -n $(TEST_WORKERS)
 

@@ -1,0 +1,208 @@
+"""`latent_explorer.serve`: the explorer from Python, on model objects and data sets held in
+memory, served by a real uvicorn in a thread of this process on a free port and asked over real
+HTTP (httpx)."""
+
+from __future__ import annotations
+
+import errno
+import io
+import socket
+import threading
+
+import httpx
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch import nn
+
+from app.checkpoints import load_checkpoint
+from app.models.interface import ModelDescription, NativeModel, Posterior, describe_config
+from latent_explorer import ServeError, serve
+
+SIDE, LATENTS = 16, 3
+
+
+class TinyLinearVAE(nn.Module):
+    """A small module kept behind the model interface as docs/plugins.md shows: 3 latents, one
+    linear layer each way, 16×16 grey images."""
+
+    name = "tiny-linear"
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.encoder = nn.Linear(SIDE * SIDE, 2 * LATENTS)
+        self.decoder = nn.Linear(LATENTS, SIDE * SIDE)
+
+    @property
+    def description(self) -> ModelDescription:
+        return ModelDescription(latent_dim=LATENTS, channels=1, height=SIDE, width=SIDE)
+
+    def encode(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> Posterior:
+        mu, logvar = self.encoder(x.flatten(1)).chunk(2, dim=1)  # (B, 3) each
+        return Posterior(mu, logvar)
+
+    def decode(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        return torch.sigmoid(self.decoder(z)).view(-1, 1, SIDE, SIDE)  # (B, 1, 16, 16)
+
+
+def write_image_folder(root, n=6):
+    """A folder data set: two class sub-folders of small grey squares."""
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        folder = root / ("light" if i % 2 else "dark")
+        folder.mkdir(parents=True, exist_ok=True)
+        pixels = rng.integers(0, 128, (16, 16)) + (127 if i % 2 else 0)
+        Image.fromarray(pixels.astype(np.uint8)).save(folder / f"{i}.png")
+    return root
+
+
+def png_pixels(data: bytes) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(data)).convert("L"), dtype=np.float64) / 255
+
+
+@pytest.fixture(scope="module")
+def notebook_vae(trained):
+    """Our own network as a notebook holds it after training: a VAE module in training mode,
+    its parameters asking for gradients (not a folder)."""
+    model = load_checkpoint(trained["tiny-vae"]).model.train()
+    return model.requires_grad_(True)
+
+
+@pytest.fixture(scope="module")
+def explorer(notebook_vae, trained, tmp_path_factory):
+    faces = write_image_folder(tmp_path_factory.mktemp("data") / "squares")
+    models = [notebook_vae, TinyLinearVAE(), trained["tiny-ae"]]
+    with serve(models=models, data={"squares": faces}) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def http(explorer):
+    with httpx.Client(base_url=explorer.url, timeout=30) as client:
+        yield client
+
+
+def test_the_models_given_are_listed_and_nothing_else(explorer, http):
+    listed = {m["name"]: m for m in http.get("/api/models").json()}
+    # the VAE object is named by its description, the module by its name, the folder by its name
+    assert set(listed) == {"dsprites-vae", "tiny-linear", "tiny-ae"}
+    assert explorer.models == ("dsprites-vae", "tiny-linear", "tiny-ae")
+    assert (listed["tiny-linear"]["latent_dim"], listed["tiny-linear"]["height"]) == (3, 16)
+    assert listed["tiny-linear"]["card"]["source"]["plugin"].startswith("python ")
+
+
+def test_the_folder_data_set_is_listed_beside_the_built_ins(http):
+    sets = {s["name"]: s for s in http.get("/api/datasets").json()}
+    assert sets["squares"]["images"] == 6
+    assert {"dsprites", "shapes3d", "fashion-mnist"} <= set(sets)
+
+
+def test_decoding_z_gives_the_pixels_of_the_models_own_decoder(http, notebook_vae):
+    z = torch.linspace(-1.5, 1.5, notebook_vae.config.latent_dim)[None]  # (1, D)
+    r = http.get(
+        "/api/models/dsprites-vae/decode.png", params={"z": ",".join(map(str, z[0].tolist()))}
+    )
+    assert r.status_code == 200 and r.headers["content-type"] == "image/png"
+    with torch.no_grad():
+        expected = NativeModel(notebook_vae, describe_config(notebook_vae.config)).decode(z)
+    got = png_pixels(r.content)
+    assert got.shape == expected.shape[2:]
+    assert np.abs(got - expected[0, 0].numpy()).max() <= 1 / 255 + 1e-6  # the PNG's 8 bits
+    blank = png_pixels(
+        http.get(
+            "/api/models/dsprites-vae/decode.png", params={"z": ",".join(["0"] * z.shape[1])}
+        ).content
+    )
+    assert np.abs(blank - got).max() > 0.1  # another z, another picture
+
+
+def test_decoding_z_gives_the_pixels_of_a_module_kept_behind_the_interface(http):
+    z = [1.0, -0.5, 2.0]
+    r = http.get("/api/models/tiny-linear/decode.png", params={"z": "1,-0.5,2"})
+    with torch.no_grad():
+        expected = TinyLinearVAE().decode(torch.tensor([z]))[0, 0].numpy()
+    assert np.abs(png_pixels(r.content) - expected).max() <= 1 / 255 + 1e-6
+
+
+def test_the_notebooks_own_module_is_left_as_it_was(explorer, notebook_vae):
+    """What is served is a copy: the caller's model keeps training mode and gradients."""
+    assert notebook_vae.training
+    assert all(p.requires_grad for p in notebook_vae.parameters())
+
+
+def test_training_on_after_serving_does_not_change_what_is_served():
+    model = TinyLinearVAE()
+    with serve(models=[model]) as explorer:
+        url = f"{explorer.url}api/models/tiny-linear/decode.png?z=1,-0.5,2"
+        before = httpx.get(url).content
+        with torch.no_grad():
+            model.decoder.bias += 3.0  # a step of training, after serve
+        assert httpx.get(url, headers={"Cache-Control": "no-cache"}).content == before
+
+
+def test_serving_leaves_the_callers_torch_threads_alone(trained):
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with serve(models=[trained["tiny-vae"]]):
+            assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
+def refused(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == errno.ECONNREFUSED
+
+
+def test_stop_frees_the_port():
+    explorer = serve(models=[TinyLinearVAE()])
+    port = explorer.port
+    assert httpx.get(f"{explorer.url}api/models").status_code == 200
+    explorer.stop()
+    assert not explorer.running
+    assert refused(port)
+    with socket.socket() as s:  # the port can be bound again
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(("127.0.0.1", port))
+
+
+def test_wait_returns_once_another_thread_stops_it():
+    explorer = serve(models=[TinyLinearVAE()])
+    threading.Thread(target=explorer.stop).start()
+    assert explorer.wait(timeout=30)
+
+
+def test_a_notebook_shows_a_link_to_the_explorer():
+    with serve(models={"mine": TinyLinearVAE()}) as explorer:
+        shown = explorer._repr_html_()
+        assert f'href="{explorer.url}"' in shown and f'href="{explorer.url}?model=mine"' in shown
+        assert httpx.get(f"{explorer.url}api/models").json()[0]["name"] == "mine"
+
+
+def test_two_models_with_one_name_are_refused_naming_it(trained):
+    with pytest.raises(ServeError, match=r"models\[1\].*'tiny-linear' is already served") as e:
+        serve(models=[TinyLinearVAE(), TinyLinearVAE()])
+    assert "\n" not in str(e.value)
+    # a name given in a dict, against a folder of the checkpoints served whole
+    folder = trained["tiny-vae"].parent
+    with pytest.raises(ServeError, match=r"models\['tiny-vae'\].*'tiny-vae' is already served"):
+        serve(models={"tiny-vae": TinyLinearVAE()}, checkpoints=folder)
+
+
+def test_a_data_path_that_is_not_a_data_set_is_refused_in_one_line(tmp_path):
+    (tmp_path / "notes.txt").write_text("no images here")
+    with pytest.raises(ServeError) as e:
+        serve(models=[TinyLinearVAE()], data={"notes": tmp_path})
+    message = str(e.value)
+    assert "\n" not in message
+    assert message.startswith(f"data['notes']='{tmp_path}'") and "holds no images" in message
+    with pytest.raises(ServeError, match="neither a folder nor a built-in"):
+        serve(models=[TinyLinearVAE()], data={"gone": tmp_path / "nothing"})
+
+
+def test_an_object_that_does_not_keep_the_interface_is_refused_by_the_plugins_probe():
+    with pytest.raises(ServeError, match=r"models\[0\] \(Linear\): Linear does not keep the model"):
+        serve(models=[nn.Linear(2, 2)])
