@@ -1,7 +1,9 @@
 // The direction slider: z = z_start + t·vector along a direction fetched once per choice from
-// GET /api/models/{name}/direction. It talks to the explorer (static/explore.js) only through
-// its events: `latent:z` says where z is, `latent:set` moves it (`live` while dragged, so the
-// pictures follow at drag speed and the traversals wait for the release).
+// GET /api/models/{name}/direction (with the page's data=NAME, read from a data set's columns:
+// 202 while the set's encoding is computed, shown and asked again after Retry-After). It talks to
+// the explorer (static/explore.js) only through its events: `latent:z` says where z is,
+// `latent:set` moves it (`live` while dragged, so the pictures follow at drag speed and the
+// traversals wait for the release).
 "use strict";
 
 (() => {
@@ -9,10 +11,10 @@
   const box = document.getElementById("direction-slider");
   if (!root || !box) return;
   const api = `/api/models/${encodeURIComponent(box.dataset.model)}/direction`;
+  const data = box.dataset.data; // a data set's name, or "" for the model's own images
   const choice = document.getElementById("direction-slider-choice");
-  const classes = document.getElementById("direction-slider-classes");
-  const from = document.getElementById("direction-slider-from");
-  const to = document.getElementById("direction-slider-to");
+  // one from/to pair per set of classes: the model's own (data-column=""), or a column's
+  const groups = Array.from(box.querySelectorAll(".direction-slider-classes"));
   const range = document.getElementById("direction-slider-t");
   const output = document.getElementById("direction-slider-t-value");
   const fit = document.getElementById("direction-slider-fit");
@@ -57,24 +59,32 @@
     const f = d.fit;
     const chance = f.chance === null || f.chance === undefined ? "" : ` (chance ${f.chance.toFixed(2)})`;
     const dims = d.vector.length;
+    const left = f.left_out ? ` · ${f.left_out.toLocaleString("en")} without a ${d.column} left out` : "";
     return (
-      `${f.measure} ${f.value.toFixed(2)} on ${f.held_out.toLocaleString("en")} held-out images${chance}` +
+      `${f.measure} ${f.value.toFixed(2)} on ${f.held_out.toLocaleString("en")} held-out images${chance}${left}` +
       ` · participation ratio ${d.participation_ratio.toFixed(2)} of ${dims} latents` +
       ` · length ${d.length.toFixed(2)}`
     );
   }
 
   let asked = 0;
+  let poll = null;
   async function load() {
     const token = ++asked;
+    clearTimeout(poll);
     const params = new URLSearchParams();
-    if (choice.value === "classes") {
-      params.set("from", from.value);
-      params.set("to", to.value);
+    const option = choice.selectedOptions[0];
+    const column = choice.value === "classes" ? option.dataset.column : null;
+    for (const g of groups) g.hidden = g.dataset.column !== column;
+    if (column !== null) {
+      const group = groups.find((g) => g.dataset.column === column);
+      params.set("from", group.querySelector('[data-role="from"]').value);
+      params.set("to", group.querySelector('[data-role="to"]').value);
+      if (column) params.set("column", column);
     } else {
-      params.set("factor", choice.selectedOptions[0].dataset.factor);
+      params.set("factor", option.dataset.factor);
     }
-    if (classes) classes.hidden = choice.value !== "classes";
+    if (data) params.set("data", data);
     vector = null;
     range.disabled = true;
     box.dataset.ready = "false";
@@ -83,6 +93,14 @@
       const resp = await fetch(`${api}?${params}`);
       const body = await resp.json().catch(() => ({ detail: resp.statusText }));
       if (token !== asked) return; // another choice overtook this one
+      if (resp.status === 202) {
+        // the data set's encoding is being computed: say how far, ask again when told to
+        const wait = Number(resp.headers.get("Retry-After")) || body.retry_after || 5;
+        box.dataset.ready = "encoding";
+        fit.textContent = `${body.detail}; the direction follows once it is kept (asking again in ${wait} s)`;
+        poll = setTimeout(load, wait * 1000);
+        return;
+      }
       if (!resp.ok) throw new Error(body.detail);
       vector = body.vector;
       fit.textContent = describe(body);
@@ -92,9 +110,12 @@
       range.disabled = false;
       restart();
     } catch (err) {
-      if (token === asked) fit.textContent = `no direction: ${err.message}`;
+      if (token !== asked) return;
+      box.dataset.ready = "error";
+      fit.textContent = `no direction: ${err.message}`;
     }
   }
-  for (const el of [choice, from, to]) if (el) el.addEventListener("change", load);
+  choice.addEventListener("change", load);
+  for (const el of box.querySelectorAll(".direction-slider-classes select")) el.addEventListener("change", load);
   load();
 })();

@@ -3,20 +3,24 @@
 decoded along one (/compare's section on them is app/web/direction_compare.py).
 
 The numbers come from app.studies.directions on the sample of encoder means the latent map
-draws (app.web.latent_map.sample_for); nothing here computes them. The handlers are plain
-`def`s, so FastAPI runs them on its thread pool: a first sample takes seconds.
+draws (app.web.latent_map.sample_for); nothing here computes them. With `data=NAME` (and for a
+model whose own images are a served set) they are read from the set's columns over the map's
+sample of the set's kept encoding (app/web/set_directions.py): 202 with its progress while that
+is computed in the background. The handlers are plain `def`s, so FastAPI runs them on its
+thread pool: a first sample takes seconds.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import torch
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import Response
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, Field
 
 from app import imaging, inference
 from app.checkpoints.served import ServedModel
@@ -26,31 +30,74 @@ from app.settings import Settings
 from app.studies import directions
 from app.studies.directions import MIN_SAMPLE, Direction, DirectionError, DirectionRequest
 from app.studies.latent_map import MapSample
-from app.web.deps import ModelDep, RegistryDep, ServedDep, SettingsDep
+from app.web.deps import DataDep, DataPick, ModelDep, RegistryDep, ServedDep, SettingsDep
 from app.web.errors import DATA_UNAVAILABLE, NOT_MODIFIED, NotInModelError
 from app.web.inputs import check_label
-from app.web.latent_map import sample_for
+from app.web.latent_map import RETRY_AFTER, sample_for
 from app.web.params import Label, Scale
 from app.web.responses import PNG, cached_image
+from app.web.set_directions import (
+    Found,
+    StillEncoding,
+    nothing_to_read,
+    readable_columns,
+    set_direction,
+    set_direction_request,
+    set_of,
+)
 
 router = APIRouter(tags=["directions"])
+
+
+@dataclass(frozen=True)
+class ColumnChoice:
+    """A data set's categorical column a from → to direction can join two categories of."""
+
+    name: str
+    categories: list[str]
 
 
 @dataclass(frozen=True)
 class DirectionChoices:
     """What a direction can be asked of a model: `factors`, the ground-truth factors a straight
     line can read (every one but the categorical factor, shape: its classes have no order), and
-    `classes`, the class names a from → to direction can join. Both empty for a model without
-    data of known factors or classes (an imported CelebA model)."""
+    `classes`, the class names a from → to direction can join; on a data set, `factors` are its
+    ordered columns and `columns` its categorical ones. All empty for a model without data of
+    known factors or classes (an imported CelebA model without its set), or viewed on a set
+    without columns (`note` says so). `data` is the set `data=NAME` picks (what a page's
+    requests carry); `data_set` the set the directions are read from, the model's own too."""
 
     factors: list[str] = field(default_factory=list)
     classes: list[str] = field(default_factory=list)
+    columns: list[ColumnChoice] = field(default_factory=list)
+    data: str | None = None
+    data_set: str | None = None
+    note: str | None = None
 
 
-def direction_choices(model: ServedModel, settings: Settings | None = None) -> DirectionChoices:
+def direction_choices(
+    model: ServedModel, settings: Settings | None = None, data: DataPick | None = None
+) -> DirectionChoices:
     """The factors and classes `model` has, from its dataset alone: nothing is read or encoded,
     so a test split that is not installed still lists its classes (the direction then says how
-    to install it), and the settings are not needed."""
+    to install it). With `data` (and `settings`), a data set's columns where it names one or
+    where the model's own images are a served set; a set that cannot be read says why in
+    `note`."""
+    if settings is not None and data is not None:
+        try:
+            images = set_of(model, settings, data)
+        except InferenceError as e:  # a set that cannot be read here
+            return DirectionChoices(data=data.name, note=f"no direction: {e}")
+        if images is not None:
+            columns = images.set.columns
+            ordered, categorical = readable_columns(columns)
+            return DirectionChoices(
+                factors=ordered,
+                columns=[ColumnChoice(c.name, list(c.categories)) for c in categorical],
+                data=data.name,
+                data_set=images.name,
+                note=None if ordered or categorical else nothing_to_read(images.name, columns),
+            )
     truth = ground_truth_of(model)
     if truth is not None:
         factors = [n for k, n in enumerate(truth.factor_names) if k != truth.label_factor]
@@ -196,13 +243,59 @@ SampleQuery = Annotated[
 SeedQuery = Annotated[
     int, Query(ge=0, le=2**31 - 1, description="which images are drawn, and which are held out")
 ]
-# factor alone, or from and to (two different classes) alone; openapi.py spells out "different"
+ColumnQuery = Annotated[
+    str | None,
+    Query(
+        description="with data=NAME: the categorical column of the set whose categories `from` "
+        "and `to` are (needed only where several columns have both)"
+    ),
+]
+# factor alone, or from and to (two different classes, with a column or not) alone; openapi.py
+# spells out "different"
 DIRECTION_CASES: dict[str, Any] = {
     "x-one-of": [
-        {"required": ["factor"], "not": {"anyOf": [{"required": ["from"]}, {"required": ["to"]}]}},
+        {
+            "required": ["factor"],
+            "not": {
+                "anyOf": [{"required": ["from"]}, {"required": ["to"]}, {"required": ["column"]}]
+            },
+        },
         {"required": ["from", "to"], "not": {"required": ["factor"]}, "x-distinct": ["from", "to"]},
     ]
 }
+
+
+class DirectionPending(BaseModel):
+    """A direction on a data set whose encoding is still being computed in the background."""
+
+    model: str
+    data: str = Field(description="the data set the direction is read from")
+    status: Literal["encoding"] = "encoding"
+    detail: str = Field(description="where the encoding stands, in a sentence")
+    retry_after: int = Field(description="seconds to wait before asking again")
+
+
+DIRECTION_RESPONSES: dict[int | str, dict[str, Any]] = {
+    202: {
+        "model": DirectionPending,
+        "description": "Accepted: the data set's encoding is being computed; ask again after "
+        "Retry-After",
+        "headers": {"Retry-After": {"schema": {"type": "integer"}, "description": "seconds"}},
+    },
+    **DATA_UNAVAILABLE,
+}
+
+
+def pending_response(model: ServedModel, still: StillEncoding) -> Response:
+    body = DirectionPending(
+        model=model.name, data=still.data_set, detail=still.detail, retry_after=RETRY_AFTER
+    )
+    return Response(
+        body.model_dump_json(),
+        status_code=202,
+        media_type="application/json",
+        headers={"Retry-After": str(RETRY_AFTER), "Cache-Control": "no-store"},
+    )
 
 
 def model_direction(
@@ -217,6 +310,32 @@ def model_direction(
         )
     except DirectionError as e:
         raise NotInModelError(f"model {model.name}: {e}") from None
+
+
+def find_direction(
+    model: ServedModel, registry: Mapping[str, ServedModel], settings: Settings,
+    data: DataPick | None, factor: str | None, source: str | None, target: str | None,
+    column: str | None, n: int | None, seed: int,
+) -> Found | StillEncoding:  # fmt: skip
+    """The direction a query asks: on a data set where `data` names one or the model's own
+    images are one (set_directions; where its encoding is not kept yet, how far it is), else on
+    the model's own images. Each request's errors as set_direction_request and
+    direction_request say."""
+    images = set_of(model, settings, data)
+    if images is not None:
+        asked = set_direction_request(
+            images.name, images.set.columns, factor, column, source, target, seed
+        )
+        return set_direction(model, settings, images, asked, n, DEFAULT_SAMPLE)
+    n = min(DEFAULT_SAMPLE, settings.max_map_points) if n is None else n
+    request = direction_request(model, registry, factor, source, target, n, seed)
+    if column is not None:
+        raise NotInModelError(
+            f"model {model.name}'s own images have no columns: column= names a categorical "
+            "column of a data set (data=NAME)"
+        )
+    d, sample = model_direction(model, settings, request)
+    return Found(d, sample, request)
 
 
 def _rounded(a: np.ndarray, digits: int = 6) -> list[float]:
@@ -234,6 +353,8 @@ def direction_json(
         "factor": request.factor,
         "from": request.source,
         "to": request.target,
+        "column": request.column if request.column is not None else request.factor,
+        "data": sample.data_set,
         "vector": _rounded(d.vector),
         "length": round(d.length, 5),
         "centre": _rounded(d.centre),
@@ -243,6 +364,7 @@ def direction_json(
             "held_out": fit.held_out,
             "chance": None if fit.chance is None else round(fit.chance, 5),
             "about": fit.about,
+            "left_out": fit.left_out,
         },
         "participation_ratio": round(d.participation_ratio, 5),
         "shares": _rounded(d.shares),
@@ -258,13 +380,13 @@ def direction_json(
     }
 
 
-@router.get("/api/models/{name}/direction", openapi_extra=DIRECTION_CASES,
-            responses=DATA_UNAVAILABLE)  # fmt: skip
+@router.get("/api/models/{name}/direction", response_class=Response,
+            openapi_extra=DIRECTION_CASES, responses=DIRECTION_RESPONSES)  # fmt: skip
 def direction(
-    model: ModelDep, registry: RegistryDep, settings: SettingsDep,
+    model: ModelDep, registry: RegistryDep, settings: SettingsDep, data: DataDep,
     factor: FactorQuery = None, source: FromQuery = None, target: ToQuery = None,
-    n: SampleQuery = None, seed: SeedQuery = 0,
-) -> dict[str, Any]:  # fmt: skip
+    column: ColumnQuery = None, n: SampleQuery = None, seed: SeedQuery = 0,
+) -> Response:  # fmt: skip
     """A direction in the model's latent space, read from the encoder means μ of n images (the
     latent map's sample: dSprites drawn from its factors, Fashion-MNIST's test split), 80% to
     fit and 20% held out to score. `factor`: the step along which μ moves with a straight-line
@@ -273,11 +395,21 @@ def direction(
     `from`'s mean μ to class `to`'s (the attribute vector of Latent Space Cartography, Liu et
     al. 2019), scored by the share of held-out images of the two on their own side of the
     midpoint. With each, its shares per latent v_i²/|v|² and participation ratio (Σv_i²)²/Σv_i⁴
-    (1: along one latent), and `centre`, the mean μ (factor) or the classes' midpoint."""
-    n = min(DEFAULT_SAMPLE, settings.max_map_points) if n is None else n
-    request = direction_request(model, registry, factor, source, target, n, seed)
-    d, sample = model_direction(model, settings, request)
-    return direction_json(model, request, d, sample)
+    (1: along one latent), and `centre`, the mean μ (factor) or the classes' midpoint.
+
+    With `data=NAME` (and for a model whose own images are a served set, e.g. an imported
+    CelebA model's celeba-100) the images are the latent map's sample of that set, and the
+    direction is read from one of its columns, factor or attribute: `factor` an ordered column
+    (its values scaled to 0..1 from the column's lowest value in the set to its highest),
+    `from` and `to` two categories of a categorical column (`column` names it where several
+    have both). Images without a value in the column are left out (`fit.left_out`). The set's
+    encoding is computed once in the background: 202 with its progress until it is kept."""
+    found = find_direction(
+        model, registry, settings, data, factor, source, target, column, n, seed
+    )  # fmt: skip
+    if isinstance(found, StillEncoding):
+        return pending_response(model, found)
+    return JSONResponse(direction_json(model, found.request, found.direction, found.sample))
 
 
 def strip_latents(d: Direction, steps: int) -> torch.Tensor:
@@ -290,32 +422,37 @@ def strip_latents(d: Direction, steps: int) -> torch.Tensor:
     "/api/models/{name}/direction.png",
     response_class=Response,
     openapi_extra=DIRECTION_CASES,
-    responses={200: PNG, **NOT_MODIFIED, **DATA_UNAVAILABLE},
+    responses={200: PNG, **NOT_MODIFIED, **DIRECTION_RESPONSES},
 )
 def direction_png(
     request: Request, model: ModelDep, registry: RegistryDep, settings: SettingsDep,
-    served: ServedDep, factor: FactorQuery = None, source: FromQuery = None,
-    target: ToQuery = None, n: SampleQuery = None, seed: SeedQuery = 0,
+    served: ServedDep, data: DataDep, factor: FactorQuery = None, source: FromQuery = None,
+    target: ToQuery = None, column: ColumnQuery = None, n: SampleQuery = None,
+    seed: SeedQuery = 0,
     steps: Annotated[
         int, Query(ge=2, json_schema_extra={"x-maximum": "max_interpolate_steps"})
     ] = 7,
     label: Label = None, scale: Scale = 1,
 ) -> Response:  # fmt: skip
-    """A strip of images decoded along the direction (see `direction`), from its centre minus
-    half the vector to its centre plus half: for a factor, from about its lowest class to its
-    highest; for two classes, from `from`'s mean μ to `to`'s."""
-    n = min(DEFAULT_SAMPLE, settings.max_map_points) if n is None else n
-    asked = direction_request(model, registry, factor, source, target, n, seed)
+    """A strip of images decoded along the direction (see `direction`, `data=NAME` too), from
+    its centre minus half the vector to its centre plus half: for a factor, from about its
+    lowest class to its highest; for two classes, from `from`'s mean μ to `to`'s. 202 while a
+    data set's encoding is computed, as `direction`."""
     check_label(model, label, served)
     if steps > settings.max_interpolate_steps:
         raise InferenceError(f"steps is {steps}, the limit is {settings.max_interpolate_steps}")
     if scale > settings.max_image_scale:
         raise InferenceError(f"scale is {scale}, the limit is {settings.max_image_scale}")
-    d, _ = model_direction(model, settings, asked)
+    found = find_direction(
+        model, registry, settings, data, factor, source, target, column, n, seed
+    )  # fmt: skip
+    if isinstance(found, StillEncoding):
+        return pending_response(model, found)
+    d = found.direction
 
     def render() -> bytes:
         images = inference.decode_latents(model, strip_latents(d, steps), label)
         return imaging.png_bytes(imaging.grid(images, 1, steps), scale)
 
-    key = ("direction", asked, steps, label, scale)
+    key = ("direction", found.source, found.request, steps, label, scale)
     return cached_image(request, model, key, render)
