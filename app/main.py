@@ -34,6 +34,7 @@ from app.web import (
     openapi,
     pages,
     security,
+    set_scores,
     sharpness,
 )
 from app.web.batching import DecodeBatcher
@@ -146,6 +147,7 @@ def create_app(
     app.include_router(sharpness.pages)
     app.include_router(directions.router)
     app.include_router(direction_compare.router)
+    app.include_router(set_scores.router)
     app.include_router(security.router)
     openapi.install(app)  # /openapi.json from the routes and what is served, on first request
     return app

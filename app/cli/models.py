@@ -157,6 +157,28 @@ def evaluate_parser(sub: argparse._SubParsersAction) -> None:
         help="folder of the dataset's files (Fashion-MNIST's four idx files; default: "
         "LATENT_EXPLORER_FASHION_MNIST_DIR, else /usr/share/datasets/fashion-mnist)",
     )
+    on_set = p.add_argument_group("scores on a data set (any model; printed, not written)")
+    on_set.add_argument(
+        "--set",
+        dest="on_set",
+        default=None,
+        metavar="NAME_OR_PATH",
+        help="score the model on this data set (a built-in's name or a folder): metrics over "
+        "its factor columns, a probe of each categorical column, the ELBO and L_k on its test "
+        "split or a seeded share (--k, --images: at most N images get the bound, --points)",
+    )
+    on_set.add_argument(
+        "--share",
+        type=float,
+        default=None,
+        help="held-out share of a set without a test split; unset: 0.2",
+    )
+    on_set.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=None,
+        help="where encodings and scores are kept (default: settings' cache_dir, else .cache)",
+    )
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
     p.add_argument("--no-progress", dest="progress", action="store_false")
 
@@ -172,6 +194,10 @@ def evaluate(ns: argparse.Namespace) -> int:
             import torch
 
             torch.set_num_threads(ns.threads)
+        if ns.on_set is not None:
+            from app.cli.set_scores import evaluate_on_set
+
+            return evaluate_on_set(ns)
         dataset = load_checkpoint(ns.checkpoint).config.dataset
         if ground_truth(dataset) is not None:
             return _evaluate_metrics(ns, dataset)
