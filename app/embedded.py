@@ -20,9 +20,11 @@ import itertools
 import logging
 import os
 import socket
+import sys
 import threading
+import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -49,6 +51,7 @@ log = logging.getLogger(__name__)
 
 START_TIMEOUT_S = 120  # the lifespan only sets up (models and sets are loaded before): seconds
 STOP_TIMEOUT_S = 10  # open requests finish, then the server closes
+WAIT_STEP_S = 0.25
 
 ModelLike = Any  # an object keeping the model interface, a Checkpoint, or a folder's path
 DataLike = str | os.PathLike[str] | ImageSet
@@ -91,13 +94,9 @@ def serve(
     app = create_app(settings, models=registry, data_sets=datasets)
     explorer = Explorer(app, host, port, tuple(registry), tuple(datasets))
     if block:
-        try:
-            explorer.wait()
-        except KeyboardInterrupt:
-            pass
-        finally:
-            explorer.stop()
-    return explorer
+        explorer.run()
+        return explorer
+    return explorer.start()
 
 
 # --- what is served --------------------------------------------------------------------------
@@ -244,23 +243,27 @@ def data_sets(data: Mapping[str, DataLike], settings: Settings) -> DataSets:
 # --- the server in a thread ------------------------------------------------------------------
 
 
-class _ThreadServer(uvicorn.Server):
-    """uvicorn's server, saying when its start-up is over (started or failed)."""
+class _Server(uvicorn.Server):
+    """uvicorn's server, saying when its start-up is over (started or failed), and where it
+    serves once it has started, where asked to (a script's one line)."""
 
     def __init__(self, config: uvicorn.Config) -> None:
         super().__init__(config)
         self.startup_over = threading.Event()
+        self.announce: Callable[[], None] | None = None
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         try:
             await super().startup(sockets=sockets)
+            if self.started and self.announce is not None:
+                self.announce()
         finally:
             self.startup_over.set()
 
 
 class Explorer:
-    """A running explorer: `.url`, `.stop()`, `.wait()`; `with serve(...) as explorer:` stops it
-    on leaving. In a notebook it shows as a link to its URL."""
+    """The explorer on a listening socket: `.url`, `.stop()`, `.wait()`; `with serve(...) as
+    explorer:` stops it on leaving. In a notebook it shows as a link to its URL."""
 
     def __init__(
         self, app: Any, host: str, port: int, models: tuple[str, ...], datasets: tuple[str, ...]
@@ -275,10 +278,15 @@ class Explorer:
         # no log configuration of its own (a notebook's logging is left as it is) and no line
         # per request: warnings and errors reach the caller's log
         config = server_config(app, log_config=None, log_level="warning", access_log=False)
-        self._server = _ThreadServer(config)
+        self._server = _Server(config)
+        self._thread: threading.Thread | None = None
+        self._finished = threading.Event()
+        self._serving = False
+
+    def start(self) -> Explorer:
+        """Serve from a thread of this process (the caller carries on); → once it answers."""
         self._thread = threading.Thread(
-            target=self._server.run,
-            kwargs={"sockets": [self._socket]},
+            target=self._serve,
             name=f"latent-explorer:{self.port}",
             daemon=True,  # the process may end without stop(), as a script's does
         )
@@ -286,25 +294,60 @@ class Explorer:
         if not self._server.startup_over.wait(START_TIMEOUT_S) or not self._server.started:
             self.stop()
             raise ServeError(f"the explorer did not start on {self.url} (its log says why)")
+        return self
+
+    def run(self) -> None:
+        """Serve from this thread until Ctrl-C or SIGTERM (uvicorn's own handling of them, as
+        `latent-explorer serve` has, where this is the main thread), saying where on stderr."""
+
+        def announce() -> None:  # as uvicorn's own "running on" line: where to point a browser
+            sys.stderr.write(f"latent-explorer serving on {self.url} (Ctrl-C stops it)\n")
+            sys.stderr.flush()
+
+        self._server.announce = announce
+        try:
+            self._serve()
+        except KeyboardInterrupt:  # uvicorn raises the signal it stopped on again, once stopped
+            pass
+        if not self._server.started:
+            raise ServeError(f"the explorer did not start on {self.url} (its log says why)")
+
+    def _serve(self) -> None:
+        self._serving = True
+        try:
+            self._server.run(sockets=[self._socket])
+        finally:
+            self._socket.close()
+            self._finished.set()
 
     @property
     def running(self) -> bool:
-        return self._thread.is_alive()
+        return self._server.started and not self._finished.is_set()
 
     def wait(self, timeout: float | None = None) -> bool:
-        """Until the server stops (Ctrl-C ends the wait); → whether it has."""
-        self._thread.join(timeout)
-        return not self._thread.is_alive()
+        """Until the server stops, or `timeout` seconds; → whether it has stopped. Ctrl-C ends
+        the wait (and leaves the server running)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self._finished.is_set():
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                return False
+            # short waits: Ctrl-C's KeyboardInterrupt reaches the main thread between two of
+            # them, where one long wait would hold it off (the signal may land on a server thread)
+            self._finished.wait(WAIT_STEP_S if left is None else min(WAIT_STEP_S, left))
+        return True
 
     def stop(self) -> None:
         """Finish open requests, close the server and free its port."""
         self._server.should_exit = True
-        if self._thread.is_alive() and threading.current_thread() is not self._thread:
-            self._thread.join(STOP_TIMEOUT_S)
-            if self._thread.is_alive():  # a request still running: close without it
+        thread = self._thread
+        if thread is not None and thread.is_alive() and threading.current_thread() is not thread:
+            thread.join(STOP_TIMEOUT_S)
+            if thread.is_alive():  # a request still running: close without it
                 self._server.force_exit = True
-                self._thread.join(STOP_TIMEOUT_S)
-        self._socket.close()
+                thread.join(STOP_TIMEOUT_S)
+        if not self._serving:  # else the server closes it as it stops
+            self._socket.close()
 
     def __enter__(self) -> Explorer:
         return self

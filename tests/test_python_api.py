@@ -6,8 +6,15 @@ from __future__ import annotations
 
 import errno
 import io
+import os
+import re
+import select
+import signal
 import socket
+import subprocess
+import sys
 import threading
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -173,6 +180,44 @@ def test_wait_returns_once_another_thread_stops_it():
     explorer = serve(models=[TinyLinearVAE()])
     threading.Thread(target=explorer.stop).start()
     assert explorer.wait(timeout=30)
+
+
+BLOCKING_SCRIPT = """
+from examples.mlp_vae import build
+from latent_explorer import serve
+serve(models=[build()], block=True)
+print("serve returned", flush=True)
+"""
+
+
+def test_block_serves_until_ctrl_c_then_returns():
+    """A script's `serve(..., block=True)`: says where it serves on stderr, answers there,
+    and on Ctrl-C (SIGINT) stops, frees its port and returns."""
+    root = Path(__file__).resolve().parent.parent
+    proc = subprocess.Popen(
+        [sys.executable, "-c", BLOCKING_SCRIPT],
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": str(root)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        url = None
+        while url is None:  # its stderr, line by line, until the line that says where
+            ready, _, _ = select.select([proc.stderr], [], [], 120)
+            line = proc.stderr.readline() if ready else ""
+            assert line, "the script ended or said nothing for 2 minutes"
+            found = re.search(r"latent-explorer serving on (http://\S+)", line)
+            url = found and found[1]
+        assert httpx.get(f"{url}api/models").json()[0]["name"] == "example-mlp-vae"
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    assert out == "serve returned\n" and "Traceback" not in err
+    assert refused(int(url.rsplit(":", 1)[1].strip("/")))
 
 
 def test_a_notebook_shows_a_link_to_the_explorer():
