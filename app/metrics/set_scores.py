@@ -79,7 +79,10 @@ class SetScoreSettings:
     held_out_share: float = 0.2  # of a set without a test split: the images scored as held out
     probe_images: int = 10_000  # at most this many of the held-out images are probed
     k: int = 1_000  # draws of q(z|x) per image for L_k (Burda et al. 2016 report k = 5,000)
-    likelihood_images: int = 1_000  # at most this many held-out images get L_k (~41 ms each)
+    # at most this many held-out images get L_k: at k = 1,000 one image of a 64×64 conv model
+    # took 0.52 s (dSprites VAE) to 0.72 s (CelebA β-TCVAE) on one thread of our loaded 2-core
+    # machine, so 500 take 4-6 minutes; the 28×28 MLP's, 11-35 ms (docs/metrics.md)
+    likelihood_images: int = 500
 
     def __post_init__(self) -> None:
         if self.points < 20 or self.test_points < 10:

@@ -50,7 +50,7 @@ KQuery = Annotated[
 ImagesQuery = Annotated[
     int | None,
     Query(ge=1, le=MAX_IMAGES, description="at most this many held-out images get the bound "
-          "(a seeded subset where there are more; default 1,000)"),
+          "(a seeded subset where there are more; default 500)"),
 ]  # fmt: skip
 
 
