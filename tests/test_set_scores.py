@@ -282,8 +282,15 @@ def test_a_fragment_still_computing_asks_again(served) -> None:
     assert r.status_code == 200
     assert 'hx-get="/ui/tiny-fashion-cvae/scores?data=fashion-folder&amp;k=3"' in r.text
     assert 'hx-trigger="load delay:5s"' in r.text and 'role="status"' in r.text
-    encoding_jobs(cache).join()
-    score_jobs(cache).join()
+    url = "/api/models/tiny-fashion-cvae/scores?data=fashion-folder&k=3"
+    body = _until_kept(client, cache, url)[-1].json()
+    # a CVAE is scored as log p(x | c), its class from the column of its label names
+    assert body["likelihood"]["conditioning"].startswith("each image's own class from column label")
+    assert body["likelihood"]["k"] == 3
+    assert "need not hold the class" in body["probes"]["note"]
+    html = client.get("/ui/tiny-fashion-cvae/scores?data=fashion-folder&k=3").text
+    assert 'class="note probe-note">Conditioned: a CVAE' in html and "hx-trigger" not in html
+    assert 'data-score="encoding_elbo"' in html and 'data-score="bound"' in html
 
 
 def test_scores_kept_on_disk_are_found_by_a_new_process_and_keyed_by_settings(

@@ -156,6 +156,12 @@ def scores_part(
     rows, which = held_out_rows(image_set, usable, s)
     probed = at_most(rows, s.probe_images, s.seed)
     probes = m.column_probes(mu, probed, image_set.columns, s.seed, stage(0.7, 0.3))
+    conditioned = None
+    if enc.meta.label_column:
+        conditioned = (
+            f"a CVAE's μ is encoded given each image's class (column {enc.meta.label_column}), "
+            "so it need not hold the class: a low accuracy there is what the conditioning aims for"
+        )
     elbo = None
     if model.description.stochastic and len(rows):
         dims, dims_note = dims_of(model, image_set, int(rows[0]))
@@ -178,7 +184,8 @@ def scores_part(
             "rows": which if len(probed) == len(rows) else f"a seeded {len(probed):,} of {which}",
             "settings": m.PROBE_SETTINGS,
             "columns": probes,
-        },  # fmt: skip
+            "note": conditioned,
+        },
         "encoding_elbo": elbo,
         "held_out": which,
         "wall_time_s": round(time.monotonic() - t0, 1),

@@ -107,6 +107,7 @@ class Probes(BaseModel):
     rows: str = Field(description="which images were probed")
     settings: str
     columns: list[Probe]
+    note: str | None = Field(default=None, description="a CVAE's: what its μ is encoded given")
 
 
 class Estimate(BaseModel):
