@@ -59,7 +59,7 @@
     const f = d.fit;
     const chance = f.chance === null || f.chance === undefined ? "" : ` (chance ${f.chance.toFixed(2)})`;
     const dims = d.vector.length;
-    const left = f.left_out ? ` · ${f.left_out.toLocaleString("en")} without a ${d.column} left out` : "";
+    const left = f.left_out ? ` · ${f.left_out.toLocaleString("en")} images with no ${d.column}, left out` : "";
     return (
       `${f.measure} ${f.value.toFixed(2)} on ${f.held_out.toLocaleString("en")} held-out images${chance}${left}` +
       ` · participation ratio ${d.participation_ratio.toFixed(2)} of ${dims} latents` +

@@ -10,8 +10,10 @@ import io
 import json
 import re
 import shutil
+import threading
 from html import unescape
 
+import httpx
 import numpy as np
 import pytest
 import torch
@@ -19,10 +21,12 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from app import inference
+from app.encodings import jobs
 from app.main import create_app
 from app.settings import Settings
 from app.studies.directions import held_out_split
 from app.studies.set_encodings import encoding_jobs
+from tests.browser_server import live_server
 
 SET, PLAIN = "marks", "plain"
 N = 240
@@ -289,7 +293,7 @@ def test_compare_reads_both_models_on_the_set(served):
         shares = [float(v) for v in re.findall(r'data-share="([^"]+)"', article)]
         assert shares == pytest.approx([body["shares"][i] for i in body["latent_order"]])
         assert f"accuracy {body['fit']['value']:.3f}" in article
-        assert "19 without a kind left out" in article
+        assert "19 images with no kind, left out" in article
         assert f"data={SET}" in article and "column=kind" in article  # the strip's URL
     # the placeholder on /compare carries the page's data set
     page = served.get(f"/compare?a=tiny-vae&b=tiny-ae&data={SET}").text
@@ -305,3 +309,56 @@ def test_compare_falls_back_to_a_factor_the_set_has_and_says_so(served):
     assert '<option value="x" selected>' in r.text and "R² " in html
     r = served.get("/ui/compare/direction?a=tiny-vae&b=tiny-ae&data=nowhere")
     assert "unknown data set 'nowhere'" in unescape(r.text)
+
+
+# --- in Chromium: the slider waits for the encoding, then moves along the set's direction -----
+
+
+def slider_vector(page) -> np.ndarray:
+    return np.array(
+        [float(v) for v in page.get_attribute("#direction-slider", "data-vector").split(",")]
+    )
+
+
+def test_the_maps_slider_says_the_set_is_being_encoded_then_reads_its_columns(
+    browser, trained, folder, tmp_path, monkeypatch
+):
+    release = threading.Event()  # the encoding waits for it: the page sees it in progress
+    encode = jobs.encode_set
+
+    def held(*args, **kwargs):
+        release.wait(60)
+        return encode(*args, **kwargs)
+
+    monkeypatch.setattr(jobs, "encode_set", held)
+    with live_server(app_settings(trained, folder, tmp_path)) as url:
+        context = browser.new_context(base_url=url, bypass_csp=True)  # wait_for_function
+        page = context.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(f"/map?model=tiny-vae&data={SET}")
+        page.wait_for_selector("#direction-slider[data-ready=encoding]", timeout=60_000)
+        said = page.inner_text("#direction-slider-fit")
+        assert f"data set {SET}" in said and "asking again in 5 s" in said
+        assert page.is_disabled("#direction-slider-t")
+        release.set()
+        page.wait_for_selector("#direction-slider[data-ready=true]", timeout=60_000)
+        api = f"{url}/api/models/tiny-vae/direction"
+        x = httpx.get(api, params={"data": SET, "factor": "x"}, timeout=60).json()
+        assert slider_vector(page) == pytest.approx(x["vector"])
+        assert "14 images with no x, left out" in page.inner_text("#direction-slider-fit")
+        # one kind to another: the kind's pickers appear, the others stay hidden
+        page.select_option("#direction-slider-choice", label="one kind to another")
+        assert page.is_visible("#direction-slider-from-1") and not page.is_visible(
+            "#direction-slider-from-2"
+        )
+        page.select_option("#direction-slider-from-1", "star")
+        page.wait_for_function(
+            "document.getElementById('direction-slider-fit').title.includes('star and square')"
+        )
+        page.wait_for_selector("#direction-slider[data-ready=true]")
+        pair = {"data": SET, "column": "kind", "from": "star", "to": "square"}
+        body = httpx.get(api, params=pair, timeout=60).json()
+        assert slider_vector(page) == pytest.approx(body["vector"])
+        context.close()
+        assert errors == []
