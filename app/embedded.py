@@ -4,7 +4,7 @@ running), on a free port, and writes no file of its own.
 
 A model object goes through the plugins' one path (app/plugins.py: probed the way the explorer
 uses it, then named), a folder through the checkpoints' loader, a data set through the same
-opening as `serve --data`; the app is `create_app(settings, models=..., datasets=...)`, whose
+opening as `serve --data`; the app is `create_app(settings, models=..., data_sets=...)`, whose
 lifespan runs as for `latent-explorer serve`. The server is uvicorn's, configured as `serve`
 configures it (app/server.py), on a socket bound before the thread starts, so the port is known
 and taken before `serve` returns.
@@ -17,7 +17,6 @@ import dataclasses
 import hashlib
 import html
 import itertools
-import logging
 import os
 import socket
 import sys
@@ -47,8 +46,6 @@ from app.server import (
 )
 from app.settings import Settings
 
-log = logging.getLogger(__name__)
-
 START_TIMEOUT_S = 120  # the lifespan only sets up (models and sets are loaded before): seconds
 STOP_TIMEOUT_S = 10  # open requests finish, then the server closes
 WAIT_STEP_S = 0.25
@@ -70,7 +67,8 @@ def serve(
     block: bool = False,
     cache_dir: str | os.PathLike[str] | None = None,
 ) -> Explorer:
-    """Serve the explorer on `models` and `data` from a thread of this process → its handle.
+    """Serve the explorer on `models` and `data` from a thread of this process (from this
+    thread with `block=True`) → its handle, once it answers.
 
     models: objects keeping the model interface (docs/plugins.md), our own VAE network, a
         loaded Checkpoint, or the path (or name, in `checkpoints`) of a checkpoint folder; a
@@ -92,7 +90,10 @@ def serve(
     registry = served_models(models, checkpoints, settings)
     datasets = data_sets(data or {}, settings)
     app = create_app(settings, models=registry, data_sets=datasets)
-    explorer = Explorer(app, host, port, tuple(registry), tuple(datasets))
+    try:
+        explorer = Explorer(app, host, port, tuple(registry), tuple(datasets))
+    except OSError as e:  # the port is taken, the host is no address of this machine
+        raise ServeError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
     if block:
         explorer.run()
         return explorer
@@ -142,10 +143,9 @@ def _items(
 def _served(item: ModelLike, given: str, name: str | None, root: Path) -> ServedModel:
     if isinstance(item, str | os.PathLike):
         return _folder(Path(item).expanduser(), given, name, root)
-    if isinstance(item, Checkpoint):
-        model = item.served()
-    elif isinstance(item, ServedModel):
-        model = item
+    if isinstance(item, Checkpoint | ServedModel):
+        model = item.served() if isinstance(item, Checkpoint) else item
+        model = dataclasses.replace(model, model=_cpu_copy(model.model))  # theirs left as it is
     else:
         given = f"{given} ({type(item).__name__})"
         source = f"python {type(item).__module__}.{type(item).__qualname__}"
@@ -159,7 +159,7 @@ def _served(item: ModelLike, given: str, name: str | None, root: Path) -> Served
             model.digest = hashlib.sha256(f"{model.digest}{uuid.uuid4()}".encode()).hexdigest()
         return model
     if name is not None:
-        model = dataclasses.replace(model, name=name)
+        model.name = name
     _check_name(model.name, given)
     return model
 
