@@ -14,13 +14,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import numpy as np
 import torch
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, Field
 
 from app import imaging, inference
 from app.checkpoints.served import ServedModel
@@ -33,13 +32,15 @@ from app.studies.latent_map import MapSample
 from app.web.deps import DataDep, DataPick, ModelDep, RegistryDep, ServedDep, SettingsDep
 from app.web.errors import DATA_UNAVAILABLE, NOT_MODIFIED, NotInModelError
 from app.web.inputs import check_label
-from app.web.latent_map import RETRY_AFTER, sample_for
+from app.web.latent_map import sample_for
 from app.web.params import Label, Scale
 from app.web.responses import PNG, cached_image
 from app.web.set_directions import (
+    PENDING,
     Found,
     StillEncoding,
     nothing_to_read,
+    pending_response,
     readable_columns,
     set_direction,
     set_direction_request,
@@ -208,7 +209,9 @@ FactorQuery = Annotated[
     str | None,
     Query(
         description="a ground-truth factor (dSprites: scale, orientation, pos_x, pos_y): the "
-        "direction that carries it from its lowest class to its highest",
+        "direction that carries it from its lowest class to its highest; with data=NAME, an "
+        "ordered column of that set, from its lowest value to its highest (a set's columns are "
+        "its own: the values listed here are the served models' factors)",
         json_schema_extra={"x-direction-names": "factors"},
     ),
 ]
@@ -217,7 +220,8 @@ FromQuery = Annotated[
     Query(
         alias="from",
         description="a class (dSprites: a shape; Fashion-MNIST: a garment), any case: the "
-        "direction from its mean μ to that of `to`",
+        "direction from its mean μ to that of `to`; with data=NAME, a category of one of the "
+        "set's categorical columns (`column`)",
         json_schema_extra={"x-direction-names": "classes"},
     ),
 ]
@@ -235,8 +239,8 @@ SampleQuery = Annotated[
     Query(
         ge=MIN_SAMPLE,
         description="images encoded (the latent map's sample): 80% fit the direction, 20% score "
-        "it; default 5,000, or the server's limit where that is lower; 404 past a test split's "
-        "size",
+        "it; default 5,000, or the server's limit where that is lower (on a data set: or all its "
+        "test images, or all its images); 404 past a test split's size or a data set's",
         json_schema_extra={"x-maximum": "max_map_points"},
     ),
 ]
@@ -265,39 +269,6 @@ DIRECTION_CASES: dict[str, Any] = {
 }
 
 
-class DirectionPending(BaseModel):
-    """A direction on a data set whose encoding is still being computed in the background."""
-
-    model: str
-    data: str = Field(description="the data set the direction is read from")
-    status: Literal["encoding"] = "encoding"
-    detail: str = Field(description="where the encoding stands, in a sentence")
-    retry_after: int = Field(description="seconds to wait before asking again")
-
-
-DIRECTION_RESPONSES: dict[int | str, dict[str, Any]] = {
-    202: {
-        "model": DirectionPending,
-        "description": "Accepted: the data set's encoding is being computed; ask again after "
-        "Retry-After",
-        "headers": {"Retry-After": {"schema": {"type": "integer"}, "description": "seconds"}},
-    },
-    **DATA_UNAVAILABLE,
-}
-
-
-def pending_response(model: ServedModel, still: StillEncoding) -> Response:
-    body = DirectionPending(
-        model=model.name, data=still.data_set, detail=still.detail, retry_after=RETRY_AFTER
-    )
-    return Response(
-        body.model_dump_json(),
-        status_code=202,
-        media_type="application/json",
-        headers={"Retry-After": str(RETRY_AFTER), "Cache-Control": "no-store"},
-    )
-
-
 def model_direction(
     model: ServedModel, settings: Settings, request: DirectionRequest
 ) -> tuple[Direction, MapSample]:
@@ -310,6 +281,12 @@ def model_direction(
         )
     except DirectionError as e:
         raise NotInModelError(f"model {model.name}: {e}") from None
+
+
+DIRECTION_JSON = {
+    "description": "the direction: its vector, centre, fit, shares and participation ratio",
+    "content": {"application/json": {"schema": {"type": "object"}}},
+}
 
 
 def find_direction(
@@ -381,7 +358,8 @@ def direction_json(
 
 
 @router.get("/api/models/{name}/direction", response_class=Response,
-            openapi_extra=DIRECTION_CASES, responses=DIRECTION_RESPONSES)  # fmt: skip
+            openapi_extra=DIRECTION_CASES,
+            responses={200: DIRECTION_JSON, **PENDING, **DATA_UNAVAILABLE})  # fmt: skip
 def direction(
     model: ModelDep, registry: RegistryDep, settings: SettingsDep, data: DataDep,
     factor: FactorQuery = None, source: FromQuery = None, target: ToQuery = None,
@@ -422,7 +400,7 @@ def strip_latents(d: Direction, steps: int) -> torch.Tensor:
     "/api/models/{name}/direction.png",
     response_class=Response,
     openapi_extra=DIRECTION_CASES,
-    responses={200: PNG, **NOT_MODIFIED, **DIRECTION_RESPONSES},
+    responses={200: PNG, **NOT_MODIFIED, **PENDING, **DATA_UNAVAILABLE},
 )
 def direction_png(
     request: Request, model: ModelDep, registry: RegistryDep, settings: SettingsDep,

@@ -13,6 +13,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import Literal
+
+from fastapi.responses import Response
+from pydantic import BaseModel, Field
 
 from app.checkpoints.served import ServedModel
 from app.encodings.cache import class_labels
@@ -24,8 +28,9 @@ from app.studies.directions import Direction, DirectionError, DirectionRequest, 
 from app.studies.latent_map import Column, MapSample
 from app.studies.set_encodings import encoding_status, progress_text
 from app.web.deps import DataPick
-from app.web.errors import NotInModelError
+from app.web.errors import NotInModelError, Responses
 from app.web.inputs import images_of
+from app.web.latent_map import RETRY_AFTER
 
 SHOWN = 12  # categories named in a message before "…"
 
@@ -172,6 +177,38 @@ class StillEncoding:
 
     data_set: str
     detail: str
+
+
+class DirectionPending(BaseModel):
+    """A direction on a data set whose encoding is still being computed in the background."""
+
+    model: str
+    data: str = Field(description="the data set the direction is read from")
+    status: Literal["encoding"] = "encoding"
+    detail: str = Field(description="where the encoding stands, in a sentence")
+    retry_after: int = Field(description="seconds to wait before asking again")
+
+
+PENDING: Responses = {
+    202: {
+        "model": DirectionPending,
+        "description": "Accepted: the data set's encoding is being computed; ask again after "
+        "Retry-After",
+        "headers": {"Retry-After": {"schema": {"type": "integer"}, "description": "seconds"}},
+    }
+}
+
+
+def pending_response(model: ServedModel, still: StillEncoding) -> Response:
+    body = DirectionPending(
+        model=model.name, data=still.data_set, detail=still.detail, retry_after=RETRY_AFTER
+    )
+    return Response(
+        body.model_dump_json(),
+        status_code=202,
+        media_type="application/json",
+        headers={"Retry-After": str(RETRY_AFTER), "Cache-Control": "no-store"},
+    )
 
 
 @dataclass(frozen=True)
