@@ -107,7 +107,7 @@ def test_sneaker_to_ankle_boot_on_the_folder_is_the_built_in_direction(served, m
         "label",
         "data-set",
     )
-    assert own["data"] is None and own["source"]["kind"] == "test-split"
+    assert own["data"] is None and own["column"] is None and own["source"]["kind"] == "test-split"
     assert folder["fit"]["left_out"] == 0  # every image has a label
     # the same images fitted and held out, the same μ: the same direction and the same count
     assert folder["vector"] == pytest.approx(own["vector"], rel=1e-4, abs=MU_NOISE)

@@ -307,6 +307,10 @@ def test_compare_falls_back_to_a_factor_the_set_has_and_says_so(served):
     html = unescape(r.text)
     assert f"neither model has a factor 'scale' on data set {SET}" in html
     assert '<option value="x" selected>' in r.text and "R² " in html
+    # the picker still offers a column's categories to go from one to another
+    picker = r.text.split('name="from"')[1].split("</select>")[0]
+    assert re.findall(r'<option value="([^"]+)"', picker) == list(KINDS)
+    assert re.findall(r'name="column".*?<option value="([^"]+)"', r.text, re.S)[:1] == ["kind"]
     r = served.get("/ui/compare/direction?a=tiny-vae&b=tiny-ae&data=nowhere")
     assert "unknown data set 'nowhere'" in unescape(r.text)
 

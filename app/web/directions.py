@@ -330,7 +330,8 @@ def direction_json(
         "factor": request.factor,
         "from": request.source,
         "to": request.target,
-        "column": request.column if request.column is not None else request.factor,
+        # the data set's column it is read from; None for the model's own images
+        "column": (request.column or request.factor) if sample.data_set else None,
         "data": sample.data_set,
         "vector": _rounded(d.vector),
         "length": round(d.length, 5),
