@@ -273,16 +273,7 @@ def latent_map_json(
         lambda: latent_map.tsne(sample_for(model, settings, n, seed).mu, seed, used),
     )  # fmt: skip
     if isinstance(result, Pending):
-        body = MapPending(
-            model=model.name, method="tsne", n=n, seed=seed, status=result.state,  # type: ignore[arg-type]
-            detail=result.detail(n), retry_after=RETRY_AFTER,
-        )  # fmt: skip
-        return Response(
-            body.model_dump_json(),
-            status_code=202,
-            media_type="application/json",
-            headers={"Retry-After": str(RETRY_AFTER), "Cache-Control": "no-store"},
-        )
+        return _pending(model, method, n, seed, result.state, result.detail(n))
     # the sample is the job's, still in memory (a map read from disk encodes it here once)
     return _map_response(
         request, model, ("map", "tsne", n, seed, used, dataset),

@@ -35,10 +35,9 @@ from app.data.sets.columns import RawColumn, typed_columns
 from app.data.sets.fit import fit_picture, native_array
 from app.data.sets.record import (
     SPLITS,
-    Column,
     Fitting,
-    ImageSet,
     ImageUnreadable,
+    ListedSet,
     Problem,
     columns_digest,
     digest_of,
@@ -63,7 +62,7 @@ class _File:
     mtime_ns: int
 
 
-class FolderSet(ImageSet):
+class FolderSet(ListedSet):
     def __init__(self, root: str | Path, name: str | None = None) -> None:
         self.root = Path(root)
         if not self.root.is_dir():
@@ -108,24 +107,8 @@ class FolderSet(ImageSet):
         self._columns = typed_columns(raw, self.record, problems)
         self._problems = tuple(problems)
 
-    @property
-    def model_dataset(self) -> str | None:
-        return self.record.model_dataset
-
     def __len__(self) -> int:
         return len(self._files)
-
-    @property
-    def columns(self) -> tuple[Column, ...]:
-        return self._columns
-
-    @property
-    def split(self) -> np.ndarray | None:
-        return self._split
-
-    @property
-    def problems(self) -> tuple[Problem, ...]:
-        return self._problems
 
     def file(self, index: int) -> str:
         """Image `index`'s path relative to the folder."""

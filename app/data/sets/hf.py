@@ -42,8 +42,8 @@ from app.data.sets.record import (
     Column,
     ColumnRole,
     Fitting,
-    ImageSet,
     ImageUnreadable,
+    ListedSet,
     Problem,
     columns_digest,
     digest_of,
@@ -74,7 +74,7 @@ class _Part:
     start: int  # the set's index of its first row
 
 
-class SavedDataset(ImageSet):
+class SavedDataset(ListedSet):
     def __init__(self, root: str | Path, name: str | None = None) -> None:
         self.root = Path(root)
         if not self.root.is_dir():
@@ -138,24 +138,8 @@ class SavedDataset(ImageSet):
         self._stamp = tuple(stamp)
         self._batch: tuple[_Part, int, list[object]] | None = None
 
-    @property
-    def model_dataset(self) -> str | None:
-        return self.record.model_dataset
-
     def __len__(self) -> int:
         return self._n
-
-    @property
-    def columns(self) -> tuple[Column, ...]:
-        return self._columns
-
-    @property
-    def split(self) -> np.ndarray | None:
-        return self._split
-
-    @property
-    def problems(self) -> tuple[Problem, ...]:
-        return self._problems
 
     @property
     def image_column(self) -> str:

@@ -19,6 +19,7 @@ from typing import Literal
 import numpy as np
 
 from app.data.base import DatasetError
+from app.data.sets.record_file import SetRecord
 
 ColumnKind = Literal["categorical", "ordered"]
 ColumnRole = Literal["factor", "attribute"]
@@ -258,6 +259,33 @@ class ImageSet(ABC):
     def fitting_for(self, channels: int, size: int) -> Fitting:
         """The fitting a model taking (channels, size, size) sees this set's images through."""
         return Fitting(channels, size, "pad" if size in self.pad_sizes else "resize")
+
+
+class ListedSet(ImageSet):
+    """A set read from a person's files (a folder, a saved Hugging Face dataset): its record
+    (dataset.json), columns, split and listing problems are read once, when it is opened, and
+    kept in these attributes."""
+
+    record: SetRecord
+    _columns: tuple[Column, ...]
+    _split: np.ndarray | None
+    _problems: tuple[Problem, ...]
+
+    @property
+    def model_dataset(self) -> str | None:
+        return self.record.model_dataset
+
+    @property
+    def columns(self) -> tuple[Column, ...]:
+        return self._columns
+
+    @property
+    def split(self) -> np.ndarray | None:
+        return self._split
+
+    @property
+    def problems(self) -> tuple[Problem, ...]:
+        return self._problems
 
 
 def digest_of(parts: Iterable[bytes | str]) -> str:
