@@ -17,7 +17,6 @@ import contextlib
 import json
 import logging
 import os
-import socket
 import threading
 import time
 from collections import OrderedDict
@@ -40,6 +39,7 @@ from app.encodings.record import (
     read_table,
     table_arrays,
 )
+from app.locks import lock_holder, lock_is_stale, take_lock
 
 log = logging.getLogger(__name__)
 
@@ -240,12 +240,8 @@ def read_part(
 
 
 def holder_text(lock: Path) -> str:
-    """Who holds a lock, in words ("pid 1234 on host-a"), as well as can be read."""
-    try:
-        holder = json.loads(lock.read_text())
-        return f"pid {holder['pid']} on {holder['host']}"
-    except (OSError, ValueError, KeyError, TypeError):
-        return "another process"
+    """Who holds a lock, in words ("pid 1234 on host-a")."""
+    return lock_holder(lock)
 
 
 @contextlib.contextmanager
@@ -263,24 +259,9 @@ def claimed(plan: EncodingPlan, chunk_size: int) -> Iterator[None]:
 
 
 def claim(plan: EncodingPlan, chunk_size: int) -> bool:
-    """Create the lock file where none is (O_EXCL: of two processes asking at once, one gets
-    it), after removing a stale one; False where a live process holds it. The lock also says
-    how large the run's chunks are, so others can tell how far it is."""
-    lock = plan.lock
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    for _ in range(2):
-        try:
-            fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        except FileExistsError:
-            if not _stale(lock):
-                return False
-            lock.unlink(missing_ok=True)
-            continue
-        with os.fdopen(fd, "w") as f:
-            holder = {"host": socket.gethostname(), "pid": os.getpid(), "chunk_size": chunk_size}
-            json.dump(holder, f)
-        return True
-    return False  # another process took it between our removing the stale one and creating
+    """Take the plan's lock (app.locks); False where a live process holds it. The lock also
+    says how large the run's chunks are, so others can tell how far it is."""
+    return take_lock(plan.lock, STALE_AFTER, chunk_size=chunk_size)
 
 
 def held_elsewhere(plan: EncodingPlan) -> float | None:
@@ -308,28 +289,7 @@ def release(plan: EncodingPlan) -> None:
 
 
 def _stale(lock: Path) -> bool:
-    """Whether the lock's writer no longer runs: of this host, when its process is gone (or is
-    this process, which holds no lock it is not using: a restarted container often gets the
-    same pid); of another host, or unreadable, when untouched for STALE_AFTER seconds."""
-    try:
-        holder = json.loads(lock.read_text())
-        host, pid = holder["host"], holder["pid"]
-    except (OSError, ValueError, KeyError, TypeError):
-        host, pid = None, None  # being written this instant, or not ours: judged by its age
-    if host == socket.gethostname() and isinstance(pid, int) and pid > 0:
-        if pid == os.getpid():
-            return True
-        try:
-            os.kill(pid, 0)  # signal 0 sends nothing: it asks whether the process exists
-        except ProcessLookupError:
-            return True
-        except PermissionError:
-            return False  # alive, another user's
-        return False
-    try:
-        return time.time() - lock.stat().st_mtime > STALE_AFTER
-    except FileNotFoundError:
-        return True  # released meanwhile
+    return lock_is_stale(lock, STALE_AFTER)
 
 
 def with_outcome(

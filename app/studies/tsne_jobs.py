@@ -10,7 +10,6 @@ import io
 import json
 import os
 import queue
-import socket
 import tempfile
 import threading
 import time
@@ -24,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from app.checkpoints.served import ServedModel
+from app.locks import lock_is_stale, take_lock
 from app.studies.latent_map import Layout
 
 TSNE_SECONDS_PER_POINT = 0.007  # measured on the 2-core machine: 31 s for 5,000, 70 s for 10,000
@@ -189,43 +189,10 @@ class TsneJobs:
         lock = self._path(key, ".lock")
         if lock is None:
             return True
-        lock.parent.mkdir(parents=True, exist_ok=True)
-        for _ in range(2):
-            try:
-                fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-            except FileExistsError:
-                if not self._stale(lock):
-                    return False
-                lock.unlink(missing_ok=True)
-                continue
-            with os.fdopen(fd, "w") as f:
-                json.dump({"host": socket.gethostname(), "pid": os.getpid()}, f)
-            return True
-        return False  # taken by another process between our removing it and creating ours
+        return take_lock(lock, self.stale_after)
 
     def _stale(self, lock: Path) -> bool:
-        """Whether the process that wrote `lock` no longer computes it: of this host, when its
-        process is gone, or is this one (which holds no lock it is not computing: a server
-        restarted in a container often gets the same id); otherwise when `stale_after` old."""
-        try:
-            holder = json.loads(lock.read_text())
-            host, pid = holder["host"], holder["pid"]
-        except (OSError, ValueError, KeyError, TypeError):
-            host, pid = None, None  # being written, or from another version: by its age
-        if host == socket.gethostname() and isinstance(pid, int) and pid > 0:
-            if pid == os.getpid():
-                return True
-            try:
-                os.kill(pid, 0)  # signal 0: only asks whether the process exists
-            except ProcessLookupError:
-                return True
-            except PermissionError:
-                return False  # alive, another user's
-            return False
-        try:
-            return time.time() - lock.stat().st_mtime > self.stale_after
-        except FileNotFoundError:
-            return True  # released meanwhile
+        return lock_is_stale(lock, self.stale_after)
 
     def _lock_time(self, key: str) -> float:
         lock = self._path(key, ".lock")
