@@ -174,6 +174,17 @@ def test_an_encoding_holds_what_the_model_makes_of_each_image(model, pictures, t
         assert not getattr(again, name).flags.writeable
 
 
+def test_reading_in_the_models_thread_or_ahead_on_threads_gives_the_same_encoding(
+    model, pictures, tmp_path
+):
+    ahead = encode_set(model, open_set(pictures), tmp_path / "ahead", settings=SMALL)
+    inline = RunSettings(batch_size=3, workers=0, chunk_size=4)
+    assert inline.threads(model.model) == 0 and RunSettings().threads(model.model) == 0  # CPU
+    here = encode_set(model, open_set(pictures), tmp_path / "inline", settings=inline)
+    for name in ("indices", "ok", "mu", "logvar", "kl", "nll"):
+        assert np.array_equal(getattr(here, name), getattr(ahead, name)), name
+
+
 def test_a_kept_encoding_is_read_not_computed_again(model, pictures, tmp_path):
     first = Counted(open_set(pictures))
     progress: list[float] = []

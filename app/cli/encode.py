@@ -54,8 +54,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--workers",
         type=int,
-        default=0,
-        help="threads reading and fitting images ahead of the model (0: half the cores, 1 to 4)",
+        default=None,
+        help="threads reading and fitting images ahead of the model; 0 reads them in the "
+        "model's thread, which is the faster on the CPU (default: 0 on the CPU, half the cores "
+        "for a model on a GPU)",
     )
     p.add_argument(
         "--label-column",
@@ -92,6 +94,13 @@ def run(ns: argparse.Namespace) -> int:
     except (CheckpointError, DatasetError, EncodingError) as e:
         print(f"latent-explorer encode: error: {e}", file=sys.stderr)  # noqa: T201
         return 1
+    except KeyboardInterrupt:
+        print(  # noqa: T201
+            "latent-explorer encode: interrupted; the chunks finished are kept, and the same "
+            "command resumes from them",
+            file=sys.stderr,
+        )
+        return 130
 
 
 def _encode(

@@ -1,10 +1,18 @@
 """Computing an encoding: the set's images in chunks (CHUNK images each, each chunk written as
-its own part file the moment it is done), decoded and fitted on a thread pool a few batches
-ahead of the model, which encodes the current batch meanwhile (PIL's decoders and torch's
-kernels release the GIL, so the two overlap); then the parts merged into the one Parquet file.
+its own part file the moment it is done, so a killed run resumes from them), then the parts
+merged into the one Parquet file.
+
+Images are read and fitted either in the model's own thread, batch by batch, or a few batches
+ahead on a thread pool while the model encodes (`RunSettings.workers`). On the CPU the first is
+the faster, and the default: torch's threads already use every core, and between its kernels the
+model's many small operations (the served decoder goes row by row, for batch-invariant bytes)
+hold the GIL, as Pillow's file parsing does, so a reading thread mostly takes turns with the
+model instead of running beside it. On 2 cores, 10,000 64×64 PNGs through shapes-beta-vae ran
+at 0.75 of the in-memory rate read in the model's thread and at 0.66 read ahead on one or two
+threads (docs/benchmarks.md, 2026-12-06). A model on a GPU leaves the cores to the readers.
 
 Only a few batches of images are ever held, whatever the set's size: memory is the model's,
-the pipeline's few batches, and the chunk in progress's numbers (n × D floats at the end).
+those batches, and the numbers of the chunk in progress (n × D floats at the end).
 """
 
 from __future__ import annotations
@@ -54,27 +62,31 @@ BATCH = 64  # images per model call; on 2 cores 64 ran faster than 256 or 1,024 
 Progress = Callable[[float, float], None]  # (fraction done, images per second)
 
 
-def default_workers() -> int:
-    """Threads that read and fit images: half the cores (the model takes the rest), 1 to 4."""
+def default_workers(model: LatentModel) -> int:
+    """Reading threads where none are asked for: none on the CPU (read in the model's thread,
+    see above); for a model on a GPU, half the cores, 1 to 4."""
+    if _device(model).type == "cpu":
+        return 0
     return max(1, min(4, (os.cpu_count() or 1) // 2))
 
 
 @dataclass(frozen=True)
 class RunSettings:
     batch_size: int = BATCH
-    workers: int = 0  # 0: default_workers()
+    # threads reading ahead of the model; 0: read in the model's thread; None: as suits the
+    # model's device (default_workers)
+    workers: int | None = None
     chunk_size: int = CHUNK
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "chunk_size"):
             if getattr(self, name) < 1:
                 raise EncodingError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if self.workers < 0:
-            raise EncodingError(f"workers must be 0 (as many as suit) or more, got {self.workers}")
+        if self.workers is not None and self.workers < 0:
+            raise EncodingError(f"workers must be 0 or more, got {self.workers}")
 
-    @property
-    def threads(self) -> int:
-        return self.workers or default_workers()
+    def threads(self, model: LatentModel) -> int:
+        return default_workers(model) if self.workers is None else self.workers
 
 
 def encode_set(
@@ -193,7 +205,8 @@ def _encoded_chunks(
     ]
     rows: dict[str, np.ndarray] = {}
     filled = 0
-    for chunk, indices, (x, ok) in _read_ahead(data, plan, batches, settings.threads):
+    threads = settings.threads(served.model)
+    for chunk, indices, (x, ok) in _read_ahead(data, plan, batches, threads):
         start, stop = chunk_bounds(n, settings.chunk_size, chunk)
         if not rows:
             rows = _empty_rows(start, stop, d)
@@ -220,9 +233,13 @@ def _read_ahead(
     batches: list[tuple[int, np.ndarray]],
     threads: int,
 ) -> Iterator[tuple[int, np.ndarray, tuple[np.ndarray, np.ndarray]]]:
-    """(chunk, indices, data.fitted(indices)) for each batch in order, each read on one of
-    `threads` threads while earlier batches are being encoded: at most 2·threads + 1 batches
-    held (read or being read) beside the one the model has."""
+    """(chunk, indices, data.fitted(indices)) for each batch in order: read when it is asked for
+    (threads 0), or on one of `threads` threads while earlier batches are being encoded, at
+    most 2·threads + 1 batches held (read or being read) beside the one the model has."""
+    if threads == 0:
+        for chunk, indices in batches:
+            yield chunk, indices, data.fitted(indices, plan.fitting)
+        return
     depth = 2 * threads + 1
     pool = ThreadPoolExecutor(threads, thread_name_prefix="encode-read")
     pending: deque[tuple[int, np.ndarray, Future[tuple[np.ndarray, np.ndarray]]]] = deque()
