@@ -171,11 +171,22 @@ def read_encoding(plan: EncodingPlan) -> DataEncoding | None:
     except EncodingError as e:
         log.warning("encoding %s is not usable, it will be computed again: %s", path, e)
         return None
+    _keep(ident, found)
+    return found
+
+
+def remember(plan: EncodingPlan, encoding: DataEncoding) -> DataEncoding:
+    """An encoding just written to the plan's file, kept as if it had been read from it."""
+    st = plan.path.stat()
+    _keep((str(plan.path), st.st_ino, st.st_size, st.st_mtime_ns), encoding)
+    return encoding
+
+
+def _keep(ident: tuple[str, int, int, int], encoding: DataEncoding) -> None:
     with _memo_lock:
-        _memo[ident] = found
+        _memo[ident] = encoding
         while len(_memo) > MEMO_SIZE:
             _memo.popitem(last=False)
-    return found
 
 
 def _read(plan: EncodingPlan) -> DataEncoding:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -145,6 +146,16 @@ def rows_table(
     return table.replace_schema_metadata(metadata)
 
 
+def rows_schema(d: int, metadata: dict[bytes, bytes] | None = None) -> pa.Schema:
+    """The schema of a rows table of D = `d` latents."""
+    per_latent = pa.list_(pa.float32(), d)
+    return pa.schema(
+        [("index", pa.int64()), ("ok", pa.bool_()), ("mu", per_latent),
+         ("logvar", per_latent), ("kl", per_latent), ("nll", pa.float32())],
+        metadata=metadata,
+    )  # fmt: skip
+
+
 def table_arrays(table: pa.Table, d: int) -> dict[str, np.ndarray]:
     """The columns of a rows table as numpy arrays; EncodingError where one is missing or not
     of its type and width."""
@@ -189,11 +200,19 @@ def meta_of(schema: pa.Schema) -> dict[str, Any]:
 
 def write_table_atomically(path: Path, table: pa.Table) -> None:
     """Written beside, flushed, then renamed over `path`: a reader sees the whole file or none."""
+    write_tables_atomically(path, table.schema, [table])
+
+
+def write_tables_atomically(path: Path, schema: pa.Schema, tables: Iterable[pa.Table]) -> None:
+    """One Parquet file of `schema` (its metadata included) from `tables` in turn, each a row
+    group, only one of them held at a time; written beside and renamed over `path`."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
-            pq.write_table(table, f)
+            with pq.ParquetWriter(f, schema) as writer:
+                for table in tables:
+                    writer.write_table(table.replace_schema_metadata(schema.metadata))
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o644)  # mkstemp makes 0600; caches are shared by server processes
@@ -201,6 +220,14 @@ def write_table_atomically(path: Path, table: pa.Table) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def read_column(path: Path, name: str) -> np.ndarray | None:
+    """One column of a Parquet file as numpy, or None where it cannot be read."""
+    try:
+        return pq.read_table(path, columns=[name]).column(name).to_numpy()
+    except (OSError, KeyError, pa.ArrowException):
+        return None
 
 
 def read_table(path: Path) -> pa.Table:

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import torch
 
 from app.checkpoints.served import ServedModel
@@ -42,6 +43,7 @@ from app.encodings.cache import (
     plan_encoding,
     read_encoding,
     read_part,
+    remember,
     touch,
     with_outcome,
 )
@@ -49,8 +51,11 @@ from app.encodings.record import (
     META_KEY,
     DataEncoding,
     EncodingError,
+    read_column,
+    rows_schema,
     rows_table,
     write_table_atomically,
+    write_tables_atomically,
 )
 from app.models.elbo import reconstruction_nll_of_means
 from app.models.interface import LatentModel
@@ -159,28 +164,42 @@ def encode_parts(
 def merge_parts(
     plan: EncodingPlan, chunk_size: int, seconds: float, reused: Reused | None = None
 ) -> DataEncoding:
-    """Every chunk's part into `<key>.parquet` (written whole, then renamed into place); the
-    parts are removed after."""
-    n = plan.meta.n
-    pieces: list[dict[str, np.ndarray]] = []
-    for chunk in range(-(-n // chunk_size)):
-        part = read_part(plan, chunk, *chunk_bounds(n, chunk_size, chunk))
-        if part is None:
+    """Every chunk's part into `<key>.parquet`, one row group each (written beside, then renamed
+    into place); the parts are removed after. One chunk's rows are held at a time beside the
+    encoding returned: the record's counts come first from the parts' `ok` columns alone."""
+    n, d = plan.meta.n, plan.meta.latent_dim
+    labelled = np.ones(n, dtype=bool) if plan.labels is None else plan.labels >= 0
+    chunks = range(-(-n // chunk_size))
+    unreadable = 0
+    for chunk in chunks:
+        start, stop = chunk_bounds(n, chunk_size, chunk)
+        ok = read_column(part_path(plan, chunk), "ok")
+        if ok is None or len(ok) != stop - start:
             raise EncodingError(
                 f"chunk {chunk} of {plan.meta.model} on {plan.meta.set_name} is missing"
             )
-        pieces.append(part)
-    arrays = {k: np.concatenate([p[k] for p in pieces]) for k in pieces[0]}
-    labelled = np.ones(n, dtype=bool) if plan.labels is None else plan.labels >= 0
-    unreadable = int((labelled & ~arrays["ok"]).sum())
+        unreadable += int((labelled[start:stop] & ~ok).sum())
     unlabelled = int((~labelled).sum())  # a CVAE's images without a class: not encoded
     meta = with_outcome(plan.meta, seconds, unreadable, unlabelled, reused or Reused())
-    table = rows_table(**arrays, metadata={META_KEY: meta.to_json().encode()})
-    write_table_atomically(plan.path, table)
+    whole = _empty_rows(0, n, d)
+
+    def row_groups() -> Iterator[pa.Table]:
+        for chunk in chunks:
+            start, stop = chunk_bounds(n, chunk_size, chunk)
+            part = read_part(plan, chunk, start, stop)
+            if part is None:
+                raise EncodingError(f"chunk {chunk} changed while it was merged")
+            for name, values in part.items():
+                whole[name][start:stop] = values
+            yield rows_table(**part, metadata=None)
+
+    schema = rows_schema(d, {META_KEY: meta.to_json().encode()})
+    write_tables_atomically(plan.path, schema, row_groups())
     shutil.rmtree(plan.parts, ignore_errors=True)
-    for a in arrays.values():
-        a.setflags(write=False)
-    return DataEncoding(meta=meta, **arrays, path=plan.path)
+    pa.default_memory_pool().release_unused()  # the parts' buffers, kept by the pool for reuse
+    for values in whole.values():
+        values.setflags(write=False)
+    return remember(plan, DataEncoding(meta=meta, **whole, path=plan.path))
 
 
 # --- the pipeline -------------------------------------------------------------------------
