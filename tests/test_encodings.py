@@ -321,6 +321,22 @@ def test_a_cvae_is_given_each_images_class(cvae, tmp_path):
     assert not np.allclose(enc.mu, flipped)  # the class reached the encoder
 
 
+def test_a_cvae_leaves_out_the_images_without_a_class(cvae, tmp_path):
+    folder = write_pictures(tmp_path / "table", 5, mode="L")
+    (folder / "metadata.csv").write_text(
+        "file_name,shape\n0000.png,circle\n0001.png,\n0002.png,square\n0003.png,circle\n0004.png,\n"
+    )
+    data = open_set(folder)
+    enc = encode_set(cvae, data, tmp_path / "cache", settings=SMALL)
+    assert enc.meta.label_column == "shape"
+    assert enc.ok.tolist() == [True, False, True, True, False]
+    assert (enc.meta.unlabelled, enc.meta.unreadable) == (2, 0)
+    assert np.isnan(enc.mu[[1, 4]]).all()
+    x = fitted(data, cvae, [0, 2, 3])
+    mu = cvae.model.encode(x, torch.tensor([1, 0, 1])).mean.detach().numpy()
+    np.testing.assert_allclose(enc.mu[[0, 2, 3]], mu, rtol=1e-5, atol=1e-6)
+
+
 def test_a_cvae_on_a_set_without_its_classes_is_refused_in_one_line(cvae, tmp_path):
     data = open_set(write_pictures(tmp_path / "plain", 3, mode="L"))
     with pytest.raises(EncodingError) as e:

@@ -198,14 +198,17 @@ def meta_of(schema: pa.Schema) -> dict[str, Any]:
     return data
 
 
-def write_table_atomically(path: Path, table: pa.Table) -> None:
-    """Written beside, flushed, then renamed over `path`: a reader sees the whole file or none."""
-    write_tables_atomically(path, table.schema, [table])
+def write_table_atomically(path: Path, table: pa.Table, durable: bool = True) -> None:
+    """Written beside, then renamed over `path`: a reader sees the whole file or none."""
+    write_tables_atomically(path, table.schema, [table], durable)
 
 
-def write_tables_atomically(path: Path, schema: pa.Schema, tables: Iterable[pa.Table]) -> None:
+def write_tables_atomically(
+    path: Path, schema: pa.Schema, tables: Iterable[pa.Table], durable: bool = True
+) -> None:
     """One Parquet file of `schema` (its metadata included) from `tables` in turn, each a row
-    group, only one of them held at a time; written beside and renamed over `path`."""
+    group, only one of them held at a time; written beside and renamed over `path`, after it
+    is on the disk where `durable`."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -213,8 +216,9 @@ def write_tables_atomically(path: Path, schema: pa.Schema, tables: Iterable[pa.T
             with pq.ParquetWriter(f, schema) as writer:
                 for table in tables:
                     writer.write_table(table.replace_schema_metadata(schema.metadata))
-            f.flush()
-            os.fsync(f.fileno())
+            if durable:
+                f.flush()
+                os.fsync(f.fileno())
         os.chmod(tmp, 0o644)  # mkstemp makes 0600; caches are shared by server processes
         os.replace(tmp, path)
     except BaseException:

@@ -156,6 +156,7 @@ def encode_parts(
         write_table_atomically(
             part_path(plan, chunk),
             rows_table(**arrays, metadata=part_record(plan, chunk, start, stop)),
+            durable=False,  # a part cut short by a crash fails its check and is computed again
         )
         touch(plan)
     return Reused(len(mine) - len(todo), kept)
@@ -233,12 +234,16 @@ def _encoded_chunks(
         if plan.labels is not None:
             labels = plan.labels[indices]
             ok = ok & (labels >= 0)  # an image without a class cannot be encoded by a CVAE
-        at = indices - start
+        at = slice(indices[0] - start, indices[-1] + 1 - start)  # a batch is consecutive
         rows["ok"][at] = ok
-        if ok.any():
+        if ok.all():  # no copy of the batch
+            out = encode_batch(served.model, x, labels)
+            for name, values in out.items():
+                rows[name][at] = values
+        elif ok.any():
             out = encode_batch(served.model, x[ok], None if labels is None else labels[ok])
             for name, values in out.items():
-                rows[name][at[ok]] = values
+                rows[name][at][ok] = values
         filled += len(indices)
         batch_done(len(indices))
         if filled == stop - start:
