@@ -8,8 +8,8 @@ the faster, and the default: torch's threads already use every core, and between
 model's many small operations (the served decoder goes row by row, for batch-invariant bytes)
 hold the GIL, as Pillow's file parsing does, so a reading thread mostly takes turns with the
 model instead of running beside it. On 2 cores, 10,000 64×64 PNGs through shapes-beta-vae ran
-at 0.75 of the in-memory rate read in the model's thread and at 0.66 read ahead on one or two
-threads (docs/benchmarks.md, 2026-12-06). A model on a GPU leaves the cores to the readers.
+at 0.67–0.78 of the in-memory rate read in the model's thread and at 0.64–0.74 read ahead on one
+or two threads (docs/benchmarks.md, 2026-12-06). A model on a GPU leaves the cores to readers.
 
 Only a few batches of images are ever held, whatever the set's size: memory is the model's,
 those batches, and the numbers of the chunk in progress (n × D floats at the end).
