@@ -7,9 +7,10 @@ chunks with the images read ahead of the model (run.py), by several processes un
     find_encoding(served, data, cache_dir)    a finished one or None; never computes
     encode_set(served, data, cache_dir, ...)  find it, else compute it (CLI, bench, tests)
     EncodingJobs(cache_dir).request(...)      a server's background runner: where it stands
+    class_labels(served, data)                 a CVAE's class per image, from the set's column
 """
 
-from app.encodings.cache import EncodingPlan, find_encoding, plan_encoding
+from app.encodings.cache import EncodingPlan, class_labels, find_encoding, plan_encoding
 from app.encodings.jobs import EncodingJobs, EncodingStatus
 from app.encodings.record import (
     ENCODING_FORMAT,
@@ -33,6 +34,7 @@ __all__ = [
     "EncodingStatus",
     "Progress",
     "RunSettings",
+    "class_labels",
     "encode_batch",
     "encode_set",
     "find_encoding",
