@@ -16,8 +16,10 @@ from pathlib import Path
 
 from app.checkpoints.served import DataKl, ServedModel
 from app.data.sets import DataSets, ImageSet
+from app.encodings.cache import class_labels
 from app.encodings.jobs import EncodingJobs, EncodingStatus
-from app.encodings.record import DataEncoding
+from app.encodings.record import DataEncoding, EncodingError
+from app.inference import NoClassColumn
 
 log = logging.getLogger(__name__)
 # a model's KL is measured at start-up only on a set this small (Fashion-MNIST's 70,000 take
@@ -41,7 +43,10 @@ def encoding_jobs(cache_dir: Path | None) -> EncodingJobs:
 def encoding_status(
     model: ServedModel, image_set: ImageSet, cache_dir: Path | None
 ) -> EncodingStatus:
-    """Where the encoding of `model` on `image_set` stands, starting it where nobody has."""
+    """Where the encoding of `model` on `image_set` stands, starting it where nobody has.
+    NoClassesInSet where the pair cannot be encoded at all (a CVAE, a set without its
+    classes)."""
+    require_classes(model, image_set)
     return encoding_jobs(cache_dir).request(model, image_set)
 
 
@@ -109,3 +114,19 @@ def measure_missing_kl(
     thread = threading.Thread(target=fill, name="measure-kl", daemon=True)
     thread.start()
     return thread
+
+
+class NoClassesInSet(NoClassColumn):
+    """A CVAE viewed on a set with no column of its classes: nothing of that pair can be
+    encoded (the web layer's 404: the schema cannot know a set's columns)."""
+
+
+def require_classes(model: ServedModel, image_set: ImageSet) -> None:
+    """NoClassesInSet, naming what the CVAE needs, where `image_set` has no column of its
+    classes; nothing for other models."""
+    if model.description.kind != "cvae":
+        return
+    try:
+        class_labels(model, image_set)
+    except EncodingError as e:
+        raise NoClassesInSet(str(e)) from None

@@ -20,6 +20,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from app.imaging import ImageInputError
 from app.inference import InferenceError
 from app.studies.compression import LatentUsageUnknown
+from app.studies.set_encodings import NoClassesInSet
 
 
 class NotFoundError(LookupError):
@@ -45,6 +46,7 @@ class UploadTooLargeError(ValueError):
 _STATUS: dict[type[Exception], int] = {
     NotFoundError: 404,
     LatentUsageUnknown: 404,
+    NoClassesInSet: 404,  # the schema cannot know a data set's columns
     UploadTooLargeError: 413,
     DataUnavailableError: 503,
     ImageInputError: 422,

@@ -26,7 +26,7 @@ from app.settings import Settings
 from app.studies.set_scores import PartStatus, SetScores, set_scores
 from app.web.datasets import picker
 from app.web.deps import DataDep, DataPick, ModelDep, SettingsDep, TemplatesDep
-from app.web.errors import DATA_UNAVAILABLE
+from app.web.errors import DATA_UNAVAILABLE, NotInModelError
 from app.web.inputs import images_of
 
 router = APIRouter(tags=["scores"])
@@ -200,7 +200,9 @@ def _scores(
     images = images_of(model, settings, data)
     if not isinstance(images, SetImages):
         served = ", ".join(data.sets) or "none"
-        raise InferenceError(
+        # the model's own images are not a data set here: nothing to find (a 404, as for any
+        # request the schema calls valid that names what the model has not)
+        raise NotInModelError(
             f"name the data set to score model {model.name} on with data=NAME (served: "
             f"{served}); its scores on its own ground truth or test split are its card's "
             "(latent-explorer evaluate)"
