@@ -13,6 +13,12 @@ def fit_picture(im: Image.Image, fitting: Fitting) -> np.ndarray:
     """A decoded picture → (C, S, S) uint8: transparency onto black, grey or RGB, then resized
     (centre-cropped square, area-resampled: imaging.to_model_input, as every upload) or padded
     with black where it is no larger than the side."""
+    mode = "L" if fitting.channels == 1 else "RGB"
+    if im.mode == mode and im.size == (fitting.size, fitting.size):
+        # already the model's size and mode (most of a data set made for it): no crop, resize or
+        # conversion, each of which would copy it
+        arr = np.asarray(im, dtype=np.uint8)
+        return arr[None] if fitting.channels == 1 else arr.transpose(2, 0, 1)
     if fitting.method == "pad" and max(im.size) <= fitting.size:
         return pad(_convert(im, fitting.channels), fitting.size)
     return to_model_input(im, fitting.size, fitting.channels)
