@@ -365,3 +365,11 @@ def test_the_maps_slider_says_the_set_is_being_encoded_then_reads_its_columns(
         assert slider_vector(page) == pytest.approx(body["vector"])
         context.close()
         assert errors == []
+
+
+def test_the_explore_page_offers_the_sets_columns_to_its_direction_slider(served):
+    client = served
+    page = client.get(f"/?model=tiny-vae&data={SET}")
+    assert page.status_code == 200
+    assert f'data-data="{SET}"' in page.text
+    assert f"read from data set {SET}'s columns" in page.text

@@ -102,7 +102,7 @@ def explore(
         "span": _traverse_span(ranges),
         "warning": warning,
         "photo_form": form_of(ckpt.description.dataset),
-        "directions": direction_choices(ckpt, settings),
+        "directions": direction_choices(ckpt, settings, data),
     }
     return templates.TemplateResponse(request, "explore.html", context)
 
