@@ -5,6 +5,7 @@ against a live server on the shipped checkpoints.
                                       # denoise.png, vaegan.png, interpolate.png, card.png,
                                       # map.png, directions.png
     python docs/make_screenshots.py map   # the last two only
+    python docs/make_screenshots.py data  # docs/data-map.png, models.png: data sets, /models
 """
 
 from __future__ import annotations
@@ -42,11 +43,34 @@ def map_shots(page: Page, url: str) -> None:
     section.screenshot(path=str(ROOT / "docs" / "directions.png"))
 
 
+def data_shots(page: Page, url: str) -> None:
+    """The imported CelebA β-TCVAE's map of the 100 faces of datasets/celeba-100 (its own data
+    set by its dataset.json), a face hovered; and /models sorted by MIG."""
+    page.goto(url + "/map?model=disvae-btcvae-celeba&colour=z0")
+    done = "document.getElementById('map').dataset.state === 'done'"
+    page.wait_for_function(done, timeout=300_000)
+    page.wait_for_load_state("networkidle")
+    box = page.locator("#map-canvas").bounding_box()
+    assert box is not None
+    for fx, fy in [(x / 10, y / 10) for y in range(3, 8) for x in range(3, 8)]:
+        page.mouse.move(box["x"] + fx * box["width"], box["y"] + fy * box["height"])
+        if page.locator("#map-tip").is_visible():
+            break
+    page.wait_for_load_state("networkidle")
+    page.screenshot(path=str(ROOT / "docs" / "data-map.png"))
+    page.goto(url + "/models?sort=mig")
+    page.wait_for_load_state("networkidle")
+    page.screenshot(path=str(ROOT / "docs" / "models.png"))
+
+
 def main() -> None:
     with live_server(Settings()) as url, sync_playwright() as p:
         browser = launch_chromium(p)
         # bypass_csp: Playwright's polling waits evaluate strings, which our CSP (no eval) refuses
         page = browser.new_page(viewport={"width": 1360, "height": 860}, bypass_csp=True)
+        if sys.argv[1:] == ["data"]:
+            data_shots(page, url)
+            return
         map_shots(page, url)
         if sys.argv[1:] == ["map"]:
             return

@@ -88,13 +88,15 @@ def _kind(model: ServedModel) -> str:
     return "VAE" if cfg.beta == 1 else f"β-VAE β={cfg.beta:g}"
 
 
-def _origin(model: ServedModel) -> str:
+def _origin(model: ServedModel) -> Figure:
+    """Where the model came from, in a word; the tooltip says from where."""
     card = model.card
     if card.source is not None and card.source.plugin is not None:
-        return f"plugin {card.source.plugin}"
+        return Figure(None, "plugin", card.source.plugin)
     if card.imported:
-        return f"imported ({card.source.repository or 'elsewhere'})" if card.source else "imported"
-    return "trained here"
+        where = card.source.repository or card.source.folder if card.source else None
+        return Figure(None, "imported", f"from {where}" if where else "")
+    return Figure(None, "trained here")
 
 
 def _number(value: float | None, fmt: str, title: str = "") -> Figure:
@@ -128,7 +130,7 @@ def model_row(model: ServedModel) -> ModelRow:
     cells = {
         "name": Figure(None, model.name),
         "kind": Figure(None, _kind(model)),
-        "origin": Figure(None, _origin(model)),
+        "origin": _origin(model),
         "dataset": Figure(None, cfg.dataset or ""),
         "latents": _number(float(cfg.latent_dim), "{:.0f}"),
         "active": _number(
