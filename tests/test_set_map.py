@@ -6,6 +6,7 @@ the set to colour it by. The images, their columns and which are test images are
 from __future__ import annotations
 
 import io
+import os
 import shutil
 
 import numpy as np
@@ -122,3 +123,32 @@ def test_an_image_is_picked_by_a_columns_value(served):
     r = client.get("/ui/tiny-vae/encode", params={"data": SET, "where": "kind=oval"})
     assert r.status_code == 422
     assert "no value &#39;oval&#39;" in r.text and "(its values: round, square)" in r.text
+
+
+def test_an_image_changed_while_the_server_runs_is_encoded_again(trained, tmp_path, monkeypatch):
+    from app.data.sets import folder as folder_module
+
+    monkeypatch.setattr(folder_module, "RESTAT_AFTER", 0.0)  # look at the files every time
+    shutil.copytree(trained["tiny-vae"], tmp_path / "checkpoints" / "tiny-vae")
+    images = tmp_path / "datasets" / "two"
+    images.mkdir(parents=True)
+    for i in range(2):
+        Image.fromarray(blob(i)).save(images / f"{i}.png")
+    settings = Settings(
+        checkpoints_dir=tmp_path / "checkpoints",
+        datasets_dir=tmp_path / "datasets",
+        cache_dir=tmp_path / "cache",
+    )
+    with TestClient(create_app(settings)) as client:
+        assert client.get("/api/models/tiny-vae/map?data=two").status_code == 202
+        encoding_jobs(settings.cache_dir).join()
+        before = client.get("/api/models/tiny-vae/map?data=two").json()
+        np.testing.assert_allclose(before["latents"][1], mu_here(client, 1), atol=1e-4)
+        Image.fromarray(blob(5)).save(images / "1.png")  # other pixels, same name
+        os.utime(images / "1.png", ns=(1, 10**18))  # and a modification time surely new
+        again = client.get("/api/models/tiny-vae/map?data=two")
+        assert again.status_code == 202  # a new digest: encoded again, never the old μ
+        encoding_jobs(settings.cache_dir).join()
+        after = client.get("/api/models/tiny-vae/map?data=two").json()
+        np.testing.assert_allclose(after["latents"][1], mu_here(client, 5), atol=1e-4)
+        np.testing.assert_allclose(after["latents"][0], before["latents"][0], atol=1e-6)

@@ -23,6 +23,8 @@ import csv
 import io
 import json
 import os
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,6 +55,7 @@ SPLIT_FOLDERS = {
     "valid": "validation",
 }
 MAX_TABLE_BYTES = 512 * 1024 * 1024
+RESTAT_AFTER = 10.0  # seconds a folder's digest is trusted before its files are looked at again
 
 
 @dataclass(frozen=True)
@@ -106,6 +109,9 @@ class FolderSet(ListedSet):
             )
         self._columns = typed_columns(raw, self.record, problems)
         self._problems = tuple(problems)
+        self._digest: str | None = None
+        self._digest_at = 0.0
+        self._digest_lock = threading.Lock()
 
     def __len__(self) -> int:
         return len(self._files)
@@ -115,11 +121,24 @@ class FolderSet(ListedSet):
         return self._files[index].rel
 
     def content_digest(self) -> str:
-        parts: list[bytes | str] = ["folder-v1"]
-        for f in self._files:
-            parts.append(f"{f.rel}|{f.size}|{f.mtime_ns}")
-        parts.extend(columns_digest(self._columns))
-        return digest_of(parts)
+        """Over every listed file's path, size and modification time, looked at again at most
+        every RESTAT_AFTER seconds (a few ms per thousand files), so that an image changed or
+        removed while a server runs gives a new digest, and its encoding is made again rather
+        than served stale. Files added after the folder was listed are seen when it is listed
+        again (a server's restart)."""
+        now = time.monotonic()
+        with self._digest_lock:
+            if self._digest is None or now - self._digest_at >= RESTAT_AFTER:
+                parts: list[bytes | str] = ["folder-v1"]
+                for f in self._files:
+                    try:
+                        st = os.stat(self.root / f.rel)
+                        parts.append(f"{f.rel}|{st.st_size}|{st.st_mtime_ns}")
+                    except OSError:
+                        parts.append(f"{f.rel}|gone")
+                parts.extend(columns_digest(self._columns))
+                self._digest, self._digest_at = digest_of(parts), now
+            return self._digest
 
     def _open(self, index: int) -> Image.Image:
         return open_picture(self.root / self._files[index].rel, self._files[index].rel)
