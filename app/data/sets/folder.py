@@ -44,7 +44,6 @@ from app.data.sets.record import (
     columns_digest,
     digest_of,
 )
-from app.data.sets.record_file import SetRecord, read_record
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 TABLES = ("metadata.csv", "metadata.jsonl")
@@ -67,13 +66,7 @@ class _File:
 
 class FolderSet(ListedSet):
     def __init__(self, root: str | Path, name: str | None = None) -> None:
-        self.root = Path(root)
-        if not self.root.is_dir():
-            raise DatasetError(f"{self.root}: not a folder")
-        self.root = self.root.resolve()
-        self.location = str(self.root)
-        self.record: SetRecord = read_record(self.root)
-        self.name = name or self.record.name or self.root.name
+        self._open_folder(root, name)
         problems: list[Problem] = []
         files = _list_images(self.root, problems)
         if not files:

@@ -20,7 +20,6 @@ decoded here, so a corrupt one is one unreadable image, as in a folder.
 from __future__ import annotations
 
 import importlib
-import json
 import os
 from bisect import bisect_right
 from collections.abc import Callable, Sequence
@@ -48,7 +47,7 @@ from app.data.sets.record import (
     columns_digest,
     digest_of,
 )
-from app.data.sets.record_file import SetRecord, read_record
+from app.data.sets.record_file import SetRecord, json_object
 
 os.environ["HF_DATASETS_OFFLINE"] = "1"  # read where it is saved; never ask the Hub for anything
 # imported by name: mypy would take `import datasets` for this repository's own datasets/ folder
@@ -76,13 +75,7 @@ class _Part:
 
 class SavedDataset(ListedSet):
     def __init__(self, root: str | Path, name: str | None = None) -> None:
-        self.root = Path(root)
-        if not self.root.is_dir():
-            raise DatasetError(f"{self.root}: not a folder")
-        self.root = self.root.resolve()
-        self.location = str(self.root)
-        self.record: SetRecord = read_record(self.root)
-        self.name = name or self.record.name or self.root.name
+        self._open_folder(root, name)
         problems: list[Problem] = []
         stamp: list[bytes | str] = ["hf-v1"]
 
@@ -245,20 +238,10 @@ def _json_bytes(path: Path) -> bytes:
     return path.read_bytes()
 
 
-def _json_object(path: Path, data: bytes) -> dict[str, object]:
-    try:
-        value = json.loads(data)
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise DatasetError(f"{path}: not JSON ({e})") from None
-    if not isinstance(value, dict):
-        raise DatasetError(f"{path}: must be a JSON object")
-    return value
-
-
 def _split_names(root: Path, data: bytes) -> list[str]:
     """dataset_dict.json's split names, each a plain folder name beside it."""
     path = root / DICT_FILE
-    splits = _json_object(path, data).get("splits")
+    splits = json_object(path, data).get("splits")
     if not isinstance(splits, list) or not splits:
         raise DatasetError(f"{path}: 'splits' must be a list of split names")
     for s in splits:
@@ -303,7 +286,7 @@ def _load(folder: Path, label: str, stamp: list[bytes | str]) -> Any:
     file's name, size and modification time."""
     state_bytes = _json_bytes(folder / STATE_FILE)
     info_bytes = _json_bytes(folder / INFO_FILE)
-    files = _json_object(folder / STATE_FILE, state_bytes).get("_data_files")
+    files = json_object(folder / STATE_FILE, state_bytes).get("_data_files")
     if not isinstance(files, list):
         raise DatasetError(f"{folder / STATE_FILE}: has no list of Arrow files (_data_files)")
     stamp += [label, state_bytes, info_bytes]

@@ -14,12 +14,13 @@ import hashlib
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
 
 from app.data.base import DatasetError
-from app.data.sets.record_file import SetRecord
+from app.data.sets.record_file import SetRecord, read_record
 
 ColumnKind = Literal["categorical", "ordered"]
 ColumnRole = Literal["factor", "attribute"]
@@ -266,10 +267,23 @@ class ListedSet(ImageSet):
     (dataset.json), columns, split and listing problems are read once, when it is opened, and
     kept in these attributes."""
 
+    root: Path
     record: SetRecord
     _columns: tuple[Column, ...]
     _split: np.ndarray | None
     _problems: tuple[Problem, ...]
+
+    def _open_folder(self, root: str | Path, name: str | None) -> None:
+        """The folder (resolved), its location, its dataset.json and the set's name: the
+        served name given, else the record's, else the folder's. DatasetError where it is not
+        a folder, or its record is wrong."""
+        path = Path(root)
+        if not path.is_dir():
+            raise DatasetError(f"{path}: not a folder")
+        self.root = path.resolve()
+        self.location = str(self.root)
+        self.record = read_record(self.root)
+        self.name = name or self.record.name or self.root.name
 
     @property
     def model_dataset(self) -> str | None:

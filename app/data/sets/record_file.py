@@ -52,6 +52,18 @@ class SetRecord(BaseModel):
     licence: str = ""
 
 
+def json_object(path: Path, data: bytes) -> dict[str, object]:
+    """`data`, read from `path`, as a JSON object; DatasetError in one line naming the file
+    where it is not JSON or not an object."""
+    try:
+        value = json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise DatasetError(f"{path}: not JSON ({e})") from None
+    if not isinstance(value, dict):
+        raise DatasetError(f"{path}: must be a JSON object")
+    return value
+
+
 def read_record(root: Path) -> SetRecord:
     """The folder's dataset.json, or an empty record where it has none; a DatasetError in one
     line for one that is not JSON or has a wrong field."""
@@ -61,12 +73,7 @@ def read_record(root: Path) -> SetRecord:
     if path.stat().st_size > MAX_RECORD_BYTES:
         raise DatasetError(f"{path}: larger than {MAX_RECORD_BYTES:,} bytes")
     raw = path.read_bytes()
-    try:
-        data = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise DatasetError(f"{path}: not JSON ({e})") from None
-    if not isinstance(data, dict):
-        raise DatasetError(f"{path}: must be a JSON object")
+    json_object(path, raw)
     try:
         # from the JSON text: strict mode takes a JSON array for a tuple only there
         return SetRecord.model_validate_json(raw)
