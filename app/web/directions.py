@@ -39,6 +39,7 @@ from app.web.set_directions import (
     PENDING,
     Found,
     StillEncoding,
+    named_in,
     nothing_to_read,
     pending_response,
     readable_columns,
@@ -134,11 +135,6 @@ def listed(names: Sequence[str]) -> str:
     return ", ".join(names) if names else "none"
 
 
-def _class_named(text: str, names: Sequence[str]) -> str | None:
-    """The class `text` names, compared without regard to case; None if none."""
-    return next((c for c in names if c.casefold() == text.casefold()), None)
-
-
 def direction_request(
     model: ServedModel, registry: Mapping[str, ServedModel], factor: str | None,
     source: str | None, target: str | None, n: int, seed: int,
@@ -184,7 +180,7 @@ def direction_request(
         )
     names = []
     for what, text in (("from", source), ("to", target)):
-        name = _class_named(text, served.classes)
+        name = named_in(text, served.classes)
         if name is None:
             raise InferenceError(
                 f"{what}: no served model has a class {quoted(text)}; "

@@ -53,8 +53,9 @@ def _few(names: Sequence[str]) -> str:
     return shown or "none"
 
 
-def _named(text: str, names: Sequence[str]) -> str | None:
-    """The name `text` is: itself, else the one equal to it but for case; None if neither."""
+def named_in(text: str, names: Sequence[str]) -> str | None:
+    """The name `text` is among `names` (a class, a category): itself, else the one equal to it
+    but for case; None if neither."""
     if text in names:
         return text
     return next((c for c in names if c.casefold() == text.casefold()), None)
@@ -145,7 +146,9 @@ def set_direction_request(
         candidates = [asked]
     else:
         candidates = [
-            c for c in categorical if _named(source, c.categories) and _named(target, c.categories)
+            c
+            for c in categorical
+            if named_in(source, c.categories) and named_in(target, c.categories)
         ]
         if not candidates:
             each = "; ".join(f"{c.name}: {_few(c.categories)}" for c in categorical[:SHOWN])
@@ -161,7 +164,7 @@ def set_direction_request(
     chosen = candidates[0]
     names = []
     for what, text in (("from", source), ("to", target)):
-        name = _named(text, chosen.categories)
+        name = named_in(text, chosen.categories)
         if name is None:
             raise NotInModelError(
                 f"{what}: column {quoted(chosen.name)} of {where} has no category {quoted(text)}; "
