@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from app.cache_files import lock_holder, lock_is_stale, take_lock
 from app.checkpoints.served import ServedModel
 from app.data.sets.record import Fitting, ImageSet, digest_of
 from app.encodings.record import (
@@ -39,7 +40,6 @@ from app.encodings.record import (
     read_table,
     table_arrays,
 )
-from app.locks import lock_holder, lock_is_stale, take_lock
 
 log = logging.getLogger(__name__)
 
@@ -270,7 +270,7 @@ def claimed(plan: EncodingPlan, chunk_size: int) -> Iterator[None]:
 
 
 def claim(plan: EncodingPlan, chunk_size: int) -> bool:
-    """Take the plan's lock (app.locks); False where a live process holds it. The lock also
+    """Take the plan's lock (app.cache_files); False where a live process holds it. The lock also
     says how large the run's chunks are, so others can tell how far it is."""
     return take_lock(plan.lock, STALE_AFTER, chunk_size=chunk_size)
 

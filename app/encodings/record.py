@@ -16,8 +16,6 @@ The schema's metadata holds the record of how it was made (`EncodingMeta`) as JS
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -26,6 +24,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from app.cache_files import replaced_atomically
 
 # what a file of this layout says it is; a change to what is stored, or to how it is computed,
 # bumps it, so no file of the old layout is ever read as the new (it is part of the key)
@@ -209,21 +209,9 @@ def write_tables_atomically(
     """One Parquet file of `schema` (its metadata included) from `tables` in turn, each a row
     group, only one of them held at a time; written beside and renamed over `path`, after it
     is on the disk where `durable`."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            with pq.ParquetWriter(f, schema) as writer:
-                for table in tables:
-                    writer.write_table(table.replace_schema_metadata(schema.metadata))
-            if durable:
-                f.flush()
-                os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; caches are shared by server processes
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with replaced_atomically(path, durable) as f, pq.ParquetWriter(f, schema) as writer:
+        for table in tables:
+            writer.write_table(table.replace_schema_metadata(schema.metadata))
 
 
 def read_column(path: Path, name: str) -> np.ndarray | None:

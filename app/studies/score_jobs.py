@@ -12,15 +12,15 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 import queue
-import tempfile
 import threading
 from collections.abc import Callable
 from concurrent.futures import CancelledError, Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
+
+from app.cache_files import replaced_atomically
 
 log = logging.getLogger(__name__)
 
@@ -52,20 +52,9 @@ def read_part(cache_dir: Path, key: str) -> dict[str, Any] | None:
 
 def write_part(cache_dir: Path, key: str, result: dict[str, Any]) -> None:
     """Written beside, flushed, then renamed over: a reader sees the whole file or none."""
-    path = _path(cache_dir, key)
-    path.parent.mkdir(parents=True, exist_ok=True)
     text = json.dumps({"format": FORMAT, "key": key, "result": result}, ensure_ascii=False)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; the cache is shared by server processes
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with replaced_atomically(_path(cache_dir, key)) as f:
+        f.write(text.encode("utf-8"))
 
 
 # --- in the background -------------------------------------------------------------------------

@@ -22,8 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+from app.cache_files import lock_is_stale, take_lock
 from app.checkpoints.served import ServedModel
-from app.locks import lock_is_stale, take_lock
 from app.studies.latent_map import Layout
 
 TSNE_SECONDS_PER_POINT = 0.007  # measured on the 2-core machine: 31 s for 5,000, 70 s for 10,000

@@ -1,6 +1,8 @@
-"""Lock files that several processes, on one host or several sharing a folder, agree on: a
-computation kept in a cache folder (a t-SNE layout, a data set's encoding) is made by whichever
-process creates its lock file first; the file names the holder's host and process id.
+"""Files in a cache folder that several server processes share, on one host or several.
+
+A result is written whole and renamed into place (`replaced_atomically`), so a reader sees the
+whole file or none. A computation (a t-SNE layout, a data set's encoding) is made by whichever
+process creates its lock file first; the lock names the holder's host and process id.
 
 A lock is stale, and taken over, when its writer no longer runs: on this host, when its process
 is gone (or is this process, which holds no lock it is not using: a server restarted in a
@@ -9,12 +11,35 @@ the caller's `stale_after` seconds (the holder touches it while it works)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
+
+
+@contextlib.contextmanager
+def replaced_atomically(path: Path, durable: bool = True) -> Iterator[IO[bytes]]:
+    """A binary file to write `path`'s new content into: written beside it, on the disk where
+    `durable`, readable by every server process (mkstemp makes 0600), then renamed over `path`;
+    removed, leaving `path` as it was, where the block raises."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            yield f
+            if durable:
+                f.flush()
+                os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def take_lock(lock: Path, stale_after: float, **extra: Any) -> bool:
