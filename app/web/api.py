@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
+import numpy as np
 import torch
 from fastapi import APIRouter, Depends, Form, Path, Query, Request
 from fastapi.responses import Response
@@ -23,6 +24,7 @@ from app.web.deps import (
     ServedDep,
     SettingsDep,
     get_served,
+    latent_limit,
 )
 from app.web.errors import (
     DATA_UNAVAILABLE,
@@ -42,6 +44,7 @@ from app.web.inputs import (
     parse_latents,
 )
 from app.web.params import DatasetIndex, Label, LatentText, Scale
+from app.web.path_strip import latent_doubles, path_latents
 from app.web.responses import PNG, cached_image, data_url, etag_for
 from app.web.summaries import model_summary
 from app.web.uploads import FitField, ImageFile, read_upload
@@ -354,6 +357,60 @@ def sweep_png(
         zs[:, dim] = torch.tensor(values, dtype=torch.float32)
         images = inference.decode_latents(model, zs, label)
         return imaging.png_bytes(imaging.grid(images, 1, len(values), pad=0))
+
+    return cached_image(request, model, key, render_strip)
+
+
+OptionalLatents = Annotated[
+    str | None,
+    Query(
+        description="comma-separated latent values, one per latent dimension (optional)",
+        json_schema_extra={"x-latent-vector": True},
+    ),
+]
+PathT = Annotated[
+    float, Query(ge=-10, le=10, description="a value of t", json_schema_extra=Hundredths)
+]
+
+
+@router.get(
+    "/models/{name}/path.png", response_class=Response, responses={200: PNG, **NOT_MODIFIED}
+)
+def path_png(
+    request: Request, model: ModelDep, settings: SettingsDep, served: ServedDep, z: LatentText,
+    v: Annotated[
+        str,
+        Query(description="the direction: comma-separated, one value per latent dimension",
+              json_schema_extra={"x-latent-vector": True}),
+    ],
+    label: Label = None, lo: PathT = -1.0, hi: PathT = 1.0,
+    step: Annotated[float, Query(gt=0, json_schema_extra=Hundredths)] = 0.01,
+    lower: OptionalLatents = None, upper: OptionalLatents = None,
+) -> Response:  # fmt: skip
+    """Every position of a direction slider at once: a strip of image-size tiles, no padding,
+    tile k decoded at z + t·v for t = lo + k·step (toward hi, not past it, at most 241 tiles:
+    MAX_SWEEP_POSITIONS), each component rounded to hundredths as the page writes z into a
+    decode URL and held within lower..upper (the sliders' ranges; default the model's whole
+    latent range). Each tile is bit-identical to `decode.png` at that z, so the page fetches
+    this when a direction is chosen and paints the drag from it."""
+    parse_latents(z, model, settings, served=served)
+    parse_latents(v, model, settings, "v", served)
+    bounds = []
+    for name, text, default in (("lower", lower, -1.0), ("upper", upper, 1.0)):
+        if text is None:
+            limit = latent_limit(model, settings)
+            bounds.append(np.full(model.description.latent_dim, default * limit))
+        else:
+            parse_latents(text, model, settings, name, served)
+            bounds.append(latent_doubles(text))
+    check_label(model, label, served)
+    ts = sweep_values(lo, hi, step, settings.max_sweep_positions)
+    zs = path_latents(latent_doubles(z), latent_doubles(v), ts, *bounds)
+    key = ("path", zs, label)  # the tiles' z: what the bytes depend on
+
+    def render_strip() -> bytes:
+        images = inference.decode_latents(model, zs, label)
+        return imaging.png_bytes(imaging.grid(images, 1, len(ts), pad=0))
 
     return cached_image(request, model, key, render_strip)
 
