@@ -56,7 +56,9 @@ class Settings(BaseSettings):
     max_upload_bytes: int = 10 * 1024 * 1024
     max_upload_pixels: int = 40_000_000  # width × height, refused from the header before decoding
     max_image_scale: int = 8  # nearest-neighbour enlargement of returned PNGs
-    max_map_points: int = 20_000  # held-out images one latent map encodes and lays out
+    max_map_points: int = 20_000  # held-out images one latent map encodes and lays out (JSON)
+    # points of a data set's map in the binary form (map.bin): all of dSprites is 737,280
+    max_binary_map_points: int = 1_000_000
     # where t-SNE maps are kept between runs and shared by server processes (`make run`: .cache);
     # None: in memory only, computed again after a restart
     cache_dir: Path | None = None

@@ -29,10 +29,11 @@ from app.studies.cache import SharedResults
 from app.studies.latent_map import Column, Layout, MapSample
 from app.studies.set_encodings import encoding_status, progress_text
 from app.studies.tsne_jobs import Pending, TsneJobs, tsne_key
+from app.web import map_binary
 from app.web.deps import DataDep, DataPick, ModelDep, SettingsDep
 from app.web.errors import DATA_UNAVAILABLE, NOT_MODIFIED, NotInModelError
 from app.web.inputs import images_of
-from app.web.responses import cached_image
+from app.web.responses import cached_image, etag_for
 
 router = APIRouter(prefix="/api", tags=["latent map"])
 
@@ -69,6 +70,19 @@ MAP_RESPONSES: dict[int | str, dict[str, Any]] = {
     **DATA_UNAVAILABLE,
 }
 
+BINARY_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "the map as bytes: magic LEMAP001, header length, JSON header, typed "
+        "arrays (app/web/map_binary.py)",
+        "content": {
+            "application/vnd.latent-explorer.map": {
+                "schema": {"type": "string", "format": "binary"}
+            }
+        },
+    },
+    **{k: v for k, v in MAP_RESPONSES.items() if k != 200},
+}
+
 
 def sample_for(model: ServedModel, settings: Settings, n: int, seed: int) -> MapSample:
     """The μ of n held-out images of the model's data (or its own prior samples where it has
@@ -97,58 +111,68 @@ def _rounded(a: np.ndarray, decimals: int = 4) -> list[Any]:
     return np.round(a.astype(np.float64), decimals).tolist()
 
 
-def colour_by(sample: MapSample) -> list[dict[str, Any]]:
-    """What each point can be coloured by besides its latents: each ground-truth factor (the
-    categorical one with its class names), the test split's class, or each column of a data
-    set (categorical: codes, −1 where an image has none; ordered: numbers, null where none)."""
+def colour_by(sample: MapSample) -> list[tuple[dict[str, Any], np.ndarray]]:
+    """What each point can be coloured by besides its latents, each with its values, one per
+    point: each ground-truth factor (the categorical one with its class names), the test split's
+    class, or each column of a data set (categorical: codes, −1 where an image has none;
+    ordered: numbers to 6 decimals, NaN where none)."""
     if sample.columns:
         return [column_colours(c) for c in sample.columns]
     if sample.factors is not None:
         return [
-            {
-                "name": name,
-                "kind": "factor",
-                "values": sample.factors[:, k].tolist(),
-                "names": list(sample.class_names) if k == sample.label_factor else None,
-                "size": size,
-            }
+            (
+                {
+                    "name": name,
+                    "kind": "factor",
+                    "names": list(sample.class_names) if k == sample.label_factor else None,
+                    "size": size,
+                },
+                sample.factors[:, k],
+            )
             for k, (name, size) in enumerate(
                 zip(sample.factor_names, sample.factor_sizes, strict=True)
             )
         ]
     if sample.classes is not None and sample.source == "test-split":
-        return [
-            {
-                "name": "class",
-                "kind": "class",
-                "values": sample.classes.tolist(),
-                "names": list(sample.class_names),
-                "size": len(sample.class_names),
-            }
-        ]
+        names = list(sample.class_names)
+        return [({"name": "class", "kind": "class", "names": names, "size": len(names)},
+                 sample.classes)]  # fmt: skip
     return []
 
 
-def column_colours(column: Column) -> dict[str, Any]:
+def column_colours(column: Column) -> tuple[dict[str, Any], np.ndarray]:
     if column.kind == "categorical":
-        return {
-            "name": column.name, "kind": "category", "role": column.role,
-            "values": column.values.tolist(), "names": list(column.categories),
-            "size": len(column.categories),
-        }  # fmt: skip
+        return (
+            {
+                "name": column.name, "kind": "category", "role": column.role,
+                "names": list(column.categories), "size": len(column.categories),
+            },
+            column.values,
+        )  # fmt: skip
     values = column.values
     known = values[~np.isnan(values)]
-    return {
-        "name": column.name, "kind": "ordered", "role": column.role,
-        "values": [None if np.isnan(v) else round(float(v), 6) for v in values.tolist()],
-        "low": float(known.min()) if len(known) else 0.0,
-        "high": float(known.max()) if len(known) else 1.0,
-    }  # fmt: skip
+    return (
+        {
+            "name": column.name, "kind": "ordered", "role": column.role,
+            "low": float(known.min()) if len(known) else 0.0,
+            "high": float(known.max()) if len(known) else 1.0,
+        },
+        np.round(values.astype(np.float64), 6),
+    )  # fmt: skip
 
 
-def map_json(
+def _json_values(entry: dict[str, Any], values: np.ndarray) -> list[Any]:
+    if entry["kind"] == "ordered":
+        return [None if np.isnan(v) else v for v in values.tolist()]
+    return values.astype(np.int64).tolist()
+
+
+def map_parts(
     model: ServedModel, sample: MapSample, layout: Layout, method: str, seed: int
-) -> dict[str, Any]:
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """A map as its short fields and its long arrays, one row per point (`points`, `indices`,
+    `latents`, `prior_z`, and `colour:<name>` for each `colour_by` entry): what both the JSON
+    form (map_json) and the binary one (app.web.map_binary) are made of."""
     cfg = model.description
     name = quote(model.name, safe="")
     marker: dict[str, Any]
@@ -160,7 +184,16 @@ def map_json(
         }
     else:
         marker = {"kind": "nearest", "k": NEAREST, "about": TSNE_MARKER}
-    return {
+    colours = colour_by(sample)
+    arrays: dict[str, np.ndarray] = {
+        "points": np.round(layout.points.astype(np.float64), 4),
+        "indices": sample.indices,
+        "latents": np.round(sample.mu.astype(np.float64), 4),
+        **{f"colour:{entry['name']}": values for entry, values in colours},
+    }
+    if sample.prior_z is not None:
+        arrays["prior_z"] = np.round(sample.prior_z.astype(np.float64), 4)
+    payload = {
         "model": model.name,
         "method": method,
         "n": sample.n,
@@ -171,28 +204,50 @@ def map_json(
             "dataset": sample.dataset,
             "description": sample.description,
         },
-        "points": _rounded(layout.points),
-        "indices": sample.indices.tolist(),
-        "latents": _rounded(sample.mu),
         "labels": sample.classes.tolist()
         if cfg.kind == "cvae" and sample.classes is not None
         else None,
-        "colour_by": colour_by(sample),
+        "colour_by": [entry for entry, _ in colours],
         "latent_names": [cfg.latent_name(i) for i in range(cfg.latent_dim)],
         "latent_order": inference.latent_order(model),
         "image_url": None
         if sample.source == "prior"
         else f"/api/models/{name}/dataset/{{index}}.png"
         + (f"?data={quote(sample.data_set, safe='')}" if sample.data_set else ""),
-        "prior_z": None if sample.prior_z is None else _rounded(sample.prior_z),
         "marker": marker,
         "settings": layout.settings,
     }
+    return payload, arrays
+
+
+def map_json(
+    model: ServedModel, sample: MapSample, layout: Layout, method: str, seed: int
+) -> dict[str, Any]:
+    """The JSON form: every point's numbers as lists (for scripts, and for small n)."""
+    return json_form(*map_parts(model, sample, layout, method, seed))
+
+
+def json_form(payload: dict[str, Any], arrays: dict[str, np.ndarray]) -> dict[str, Any]:
+    lists = {
+        "points": arrays["points"].tolist(),
+        "indices": arrays["indices"].tolist(),
+        "latents": arrays["latents"].tolist(),
+        "prior_z": arrays["prior_z"].tolist() if "prior_z" in arrays else None,
+    }
+    colours = [
+        {**entry, "values": _json_values(entry, arrays[f"colour:{entry['name']}"])}
+        for entry in payload["colour_by"]
+    ]
+    return {**payload, **lists, "colour_by": colours}
 
 
 # --- layouts and their JSON, kept per weights -------------------------------------------------
 
 _json: SharedResults[bytes] = SharedResults(16)  # a map's JSON, 1–2 MB, encoded once
+# a map's bytes, plain and gzipped: up to 13 + 8 MB for all of dSprites, so fewer are kept
+_binary: SharedResults[tuple[bytes, bytes]] = SharedResults(4)
+# a data set map's points, picked from its encoding once (737,280 of them: 0.2 s, 60 MB of μ)
+_set_samples: SharedResults[MapSample] = SharedResults(4)
 _jobs: dict[Path | None, TsneJobs] = {}
 _jobs_lock = threading.Lock()
 
@@ -205,19 +260,37 @@ def tsne_jobs(cache_dir: Path | None) -> TsneJobs:
         return _jobs[cache_dir]
 
 
+Parts = Callable[[], tuple[dict[str, Any], dict[str, np.ndarray]]]
+
+
 def _map_response(
-    request: Request, model: ServedModel, key: tuple[Any, ...],
-    build: Callable[[], dict[str, Any]],
+    request: Request, model: ServedModel, key: tuple[Any, ...], build: Parts, form: str = "json",
 ) -> Response:  # fmt: skip
-    """A map's JSON, built and encoded once per weights and `key`, with an ETag (304 when the
-    browser has it)."""
+    """A map, built and encoded once per weights, `key` and form, with an ETag (304 when the
+    browser has it). The binary form goes gzip-compressed to a browser that accepts it."""
+    cache_key = (model.digest or id(model), *key)
+    if form == "json":
 
-    def encoded() -> bytes:
-        payload = build()
-        return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+        def encoded() -> bytes:
+            payload = json_form(*build())
+            return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
 
-    cached = lambda: _json.get((model.digest or id(model), *key), encoded)  # noqa: E731
-    return cached_image(request, model, key, cached, media_type="application/json")
+        cached = lambda: _json.get(cache_key, encoded)  # noqa: E731
+        return cached_image(request, model, key, cached, media_type="application/json")
+    gzipped = "gzip" in request.headers.get("accept-encoding", "")
+    etag = etag_for(model, (*key, "binary", gzipped))
+    headers = {"ETag": etag, "Cache-Control": "public, max-age=86400", "Vary": "Accept-Encoding"}
+    if request.headers.get("if-none-match") == etag:
+        return Response(status_code=304, headers=headers)
+
+    def both() -> tuple[bytes, bytes]:
+        body = map_binary.encode(*map_binary.split_payload(*build()))
+        return body, map_binary.compressed(body)
+
+    body, small = _binary.get(cache_key, both)
+    if gzipped:
+        headers["Content-Encoding"] = "gzip"
+    return Response(small if gzipped else body, media_type=map_binary.MEDIA_TYPE, headers=headers)
 
 
 @router.get("/models/{name}/map", response_class=Response, responses=MAP_RESPONSES)
@@ -252,15 +325,59 @@ def latent_map_json(
     CelebA model), the points are that set's images (its test split where it has one), every
     column of the set to colour them by, from the set's encoding, which is computed once in the
     background (202 with its progress until it is kept)."""
+    return _map(request, model, settings, data, n, method, seed, perplexity, "json")
+
+
+@router.get("/models/{name}/map.bin", response_class=Response, responses=BINARY_RESPONSES)
+def latent_map_binary(
+    request: Request, model: ModelDep, settings: SettingsDep, data: DataDep,
+    n: Annotated[
+        int | None,
+        Query(ge=2, description="images to place on the map (default 5,000, or the server's "
+              "limit where that is lower); past the JSON form's limit, a data set's images",
+              json_schema_extra={"x-maximum": "max_binary_map_points"}),
+    ] = None,
+    method: Annotated[
+        Literal["pca", "tsne"],
+        Query(description="pca: exact, at once; tsne: computed in the background (202 until "
+              "done), then kept per model weights"),
+    ] = "pca",
+    seed: Annotated[
+        int, Query(ge=0, le=2**31 - 1, description="which images are drawn, and t-SNE's start")
+    ] = 0,
+    perplexity: Annotated[
+        float,
+        Query(ge=2, le=100, description="t-SNE's perplexity (at most (n − 1)/3 is used)"),
+    ] = 30.0,
+) -> Response:  # fmt: skip
+    """The map of /api/models/{name}/map as bytes the browser views as typed arrays in place
+    (app/web/map_binary.py documents the layout): positions float32, image indices uint32,
+    each colour column's codes uint8/uint16 or values float32, μ only up to 20,000 points;
+    gzip-compressed where accepted. It holds up to `max_binary_map_points` (1,000,000) points
+    of a data set (`data=NAME`, e.g. all 737,280 images of dsprites); a map of a model's own
+    drawn images or prior samples holds at most the JSON form's limit (404 past it)."""
+    return _map(request, model, settings, data, n, method, seed, perplexity, "binary")
+
+
+def _map(
+    request: Request, model: ServedModel, settings: Settings, data: DataPick | None,
+    n: int | None, method: str, seed: int, perplexity: float, form: str,
+) -> Response:  # fmt: skip
     images = images_of(model, settings, data)
     if isinstance(images, SetImages):
-        return _set_map(request, model, settings, images, n, method, seed, perplexity)
+        return _set_map(request, model, settings, images, n, method, seed, perplexity, form)
     n = min(DEFAULT_POINTS, settings.max_map_points) if n is None else n
+    if n > settings.max_map_points and form == "binary":
+        raise NotInModelError(
+            f"n is {n:,}: a map of {model.name}'s own images holds at most "
+            f"{settings.max_map_points:,}; a data set's map holds more (add data=NAME: "
+            "GET /api/datasets lists them)"
+        )
     if method == "pca":
         sample = sample_for(model, settings, n, seed)
         return _map_response(
             request, model, ("map", "pca", n, seed, sample.source),
-            lambda: map_json(model, sample, latent_map.pca(sample.mu), method, seed),
+            lambda: map_parts(model, sample, latent_map.pca(sample.mu), method, seed), form,
         )  # fmt: skip
     # a t-SNE's images are drawn and encoded in its background job, not while this request
     # waits (a cold PCA map of 10,000, mostly that, takes 3 s on dSprites and 10 s on colour
@@ -277,7 +394,8 @@ def latent_map_json(
     # the sample is the job's, still in memory (a map read from disk encodes it here once)
     return _map_response(
         request, model, ("map", "tsne", n, seed, used, dataset),
-        lambda: map_json(model, sample_for(model, settings, n, seed), result, method, seed),
+        lambda: map_parts(model, sample_for(model, settings, n, seed), result, method, seed),
+        form,
     )  # fmt: skip
 
 
@@ -298,7 +416,7 @@ def _pending(
 
 def _set_map(
     request: Request, model: ServedModel, settings: Settings, images: SetImages,
-    n: int | None, method: str, seed: int, perplexity: float,
+    n: int | None, method: str, seed: int, perplexity: float, form: str = "json",
 ) -> Response:  # fmt: skip
     """A map of a served data set's images, from the set's kept encoding (started in the
     background where it is not kept yet: 202 with its progress)."""
@@ -316,20 +434,25 @@ def _set_map(
     usable = latent_map.encoded_rows(enc.indices, enc.ok, image_set.split, labels)
     if n is None:
         n = min(DEFAULT_POINTS, settings.max_map_points, len(usable))
-    if n > settings.max_map_points:
-        raise InferenceError(f"n is {n:,}, the limit is {settings.max_map_points:,}")
+    limit = settings.max_map_points if form == "json" else settings.max_binary_map_points
+    if n > limit:
+        more = " (map.bin holds more)" if form == "json" else ""
+        raise InferenceError(f"n is {n:,}, the limit is {limit:,}{more}")
+    key = ("map", "set", image_set.name, enc.meta.key, n, seed)
     try:
-        sample = latent_map.encoded_sample(
-            image_set.name, enc.indices, enc.ok, enc.mu, image_set.columns, image_set.split,
-            n, seed, labels=labels, class_names=model.description.label_names,
+        sample = _set_samples.get(
+            (model.digest or id(model), *key),
+            lambda: latent_map.encoded_sample(
+                image_set.name, enc.indices, enc.ok, enc.mu, image_set.columns, image_set.split,
+                n, seed, labels=labels, class_names=model.description.label_names,
+            ),
         )  # fmt: skip
     except latent_map.SampleTooLargeError as e:
         raise NotInModelError(str(e)) from None
-    key = ("map", "set", image_set.name, enc.meta.key, n, seed)
     if method == "pca":
         return _map_response(
             request, model, (*key, "pca"),
-            lambda: map_json(model, sample, latent_map.pca(sample.mu), method, seed),
+            lambda: map_parts(model, sample, latent_map.pca(sample.mu), method, seed), form,
         )  # fmt: skip
     used = min(perplexity, max((n - 1) / 3, 0.5))
     result = tsne_jobs(settings.cache_dir).get(
@@ -340,5 +463,5 @@ def _set_map(
         return _pending(model, method, n, seed, result.state, result.detail(n))
     return _map_response(
         request, model, (*key, "tsne", used),
-        lambda: map_json(model, sample, result, method, seed),
+        lambda: map_parts(model, sample, result, method, seed), form,
     )  # fmt: skip
