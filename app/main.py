@@ -34,6 +34,7 @@ from app.web import (
     openapi,
     pages,
     security,
+    selections,
     set_scores,
     sharpness,
 )
@@ -140,6 +141,7 @@ def create_app(
     app.include_router(figure2.router)
     app.include_router(gallery.router)
     app.include_router(latent_map.router)
+    app.include_router(selections.router)
     app.include_router(compress.router)
     app.include_router(denoise.router)
     app.include_router(denoise.pages)
