@@ -1,14 +1,18 @@
-// The latent map (/map): the encoder means μ of n held-out images laid out in 2-D (GET
-// /api/models/{name}/map), drawn on a canvas beside the explorer.
+// The latent map (/map): the encoder means μ of n images laid out in 2-D (GET
+// /api/models/{name}/map.bin: typed arrays, static/map_binary.js; the JSON form where a server
+// has no binary one), drawn beside the explorer.
 //
-// Points are written straight into an ImageData (one 32-bit store per pixel of each dot), so
-// 20,000 of them redraw in a few milliseconds and pan and zoom can redraw on every frame. Hover
-// looks the pointer up in a grid of the points' screen positions, built once per view, so it
-// touches a handful of points, not n. The explorer (static/explore.js) is followed and moved only
+// The points are drawn on the GPU (static/map_gl.js: a layer drawn once per view, moved on each
+// frame of a pan or zoom, drawn again for the new view chunk by chunk), or into a 2-D canvas's
+// pixels where WebGL2 is not to be had (latentMap.plot). Hover asks a grid index of the points in
+// data coordinates, built once per map (static/map_index.js), so no view change rebuilds it. A
+// lasso or a box selects points into slot A or B (static/map_tools.js); each change is the
+// `map:selection` event on #explorer. The explorer (static/explore.js) is followed and moved only
 // through its events: `latent:z` moves the marker of the current z, a click on a point sends
-// `latent:set` with that point's μ. The drawing, the index, the SVG and the marker's arithmetic
-// are static/map_draw.js's (window.latentMap). Timings land in window.__mapDraws,
-// __mapGrids and __mapHovers for the browser tests and bench/browser_map.py.
+// `latent:set` with that point's μ. Timings land in window.__mapDraws (each complete drawing of
+// the points), __mapFrames (every frame), __mapGrids (the index), __mapHovers (pointer →
+// tooltip) and __mapLoad (bytes, decode, first paint) for the browser tests and
+// bench/browser_map.py. window.latentMapView is the page's handle on the map (see the bottom).
 "use strict";
 
 (() => {
@@ -16,56 +20,107 @@
   const box = document.getElementById("map");
   if (!root || !box) return;
   const L = window.latentMap;
+  const index = window.latentMapIndex;
   const model = root.dataset.model;
   const api = `/api/models/${encodeURIComponent(model)}`;
-  const frame = document.getElementById("map-frame");
-  const canvas = document.getElementById("map-canvas");
-  const overlay = document.getElementById("map-overlay");
-  const ctx = canvas.getContext("2d");
+  const $ = (id) => document.getElementById(id);
+  const frame = $("map-frame");
+  const canvas = $("map-canvas");
+  const overlay = $("map-overlay");
   const octx = overlay.getContext("2d");
-  const tip = document.getElementById("map-tip");
+  const tip = $("map-tip");
   const tipImage = tip.querySelector(".map-tip-image");
   const tipRecon = tip.querySelector(".map-tip-recon");
   const tipText = tip.querySelector(".map-tip-text");
-  const status = document.getElementById("map-status");
-  const colourSelect = document.getElementById("map-colour");
-  const methodSelect = document.getElementById("map-method");
-  const sizeSelect = document.getElementById("map-n");
-  const legendBox = document.getElementById("map-legend");
-  const sourceText = document.getElementById("map-source");
-  const aboutText = document.getElementById("map-marker-about");
-  const exploreLink = document.getElementById("explore-link");
-  const draws = (window.__mapDraws = []); // {n, drawn, ms} per redraw
-  const grids = (window.__mapGrids = []); // {n, ms}: hover index built, once per view
-  // {index, ms, handlerMs, frameMs}: pointer event → tooltip placed (and its handler's share, and
-  // the next frame)
+  const status = $("map-status");
+  const colourSelect = $("map-colour");
+  const methodSelect = $("map-method");
+  const sizeSelect = $("map-n");
+  const legendBox = $("map-legend");
+  const densityNote = $("map-density-note");
+  const sourceText = $("map-source");
+  const aboutText = $("map-marker-about");
+  const svgButton = $("map-svg");
+  const exploreLink = $("explore-link");
+  const draws = (window.__mapDraws = []); // {n, drawn, ms, what}: each complete drawing
+  const frames = (window.__mapFrames = []); // {gap, ms, what, drew}: every frame drawn
+  const grids = (window.__mapGrids = []); // {n, ms}: the hover index, once per map
+  // {index, ms, handlerMs, frameMs}: pointer event → tooltip placed (and its handler's share,
+  // and the next frame)
   const hovers = (window.__mapHovers = []);
+  const load = (window.__mapLoad = {}); // {format, bytes, fetchMs, decodeMs, firstPaintMs}
 
   const DOT = 1.6; // radius of a point, CSS px
   const HOVER = 6; // a point within this many CSS px of the pointer is under it
-  const CELL = 8; // hover grid cell, CSS px (≥ HOVER: the 3×3 cells around the pointer suffice)
   const TIP_W = 196; // the tooltip's width, CSS px (style.css: .map-tip)
   const PAD = 14; // CSS px between the data's extent and the canvas edge, at the reset view
   const BACKGROUND = [255, 255, 255];
   const LEGEND_W = 190; // CSS px beside the map in the exports
+  const SVG_MAX = 20_000; // circles past this make a file editors choke on: PNG instead
+  const SLOT_COLOURS = { A: "#1d4ed8", B: "#c2410c" };
 
-  let map = null; // the API's answer
+  let map = null; // the header, with the arrays the page reads (see normalise)
   let n = 0;
-  let px = null; // data coordinates, Float64Array(n)
-  let py = null;
-  let sx = null; // screen coordinates (CSS px) at the last draw, Float32Array(n)
-  let sy = null;
+  let xy = null; // Float32Array(2n): x, y of each point, data coordinates
   let keys = null; // each point's swatch, Uint16Array(n)
   let swatches = []; // [r, g, b] per key
   let legend = null; // as latentMap.colouring makes it
   let view = { k: 1, tx: 0, ty: 0 }; // screen = (x·k + tx, ty − y·k), CSS px
-  let grid = null; // hover index of the last draw (latentMap.grid), built when idle after it
+  let grid = null; // the hover index (latentMapIndex.grid), in data coordinates
   let hovered = -1;
   let marker = null; // [x, y] of the current z on the map
+  let density = false;
   let z = Array.from(root.querySelectorAll('input[type="range"][data-dim]'))
     .sort((a, b) => Number(a.dataset.dim) - Number(b.dataset.dim))
     .map((s) => Number(s.dataset.value));
   let label = root.dataset.label === "" ? null : Number(root.dataset.label);
+
+  // ---- the renderer: WebGL2 where there is one, else the 2-D canvas
+  let shownView = null; // the view the canvas shows exactly
+  let painted = null; // resolves `ready`
+  let ready = new Promise((resolve) => (painted = resolve));
+  let afterPaint = []; // callbacks for the next exact drawing
+  const gl = window.latentMapGL && window.latentMapGL.create(canvas, {
+    background: BACKGROUND,
+    onFrame: (record, exact) => {
+      frames.push(record);
+      if (frames.length > 5_000) frames.splice(0, 1_000);
+      if (record.complete !== undefined) {
+        const v = JSON.parse(JSON.stringify(view));
+        draws.push({ n, drawn: countInView(v), ms: record.complete, what: record.what });
+        canvas.dataset.draws = String(draws.length);
+      }
+      if (exact) painted_(view);
+    },
+  });
+  const ctx = gl ? null : canvas.getContext("2d");
+  box.dataset.renderer = gl ? "webgl2" : "2d";
+  if (gl) box.dataset.gpu = gl.info().renderer;
+
+  function painted_(v) {
+    shownView = { ...v };
+    canvas.dataset.drawn = String(countInView(v));
+    box.dataset.shown = JSON.stringify(v);
+    if (load.bytesAt && load.firstPaintMs === undefined) {
+      load.firstPaintMs = performance.now() - load.bytesAt;
+    }
+    painted();
+    const waiting = afterPaint;
+    afterPaint = [];
+    waiting.forEach((f) => f());
+  }
+  // points whose dot touches the canvas (as the 2-D path counts them)
+  function countInView(v) {
+    const lo = -DOT;
+    const hi = cssSize + DOT;
+    let c = 0;
+    for (let i = 0; i < n; i++) {
+      const x = xy[2 * i] * v.k + v.tx;
+      const y = v.ty - xy[2 * i + 1] * v.k;
+      if (x >= lo && y >= lo && x < hi && y < hi) c++;
+    }
+    return c;
+  }
 
   // ---- size: the canvas is square, as wide as its column, at the screen's own pixels
   let cssSize = 0;
@@ -84,6 +139,7 @@
       c.style.height = `${side}px`;
     }
     frame.style.height = `${side}px`;
+    if (gl) gl.setSize(side, side, dpr, DOT);
     if (old && map) {
       // keep what is in view, scaled to the new size
       const f = side / old;
@@ -94,46 +150,68 @@
 
   function resetView() {
     if (!map) return;
-    view = L.fitView(px, py, cssSize, PAD);
+    view = L.fitView(xy, cssSize, PAD);
   }
 
-  // ---- drawing
+  // ---- drawing: the view asked of the renderer (GL: its own frames; 2-D: one draw a frame)
   let image = null;
-  let stamp = []; // pixel offsets of one dot, device px
+  let stamp = [];
   function draw() {
     if (!map) return;
-    const t0 = performance.now();
-    if (!image || image.width !== canvas.width || image.height !== canvas.height) {
-      image = ctx.createImageData(canvas.width, canvas.height);
-      stamp = L.dot(DOT * dpr);
-    }
-    const drawn = L.plot(image, { px, py, keys, swatches, sx, sy }, view, dpr, stamp, BACKGROUND);
-    ctx.putImageData(image, 0, 0);
-    grid = null;
-    indexWhenIdle();
-    draws.push({ n, drawn, ms: performance.now() - t0 });
-    canvas.dataset.drawn = String(drawn);
     box.dataset.view = JSON.stringify(view);
     drawOverlay();
+    if (gl) {
+      gl.setView(view);
+      return;
+    }
+    redraw2d();
   }
-
   let frameAsked = false;
-  function redraw() {
-    // at most one draw per frame, however many pointer events arrive
+  function redraw2d() {
     if (frameAsked) return;
     frameAsked = true;
     requestAnimationFrame(() => {
       frameAsked = false;
-      draw();
+      const t0 = performance.now();
+      if (!image || image.width !== canvas.width || image.height !== canvas.height) {
+        image = ctx.createImageData(canvas.width, canvas.height);
+        stamp = L.dot(DOT * dpr);
+      }
+      const [k2, s2] = dimmed();
+      const drawn = L.plot(image, { xy, keys: k2, swatches: s2 }, view, dpr, stamp, BACKGROUND);
+      ctx.putImageData(image, 0, 0);
+      const ms = performance.now() - t0;
+      draws.push({ n, drawn, ms, what: "2d" });
+      canvas.dataset.draws = String(draws.length);
+      frames.push({ gap: null, ms, what: "2d", drew: n });
+      painted_(view);
+    });
+  }
+  // the 2-D path's selection: points outside it take a pale copy of their swatch
+  function dimmed() {
+    const marks = tools.marks();
+    if (!marks) return [keys, swatches];
+    const K = swatches.length;
+    const pale = swatches.map((rgb) => rgb.map((v) => Math.round(v + 0.82 * (255 - v))));
+    const k2 = Uint16Array.from(keys, (key, i) => (marks[i] ? key : key + K));
+    return [k2, [...swatches, ...pale]];
+  }
+  function whenShown() {
+    return new Promise((resolve) => {
+      if (shownView && JSON.stringify(shownView) === JSON.stringify(view)) resolve();
+      else afterPaint.push(resolve);
     });
   }
 
   function drawOverlay() {
     octx.setTransform(dpr, 0, 0, dpr, 0, 0);
     octx.clearRect(0, 0, cssSize, cssSize);
-    if (hovered >= 0 && map) {
+    if (!map) return;
+    tools.drawOn(octx, SLOT_COLOURS);
+    if (hovered >= 0) {
+      const [x, y] = toScreen([xy[2 * hovered], xy[2 * hovered + 1]]);
       octx.beginPath();
-      octx.arc(sx[hovered], sy[hovered], DOT + 3, 0, 2 * Math.PI);
+      octx.arc(x, y, DOT + 3, 0, 2 * Math.PI);
       octx.lineWidth = 1.5;
       octx.strokeStyle = "#1d2330";
       octx.stroke();
@@ -159,6 +237,7 @@
     octx.stroke();
   }
   const toScreen = ([x, y]) => [x * view.k + view.tx, view.ty - y * view.k];
+  const toData = ([sx, sy]) => [(sx - view.tx) / view.k, (view.ty - sy) / view.k];
 
   // ---- colour
   function fillColourSelect() {
@@ -177,11 +256,43 @@
   }
 
   function colourBy(value) {
-    ({ keys, swatches, legend } = L.colouring(map, value));
+    if (!L.colourChoices(map).length) {
+      // a map with nothing to colour by (no columns, no μ): one colour
+      keys = new Uint16Array(n);
+      swatches = [[78, 121, 167]];
+      legend = { kind: "categories", title: "points", items: [] };
+    } else {
+      ({ keys, swatches, legend } = L.colouring(map, value));
+    }
+    if (gl) gl.setColours(keys, swatches);
+    setDensity(density);
     showLegend();
     draw();
     box.dataset.colour = value;
     setParam("colour", value);
+  }
+
+  function setDensity(on) {
+    density = on;
+    $("map-density").setAttribute("aria-pressed", String(on));
+    box.dataset.density = String(on);
+    if (!gl) return;
+    if (!on) {
+      gl.setDensity(null);
+      densityNote.textContent = "";
+      return;
+    }
+    const categorical = legend.kind === "categories";
+    gl.setDensity((v, cols, rows, cell) => {
+      const out = window.latentMapDensity.image(
+        xy, keys, swatches, categorical, v, cols, rows, cell, cssSize, BACKGROUND,
+      );
+      densityNote.textContent =
+        `density: points per ${cell.toFixed(1)} px cell on a log scale, the palest one point, ` +
+        `the deepest ${out.top.toLocaleString("en")}; each cell in its ` +
+        (categorical ? "most common category's colour" : "mean's colour on the scale");
+      return out.image;
+    });
   }
 
   function showLegend() {
@@ -238,57 +349,53 @@
     history.replaceState(null, "", `${location.pathname}?${here}`);
   }
 
-  // ---- hover: the grid index of the points' screen positions
-  function index() {
-    if (grid) return;
-    const t0 = performance.now();
-    grid = L.grid(sx, sy, cssSize, CELL);
-    grids.push({ n, ms: performance.now() - t0 });
-  }
-  // built when the page is idle after a draw (not on every frame of a pan), so the first hover
-  // of a view rarely waits for it
-  let idle = null;
-  const whenIdle = window.requestIdleCallback || ((f) => setTimeout(f, 50));
-  const cancelIdle = window.cancelIdleCallback || clearTimeout;
-  function indexWhenIdle() {
-    if (idle !== null) cancelIdle(idle);
-    idle = whenIdle(() => {
-      idle = null;
-      index();
-    });
+  // ---- hover: the grid index in data coordinates
+  function nearest(cx, cy) {
+    const [x, y] = toData([cx, cy]);
+    return index.nearest(grid, x, y, HOVER / view.k);
   }
 
-  function nearest(x, y) {
-    index();
-    return L.nearest(grid, x, y, HOVER);
-  }
-
-  const zText = (row) => row.map((v) => v.toFixed(2)).join(",");
+  const dataParam = new URL(box.dataset.api, location.href).searchParams.get("data");
+  const D = Number(root.dataset.latentDim);
+  const zText = (row) => Array.from(row, (v) => v.toFixed(2)).join(",");
+  const rowOf = (a, i) => a.subarray(i * D, (i + 1) * D);
   function imageUrl(i) {
     if (map.image_url) return map.image_url.replace("{index}", String(map.indices[i]));
-    return `${api}/decode.png?z=${zText(map.prior_z[i])}`;
+    return `${api}/decode.png?z=${zText(rowOf(map.prior_z, i))}`;
+  }
+  // a point's μ: in the map up to 20,000 points, else encoded again by the server on demand
+  const asked = new Map();
+  function muOf(i) {
+    if (map.latents) return Promise.resolve({ mu: Array.from(rowOf(map.latents, i)) });
+    const image = map.indices[i];
+    if (!asked.has(image)) {
+      const url = new URL(`${api}/encode`, location.href);
+      url.searchParams.set("index", String(image));
+      if (dataParam) url.searchParams.set("data", dataParam);
+      asked.set(image, fetch(url).then((r) => (r.ok ? r.json() : Promise.reject(r.statusText))));
+    }
+    return asked.get(image);
   }
   function reconUrl(i) {
     const cvae = map.labels ? `&label=${map.labels[i]}` : "";
-    return `${api}/decode.png?z=${zText(map.latents[i])}${cvae}`;
+    return `${api}/decode.png?z=${zText(rowOf(map.latents, i))}${cvae}`;
   }
   function describe(i) {
     const what = map.source.kind === "prior" ? "prior draw" : map.source.dataset || "image";
     const parts = [`${what} ${map.indices[i].toLocaleString("en")}`];
     for (const c of map.colour_by) {
       const v = c.values[i];
-      const shown = v === null || (c.names && v < 0) ? "—" : c.names ? c.names[v] : L.formatValue(v);
+      const shown = L.isMissing(c, v) ? "—" : c.names ? c.names[v] : L.formatValue(v);
       parts.push(`${c.name}: ${shown}`);
     }
     return parts.join(" · ");
   }
 
+  let reconTimer = null;
   function hover(ev) {
     const start = performance.now();
     const r = canvas.getBoundingClientRect();
-    const x = ev.clientX - r.left;
-    const y = ev.clientY - r.top;
-    const i = nearest(x, y);
+    const i = nearest(ev.clientX - r.left, ev.clientY - r.top);
     if (i !== hovered) {
       hovered = i;
       if (i < 0) {
@@ -296,22 +403,35 @@
         delete tip.dataset.index;
       } else {
         tipImage.src = imageUrl(i);
-        tipRecon.src = reconUrl(i);
+        clearTimeout(reconTimer);
+        if (map.latents) {
+          tipRecon.src = reconUrl(i);
+        } else {
+          // the server encodes the image for its μ (and draws the reconstruction with it):
+          // asked once the pointer rests, not for every point it passes over
+          tipRecon.removeAttribute("src");
+          reconTimer = setTimeout(() => {
+            muOf(i).then((body) => {
+              if (hovered === i) tipRecon.src = body.reconstruction_png;
+            }, () => {});
+          }, 120);
+        }
         tipText.textContent = describe(i);
         tip.dataset.index = String(i);
         tip.hidden = false;
         // beside the point, inside the frame, without reading the layout back (that would
         // force one on every hover): the tip's width is fixed, and it hangs down from a point
         // in the upper half of the frame and stands up from one in the lower half
-        const left = sx[i] + 12 + TIP_W > cssSize ? sx[i] - 12 - TIP_W : sx[i] + 12;
+        const [sx, sy] = toScreen([xy[2 * i], xy[2 * i + 1]]);
+        const left = sx + 12 + TIP_W > cssSize ? sx - 12 - TIP_W : sx + 12;
         tip.style.left = `${Math.max(0, left)}px`;
-        const upper = sy[i] < cssSize / 2;
-        tip.style.top = upper ? `${Math.max(0, sy[i] - 24)}px` : "";
-        tip.style.bottom = upper ? "" : `${Math.max(0, cssSize - sy[i] - 24)}px`;
+        const upper = sy < cssSize / 2;
+        tip.style.top = upper ? `${Math.max(0, sy - 24)}px` : "";
+        tip.style.bottom = upper ? "" : `${Math.max(0, cssSize - sy - 24)}px`;
       }
       drawOverlay();
     }
-    // placed: the tooltip's content and position set (its layout read); frame: the next frame
+    // placed: the tooltip's content and position set; frame: the next frame
     const now = performance.now();
     const entry = { index: i, ms: now - ev.timeStamp, handlerMs: now - start, frameMs: null };
     hovers.push(entry);
@@ -325,15 +445,43 @@
     drawOverlay();
   }
 
-  // ---- pan (drag), click (a point into the sliders), zoom (wheel about the pointer)
+  // ---- the selection tools (static/map_tools.js): lasso, box, slots A and B
+  const tools = window.latentMapTools.create({
+    root,
+    toData,
+    toScreen: (x, y) => toScreen([x, y]),
+    points: () => ({ xy, indices: map.indices, n }),
+    changed: () => {
+      if (gl) gl.setMarks(tools.marks());
+      else if (map) redraw2d();
+      drawOverlay();
+    },
+    drawOverlay,
+  });
+
+  // ---- pan (drag), click (a point into the sliders), zoom (wheel about the pointer); with the
+  // lasso or box tool a drag draws the selection instead
   let drag = null;
+  const local = (ev) => {
+    const r = canvas.getBoundingClientRect();
+    return [ev.clientX - r.left, ev.clientY - r.top];
+  };
   overlay.addEventListener("pointerdown", (ev) => {
     if (!map || ev.button !== 0) return;
     overlay.setPointerCapture(ev.pointerId);
+    if (tools.tool() !== "pan") {
+      leave();
+      tools.start(local(ev));
+      return;
+    }
     drag = { x: ev.clientX, y: ev.clientY, tx: view.tx, ty: view.ty, moved: false };
   });
   overlay.addEventListener("pointermove", (ev) => {
     if (!map) return;
+    if (tools.drawing()) {
+      tools.extend(local(ev));
+      return;
+    }
     if (drag) {
       const dx = ev.clientX - drag.x;
       const dy = ev.clientY - drag.y;
@@ -342,56 +490,99 @@
       view.tx = drag.tx + dx;
       view.ty = drag.ty + dy;
       if (!tip.hidden) leave();
-      redraw();
+      draw();
       return;
     }
     hover(ev);
   });
   overlay.addEventListener("pointerup", (ev) => {
+    if (tools.drawing()) {
+      tools.finish(local(ev));
+      return;
+    }
     const was = drag;
     drag = null;
     if (!was || was.moved || !map) return;
-    const r = canvas.getBoundingClientRect();
-    const i = nearest(ev.clientX - r.left, ev.clientY - r.top);
+    const [x, y] = local(ev);
+    const i = nearest(x, y);
     if (i >= 0) choose(i);
   });
-  overlay.addEventListener("pointercancel", () => (drag = null));
+  overlay.addEventListener("pointercancel", () => {
+    drag = null;
+    tools.cancel();
+  });
   overlay.addEventListener("pointerleave", () => {
-    if (!drag) leave();
+    if (!drag && !tools.drawing()) leave();
   });
   overlay.addEventListener(
     "wheel",
     (ev) => {
       if (!map) return;
       ev.preventDefault();
-      const r = canvas.getBoundingClientRect();
-      const mx = ev.clientX - r.left;
-      const my = ev.clientY - r.top;
+      const [mx, my] = local(ev);
       const lines = ev.deltaMode === 1 ? 16 : ev.deltaMode === 2 ? cssSize : 1;
       const f = Math.exp(-ev.deltaY * lines * 0.0015);
       // the data point under the pointer stays under it
       view = { k: view.k * f, tx: mx - (mx - view.tx) * f, ty: my - (my - view.ty) * f };
       leave();
-      redraw();
+      draw();
     },
     { passive: false },
   );
-  document.getElementById("map-reset").addEventListener("click", () => {
+  $("map-reset").addEventListener("click", () => {
     resetView();
     draw();
   });
+  $("map-density").addEventListener("click", () => {
+    setDensity(!density);
+    draw();
+  });
 
-  function choose(i) {
-    const detail = { z: map.latents[i].slice() };
+  async function choose(i) {
+    box.dataset.chosen = String(i);
+    let body;
+    try {
+      body = await muOf(i);
+    } catch (err) {
+      status.textContent = `could not encode image ${map.indices[i]}: ${err}`;
+      return;
+    }
+    const detail = { z: body.mu.slice() };
     if (map.labels) detail.label = map.labels[i];
     root.dispatchEvent(new CustomEvent("latent:set", { detail }));
-    box.dataset.chosen = String(i);
   }
 
-  // ---- the marker of the current z
+  // ---- the marker of the current z: PCA's projection, else the server's place for z (asked
+  // once the sliders rest a moment), else the nearest points' positions
+  let placeTimer = null;
+  let placing = 0;
   function place() {
     if (!map) return;
-    marker = L.place(map.marker, z, map.latents, px, py);
+    if (map.marker.kind === "exact" || (!map.marker.place && map.latents)) {
+      setMarker(L.place(map.marker, z, map.latents, xy));
+      return;
+    }
+    if (!map.marker.place) return;
+    clearTimeout(placeTimer);
+    placeTimer = setTimeout(async () => {
+      const token = ++placing;
+      const url = new URL(map.marker.place, location.href);
+      url.searchParams.set("z", z.map((v) => v.toFixed(4)).join(","));
+      if (label !== null && label !== undefined) url.searchParams.set("label", String(label));
+      try {
+        const resp = await fetch(url);
+        const body = await resp.json();
+        if (token !== placing || !resp.ok) return;
+        setMarker([body.x, body.y]);
+        aboutText.textContent = body.about;
+        overlay.dataset.markerHow = body.how;
+      } catch {
+        // the marker stays where it was
+      }
+    }, 150);
+  }
+  function setMarker(xyMarker) {
+    marker = xyMarker;
     overlay.dataset.marker = marker.map((v) => v.toFixed(6)).join(",");
     drawOverlay();
   }
@@ -418,7 +609,8 @@
   }
   const fileName = (ext) => `${model}-map-${map.method}-${colourSelect.value}.${ext}`;
 
-  document.getElementById("map-png").addEventListener("click", () => {
+  $("map-png").addEventListener("click", async () => {
+    await whenShown(); // the points drawn for this view, not the last view's moved
     const out = document.createElement("canvas");
     out.width = Math.round((cssSize + LEGEND_W) * dpr);
     out.height = canvas.height;
@@ -432,17 +624,18 @@
     out.toBlob((blob) => download(blob, fileName("png")), "image/png");
   });
 
-  document.getElementById("map-svg").addEventListener("click", () => {
+  svgButton.addEventListener("click", () => {
     const title = `${model}: latent map (${map.method}, ${n} points), coloured by ${legend.title}`;
-    const text = L.svg({ keys, swatches, sx, sy }, cssSize, LEGEND_W, legend, DOT, title);
+    const text = L.svg({ xy, keys, swatches }, view, cssSize, LEGEND_W, legend, DOT, title);
     download(new Blob([text], { type: "image/svg+xml" }), fileName("svg"));
   });
 
-  // ---- loading: t-SNE answers 202 while it computes; poll as Retry-After says
-  let asked = 0;
+  // ---- loading: the binary map (typed arrays in place); t-SNE and a data set's encoding
+  // answer 202 while they compute: poll as Retry-After says
+  let loads = 0;
   let poll = null;
-  async function load() {
-    const token = ++asked;
+  async function fetchMap() {
+    const token = ++loads;
     clearTimeout(poll);
     const method = methodSelect.value;
     const size = sizeSelect.value;
@@ -450,22 +643,57 @@
     const points = Number(size).toLocaleString("en");
     status.textContent = `loading the ${method === "tsne" ? "t-SNE" : "PCA"} map of ${points} points…`;
     let resp, body;
+    const t0 = performance.now();
     try {
-      const url = new URL(box.dataset.api, location.href); // may carry ?data=NAME
-      url.searchParams.set("n", size);
-      url.searchParams.set("method", method);
-      resp = await fetch(url);
-      body = await resp.json().catch(() => ({ detail: resp.statusText }));
+      const ask = (base) => {
+        const url = new URL(base, location.href); // may carry ?data=NAME
+        url.searchParams.set("n", size);
+        url.searchParams.set("method", method);
+        return fetch(url);
+      };
+      resp = await ask(box.dataset.binary);
+      if (resp.status === 404 || resp.status === 405) {
+        // a server without the binary form: the JSON one (up to 20,000 points)
+        const why = await resp.clone().json().catch(() => ({}));
+        if (why.detail === "Not Found" || why.detail === "Method Not Allowed") {
+          resp = await ask(box.dataset.api);
+        }
+      }
+      if (resp.ok && resp.status === 200 && !/json/.test(resp.headers.get("content-type"))) {
+        const bytes = await resp.arrayBuffer();
+        if (token !== loads) return;
+        Object.assign(load, { format: "binary", bytes: bytes.byteLength });
+        load.fetchMs = performance.now() - t0;
+        load.bytesAt = performance.now();
+        delete load.firstPaintMs;
+        const { header, arrays } = window.latentMapBinary.decode(bytes);
+        body = fromBinary(header, arrays);
+        load.decodeMs = performance.now() - load.bytesAt;
+      } else {
+        const text = await resp.text();
+        if (token !== loads) return;
+        Object.assign(load, { format: "json", bytes: text.length });
+        load.fetchMs = performance.now() - t0;
+        load.bytesAt = performance.now();
+        delete load.firstPaintMs;
+        try {
+          body = JSON.parse(text);
+        } catch {
+          body = { detail: resp.statusText };
+        }
+        if (resp.status === 200) body = fromJson(body);
+        load.decodeMs = performance.now() - load.bytesAt;
+      }
     } catch (err) {
       body = { detail: err.message };
     }
-    if (token !== asked) return; // another layout or size was chosen meanwhile
+    if (token !== loads) return; // another layout or size was chosen meanwhile
     if (resp && resp.status === 202) {
       const wait = Number(resp.headers.get("Retry-After")) || body.retry_after || 5;
       box.dataset.state = "computing";
       status.textContent =
         `computing… ${body.detail} (asking again in ${wait} s; the explorer works meanwhile)`;
-      poll = setTimeout(load, wait * 1000);
+      poll = setTimeout(fetchMap, wait * 1000);
       return;
     }
     if (!resp || !resp.ok) {
@@ -476,17 +704,54 @@
     show(body);
   }
 
+  // The map as the page reads it, from either form: the header's fields, `xy` (Float32Array
+  // 2n), `indices` (Uint32Array), `latents` and `prior_z` (Float32Array n·D or null), each
+  // colour_by entry with `values` (a typed array) and `missing` (its code for no value, or null
+  // for numbers, NaN being none).
+  function fromBinary(header, arrays) {
+    const out = { ...header, xy: arrays.points, indices: arrays.indices };
+    out.latents = arrays.latents || null;
+    out.prior_z = arrays.prior_z || null;
+    out.colour_by = header.colour_by.map((c) => ({ ...c, values: arrays[c.array] }));
+    return out;
+  }
+  function fromJson(body) {
+    const count = body.points.length;
+    const flat = (rows) => {
+      if (!rows) return null;
+      const a = new Float32Array(count * D);
+      rows.forEach((row, i) => a.set(row, i * D));
+      return a;
+    };
+    const pts = new Float32Array(2 * count);
+    body.points.forEach(([x, y], i) => {
+      pts[2 * i] = x;
+      pts[2 * i + 1] = y;
+    });
+    const colours = body.colour_by.map((c) =>
+      c.kind === "ordered"
+        ? { ...c, values: Float32Array.from(c.values, (v) => (v === null ? NaN : v)), missing: null }
+        : { ...c, values: Int32Array.from(c.values), missing: -1 },
+    );
+    return {
+      ...body, xy: pts, indices: Uint32Array.from(body.indices), latents: flat(body.latents),
+      prior_z: flat(body.prior_z), colour_by: colours,
+    };
+  }
+
   function show(body) {
     map = body;
-    n = map.points.length;
-    px = Float64Array.from(map.points, (p) => p[0]);
-    py = Float64Array.from(map.points, (p) => p[1]);
-    sx = new Float32Array(n);
-    sy = new Float32Array(n);
+    map.n = n = map.indices.length;
+    xy = map.xy;
     hovered = -1;
     tip.hidden = true;
     fit();
     resetView();
+    const t0 = performance.now();
+    grid = index.grid(xy);
+    grids.push({ n, ms: performance.now() - t0 });
+    if (gl) gl.setPoints(xy);
+    tools.reset();
     fillColourSelect();
     colourBy(colourSelect.value); // draws
     place();
@@ -495,12 +760,18 @@
     const method = map.method === "tsne" ? "t-SNE" : "PCA";
     status.textContent =
       `${method} of ${n.toLocaleString("en")} encoder means` +
-      (held ? ` · the two axes hold ${held} of μ's variance` : "");
+      (held ? ` · the two axes hold ${held} of μ's variance` : "") +
+      (map.latents ? "" : " · a point's μ is encoded again when it is clicked");
     sourceText.textContent = map.source.description;
     aboutText.textContent = map.marker.kind === "exact"
       ? "The marker is exact: z projected by the same PCA as the points."
-      : map.marker.about;
-    for (const id of ["map-png", "map-svg"]) document.getElementById(id).disabled = false;
+      : map.marker.about || "";
+    $("map-png").disabled = false;
+    svgButton.disabled = n > SVG_MAX;
+    svgButton.title = n > SVG_MAX
+      ? `an SVG of more than ${SVG_MAX.toLocaleString("en")} circles is too large for an ` +
+        "editor to open: download the PNG"
+      : "the points in view as circles";
     box.dataset.state = "done";
   }
 
@@ -508,7 +779,8 @@
   for (const [select, key] of [[methodSelect, "method"], [sizeSelect, "n"]]) {
     select.addEventListener("change", () => {
       setParam(key, select.value);
-      load();
+      ready = new Promise((resolve) => (painted = resolve));
+      fetchMap();
     });
   }
   new ResizeObserver(() => {
@@ -518,6 +790,25 @@
     if (fit() && map) draw();
   });
 
+  // The page's handle on the map, for static/map_select.js and the tests.
+  window.latentMapView = {
+    get ready() {
+      return ready;
+    },
+    selectPolygon: (slot, polygon) => tools.select(slot, polygon),
+    clear: (slot) => tools.clear(slot),
+    toScreen: (x, y) => toScreen([x, y]),
+    points() {
+      const x = new Float32Array(n);
+      const y = new Float32Array(n);
+      for (let i = 0; i < n; i++) {
+        x[i] = xy[2 * i];
+        y[i] = xy[2 * i + 1];
+      }
+      return { x, y, indices: map.indices };
+    },
+  };
+
   fit();
-  load();
+  fetchMap();
 })();

@@ -30,15 +30,20 @@
   const ramp = Array.from({ length: RAMP }, (_, j) => viridis(j / (RAMP - 1)));
 
   // What a map's points can be coloured by: its factors or class (the API's colour_by), then
-  // each latent in the model's order (most informative first), named where it has a name.
+  // each latent in the model's order (most informative first), named where it has a name. Only
+  // a map that carries its μ offers the latents (past 20,000 points the binary map does not).
   function colourChoices(map) {
     const choices = map.colour_by.map((c) => ({ value: c.name, text: c.name, by: c }));
+    if (!map.latents) return choices;
     for (const d of map.latent_order) {
       const name = map.latent_names[d];
       choices.push({ value: `z${d}`, text: name ? `z${d} — ${name}` : `z${d}`, latent: d });
     }
     return choices;
   }
+
+  // Is a column's value v missing? Codes name their own (255, 65535, −1); numbers are NaN.
+  const isMissing = (by, v) => (by.missing === null ? Number.isNaN(v) : v === by.missing || v < 0);
 
   // Each point's swatch (keys into swatches, [r, g, b]) and the legend, for a colour choice:
   // categories (a class, a named factor, a data set's categorical column) from the fixed
@@ -49,16 +54,19 @@
   const MISSING = [200, 200, 200];
   function colouring(map, value) {
     const choice = colourChoices(map).find((c) => c.value === value);
-    const n = map.points.length;
+    const n = map.n;
     const keys = new Uint16Array(n);
     const by = choice.by;
     let missing = 0;
     if (by && (by.kind === "class" || by.names)) {
       const swatches = Array.from({ length: by.size }, (_, v) => categorical(v));
-      by.values.forEach((v, i) => {
-        if (v < 0) missing++;
-        keys[i] = v < 0 ? by.size : v;
-      });
+      const values = by.values;
+      for (let i = 0; i < n; i++) {
+        const v = values[i];
+        const none = isMissing(by, v);
+        if (none) missing++;
+        keys[i] = none ? by.size : v;
+      }
       const items = swatches.map((rgb, v) => ({ name: by.names ? by.names[v] : String(v), rgb }));
       if (missing) {
         swatches.push(MISSING);
@@ -73,7 +81,9 @@
     } else if (by) {
       [values, lo, hi, title] = [by.values, 0, Math.max(1, by.size - 1), by.name];
     } else {
-      values = map.latents.map((row) => row[choice.latent]);
+      const D = map.latent_names.length;
+      values = new Float32Array(n);
+      for (let i = 0; i < n; i++) values[i] = map.latents[i * D + choice.latent];
       const sorted = Float64Array.from(values).sort();
       lo = sorted[Math.floor(0.01 * (n - 1))];
       hi = sorted[Math.ceil(0.99 * (n - 1))];
@@ -81,14 +91,16 @@
       title = `μ of ${choice.text}`;
     }
     const top = RAMP - 1;
-    values.forEach((v, i) => {
-      if (v === null) {
+    const none = by ? (v) => isMissing(by, v) : (v) => Number.isNaN(v);
+    for (let i = 0; i < n; i++) {
+      const v = values[i];
+      if (none(v)) {
         missing++;
         keys[i] = RAMP;
-        return;
+      } else {
+        keys[i] = Math.max(0, Math.min(top, Math.round(((v - lo) / (hi - lo)) * top)));
       }
-      keys[i] = Math.max(0, Math.min(top, Math.round(((v - lo) / (hi - lo)) * top)));
-    });
+    }
     const text = (v) => (!by ? v.toFixed(2) : by.kind === "ordered" ? formatValue(v) : String(v));
     const legend = { kind: "ramp", title, loText: text(lo), hiText: text(hi) };
     if (missing) legend.missingText = `grey: no value (${missing})`;
@@ -102,14 +114,15 @@
     return Number.isInteger(v) ? String(v) : String(Number(v.toPrecision(3)));
   }
 
-  // The view that shows every point on a side×side canvas, `pad` px from its edges, centred.
-  function fitView(px, py, side, pad) {
+  // The view that shows every point (xy: interleaved x, y) on a side×side canvas, `pad` px from
+  // its edges, centred.
+  function fitView(xy, side, pad) {
     let [x0, x1, y0, y1] = [Infinity, -Infinity, Infinity, -Infinity];
-    for (let i = 0; i < px.length; i++) {
-      x0 = Math.min(x0, px[i]);
-      x1 = Math.max(x1, px[i]);
-      y0 = Math.min(y0, py[i]);
-      y1 = Math.max(y1, py[i]);
+    for (let i = 0; i < xy.length; i += 2) {
+      if (xy[i] < x0) x0 = xy[i];
+      if (xy[i] > x1) x1 = xy[i];
+      if (xy[i + 1] < y0) y0 = xy[i + 1];
+      if (xy[i + 1] > y1) y1 = xy[i + 1];
     }
     const k = (side - 2 * pad) / (Math.max(x1 - x0, y1 - y0) || 1);
     return { k, tx: side / 2 - (k * (x0 + x1)) / 2, ty: side / 2 + (k * (y0 + y1)) / 2 };
@@ -135,10 +148,11 @@
   }
 
   // Writes every point as a dot of its swatch's colour into `image` (an ImageData) over the
-  // background, and each point's CSS px position into sx, sy. One 32-bit store per pixel: no
-  // path, no per-point canvas call. Returns how many points fell on the canvas.
+  // background (the 2-D canvas's path, where WebGL2 is not to be had; xy interleaved x, y). One
+  // 32-bit store per pixel: no path, no per-point canvas call. Returns how many points fell on
+  // the canvas.
   function plot(image, points, view, dpr, stamp, background) {
-    const { px, py, keys, swatches, sx, sy } = points;
+    const { xy, keys, swatches } = points;
     const W = image.width;
     const H = image.height;
     const buf = new Uint32Array(image.data.buffer);
@@ -148,11 +162,9 @@
     const R = stamp.reduce((m, [dx]) => Math.max(m, dx), 0);
     const { k, tx, ty } = view;
     let drawn = 0;
-    for (let i = 0; i < px.length; i++) {
-      const x = px[i] * k + tx;
-      const y = ty - py[i] * k;
-      sx[i] = x;
-      sy[i] = y;
+    for (let i = 0; i < xy.length / 2; i++) {
+      const x = xy[2 * i] * k + tx;
+      const y = ty - xy[2 * i + 1] * k;
       const X = Math.round(x * dpr);
       const Y = Math.round(y * dpr);
       if (X < -R || Y < -R || X >= W + R || Y >= H + R) continue;
@@ -170,50 +182,6 @@
       }
     }
     return drawn;
-  }
-
-  // The hover index: the points on a side×side CSS px canvas bucketed by `cell`-px square
-  // (counting sort: `items` holds the points of cell c from starts[c] to starts[c + 1]).
-  function grid(sx, sy, side, cell) {
-    const n = sx.length;
-    const cols = Math.ceil(side / cell) + 1;
-    const cellOf = new Int32Array(n);
-    const starts = new Int32Array(cols * cols + 1);
-    for (let i = 0; i < n; i++) {
-      const cx = Math.floor(sx[i] / cell);
-      const cy = Math.floor(sy[i] / cell);
-      cellOf[i] = cx < 0 || cy < 0 || cx >= cols || cy >= cols ? -1 : cy * cols + cx;
-      if (cellOf[i] >= 0) starts[cellOf[i] + 1]++;
-    }
-    for (let c = 1; c < starts.length; c++) starts[c] += starts[c - 1];
-    const fill = starts.slice(0, -1);
-    const items = new Int32Array(starts[starts.length - 1]);
-    for (let i = 0; i < n; i++) if (cellOf[i] >= 0) items[fill[cellOf[i]]++] = i;
-    return { cell, cols, starts, items, sx, sy };
-  }
-
-  // The point nearest (x, y) within `radius` px (at most a cell: the 3×3 cells around it
-  // suffice), or −1.
-  function nearest(g, x, y, radius) {
-    const { cell, cols, starts, items, sx, sy } = g;
-    const cx = Math.floor(x / cell);
-    const cy = Math.floor(y / cell);
-    let best = -1;
-    let bestD = radius * radius;
-    for (let gy = Math.max(0, cy - 1); gy <= Math.min(cols - 1, cy + 1); gy++) {
-      for (let gx = Math.max(0, cx - 1); gx <= Math.min(cols - 1, cx + 1); gx++) {
-        const c = gy * cols + gx;
-        for (let j = starts[c]; j < starts[c + 1]; j++) {
-          const i = items[j];
-          const d = (sx[i] - x) ** 2 + (sy[i] - y) ** 2;
-          if (d <= bestD) {
-            bestD = d;
-            best = i;
-          }
-        }
-      }
-    }
-    return best;
   }
 
   // The legend as marks from (x0, 0), CSS px, for the PNG and the SVG alike:
@@ -256,13 +224,15 @@
   const escape = (s) => String(s).replace(/[&<>"]/g, (c) => ENTITIES[c]);
 
   // The points inside a side×side view as circles, one group per colour, beside the legend.
-  function svg(points, side, legendWidth, legend, radius, title) {
-    const { keys, swatches, sx, sy } = points;
+  function svg(points, view, side, legendWidth, legend, radius, title) {
+    const { xy, keys, swatches } = points;
     const groups = new Map();
-    for (let i = 0; i < sx.length; i++) {
-      if (sx[i] < 0 || sy[i] < 0 || sx[i] > side || sy[i] > side) continue;
+    for (let i = 0; i < xy.length / 2; i++) {
+      const sx = xy[2 * i] * view.k + view.tx;
+      const sy = view.ty - xy[2 * i + 1] * view.k;
+      if (sx < 0 || sy < 0 || sx > side || sy > side) continue;
       if (!groups.has(keys[i])) groups.set(keys[i], []);
-      const [x, y] = [sx[i].toFixed(1), sy[i].toFixed(1)];
+      const [x, y] = [sx.toFixed(1), sy.toFixed(1)];
       groups.get(keys[i]).push(`<circle cx="${x}" cy="${y}" r="${radius}"/>`);
     }
     const width = side + legendWidth;
@@ -291,18 +261,20 @@
   }
 
   // Where z lies on the map. PCA: the map's own projection, (z − mean)·componentsᵀ. t-SNE
-  // places no new point: the mean of the k nearest points by μ, weighted by 1/distance.
-  function place(marker, z, latents, px, py) {
+  // places no new point: the mean of the k nearest points by μ (latents: n×D, flat), weighted
+  // by 1/distance.
+  function place(marker, z, latents, xy) {
     if (marker.kind === "exact") {
       const { mean, components } = marker;
       return components.map((c) => c.reduce((s, w, d) => s + w * (z[d] - mean[d]), 0));
     }
-    const k = Math.min(marker.k, latents.length);
+    const D = z.length;
+    const n = latents.length / D;
+    const k = Math.min(marker.k || 10, n);
     const best = []; // [squared distance, index], ascending, at most k
-    for (let i = 0; i < latents.length; i++) {
-      const row = latents[i];
+    for (let i = 0; i < n; i++) {
       let d = 0;
-      for (let j = 0; j < z.length; j++) d += (row[j] - z[j]) ** 2;
+      for (let j = 0; j < D; j++) d += (latents[i * D + j] - z[j]) ** 2;
       if (best.length < k || d < best[best.length - 1][0]) {
         let at = best.length;
         while (at > 0 && best[at - 1][0] > d) at--;
@@ -316,14 +288,14 @@
     for (const [d, i] of best) {
       const w = 1 / (Math.sqrt(d) + 1e-6);
       sw += w;
-      x += w * px[i];
-      y += w * py[i];
+      x += w * xy[2 * i];
+      y += w * xy[2 * i + 1];
     }
     return [x / sw, y / sw];
   }
 
   window.latentMap = {
-    RAMP, css, ramp, colourChoices, colouring, formatValue, fitView,
-    dot, plot, grid, nearest, drawLegend, svg, place,
+    RAMP, css, ramp, colourChoices, colouring, isMissing, formatValue, fitView,
+    dot, plot, drawLegend, svg, place,
   };
 })();

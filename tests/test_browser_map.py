@@ -5,6 +5,7 @@ checked against the map API's JSON, fetched by the test, and arithmetic done her
 from __future__ import annotations
 
 import json
+import re
 import xml.etree.ElementTree as ET
 from html import unescape
 from urllib.parse import parse_qs, urlparse
@@ -65,6 +66,25 @@ def page(browser, server):
 def open_map(page: Page, query: str = "") -> None:
     page.goto(f"/map?model={MODEL}&n={N}{query}")
     page.wait_for_selector("#map[data-state=done]", timeout=120_000)
+    page.evaluate("window.latentMapView.ready")  # the points drawn
+
+
+def draws(page: Page) -> int:
+    """How many times the page has drawn every point for a view."""
+    return int(page.get_attribute("#map-canvas", "data-draws"))
+
+
+def drawn_again(page: Page, before: int) -> None:
+    """Once the page has drawn its points again since `before` draws (no eval: CSP-safe)."""
+    page.wait_for_selector(f'#map-canvas:not([data-draws="{before}"])')
+
+
+def settled(page: Page) -> None:
+    """Once the canvas shows the view the page holds, drawn for it (not the last one moved)."""
+    page.wait_for_function(
+        "() => { const m = document.getElementById('map');"
+        " return m.dataset.shown === m.dataset.view; }"
+    )
 
 
 def view(page: Page) -> dict:
@@ -86,12 +106,17 @@ def isolated(xy: np.ndarray, side: float, gap: float = 7.0, margin: float = 12.0
 
 
 def canvas_rgb(page: Page, points: list) -> np.ndarray:
-    """The map canvas's pixels at CSS positions, read at the canvas's own resolution."""
+    """The map canvas's pixels at CSS positions, read at the canvas's own resolution (copied
+    into a 2-D canvas: the map's own is WebGL's)."""
     return np.array(
         page.eval_on_selector(
             "#map-canvas",
             """(c, pts) => { const r = c.width / c.getBoundingClientRect().width;
-                const g = c.getContext('2d');
+                const copy = document.createElement('canvas');
+                copy.width = c.width;
+                copy.height = c.height;
+                const g = copy.getContext('2d');
+                g.drawImage(c, 0, 0);
                 const at = (x, y) => g.getImageData(Math.round(x * r), Math.round(y * r), 1, 1);
                 return pts.map(([x, y]) => Array.from(at(x, y).data.slice(0, 3))); }""",
             [[float(x), float(y)] for x, y in points],
@@ -128,8 +153,10 @@ def test_the_map_draws_every_point_in_the_colours_of_the_chosen_factor(browser, 
         "heart",
     ]
     # an ordered factor: viridis from its lowest class to its highest, brighter as it grows
+    before = draws(page)
     page.select_option("#map-colour", "scale")
     page.wait_for_selector('#map[data-colour="scale"]')
+    drawn_again(page, before)
     scale = np.asarray(next(c for c in pca["colour_by"] if c["name"] == "scale")["values"])
     got = canvas_rgb(page, xy[alone])
     assert not np.array_equal(got, want)
@@ -228,6 +255,7 @@ def test_zoom_pan_and_the_svg_and_png_exports_show_the_current_view(page, pca):
     page.mouse.up()
     v2 = view(page)
     assert (v2["tx"] - v1["tx"], v2["ty"] - v1["ty"]) == pytest.approx((60, -30), abs=0.01)
+    settled(page)
     assert v2["k"] == v1["k"]
 
     xy = on_screen(pca["points"], v2)
@@ -307,9 +335,10 @@ def test_the_direction_slider_moves_z_along_the_direction(page, server):
 
 def test_the_pages_link_each_other_and_offer_directions_only_where_there_are_some(server):
     html = httpx.get(f"{server}/", params={"model": "disvae-vae-celeba"}, timeout=120).text
-    assert 'id="explorer"' in html and 'id="direction-slider"' not in html
+    # no directions of its own: the slider waits, hidden, for one handed over (direction:use)
+    assert 'id="explorer"' in html and 'id="direction-slider" hidden' in html
     html = httpx.get(f"{server}/", params={"model": MODEL}, timeout=120).text
-    assert 'id="direction-slider"' in html and f'href="/map?model={MODEL}&z=' in html
+    assert 'id="direction-slider" data-model' in html and f'href="/map?model={MODEL}&z=' in html
     assert '<a href="/map">Map</a>' in html  # in the nav
     z = "0.50,0.00,0.00,0.00,0.00,0.00,0.00,0.00,0.00,-1.00"
     query = {"model": MODEL, "method": "umap", "n": 99_999, "z": z}
@@ -317,6 +346,10 @@ def test_the_pages_link_each_other_and_offer_directions_only_where_there_are_som
     assert "unknown method 'umap' (pca or tsne); showing PCA" in html
     assert f"a map of {MODEL} holds 2 to 20,000 points; showing 5,000" in html
     assert 'data-method="pca" data-n="5000"' in html
+    assert ">all 10,000<" not in html  # a model's own drawn images: no "all"
+    html = httpx.get(f"{server}/map", params={"model": "fashion-vae", "data": "fashion-mnist"},
+                     timeout=120).text
+    assert re.search(r'<option value="10000"[^>]*>all 10,000</option>', html)  # its test split
     assert f'href="/?model={MODEL}&z={z}"' in html  # back to explore, at the same z
     assert 'id="direction-slider"' in html
 

@@ -117,10 +117,10 @@ def latent_map(
     colour: str | None = None, z: str | None = None, label: int | None = None,
 ) -> HTMLResponse:  # fmt: skip
     """The latent map beside the explorer: the encoder means of n held-out images laid out by
-    PCA or t-SNE (static/map.js draws GET /api/models/{name}/map), coloured by a factor, class
-    or latent; a point clicked loads its μ into the sliders, and the current z is marked.
+    PCA or t-SNE (static/map.js draws GET /api/models/{name}/map.bin), coloured by a factor,
+    class or latent; a point clicked loads its μ into the sliders, and the current z is marked.
     `data` names a served data set to map instead of the model's own images (every column of
-    the set to colour by)."""
+    the set to colour by; all of its images, up to the binary map's limit)."""
     if not registry:
         return templates.TemplateResponse(request, "empty.html", {}, status_code=503)
     name = model if model is not None and model in registry else landing_model(registry, settings)
@@ -133,6 +133,7 @@ def latent_map(
         method = "pca"
     summary = model_summary(ckpt, settings, data)
     limit = settings.max_map_points
+    all_images = None  # a data set's images: the binary map holds all of them, "all N"
     if summary["dataset_split"] == "test" and summary["dataset_images"]:
         limit = min(limit, summary["dataset_images"])  # a test split holds no more
     else:
@@ -141,7 +142,9 @@ def latent_map(
         except InferenceError:  # not installed: the map itself says so
             images = None
         if isinstance(images, inference.SetImages):
-            limit = min(limit, images.mapped_images)  # a set's test split, or all of it
+            # a set's test split, or all of it; the binary map holds up to its own limit
+            limit = min(settings.max_binary_map_points, images.mapped_images)
+            all_images = images.mapped_images if images.mapped_images <= limit else None
     if n is None:
         n = min(5_000, limit)
     elif not 2 <= n <= limit:
@@ -170,7 +173,8 @@ def latent_map(
         "label": label,
         "method": method,
         "n": n,
-        "sizes": sorted({*(s for s in MAP_SIZES if s <= limit), n}),
+        "sizes": sorted({*(s for s in MAP_SIZES if s <= limit), n} | {all_images} - {None}),
+        "all_images": all_images,
         "colour": colour or "",
         "url_params": urlencode(params),
         "warning": "; ".join(warnings) or None,
