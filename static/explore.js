@@ -7,6 +7,11 @@
 // that slider's every position decoded, sliced into the cache, so the drag itself paints from
 // memory. z is written with two decimals, which is also what makes the server's ETag and the
 // browser's HTTP cache useful.
+//
+// Other scripts put decoded pictures in the same cache with the event `latent:tiles` on
+// #explorer, detail {model, label, tiles: [{z, bitmap}]}: each bitmap is kept under the decode
+// URL that `latent:set` with that z (and that label: null for none, left out for the page's)
+// would ask for, so a drag of the direction slider (static/direction.js) paints from memory.
 "use strict";
 
 (() => {
@@ -26,8 +31,14 @@
   const paints = (window.__latentPaints = []);
   const sweeps = (window.__latentSweeps = []); // sweeps sliced into the caches, for tests and bench/
   const zText = (values = z) => values.map((v) => v.toFixed(2)).join(",");
-  const query = (kind, values = z) =>
-    `z=${zText(values)}` + (label === null || kind !== "cvae" ? "" : `&label=${label}`);
+  const query = (kind, values = z, at = label) =>
+    `z=${zText(values)}` + (at === null || kind !== "cvae" ? "" : `&label=${at}`);
+  // what `latent:set` makes of a z: hundredths (Math.round), within each slider's range
+  const settle = (values) =>
+    values.map((v, i) => {
+      const { lo, hi } = rangeOf(byDim.get(i));
+      return Math.max(lo, Math.min(hi, Math.round(v * 100) / 100));
+    });
   const api = (model) => `/api/models/${encodeURIComponent(model)}`;
 
   const errorBox = document.getElementById("decode-error");
@@ -100,7 +111,13 @@
         });
     }
 
-    const decodeUrl = (values = z) => `${api(model)}/decode.png?${query(kind, values)}`;
+    const decodeUrl = (values = z, at = label) =>
+      `${api(model)}/decode.png?${query(kind, values, at)}`;
+    // a picture decoded elsewhere (latent:tiles), kept as the decode at `values`
+    function keep(values, at, bitmap) {
+      const key = decodeUrl(values, at);
+      if (!cache.has(key)) remember(key, bitmap);
+    }
     const update = (t0) => request(decodeUrl(), t0);
 
     // every position of slider `d` from the current z: tile k of the strip is z[d] = lo + k·step.
@@ -157,7 +174,7 @@
         : new Promise((resolve) => first.addEventListener("load", resolve, { once: true })).then(
             drawFirst,
           );
-    return { update, refreshTraverse, prefetch, ready: firstPaint };
+    return { model, update, refreshTraverse, prefetch, keep, ready: firstPaint };
   }
 
   const panels = Array.from(root.querySelectorAll("canvas.decoded[data-model]")).map(makePanel);
@@ -196,9 +213,8 @@
   // `live`: one step of a drag elsewhere (the direction slider): the pictures follow at once,
   // the traversals and the strips wait for the last step
   function setAll(values, live = false, t0 = performance.now()) {
-    values.forEach((v, i) => {
-      const { lo, hi } = rangeOf(byDim.get(i));
-      z[i] = Math.max(lo, Math.min(hi, Math.round(v * 100) / 100));
+    settle(values).forEach((v, i) => {
+      z[i] = v;
     });
     for (const s of sliders) {
       s.value = z[Number(s.dataset.dim)].toFixed(2);
@@ -297,6 +313,15 @@
     const { z: values, label: next, live, t0 } = ev.detail;
     if (next !== undefined && next !== null && label !== null && next !== label) setLabel(next);
     setAll(values, Boolean(live), t0 ?? performance.now());
+  });
+
+  // pictures decoded elsewhere: detail {model, label, tiles: [{z, bitmap}]} (see the top)
+  root.addEventListener("latent:tiles", (ev) => {
+    const { model, tiles } = ev.detail;
+    const at = ev.detail.label === undefined ? label : ev.detail.label;
+    for (const p of panels.filter((q) => q.model === model)) {
+      for (const tile of tiles) p.keep(settle(tile.z), at, tile.bitmap);
+    }
   });
 
   // an encoded image (upload or dataset) moves the sliders to its μ

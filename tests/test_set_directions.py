@@ -220,7 +220,7 @@ def test_a_set_without_columns_says_there_is_nothing_to_read(served):
     assert r.status_code == 404
     assert r.json()["detail"].startswith(f"data set {PLAIN} has no columns")
     page = served.get(f"/map?model=tiny-vae&data={PLAIN}").text
-    assert 'id="direction-slider"' not in page
+    assert 'id="direction-slider" hidden' in page
     assert f"data set {PLAIN} has no columns" in unescape(page)
 
 
