@@ -81,6 +81,7 @@ bench: install $(CHROMIUM) /usr/bin/wrk
 	$(PY) bench/encode_folder.py --many
 	PYTHONPATH=. $(PY) bench/set_map.py
 	PYTHONPATH=. $(PY) bench/fashion_folder_directions.py
+	PYTHONPATH=. $(PY) bench/layout_speed.py
 
 clean:
 	rm -rf $(VENV) node_modules static/vendor

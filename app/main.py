@@ -30,6 +30,7 @@ from app.web import (
     gallery,
     interpolate,
     latent_map,
+    map_layouts,
     models_page,
     openapi,
     pages,
@@ -142,6 +143,7 @@ def create_app(
     app.include_router(gallery.router)
     app.include_router(latent_map.router)
     app.include_router(selections.router)
+    app.include_router(map_layouts.router)
     app.include_router(compress.router)
     app.include_router(denoise.router)
     app.include_router(denoise.pages)

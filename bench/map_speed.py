@@ -50,7 +50,7 @@ def one_process(name: str, n: int, tsne: bool) -> dict[str, float]:
         if tsne:
             t = time.perf_counter()
             assert client.get(f"{url}&method=tsne").status_code == 202
-            latent_map.tsne_jobs(None).join()
+            latent_map.layout_jobs(None).join()
             r = client.get(f"{url}&method=tsne")
             out["tsne_s"] = time.perf_counter() - t
             out["tsne_reported_s"] = r.json()["settings"]["seconds"]

@@ -26,7 +26,7 @@ from sklearn.decomposition import PCA
 from app.data.dsprites import index_to_classes, render
 from app.main import create_app
 from app.settings import Settings
-from app.studies import latent_map, tsne_jobs
+from app.studies import latent_map, layout_jobs, layouts
 from app.web import latent_map as map_api
 
 
@@ -42,7 +42,7 @@ def get_map(client: TestClient, name: str, **query) -> dict:
 def test_pca_is_scikit_learns_exact_pca_up_to_each_axis_sign():
     rng = np.random.default_rng(0)
     mu = rng.normal(size=(500, 6)) * [3.0, 2.0, 1.0, 0.5, 0.2, 0.1] + [1, -2, 0, 0, 3, 0]
-    layout = latent_map.pca(mu)
+    layout = layouts.pca(mu)
     ref = PCA(n_components=2, svd_solver="full").fit(mu)
     expected = ref.transform(mu)
     signs = np.sign((layout.points * expected).sum(axis=0))
@@ -58,7 +58,7 @@ def test_pca_is_scikit_learns_exact_pca_up_to_each_axis_sign():
 
 def test_pca_of_one_latent_puts_every_point_on_a_line():
     mu = np.arange(10, dtype=np.float64)[:, None]
-    layout = latent_map.pca(mu)
+    layout = layouts.pca(mu)
     np.testing.assert_allclose(layout.points[:, 0], mu[:, 0] - 4.5)
     np.testing.assert_array_equal(layout.points[:, 1], 0)
     assert layout.settings["explained_variance_ratio"] == [1.0, 0.0]
@@ -124,7 +124,7 @@ def test_the_map_answers_again_from_its_cache_and_with_304(client):
     [
         ({"n": 20_001}, 422, "n is 20,001"),
         ({"n": 1}, 422, "n"),
-        ({"method": "umap"}, 422, "method"),
+        ({"method": "isomap"}, 422, "method"),
         ({"seed": -1}, 422, "seed"),
         ({"perplexity": 500}, 422, "perplexity"),
     ],
@@ -211,9 +211,9 @@ def test_tsne_answers_202_while_computing_then_the_map(client):
     assert first.status_code == 202 and first.headers["retry-after"] == "5"
     assert first.json()["status"] in ("queued", "computing")
     assert "t-SNE of 60 points" in first.json()["detail"]
-    map_api.tsne_jobs(None).join(timeout=120)
+    map_api.layout_jobs(None).join(timeout=120)
     m = get_map(client, "tiny-vae", **query)
-    assert m["marker"]["kind"] == "nearest" and "t-SNE has no map" in m["marker"]["about"]
+    assert m["marker"]["kind"] == "transform" and "openTSNE's own transform" in m["marker"]["about"]
     assert m["settings"]["perplexity"] == 19.0 + 2 / 3  # (n − 1)/3, under the asked-for 30
     # t-SNE keeps neighbourhoods: the 5 nearest points on the map are near in μ too
     # (trustworthiness, Venna & Kaski 2001: 1 when kept, about 0.5 for points placed at random)
@@ -227,40 +227,40 @@ def test_tsne_answers_202_while_computing_then_the_map(client):
 
 def test_a_tsne_kept_on_disk_is_read_back_by_another_process_without_computing(tmp_path):
     points = np.arange(8.0).reshape(4, 2)
-    one = tsne_jobs.TsneJobs(cache_dir=tmp_path)
-    first = one.get("k", 4, lambda: latent_map.Layout(points, {"perplexity": 1.0}))
-    assert isinstance(first, tsne_jobs.Pending)
+    one = layout_jobs.LayoutJobs(cache_dir=tmp_path)
+    first = one.get("k", 4, lambda _: layouts.Layout(points, {"perplexity": 1.0}))
+    assert isinstance(first, layout_jobs.Pending)
     one.join(timeout=10)
     assert not list(tmp_path.glob("*.lock"))
 
-    def never() -> latent_map.Layout:
+    def never(_: object) -> layouts.Layout:
         raise AssertionError("computed again")
 
-    other = tsne_jobs.TsneJobs(cache_dir=tmp_path)  # a second server process
+    other = layout_jobs.LayoutJobs(cache_dir=tmp_path)  # a second server process
     layout = other.get("k", 4, never)
-    assert isinstance(layout, latent_map.Layout)
+    assert isinstance(layout, layouts.Layout)
     np.testing.assert_array_equal(layout.points, points)
     assert layout.settings == {"perplexity": 1.0}
 
 
 def test_a_tsne_another_process_is_computing_is_waited_for_unless_its_lock_is_stale(tmp_path):
     (tmp_path / "k.lock").write_text("12345")
-    jobs = tsne_jobs.TsneJobs(cache_dir=tmp_path)
-    pending = jobs.get("k", 100, lambda: latent_map.Layout(np.zeros((100, 2)), {}))
-    assert isinstance(pending, tsne_jobs.Pending) and pending.state == "computing elsewhere"
+    jobs = layout_jobs.LayoutJobs(cache_dir=tmp_path)
+    pending = jobs.get("k", 100, lambda _: layouts.Layout(np.zeros((100, 2)), {}))
+    assert isinstance(pending, layout_jobs.Pending) and pending.state == "computing elsewhere"
     assert "another server process" in pending.detail(100)
-    stale = tsne_jobs.TsneJobs(cache_dir=tmp_path, stale_after=-1)
-    restarted = stale.get("k", 100, lambda: latent_map.Layout(np.zeros((100, 2)), {}))
+    stale = layout_jobs.LayoutJobs(cache_dir=tmp_path, stale_after=-1)
+    restarted = stale.get("k", 100, lambda _: layouts.Layout(np.zeros((100, 2)), {}))
     assert restarted.state in ("queued", "computing")
     stale.join(timeout=10)
     assert (tmp_path / "k.npz").is_file() and not (tmp_path / "k.lock").exists()
 
 
 def test_a_failed_tsne_is_reported_once_then_tried_again():
-    jobs = tsne_jobs.TsneJobs()
+    jobs = layout_jobs.LayoutJobs()
     calls = []
 
-    def fail() -> latent_map.Layout:
+    def fail(_: object) -> layouts.Layout:
         calls.append(1)
         raise latent_map.InferenceError("boom")
 
@@ -268,7 +268,7 @@ def test_a_failed_tsne_is_reported_once_then_tried_again():
     jobs.join(timeout=10)
     with pytest.raises(latent_map.InferenceError, match="boom"):
         jobs.get("k", 10, fail)
-    assert isinstance(jobs.get("k", 10, fail), tsne_jobs.Pending) and len(calls) >= 1
+    assert isinstance(jobs.get("k", 10, fail), layout_jobs.Pending) and len(calls) >= 1
     jobs.join(timeout=10)
     assert len(calls) == 2
 
@@ -282,16 +282,16 @@ def test_the_map_page_offers_no_more_points_than_a_test_split_holds(fashion_clie
 
 
 def test_past_max_queued_the_longest_waiting_tsne_is_dropped_and_queued_again_when_asked():
-    jobs = tsne_jobs.TsneJobs(max_queued=1)
+    jobs = layout_jobs.LayoutJobs(max_queued=1)
     started, release, ran = threading.Event(), threading.Event(), []
 
-    def job(name: str) -> Callable[[], latent_map.Layout]:
-        def compute() -> latent_map.Layout:
+    def job(name: str) -> Callable[[object], layouts.Layout]:
+        def compute(_: object) -> layouts.Layout:
             ran.append(name)
             if name == "a":
                 started.set()
                 release.wait(10)
-            return latent_map.Layout(np.zeros((2, 2)), {"name": name})
+            return layouts.Layout(np.zeros((2, 2)), {"name": name})
 
         return compute
 
@@ -300,21 +300,21 @@ def test_past_max_queued_the_longest_waiting_tsne_is_dropped_and_queued_again_wh
     jobs.get("b", 2, job("b"))  # waits its turn
     jobs.get("c", 2, job("c"))  # one waiting at most: b is dropped
     again = jobs.get("b", 2, job("b"))  # asked again: queued anew, and c dropped in turn
-    assert isinstance(again, tsne_jobs.Pending) and again.state == "queued"
+    assert isinstance(again, layout_jobs.Pending) and again.state == "queued"
     release.set()
     jobs.join(timeout=10)
     assert ran == ["a", "b"]
     assert jobs.get("b", 2, job("b")).settings == {"name": "b"}
-    assert isinstance(jobs.get("c", 2, job("c")), tsne_jobs.Pending)  # dropped: starts again
+    assert isinstance(jobs.get("c", 2, job("c")), layout_jobs.Pending)  # dropped: starts again
     jobs.join(timeout=10)
 
 
 def test_a_process_exits_without_waiting_for_a_tsne_in_the_background():
     code = (
         "import threading\n"
-        "from app.studies.tsne_jobs import TsneJobs\n"
-        "jobs = TsneJobs()\n"
-        "jobs.get('k', 10, lambda: threading.Event().wait())\n"  # would never finish
+        "from app.studies.layout_jobs import LayoutJobs\n"
+        "jobs = LayoutJobs()\n"
+        "jobs.get('k', 10, lambda _: threading.Event().wait())\n"  # would never finish
         "print('started', flush=True)\n"
     )
     done = subprocess.run(
@@ -337,7 +337,7 @@ def test_the_first_tsne_request_answers_202_before_the_images_are_encoded(client
     assert first.status_code == 202 and first.headers["retry-after"] == "5"
     assert first.json()["status"] in ("queued", "computing")
     release.set()
-    map_api.tsne_jobs(None).join(timeout=120)
+    map_api.layout_jobs(None).join(timeout=120)
     assert released == [True]  # encoded once, in the background, after the answer
     m = get_map(client, "tiny-vae", **query)
     assert len(m["points"]) == len(m["latents"]) == 45 and released == [True]
@@ -357,8 +357,8 @@ def write_lock(folder: Path, key: str, host: str, pid: int) -> None:
     (folder / f"{key}.lock").write_text(json.dumps({"host": host, "pid": pid}))
 
 
-def layout_of(n: int) -> Callable[[], latent_map.Layout]:
-    return lambda: latent_map.Layout(np.arange(2.0 * n).reshape(n, 2), {"perplexity": 1.0})
+def layout_of(n: int) -> Callable[[], layouts.Layout]:
+    return lambda _: layouts.Layout(np.arange(2.0 * n).reshape(n, 2), {"perplexity": 1.0})
 
 
 @pytest.mark.parametrize("holder", ["an exited process", "this process, not computing it"])
@@ -367,18 +367,18 @@ def test_a_lock_of_this_host_whose_process_is_gone_is_taken_over_at_once(tmp_pat
     # under the same process id) must not wait an hour for it
     pid = exited_pid() if holder == "an exited process" else os.getpid()
     write_lock(tmp_path, "k", socket.gethostname(), pid)
-    jobs = tsne_jobs.TsneJobs(cache_dir=tmp_path)
+    jobs = layout_jobs.LayoutJobs(cache_dir=tmp_path)
     started = jobs.get("k", 4, layout_of(4))
-    assert isinstance(started, tsne_jobs.Pending) and started.state in ("queued", "computing")
+    assert isinstance(started, layout_jobs.Pending) and started.state in ("queued", "computing")
     jobs.join(timeout=10)
-    np.testing.assert_array_equal(jobs.get("k", 4, layout_of(4)).points, layout_of(4)().points)
+    np.testing.assert_array_equal(jobs.get("k", 4, layout_of(4)).points, layout_of(4)(None).points)
 
 
 def test_a_live_processs_lock_is_respected_until_it_dies(tmp_path):
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
     try:
         write_lock(tmp_path, "k", socket.gethostname(), child.pid)
-        jobs = tsne_jobs.TsneJobs(cache_dir=tmp_path)
+        jobs = layout_jobs.LayoutJobs(cache_dir=tmp_path)
         for _ in range(2):
             assert jobs.get("k", 4, layout_of(4)).state == "computing elsewhere"
         assert json.loads((tmp_path / "k.lock").read_text())["pid"] == child.pid
@@ -395,11 +395,11 @@ def test_another_hosts_lock_ages_out_whatever_its_process_id(tmp_path):
     gone = exited_pid()
     write_lock(tmp_path, "here", socket.gethostname(), gone)
     write_lock(tmp_path, "there", "another-host", gone)
-    jobs = tsne_jobs.TsneJobs(cache_dir=tmp_path)
+    jobs = layout_jobs.LayoutJobs(cache_dir=tmp_path)
     assert jobs.get("here", 4, layout_of(4)).state in ("queued", "computing")
     assert jobs.get("there", 4, layout_of(4)).state == "computing elsewhere"
     jobs.join(timeout=10)
-    aged = tsne_jobs.TsneJobs(cache_dir=tmp_path, stale_after=-1)
+    aged = layout_jobs.LayoutJobs(cache_dir=tmp_path, stale_after=-1)
     assert aged.get("there", 4, layout_of(4)).state in ("queued", "computing")
     aged.join(timeout=10)
     assert not list(tmp_path.glob("*.lock"))
@@ -408,12 +408,12 @@ def test_another_hosts_lock_ages_out_whatever_its_process_id(tmp_path):
 def test_the_lock_of_a_tsne_being_computed_names_this_host_and_process(tmp_path):
     started, release = threading.Event(), threading.Event()
 
-    def compute() -> latent_map.Layout:
+    def compute(_: object) -> layouts.Layout:
         started.set()
         release.wait(10)
-        return layout_of(4)()
+        return layout_of(4)(None)
 
-    jobs = tsne_jobs.TsneJobs(cache_dir=tmp_path)
+    jobs = layout_jobs.LayoutJobs(cache_dir=tmp_path)
     jobs.get("k", 4, compute)
     assert started.wait(10)
     try:
@@ -456,11 +456,11 @@ CORRUPTIONS: dict[str, Callable[[Path], None]] = {
 @pytest.mark.parametrize("corruption", list(CORRUPTIONS))
 def test_a_cached_tsne_that_does_not_match_its_request_is_computed_again(tmp_path, corruption):
     CORRUPTIONS[corruption](tmp_path / "k.npz")
-    jobs = tsne_jobs.TsneJobs(cache_dir=tmp_path)
-    assert isinstance(jobs.get("k", 4, layout_of(4)), tsne_jobs.Pending)  # not served
+    jobs = layout_jobs.LayoutJobs(cache_dir=tmp_path)
+    assert isinstance(jobs.get("k", 4, layout_of(4)), layout_jobs.Pending)  # not served
     jobs.join(timeout=10)
-    expected = layout_of(4)().points
+    expected = layout_of(4)(None).points
     np.testing.assert_array_equal(jobs.get("k", 4, layout_of(4)).points, expected)
     # and written over: another process reads the good one
-    read = tsne_jobs.TsneJobs(cache_dir=tmp_path).get("k", 4, layout_of(4))
+    read = layout_jobs.LayoutJobs(cache_dir=tmp_path).get("k", 4, layout_of(4))
     np.testing.assert_array_equal(read.points, expected)

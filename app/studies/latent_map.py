@@ -12,12 +12,9 @@ Where the images come from, by what the model has:
                    of what it makes rather than of a dataset.
 A CVAE's μ is its encoder's given each image's own class.
 
-Two layouts:
-    PCA    exact (an SVD of the centred μ), milliseconds; a new z lands exactly on the map by
-           the same projection, (z − mean)·componentsᵀ.
-    t-SNE  scikit-learn's Barnes–Hut t-SNE (van der Maaten 2014): half a minute for 5,000
-           points on 2 cores, so it runs in the background (app.studies.tsne_jobs), one at a
-           time, and is kept per weights digest.
+The layouts (app.studies.layouts): PCA, exact and at once; t-SNE (openTSNE) and UMAP
+(umap-learn), computed in the background (app.studies.layout_jobs) and kept per weights
+digest; or a layout of a data set computed elsewhere and loaded (app.studies.layout_files).
 
 Nothing here knows about HTTP.
 """
@@ -25,7 +22,6 @@ Nothing here knows about HTTP.
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -39,7 +35,7 @@ from app.data.sets import SPLITS, Column
 from app.inference import DatasetImages, DrawnImages, InferenceError, TestImages
 from app.studies.cache import SharedResults
 
-METHODS = ("pca", "tsne")  # the layouts a map can be drawn in
+METHODS = ("pca", "tsne", "umap")  # the layouts a map is computed in (and "loaded", by name)
 ENCODE_BATCH = 256
 # images are drawn and encoded on this many threads at once (torch and numpy release the GIL):
 # a cold 10,000-point dSprites map is half the wall time on 2 cores that it is on one
@@ -279,69 +275,4 @@ def map_sample(ckpt: ServedModel, images: DatasetImages | None, n: int, seed: in
     source = None if images is None else (images.name, images.n_images)
     return _samples.get(
         ("sample", ckpt.digest, source, n, seed), lambda: compute_sample(ckpt, images, n, seed)
-    )
-
-
-# --- layouts ----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Layout:
-    points: np.ndarray  # (n, 2)
-    settings: dict[str, object]  # what was run, and what it measured
-    mean: np.ndarray | None = None  # PCA: a new z lands at (z − mean)·componentsᵀ
-    components: np.ndarray | None = None  # (2, D)
-
-
-def pca(mu: np.ndarray) -> Layout:
-    """The two principal axes of μ, exactly (SVD of the centred means). Each axis's sign is
-    fixed so that its largest loading is positive: the same data always draws the same map."""
-    mean = mu.mean(axis=0)
-    _, s, vt = np.linalg.svd(mu - mean, full_matrices=False)
-    components = np.zeros((2, mu.shape[1]))
-    k = min(2, vt.shape[0])
-    components[:k] = vt[:k]
-    for row in components:
-        if row.any():
-            row *= np.sign(row[np.argmax(np.abs(row))])
-    variance = s**2
-    total = float(variance.sum())
-    ratio = [float(v / total) if total > 0 else 0.0 for v in variance[:2]]
-    return Layout(
-        points=(mu - mean) @ components.T,
-        settings={"solver": "exact SVD", "explained_variance_ratio": ratio + [0.0] * (2 - k)},
-        mean=mean,
-        components=components,
-    )
-
-
-def tsne(mu: np.ndarray, seed: int, perplexity: float) -> Layout:
-    """scikit-learn's Barnes–Hut t-SNE of μ, PCA-initialised (stable from run to run). Minutes
-    for 20,000 points: run it through TsneJobs."""
-    from sklearn.manifold import TSNE  # noqa: PLC0415 (a second to import; only t-SNE needs it)
-
-    if len(mu) <= perplexity:
-        raise InferenceError(
-            f"t-SNE needs more points than its perplexity: n is {len(mu)}, perplexity "
-            f"{perplexity:g}"
-        )
-    started = time.perf_counter()
-    model = TSNE(
-        n_components=2, perplexity=perplexity, learning_rate="auto", max_iter=1000,
-        init="pca" if mu.shape[1] >= 2 else "random",  # PCA needs two axes to start from
-        random_state=seed, n_jobs=ENCODE_THREADS,
-    )  # fmt: skip
-    points = model.fit_transform(mu.astype(np.float32)).astype(np.float64)
-    return Layout(
-        points=points,
-        settings={
-            "perplexity": perplexity,
-            "init": "pca",
-            "learning_rate": "auto",
-            "max_iter": 1000,
-            "iterations": int(model.n_iter_),
-            "kl_divergence": float(model.kl_divergence_),
-            "seconds": round(time.perf_counter() - started, 1),
-            "implementation": "scikit-learn Barnes-Hut",
-        },
     )

@@ -1,6 +1,7 @@
-"""The latent map's API: where a model puts n held-out images, laid out by PCA (at once) or
-t-SNE (in the background, the images' encoding included: 202 with Retry-After until it is
-done), as JSON the /map page draws.
+"""The latent map's API: where a model puts n held-out images, laid out by PCA (at once),
+t-SNE or UMAP (in the background, the images' encoding included: 202 with Retry-After until it
+is done), or by a layout of the data set loaded from a file (app/web/map_layouts.py), as JSON
+the /map page draws.
 
 The handler is a plain `def`, so FastAPI runs it on its thread pool; concurrent first requests
 for one map share one computation (app.studies.latent_map)."""
@@ -12,7 +13,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import numpy as np
 from fastapi import APIRouter, Query, Request
@@ -24,34 +25,54 @@ from app.checkpoints.served import ServedModel
 from app.encodings.cache import class_labels
 from app.inference import DatasetImages, InferenceError, SetImages
 from app.settings import Settings
-from app.studies import latent_map
+from app.studies import latent_map, layouts
 from app.studies.cache import SharedResults
-from app.studies.latent_map import Column, Layout, MapSample
+from app.studies.latent_map import Column, MapSample
+from app.studies.layout_files import UnknownLayoutError, layout_store
+from app.studies.layout_jobs import LayoutJobs, Pending, layout_key
+from app.studies.layouts import NEAREST, Layout
 from app.studies.set_encodings import encoding_status, progress_text
-from app.studies.tsne_jobs import Pending, TsneJobs, tsne_key
 from app.web import map_binary
 from app.web.deps import DataDep, DataPick, ModelDep, SettingsDep
-from app.web.errors import DATA_UNAVAILABLE, NOT_MODIFIED, NotInModelError
+from app.web.errors import DATA_UNAVAILABLE, NOT_MODIFIED, NotFoundError, NotInModelError
 from app.web.inputs import images_of
 from app.web.responses import cached_image, etag_for
 
 router = APIRouter(prefix="/api", tags=["latent map"])
 
-NEAREST = 10  # the t-SNE marker: the distance-weighted mean of this many neighbours' positions
-TSNE_MARKER = (
-    "t-SNE has no map for a point it was not fitted on: the marker for the current z sits at "
-    f"the distance-weighted mean of the map positions of the {NEAREST} images whose μ lie "
-    "nearest to it"
-)
+MARKER_ABOUT = {
+    "tsne": "the marker for the current z is placed by openTSNE's own transform: its affinities "
+    "to its nearest neighbours in μ, optimised against the fixed map (GET marker.place)",
+    "umap": "the marker for the current z is placed by UMAP's own transform: its fuzzy "
+    "neighbours in μ, optimised against the fixed map (GET marker.place)",
+    "loaded": "a layout computed elsewhere has no map for a point it was not given: the marker "
+    f"for the current z sits at the distance-weighted mean of the map positions of the {NEAREST} "
+    "images whose μ lie nearest to it",
+}
 DEFAULT_POINTS = 5000
 RETRY_AFTER = 5  # seconds between a page's polls while a t-SNE computes
+LOADED_NEEDS_A_SET = (
+    "method=loaded draws a layout loaded for a data set: view model {model} on one with "
+    "data=NAME (GET /api/datasets/NAME/layouts lists its layouts)"
+)
+MethodQuery = Annotated[
+    Literal["pca", "tsne", "umap", "loaded"],
+    Query(description="pca: exact, at once; tsne (openTSNE) and umap: computed in the "
+          "background (202 until done), then kept per model weights; loaded: a layout of the "
+          "data set loaded from a file (with layout=NAME and data=NAME)"),
+]  # fmt: skip
+LayoutQuery = Annotated[
+    str | None,
+    Query(max_length=64, description="method=loaded: the name of a layout of the data set "
+          "(GET /api/datasets/{dataset}/layouts)"),
+]  # fmt: skip
 
 
 class MapPending(BaseModel):
     """A map not computed yet: a t-SNE layout, or the encoding of the data set it shows."""
 
     model: str
-    method: Literal["pca", "tsne"]
+    method: Literal["pca", "tsne", "umap", "loaded"]
     n: int
     seed: int
     status: Literal["queued", "computing", "computing elsewhere", "encoding"]
@@ -183,7 +204,9 @@ def map_parts(
             "components": _rounded(layout.components, 6),
         }
     else:
-        marker = {"kind": "nearest", "k": NEAREST, "about": TSNE_MARKER}
+        kind = "transform" if method in ("tsne", "umap") else "nearest"
+        marker = {"kind": kind, "k": NEAREST, "about": MARKER_ABOUT.get(method, "")}
+    marker["place"] = place_url(model, sample, layout, method, seed)
     colours = colour_by(sample)
     arrays: dict[str, np.ndarray] = {
         "points": np.round(layout.points.astype(np.float64), 4),
@@ -248,16 +271,68 @@ _json: SharedResults[bytes] = SharedResults(16)  # a map's JSON, 1–2 MB, encod
 _binary: SharedResults[tuple[bytes, bytes]] = SharedResults(4)
 # a data set map's points, picked from its encoding once (737,280 of them: 0.2 s, 60 MB of μ)
 _set_samples: SharedResults[MapSample] = SharedResults(4)
-_jobs: dict[Path | None, TsneJobs] = {}
+_jobs: dict[Path | None, LayoutJobs] = {}
 _jobs_lock = threading.Lock()
 
 
-def tsne_jobs(cache_dir: Path | None) -> TsneJobs:
-    """The background t-SNE runner of this process, for one cache folder."""
+def layout_jobs(cache_dir: Path | None) -> LayoutJobs:
+    """The background layout runner (t-SNE, UMAP) of this process, for one cache folder."""
     with _jobs_lock:
         if cache_dir not in _jobs:
-            _jobs[cache_dir] = TsneJobs(cache_dir)
+            _jobs[cache_dir] = LayoutJobs(cache_dir)
         return _jobs[cache_dir]
+
+
+def computed_layout(
+    model: ServedModel, settings: Settings, method: str, source: str | None, n: int, seed: int,
+    perplexity: float, mu: Callable[[], np.ndarray],
+) -> tuple[str, Layout | Pending]:  # fmt: skip
+    """A t-SNE or UMAP of the map's μ (`mu`, called in the background job), by its key: done,
+    or where it stands (started where nobody has started it)."""
+    used = layouts.used_perplexity(n, perplexity) if method == "tsne" else None
+    key = layout_key(method, model, source, n, seed, used)
+
+    def compute(progress: layouts.Progress) -> Layout:
+        if method == "tsne":
+            assert used is not None
+            return layouts.tsne(mu(), seed, used, progress)
+        return layouts.umap(mu(), seed)
+
+    return key, layout_jobs(settings.cache_dir).get(key, n, compute, method)
+
+
+def loaded_layout(
+    settings: Settings, images: SetImages, name: str | None, sample: MapSample
+) -> tuple[Layout, str]:
+    """The map's points on the set's loaded layout `name` (app.studies.layout_files): a
+    Layout of their positions, and when the layout was loaded (it keys the map's JSON)."""
+    image_set = images.set
+    if not name:
+        raise InferenceError("method=loaded needs layout=NAME (GET /api/datasets/{set}/layouts)")
+    try:
+        loaded = layout_store(settings.cache_dir).load(
+            image_set, image_set.content_digest(), name
+        )
+    except UnknownLayoutError as e:
+        raise NotFoundError(str(e)) from None
+    settings_ = {"layout": loaded.name, "rows": loaded.rows, "loaded": loaded.created}
+    return Layout(loaded.points_of(sample.indices), settings_), loaded.created
+
+
+def place_url(
+    model: ServedModel, sample: MapSample, layout: Layout, method: str, seed: int
+) -> str:
+    """Where the page asks for the marker of a z on this map (it adds `&z=…`): the map's own
+    parameters, at GET /api/models/{name}/map/place (app/web/map_layouts.py)."""
+    query: dict[str, Any] = {"method": method, "n": sample.n, "seed": seed}
+    perplexity = layout.settings.get("perplexity")
+    if method == "tsne" and isinstance(perplexity, float | int) and perplexity >= 2:
+        query["perplexity"] = repr(float(perplexity))  # below 2 it is (n − 1)/3 whatever asked
+    if sample.data_set:
+        query["data"] = sample.data_set
+    if method == "loaded":
+        query["layout"] = layout.settings.get("layout")
+    return f"/api/models/{quote(model.name, safe='')}/map/place?{urlencode(query)}"
 
 
 Parts = Callable[[], tuple[dict[str, Any], dict[str, np.ndarray]]]
@@ -302,11 +377,7 @@ def latent_map_json(
               "5,000, or the server's limit where that is lower)",
               json_schema_extra={"x-maximum": "max_map_points"}),
     ] = None,
-    method: Annotated[
-        Literal["pca", "tsne"],
-        Query(description="pca: exact, at once; tsne: computed in the background (202 until "
-              "done), then kept per model weights"),
-    ] = "pca",
+    method: MethodQuery = "pca",
     seed: Annotated[
         int, Query(ge=0, le=2**31 - 1, description="which images are drawn, and t-SNE's start")
     ] = 0,
@@ -314,6 +385,7 @@ def latent_map_json(
         float,
         Query(ge=2, le=100, description="t-SNE's perplexity (at most (n − 1)/3 is used)"),
     ] = 30.0,
+    layout: LayoutQuery = None,
 ) -> Response:  # fmt: skip
     """Where the model puts n held-out images: the encoder means μ of images drawn from its
     ground truth (dSprites, colour shapes), or of its dataset's test split (Fashion-MNIST),
@@ -325,7 +397,7 @@ def latent_map_json(
     CelebA model), the points are that set's images (its test split where it has one), every
     column of the set to colour them by, from the set's encoding, which is computed once in the
     background (202 with its progress until it is kept)."""
-    return _map(request, model, settings, data, n, method, seed, perplexity, "json")
+    return _map(request, model, settings, data, n, method, seed, perplexity, "json", layout)
 
 
 @router.get("/models/{name}/map.bin", response_class=Response, responses=BINARY_RESPONSES)
@@ -337,11 +409,7 @@ def latent_map_binary(
               "limit where that is lower); past the JSON form's limit, a data set's images",
               json_schema_extra={"x-maximum": "max_binary_map_points"}),
     ] = None,
-    method: Annotated[
-        Literal["pca", "tsne"],
-        Query(description="pca: exact, at once; tsne: computed in the background (202 until "
-              "done), then kept per model weights"),
-    ] = "pca",
+    method: MethodQuery = "pca",
     seed: Annotated[
         int, Query(ge=0, le=2**31 - 1, description="which images are drawn, and t-SNE's start")
     ] = 0,
@@ -349,6 +417,7 @@ def latent_map_binary(
         float,
         Query(ge=2, le=100, description="t-SNE's perplexity (at most (n − 1)/3 is used)"),
     ] = 30.0,
+    layout: LayoutQuery = None,
 ) -> Response:  # fmt: skip
     """The map of /api/models/{name}/map as bytes the browser views as typed arrays in place
     (app/web/map_binary.py documents the layout): positions float32, image indices uint32,
@@ -356,16 +425,19 @@ def latent_map_binary(
     gzip-compressed where accepted. It holds up to `max_binary_map_points` (1,000,000) points
     of a data set (`data=NAME`, e.g. all 737,280 images of dsprites); a map of a model's own
     drawn images or prior samples holds at most the JSON form's limit (404 past it)."""
-    return _map(request, model, settings, data, n, method, seed, perplexity, "binary")
+    return _map(request, model, settings, data, n, method, seed, perplexity, "binary", layout)
 
 
 def _map(
     request: Request, model: ServedModel, settings: Settings, data: DataPick | None,
     n: int | None, method: str, seed: int, perplexity: float, form: str,
+    layout: str | None = None,
 ) -> Response:  # fmt: skip
     images = images_of(model, settings, data)
     if isinstance(images, SetImages):
-        return _set_map(request, model, settings, images, n, method, seed, perplexity, form)
+        return _set_map(
+            request, model, settings, images, n, method, seed, perplexity, form, layout
+        )  # fmt: skip
     n = min(DEFAULT_POINTS, settings.max_map_points) if n is None else n
     if n > settings.max_map_points and form == "binary":
         raise NotInModelError(
@@ -377,23 +449,24 @@ def _map(
         sample = sample_for(model, settings, n, seed)
         return _map_response(
             request, model, ("map", "pca", n, seed, sample.source),
-            lambda: map_parts(model, sample, latent_map.pca(sample.mu), method, seed), form,
+            lambda: map_parts(model, sample, layouts.pca(sample.mu), method, seed), form,
         )  # fmt: skip
-    # a t-SNE's images are drawn and encoded in its background job, not while this request
-    # waits (a cold PCA map of 10,000, mostly that, takes 3 s on dSprites and 10 s on colour
-    # shapes: docs/map.md); what is wrong with the request (n, the data) is answered here
+    if method == "loaded":
+        raise InferenceError(LOADED_NEEDS_A_SET.format(model=model.name))
+    # a t-SNE's or UMAP's images are drawn and encoded in its background job, not while this
+    # request waits (a cold PCA map of 10,000, mostly that, takes 3 s on dSprites and 10 s on
+    # colour shapes: docs/map.md); what is wrong with the request (n, the data) is answered here
     images = images_to_map(model, settings, n)
     dataset = None if images is None else images.name
-    used = min(perplexity, max((n - 1) / 3, 0.5))
-    result = tsne_jobs(settings.cache_dir).get(
-        tsne_key(model, dataset, n, seed, used), n,
-        lambda: latent_map.tsne(sample_for(model, settings, n, seed).mu, seed, used),
+    key, result = computed_layout(
+        model, settings, method, dataset, n, seed, perplexity,
+        lambda: sample_for(model, settings, n, seed).mu,
     )  # fmt: skip
     if isinstance(result, Pending):
         return _pending(model, method, n, seed, result.state, result.detail(n))
     # the sample is the job's, still in memory (a map read from disk encodes it here once)
     return _map_response(
-        request, model, ("map", "tsne", n, seed, used, dataset),
+        request, model, ("map", key),
         lambda: map_parts(model, sample_for(model, settings, n, seed), result, method, seed),
         form,
     )  # fmt: skip
@@ -417,6 +490,7 @@ def _pending(
 def _set_map(
     request: Request, model: ServedModel, settings: Settings, images: SetImages,
     n: int | None, method: str, seed: int, perplexity: float, form: str = "json",
+    layout: str | None = None,
 ) -> Response:  # fmt: skip
     """A map of a served data set's images, from the set's kept encoding (started in the
     background where it is not kept yet: 202 with its progress)."""
@@ -452,16 +526,21 @@ def _set_map(
     if method == "pca":
         return _map_response(
             request, model, (*key, "pca"),
-            lambda: map_parts(model, sample, latent_map.pca(sample.mu), method, seed), form,
+            lambda: map_parts(model, sample, layouts.pca(sample.mu), method, seed), form,
         )  # fmt: skip
-    used = min(perplexity, max((n - 1) / 3, 0.5))
-    result = tsne_jobs(settings.cache_dir).get(
-        tsne_key(model, f"{image_set.name}:{enc.meta.key}", n, seed, used), n,
-        lambda: latent_map.tsne(sample.mu, seed, used),
+    if method == "loaded":
+        loaded, version = loaded_layout(settings, images, layout, sample)
+        return _map_response(
+            request, model, (*key, "loaded", layout, version),
+            lambda: map_parts(model, sample, loaded, method, seed), form,
+        )  # fmt: skip
+    job, result = computed_layout(
+        model, settings, method, f"{image_set.name}:{enc.meta.key}", n, seed, perplexity,
+        lambda: sample.mu,
     )  # fmt: skip
     if isinstance(result, Pending):
         return _pending(model, method, n, seed, result.state, result.detail(n))
     return _map_response(
-        request, model, (*key, "tsne", used),
+        request, model, (*key, job),
         lambda: map_parts(model, sample, result, method, seed), form,
     )  # fmt: skip

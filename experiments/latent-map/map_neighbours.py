@@ -38,7 +38,7 @@ def main() -> None:
             url = f"/api/models/{name}/map?n={N}"
             pca = client.get(url).json()
             assert client.get(url + "&method=tsne").status_code in (200, 202)
-            latent_map.tsne_jobs(None).join()
+            latent_map.layout_jobs(None).join()
             tsne = client.get(url + "&method=tsne").json()
             colour = pca["colour_by"][0]
             y = np.array(colour["values"])

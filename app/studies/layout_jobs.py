@@ -1,16 +1,15 @@
-"""t-SNE maps in the background: one at a time on a daemon thread, each kept per key (the
-weights, the images, n, seed, perplexity) in memory and, where a cache folder is set, on disk,
-which is what lets a restarted server, and several server processes, share one computation.
-A request that finds its map not ready gets where it stands (`Pending`) instead of waiting."""
+"""Layouts computed in the background (t-SNE, UMAP): one at a time on a daemon thread, each
+kept per key (the method, the weights, the images, n, seed, the method's settings) in memory
+and, where a cache folder is set, on disk, which is what lets a restarted server, and several
+server processes, share one computation. A request that finds its layout not ready gets where
+it stands (`Pending`, with the fraction done where the method reports it) instead of waiting."""
 
 from __future__ import annotations
 
 import contextlib
 import io
 import json
-import os
 import queue
-import tempfile
 import threading
 import time
 import zipfile
@@ -22,33 +21,48 @@ from pathlib import Path
 
 import numpy as np
 
-from app.cache_files import lock_is_stale, take_lock
+from app.cache_files import lock_is_stale, replaced_atomically, take_lock
 from app.checkpoints.served import ServedModel
-from app.studies.latent_map import Layout
+from app.studies.layouts import Layout, Progress
 
-TSNE_SECONDS_PER_POINT = 0.007  # measured on the 2-core machine: 31 s for 5,000, 70 s for 10,000
+# seconds per point on the 2-core machine, for the 202's estimate until a run says how far it is
+# (bench/layout_speed.py, 2026-12-06)
+SECONDS_PER_POINT = {"tsne": 0.0015, "umap": 0.0012}
+NAMES = {"tsne": "t-SNE", "umap": "UMAP"}
+
+Compute = Callable[[Progress], Layout]  # hears the fraction done as it goes
 
 
 @dataclass
 class Pending:
-    """A t-SNE not finished yet: where it stands, for the 202 the API answers meanwhile."""
+    """A layout not finished yet: where it stands, for the 202 the API answers meanwhile."""
 
     state: str  # "queued" | "computing" | "computing elsewhere" (another server process)
     started: float | None  # time.time() it began computing
     estimate: float  # seconds it should take
+    method: str = "tsne"
+    progress: float | None = None  # the fraction done, where the method reports it
 
     def detail(self, n: int) -> str:
+        what = NAMES.get(self.method, self.method)
         about = f"about {self.estimate:.0f} s on 2 cores"
         if self.state == "queued":
-            return f"t-SNE of {n:,} points is queued behind another map ({about} once started)"
+            return f"{what} of {n:,} points is queued behind another map ({about} once started)"
         elapsed = 0 if self.started is None else time.time() - self.started
         where = " by another server process" if self.state == "computing elsewhere" else ""
-        return f"t-SNE of {n:,} points is being computed{where}: {elapsed:.0f} s so far, {about}"
+        done = "" if self.progress is None else f", {self.progress:.0%} done"
+        return (
+            f"{what} of {n:,} points is being computed{where}: {elapsed:.0f} s so far{done}, "
+            f"{about}"
+        )
+
+    def report(self, fraction: float) -> None:
+        self.progress = fraction
 
 
 @dataclass
-class TsneJobs:
-    """One t-SNE at a time on a background daemon thread (a server that is stopped does not
+class LayoutJobs:
+    """One layout at a time on a background daemon thread (a server that is stopped does not
     wait for it); results kept per key (most recent `size` in memory; all on disk under
     `cache_dir` when set: `<key>.npz`, written whole or not at all, beside a `<key>.lock` that
     says which process is computing it: `{"host": ..., "pid": ...}`). A file that is not the
@@ -66,13 +80,14 @@ class TsneJobs:
     _done: OrderedDict[str, Layout] = field(default_factory=OrderedDict)
     _running: dict[str, tuple[Future[Layout], Pending]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
-    _queue: queue.SimpleQueue[tuple[str, Future[Layout], Pending, Callable[[], Layout]]] = field(
+    _queue: queue.SimpleQueue[tuple[str, Future[Layout], Pending, Compute]] = field(
         default_factory=queue.SimpleQueue
     )
     _worker: threading.Thread | None = None
 
-    def get(self, key: str, n: int, compute: Callable[[], Layout]) -> Layout | Pending:
-        """The layout if it is ready; else where it stands, starting it if nobody has."""
+    def get(self, key: str, n: int, compute: Compute, method: str = "tsne") -> Layout | Pending:
+        """The layout if it is ready; else where it stands, starting it if nobody has. `method`
+        names it in the 202's words and sets the estimate."""
         with self._lock:
             if key in self._done:
                 self._done.move_to_end(key)
@@ -90,23 +105,23 @@ class TsneJobs:
                 return self._keep(key, stored)
             if not self._claim(key):
                 return Pending(
-                    "computing elsewhere", self._lock_time(key), n * TSNE_SECONDS_PER_POINT
+                    "computing elsewhere", self._lock_time(key), _estimate(method, n), method
                 )
-            return self._enqueue(key, n, compute)
+            return self._enqueue(key, n, compute, method)
 
-    def _enqueue(self, key: str, n: int, compute: Callable[[], Layout]) -> Pending:
+    def _enqueue(self, key: str, n: int, compute: Compute, method: str) -> Pending:
         waiting = [
             (k, f) for k, (f, p) in self._running.items() if p.state == "queued" and not f.done()
         ]
         for k, f in waiting[: max(0, len(waiting) - self.max_queued + 1)]:
             f.cancel()  # the longest waiting: its next request queues it again
             self._release(k)
-        pending = Pending("queued", None, n * TSNE_SECONDS_PER_POINT)
+        pending = Pending("queued", None, _estimate(method, n), method)
         future: Future[Layout] = Future()
         self._running[key] = (future, pending)
         self._queue.put((key, future, pending, compute))
         if self._worker is None:
-            self._worker = threading.Thread(target=self._work, name="tsne", daemon=True)
+            self._worker = threading.Thread(target=self._work, name="layouts", daemon=True)
             self._worker.start()
         return pending
 
@@ -117,7 +132,7 @@ class TsneJobs:
                 continue  # dropped while it waited
             pending.state, pending.started = "computing", time.time()
             try:
-                layout = compute()
+                layout = compute(pending.report)
                 self._write(key, layout)
             except BaseException as e:  # noqa: BLE001 (kept for the request that asks next)
                 self._release(key)
@@ -127,7 +142,7 @@ class TsneJobs:
                 future.set_result(layout)
 
     def join(self, timeout: float | None = None) -> None:
-        """Wait until every t-SNE started or queued so far has finished, failed or been
+        """Wait until every layout started or queued so far has finished, failed or been
         dropped."""
         with self._lock:
             futures = [future for future, _ in self._running.values()]
@@ -171,16 +186,8 @@ class TsneJobs:
             return
         buf = io.BytesIO()
         np.savez(buf, points=layout.points, settings=np.array(json.dumps(layout.settings)))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # whole or not at all: written beside, then renamed over
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(buf.getvalue())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with replaced_atomically(path) as f:  # whole or not at all
+            f.write(buf.getvalue())
 
     def _claim(self, key: str) -> bool:
         """Take the key's lock file, or say that another process holds it: created only where
@@ -207,8 +214,16 @@ class TsneJobs:
             lock.unlink(missing_ok=True)
 
 
-def tsne_key(ckpt: ServedModel, dataset: str | None, n: int, seed: int, perplexity: float) -> str:
-    """A file name for one t-SNE: the weights, where the images came from (the dataset's name,
-    None for the model's own prior samples), n, seed, perplexity."""
+def _estimate(method: str, n: int) -> float:
+    return n * SECONDS_PER_POINT.get(method, SECONDS_PER_POINT["tsne"])
+
+
+def layout_key(
+    method: str, ckpt: ServedModel, dataset: str | None, n: int, seed: int,
+    perplexity: float | None = None,
+) -> str:  # fmt: skip
+    """A file name for one layout: the method, the weights, where the images came from (the
+    dataset's name, None for the model's own prior samples), n, seed, and t-SNE's perplexity."""
     source = (dataset or "prior").replace(" ", "-").lower()
-    return f"tsne-{ckpt.digest[:16]}-{source}-n{n}-s{seed}-p{perplexity:g}"
+    key = f"{method}-{ckpt.digest[:16]}-{source}-n{n}-s{seed}"
+    return key if perplexity is None else f"{key}-p{perplexity:g}"
