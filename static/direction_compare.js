@@ -27,7 +27,7 @@
     values.map((v, i) => Math.max(ranges[i].lo, Math.min(ranges[i].hi, Math.round(v * 100) / 100)));
 
   function painter(canvas) {
-    const model = canvas.dataset.model;
+    const model = canvas.dataset.name;
     const api = `/api/models/${encodeURIComponent(model)}`;
     const vector = canvas.dataset.vector.split(",").map(Number);
     const own = root.querySelector(`canvas.decoded[data-model="${CSS.escape(model)}"]`);
@@ -84,6 +84,13 @@
     }
     const at = (t) => settle(zStart.map((v, i) => v + t * vector[i]));
     const show = (t, t0) => request(decodeUrl(at(t)), t0);
+    // t = 0 is the explorer's own picture of the model: copied, not asked for again
+    function mirror() {
+      if (!own || own.dataset.shown === undefined) return;
+      ctx.drawImage(own, 0, 0, canvas.width, canvas.height);
+      shown = own.dataset.shown;
+      canvas.dataset.shown = shown;
+    }
 
     const fetched = new Map(); // strip URL → promise
     function loadStrip(lo, hi, step) {
@@ -117,7 +124,7 @@
       fetched.set(url, done);
       return done;
     }
-    return { show, loadStrip };
+    return { show, mirror, loadStrip };
   }
 
   let bound = null; // the section's range input, once bound
@@ -145,7 +152,7 @@
     range.addEventListener("input", (ev) => move(ev.timeStamp || performance.now()));
     range.addEventListener("pointerdown", loadStrips);
     range.addEventListener("focus", loadStrips);
-    move(performance.now());
+    for (const p of painters) p.mirror();
     loadStrips();
     range.closest("[data-slider]").dataset.ready = "true";
   }

@@ -108,7 +108,7 @@ def test_the_compare_direction_slider_paints_each_model_from_its_strip(page):
     page.goto(f"/compare?a={models[0]}&b={models[1]}")
     page.locator("#direction-compare").scroll_into_view_if_needed()
     page.wait_for_selector(".direction-compare-track[data-ready=true]", timeout=120_000)
-    live = 'canvas.direction-live[data-model="{}"]'
+    live = 'canvas.direction-live[data-name="{}"]'
     for m in models:  # each model's picture at t = 0
         page.wait_for_selector(live.format(m) + "[data-shown]")
     shown = {m: page.get_attribute(live.format(m), "data-shown") for m in models}
