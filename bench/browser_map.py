@@ -1,18 +1,24 @@
-"""The latent map's speed in Chromium, on a live server with the shipped checkpoints: how long the
-page takes to draw n points (20,000 by default: the API's limit) and to answer a hover.
+"""The latent map's speed in Chromium: a server process on a persistent cache folder answers the
+binary map (GET /api/models/{name}/map.bin), and the page draws it. For each case:
 
-Draw: the page's own timing of each redraw (window.__mapDraws: points projected and written into
-the canvas's pixels), the first one (which also allocates the canvas's pixels) and the median of
-`--redraws` more, from the reset-view button and from changes of the colour. Hover: the pointer is
-moved onto `--hovers` points in turn, ~60 moves per second, and the page records the time from
-the pointer event to the tooltip filled and placed (window.__mapHovers `ms`) and to the start of
-the next frame (`frameMs`), and the handler's own share (`handlerMs`): once with the tooltip's
-two images fetched from the server (which decodes them on the same cores), once with every PNG
-answered at once by Playwright; also how long the hover index takes to build (once per view,
-when the page is idle after a draw).
+- **bytes**: the map on the wire (gzip, as the browser asks for it) and decoded;
+- **first paint**: from the bytes arrived in the page to every point drawn and on screen (the
+  page's window.__mapLoad.firstPaintMs: decoding, the hover index, the colours, the GPU's draw);
+- **pan and zoom**: the pointer drags the map (`--moves` moves, ~60 a second), then the wheel
+  zooms in and out; every frame drawn meanwhile (window.__mapFrames) gives its gap from the last,
+  p50/p95/max; then how long the points took to be drawn again for the view it ended on;
+- **pointer → tooltip**: the pointer moved onto `--hovers` points in turn, ~60 moves a second,
+  the time from the pointer event to the tooltip filled and placed (window.__mapHovers `ms`) and
+  to the next frame (`frameMs`), with the tooltip's images answered at once by Playwright (the
+  server would otherwise decode two images per hover on the same cores);
+- **server RSS**: the server process's resident memory after the case, and its peak.
 
-    python bench/browser_map.py [--model dsprites-beta-vae] [--n 20000] [--redraws 20]
-        [--hovers 200] [--scale 1]
+The dSprites map of all 737,280 images needs the set's encoding, minutes of work the first time:
+the server keeps it in `--cache` (`.cache/bench-map`, git-ignored), so a later run finds it.
+While it is computed the map answers 202 with its progress, which is printed.
+
+    python bench/browser_map.py [--cases dsprites-beta-vae:dsprites:737280,...]
+        [--cache .cache/bench-map] [--moves 120] [--hovers 200]
 """
 
 from __future__ import annotations
@@ -20,18 +26,27 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import socket
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
 
+import httpx
 import numpy as np
 from PIL import Image
-from playwright.sync_api import sync_playwright
+from playwright.sync_api import Page, sync_playwright
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from app.settings import Settings  # noqa: E402
-from tests.browser_server import launch_chromium, live_server  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from tests.browser_server import launch_chromium  # noqa: E402
+
+CASES = (
+    "dsprites-beta-vae:dsprites:737280",
+    "dsprites-beta-vae:dsprites:20000",
+    "fashion-vae:fashion-mnist:10000",
+)
 
 
 def tiny_png() -> bytes:
@@ -45,87 +60,194 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
 
 
-def hover_pass(page, box: dict, xy: np.ndarray, chosen: np.ndarray, what: str) -> None:
-    """The pointer onto each chosen point in turn at ~60 moves a second; prints the latencies."""
+def spread(values: list[float]) -> str:
+    if not values:
+        return "no frames"
+    return (
+        f"p50 {statistics.median(values):6.1f} ms  p95 {percentile(values, 95):6.1f} ms  "
+        f"max {max(values):6.1f} ms  ({len(values)} frames)"
+    )
+
+
+def serve(cache: Path, port: int) -> None:
+    """The server, in this (child) process."""
+    import uvicorn  # noqa: PLC0415
+
+    from app.main import create_app  # noqa: PLC0415
+    from app.settings import Settings  # noqa: PLC0415
+
+    uvicorn.run(create_app(Settings(cache_dir=cache)), host="127.0.0.1", port=port,
+                log_level="warning")  # fmt: skip
+
+
+def rss_mib(pid: int) -> tuple[float, float]:
+    """The process's resident memory now and at its peak, MiB."""
+    fields = dict(
+        line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+    )
+    kib = lambda k: int(fields[k].split()[0]) / 1024  # noqa: E731
+    return kib("VmRSS"), kib("VmHWM")
+
+
+def wait_for_map(url: str, model: str, data: str, n: int, wait: float) -> httpx.Response:
+    """The binary map once the server has it (printing the 202's progress meanwhile)."""
+    params = {"n": n, "method": "pca"} | ({"data": data} if data else {})
+    start = time.perf_counter()
+    said = 0.0
+    while True:
+        resp = httpx.get(f"{url}/api/models/{model}/map.bin", params=params, timeout=600,
+                         headers={"Accept-Encoding": "gzip"})  # fmt: skip
+        if resp.status_code != 202:
+            resp.raise_for_status()
+            return resp
+        waited = time.perf_counter() - start
+        if waited > wait:
+            raise SystemExit(f"the map was not ready in {wait:.0f} s: {resp.json()['detail']}")
+        if waited - said >= 30 or not said:
+            print(f"  {waited:5.0f} s: {resp.json().get('detail')}", flush=True)
+            said = waited or 1e-9
+        time.sleep(float(resp.headers.get("Retry-After", 5)))
+
+
+def frames_between(page: Page, t0: float, t1: float) -> list[dict]:
+    return page.evaluate(
+        "([a, b]) => window.__mapFrames.filter(f => f.t >= a && f.t <= b && f.gap !== null)",
+        [t0, t1],
+    )
+
+
+def settle(page: Page) -> float:
+    """ms from now until the canvas shows its view drawn exactly."""
+    t0 = page.evaluate("performance.now()")
+    page.wait_for_function(
+        "() => { const m = document.getElementById('map');"
+        " return m.dataset.shown === m.dataset.view; }",
+        timeout=120_000,
+    )
+    done = page.evaluate("window.__mapFrames.filter(f => f.complete !== undefined).at(-1)")
+    return max(0.0, done["t"] - t0) if done else 0.0
+
+
+def pan_and_zoom(page: Page, moves: int) -> None:
+    box = page.locator("#map-canvas").bounding_box()
+    x, y = box["x"] + box["width"] * 0.3, box["y"] + box["height"] * 0.3
+    now = lambda: page.evaluate("performance.now()")  # noqa: E731
+    page.mouse.move(x, y)
+    page.mouse.down()
+    t0 = now()
+    for k in range(moves):
+        page.mouse.move(x + 2 * k, y + k)
+        page.wait_for_timeout(16)
+    t1 = now()
+    page.mouse.up()
+    gaps = [f["gap"] for f in frames_between(page, t0, t1)]
+    print(f"  pan ({moves} moves):      {spread(gaps)}")
+    print(f"  then drawn again for the view it ended on in {settle(page):.0f} ms")
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    t0 = now()
+    for k in range(moves // 2):
+        page.mouse.wheel(0, -30 if k < moves // 4 else 30)
+        page.wait_for_timeout(16)
+    t1 = now()
+    gaps = [f["gap"] for f in frames_between(page, t0, t1)]
+    print(f"  zoom ({moves // 2} wheel events): {spread(gaps)}")
+    print(f"  then drawn again for the view it ended on in {settle(page):.0f} ms")
+
+
+def hover(page: Page, count: int) -> None:
+    page.click("#map-reset")
+    settle(page)
+    box = page.locator("#map-canvas").bounding_box()
+    v = json.loads(page.get_attribute("#map", "data-view"))
+    p = page.evaluate(
+        "() => { const p = window.latentMapView.points();"
+        " return [Array.from(p.x.subarray(0, 50000)), Array.from(p.y.subarray(0, 50000))]; }"
+    )
+    xy = np.c_[np.asarray(p[0]) * v["k"] + v["tx"], v["ty"] - np.asarray(p[1]) * v["k"]]
+    chosen = np.random.default_rng(0).choice(len(xy), size=min(count, len(xy)), replace=False)
     page.evaluate("window.__mapHovers.length = 0")
     for i in chosen:
         page.mouse.move(box["x"] + xy[i, 0], box["y"] + xy[i, 1])
         page.wait_for_timeout(16)
     page.wait_for_timeout(100)  # the last frame
-    hovers = page.evaluate("window.__mapHovers")
-    found = [h for h in hovers if h["index"] >= 0]
-    print(f"hover, {what}: {len(found)} of {len(hovers)} moves landed on a point")
-    for key, name in (
-        ("handlerMs", "in the handler"),
-        ("ms", "tooltip placed"),
-        ("frameMs", "next frame"),
-    ):
+    found = [h for h in page.evaluate("window.__mapHovers") if h["index"] >= 0]
+    names = (("handlerMs", "in the handler"), ("ms", "tooltip placed"), ("frameMs", "next frame"))
+    for key, name in names:
         times = [h[key] for h in found if h[key] is not None]
         print(
-            f"  event → {name:14s} p50 {statistics.median(times):5.2f} ms  "
-            f"p95 {percentile(times, 95):5.2f} ms  max {max(times):5.2f} ms"
+            f"  pointer → {name:14s} p50 {statistics.median(times):5.2f} ms  "
+            f"p95 {percentile(times, 95):5.2f} ms  max {max(times):5.2f} ms  ({len(times)} moves)"
         )
+
+
+def run_case(browser, url: str, server: subprocess.Popen, case: str, a) -> None:
+    model, data, n_text = case.split(":")
+    n = int(n_text)
+    print(f"\n{model}, data={data or '(its own)'}, n={n:,}, PCA", flush=True)
+    wait_for_map(url, model, data, n, a.wait)
+    t0 = time.perf_counter()
+    resp = wait_for_map(url, model, data, n, a.wait)
+    print(f"  map.bin served in {1000 * (time.perf_counter() - t0):.0f} ms (kept): "
+          f"{resp.num_bytes_downloaded / 1e6:.2f} MB on the wire (gzip), "
+          f"{len(resp.content) / 1e6:.2f} MB decoded")  # fmt: skip
+    page = browser.new_page(viewport={"width": 1280, "height": 900}, bypass_csp=True)
+    page.route("**/*.png*", lambda r: r.fulfill(body=tiny_png(), content_type="image/png"))
+    query = f"model={model}&n={n}&colour={a.colour}" + (f"&data={data}" if data else "")
+    page.goto(f"{url}/map?{query}")
+    page.wait_for_selector("#map[data-state=done]", timeout=600_000)
+    page.evaluate("window.latentMapView.ready")
+    load = page.evaluate("window.__mapLoad")
+    gpu = page.get_attribute("#map", "data-gpu")
+    first = page.evaluate("window.__mapDraws[0]")
+    grid = page.evaluate("window.__mapGrids[0]")
+    size = page.eval_on_selector("#map-canvas", "c => [c.width, c.height]")
+    kind = page.get_attribute("#map", "data-renderer")
+    print(f"  renderer: {kind}, {gpu}; canvas {size[0]}×{size[1]}")
+    print(f"  bytes in the page after {load['fetchMs']:.0f} ms ({load['format']}, "
+          f"{load['bytes'] / 1e6:.2f} MB); first paint {load['firstPaintMs']:.0f} ms after them "
+          f"(decode {load['decodeMs']:.1f} ms, hover index {grid['ms']:.1f} ms, every point "
+          f"drawn {first['ms']:.0f} ms)")  # fmt: skip
+    pan_and_zoom(page, a.moves)
+    hover(page, a.hovers)
+    now, peak = rss_mib(server.pid)
+    print(f"  server RSS {now:.0f} MiB (peak {peak:.0f} MiB)", flush=True)
+    page.close()
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--model", default="dsprites-beta-vae")
-    ap.add_argument("--n", type=int, default=20_000)
-    ap.add_argument("--redraws", type=int, default=20)
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--cases", default=",".join(CASES), help="model:data:n, comma-separated")
+    ap.add_argument("--cache", type=Path, default=ROOT / ".cache" / "bench-map")
+    ap.add_argument("--colour", default="shape")
+    ap.add_argument("--moves", type=int, default=120)
     ap.add_argument("--hovers", type=int, default=200)
-    ap.add_argument("--scale", type=float, default=1.0, help="device pixel ratio")
+    ap.add_argument("--wait", type=float, default=3600, help="s to wait for an encoding")
+    ap.add_argument("--serve", type=int, help=argparse.SUPPRESS)  # the child: the server
     a = ap.parse_args()
-    with live_server(Settings()) as url, sync_playwright() as p:
-        browser = launch_chromium(p)
-        t0 = time.perf_counter()
-        data = json.loads(
-            browser.new_page()
-            .request.get(f"{url}/api/models/{a.model}/map?n={a.n}&method=pca", timeout=600_000)
-            .body()
-        )
-        print(f"map JSON of {a.n:,} points ready in {time.perf_counter() - t0:.1f} s (cold server)")
-        page = browser.new_page(
-            viewport={"width": 1280, "height": 900}, device_scale_factor=a.scale, bypass_csp=True
-        )
-        t0 = time.perf_counter()
-        page.goto(f"{url}/map?model={a.model}&n={a.n}")
-        page.wait_for_selector("#map[data-state=done]", timeout=600_000)
-        seconds = time.perf_counter() - t0
-        print(f"page with the map drawn {seconds:.2f} s after navigation (JSON cached)")
-        size = page.eval_on_selector("#map-canvas", "c => [c.width, c.height]")
-        colours = page.eval_on_selector_all("#map-colour option", "os => os.map(o => o.value)")
-        for k in range(a.redraws):
-            if k % 2:
-                page.select_option("#map-colour", colours[k % len(colours)])
-            else:
-                page.click("#map-reset")
-        draws = page.evaluate("window.__mapDraws")
-        first, rest = draws[0]["ms"], [d["ms"] for d in draws[1:]]
-        print(
-            f"draw {draws[0]['n']:,} points on a {size[0]}×{size[1]} canvas: first {first:.1f} ms, "
-            f"then median {statistics.median(rest):.1f} ms, max {max(rest):.1f} ms "
-            f"over {len(rest)} redraws"
-        )
-
-        box = page.locator("#map-canvas").bounding_box()
-        v = json.loads(page.get_attribute("#map", "data-view"))
-        pts = np.asarray(data["points"])
-        xy = np.c_[pts[:, 0] * v["k"] + v["tx"], v["ty"] - pts[:, 1] * v["k"]]
-        rng = np.random.default_rng(0)
-        chosen = rng.choice(len(xy), size=a.hovers, replace=False)
-        hover_pass(page, box, xy, chosen, "tooltip images from the server")
-        # the same moves with every PNG answered by Playwright at once: what the page itself
-        # costs, without the server decoding two images per hover on the same cores
-        page.route("**/*.png*", lambda r: r.fulfill(body=tiny_png(), content_type="image/png"))
-        hover_pass(page, box, xy, chosen[::-1], "tooltip images stubbed")
-        grids = page.evaluate("window.__mapGrids")
-        builds = [g["ms"] for g in grids]
-        print(
-            f"hover index of {a.n:,} points (built when idle after a draw): first "
-            f"{builds[0]:.2f} ms, then median {statistics.median(builds[1:] or builds):.2f} ms "
-            f"over {len(builds)} builds"
-        )
-        browser.close()
+    if a.serve:
+        serve(a.cache, a.serve)
+        return
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    child = [sys.executable, __file__, "--serve", str(port), "--cache", str(a.cache)]
+    server = subprocess.Popen(child)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(600):
+            try:
+                httpx.get(f"{url}/api/models", timeout=5)
+                break
+            except httpx.TransportError:
+                time.sleep(0.5)
+        with sync_playwright() as p:
+            browser = launch_chromium(p)
+            for case in a.cases.split(","):
+                run_case(browser, url, server, case, a)
+            browser.close()
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
 
 
 if __name__ == "__main__":

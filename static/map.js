@@ -43,7 +43,10 @@
   const svgButton = $("map-svg");
   const exploreLink = $("explore-link");
   const draws = (window.__mapDraws = []); // {n, drawn, ms, what}: each complete drawing
-  const frames = (window.__mapFrames = []); // {gap, ms, what, drew}: every frame drawn
+  // every frame drawn: {t (its start), gap (since the last), ms (its work on this thread), what
+  // ("moved": the layer moved to the view; "chunk": and some points drawn into the next one;
+  // "points": every point; "density"; "2d"), drew (points drawn), complete (ms the layer took)}
+  const frames = (window.__mapFrames = []);
   const grids = (window.__mapGrids = []); // {n, ms}: the hover index, once per map
   // {index, ms, handlerMs, frameMs}: pointer event → tooltip placed (and its handler's share,
   // and the next frame)
@@ -183,7 +186,7 @@
       const ms = performance.now() - t0;
       draws.push({ n, drawn, ms, what: "2d" });
       canvas.dataset.draws = String(draws.length);
-      frames.push({ gap: null, ms, what: "2d", drew: n });
+      frames.push({ t: t0, gap: null, ms, what: "2d", drew: n });
       painted_(view);
     });
   }

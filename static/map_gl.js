@@ -12,34 +12,38 @@
 "use strict";
 
 (() => {
+  // Each point's colour comes as four bytes (r, g, b, and its selection mark in the fourth),
+  // not a palette lookup: a texture fetch per vertex costs SwiftShader more than 4 bytes.
   const POINT_VS = `#version 300 es
     in vec2 xy;
-    in uint key;
-    in uint mark;
+    in vec4 colourMark;     // r, g, b in 0..1; the mark (0: not selected) × 1/255
     uniform vec3 view;      // k, tx, ty (CSS px)
     uniform vec2 side;      // the canvas, CSS px
     uniform float size;     // a dot's diameter, device px
-    uniform bool anyMarked; // a selection dims every point outside it
-    uniform sampler2D palette;
+    uniform bool anyMarked; // a selection pales every point outside it
     out vec3 colour;
     void main() {
       vec2 s = vec2(xy.x * view.x + view.y, view.z - xy.y * view.x);
-      // marked points in front: the depth test keeps them over the dimmed rest
-      float depth = mark > 0u ? -0.5 : 0.5;
+      bool marked = colourMark.a > 0.0;
+      // marked points in front: the depth test keeps them over the paled rest
+      float depth = marked ? -0.5 : 0.5;
       gl_Position = vec4(2.0 * s.x / side.x - 1.0, 1.0 - 2.0 * s.y / side.y, depth, 1.0);
       gl_PointSize = size;
-      vec3 c = texelFetch(palette, ivec2(int(key), 0), 0).rgb;
-      colour = anyMarked && mark == 0u ? mix(c, vec3(1.0), 0.82) : c;
+      colour = anyMarked && !marked ? mix(colourMark.rgb, vec3(1.0), 0.82) : colourMark.rgb;
     }`;
   const POINT_FS = `#version 300 es
     precision highp float;
     in vec3 colour;
     uniform float size;
+    uniform bool round;
     out vec4 frag;
     void main() {
-      // a round dot: the pixels whose centre lies within its radius (as the 2-D path's stamp)
-      vec2 d = (gl_PointCoord - 0.5) * size;
-      if (dot(d, d) > 0.25 * size * size + 0.5) discard;
+      // a round dot: the pixels whose centre lies within its radius (as the 2-D path's stamp);
+      // below 4 px that is the whole square, and discard (which slows SwiftShader) is skipped
+      if (round) {
+        vec2 d = (gl_PointCoord - 0.5) * size;
+        if (dot(d, d) > 0.25 * size * size + 0.5) discard;
+      }
       frag = vec4(colour, 1.0);
     }`;
   // one triangle over the whole canvas; the fragment looks up where its pixel was in the layer
@@ -116,23 +120,18 @@
 
     const vao = gl.createVertexArray();
     const xyBuffer = gl.createBuffer();
-    const keyBuffer = gl.createBuffer();
-    const markBuffer = gl.createBuffer();
+    const colourBuffer = gl.createBuffer();
     gl.bindVertexArray(vao);
     const attr = (name) => gl.getAttribLocation(points.program, name);
     gl.bindBuffer(gl.ARRAY_BUFFER, xyBuffer);
     gl.enableVertexAttribArray(attr("xy"));
     gl.vertexAttribPointer(attr("xy"), 2, gl.FLOAT, false, 0, 0);
-    gl.bindBuffer(gl.ARRAY_BUFFER, keyBuffer);
-    gl.enableVertexAttribArray(attr("key"));
-    gl.vertexAttribIPointer(attr("key"), 1, gl.UNSIGNED_SHORT, 0, 0);
-    gl.bindBuffer(gl.ARRAY_BUFFER, markBuffer);
-    gl.enableVertexAttribArray(attr("mark"));
-    gl.vertexAttribIPointer(attr("mark"), 1, gl.UNSIGNED_BYTE, 0, 0);
+    gl.bindBuffer(gl.ARRAY_BUFFER, colourBuffer);
+    gl.enableVertexAttribArray(attr("colourMark"));
+    gl.vertexAttribPointer(attr("colourMark"), 4, gl.UNSIGNED_BYTE, true, 0, 0);
     gl.bindVertexArray(null);
     const emptyVao = gl.createVertexArray();
 
-    const paletteTexture = gl.createTexture();
     const imageTexture = gl.createTexture();
     const texture = (t, filter) => {
       gl.bindTexture(gl.TEXTURE_2D, t);
@@ -142,7 +141,6 @@
       gl.texParameteri(gl.TEXTURE_2D, gl.TEXTURE_WRAP_S, gl.CLAMP_TO_EDGE);
       gl.texParameteri(gl.TEXTURE_2D, gl.TEXTURE_WRAP_T, gl.CLAMP_TO_EDGE);
     };
-    texture(paletteTexture, gl.NEAREST);
     texture(imageTexture, gl.NEAREST);
 
     // two layers: `front` holds the points drawn for `front.view`, `back` is being drawn
@@ -179,8 +177,11 @@
     let job = null; // {view, next}: points drawn into `back` so far
     let usPerPoint = 0.35e-3; // ms a point, measured as chunks are drawn (starting guess)
     const FRAME_BUDGET = 8; // ms of drawing a frame may take, of ~16.7
+    const DIRECT = 4; // ms: a full draw this cheap is done on every frame of a pan or zoom
     let frameAsked = false;
     let lastFrame = null;
+    const probe = new Uint8Array(4);
+    let still = 0; // frames since the view last moved
 
     function setSize(cssW, cssH, ratio, dotCss) {
       css = [cssW, cssH];
@@ -190,29 +191,43 @@
       sizeLayer(back, canvas.width, canvas.height);
       invalidate();
     }
+    let keys = null;
+    let palette = [];
+    let marks = null;
+    let colours = null; // Uint8Array(4n): r, g, b, mark
     function setPoints(xy) {
       n = xy.length / 2;
       gl.bindBuffer(gl.ARRAY_BUFFER, xyBuffer);
       gl.bufferData(gl.ARRAY_BUFFER, xy, gl.STATIC_DRAW);
-      setMarks(null);
+      colours = new Uint8Array(4 * n);
+      keys = null;
+      marks = null;
     }
     // keys: Uint16Array(n) into palette, a list of [r, g, b]
-    function setColours(keys, palette) {
-      gl.bindBuffer(gl.ARRAY_BUFFER, keyBuffer);
-      gl.bufferData(gl.ARRAY_BUFFER, keys, gl.STATIC_DRAW);
-      const texels = new Uint8Array(4 * palette.length);
-      palette.forEach(([r, g, b], j) => texels.set([r, g, b, 255], 4 * j));
-      gl.bindTexture(gl.TEXTURE_2D, paletteTexture);
-      gl.pixelStorei(gl.UNPACK_ALIGNMENT, 1);
-      gl.texImage2D(gl.TEXTURE_2D, 0, gl.RGBA8, palette.length, 1, 0, gl.RGBA, gl.UNSIGNED_BYTE,
-        texels);
-      invalidate();
+    function setColours(k, p) {
+      keys = k;
+      palette = p;
+      upload();
     }
     // marks: Uint8Array(n), non-zero for a selected point, or null for no selection
-    function setMarks(marks) {
+    function setMarks(m) {
+      marks = m;
+      upload();
+    }
+    function upload() {
+      if (!keys) return;
+      const packed = new Uint32Array(colours.buffer);
+      const little = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
+      const words = Uint32Array.from(palette, ([r, g, b]) =>
+        little ? (b << 16) | (g << 8) | r : ((r << 24) | (g << 16) | (b << 8)) >>> 0);
+      const markShift = little ? 24 : 0;
+      for (let i = 0; i < n; i++) {
+        const mark = marks && marks[i] ? 1 : 0;
+        packed[i] = (words[keys[i]] | (mark << markShift)) >>> 0;
+      }
       anyMarked = marks !== null;
-      gl.bindBuffer(gl.ARRAY_BUFFER, markBuffer);
-      gl.bufferData(gl.ARRAY_BUFFER, marks || new Uint8Array(n), gl.STATIC_DRAW);
+      gl.bindBuffer(gl.ARRAY_BUFFER, colourBuffer);
+      gl.bufferData(gl.ARRAY_BUFFER, colours, gl.STATIC_DRAW);
       invalidate();
     }
     // f(view, cols, rows) → RGBA bytes of cols×rows cells, or null for the points themselves
@@ -245,13 +260,13 @@
       gl.uniform3f(points.u.view, v.k, v.tx, v.ty);
       gl.uniform2f(points.u.side, css[0], css[1]);
       gl.uniform1f(points.u.size, dotPx);
+      gl.uniform1i(points.u.round, dotPx >= 4 ? 1 : 0);
       gl.uniform1i(points.u.anyMarked, anyMarked ? 1 : 0);
-      gl.activeTexture(gl.TEXTURE0);
-      gl.bindTexture(gl.TEXTURE_2D, paletteTexture);
-      gl.uniform1i(points.u.palette, 0);
       gl.bindVertexArray(vao);
-      gl.enable(gl.DEPTH_TEST);
-      gl.depthFunc(gl.LEQUAL); // later rows over earlier ones, as painted
+      if (anyMarked) {
+        gl.enable(gl.DEPTH_TEST);
+        gl.depthFunc(gl.LEQUAL); // later rows over earlier ones, as painted
+      }
       gl.drawArrays(gl.POINTS, from, to - from);
       gl.disable(gl.DEPTH_TEST);
       gl.bindVertexArray(null);
@@ -303,15 +318,19 @@
       if (!view || !n) return;
       const t0 = performance.now();
       const moved = lastFrame && !sameView(lastFrame.view, view);
-      const record = { ms: 0, gap: lastFrame ? time - lastFrame.time : null, drew: 0, what: "" };
+      // a drag's pointer events can miss a frame: the points are drawn again once the view
+      // has held still for two frames, not between two moves of a pan
+      still = moved ? 0 : still + 1;
+      const record = { t: time, ms: 0, gap: lastFrame ? time - lastFrame.time : null, drew: 0,
+        what: "" };
       lastFrame = { time, view: { ...view } };
       const exact = sameView(front.view, view) && !front.stale;
       if (!exact) {
         if (!job || !sameView(job.view, view)) job = { view: { ...view }, next: 0, ms: 0 };
         // every point in this frame: the first draw (nothing on screen yet), or a draw cheap
         // enough to fit
-        const all = !front.view || densityFor || n * usPerPoint <= FRAME_BUDGET;
-        if (all || !moved) {
+        const all = !front.view || densityFor || n * usPerPoint <= DIRECT;
+        if (all || still >= 2) {
           gl.bindFramebuffer(gl.FRAMEBUFFER, back.fb);
           gl.viewport(0, 0, back.w, back.h);
           const c0 = performance.now();
@@ -331,9 +350,10 @@
             drawPoints(job.view, job.next, to);
             record.what = all ? "points" : "chunk";
           }
-          // how long the chunk took on the GPU: finish waits for it, so the chunk size tracks
-          // what this machine's GPU (or SwiftShader) can do in a frame
-          gl.finish();
+          // how long the chunk took on the GPU: reading a pixel back waits for it (finish
+          // does not, in Chromium: the GPU runs in another process), so the chunk size tracks
+          // what this machine's GPU (or SwiftShader) does in a frame
+          gl.readPixels(0, 0, 1, 1, gl.RGBA, gl.UNSIGNED_BYTE, probe);
           const ms = performance.now() - c0;
           record.drew = to - job.next;
           if (!densityFor && record.drew >= 5_000) {
@@ -367,7 +387,7 @@
       return {
         renderer: gl.getParameter(ext ? ext.UNMASKED_RENDERER_WEBGL : gl.RENDERER),
         usPerPoint: usPerPoint * 1000,
-        direct: n * usPerPoint <= FRAME_BUDGET,
+        direct: n * usPerPoint <= DIRECT,
       };
     };
 
