@@ -49,6 +49,7 @@
   const strips = (window.__directionStrips = window.__directionStrips || []);
   const fetched = new Map(); // strip URL → promise, the newest last
   let stripTimer = null;
+  const STRIP_WAIT_MS = 1500; // a strip of 201 dSprites tiles: 0.1 s on one thread
 
   function stripUrl() {
     const lo = Number(range.min);
@@ -159,13 +160,21 @@
   }
 
   function drive(next) {
-    // the slider moves along `next` from the z the explorer holds now
+    // the slider moves along `next` from the z the explorer holds now; it can be grabbed once
+    // its strip is in memory, so the first drag paints from it too (or after STRIP_WAIT_MS
+    // without it: then each position is decoded as it comes)
     vector = next;
     box.dataset.vector = vector.join(",");
-    box.dataset.ready = "true";
-    range.disabled = false;
+    box.dataset.ready = "false";
+    range.disabled = true;
     restart();
-    loadStrip();
+    const token = asked;
+    const waited = new Promise((resolve) => setTimeout(resolve, STRIP_WAIT_MS));
+    Promise.race([loadStrip(), waited]).then(() => {
+      if (token !== asked) return; // another choice overtook this one
+      box.dataset.ready = "true";
+      range.disabled = false;
+    });
   }
 
   let asked = 0;

@@ -153,8 +153,12 @@
     range.addEventListener("pointerdown", loadStrips);
     range.addEventListener("focus", loadStrips);
     for (const p of painters) p.mirror();
-    loadStrips();
-    range.closest("[data-slider]").dataset.ready = "true";
+    // grabbed once the strips are in memory (or after 1.5 s without them), as on the explore page
+    const waited = new Promise((resolve) => setTimeout(resolve, 1500));
+    Promise.race([loadStrips(), waited]).then(() => {
+      range.disabled = false;
+      range.closest("[data-slider]").dataset.ready = "true";
+    });
   }
 
   root.addEventListener("latent:z", (ev) => {

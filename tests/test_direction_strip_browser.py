@@ -86,6 +86,7 @@ def test_direction_use_drives_the_slider_along_the_given_vector(page):
                        about: 'from the mean μ of 40 points to that of 25'}}))""",
         vector,
     )
+    page.wait_for_selector("#direction-slider[data-ready=true]")  # with its strip
     assert page.eval_on_selector("#direction-slider-choice", "s => s.selectedOptions[0].text") == (
         "selection A → selection B"
     )
