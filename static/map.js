@@ -753,7 +753,7 @@
     const t0 = performance.now();
     grid = index.grid(xy);
     grids.push({ n, ms: performance.now() - t0 });
-    if (gl) gl.setPoints(xy);
+    if (gl) gl.setPoints(xy, grid);
     tools.reset();
     fillColourSelect();
     colourBy(colourSelect.value); // draws

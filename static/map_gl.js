@@ -195,13 +195,51 @@
     let palette = [];
     let marks = null;
     let colours = null; // Uint8Array(4n): r, g, b, mark
-    function setPoints(xy) {
+    // The points go to the GPU in the order of the hover index's cells (latentMapIndex.grid:
+    // row by row of cells), so a view that shows part of the map draws only the runs of cells
+    // it shows: zoomed in 4×, about a sixteenth of the points.
+    let cells = null; // the grid: {x0, y0, cell, cols, starts, items}
+    function setPoints(xy, grid) {
       n = xy.length / 2;
+      cells = grid;
+      const sorted = new Float32Array(2 * n);
+      const items = grid.items;
+      for (let j = 0; j < n; j++) {
+        sorted[2 * j] = xy[2 * items[j]];
+        sorted[2 * j + 1] = xy[2 * items[j] + 1];
+      }
       gl.bindBuffer(gl.ARRAY_BUFFER, xyBuffer);
-      gl.bufferData(gl.ARRAY_BUFFER, xy, gl.STATIC_DRAW);
+      gl.bufferData(gl.ARRAY_BUFFER, sorted, gl.STATIC_DRAW);
       colours = new Uint8Array(4 * n);
       keys = null;
       marks = null;
+    }
+    // The runs [from, to) of the sorted points in the cells a view shows (a dot's radius
+    // beyond the canvas included), adjoining runs joined.
+    function runsFor(v) {
+      const { x0, y0, cell, cols, starts } = cells;
+      const r = dotPx / dpr;
+      const clampCell = (t) => Math.max(0, Math.min(cols - 1, Math.floor(t)));
+      const ax = (-r - v.tx) / v.k;
+      const bx = (css[0] + r - v.tx) / v.k;
+      const ay = (v.ty - css[1] - r) / v.k;
+      const by = (v.ty + r) / v.k;
+      const span = cell * cols;
+      if (bx < x0 || by < y0 || ax > x0 + span || ay > y0 + span) return [];
+      const cx0 = clampCell((ax - x0) / cell);
+      const cx1 = clampCell((bx - x0) / cell);
+      const cy0 = clampCell((ay - y0) / cell);
+      const cy1 = clampCell((by - y0) / cell);
+      const runs = [];
+      for (let cy = cy0; cy <= cy1; cy++) {
+        const from = starts[cy * cols + cx0];
+        const to = starts[cy * cols + cx1 + 1];
+        if (to === from) continue;
+        const last = runs[runs.length - 1];
+        if (last && last[1] === from) last[1] = to;
+        else runs.push([from, to]);
+      }
+      return runs;
     }
     // keys: Uint16Array(n) into palette, a list of [r, g, b]
     function setColours(k, p) {
@@ -221,9 +259,11 @@
       const words = Uint32Array.from(palette, ([r, g, b]) =>
         little ? (b << 16) | (g << 8) | r : ((r << 24) | (g << 16) | (b << 8)) >>> 0);
       const markShift = little ? 24 : 0;
-      for (let i = 0; i < n; i++) {
+      const items = cells.items;
+      for (let j = 0; j < n; j++) {
+        const i = items[j];
         const mark = marks && marks[i] ? 1 : 0;
-        packed[i] = (words[keys[i]] | (mark << markShift)) >>> 0;
+        packed[j] = (words[keys[i]] | (mark << markShift)) >>> 0;
       }
       anyMarked = marks !== null;
       gl.bindBuffer(gl.ARRAY_BUFFER, colourBuffer);
@@ -255,7 +295,7 @@
     }
 
     // Draws points [from, to) into the bound framebuffer for `v`.
-    function drawPoints(v, from, to) {
+    function drawPoints(v, runs) {
       gl.useProgram(points.program);
       gl.uniform3f(points.u.view, v.k, v.tx, v.ty);
       gl.uniform2f(points.u.side, css[0], css[1]);
@@ -265,9 +305,9 @@
       gl.bindVertexArray(vao);
       if (anyMarked) {
         gl.enable(gl.DEPTH_TEST);
-        gl.depthFunc(gl.LEQUAL); // later rows over earlier ones, as painted
+        gl.depthFunc(gl.LEQUAL); // of the same depth, the later drawn over the earlier
       }
-      gl.drawArrays(gl.POINTS, from, to - from);
+      for (const [from, to] of runs) gl.drawArrays(gl.POINTS, from, to - from);
       gl.disable(gl.DEPTH_TEST);
       gl.bindVertexArray(null);
     }
@@ -286,6 +326,20 @@
       gl.uniform2f(imageProgram.u.pixels, cols * cell, rows * cell);
       gl.bindVertexArray(emptyVao);
       gl.drawArrays(gl.TRIANGLES, 0, 3);
+    }
+
+    // The part [from, to) of the points along `runs`, as runs.
+    function slice(runs, from, to) {
+      const out = [];
+      let at = 0;
+      for (const [a, b] of runs) {
+        const lo = Math.max(a, a + from - at);
+        const hi = Math.min(b, a + to - at);
+        if (hi > lo) out.push([lo, hi]);
+        at += b - a;
+        if (at >= to) break;
+      }
+      return out;
     }
 
     // The front layer drawn onto the canvas, moved from its view to the wanted one.
@@ -326,10 +380,14 @@
       lastFrame = { time, view: { ...view } };
       const exact = sameView(front.view, view) && !front.stale;
       if (!exact) {
-        if (!job || !sameView(job.view, view)) job = { view: { ...view }, next: 0, ms: 0 };
+        if (!job || !sameView(job.view, view)) {
+          const runs = densityFor ? [[0, n]] : runsFor(view);
+          const total = runs.reduce((sum, [a, b]) => sum + b - a, 0);
+          job = { view: { ...view }, runs, total, next: 0, ms: 0 };
+        }
         // every point in this frame: the first draw (nothing on screen yet), or a draw cheap
         // enough to fit
-        const all = !front.view || densityFor || n * usPerPoint <= DIRECT;
+        const all = !front.view || densityFor || job.total * usPerPoint <= DIRECT;
         if (all || still >= 2) {
           gl.bindFramebuffer(gl.FRAMEBUFFER, back.fb);
           gl.viewport(0, 0, back.w, back.h);
@@ -342,12 +400,13 @@
           let to;
           if (densityFor) {
             drawDensity(job.view);
-            to = n;
+            to = job.total;
             record.what = "density";
           } else {
+            // the next `budget` of the view's points, counted along its runs
             const budget = Math.max(5_000, Math.floor(FRAME_BUDGET / usPerPoint));
-            to = all ? n : Math.min(n, job.next + budget);
-            drawPoints(job.view, job.next, to);
+            to = all ? job.total : Math.min(job.total, job.next + budget);
+            drawPoints(job.view, slice(job.runs, job.next, to));
             record.what = all ? "points" : "chunk";
           }
           // how long the chunk took on the GPU: reading a pixel back waits for it (finish
@@ -361,7 +420,7 @@
           }
           job.ms += ms;
           job.next = to;
-          if (to >= n) {
+          if (to >= job.total) {
             back.view = job.view;
             back.stale = false;
             [front, back] = [back, front];
@@ -387,7 +446,7 @@
       return {
         renderer: gl.getParameter(ext ? ext.UNMASKED_RENDERER_WEBGL : gl.RENDERER),
         usPerPoint: usPerPoint * 1000,
-        direct: n * usPerPoint <= DIRECT,
+        direct: n * usPerPoint <= DIRECT, // at the reset view, where every point shows
       };
     };
 

@@ -118,6 +118,18 @@ def test_the_map_is_drawn_with_webgl_and_a_pan_moves_its_points(page, pca):
     assert np.array_equal(canvas_rgb(page, moved[alone]), want)
     empty = [i for i in alone if np.hypot(*(moved - xy[i]).T).min() > 7]
     assert empty and (canvas_rgb(page, xy[empty]) == 255).all()
+    # zoomed in about a corner (the GPU is given only the cells in view): every point in view
+    # is drawn, in its colour
+    page.mouse.move(box["x"] + side * 0.3, box["y"] + side * 0.3)
+    page.mouse.wheel(0, -800)
+    zoomed = "JSON.parse(document.getElementById('map').dataset.view).k"
+    page.wait_for_function(f"{zoomed} > {3 * v1['k']}")
+    settled(page)
+    v2 = view(page)
+    xy2 = on_screen(pca["points"], v2)
+    seen = isolated(xy2, side)
+    assert len(seen) > 30
+    assert np.array_equal(canvas_rgb(page, xy2[seen]), [palette[s] for s in shape[seen]])
 
 
 def test_a_lasso_selects_exactly_the_points_inside_it(page, pca):
