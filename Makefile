@@ -73,6 +73,7 @@ bench: install $(CHROMIUM) /usr/bin/wrk
 	$(PY) bench/api_latency.py
 	$(PY) bench/api_latency.py --workers 2
 	$(PY) bench/browser_paint.py
+	$(PY) bench/browser_direction.py
 	$(PY) bench/load.py
 	$(PY) bench/metrics_speed.py
 	$(PY) bench/compress_speed.py checkpoints/dsprites-beta-vae
