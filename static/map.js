@@ -199,6 +199,12 @@
     const k2 = Uint16Array.from(keys, (key, i) => (marks[i] ? key : key + K));
     return [k2, [...swatches, ...pale]];
   }
+  // what the canvas shows is no longer what is asked (colours, selection, density): until it
+  // is drawn again, it shows no view exactly
+  function stale() {
+    shownView = null;
+    delete box.dataset.shown;
+  }
   function whenShown() {
     return new Promise((resolve) => {
       if (shownView && JSON.stringify(shownView) === JSON.stringify(view)) resolve();
@@ -267,6 +273,7 @@
     } else {
       ({ keys, swatches, legend } = L.colouring(map, value));
     }
+    stale();
     if (gl) gl.setColours(keys, swatches);
     setDensity(density);
     showLegend();
@@ -280,6 +287,7 @@
     $("map-density").setAttribute("aria-pressed", String(on));
     box.dataset.density = String(on);
     if (!gl) return;
+    stale();
     if (!on) {
       gl.setDensity(null);
       densityNote.textContent = "";
@@ -455,6 +463,7 @@
     toScreen: (x, y) => toScreen([x, y]),
     points: () => ({ xy, indices: map.indices, n }),
     changed: () => {
+      stale();
       if (gl) gl.setMarks(tools.marks());
       else if (map) redraw2d();
       drawOverlay();
