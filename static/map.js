@@ -579,7 +579,8 @@
     placeTimer = setTimeout(async () => {
       const token = ++placing;
       const url = new URL(map.marker.place, location.href);
-      url.searchParams.set("z", z.map((v) => v.toFixed(4)).join(","));
+      const zAsked = z.map((v) => v.toFixed(4)).join(",");
+      url.searchParams.set("z", zAsked);
       if (label !== null && label !== undefined) url.searchParams.set("label", String(label));
       try {
         const resp = await fetch(url);
@@ -588,6 +589,7 @@
         setMarker([body.x, body.y]);
         aboutText.textContent = body.about;
         overlay.dataset.markerHow = body.how;
+        overlay.dataset.markerZ = zAsked;
       } catch {
         // the marker stays where it was
       }
