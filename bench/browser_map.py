@@ -13,12 +13,17 @@ binary map (GET /api/models/{name}/map.bin), and the page draws it. For each cas
   server would otherwise decode two images per hover on the same cores);
 - **server RSS**: the server process's resident memory after the case, and its peak.
 
+`--regl` draws the first case's points with npm's regl-scatterplot 1.16.0 as well (package.json's
+devDependencies; `npm install` puts them in node_modules/), in the same Chromium on a canvas of
+the same size, coloured by the same column: its first draw, its frame gaps under the same drag
+and wheel, and pointer → its `pointover` event.
+
 The dSprites map of all 737,280 images needs the set's encoding, minutes of work the first time:
 the server keeps it in `--cache` (`.cache/bench-map`, git-ignored), so a later run finds it.
 While it is computed the map answers 202 with its progress, which is printed.
 
     python bench/browser_map.py [--cases dsprites-beta-vae:dsprites:737280,...]
-        [--cache .cache/bench-map] [--moves 120] [--hovers 200]
+        [--cache .cache/bench-map] [--moves 120] [--hovers 200] [--regl]
 """
 
 from __future__ import annotations
@@ -214,6 +219,124 @@ def run_case(browser, url: str, server: subprocess.Popen, case: str, a) -> None:
     page.close()
 
 
+REGL_PAGE = """<!doctype html><html><body style="margin:0">
+<canvas id="plot" style="width:{side}px;height:{side}px;display:block"></canvas>
+<script src="regl.min.js"></script>
+<script type="module">
+import createPubSub from "./pub-sub-es.js";
+window.createPubSub = createPubSub;  // the UMD build reads its dependencies as globals
+const s = document.createElement("script");
+s.src = "regl-scatterplot.min.js";
+s.onload = () => (window.__loaded = true);
+document.body.append(s);
+</script></body></html>"""
+
+REGL_DRAW = """async ([x, y, z, colours, side]) => {
+  const lib = window.createScatterplot;
+  const create = lib.default || lib.createScatterplot || lib;
+  const canvas = document.getElementById("plot");
+  const plot = create({canvas, width: side, height: side, pointSize: 3.2, syncEvents: true,
+    pointColor: colours, colorBy: "valueA", backgroundColor: "#ffffff", lassoOnLongPress: false});
+  window.__plot = plot;
+  window.__hovers = [];
+  let moved = 0;
+  canvas.addEventListener("pointermove", (ev) => (moved = ev.timeStamp), {capture: true});
+  plot.subscribe("pointover", (i) => window.__hovers.push({i, ms: performance.now() - moved}));
+  window.__frames = [];
+  let last = null;
+  const tick = (t) => { if (last !== null) window.__frames.push({t, gap: t - last}); last = t;
+    requestAnimationFrame(tick); };
+  requestAnimationFrame(tick);
+  const points = {x: new Float32Array(x), y: new Float32Array(y), z: new Int32Array(z)};
+  const t0 = performance.now();
+  await plot.draw(points);
+  // the GPU done with it: a pixel read back waits for it
+  const copy = document.createElement("canvas");
+  copy.width = copy.height = 1;
+  copy.getContext("2d").drawImage(canvas, 0, 0, 1, 1);
+  copy.getContext("2d").getImageData(0, 0, 1, 1);
+  return performance.now() - t0;
+}"""
+
+
+def regl_case(browser, url: str, case: str, a) -> None:
+    """The same points drawn by regl-scatterplot, measured as the page is."""
+    from app.web import map_binary  # noqa: PLC0415
+
+    model, data, n_text = case.split(":")
+    params = {"n": n_text, "method": "pca"} | ({"data": data} if data else {})
+    body = httpx.get(f"{url}/api/models/{model}/map.bin", params=params, timeout=600).content
+    header, arrays = map_binary.decode(body)
+    xy = arrays["points"].reshape(-1, 2).astype(np.float64)
+    # regl-scatterplot wants [-1, 1]: the extent scaled by its longer side, centred
+    mid = (xy.min(axis=0) + xy.max(axis=0)) / 2
+    half = (xy.max(axis=0) - xy.min(axis=0)).max() / 2 * 1.05
+    norm = (xy - mid) / half
+    named = [c for c in header["colour_by"] if c["name"] == a.colour]
+    column = (named or header["colour_by"])[0]
+    codes = arrays[column["array"]].astype(np.int64)
+    palette = ["#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1",
+               "#ff9da7", "#9c755f", "#bab0ac"][: column["size"]]  # fmt: skip
+    modules = ROOT / "node_modules"
+    files = {
+        "regl.min.js": modules / "regl/dist/regl.min.js",
+        "pub-sub-es.js": modules / "pub-sub-es/dist/index.js",
+        "regl-scatterplot.min.js": modules / "regl-scatterplot/dist/regl-scatterplot.min.js",
+    }
+    side = 592  # the map page's canvas at 1280×900
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+
+    def answer(route) -> None:
+        name = route.request.url.rsplit("/", 1)[-1]
+        if name in files:
+            route.fulfill(body=files[name].read_bytes(), content_type="text/javascript")
+        else:
+            route.fulfill(body=REGL_PAGE.replace("{side}", str(side)), content_type="text/html")
+
+    page.route("http://regl.bench/**", answer)
+    page.goto("http://regl.bench/index.html")
+    page.wait_for_function("window.__loaded === true")
+    print(f"\nregl-scatterplot 1.16.0, {len(xy):,} points, {side}×{side} canvas", flush=True)
+    first = page.evaluate(REGL_DRAW, [norm[:, 0].tolist(), norm[:, 1].tolist(), codes.tolist(),
+                                      palette, side])  # fmt: skip
+    print(f"  first draw (points given → drawn): {first:.0f} ms")
+    box = page.locator("#plot").bounding_box()
+    x, y = box["x"] + side * 0.3, box["y"] + side * 0.3
+    now = lambda: page.evaluate("performance.now()")  # noqa: E731
+    page.mouse.move(x, y)
+    page.mouse.down()
+    t0 = now()
+    for k in range(a.moves):
+        page.mouse.move(x + 2 * k, y + k)
+        page.wait_for_timeout(16)
+    t1 = now()
+    page.mouse.up()
+    gaps = page.evaluate("([a, b]) => window.__frames.filter(f => f.t >= a && f.t <= b)"
+                         ".map(f => f.gap)", [t0, t1])  # fmt: skip
+    print(f"  pan ({a.moves} moves):      {spread(gaps)}")
+    page.mouse.move(box["x"] + side / 2, box["y"] + side / 2)
+    t0 = now()
+    for k in range(a.moves // 2):
+        page.mouse.wheel(0, -30 if k < a.moves // 4 else 30)
+        page.wait_for_timeout(16)
+    t1 = now()
+    gaps = page.evaluate("([a, b]) => window.__frames.filter(f => f.t >= a && f.t <= b)"
+                         ".map(f => f.gap)", [t0, t1])  # fmt: skip
+    print(f"  zoom ({a.moves // 2} wheel events): {spread(gaps)}")
+    page.evaluate("window.__hovers.length = 0")
+    rng = np.random.default_rng(0)
+    for _ in range(a.hovers):
+        page.mouse.move(box["x"] + rng.uniform(0.2, 0.8) * side,
+                        box["y"] + rng.uniform(0.2, 0.8) * side)  # fmt: skip
+        page.wait_for_timeout(16)
+    times = [h["ms"] for h in page.evaluate("window.__hovers")]
+    if times:
+        print(f"  pointer → pointover p50 {statistics.median(times):5.2f} ms  "
+              f"p95 {percentile(times, 95):5.2f} ms  max {max(times):5.2f} ms  "
+              f"({len(times)} of {a.hovers} moves)")  # fmt: skip
+    page.close()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--cases", default=",".join(CASES), help="model:data:n, comma-separated")
@@ -222,6 +345,7 @@ def main() -> None:
     ap.add_argument("--moves", type=int, default=120)
     ap.add_argument("--hovers", type=int, default=200)
     ap.add_argument("--wait", type=float, default=3600, help="s to wait for an encoding")
+    ap.add_argument("--regl", action="store_true", help="also regl-scatterplot, first case")
     ap.add_argument("--serve", type=int, help=argparse.SUPPRESS)  # the child: the server
     a = ap.parse_args()
     if a.serve:
@@ -244,6 +368,8 @@ def main() -> None:
             browser = launch_chromium(p)
             for case in a.cases.split(","):
                 run_case(browser, url, server, case, a)
+            if a.regl:
+                regl_case(browser, url, a.cases.split(",")[0], a)
             browser.close()
     finally:
         server.terminate()
