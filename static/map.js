@@ -505,8 +505,17 @@
       draw();
       return;
     }
-    hover(ev);
+    if (!rawHover) hover(ev);
   });
+  // Chromium hands pointermove to the page once a frame, at the frame's start, so a hover waits
+  // up to a frame for its event; pointerrawupdate comes as the pointer moves (a secure context:
+  // https or localhost), and the tooltip is placed before the frame that shows it
+  const rawHover = "onpointerrawupdate" in overlay;
+  if (rawHover) {
+    overlay.addEventListener("pointerrawupdate", (ev) => {
+      if (map && !drag && !tools.drawing()) hover(ev);
+    });
+  }
   overlay.addEventListener("pointerup", (ev) => {
     if (tools.drawing()) {
       tools.finish(local(ev));
