@@ -790,6 +790,9 @@
       ? "The marker is exact: z projected by the same PCA as the points."
       : map.marker.about || "";
     $("map-png").disabled = false;
+    const densityButton = $("map-density");
+    densityButton.disabled = !gl;
+    if (!gl) densityButton.title = "the density view is drawn with WebGL2, which this browser lacks";
     svgButton.disabled = n > SVG_MAX;
     svgButton.title = n > SVG_MAX
       ? `an SVG of more than ${SVG_MAX.toLocaleString("en")} circles is too large for an ` +
