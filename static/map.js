@@ -53,7 +53,10 @@
   const hovers = (window.__mapHovers = []);
   const load = (window.__mapLoad = {}); // {format, bytes, fetchMs, decodeMs, firstPaintMs}
 
-  const DOT = 1.6; // radius of a point, CSS px
+  // radius of a point, CSS px: smaller where there are many (a point's pixels are most of its
+  // cost to SwiftShader, and a dense map reads better with them small)
+  const dotFor = (count) => (count > 100_000 ? 1.0 : 1.6);
+  let DOT = dotFor(0);
   const HOVER = 6; // a point within this many CSS px of the pointer is under it
   const TIP_W = 196; // the tooltip's width, CSS px (style.css: .map-tip)
   const PAD = 14; // CSS px between the data's extent and the canvas edge, at the reset view
@@ -770,6 +773,9 @@
     tip.hidden = true;
     fit();
     resetView();
+    DOT = dotFor(n);
+    image = null; // the 2-D path's stamp, for the new radius
+    if (gl) gl.setSize(cssSize, cssSize, dpr, DOT);
     const t0 = performance.now();
     grid = index.grid(xy);
     grids.push({ n, ms: performance.now() - t0 });
