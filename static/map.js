@@ -51,7 +51,8 @@
   // {index, ms, handlerMs, frameMs}: pointer event → tooltip placed (and its handler's share,
   // and the next frame)
   const hovers = (window.__mapHovers = []);
-  const load = (window.__mapLoad = {}); // {format, bytes, fetchMs, decodeMs, firstPaintMs}
+  // {format, bytes, fetchMs, bytesAt, decodeMs, firstPaintMs (from bytesAt to every point drawn)}
+  const load = (window.__mapLoad = {});
 
   // radius of a point, CSS px: smaller where there are many (a point's pixels are most of its
   // cost to SwiftShader, and a dense map reads better with them small)
@@ -310,46 +311,7 @@
   }
 
   function showLegend() {
-    const title = document.createElement("span");
-    title.className = "map-legend-title";
-    title.textContent = legend.title;
-    const parts = [title];
-    if (legend.kind === "categories") {
-      for (const item of legend.items) {
-        const entry = document.createElement("span");
-        entry.className = "map-legend-item";
-        const swatch = document.createElement("span");
-        swatch.className = "map-swatch";
-        swatch.style.background = L.css(item.rgb);
-        entry.append(swatch, item.name);
-        parts.push(entry);
-      }
-    } else {
-      const bar = document.createElement("canvas");
-      bar.className = "map-ramp";
-      bar.width = L.RAMP;
-      bar.height = 1;
-      const g = bar.getContext("2d");
-      L.ramp.forEach((rgb, j) => {
-        g.fillStyle = L.css(rgb);
-        g.fillRect(j, 0, 1, 1);
-      });
-      const lo = document.createElement("span");
-      lo.textContent = legend.loText;
-      const hi = document.createElement("span");
-      hi.textContent = legend.hiText;
-      parts.push(lo, bar, hi);
-      if (legend.missingText) {
-        const none = document.createElement("span");
-        none.className = "map-legend-item";
-        const swatch = document.createElement("span");
-        swatch.className = "map-swatch";
-        swatch.style.background = "rgb(200,200,200)";
-        none.append(swatch, legend.missingText);
-        parts.push(none);
-      }
-    }
-    legendBox.replaceChildren(...parts);
+    legendBox.replaceChildren(...L.legendNodes(legend));
     legendBox.dataset.kind = legend.kind;
   }
 
@@ -656,8 +618,8 @@
     download(new Blob([text], { type: "image/svg+xml" }), fileName("svg"));
   });
 
-  // ---- loading: the binary map (typed arrays in place); t-SNE and a data set's encoding
-  // answer 202 while they compute: poll as Retry-After says
+  // ---- loading (static/map_load.js): t-SNE and a data set's encoding answer 202 while they
+  // compute: ask again as Retry-After says
   let loads = 0;
   let poll = null;
   async function fetchMap() {
@@ -668,101 +630,23 @@
     box.dataset.state = "loading";
     const points = Number(size).toLocaleString("en");
     status.textContent = `loading the ${method === "tsne" ? "t-SNE" : "PCA"} map of ${points} points…`;
-    let resp, body;
-    const t0 = performance.now();
-    try {
-      const ask = (base) => {
-        const url = new URL(base, location.href); // may carry ?data=NAME
-        url.searchParams.set("n", size);
-        url.searchParams.set("method", method);
-        return fetch(url);
-      };
-      resp = await ask(box.dataset.binary);
-      if (resp.status === 404 || resp.status === 405) {
-        // a server without the binary form: the JSON one (up to 20,000 points)
-        const why = await resp.clone().json().catch(() => ({}));
-        if (why.detail === "Not Found" || why.detail === "Method Not Allowed") {
-          resp = await ask(box.dataset.api);
-        }
-      }
-      if (resp.ok && resp.status === 200 && !/json/.test(resp.headers.get("content-type"))) {
-        const bytes = await resp.arrayBuffer();
-        if (token !== loads) return;
-        Object.assign(load, { format: "binary", bytes: bytes.byteLength });
-        load.fetchMs = performance.now() - t0;
-        load.bytesAt = performance.now();
-        delete load.firstPaintMs;
-        const { header, arrays } = window.latentMapBinary.decode(bytes);
-        body = fromBinary(header, arrays);
-        load.decodeMs = performance.now() - load.bytesAt;
-      } else {
-        const text = await resp.text();
-        if (token !== loads) return;
-        Object.assign(load, { format: "json", bytes: text.length });
-        load.fetchMs = performance.now() - t0;
-        load.bytesAt = performance.now();
-        delete load.firstPaintMs;
-        try {
-          body = JSON.parse(text);
-        } catch {
-          body = { detail: resp.statusText };
-        }
-        if (resp.status === 200) body = fromJson(body);
-        load.decodeMs = performance.now() - load.bytesAt;
-      }
-    } catch (err) {
-      body = { detail: err.message };
-    }
-    if (token !== loads) return; // another layout or size was chosen meanwhile
-    if (resp && resp.status === 202) {
-      const wait = Number(resp.headers.get("Retry-After")) || body.retry_after || 5;
-      box.dataset.state = "computing";
-      status.textContent =
-        `computing… ${body.detail} (asking again in ${wait} s; the explorer works meanwhile)`;
-      poll = setTimeout(fetchMap, wait * 1000);
-      return;
-    }
-    if (!resp || !resp.ok) {
-      box.dataset.state = "error";
-      status.textContent = `no map: ${body.detail}`;
-      return;
-    }
-    show(body);
-  }
-
-  // The map as the page reads it, from either form: the header's fields, `xy` (Float32Array
-  // 2n), `indices` (Uint32Array), `latents` and `prior_z` (Float32Array n·D or null), each
-  // colour_by entry with `values` (a typed array) and `missing` (its code for no value, or null
-  // for numbers, NaN being none).
-  function fromBinary(header, arrays) {
-    const out = { ...header, xy: arrays.points, indices: arrays.indices };
-    out.latents = arrays.latents || null;
-    out.prior_z = arrays.prior_z || null;
-    out.colour_by = header.colour_by.map((c) => ({ ...c, values: arrays[c.array] }));
-    return out;
-  }
-  function fromJson(body) {
-    const count = body.points.length;
-    const flat = (rows) => {
-      if (!rows) return null;
-      const a = new Float32Array(count * D);
-      rows.forEach((row, i) => a.set(row, i * D));
-      return a;
-    };
-    const pts = new Float32Array(2 * count);
-    body.points.forEach(([x, y], i) => {
-      pts[2 * i] = x;
-      pts[2 * i + 1] = y;
-    });
-    const colours = body.colour_by.map((c) =>
-      c.kind === "ordered"
-        ? { ...c, values: Float32Array.from(c.values, (v) => (v === null ? NaN : v)), missing: null }
-        : { ...c, values: Int32Array.from(c.values), missing: -1 },
+    const answer = await window.latentMapLoad.fetchMap(
+      box.dataset.binary, box.dataset.api, { n: size, method }, D, load,
     );
-    return {
-      ...body, xy: pts, indices: Uint32Array.from(body.indices), latents: flat(body.latents),
-      prior_z: flat(body.prior_z), colour_by: colours,
-    };
+    if (token !== loads) return; // another layout or size was chosen meanwhile
+    if (answer.status === 202) {
+      box.dataset.state = "computing";
+      status.textContent = `computing… ${answer.detail} ` +
+        `(asking again in ${answer.wait} s; the explorer works meanwhile)`;
+      poll = setTimeout(fetchMap, answer.wait * 1000);
+      return;
+    }
+    if (answer.status !== 200) {
+      box.dataset.state = "error";
+      status.textContent = `no map: ${answer.detail}`;
+      return;
+    }
+    show(answer.map);
   }
 
   function show(body) {

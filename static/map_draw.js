@@ -205,6 +205,41 @@
     return marks;
   }
 
+  // The legend as the page shows it beside the map: its title, then a swatch and name per
+  // category, or the scale from its low to its high value (and grey: no value).
+  function legendNodes(legend) {
+    const span = (className, text) => {
+      const el = document.createElement("span");
+      if (className) el.className = className;
+      if (text !== undefined) el.textContent = text;
+      return el;
+    };
+    const item = (rgb, name) => {
+      const swatch = span("map-swatch");
+      swatch.style.background = css(rgb);
+      const entry = span("map-legend-item");
+      entry.append(swatch, name);
+      return entry;
+    };
+    const parts = [span("map-legend-title", legend.title)];
+    if (legend.kind === "categories") {
+      for (const it of legend.items) parts.push(item(it.rgb, it.name));
+      return parts;
+    }
+    const bar = document.createElement("canvas");
+    bar.className = "map-ramp";
+    bar.width = RAMP;
+    bar.height = 1;
+    const g = bar.getContext("2d");
+    ramp.forEach((rgb, j) => {
+      g.fillStyle = css(rgb);
+      g.fillRect(j, 0, 1, 1);
+    });
+    parts.push(span("", legend.loText), bar, span("", legend.hiText));
+    if (legend.missingText) parts.push(item(MISSING, legend.missingText));
+    return parts;
+  }
+
   function drawLegend(g, legend, x0) {
     for (const [shape, x, y, ...rest] of legendMarks(legend, x0)) {
       if (shape === "rect") {
@@ -296,6 +331,6 @@
 
   window.latentMap = {
     RAMP, css, ramp, colourChoices, colouring, isMissing, formatValue, fitView,
-    dot, plot, drawLegend, svg, place,
+    dot, plot, legendNodes, drawLegend, svg, place,
   };
 })();
