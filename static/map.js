@@ -1,11 +1,11 @@
 // The latent map (/map): the encoder means μ of n images laid out in 2-D (GET
-// /api/models/{name}/map.bin: typed arrays, static/map_binary.js; the JSON form where a server
-// has no binary one), drawn beside the explorer.
+// /api/models/{name}/map.bin, fetched by static/map_load.js), drawn beside the explorer.
 //
 // The points are drawn on the GPU (static/map_gl.js: a layer drawn once per view, moved on each
 // frame of a pan or zoom, drawn again for the new view chunk by chunk), or into a 2-D canvas's
 // pixels where WebGL2 is not to be had (latentMap.plot). Hover asks a grid index of the points in
-// data coordinates, built once per map (static/map_index.js), so no view change rebuilds it. A
+// data coordinates, built once per map (static/map_index.js), so no view change rebuilds it; the
+// density view counts the points per screen cell (static/map_density.js). A
 // lasso or a box selects points into slot A or B (static/map_tools.js); each change is the
 // `map:selection` event on #explorer. The explorer (static/explore.js) is followed and moved only
 // through its events: `latent:z` moves the marker of the current z, a click on a point sends
