@@ -111,8 +111,9 @@ def test_a_dataset_image_that_does_not_exist_is_a_documented_404(client, spec):
 def test_every_operation_with_a_body_documents_and_answers_400_and_413(trained, tmp_path, spec):
     with_body = [(path, op) for path, method, op in operations(spec) if "requestBody" in op]
     assert {path for path, _ in with_body} == {
-        f"/api/models/{{name}}/{p}" for p in ("decode", "encode", "compress", "denoise")
-    }
+        f"/api/models/{{name}}/{p}"
+        for p in ("decode", "encode", "compress", "denoise", "selections")
+    } | {"/api/datasets/{dataset}/layouts"}
     shutil.copytree(trained["tiny-vae"], tmp_path / "tiny-vae")
     small = Settings(checkpoints_dir=tmp_path, max_upload_bytes=1000)
     with TestClient(create_app(small)) as c:

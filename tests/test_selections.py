@@ -205,3 +205,35 @@ def test_a_kept_selection_outlives_a_restart_and_a_tampered_file_is_refused(serv
         np.savez(f, **arrays)
     with pytest.raises(LookupError, match=f"selection {ident} cannot be read"):
         SelectionStore(settings.cache_dir).get(ident)
+
+
+def test_compare_reads_each_models_own_direction_of_the_same_selections(trained, tmp_path):
+    """/compare's direction section with two selections: each model's vector is its own mean μ
+    of B's images minus A's, as its selections API answers, and the strip runs along it."""
+    root = tmp_path / "checkpoints"
+    for name in ("tiny-vae", "tiny-ae"):
+        shutil.copytree(trained[name], root / name)
+    with TestClient(create_app(Settings(checkpoints_dir=root))) as c:
+        per_shape = 6 * 40 * 32 * 32
+        ids = [
+            c.post(
+                "/api/models/tiny-vae/selections", json={"indices": list(range(s, s + 600, 7))}
+            ).json()["id"]
+            for s in (0, 2 * per_shape)
+        ]
+        r = c.get(f"/ui/compare/direction?a=tiny-vae&b=tiny-ae&sel_a={ids[0]}&sel_b={ids[1]}")
+        assert r.status_code == 200, r.text
+        assert 'id="direction-selections"' in r.text
+        for name in ("tiny-vae", "tiny-ae"):
+            api = c.get(f"/api/models/{name}/selections/direction?source={ids[0]}&target={ids[1]}")
+            want = np.array(api.json()["vector"])
+            vector = r.text.split(f'data-name="{name}" data-vector="')[1].split('"')[0]
+            np.testing.assert_allclose(np.array(vector.split(","), float), want, atol=1e-5)
+            strip = r.text.split(f"/api/models/{name}/path.png?")[1].split('"')[0]
+            assert (
+                c.get(f"/api/models/{name}/path.png?{strip.replace('&amp;', '&')}").status_code
+                == 200
+            )
+        # the page's placeholder carries the selections to the section it loads
+        page = c.get(f"/compare?a=tiny-vae&b=tiny-ae&sel_a={ids[0]}&sel_b={ids[1]}").text
+        assert f"sel_a={ids[0]}&amp;sel_b={ids[1]}" in page

@@ -32,6 +32,7 @@ from app.web.directions import (
 from app.web.errors import NotFoundError
 from app.web.inputs import images_of
 from app.web.latent_map import RETRY_AFTER
+from app.web.selections import selection_direction_json
 from app.web.set_directions import StillEncoding, set_of
 
 router = APIRouter(include_in_schema=False)
@@ -91,6 +92,30 @@ def _side(
     return SideView(model.name, json=body, bars=_bars(body), strip_url=url)
 
 
+def _selection_side(
+    model: ServedModel, settings: Settings, pick: DataPick, sel_a: str, sel_b: str,
+    label: int | None,
+) -> SideView:  # fmt: skip
+    """A side whose direction is from selection A's images to selection B's, under this model,
+    with a strip of 5 pictures from A's mean μ to B's (GET path.png)."""
+    try:
+        body = selection_direction_json(model, settings, pick, sel_a, sel_b)
+    except InferenceError as e:
+        return SideView(model.name, error=str(e))
+    if isinstance(body, StillEncoding):
+        return SideView(model.name, pending=body.detail)
+    start = [c - v / 2 for c, v in zip(body["centre"], body["vector"], strict=True)]
+    params = {
+        "z": ",".join(f"{v:.4f}" for v in start),
+        "v": ",".join(f"{v:.4f}" for v in body["vector"]),
+        "lo": "0", "hi": "1.01", "step": "0.25",
+    }  # fmt: skip
+    if model.description.kind == "cvae" and label is not None:
+        params["label"] = str(label)
+    url = f"/api/models/{quote(model.name)}/path.png?{urlencode(params)}"
+    return SideView(model.name, json=body, bars=_bars(body), strip_url=url)
+
+
 @dataclass(frozen=True)
 class Offered:
     """What the picker offers: the two models' choices together."""
@@ -139,6 +164,8 @@ def compare_direction(
     source: Annotated[str | None, Query(alias="from")] = None,
     target: Annotated[str | None, Query(alias="to")] = None,
     column: str | None = None, data: str | None = None, label: int | None = None,
+    sel_a: Annotated[str | None, Query(pattern=r"^[0-9a-f]{16}$")] = None,
+    sel_b: Annotated[str | None, Query(pattern=r"^[0-9a-f]{16}$")] = None,
 ) -> HTMLResponse:  # fmt: skip
     """htmx: the "direction of a factor in both models" section of /compare: a picker of the
     images (each model's own, or a served data set: `data`) and of the factors and classes (a
@@ -146,7 +173,9 @@ def compare_direction(
     for each model its direction's shares per latent, its fit, its participation ratio and a
     strip decoded along it; a model without the factor or classes says so in its place, and
     one whose data set is still being encoded says how far it is (202: the section asks
-    again)."""
+    again). With `sel_a` and `sel_b` (two selections of the latent map, app.web.selections)
+    and no other choice, each model's direction is from its mean μ of A's images to its mean
+    μ of B's."""
     models = []
     for name in (a, b):
         if name not in registry:
@@ -193,7 +222,14 @@ def compare_direction(
         if v is not None
     }  # fmt: skip
     asks = factor is not None or source is not None
-    sides = [_side(m, registry, settings, query, label, pick) for m in models] if asks else []
+    chosen = kind is None and sel_a is not None and sel_b is not None
+    if chosen:
+        assert sel_a is not None and sel_b is not None
+        factor = source = target = column = None
+        query = {"sel_a": sel_a, "sel_b": sel_b} | ({"data": pick.name} if pick.name else {})
+        sides = [_selection_side(m, settings, pick, sel_a, sel_b, label) for m in models]
+    else:
+        sides = [_side(m, registry, settings, query, label, pick) for m in models] if asks else []
     if a == b:
         sides = sides[:1]
     pending = any(s.pending for s in sides)
@@ -217,6 +253,7 @@ def compare_direction(
         "poll_url": f"/ui/compare/direction?{urlencode(again)}" if pending else None,
         "retry_after": RETRY_AFTER,
         "loaded": True,
+        "selections": {"a": sel_a, "b": sel_b} if chosen else None,
     }
     response = templates.TemplateResponse(request, "partials/direction.html", context)
     if pending:

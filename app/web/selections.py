@@ -17,9 +17,9 @@ from pydantic import BaseModel, Field
 from app.checkpoints.served import ServedModel
 from app.encodings.cache import class_labels
 from app.imaging import png_bytes
-from app.inference import DatasetImages, InferenceError, SetImages
+from app.inference import DatasetImages, InferenceError, SetImages, latent_order
 from app.settings import Settings
-from app.studies import selections
+from app.studies import directions, selections
 from app.studies.cache import SharedResults
 from app.studies.selection_store import (
     StoredSelection,
@@ -29,7 +29,7 @@ from app.studies.selection_store import (
 )
 from app.studies.set_encodings import encoding_status, progress_text
 from app.web.deps import DataDep, DataPick, ModelDep, SettingsDep
-from app.web.errors import DATA_UNAVAILABLE, NotFoundError, NotInModelError
+from app.web.errors import DATA_UNAVAILABLE, NOT_FOUND, NotFoundError, NotInModelError
 from app.web.inputs import images_of
 from app.web.responses import etag_for
 from app.web.set_directions import PENDING, StillEncoding, pending_response
@@ -96,9 +96,6 @@ class DirectionAnswer(BaseModel):
     norm: float
 
 
-NOT_OURS: dict[int | str, dict[str, Any]] = {
-    404: {"description": "unknown model, set, selection, or an image not in the data"}
-}
 
 
 def _images(model: ServedModel, settings: Settings, data: DataPick | None) -> DatasetImages:
@@ -188,7 +185,7 @@ def _answer(
 
 @router.post(
     "/models/{name}/selections", status_code=201, response_model=SelectionAnswer,
-    responses={**PENDING, **NOT_OURS, **DATA_UNAVAILABLE},
+    responses={**PENDING, **NOT_FOUND, **DATA_UNAVAILABLE},
 )  # fmt: skip
 def add_selection(
     model: ModelDep, settings: SettingsDep, data: DataDep,
@@ -215,7 +212,7 @@ def add_selection(
 
 @router.get(
     "/models/{name}/selections/direction", response_model=DirectionAnswer,
-    responses={**PENDING, **NOT_OURS, **DATA_UNAVAILABLE},
+    responses={**PENDING, **NOT_FOUND, **DATA_UNAVAILABLE},
 )  # fmt: skip
 def selection_direction(
     request: Request, model: ModelDep, settings: SettingsDep, data: DataDep,
@@ -257,7 +254,7 @@ def selection_direction(
 
 @router.get(
     "/models/{name}/selections/{ident}", response_model=SelectionAnswer,
-    responses={**PENDING, **NOT_OURS, **DATA_UNAVAILABLE},
+    responses={**PENDING, **NOT_FOUND, **DATA_UNAVAILABLE},
 )  # fmt: skip
 def get_selection(model: ModelDep, settings: SettingsDep, data: DataDep, ident: SelectionId) -> Any:
     """A kept selection under this model (any model viewed on the images it was made of)."""
@@ -272,7 +269,7 @@ def get_selection(model: ModelDep, settings: SettingsDep, data: DataDep, ident: 
 @router.get(
     "/selections/{ident}.csv", response_class=Response,
     responses={200: {"content": {"text/csv": {}}, "description": "one image index a line"},
-               404: {"description": "no such selection"}},
+               **NOT_FOUND},
 )  # fmt: skip
 def selection_csv(settings: SettingsDep, ident: SelectionId) -> Response:
     """A kept selection's image indices, one a line under the header `index`."""
@@ -285,3 +282,56 @@ def selection_csv(settings: SettingsDep, ident: SelectionId) -> Response:
         text, media_type="text/csv",
         headers={"Content-Disposition": f'attachment; filename="selection-{ident}.csv"'},
     )  # fmt: skip
+
+
+def selection_direction_json(
+    model: ServedModel, settings: Settings, data: DataPick | None, source: str, target: str
+) -> dict[str, Any] | StillEncoding:
+    """The direction from selection `source` to `target` under `model`, in the shape of
+    app.web.directions.direction_json (what /compare's direction section draws): the vector
+    and centre from all the selected images' μ, and how well it separates the two groups, from
+    app.studies.directions.class_direction's held-out accuracy on the same images."""
+    images = _images(model, settings, data)
+    a, b = _stored(settings, images, source), _stored(settings, images, target)
+    picked = []
+    for s in (a, b):
+        chosen = _selected(model, settings, images, s.indices)
+        if isinstance(chosen, StillEncoding):
+            return chosen
+        picked.append(chosen)
+    d = selections.direction(picked[0], picked[1])
+    mu = np.concatenate([picked[0].mu, picked[1].mu])
+    groups = np.r_[np.zeros(a.count, dtype=np.int64), np.ones(b.count, dtype=np.int64)]
+    names = (f"selection A ({a.count:,})", f"selection B ({b.count:,})")
+    try:
+        fit = directions.class_direction(mu, groups, 0, 1, seed=0, names=names).fit
+    except directions.DirectionError as e:
+        raise NotInModelError(f"selections {a.id} and {b.id}: {e}") from None
+    rounded = lambda v: np.round(np.asarray(v, dtype=np.float64), 6).tolist()  # noqa: E731
+    return {
+        "model": model.name,
+        "kind": "classes",
+        "factor": None,
+        "from": names[0],
+        "to": names[1],
+        "column": None,
+        "data": data.name if data is not None else None,
+        "vector": rounded(d.vector),
+        "length": round(float(np.linalg.norm(d.vector)), 5),
+        "centre": rounded((d.source_mean + d.target_mean) / 2),
+        "fit": {
+            "measure": fit.measure, "value": round(fit.value, 5), "held_out": fit.held_out,
+            "chance": None if fit.chance is None else round(fit.chance, 5),
+            "about": fit.about, "left_out": 0,
+        },  # fmt: skip
+        "participation_ratio": round(directions.participation_ratio(d.vector), 5),
+        "shares": rounded(directions.shares(d.vector)),
+        "latent_names": [model.description.latent_name(i) for i in range(len(d.vector))],
+        "latent_order": latent_order(model),
+        "source": {
+            "kind": "selections",
+            "dataset": a.name,
+            "description": f"the mean μ of {a.count:,} selected {a.name} images to that of "
+            f"{b.count:,} others" + (f" ({d.shared:,} in both)" if d.shared else ""),
+        },
+    }
