@@ -65,6 +65,7 @@
   const LEGEND_W = 190; // CSS px beside the map in the exports
   const SVG_MAX = 20_000; // circles past this make a file editors choke on: PNG instead
   const SLOT_COLOURS = { A: "#1d4ed8", B: "#c2410c" };
+  const LAYOUT_NAMES = { pca: "PCA", tsne: "t-SNE", umap: "UMAP", loaded: "loaded layout" };
 
   let map = null; // the header, with the arrays the page reads (see normalise)
   let n = 0;
@@ -629,7 +630,7 @@
     const size = sizeSelect.value;
     box.dataset.state = "loading";
     const points = Number(size).toLocaleString("en");
-    status.textContent = `loading the ${method === "tsne" ? "t-SNE" : "PCA"} map of ${points} points…`;
+    status.textContent = `loading the ${LAYOUT_NAMES[method] || method} map of ${points} points…`;
     const answer = await window.latentMapLoad.fetchMap(
       box.dataset.binary, box.dataset.api, { n: size, method }, D, load,
     );
@@ -670,7 +671,7 @@
     place();
     const ratio = map.method === "pca" ? map.settings.explained_variance_ratio : null;
     const held = ratio ? ratio.map((v) => `${(100 * v).toFixed(1)}%`).join(" and ") : "";
-    const method = map.method === "tsne" ? "t-SNE" : "PCA";
+    const method = LAYOUT_NAMES[map.method] || map.method;
     status.textContent =
       `${method} of ${n.toLocaleString("en")} encoder means` +
       (held ? ` · the two axes hold ${held} of μ's variance` : "") +

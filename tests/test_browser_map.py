@@ -16,6 +16,7 @@ import pytest
 from PIL import Image
 from playwright.sync_api import Page
 
+from app.studies.latent_map import METHODS as MAP_METHODS
 from tests.browser_server import grab_and_drag, wait_painted, wait_repainted
 
 MODEL = "dsprites-beta-vae"
@@ -341,17 +342,20 @@ def test_the_pages_link_each_other_and_offer_directions_only_where_there_are_som
     assert 'id="direction-slider" data-model' in html and f'href="/map?model={MODEL}&z=' in html
     assert '<a href="/map">Map</a>' in html  # in the nav
     z = "0.50,0.00,0.00,0.00,0.00,0.00,0.00,0.00,0.00,-1.00"
-    query = {"model": MODEL, "method": "umap", "n": 99_999, "z": z}
+    query = {"model": MODEL, "method": "isomap", "n": 99_999, "z": z}
     html = unescape(httpx.get(f"{server}/map", params=query, timeout=120).text)
-    assert "unknown method 'umap' (pca or tsne); showing PCA" in html
+    known = ", ".join(MAP_METHODS[:-1]) + f" or {MAP_METHODS[-1]}"
+    assert f"unknown method 'isomap' ({known}); showing PCA" in html
+    assert [f'<option value="{m}"' in html for m in MAP_METHODS] == [True] * len(MAP_METHODS)
     assert f"a map of {MODEL} holds 2 to 20,000 points; showing 5,000" in html
     assert 'data-method="pca" data-n="5000"' in html
-    assert ">all 10,000<" not in html  # a model's own drawn images: no "all"
-    html = httpx.get(f"{server}/map", params={"model": "fashion-vae", "data": "fashion-mnist"},
-                     timeout=120).text
-    assert re.search(r'<option value="10000"[^>]*>all 10,000</option>', html)  # its test split
     assert f'href="/?model={MODEL}&z={z}"' in html  # back to explore, at the same z
     assert 'id="direction-slider"' in html
+    assert ">all 10,000<" not in html  # a model's own drawn images: no "all"
+    html = httpx.get(
+        f"{server}/map", params={"model": "fashion-vae", "data": "fashion-mnist"}, timeout=120
+    ).text
+    assert re.search(r'<option value="10000"[^>]*>all 10,000</option>', html)  # its test split
 
 
 def test_a_tsne_map_says_it_is_computing_and_then_places_z_by_its_neighbours(page, server):

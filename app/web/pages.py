@@ -108,6 +108,11 @@ def explore(
 
 
 MAP_SIZES = (1_000, 2_000, 5_000, 10_000, 20_000)
+MAP_LAYOUTS = {  # the layout picker's words for each method
+    "pca": "PCA (exact, instant)",
+    "tsne": "t-SNE (computed in the background)",
+    "umap": "UMAP (computed in the background)",
+}
 
 
 @router.get("/map", response_class=HTMLResponse, name="latent_map")
@@ -129,7 +134,8 @@ def latent_map(
     if model is not None and model not in registry:
         warnings.append(f"unknown model {quoted(model)}; showing {name}")
     if method not in MAP_METHODS:
-        warnings.append(f"unknown method {quoted(method)} (pca or tsne); showing PCA")
+        known = ", ".join(MAP_METHODS[:-1]) + f" or {MAP_METHODS[-1]}"
+        warnings.append(f"unknown method {quoted(method)} ({known}); showing PCA")
         method = "pca"
     summary = model_summary(ckpt, settings, data)
     limit = settings.max_map_points
@@ -145,6 +151,7 @@ def latent_map(
             # a set's test split, or all of it; the binary map holds up to its own limit
             limit = min(settings.max_binary_map_points, images.mapped_images)
             all_images = images.mapped_images if images.mapped_images <= limit else None
+    offered_all = [all_images] if all_images else []
     if n is None:
         n = min(5_000, limit)
     elif not 2 <= n <= limit:
@@ -172,8 +179,9 @@ def latent_map(
         "z": _z_text(values),
         "label": label,
         "method": method,
+        "layouts": [(m, MAP_LAYOUTS.get(m, m)) for m in MAP_METHODS],
         "n": n,
-        "sizes": sorted({*(s for s in MAP_SIZES if s <= limit), n} | {all_images} - {None}),
+        "sizes": sorted({*(s for s in MAP_SIZES if s <= limit), n, *offered_all}),
         "all_images": all_images,
         "colour": colour or "",
         "url_params": urlencode(params),
