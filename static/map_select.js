@@ -106,9 +106,9 @@
         ? `the mean of ${answer.reconstructed} of them (a random sample)`
         : `the mean of all ${answer.count}`;
     e.images.replaceChildren(
-      ...answer.shown.map((i) => {
+      ...answer.shown.map((i, k) => {
         const img = document.createElement("img");
-        img.src = answer.image_url.replace("{index}", String(i));
+        img.src = answer.shown_urls[k];
         img.alt = `image ${i}`;
         img.title = `image ${i}`;
         img.width = 48;

@@ -175,8 +175,11 @@ def test_bad_selections_are_refused_and_nothing_is_kept(served):
     before = sorted(kept.glob("*")) if kept.exists() else []
     r = client.post(f"/api/models/tiny-vae/selections?data={SET}", json={"indices": [3, 48]})
     assert r.status_code == 404 and "image 48 is not a patches image: indices run 0..47" in r.text
-    assert client.post(f"/api/models/tiny-vae/selections?data={SET}",
-                       json={"indices": []}).status_code == 422  # fmt: skip
+    for body in ({"indices": []}, {"indices": [True]}, {"indices": [2.5]}, {"indices": [-1]}):
+        r = client.post(f"/api/models/tiny-vae/selections?data={SET}", json=body)
+        assert r.status_code == 422, body
+    r = client.post(f"/api/models/tiny-vae/selections?data={SET}", json={"indices": [1, False]})
+    assert "an image index is a whole number, not true or false" in r.text
     assert (sorted(kept.glob("*")) if kept.exists() else []) == before
     r = client.get(f"/api/models/tiny-vae/selections/{'0' * 16}?data={SET}")
     assert r.status_code == 404 and "no selection 0000000000000000" in r.text

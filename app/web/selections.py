@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import base64
 from typing import Annotated, Any
+from urllib.parse import quote
 
 import numpy as np
 from fastapi import APIRouter, Body, Path, Query, Request
 from fastapi.responses import Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, BeforeValidator, Field
 
 from app.checkpoints.served import ServedModel
 from app.encodings.cache import class_labels
@@ -42,8 +43,18 @@ SelectionId = Annotated[
 ]
 
 
+def _not_a_boolean(value: object) -> object:
+    """JSON's true and false are not image indices (pydantic would read them as 1 and 0)."""
+    if isinstance(value, bool):
+        raise ValueError("an image index is a whole number, not true or false")
+    return value
+
+
+ImageIndex = Annotated[int, BeforeValidator(_not_a_boolean), Field(ge=0, le=2**31 - 1)]
+
+
 class SelectionBody(BaseModel):
-    indices: list[Annotated[int, Field(ge=0, le=2**31 - 1)]] = Field(
+    indices: list[ImageIndex] = Field(
         min_length=1, max_length=MAX_SELECTED,
         description="the selected images' indices in the data the model is viewed on "
         "(repeats count once)",
@@ -76,7 +87,7 @@ class SelectionAnswer(BaseModel):
     )
     reconstructed: int = Field(description="images averaged (a seeded sample past 256)")
     shown: list[int] = Field(description="up to 24 of the images, a seeded sample")
-    image_url: str = Field(description="an image by index: replace {index}")
+    shown_urls: list[str] = Field(description="each of `shown`'s images")
     columns: list[ColumnSummary]
     csv: str = Field(description="the selection's indices as CSV")
 
@@ -94,8 +105,6 @@ class DirectionAnswer(BaseModel):
     target_count: int
     shared: int = Field(description="images in both selections")
     norm: float
-
-
 
 
 def _images(model: ServedModel, settings: Settings, data: DataPick | None) -> DatasetImages:
@@ -154,7 +163,9 @@ def _answer(
         recon, averaged = selections.mean_reconstruction(model, chosen)
         png = base64.b64encode(png_bytes(recon)).decode()
         name = model.name
-        query = f"?data={data.name}" if data is not None and data.name else ""
+        query = f"?data={quote(data.name, safe='')}" if data is not None and data.name else ""
+        picked = selections.shown(chosen).tolist()
+        quoted_name = quote(name, safe="")
         return SelectionAnswer(
             id=stored.id,
             model=name,
@@ -163,8 +174,8 @@ def _answer(
             mean_mu=np.round(chosen.mu.mean(axis=0), 6).tolist(),
             mean_reconstruction=f"data:image/png;base64,{png}",
             reconstructed=averaged,
-            shown=selections.shown(chosen).tolist(),
-            image_url=f"/api/models/{name}/dataset/{{index}}.png{query}",
+            shown=picked,
+            shown_urls=[f"/api/models/{quoted_name}/dataset/{i}.png{query}" for i in picked],
             columns=[
                 ColumnSummary(
                     name=c.name,
@@ -320,9 +331,12 @@ def selection_direction_json(
         "length": round(float(np.linalg.norm(d.vector)), 5),
         "centre": rounded((d.source_mean + d.target_mean) / 2),
         "fit": {
-            "measure": fit.measure, "value": round(fit.value, 5), "held_out": fit.held_out,
+            "measure": fit.measure,
+            "value": round(fit.value, 5),
+            "held_out": fit.held_out,
             "chance": None if fit.chance is None else round(fit.chance, 5),
-            "about": fit.about, "left_out": 0,
+            "about": fit.about,
+            "left_out": 0,
         },  # fmt: skip
         "participation_ratio": round(directions.participation_ratio(d.vector), 5),
         "shares": rounded(directions.shares(d.vector)),
