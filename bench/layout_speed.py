@@ -73,7 +73,7 @@ def main() -> None:
         f"{MODEL} encoding of fashion-mnist ({len(image_set):,} images; kept after the first run)",
         lambda: encode_set(served, image_set, ROOT / ".cache" / "bench-layouts"),
     )
-    classes = image_set.column("class").values[enc.indices].astype(np.int64)
+    classes = image_set.column("label").values[enc.indices].astype(np.int64)
     mu_all = np.asarray(enc.mu[enc.ok], dtype=np.float32)
     y_all = classes[enc.ok]
     print(f"μ: {mu_all.shape[0]:,} × {mu_all.shape[1]}", flush=True)

@@ -119,20 +119,22 @@ def test_tsne_is_opentsnes_fft_and_reports_its_progress(tsne_map):
     assert layout.points.shape == (N, 2) and np.isfinite(layout.points).all()
     assert "openTSNE" in layout.settings["implementation"]
     assert layout.settings["iterations"] == 750
-    # every 10 iterations of 750, rising to 1
-    assert len(seen) == 75 and seen == sorted(seen) and seen[-1] == 1.0 and seen[0] < 0.02
+    # every 25 iterations of 750, rising to 1
+    assert len(seen) == 30 and seen == sorted(seen) and seen[-1] == 1.0 and seen[0] < 0.05
 
 
 @pytest.mark.parametrize("rebuilt", [False, True], ids=["fresh", "rebuilt"])
 def test_tsne_transform_places_a_training_point_among_its_own_neighbours(tsne_map, rebuilt):
-    mu, layout, _ = tsne_map
+    mu, layout, seen = tsne_map
     placer = (
         layouts.rebuilt_placer("tsne", mu, layouts.Layout(layout.points, layout.settings))
         if rebuilt
         else layout.placer
     )
     assert placer.how == "transform"
+    reports = len(seen)
     placed = placer.place(mu[ROWS])
+    assert len(seen) == reports  # placing is not the fit: its progress hears nothing more
     assert share_placed_among_own_neighbours(layout.points, placed, ROWS) >= 0.9
     # the same test fails for a point placed at another point's position
     other = layout.points[(ROWS + N // 2) % N]

@@ -390,13 +390,16 @@ def latent_map_json(
     """Where the model puts n held-out images: the encoder means μ of images drawn from its
     ground truth (dSprites, colour shapes), or of its dataset's test split (Fashion-MNIST),
     or, for a model without data here (an imported CelebA model), of its own decoded prior
-    samples; laid out in 2-D by PCA (exact: `marker` gives the projection of any z) or t-SNE.
+    samples; laid out in 2-D by PCA (exact: `marker` gives the projection of any z), t-SNE
+    (openTSNE) or UMAP, or, on a data set, a layout of it loaded from a file
+    (`method=loaded&layout=NAME`). `marker.place` is where to ask where any z lands on this map.
     Each point comes with its image's index, its μ, and the factors or class to colour it by.
-    A t-SNE map is computed once per weights, in the background: 202 with Retry-After until
-    then. With `data=NAME` (and for a model whose own data is a served set, e.g. an imported
-    CelebA model), the points are that set's images (its test split where it has one), every
-    column of the set to colour them by, from the set's encoding, which is computed once in the
-    background (202 with its progress until it is kept)."""
+    A t-SNE or UMAP map is computed once per weights, in the background: 202 with Retry-After
+    (and, for t-SNE, the fraction done) until then. With `data=NAME` (and for a model whose own
+    data is a served set, e.g. an imported CelebA model), the points are that set's images (its
+    test split where it has one), every column of the set to colour them by, from the set's
+    encoding, which is computed once in the background (202 with its progress until it is
+    kept)."""
     return _map(request, model, settings, data, n, method, seed, perplexity, "json", layout)
 
 
