@@ -178,6 +178,7 @@
     let usPerPoint = 0.35e-3; // ms a point, measured as chunks are drawn (starting guess)
     const FRAME_BUDGET = 8; // ms of drawing a frame may take, of ~16.7
     const DIRECT = 4; // ms: a full draw this cheap is done on every frame of a pan or zoom
+    const STILL = 6; // frames (100 ms at 60 Hz) the view holds before its points are drawn
     let frameAsked = false;
     let lastFrame = null;
     const probe = new Uint8Array(4);
@@ -372,8 +373,9 @@
       if (!view || !n) return;
       const t0 = performance.now();
       const moved = lastFrame && !sameView(lastFrame.view, view);
-      // a drag's pointer events can miss a frame: the points are drawn again once the view
-      // has held still for two frames, not between two moves of a pan
+      // a drag's pointer events and a wheel's steps come a frame or two apart: the points are
+      // drawn again once the view has held still for STILL frames, not between two of them
+      // (where a chunk's frame would make the next move late)
       still = moved ? 0 : still + 1;
       const record = { t: time, ms: 0, gap: lastFrame ? time - lastFrame.time : null, drew: 0,
         what: "" };
@@ -388,7 +390,7 @@
         // every point in this frame: the first draw (nothing on screen yet), or a draw cheap
         // enough to fit
         const all = !front.view || densityFor || job.total * usPerPoint <= DIRECT;
-        if (all || still >= 2) {
+        if (all || still >= STILL) {
           gl.bindFramebuffer(gl.FRAMEBUFFER, back.fb);
           gl.viewport(0, 0, back.w, back.h);
           const c0 = performance.now();
