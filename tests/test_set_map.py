@@ -106,7 +106,7 @@ def test_the_map_page_offers_the_sets_sizes_and_asks_the_api_for_the_set(served)
     page = client.get(f"/map?model=tiny-vae&data={SET}")
     assert page.status_code == 200
     assert f'data-api="/api/models/tiny-vae/map?data={SET}"' in page.text
-    assert '<option value="4" selected>4</option>' in page.text
+    assert '<option value="4" selected>all 4</option>' in page.text  # the set's 4 test images
 
 
 def test_an_image_is_picked_by_a_columns_value(served):

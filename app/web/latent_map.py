@@ -211,7 +211,7 @@ def map_parts(
     arrays: dict[str, np.ndarray] = {
         "points": np.round(layout.points.astype(np.float64), 4),
         "indices": sample.indices,
-        "latents": np.round(sample.mu.astype(np.float64), 4),
+        "latents": sample.mu,  # rounded where a form ships them (not past 20,000 as bytes)
         **{f"colour:{entry['name']}": values for entry, values in colours},
     }
     if sample.prior_z is not None:
@@ -254,7 +254,7 @@ def json_form(payload: dict[str, Any], arrays: dict[str, np.ndarray]) -> dict[st
     lists = {
         "points": arrays["points"].tolist(),
         "indices": arrays["indices"].tolist(),
-        "latents": arrays["latents"].tolist(),
+        "latents": np.round(arrays["latents"].astype(np.float64), 4).tolist(),
         "prior_z": arrays["prior_z"].tolist() if "prior_z" in arrays else None,
     }
     colours = [

@@ -67,8 +67,8 @@ def split_payload(
         "indices": np.asarray(arrays["indices"]).astype(np.uint32),
     }
     n = len(out["indices"])
-    if arrays.get("latents") is not None and n <= LATENTS_UP_TO:
-        out["latents"] = np.asarray(arrays["latents"], dtype=np.float32)
+    if arrays.get("latents") is not None and n <= LATENTS_UP_TO:  # μ as the JSON has them
+        out["latents"] = np.round(arrays["latents"].astype(np.float64), 4).astype(np.float32)
     if arrays.get("prior_z") is not None:
         out["prior_z"] = np.asarray(arrays["prior_z"], dtype=np.float32)
     colours = []
