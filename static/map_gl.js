@@ -199,12 +199,14 @@
     // The points go to the GPU in the order of the hover index's cells (latentMapIndex.grid:
     // row by row of cells), so a view that shows part of the map draws only the runs of cells
     // it shows: zoomed in 4×, about a sixteenth of the points.
-    let cells = null; // the grid: {x0, y0, cell, cols, starts, items}
+    let cells = null; // the grid: {x0, y0, cell, cols, starts}
+    let order = null; // the rows in the order they are drawn
     function setPoints(xy, grid) {
       n = xy.length / 2;
       cells = grid;
+      order = shuffledWithinCells(grid);
       const sorted = new Float32Array(2 * n);
-      const items = grid.items;
+      const items = order;
       for (let j = 0; j < n; j++) {
         sorted[2 * j] = xy[2 * items[j]];
         sorted[2 * j + 1] = xy[2 * items[j] + 1];
@@ -215,6 +217,31 @@
       keys = null;
       marks = null;
     }
+    // The grid's rows, each cell's in a shuffled order (a fixed seed: the same map draws the
+    // same picture). Where points overlap, the one drawn last shows; in the rows' own order
+    // that is whichever category a data set lists last (all of dSprites' hearts come after its
+    // squares), in a shuffled order each category shows as often as it is there.
+    function shuffledWithinCells(grid) {
+      const out = Uint32Array.from(grid.items);
+      let state = 0x9e3779b9;
+      const random = () => {
+        state ^= state << 13;
+        state ^= state >>> 17;
+        state ^= state << 5;
+        return (state >>> 0) / 4294967296;
+      };
+      const { starts } = grid;
+      for (let c = 0; c + 1 < starts.length; c++) {
+        for (let j = starts[c + 1] - 1; j > starts[c]; j--) {
+          const k = starts[c] + Math.floor(random() * (j - starts[c] + 1));
+          const t = out[j];
+          out[j] = out[k];
+          out[k] = t;
+        }
+      }
+      return out;
+    }
+
     // The runs [from, to) of the sorted points in the cells a view shows (a dot's radius
     // beyond the canvas included), adjoining runs joined.
     function runsFor(v) {
@@ -260,7 +287,7 @@
       const words = Uint32Array.from(palette, ([r, g, b]) =>
         little ? (b << 16) | (g << 8) | r : ((r << 24) | (g << 16) | (b << 8)) >>> 0);
       const markShift = little ? 24 : 0;
-      const items = cells.items;
+      const items = order;
       for (let j = 0; j < n; j++) {
         const i = items[j];
         const mark = marks && marks[i] ? 1 : 0;
