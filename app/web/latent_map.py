@@ -28,7 +28,7 @@ from app.settings import Settings
 from app.studies import latent_map, layouts
 from app.studies.cache import SharedResults
 from app.studies.latent_map import Column, MapSample
-from app.studies.layout_files import UnknownLayoutError, layout_store
+from app.studies.layout_files import LayoutFileError, UnknownLayoutError, layout_store
 from app.studies.layout_jobs import LayoutJobs, Pending, layout_key
 from app.studies.layouts import NEAREST, Layout
 from app.studies.set_encodings import encoding_status, progress_text
@@ -307,16 +307,23 @@ def loaded_layout(
     """The map's points on the set's loaded layout `name` (app.studies.layout_files): a
     Layout of their positions, and when the layout was loaded (it keys the map's JSON)."""
     image_set = images.set
-    if not name:
-        raise InferenceError("method=loaded needs layout=NAME (GET /api/datasets/{set}/layouts)")
+    if not name:  # valid by the schema, which cannot say that method=loaded needs it
+        raise NotFoundError(
+            f"method=loaded needs layout=NAME: GET /api/datasets/{image_set.name}/layouts "
+            "lists the layouts of the set"
+        )
     try:
         loaded = layout_store(settings.cache_dir).load(
             image_set, image_set.content_digest(), name
         )
     except UnknownLayoutError as e:
         raise NotFoundError(str(e)) from None
+    try:
+        points = loaded.points_of(sample.indices)
+    except LayoutFileError as e:  # an image the map shows that the layout has no position for
+        raise NotFoundError(str(e)) from None
     settings_ = {"layout": loaded.name, "rows": loaded.rows, "loaded": loaded.created}
-    return Layout(loaded.points_of(sample.indices), settings_), loaded.created
+    return Layout(points, settings_), loaded.created
 
 
 def place_url(
@@ -454,8 +461,8 @@ def _map(
             request, model, ("map", "pca", n, seed, sample.source),
             lambda: map_parts(model, sample, layouts.pca(sample.mu), method, seed), form,
         )  # fmt: skip
-    if method == "loaded":
-        raise InferenceError(LOADED_NEEDS_A_SET.format(model=model.name))
+    if method == "loaded":  # valid by the schema, which cannot say that it needs data=NAME
+        raise NotInModelError(LOADED_NEEDS_A_SET.format(model=model.name))
     # a t-SNE's or UMAP's images are drawn and encoded in its background job, not while this
     # request waits (a cold PCA map of 10,000, mostly that, takes 3 s on dSprites and 10 s on
     # colour shapes: docs/map.md); what is wrong with the request (n, the data) is answered here

@@ -52,6 +52,7 @@ from app.web.latent_map import (
     loaded_layout,
     sample_for,
 )
+from app.web.params import LatentText
 from app.web.uploads import upload_bytes
 
 router = APIRouter(prefix="/api", tags=["latent map"])
@@ -104,11 +105,7 @@ _placers: SharedResults[Placer] = SharedResults(8)  # transforms rebuilt after a
 @router.get("/models/{name}/map/place", response_model=Placed, responses=PLACE_RESPONSES)
 def place_on_map(
     model: ModelDep, settings: SettingsDep, data: DataDep, served: ServedDep,
-    z: Annotated[
-        str,
-        Query(description="the point to place: comma-separated floats, one per latent",
-              examples=["0,0,0,0,0,0,0,0,0,0"]),
-    ],
+    z: LatentText,
     n: Annotated[
         int | None,
         Query(ge=2, description="the map's n (as GET /api/models/{name}/map)",
@@ -142,7 +139,7 @@ def place_on_map(
     else:
         n = min(DEFAULT_POINTS, settings.max_map_points) if n is None else n
         if method == "loaded":
-            raise InferenceError(LOADED_NEEDS_A_SET.format(model=model.name))
+            raise NotInModelError(LOADED_NEEDS_A_SET.format(model=model.name))
         held = images_to_map(model, settings, n)
         source = None if held is None else held.name
         sample = None
@@ -264,7 +261,6 @@ LAYOUT_ERRORS: dict[int | str, dict[str, Any]] = {
         "model": ErrorBody,
         "description": "Conflict: the data set has a layout of that name (send replace=true)",
     },
-    422: {"model": ErrorBody, "description": "Unprocessable: what is wrong with the file"},
     **DATA_UNAVAILABLE,
 }
 
