@@ -5,7 +5,9 @@ binary map (GET /api/models/{name}/map.bin), and the page draws it. For each cas
 - **first paint**: from the bytes arrived in the page to every point drawn and on screen (the
   page's window.__mapLoad.firstPaintMs: decoding, the hover index, the colours, the GPU's draw);
 - **pan and zoom**: the pointer drags the map (`--moves` moves, ~60 a second), then the wheel
-  zooms in and out; every frame drawn meanwhile (window.__mapFrames) gives its gap from the last,
+  zooms in and out; of the frames drawn meanwhile (window.__mapFrames), the gap from the last
+  where the page drew one after the other (a frame after a pause with nothing to draw has
+  none), and the time from each pan or zoom event to the first frame drawn after it,
   p50/p95/max; then how long the points took to be drawn again for the view it ended on;
 - **pointer → tooltip**: the pointer moved onto `--hovers` points in turn, ~60 moves a second,
   the time from the pointer event to the tooltip filled and placed (window.__mapHovers `ms`) and
@@ -116,9 +118,16 @@ def wait_for_map(url: str, model: str, data: str, n: int, wait: float) -> httpx.
 
 def frames_between(page: Page, t0: float, t1: float) -> list[dict]:
     return page.evaluate(
-        "([a, b]) => window.__mapFrames.filter(f => f.t >= a && f.t <= b && f.gap !== null)",
-        [t0, t1],
+        "([a, b]) => window.__mapFrames.filter(f => f.t >= a && f.t <= b)", [t0, t1]
     )
+
+
+def frame_spread(frames: list[dict]) -> str:
+    """Gaps between frames the page drew one after another (not across a pause with nothing to
+    draw), and from each pan or zoom event to the first frame drawn after it."""
+    gaps = [f["gap"] for f in frames if f["gap"] is not None]
+    inputs = [f["inputMs"] for f in frames if f.get("inputMs") is not None]
+    return f"frame gap {spread(gaps)}\n{'':27s}event → frame drawn {spread(inputs)}"
 
 
 def settle(page: Page) -> float:
@@ -145,8 +154,7 @@ def pan_and_zoom(page: Page, moves: int) -> None:
         page.wait_for_timeout(16)
     t1 = now()
     page.mouse.up()
-    gaps = [f["gap"] for f in frames_between(page, t0, t1)]
-    print(f"  pan ({moves} moves):      {spread(gaps)}")
+    print(f"  pan ({moves} moves):       {frame_spread(frames_between(page, t0, t1))}")
     print(f"  then drawn again for the view it ended on in {settle(page):.0f} ms")
     page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
     t0 = now()
@@ -154,8 +162,7 @@ def pan_and_zoom(page: Page, moves: int) -> None:
         page.mouse.wheel(0, -30 if k < moves // 4 else 30)
         page.wait_for_timeout(16)
     t1 = now()
-    gaps = [f["gap"] for f in frames_between(page, t0, t1)]
-    print(f"  zoom ({moves // 2} wheel events): {spread(gaps)}")
+    print(f"  zoom ({moves // 2} wheel events): {frame_spread(frames_between(page, t0, t1))}")
     print(f"  then drawn again for the view it ended on in {settle(page):.0f} ms")
 
 

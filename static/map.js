@@ -43,9 +43,11 @@
   const svgButton = $("map-svg");
   const exploreLink = $("explore-link");
   const draws = (window.__mapDraws = []); // {n, drawn, ms, what}: each complete drawing
-  // every frame drawn: {t (its start), gap (since the last), ms (its work on this thread), what
-  // ("moved": the layer moved to the view; "chunk": and some points drawn into the next one;
-  // "points": every point; "density"; "2d"), drew (points drawn), complete (ms the layer took)}
+  // every frame drawn: {t (its start), gap (since the last, where that one asked for this: null
+  // after a pause), ms (its work on this thread), what ("moved": the layer moved to the view;
+  // "chunk": and some points drawn into the next one; "points": every point; "density"; "2d"),
+  // drew (points drawn), complete (ms the layer took), inputMs (from the pan or zoom event that
+  // moved the view to this frame drawn)}
   const frames = (window.__mapFrames = []);
   const grids = (window.__mapGrids = []); // {n, ms}: the hover index, once per map
   // {index, ms, handlerMs, frameMs}: pointer event → tooltip placed (and its handler's share,
@@ -84,6 +86,7 @@
   let label = root.dataset.label === "" ? null : Number(root.dataset.label);
 
   // ---- the renderer: WebGL2 where there is one, else the 2-D canvas
+  let inputAt = null; // the pan or zoom event whose view no frame has drawn yet
   let shownView = null; // the view the canvas shows exactly
   let painted = null; // resolves `ready`
   let ready = new Promise((resolve) => (painted = resolve));
@@ -91,6 +94,11 @@
   const gl = window.latentMapGL && window.latentMapGL.create(canvas, {
     background: BACKGROUND,
     onFrame: (record, exact) => {
+      if (inputAt !== null) {
+        // the first frame drawn since a pan or zoom moved the view: from that event to here
+        record.inputMs = performance.now() - inputAt;
+        inputAt = null;
+      }
       frames.push(record);
       if (frames.length > 5_000) frames.splice(0, 1_000);
       if (record.complete !== undefined) {
@@ -467,6 +475,7 @@
       drag.moved = true;
       view.tx = drag.tx + dx;
       view.ty = drag.ty + dy;
+      if (inputAt === null) inputAt = ev.timeStamp;
       if (!tip.hidden) leave();
       draw();
       return;
@@ -511,6 +520,7 @@
       const f = Math.exp(-ev.deltaY * lines * 0.0015);
       // the data point under the pointer stays under it
       view = { k: view.k * f, tx: mx - (mx - view.tx) * f, ty: my - (my - view.ty) * f };
+      if (inputAt === null) inputAt = ev.timeStamp;
       leave();
       draw();
     },

@@ -404,9 +404,13 @@
       // drawn again once the view has held still for STILL frames, not between two of them
       // (where a chunk's frame would make the next move late)
       still = moved ? 0 : still + 1;
-      const record = { t: time, ms: 0, gap: lastFrame ? time - lastFrame.time : null, drew: 0,
-        what: "" };
-      lastFrame = { time, view: { ...view } };
+      // gap: since the last frame, where that frame asked for this one (the loop ran on);
+      // after a pause with nothing to draw the time between frames is no frame's cost
+      const record = {
+        t: time, ms: 0, gap: lastFrame && lastFrame.chained ? time - lastFrame.time : null,
+        drew: 0, what: "",
+      };
+      lastFrame = { time, view: { ...view }, chained: false };
       const exact = sameView(front.view, view) && !front.stale;
       if (!exact) {
         if (!job || !sameView(job.view, view)) {
@@ -466,7 +470,10 @@
       present();
       record.ms = performance.now() - t0;
       onFrame(record, front.view && sameView(front.view, view) && !front.stale);
-      if (!(sameView(front.view, view) && !front.stale)) ask();
+      if (!(sameView(front.view, view) && !front.stale)) {
+        lastFrame.chained = true;
+        ask();
+      }
     }
 
     // What the renderer knows about this machine's speed, for the page and the bench.
