@@ -15,6 +15,7 @@ import pytest
 from app.studies import layout_jobs, layouts
 
 N = 600  # UMAP's numba compiles once per process (10–20 s); the layouts themselves take seconds
+N_TSNE = 1_000  # from 1,000 points openTSNE's gradient is the FFT's (Barnes–Hut below)
 
 
 def clusters(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -102,7 +103,7 @@ ROWS = np.arange(0, N, 30)  # 20 training points
 
 @pytest.fixture(scope="module")
 def tsne_map():
-    mu, _ = clusters(N)
+    mu, _ = clusters(N_TSNE)
     seen = []
     layout = layouts.tsne(mu, seed=0, perplexity=30, progress=seen.append)
     return mu, layout, seen
@@ -116,8 +117,8 @@ def umap_map():
 
 def test_tsne_is_opentsnes_fft_and_reports_its_progress(tsne_map):
     mu, layout, seen = tsne_map
-    assert layout.points.shape == (N, 2) and np.isfinite(layout.points).all()
-    assert "openTSNE" in layout.settings["implementation"]
+    assert layout.points.shape == (N_TSNE, 2) and np.isfinite(layout.points).all()
+    assert layout.settings["implementation"] == "openTSNE 1.0.4, FFT-accelerated interpolation"
     assert layout.settings["iterations"] == 750
     # every 25 iterations of 750, rising to 1
     assert len(seen) == 30 and seen == sorted(seen) and seen[-1] == 1.0 and seen[0] < 0.05
@@ -133,14 +134,15 @@ def test_tsne_transform_places_a_training_point_among_its_own_neighbours(tsne_ma
     )
     assert placer.how == "transform"
     reports = len(seen)
-    placed = placer.place(mu[ROWS])
+    rows = np.arange(0, N_TSNE, 50)
+    placed = placer.place(mu[rows])
     assert len(seen) == reports  # placing is not the fit: its progress hears nothing more
-    assert share_placed_among_own_neighbours(layout.points, placed, ROWS) >= 0.9
+    assert share_placed_among_own_neighbours(layout.points, placed, rows) >= 0.9
     # the same test fails for a point placed at another point's position
-    other = layout.points[(ROWS + N // 2) % N]
-    assert share_placed_among_own_neighbours(layout.points, other, ROWS) <= 0.3
+    other = layout.points[(rows + N_TSNE // 2) % N_TSNE]
+    assert share_placed_among_own_neighbours(layout.points, other, rows) <= 0.3
     # and the layout itself is not moved by placing (openTSNE centres its embedding in place)
-    again = placer.place(mu[ROWS[:1]])
+    again = placer.place(mu[rows[:1]])
     np.testing.assert_allclose(again, placed[:1], atol=np.ptp(layout.points) * 0.05)
 
 

@@ -49,6 +49,13 @@ TSNE_INTERVAL = 2
 # below this many latents, a tree finds μ's exact nearest neighbours faster than Annoy's
 # approximate ones (20,000 μ of 10 latents: 3.8 s against 10.9 s)
 EXACT_NEIGHBOURS_UP_TO = 32
+# Below this many points the FFT's fixed grid (at least 50 intervals a side) costs more than the
+# points do: Barnes–Hut (300 points: 0.4 s against 7.5 s; 2,000: 6.1 s against 5.8 s)
+FFT_FROM = 1_000
+# openTSNE on one thread: on the 2-core machine two threads were slower at every size (20,000
+# points: 27.5 s against 19.0 s; 300: 23 s against 7.5 s, its threads started every iteration),
+# and a process that exits while a daemon thread is inside openTSNE's thread pool aborts
+TSNE_THREADS = 1
 UMAP_NEIGHBOURS = 15  # umap-learn's defaults
 UMAP_MIN_DIST = 0.1
 
@@ -184,9 +191,14 @@ def _neighbours(mu: np.ndarray) -> str:
     return "exact" if mu.shape[1] <= EXACT_NEIGHBOURS_UP_TO else "auto"
 
 
+def _gradient(n: int) -> str:
+    return "fft" if n >= FFT_FROM else "bh"
+
+
 def tsne(mu: np.ndarray, seed: int, perplexity: float, progress: Progress | None = None) -> Layout:
-    """openTSNE's t-SNE of μ with FFT-accelerated interpolation, PCA-initialised (stable from
-    run to run), openTSNE's schedule (250 iterations exaggerated, then 500). `progress` hears
+    """openTSNE's t-SNE of μ with FFT-accelerated interpolation (Barnes–Hut below 1,000
+    points), PCA-initialised (stable from run to run), openTSNE's schedule (250 iterations
+    exaggerated, then 500). `progress` hears
     the fraction of iterations done every 25. Its `placer` is openTSNE's transform."""
     from openTSNE import TSNE  # noqa: PLC0415 (its import takes a second; only t-SNE needs it)
 
@@ -209,8 +221,8 @@ def tsne(mu: np.ndarray, seed: int, perplexity: float, progress: Progress | None
         n_components=2, perplexity=perplexity, learning_rate="auto",
         early_exaggeration_iter=TSNE_EXAGGERATION_ITER, n_iter=TSNE_ITER,
         initialization="pca" if mu.shape[1] >= 2 else "random",  # PCA needs two axes
-        negative_gradient_method="fft", ints_in_interval=TSNE_INTERVAL,
-        neighbors=_neighbours(mu), n_jobs=THREADS, random_state=seed,
+        negative_gradient_method=_gradient(len(mu)), ints_in_interval=TSNE_INTERVAL,
+        neighbors=_neighbours(mu), n_jobs=TSNE_THREADS, random_state=seed,
         callbacks=report, callbacks_every_iters=TSNE_PROGRESS_EVERY,
     )  # fmt: skip
     embedding = model.fit(np.ascontiguousarray(mu, dtype=np.float64))
@@ -230,7 +242,9 @@ def tsne(mu: np.ndarray, seed: int, perplexity: float, progress: Progress | None
             "seconds": round(time.perf_counter() - started, 1),
             "seed": seed,
             "interval": TSNE_INTERVAL,
-            "implementation": "openTSNE 1.0.4, FFT-accelerated interpolation",
+            "gradient": _gradient(len(mu)),
+            "implementation": "openTSNE 1.0.4, "
+            + ("FFT-accelerated interpolation" if _gradient(len(mu)) == "fft" else "Barnes-Hut"),
         },
         placer=TsnePlacer(embedding),
     )
@@ -253,7 +267,8 @@ class TsnePlacer:
         embedding.gradient_descent_params["callbacks"] = None
         # the interpolation grid over the fixed layout, made once here (3.5 s for 70,000
         # points) rather than in the first placement
-        embedding.prepare_interpolation_grid()
+        if embedding.gradient_descent_params.get("negative_gradient_method") == "fft":
+            embedding.prepare_interpolation_grid()
         self._embedding = embedding
         self._lock = threading.Lock()  # transform writes into the embedding's state
 
@@ -273,13 +288,14 @@ def tsne_placer(mu: np.ndarray, points: np.ndarray, settings: dict[str, object])
     perplexity = float(settings.get("perplexity", 30.0))  # type: ignore[arg-type]
     seed = int(settings.get("seed", 0))  # type: ignore[call-overload]
     affinities = PerplexityBasedNN(
-        np.ascontiguousarray(mu, dtype=np.float64), perplexity=perplexity, n_jobs=THREADS,
+        np.ascontiguousarray(mu, dtype=np.float64), perplexity=perplexity, n_jobs=TSNE_THREADS,
         random_state=seed, method=_neighbours(mu),
     )  # fmt: skip
     embedding = TSNEEmbedding(
-        np.array(points, dtype=np.float64), affinities, negative_gradient_method="fft",
+        np.array(points, dtype=np.float64), affinities,
+        negative_gradient_method=_gradient(len(mu)),
         ints_in_interval=int(settings.get("interval", 1)),  # type: ignore[call-overload]
-        n_jobs=THREADS, random_state=seed,
+        n_jobs=TSNE_THREADS, random_state=seed,
     )  # fmt: skip
     return TsnePlacer(embedding)
 
