@@ -180,6 +180,15 @@ def test_the_nearest_placer_is_the_inverse_distance_weighted_mean_of_10_neighbou
     np.testing.assert_allclose(layouts.NearestPlacer(mu, points).place(z[None])[0], expected)
 
 
+def test_a_umap_of_two_points_is_their_pca():
+    # umap-learn cannot lay out two points; the map of any n the API takes must still be drawn
+    mu = np.array([[0.0, 1.0, 2.0], [2.0, 1.0, 0.0]])
+    layout = layouts.umap(mu, seed=0)
+    np.testing.assert_allclose(np.abs(layout.points[:, 0]), [np.sqrt(8) / 2] * 2)
+    np.testing.assert_allclose(layout.points[:, 1], 0, atol=1e-12)
+    assert layout.placer.how == "pca"
+
+
 def test_identical_points_are_refused_not_a_crash():
     # openTSNE's affinities of identical points are NaN, and its FFT then kills the process
     with pytest.raises(layouts.InferenceError, match="same point"):

@@ -126,14 +126,17 @@ def test_place_on_a_pca_map_is_its_exact_projection(served):
     assert answer["how"] == "pca" and "exact" in answer["about"]
 
 
-def test_place_before_the_map_is_computed_answers_202(served):
-    client, _ = served
-    r = client.get(
-        "/api/models/tiny-vae/map/place",
-        params={"n": 50, "method": "tsne", "seed": 9, "z": ",".join(["0"] * 10)},
-    )
+def test_place_before_the_map_is_computed_answers_202_then_places(served):
+    client, settings = served
+    params = {"n": 50, "method": "tsne", "seed": 9, "z": ",".join(["0"] * 10)}
+    r = client.get("/api/models/tiny-vae/map/place", params=params)
     assert r.status_code == 202 and r.headers["retry-after"] == "5"
     assert r.json()["status"] in ("queued", "computing")
+    # /place started the map's own job: the map is there once it is done
+    map_api.layout_jobs(settings.cache_dir).join(timeout=300)
+    assert client.get("/api/models/tiny-vae/map/place", params=params).json()["how"] == "transform"
+    m = client.get("/api/models/tiny-vae/map", params={"n": 50, "method": "tsne", "seed": 9})
+    assert m.status_code == 200
 
 
 @pytest.mark.parametrize(

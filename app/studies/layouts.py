@@ -342,8 +342,12 @@ def umap(mu: np.ndarray, seed: int) -> Layout:
     the same map from run to run, on one thread (umap-learn's price for a seed). Its `placer`
     is `UMAP.transform`. umap-learn reports no progress."""
     n = len(mu)
-    if n < 3:
-        raise InferenceError(f"UMAP needs at least 3 points, n is {n}")
+    if n < 3:  # umap-learn cannot lay out 2 points; their PCA is as good a picture of them
+        exact = pca(mu)
+        assert exact.mean is not None and exact.components is not None
+        settings = {**exact.settings, "implementation": "PCA: UMAP needs at least 3 points"}
+        return Layout(exact.points, settings, exact.mean, exact.components,
+                      placer=PcaPlacer(exact.mean, exact.components))  # fmt: skip
     started = time.perf_counter()
     model = _umap_model(n, seed)
     with warnings.catch_warnings():

@@ -165,7 +165,9 @@ def place_on_map(
     if isinstance(result, Pending):
         return _pending(model, method, size, seed, result.state, result.detail(size))
     if result.placer is not None:
-        return _placed(result.placer, point, ABOUT[method])
+        how = result.placer.how  # a UMAP of 2 points is their PCA
+        about = ABOUT[{"transform": method, "pca": "pca"}.get(how, "loaded")]
+        return _placed(result.placer, point, about)
     try:
         placer = _placers.get(
             (model.digest or id(model), key), lambda: layouts.rebuilt_placer(method, mu(), result)
