@@ -1,5 +1,5 @@
-"""Property-based fuzzing of the whole API from its OpenAPI schema: the real `schemathesis run
---checks all` against a live server with the tiny models, and it must find nothing.
+"""Property-based fuzzing of the whole API from its OpenAPI schema: the real `schemathesis run`
+with every check it has against a live server with the tiny models, and it must find nothing.
 
 Every check it has: no 5xx; each status, content type, header and body as the schema documents
 it; every request the schema calls valid answered (2xx, or a model's 404), every one it calls
@@ -9,7 +9,10 @@ seconds, more beside a training run). Its requests come from all its phases: the
 (each parameter's boundary and just-past-boundary values, missing and malformed fields,
 unsupported methods), a bounded number of generated requests per operation, valid and invalid,
 and stateful sequences that feed one response into the next request. The upload parts are real
-images (tests/fuzz_hooks.py, named by schemathesis.toml)."""
+images (tests/fuzz_hooks.py, named by schemathesis.toml). One check is off for one operation:
+a layout file upload's schema-valid body may be refused (a layout must place every image of its
+set, which no schema can say). The test process must also exit cleanly after it: background
+jobs that outlive a run (a data set's encoding, a t-SNE) stop at exit instead of aborting it."""
 
 from __future__ import annotations
 
@@ -41,11 +44,19 @@ def test_schemathesis_with_every_check_finds_nothing(api_url, tmp_path):
     # schemathesis.toml's hooks, and no cache of past failures to replay first (nor to write)
     config = tmp_path / "schemathesis.toml"
     hooks = PROJECT_ROOT / "tests" / "fuzz_hooks.py"
-    config.write_text(f'hooks = "{hooks}"\n\n[cache]\nenabled = false\n')
+    # a layout file's rows must place every image of the set: no schema can say that, so a
+    # schema-valid upload refused with a 422 naming what is missing is right, not a finding
+    # (a check named on the command line would override the operation's own setting, so every
+    # check is turned on here, in the file)
+    config.write_text(
+        f'hooks = "{hooks}"\n\n[cache]\nenabled = false\n\n[checks]\nenabled = true\n\n'
+        '[[operations]]\ninclude-name = "POST /api/datasets/{dataset}/layouts"\n'
+        "checks.positive_data_acceptance.enabled = false\n"
+    )
     command = [
         sys.executable, "-m", "schemathesis.cli", "--config-file", str(config),
         "run", f"{api_url}/openapi.json",
-        "--checks", "all", "--max-response-time", "60", "--request-timeout", "60",
+        "--max-response-time", "60", "--request-timeout", "60",
         "--max-examples", str(EXAMPLES),
         "--seed", "1", "--generation-database", "none",  # the same requests every run
         "--workers", "1", "--no-color",

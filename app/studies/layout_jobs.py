@@ -6,12 +6,14 @@ it stands (`Pending`, with the fraction done where the method reports it) instea
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import io
 import json
 import queue
 import threading
 import time
+import weakref
 import zipfile
 from collections import OrderedDict
 from collections.abc import Callable
@@ -58,7 +60,31 @@ class Pending:
         )
 
     def report(self, fraction: float) -> None:
+        if _exiting.is_set():  # openTSNE calls this between iterations: stop it there
+            raise LayoutsStopped("the process is exiting")
         self.progress = fraction
+
+
+class LayoutsStopped(Exception):
+    """A layout given up because its process is exiting."""
+
+
+# A layout still running on its daemon thread when the interpreter shuts down is native code
+# (openTSNE's, numba's) torn from under it: the process then aborts ("terminate called without
+# an active exception", exit status 134) instead of exiting as it meant to. So at exit the
+# queued layouts are dropped, a t-SNE stops at its next progress report, and what runs is
+# waited for, at most EXIT_WAIT seconds (a UMAP cannot be stopped: 47 s for 70,000 points).
+EXIT_WAIT = 60.0
+_exiting = threading.Event()
+_all_jobs: weakref.WeakSet[LayoutJobs] = weakref.WeakSet()
+
+
+@atexit.register
+def _finish_at_exit() -> None:
+    _exiting.set()
+    deadline = time.monotonic() + EXIT_WAIT
+    for jobs in list(_all_jobs):
+        jobs.stop(max(0.0, deadline - time.monotonic()))
 
 
 @dataclass
@@ -85,6 +111,25 @@ class LayoutJobs:
         default_factory=queue.SimpleQueue
     )
     _worker: threading.Thread | None = None
+
+    def __post_init__(self) -> None:
+        _all_jobs.add(self)
+
+    def __hash__(self) -> int:  # one per cache folder and process, kept in a WeakSet
+        return id(self)
+
+    def stop(self, timeout: float) -> None:
+        """Drop what waits its turn and wait for what runs, at most `timeout` seconds."""
+        with self._lock:
+            running = []
+            for future, pending in self._running.values():
+                if pending.state == "queued":
+                    future.cancel()
+                else:
+                    running.append(future)
+        for future in running:
+            with contextlib.suppress(CancelledError, TimeoutError, Exception):
+                future.exception(timeout)
 
     def get(self, key: str, n: int, compute: Compute, method: str = "tsne") -> Layout | Pending:
         """The layout if it is ready; else where it stands, starting it if nobody has. `method`

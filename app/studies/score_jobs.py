@@ -9,11 +9,14 @@ the second write replaces the first with the same numbers."""
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
 import logging
 import queue
 import threading
+import time
+import weakref
 from collections.abc import Callable
 from concurrent.futures import CancelledError, Future
 from dataclasses import dataclass, field
@@ -84,7 +87,29 @@ class _Job:
         return PartStatus(self.state, self.fraction, self.detail)
 
     def progress(self, fraction: float, what: str) -> None:
+        if _exiting.is_set():  # the computation stops at its next report
+            raise ScoresStopped("the process is exiting")
         self.fraction, self.detail = fraction, what
+
+
+class ScoresStopped(Exception):
+    """Scores given up because their process is exiting."""
+
+
+# As app/encodings/jobs.py: scores still computing on their daemon thread at interpreter
+# shutdown abort the process (exit status 134), so at exit the running part stops at its next
+# progress report and is waited for, at most EXIT_WAIT seconds, and nothing queued starts.
+EXIT_WAIT = 30.0
+_exiting = threading.Event()
+_all_jobs: weakref.WeakSet[ScoreJobs] = weakref.WeakSet()
+
+
+@atexit.register
+def _stop_at_exit() -> None:
+    _exiting.set()
+    deadline = time.monotonic() + EXIT_WAIT
+    for jobs in list(_all_jobs):
+        jobs.join(max(0.0, deadline - time.monotonic()))
 
 
 @dataclass
@@ -97,6 +122,12 @@ class ScoreJobs:
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _queue: queue.SimpleQueue[_Job] = field(default_factory=queue.SimpleQueue)
     _worker: threading.Thread | None = None
+
+    def __post_init__(self) -> None:
+        _all_jobs.add(self)
+
+    def __hash__(self) -> int:  # one per cache folder and process, kept in a WeakSet
+        return id(self)
 
     def request(self, key: str, compute: Callable[[Progress], dict[str, Any]]) -> PartStatus:
         """Where the part of `key` stands, queuing `compute` where it is neither kept nor
@@ -124,6 +155,9 @@ class ScoreJobs:
     def _work(self) -> None:
         while True:
             job = self._queue.get()
+            if _exiting.is_set():  # the process is exiting: nothing new starts
+                job.future.set_result(None)
+                continue
             job.state = "running"
             try:
                 write_part(self.cache_dir, job.key, job.compute(job.progress))
@@ -142,5 +176,5 @@ class ScoreJobs:
         with self._lock:
             futures = [job.future for job in self._jobs.values()]
         for future in futures:
-            with contextlib.suppress(CancelledError):
+            with contextlib.suppress(CancelledError, TimeoutError):
                 future.result(timeout)
