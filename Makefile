@@ -79,6 +79,7 @@ bench: install $(CHROMIUM) /usr/bin/wrk
 	$(PY) bench/compress_speed.py checkpoints/dsprites-beta-vae
 	$(PY) bench/map_speed.py
 	$(PY) bench/browser_map.py
+	$(PY) bench/map_cold_encoding.py
 	$(PY) bench/encode_folder.py --many
 	PYTHONPATH=. $(PY) bench/set_map.py
 	PYTHONPATH=. $(PY) bench/fashion_folder_directions.py
