@@ -72,9 +72,11 @@ class LayoutsStopped(Exception):
 # A layout still running on its daemon thread when the interpreter shuts down is native code
 # (openTSNE's, numba's) torn from under it: the process then aborts ("terminate called without
 # an active exception", exit status 134) instead of exiting as it meant to. So at exit the
-# queued layouts are dropped, a t-SNE stops at its next progress report, and what runs is
-# waited for, at most EXIT_WAIT seconds (a UMAP cannot be stopped: 47 s for 70,000 points).
-EXIT_WAIT = 60.0
+# queued layouts are dropped, a t-SNE stops at its next progress report (a fraction of a
+# second), and what runs is waited for, at most EXIT_WAIT seconds: a server asked to stop does
+# not wait out a UMAP, which cannot be stopped (47 s for 70,000 points), and one still running
+# after the wait can still abort the exit.
+EXIT_WAIT = 10.0
 _exiting = threading.Event()
 _all_jobs: weakref.WeakSet[LayoutJobs] = weakref.WeakSet()
 
