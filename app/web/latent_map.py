@@ -313,9 +313,7 @@ def loaded_layout(
             "lists the layouts of the set"
         )
     try:
-        loaded = layout_store(settings.cache_dir).load(
-            image_set, image_set.content_digest(), name
-        )
+        loaded = layout_store(settings.cache_dir).load(image_set, image_set.content_digest(), name)
     except UnknownLayoutError as e:
         raise NotFoundError(str(e)) from None
     try:
@@ -326,9 +324,7 @@ def loaded_layout(
     return Layout(points, settings_), loaded.created
 
 
-def place_url(
-    model: ServedModel, sample: MapSample, layout: Layout, method: str, seed: int
-) -> str:
+def place_url(model: ServedModel, sample: MapSample, layout: Layout, method: str, seed: int) -> str:
     """Where the page asks for the marker of a z on this map (it adds `&z=…`): the map's own
     parameters, at GET /api/models/{name}/map/place (app/web/map_layouts.py)."""
     query: dict[str, Any] = {"method": method, "n": sample.n, "seed": seed}
@@ -497,13 +493,14 @@ def _pending(
     )
 
 
-def _set_map(
-    request: Request, model: ServedModel, settings: Settings, images: SetImages,
-    n: int | None, method: str, seed: int, perplexity: float, form: str = "json",
-    layout: str | None = None,
-) -> Response:  # fmt: skip
-    """A map of a served data set's images, from the set's kept encoding (started in the
-    background where it is not kept yet: 202 with its progress)."""
+def set_map_sample(
+    model: ServedModel, settings: Settings, images: SetImages, n: int | None, seed: int,
+    method: str, limit: int, more: str = "",
+) -> tuple[MapSample, str] | Response:  # fmt: skip
+    """The points of a data set's map (n of the images its kept encoding can show, by default
+    as many as the JSON form's limit allows; past `limit` a 422, `more` ending its message),
+    picked once per weights, encoding, n and seed, and the encoding's key; or the 202 with the
+    encoding's progress while it is computed (started in the background where it is not)."""
     image_set = images.set
     status = encoding_status(model, image_set, settings.cache_dir)
     if status.state == "failed":
@@ -518,21 +515,37 @@ def _set_map(
     usable = latent_map.encoded_rows(enc.indices, enc.ok, image_set.split, labels)
     if n is None:
         n = min(DEFAULT_POINTS, settings.max_map_points, len(usable))
-    limit = settings.max_map_points if form == "json" else settings.max_binary_map_points
     if n > limit:
-        more = " (map.bin holds more)" if form == "json" else ""
         raise InferenceError(f"n is {n:,}, the limit is {limit:,}{more}")
-    key = ("map", "set", image_set.name, enc.meta.key, n, seed)
+    size = n
     try:
         sample = _set_samples.get(
-            (model.digest or id(model), *key),
+            (model.digest or id(model), image_set.name, enc.meta.key, n, seed),
             lambda: latent_map.encoded_sample(
                 image_set.name, enc.indices, enc.ok, enc.mu, image_set.columns, image_set.split,
-                n, seed, labels=labels, class_names=model.description.label_names,
+                size, seed, labels=labels, class_names=model.description.label_names,
             ),
         )  # fmt: skip
     except latent_map.SampleTooLargeError as e:
         raise NotInModelError(str(e)) from None
+    return sample, enc.meta.key
+
+
+def _set_map(
+    request: Request, model: ServedModel, settings: Settings, images: SetImages,
+    n: int | None, method: str, seed: int, perplexity: float, form: str = "json",
+    layout: str | None = None,
+) -> Response:  # fmt: skip
+    """A map of a served data set's images, from the set's kept encoding (started in the
+    background where it is not kept yet: 202 with its progress)."""
+    limit = settings.max_map_points if form == "json" else settings.max_binary_map_points
+    more = " (map.bin holds more)" if form == "json" else ""
+    found = set_map_sample(model, settings, images, n, seed, method, limit, more)
+    if isinstance(found, Response):
+        return found
+    sample, encoding_key = found
+    n, image_set = sample.n, images.set
+    key = ("map", "set", image_set.name, encoding_key, n, seed)
     if method == "pca":
         return _map_response(
             request, model, (*key, "pca"),
@@ -545,7 +558,7 @@ def _set_map(
             lambda: map_parts(model, sample, loaded, method, seed), form,
         )  # fmt: skip
     job, result = computed_layout(
-        model, settings, method, f"{image_set.name}:{enc.meta.key}", n, seed, perplexity,
+        model, settings, method, f"{image_set.name}:{encoding_key}", n, seed, perplexity,
         lambda: sample.mu,
     )  # fmt: skip
     if isinstance(result, Pending):

@@ -13,12 +13,10 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
-from app.checkpoints.served import ServedModel
-from app.encodings.cache import class_labels
-from app.inference import DatasetError, InferenceError, SetImages
+from app.inference import DatasetError, SetImages
 from app.quoting import quoted
 from app.settings import Settings
-from app.studies import latent_map, layouts
+from app.studies import layouts
 from app.studies.cache import SharedResults
 from app.studies.latent_map import MapSample
 from app.studies.layout_files import (
@@ -29,7 +27,6 @@ from app.studies.layout_files import (
 )
 from app.studies.layout_jobs import Pending
 from app.studies.layouts import Layout, NearestPlacer, PcaPlacer, Placer
-from app.studies.set_encodings import encoding_status, progress_text
 from app.web.deps import DataDep, DataSetsDep, ModelDep, NoEmptyFields, ServedDep, SettingsDep
 from app.web.errors import (
     DATA_UNAVAILABLE,
@@ -51,6 +48,7 @@ from app.web.latent_map import (
     images_to_map,
     loaded_layout,
     sample_for,
+    set_map_sample,
 )
 from app.web.params import LatentText
 from app.web.uploads import upload_bytes
@@ -97,7 +95,6 @@ ABOUT = {
 }
 REBUILT = " (rebuilt from the kept μ and positions: this server did not compute the map)"
 
-_set_samples: SharedResults[MapSample] = SharedResults(4)
 _pca: SharedResults[Layout] = SharedResults(8)
 _placers: SharedResults[Placer] = SharedResults(8)  # transforms rebuilt after a restart
 
@@ -132,10 +129,10 @@ def place_on_map(
     source: str | None
     sample: MapSample | None
     if isinstance(images, SetImages):
-        found = _set_sample(model, settings, images, n, seed, method)
+        found = set_map_sample(model, settings, images, n, seed, method, settings.max_map_points)
         if isinstance(found, Response):
             return found
-        sample, source = found
+        sample, source = found[0], f"{images.name}:{found[1]}"
     else:
         n = min(DEFAULT_POINTS, settings.max_map_points) if n is None else n
         if method == "loaded":
@@ -182,42 +179,6 @@ def place_on_map(
 def _placed(placer: Placer, point: np.ndarray, about: str) -> Placed:
     x, y = placer.place(point)[0]
     return Placed(x=float(x), y=float(y), how=placer.how, about=about)
-
-
-def _set_sample(
-    model: ServedModel, settings: Settings, images: SetImages, n: int | None, seed: int,
-    method: str,
-) -> tuple[MapSample, str] | Response:  # fmt: skip
-    """The points of a data set's map, as GET /map picks them (its 202 while the set's encoding
-    is computed), and the name its layouts are kept under."""
-    image_set = images.set
-    status = encoding_status(model, image_set, settings.cache_dir)
-    if status.state == "failed":
-        raise InferenceError(status.reason)
-    if status.encoding is None:
-        shown = n if n is not None else min(DEFAULT_POINTS, settings.max_map_points)
-        return _pending(model, method, shown, seed, "encoding", progress_text(image_set, status))
-    enc = status.encoding
-    labels = None
-    if model.description.kind == "cvae":
-        labels = class_labels(model, image_set, enc.meta.label_column)[1]
-    usable = latent_map.encoded_rows(enc.indices, enc.ok, image_set.split, labels)
-    if n is None:
-        n = min(DEFAULT_POINTS, settings.max_map_points, len(usable))
-    if n > settings.max_map_points:
-        raise InferenceError(f"n is {n:,}, the limit is {settings.max_map_points:,}")
-    size = n
-    try:
-        sample = _set_samples.get(
-            (model.digest or id(model), image_set.name, enc.meta.key, n, seed),
-            lambda: latent_map.encoded_sample(
-                image_set.name, enc.indices, enc.ok, enc.mu, image_set.columns, image_set.split,
-                size, seed, labels=labels, class_names=model.description.label_names,
-            ),
-        )  # fmt: skip
-    except latent_map.SampleTooLargeError as e:
-        raise NotInModelError(str(e)) from None
-    return sample, f"{image_set.name}:{enc.meta.key}"
 
 
 # --- layouts computed elsewhere ---------------------------------------------------------------
