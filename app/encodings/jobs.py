@@ -6,18 +6,16 @@ running there (its lock file), with the share of its chunks written, never start
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import logging
 import queue
 import threading
-import time
-import weakref
 from concurrent.futures import CancelledError, Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from app import background
 from app.checkpoints.served import ServedModel
 from app.data.sets.record import ImageSet
 from app.encodings.cache import EncodingPlan, held_elsewhere, plan_encoding, read_encoding
@@ -58,32 +56,13 @@ class _Job:
         return EncodingStatus(self.state, self.fraction, self.images_per_s, self.reason)
 
     def progress(self, fraction: float, images_per_s: float) -> None:
-        if _exiting.is_set():  # heard after each batch: the run stops there, its parts kept
-            raise EncodingStopped("the process is exiting")
+        background.check()  # heard after each batch: at exit the run stops there, parts kept
         self.fraction, self.images_per_s = fraction, images_per_s
 
 
-class EncodingStopped(Exception):
-    """An encoding given up because its process is exiting (its finished chunks are kept, and
-    the next run resumes from them)."""
-
-
-# An encoding still running on its daemon thread when the interpreter shuts down has torch's
-# threads torn from under it: the process then aborts ("terminate called without an active
-# exception", exit status 134) instead of exiting as it meant to. So at exit the running
-# encoding stops after its batch (a fraction of a second), is waited for, at most EXIT_WAIT
-# seconds, and nothing queued starts.
+# at exit (app.background) a running encoding stops after its batch (a fraction of a second)
+# and is waited for at most this long
 EXIT_WAIT = 30.0
-_exiting = threading.Event()
-_all_jobs: weakref.WeakSet[EncodingJobs] = weakref.WeakSet()
-
-
-@atexit.register
-def _stop_at_exit() -> None:
-    _exiting.set()
-    deadline = time.monotonic() + EXIT_WAIT
-    for jobs in list(_all_jobs):
-        jobs.join(max(0.0, deadline - time.monotonic()))
 
 
 @dataclass
@@ -98,10 +77,14 @@ class EncodingJobs:
     _worker: threading.Thread | None = None
 
     def __post_init__(self) -> None:
-        _all_jobs.add(self)
+        background.register(self, EXIT_WAIT)
 
-    def __hash__(self) -> int:  # one per cache folder and process, kept in a WeakSet
+    def __hash__(self) -> int:  # one per cache folder and process, a key of app.background's
         return id(self)
+
+    def finish(self, timeout: float) -> None:
+        """At exit: nothing queued starts (_work), and what runs is waited for."""
+        self.join(timeout)
 
     def request(
         self, served: ServedModel, data: ImageSet, label_column: str | None = None
@@ -156,7 +139,7 @@ class EncodingJobs:
     def _work(self) -> None:
         while True:
             job = self._queue.get()
-            if _exiting.is_set():  # the process is exiting: nothing new starts
+            if background.exiting():  # the process is exiting: nothing new starts
                 job.future.set_result(None)
                 continue
             job.state = "running"
@@ -165,7 +148,7 @@ class EncodingJobs:
                     job.served, job.data, self.cache_dir, job.label_column, self.settings,
                     progress=job.progress,
                 )  # fmt: skip
-            except EncodingStopped:
+            except background.Stopped:
                 job.reason, job.state = "stopped: the server was exiting", "failed"
             except EncodingBusy:
                 with self._lock:  # another process took it first: its lock reports it now

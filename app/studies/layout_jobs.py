@@ -6,14 +6,12 @@ it stands (`Pending`, with the fraction done where the method reports it) instea
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import io
 import json
 import queue
 import threading
 import time
-import weakref
 import zipfile
 from collections import OrderedDict
 from collections.abc import Callable
@@ -23,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from app import background
 from app.cache_files import lock_is_stale, replaced_atomically, take_lock
 from app.checkpoints.served import ServedModel
 from app.studies.layouts import Layout, Progress
@@ -60,33 +59,15 @@ class Pending:
         )
 
     def report(self, fraction: float) -> None:
-        if _exiting.is_set():  # openTSNE calls this between iterations: stop it there
-            raise LayoutsStopped("the process is exiting")
+        background.check()  # openTSNE calls this between iterations: at exit it stops there
         self.progress = fraction
 
 
-class LayoutsStopped(Exception):
-    """A layout given up because its process is exiting."""
-
-
-# A layout still running on its daemon thread when the interpreter shuts down is native code
-# (openTSNE's, numba's) torn from under it: the process then aborts ("terminate called without
-# an active exception", exit status 134) instead of exiting as it meant to. So at exit the
-# queued layouts are dropped, a t-SNE stops at its next progress report (a fraction of a
-# second), and what runs is waited for, at most EXIT_WAIT seconds: a server asked to stop does
-# not wait out a UMAP, which cannot be stopped (47 s for 70,000 points), and one still running
-# after the wait can still abort the exit.
+# at exit (app.background) queued layouts are dropped, a t-SNE stops at its next progress
+# report (a fraction of a second), and what runs is waited for at most this long: a server
+# asked to stop does not wait out a UMAP, which cannot be stopped (47 s for 70,000 points),
+# and one still running after the wait can still abort the exit
 EXIT_WAIT = 10.0
-_exiting = threading.Event()
-_all_jobs: weakref.WeakSet[LayoutJobs] = weakref.WeakSet()
-
-
-@atexit.register
-def _finish_at_exit() -> None:
-    _exiting.set()
-    deadline = time.monotonic() + EXIT_WAIT
-    for jobs in list(_all_jobs):
-        jobs.stop(max(0.0, deadline - time.monotonic()))
 
 
 @dataclass
@@ -115,12 +96,12 @@ class LayoutJobs:
     _worker: threading.Thread | None = None
 
     def __post_init__(self) -> None:
-        _all_jobs.add(self)
+        background.register(self, EXIT_WAIT)
 
-    def __hash__(self) -> int:  # one per cache folder and process, kept in a WeakSet
+    def __hash__(self) -> int:  # one per cache folder and process, a key of app.background's
         return id(self)
 
-    def stop(self, timeout: float) -> None:
+    def finish(self, timeout: float) -> None:
         """Drop what waits its turn and wait for what runs, at most `timeout` seconds."""
         with self._lock:
             running = []

@@ -9,20 +9,18 @@ the second write replaces the first with the same numbers."""
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import json
 import logging
 import queue
 import threading
-import time
-import weakref
 from collections.abc import Callable
 from concurrent.futures import CancelledError, Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from app import background
 from app.cache_files import replaced_atomically
 
 log = logging.getLogger(__name__)
@@ -87,29 +85,13 @@ class _Job:
         return PartStatus(self.state, self.fraction, self.detail)
 
     def progress(self, fraction: float, what: str) -> None:
-        if _exiting.is_set():  # the computation stops at its next report
-            raise ScoresStopped("the process is exiting")
+        background.check()  # at exit the computation stops at its next report
         self.fraction, self.detail = fraction, what
 
 
-class ScoresStopped(Exception):
-    """Scores given up because their process is exiting."""
-
-
-# As app/encodings/jobs.py: scores still computing on their daemon thread at interpreter
-# shutdown abort the process (exit status 134), so at exit the running part stops at its next
-# progress report and is waited for, at most EXIT_WAIT seconds, and nothing queued starts.
+# at exit (app.background) running scores stop at their next progress report and are waited
+# for at most this long
 EXIT_WAIT = 30.0
-_exiting = threading.Event()
-_all_jobs: weakref.WeakSet[ScoreJobs] = weakref.WeakSet()
-
-
-@atexit.register
-def _stop_at_exit() -> None:
-    _exiting.set()
-    deadline = time.monotonic() + EXIT_WAIT
-    for jobs in list(_all_jobs):
-        jobs.join(max(0.0, deadline - time.monotonic()))
 
 
 @dataclass
@@ -124,10 +106,14 @@ class ScoreJobs:
     _worker: threading.Thread | None = None
 
     def __post_init__(self) -> None:
-        _all_jobs.add(self)
+        background.register(self, EXIT_WAIT)
 
-    def __hash__(self) -> int:  # one per cache folder and process, kept in a WeakSet
+    def __hash__(self) -> int:  # one per cache folder and process, a key of app.background's
         return id(self)
+
+    def finish(self, timeout: float) -> None:
+        """At exit: nothing queued starts (_work), and what runs is waited for."""
+        self.join(timeout)
 
     def request(self, key: str, compute: Callable[[Progress], dict[str, Any]]) -> PartStatus:
         """Where the part of `key` stands, queuing `compute` where it is neither kept nor
@@ -155,7 +141,7 @@ class ScoreJobs:
     def _work(self) -> None:
         while True:
             job = self._queue.get()
-            if _exiting.is_set():  # the process is exiting: nothing new starts
+            if background.exiting():  # the process is exiting: nothing new starts
                 job.future.set_result(None)
                 continue
             job.state = "running"

@@ -1,0 +1,50 @@
+"""Work a server does on its own daemon threads (a data set's encoding, its scores, a t-SNE or
+UMAP) and the end of the process. A job still running native code (torch's, openTSNE's,
+numba's) when the interpreter shuts down has its threads torn from under it, and the process
+aborts ("terminate called without an active exception", exit status 134) instead of exiting as
+it meant to. So each runner of such jobs is registered here; at exit `exiting()` turns true,
+which its jobs' progress reports turn into `Stopped` (the job ends at its next report), and the
+runner is asked to finish: nothing queued starts, and what runs is waited for, at most the
+runner's own `wait` seconds."""
+
+from __future__ import annotations
+
+import atexit
+import threading
+import weakref
+from typing import Protocol
+
+
+class Stopped(Exception):
+    """Background work given up because its process is exiting."""
+
+
+class Runner(Protocol):
+    def finish(self, timeout: float) -> None:
+        """Start nothing more; wait at most `timeout` seconds for what runs."""
+
+
+_exiting = threading.Event()
+_runners: weakref.WeakKeyDictionary[Runner, float] = weakref.WeakKeyDictionary()
+
+
+def register(runner: Runner, wait: float) -> None:
+    """Finish `runner` at exit, waiting at most `wait` seconds for it."""
+    _runners[runner] = wait
+
+
+def exiting() -> bool:
+    return _exiting.is_set()
+
+
+def check() -> None:
+    """Raise Stopped where the process is exiting: called from a job's progress report."""
+    if _exiting.is_set():
+        raise Stopped("the process is exiting")
+
+
+@atexit.register
+def _finish_all() -> None:
+    _exiting.set()
+    for runner, wait in list(_runners.items()):
+        runner.finish(wait)
