@@ -61,6 +61,12 @@ MethodQuery = Annotated[
           "background (202 until done), then kept per model weights; loaded: a layout of the "
           "data set loaded from a file (with layout=NAME and data=NAME)"),
 ]  # fmt: skip
+MapSeedQuery = Annotated[
+    int, Query(ge=0, le=2**31 - 1, description="which images are drawn, and t-SNE's start")
+]
+PerplexityQuery = Annotated[
+    float, Query(ge=2, le=100, description="t-SNE's perplexity (at most (n − 1)/3 is used)")
+]
 LayoutQuery = Annotated[
     str | None,
     Query(max_length=64, description="method=loaded: the name of a layout of the data set "
@@ -381,13 +387,8 @@ def latent_map_json(
               json_schema_extra={"x-maximum": "max_map_points"}),
     ] = None,
     method: MethodQuery = "pca",
-    seed: Annotated[
-        int, Query(ge=0, le=2**31 - 1, description="which images are drawn, and t-SNE's start")
-    ] = 0,
-    perplexity: Annotated[
-        float,
-        Query(ge=2, le=100, description="t-SNE's perplexity (at most (n − 1)/3 is used)"),
-    ] = 30.0,
+    seed: MapSeedQuery = 0,
+    perplexity: PerplexityQuery = 30.0,
     layout: LayoutQuery = None,
 ) -> Response:  # fmt: skip
     """Where the model puts n held-out images: the encoder means μ of images drawn from its
@@ -416,13 +417,8 @@ def latent_map_binary(
               json_schema_extra={"x-maximum": "max_binary_map_points"}),
     ] = None,
     method: MethodQuery = "pca",
-    seed: Annotated[
-        int, Query(ge=0, le=2**31 - 1, description="which images are drawn, and t-SNE's start")
-    ] = 0,
-    perplexity: Annotated[
-        float,
-        Query(ge=2, le=100, description="t-SNE's perplexity (at most (n − 1)/3 is used)"),
-    ] = 30.0,
+    seed: MapSeedQuery = 0,
+    perplexity: PerplexityQuery = 30.0,
     layout: LayoutQuery = None,
 ) -> Response:  # fmt: skip
     """The map of /api/models/{name}/map as bytes the browser views as typed arrays in place
