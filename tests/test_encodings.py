@@ -174,15 +174,101 @@ def test_an_encoding_holds_what_the_model_makes_of_each_image(model, pictures, t
         assert not getattr(again, name).flags.writeable
 
 
-def test_reading_in_the_models_thread_or_ahead_on_threads_gives_the_same_encoding(
+def test_batches_on_threads_or_in_the_callers_thread_give_the_same_encoding(
     model, pictures, tmp_path
 ):
-    ahead = encode_set(model, open_set(pictures), tmp_path / "ahead", settings=SMALL)
+    threaded = encode_set(model, open_set(pictures), tmp_path / "threads", settings=SMALL)
     inline = RunSettings(batch_size=3, workers=0, chunk_size=4)
-    assert inline.threads(model.model) == 0 and RunSettings().threads(model.model) == 0  # CPU
+    assert inline.threads(model.model) == 0
     here = encode_set(model, open_set(pictures), tmp_path / "inline", settings=inline)
     for name in ("indices", "ok", "mu", "logvar", "kl", "nll"):
-        assert np.array_equal(getattr(here, name), getattr(ahead, name)), name
+        assert np.array_equal(getattr(here, name), getattr(threaded, name)), name
+
+
+def test_on_the_cpu_the_default_is_a_thread_per_core_each_with_its_share_of_torchs_threads(
+    model, pictures, tmp_path, monkeypatch
+):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2}, raising=False)
+    assert RunSettings().threads(model.model) == 3
+    assert RunSettings().threads(model.model, processes=2) == 1  # two torchrun processes
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(64)), raising=False)
+    assert RunSettings().threads(model.model) == 4
+
+    seen: list[tuple[str, int]] = []
+    encode = model.model.encode
+
+    def noting(x, labels=None):
+        import threading
+
+        seen.append((threading.current_thread().name, torch.get_num_threads()))
+        return encode(x, labels)
+
+    monkeypatch.setattr(model.model, "encode", noting)
+    before = torch.get_num_threads()
+    torch.set_num_threads(4)
+    try:
+        encode_set(model, open_set(pictures), tmp_path, settings=SMALL)
+        assert torch.get_num_threads() == 4  # the caller's own count is left alone
+    finally:
+        torch.set_num_threads(before)
+    assert len(seen) == 5  # 10 pictures, chunks of 4 in batches of 3: 3+1, 3+1, 2
+    assert {name.split("_")[0] for name, _ in seen} == {"encode"}
+    assert {threads for _, threads in seen} == {2}  # 4 intra-op threads shared by 2
+
+
+def _noting_threads(model, monkeypatch, pause: float = 0.0) -> list[str]:
+    """The name of the thread each batch is encoded on, in order; `pause` seconds of waiting
+    (the GIL let go, as torch's kernels do) added to each batch."""
+    import threading
+    import time
+
+    seen: list[str] = []
+    encode = model.model.encode
+
+    def noting(x, labels=None):
+        seen.append(threading.current_thread().name)
+        time.sleep(pause)
+        return encode(x, labels)
+
+    monkeypatch.setattr(model.model, "encode", noting)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    monkeypatch.setattr("app.encodings.run.PROBE", 1)
+    return seen
+
+
+def test_unless_told_the_threads_are_timed_and_kept_where_they_run_faster(
+    model, pictures, tmp_path, monkeypatch
+):
+    seen = _noting_threads(model, monkeypatch, pause=0.02)  # two threads: twice as fast
+    one_by_one = RunSettings(batch_size=1, chunk_size=4)  # 10 batches
+    timed = encode_set(model, open_set(pictures), tmp_path / "timed", settings=one_by_one)
+    # batches 0 and 1 in this thread (1 timed), then threads for the rest: 2 each warming up
+    # and judged, then the last 6
+    assert seen[:2] == ["MainThread"] * 2
+    assert all(name.startswith("encode_") for name in seen[2:]), seen
+    inline = encode_set(model, open_set(pictures), tmp_path / "inline",
+                        settings=RunSettings(batch_size=1, workers=0, chunk_size=4))  # fmt: skip
+    for name in ("indices", "ok", "mu", "logvar", "kl", "nll"):
+        assert np.array_equal(getattr(timed, name), getattr(inline, name)), name
+
+
+def test_threads_that_run_no_faster_are_left_for_the_callers_thread(
+    model, tmp_path, monkeypatch
+):
+    pictures = write_pictures(tmp_path / "pictures", 24)
+    seen = _noting_threads(model, monkeypatch)
+    monkeypatch.setattr("app.encodings.run.KEEP_THREADS", 1e9)  # never fast enough
+    one_by_one = RunSettings(batch_size=1, chunk_size=4)
+    timed = encode_set(model, open_set(pictures), tmp_path / "timed", settings=one_by_one)
+    # 2 here (1 timed); on the threads 2 warming up, 2 judged and the 4 already handed to them
+    # (2·threads + 1 in hand, one just returned); the other 14 here again
+    assert seen[:2] == ["MainThread"] * 2 and seen[10:] == ["MainThread"] * 14, seen
+    assert all(name.startswith("encode_") for name in seen[2:10]), seen
+    told = encode_set(model, open_set(pictures), tmp_path / "told",
+                      settings=RunSettings(batch_size=1, workers=2, chunk_size=4))  # fmt: skip
+    assert len(seen) == 48 and all(name.startswith("encode_") for name in seen[24:]), seen
+    for name in ("indices", "ok", "mu", "logvar", "kl", "nll"):
+        assert np.array_equal(getattr(timed, name), getattr(told, name)), name
 
 
 def test_a_kept_encoding_is_read_not_computed_again(model, pictures, tmp_path):

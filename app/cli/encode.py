@@ -55,9 +55,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--workers",
         type=int,
         default=None,
-        help="threads reading and fitting images ahead of the model; 0 reads them in the "
-        "model's thread, which is the faster on the CPU (default: 0 on the CPU, half the cores "
-        "for a model on a GPU)",
+        help="threads each reading and encoding whole batches; 0 does every batch in the "
+        "main thread (default: on the CPU one per core, at most 4, sharing torch's threads, "
+        "kept only where the first batches ran faster on them than in the main thread; half "
+        "the cores, at most 4, for a model on a GPU)",
     )
     p.add_argument(
         "--label-column",

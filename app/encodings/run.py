@@ -2,14 +2,18 @@
 its own part file the moment it is done, so a killed run resumes from them), then the parts
 merged into the one Parquet file.
 
-Images are read and fitted either in the model's own thread, batch by batch, or a few batches
-ahead on a thread pool while the model encodes (`RunSettings.workers`). On the CPU the first is
-the faster, and the default: torch's threads already use every core, and between its kernels the
-model's many small operations (the served decoder goes row by row, for batch-invariant bytes)
-hold the GIL, as Pillow's file parsing does, so a reading thread mostly takes turns with the
-model instead of running beside it. On 2 cores, 10,000 64×64 PNGs through shapes-beta-vae ran
-at 0.67–0.78 of the in-memory rate read in the model's thread and at 0.64–0.74 read ahead on one
-or two threads (docs/benchmarks.md, 2026-12-06). A model on a GPU leaves the cores to readers.
+Batches go to a few threads (`RunSettings.workers`), each reading and fitting its batch and
+encoding it, a few batches ahead of the one being written. torch gives up the GIL inside its
+kernels, so on the CPU the threads can run side by side, one core each (each thread's torch has
+its share of the caller's intra-op threads; a batch's numbers are the same whichever thread
+computed it). Whether they do depends on the model: on 2 cores (2026-12-06) dsprites-beta-vae's
+convolutions encoded 1,830 images/s in one thread on one torch thread, 3,060 on two torch
+threads and 4,250 on two threads of one; fashion-vae, an MLP whose many small operations hold
+the GIL (the served decoder goes row by row, for batch-invariant bytes), ran 16,800, 20,400 and
+14,000. So unless told how many threads, a run on the CPU times its first batches alone and then
+on the threads, and keeps whichever is faster. Reading ahead on other threads while one thread
+ran the model was slower than either (Pillow's file parsing holds the GIL too). A model on a GPU
+leaves the cores to the threads' reading.
 
 Only a few batches of images are ever held, whatever the set's size: memory is the model's,
 those batches, and the numbers of the chunk in progress (n × D floats at the end).
@@ -25,6 +29,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -65,21 +70,29 @@ log = logging.getLogger(__name__)
 CHUNK = 4096  # images per part file: what a killed run loses at most
 BATCH = 64  # images per model call; on 2 cores 64 ran faster than 256 or 1,024 (cache-sized)
 Progress = Callable[[float, float], None]  # (fraction done, images per second)
+# on the CPU, unless told how many threads: PROBE batches are timed in the caller's thread, then
+# PROBE a thread on the threads, which are kept only if they run KEEP_THREADS times as fast
+PROBE = 8
+KEEP_THREADS = 1.1
 
 
-def default_workers(model: LatentModel) -> int:
-    """Reading threads where none are asked for: none on the CPU (read in the model's thread,
-    see above); for a model on a GPU, half the cores, 1 to 4."""
+def default_workers(model: LatentModel, processes: int = 1) -> int:
+    """Threads where none are asked for: on the CPU one per core this process may use (shared
+    with the other `processes` of a torchrun group), at most 4; for a model on a GPU, half the
+    cores, 1 to 4."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    cores = cores or 1
     if _device(model).type == "cpu":
-        return 0
-    return max(1, min(4, (os.cpu_count() or 1) // 2))
+        return max(1, min(4, cores // max(1, processes)))
+    return max(1, min(4, cores // 2))
 
 
 @dataclass(frozen=True)
 class RunSettings:
     batch_size: int = BATCH
-    # threads reading ahead of the model; 0: read in the model's thread; None: as suits the
-    # model's device (default_workers)
+    # threads each reading and encoding whole batches; 0: every batch in the calling thread;
+    # None: as suits the model's device (default_workers), on the CPU kept only where they run
+    # faster than the calling thread alone (timed on the first batches)
     workers: int | None = None
     chunk_size: int = CHUNK
 
@@ -90,8 +103,8 @@ class RunSettings:
         if self.workers is not None and self.workers < 0:
             raise EncodingError(f"workers must be 0 or more, got {self.workers}")
 
-    def threads(self, model: LatentModel) -> int:
-        return default_workers(model) if self.workers is None else self.workers
+    def threads(self, model: LatentModel, processes: int = 1) -> int:
+        return default_workers(model, processes) if self.workers is None else self.workers
 
 
 def encode_set(
@@ -151,7 +164,7 @@ def encode_parts(
             progress((kept + encoded) / total, rate)
 
     plan.parts.mkdir(parents=True, exist_ok=True)
-    for chunk, arrays in _encoded_chunks(plan, served, data, todo, settings, batch_done):
+    for chunk, arrays in _encoded_chunks(plan, served, data, todo, settings, batch_done, world):
         start, stop = chunk_bounds(n, size, chunk)
         write_table_atomically(
             part_path(plan, chunk),
@@ -213,9 +226,10 @@ def _encoded_chunks(
     chunks: list[int],
     settings: RunSettings,
     batch_done: Callable[[int], None],
+    processes: int = 1,
 ) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
-    """(chunk, its rows) for each chunk in turn, the images read ahead on a thread pool;
-    `batch_done(images)` after each batch."""
+    """(chunk, its rows) for each chunk in turn, its batches encoded on the settings' threads;
+    `batch_done(images)` after each batch, in order."""
     n, d = plan.meta.n, plan.meta.latent_dim
     batches = [
         (chunk, np.arange(b, min(b + settings.batch_size, stop), dtype=np.int64))
@@ -223,25 +237,24 @@ def _encoded_chunks(
         for start, stop in [chunk_bounds(n, settings.chunk_size, chunk)]
         for b in range(start, stop, settings.batch_size)
     ]
+
+    def encoded(indices: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        return _encoded_batch(served.model, data, plan, indices)
+
     rows: dict[str, np.ndarray] = {}
     filled = 0
-    threads = settings.threads(served.model)
-    for chunk, indices, (x, ok) in _read_ahead(data, plan, batches, threads):
+    threads = settings.threads(served.model, processes)
+    measure = settings.workers is None and _device(served.model).type == "cpu"
+    for chunk, indices, (ok, out) in _in_order(encoded, batches, threads, served.model, measure):
         start, stop = chunk_bounds(n, settings.chunk_size, chunk)
         if not rows:
             rows = _empty_rows(start, stop, d)
-        labels = None
-        if plan.labels is not None:
-            labels = plan.labels[indices]
-            ok = ok & (labels >= 0)  # an image without a class cannot be encoded by a CVAE
         at = slice(indices[0] - start, indices[-1] + 1 - start)  # a batch is consecutive
         rows["ok"][at] = ok
-        if ok.all():  # no copy of the batch
-            out = encode_batch(served.model, x, labels)
+        if ok.all():
             for name, values in out.items():
                 rows[name][at] = values
         elif ok.any():
-            out = encode_batch(served.model, x[ok], None if labels is None else labels[ok])
             for name, values in out.items():
                 rows[name][at][ok] = values
         filled += len(indices)
@@ -251,23 +264,67 @@ def _encoded_chunks(
             rows, filled = {}, 0
 
 
-def _read_ahead(
-    data: ImageSet,
-    plan: EncodingPlan,
+def _encoded_batch(
+    model: LatentModel, data: ImageSet, plan: EncodingPlan, indices: np.ndarray
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Which of the images at `indices` were encoded (read, and with a class where a CVAE needs
+    one), and encode_batch of those."""
+    x, ok = data.fitted(indices, plan.fitting)
+    labels = None
+    if plan.labels is not None:
+        labels = plan.labels[indices]
+        ok = ok & (labels >= 0)  # an image without a class cannot be encoded by a CVAE
+    if ok.all():  # no copy of the batch
+        return ok, encode_batch(model, x, labels)
+    if not ok.any():
+        return ok, {}
+    return ok, encode_batch(model, x[ok], None if labels is None else labels[ok])
+
+
+Done = tuple[np.ndarray, dict[str, np.ndarray]]  # what one batch's work returns
+
+
+def _in_order(
+    work: Callable[[np.ndarray], Done],
     batches: list[tuple[int, np.ndarray]],
     threads: int,
-) -> Iterator[tuple[int, np.ndarray, tuple[np.ndarray, np.ndarray]]]:
-    """(chunk, indices, data.fitted(indices)) for each batch in order: read when it is asked for
-    (threads 0), or on one of `threads` threads while earlier batches are being encoded, at
-    most 2·threads + 1 batches held (read or being read) beside the one the model has."""
-    if threads == 0:
-        for chunk, indices in batches:
-            yield chunk, indices, data.fitted(indices, plan.fitting)
-        return
-    depth = 2 * threads + 1
-    pool = ThreadPoolExecutor(threads, thread_name_prefix="encode-read")
-    pending: deque[tuple[int, np.ndarray, Future[tuple[np.ndarray, np.ndarray]]]] = deque()
+    model: LatentModel,
+    measure: bool = False,
+    clock: Callable[[], float] = time.perf_counter,
+) -> Iterator[tuple[int, np.ndarray, Done]]:
+    """(chunk, indices, work(indices)) for each batch in order: done when it is asked for
+    (threads 0), or on one of `threads` threads, at most 2·threads batches in hand (done or
+    being done) beyond the one returned. On the CPU each thread's torch gets an equal share of
+    the caller's intra-op threads (in a server: one each).
+
+    `measure`: time PROBE batches in the caller's thread, then PROBE per thread on the threads,
+    and keep the threads only where they ran at least KEEP_THREADS times the caller's rate;
+    else the rest is done in the caller's thread. A model whose small operations hold the GIL
+    (an MLP that decodes row by row) runs slower on threads than alone."""
     todo = iter(batches)
+    alone = 0.0  # images per second in the caller's thread, where measured
+    if threads == 0 or measure:
+        started, images = 0.0, 0
+        for done, (chunk, indices) in enumerate(todo):
+            if done == 1:  # the first batch warms up (allocations): not timed
+                started = clock()
+            result = work(indices)
+            images += len(indices) if done >= 1 else 0
+            yield chunk, indices, result
+            if threads and done == PROBE:
+                alone = images / max(clock() - started, 1e-9)
+                break
+        if threads == 0:
+            return
+    initializer = None
+    share = max(1, torch.get_num_threads() // threads)
+    if _device(model).type == "cpu" and share != torch.get_num_threads() and _per_thread():
+        initializer = partial(torch.set_num_threads, share)
+    depth = 2 * threads + 1
+    pool = ThreadPoolExecutor(threads, thread_name_prefix="encode", initializer=initializer)
+    pending: deque[tuple[int, np.ndarray, Future[Done]]] = deque()
+    judged = not alone
+    started, images, returned = 0.0, 0, 0
     try:
         while True:
             while len(pending) < depth:
@@ -275,13 +332,34 @@ def _read_ahead(
                 if nxt is None:
                     break
                 chunk, indices = nxt
-                pending.append((chunk, indices, pool.submit(data.fitted, indices, plan.fitting)))
+                pending.append((chunk, indices, pool.submit(work, indices)))
             if not pending:
                 return
             chunk, indices, future = pending.popleft()
+            result = future.result()
+            returned += 1
+            if returned == threads:  # each thread's first batch warms it up: not timed
+                started = clock()
+            elif returned > threads:
+                images += len(indices)
+            yield chunk, indices, result
+            if not judged and returned == threads * (PROBE + 1):
+                judged = True
+                if images / max(clock() - started, 1e-9) < KEEP_THREADS * alone:
+                    break  # slower on threads: the rest in the caller's thread
+        for chunk, indices, future in pending:
             yield chunk, indices, future.result()
+        pending.clear()
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+    for chunk, indices in todo:
+        yield chunk, indices, work(indices)
+
+
+def _per_thread() -> bool:
+    """Whether torch's intra-op thread count is each thread's own (OpenMP: set_num_threads in
+    one thread leaves the others' alone); with torch's native pool it is the process's."""
+    return "parallel backend: OpenMP" in torch.__config__.parallel_info()
 
 
 def _empty_rows(start: int, stop: int, d: int) -> dict[str, np.ndarray]:
