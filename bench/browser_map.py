@@ -124,10 +124,15 @@ def frames_between(page: Page, t0: float, t1: float) -> list[dict]:
 
 def frame_spread(frames: list[dict]) -> str:
     """Gaps between frames the page drew one after another (not across a pause with nothing to
-    draw), and from each pan or zoom event to the first frame drawn after it."""
+    draw), from each pan or zoom event to the first frame drawn after it, and each frame's own
+    work on the page's thread (the GL calls issued; SwiftShader rasterises in the GPU process)."""
     gaps = [f["gap"] for f in frames if f["gap"] is not None]
     inputs = [f["inputMs"] for f in frames if f.get("inputMs") is not None]
-    return f"frame gap {spread(gaps)}\n{'':27s}event → frame drawn {spread(inputs)}"
+    work = [f["ms"] for f in frames if f.get("ms") is not None]
+    return (
+        f"frame gap {spread(gaps)}\n{'':27s}event → frame drawn {spread(inputs)}\n"
+        f"{'':27s}a frame's work on the page's thread {spread(work)}"
+    )
 
 
 def settle(page: Page) -> float:

@@ -189,9 +189,11 @@ def test_replace_true_replaces_a_layout_and_the_map_follows(served):
 def test_an_unknown_layout_or_data_set_is_a_404(served):
     client, settings = served
     query = {"data": SET, "method": "loaded", "layout": "nope"}
-    if client.get("/api/models/tiny-vae/map", params=query).status_code == 202:  # run alone
-        encoding_jobs(settings.cache_dir).join()
+    # before the set's encoding too (this test alone has none yet): a wrong name starts nothing
     r = client.get("/api/models/tiny-vae/map", params=query)
+    assert r.status_code == 404 and "no layout named 'nope'" in r.json()["detail"]
+    d = client.get("/api/models/tiny-vae").json()["latent_dim"]
+    r = client.get("/api/models/tiny-vae/map/place", params={**query, "z": ",".join(["0"] * d)})
     assert r.status_code == 404 and "no layout named 'nope'" in r.json()["detail"]
     assert client.get("/api/datasets/nope/layouts").status_code == 404
 

@@ -41,21 +41,30 @@ TSNE_EXAGGERATION_ITER = 250
 TSNE_ITER = 500
 TSNE_PROGRESS_EVERY = 25  # iterations between progress reports (each also computes the KL)
 # The FFT's grid has one interval per this many units of the layout's span (openTSNE's default:
-# 1). A 20,000-point map spans about 150 units, so its grid is 3 interpolation points × 150
-# intervals a side, and the FFT over it is most of an iteration's time; intervals 2 units wide
-# took a third of the time for the same 10-NN class agreement (fashion-vae, 20,000 μ of
-# Fashion-MNIST: 27.5 s against 79.0 s, 0.822 against 0.821; 2026-12-06, 2 busy cores)
+# 1). A 20,000-point map spans about 190 units, so the default grid is 3 interpolation points ×
+# 190 intervals a side, and the FFT over it is most of an iteration's time. Intervals 2 units
+# wide take a quarter of the time and keep the class structure, at some cost to the nearest
+# neighbours (fashion-vae, 20,000 μ of Fashion-MNIST, 2 threads: 13.7 s against 51.2 s; 10-NN
+# class vote 0.821 either way; of each point's 10 nearest in μ 0.470 kept against 0.483;
+# exact KL 2.198 against 2.058; 2026-12-06, bench/layout_speed.py --grids)
 TSNE_INTERVAL = 2
-# below this many latents, a tree finds μ's exact nearest neighbours faster than Annoy's
-# approximate ones (20,000 μ of 10 latents: 3.8 s against 10.9 s)
+# μ's exact nearest neighbours (below this many latents) by brute force, scikit-learn's chunked
+# distance matrix, up to BRUTE_UP_TO points: faster than a tree in 10 latents (fashion-vae's μ:
+# 20,000 points 0.8 s against 3.6 s by the ball tree openTSNE's "exact" picks and 2.6 s by a k-d
+# tree; 70,000 points 7.0 s against 40.6 and 15.9 s) and faster than Annoy's approximate ones
+# (20,000: 10.9 s). Its time grows as n², so larger sets go to openTSNE's approximate index.
 EXACT_NEIGHBOURS_UP_TO = 32
+BRUTE_UP_TO = 100_000
 # Below this many points the FFT's fixed grid (at least 50 intervals a side) costs more than the
 # points do: Barnes–Hut (300 points: 0.4 s against 7.5 s; 2,000: 6.1 s against 5.8 s)
 FFT_FROM = 1_000
-# openTSNE on one thread: on the 2-core machine two threads were slower at every size (20,000
-# points: 27.5 s against 19.0 s; 300: 23 s against 7.5 s, its threads started every iteration),
-# and a process that exits while a daemon thread is inside openTSNE's thread pool aborts
-TSNE_THREADS = 1
+# openTSNE on the cores (at most 4): its attractive forces are split between threads, the FFT
+# is not. 20,000 points, idle 2 cores: 13.7 s of iterations on two threads against 17.2 s on
+# one (2026-12-06 16:12, bench/layout_speed.py --grids). Under a load of 5 earlier the same
+# day two threads were the slower (27.5 s against 19.0 s). At exit a t-SNE stops at its next
+# progress report and the server waits for it (app.background), so no thread of openTSNE's
+# pool is left running.
+TSNE_THREADS = THREADS
 UMAP_NEIGHBOURS = 15  # umap-learn's defaults
 UMAP_MIN_DIST = 0.1
 
@@ -187,19 +196,30 @@ def _check_spread(mu: np.ndarray, what: str) -> None:
         )
 
 
-def _neighbours(mu: np.ndarray) -> str:
-    return "exact" if mu.shape[1] <= EXACT_NEIGHBOURS_UP_TO else "auto"
+def _neighbours(mu: np.ndarray) -> tuple[str, dict[str, str] | None]:
+    """openTSNE's nearest-neighbour method for μ and its settings: exact by brute force where
+    that is quick."""
+    if mu.shape[1] <= EXACT_NEIGHBOURS_UP_TO and len(mu) <= BRUTE_UP_TO:
+        return "exact", {"algorithm": "brute"}
+    return "auto", None
 
 
 def _gradient(n: int) -> str:
     return "fft" if n >= FFT_FROM else "bh"
 
 
-def tsne(mu: np.ndarray, seed: int, perplexity: float, progress: Progress | None = None) -> Layout:
+def tsne(
+    mu: np.ndarray,
+    seed: int,
+    perplexity: float,
+    progress: Progress | None = None,
+    interval: float = TSNE_INTERVAL,
+) -> Layout:
     """openTSNE's t-SNE of μ with FFT-accelerated interpolation (Barnes–Hut below 1,000
     points), PCA-initialised (stable from run to run), openTSNE's schedule (250 iterations
-    exaggerated, then 500). `progress` hears
-    the fraction of iterations done every 25. Its `placer` is openTSNE's transform."""
+    exaggerated, then 500). `progress` hears the fraction of iterations done every 25.
+    `interval`: the FFT grid's units of layout a box (bench/layout_speed.py compares them). Its
+    `placer` is openTSNE's transform."""
     from openTSNE import TSNE  # noqa: PLC0415 (its import takes a second; only t-SNE needs it)
 
     if len(mu) <= perplexity:
@@ -217,12 +237,14 @@ def tsne(mu: np.ndarray, seed: int, perplexity: float, progress: Progress | None
             progress(min(1.0, done[0] / total))
 
     started = time.perf_counter()
+    method, knn_settings = _neighbours(mu)
     model = TSNE(
         n_components=2, perplexity=perplexity, learning_rate="auto",
         early_exaggeration_iter=TSNE_EXAGGERATION_ITER, n_iter=TSNE_ITER,
         initialization="pca" if mu.shape[1] >= 2 else "random",  # PCA needs two axes
-        negative_gradient_method=_gradient(len(mu)), ints_in_interval=TSNE_INTERVAL,
-        neighbors=_neighbours(mu), n_jobs=TSNE_THREADS, random_state=seed,
+        negative_gradient_method=_gradient(len(mu)), ints_in_interval=interval,
+        neighbors=method, knn_kwargs=knn_settings,
+        n_jobs=TSNE_THREADS, random_state=seed,
         callbacks=report, callbacks_every_iters=TSNE_PROGRESS_EVERY,
     )  # fmt: skip
     embedding = model.fit(np.ascontiguousarray(mu, dtype=np.float64))
@@ -241,7 +263,7 @@ def tsne(mu: np.ndarray, seed: int, perplexity: float, progress: Progress | None
             "kl_divergence": float(embedding.kl_divergence),
             "seconds": round(time.perf_counter() - started, 1),
             "seed": seed,
-            "interval": TSNE_INTERVAL,
+            "interval": interval,
             "gradient": _gradient(len(mu)),
             "implementation": "openTSNE 1.0.4, "
             + ("FFT-accelerated interpolation" if _gradient(len(mu)) == "fft" else "Barnes-Hut"),
@@ -287,14 +309,15 @@ def tsne_placer(mu: np.ndarray, points: np.ndarray, settings: dict[str, object])
 
     perplexity = float(settings.get("perplexity", 30.0))  # type: ignore[arg-type]
     seed = int(settings.get("seed", 0))  # type: ignore[call-overload]
+    method, knn_settings = _neighbours(mu)
     affinities = PerplexityBasedNN(
         np.ascontiguousarray(mu, dtype=np.float64), perplexity=perplexity, n_jobs=TSNE_THREADS,
-        random_state=seed, method=_neighbours(mu),
+        random_state=seed, method=method, knn_kwargs=knn_settings,
     )  # fmt: skip
     embedding = TSNEEmbedding(
         np.array(points, dtype=np.float64), affinities,
         negative_gradient_method=_gradient(len(mu)),
-        ints_in_interval=int(settings.get("interval", 1)),  # type: ignore[call-overload]
+        ints_in_interval=float(settings.get("interval", 1)),  # type: ignore[arg-type]
         n_jobs=TSNE_THREADS, random_state=seed,
     )  # fmt: skip
     return TsnePlacer(embedding)

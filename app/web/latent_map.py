@@ -28,7 +28,12 @@ from app.settings import Settings
 from app.studies import latent_map, layouts
 from app.studies.cache import SharedResults
 from app.studies.latent_map import Column, MapSample
-from app.studies.layout_files import LayoutFileError, UnknownLayoutError, layout_store
+from app.studies.layout_files import (
+    LayoutFileError,
+    LoadedLayout,
+    UnknownLayoutError,
+    layout_store,
+)
 from app.studies.layout_jobs import LayoutJobs, Pending, layout_key
 from app.studies.layouts import NEAREST, Layout
 from app.studies.set_encodings import encoding_status, progress_text
@@ -307,11 +312,10 @@ def computed_layout(
     return key, layout_jobs(settings.cache_dir).get(key, n, compute, method)
 
 
-def loaded_layout(
-    settings: Settings, images: SetImages, name: str | None, sample: MapSample
-) -> tuple[Layout, str]:
-    """The map's points on the set's loaded layout `name` (app.studies.layout_files): a
-    Layout of their positions, and when the layout was loaded (it keys the map's JSON)."""
+def loaded_layout_file(settings: Settings, images: SetImages, name: str | None) -> LoadedLayout:
+    """The set's loaded layout `name` (app.studies.layout_files), or a 404 in one line where the
+    name is missing or the set has none of that name: asked before the set's encoding, so a
+    wrong name never starts one."""
     image_set = images.set
     if not name:  # valid by the schema, which cannot say that method=loaded needs it
         raise NotFoundError(
@@ -319,9 +323,14 @@ def loaded_layout(
             "lists the layouts of the set"
         )
     try:
-        loaded = layout_store(settings.cache_dir).load(image_set, image_set.content_digest(), name)
+        return layout_store(settings.cache_dir).load(image_set, image_set.content_digest(), name)
     except UnknownLayoutError as e:
         raise NotFoundError(str(e)) from None
+
+
+def loaded_layout(loaded: LoadedLayout, sample: MapSample) -> tuple[Layout, str]:
+    """The map's points on a loaded layout: a Layout of their positions, and when the layout
+    was loaded (it keys the map's JSON); a 404 where the layout has no position for one."""
     try:
         points = loaded.points_of(sample.indices)
     except LayoutFileError as e:  # an image the map shows that the layout has no position for
@@ -536,6 +545,7 @@ def _set_map(
     background where it is not kept yet: 202 with its progress)."""
     limit = settings.max_map_points if form == "json" else settings.max_binary_map_points
     more = " (map.bin holds more)" if form == "json" else ""
+    loaded_file = loaded_layout_file(settings, images, layout) if method == "loaded" else None
     found = set_map_sample(model, settings, images, n, seed, method, limit, more)
     if isinstance(found, Response):
         return found
@@ -547,8 +557,8 @@ def _set_map(
             request, model, (*key, "pca"),
             lambda: map_parts(model, sample, layouts.pca(sample.mu), method, seed), form,
         )  # fmt: skip
-    if method == "loaded":
-        loaded, version = loaded_layout(settings, images, layout, sample)
+    if loaded_file is not None:
+        loaded, version = loaded_layout(loaded_file, sample)
         return _map_response(
             request, model, (*key, "loaded", layout, version),
             lambda: map_parts(model, sample, loaded, method, seed), form,

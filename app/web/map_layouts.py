@@ -47,6 +47,7 @@ from app.web.latent_map import (
     computed_layout,
     images_to_map,
     loaded_layout,
+    loaded_layout_file,
     sample_for,
     set_map_sample,
 )
@@ -128,7 +129,10 @@ def place_on_map(
     images = images_of(model, settings, data)
     source: str | None
     sample: MapSample | None
+    loaded_file = None
     if isinstance(images, SetImages):
+        if method == "loaded":
+            loaded_file = loaded_layout_file(settings, images, layout)
         found = set_map_sample(model, settings, images, n, seed, method, settings.max_map_points)
         if isinstance(found, Response):
             return found
@@ -149,8 +153,8 @@ def place_on_map(
         assert pca.mean is not None and pca.components is not None
         return _placed(PcaPlacer(pca.mean, pca.components), point, ABOUT["pca"])
     if method == "loaded":
-        assert isinstance(images, SetImages) and sample is not None
-        loaded, _ = loaded_layout(settings, images, layout, sample)
+        assert loaded_file is not None and sample is not None
+        loaded, _ = loaded_layout(loaded_file, sample)
         return _placed(NearestPlacer(sample.mu, loaded.points), point, ABOUT["loaded"])
     size = sample.n if sample is not None else (n or 0)
     known = sample
