@@ -252,9 +252,7 @@ def test_unless_told_the_threads_are_timed_and_kept_where_they_run_faster(
         assert np.array_equal(getattr(timed, name), getattr(inline, name)), name
 
 
-def test_threads_that_run_no_faster_are_left_for_the_callers_thread(
-    model, tmp_path, monkeypatch
-):
+def test_threads_that_run_no_faster_are_left_for_the_callers_thread(model, tmp_path, monkeypatch):
     pictures = write_pictures(tmp_path / "pictures", 24)
     seen = _noting_threads(model, monkeypatch)
     monkeypatch.setattr("app.encodings.run.KEEP_THREADS", 1e9)  # never fast enough
