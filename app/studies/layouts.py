@@ -60,7 +60,7 @@ BRUTE_UP_TO = 100_000
 FFT_FROM = 1_000
 # openTSNE on the cores (at most 4): its attractive forces are split between threads, the FFT
 # is not. 20,000 points, idle 2 cores: 13.7 s of iterations on two threads against 17.2 s on
-# one (2026-12-06 16:12, bench/layout_speed.py --grids). Under a load of 5 earlier the same
+# one (2026-12-06 15:50, bench/layout_speed.py --grids). Under a load of 5 earlier the same
 # day two threads were the slower (27.5 s against 19.0 s). At exit a t-SNE stops at its next
 # progress report and the server waits for it (app.background), so no thread of openTSNE's
 # pool is left running.
