@@ -197,11 +197,14 @@ class SetImages:
         return self.classes if self._class_column() is not None else ()
 
     @property
-    def mapped_images(self) -> int:
+    def test_images(self) -> int:
+        """How many images the set's test split holds (0 where it has none)."""
+        return len(self.set.split_indices("test")) if self.set.split is not None else 0
+
+    def mapped_images(self, whole: bool = False) -> int:
         """How many images a map of the set can show: its test split where it has one (as
-        app.studies.latent_map.encoded_rows chooses), else all."""
-        test = len(self.set.split_indices("test")) if self.set.split is not None else 0
-        return test or len(self.set)
+        app.studies.latent_map.encoded_rows chooses), else, or when `whole`, all."""
+        return len(self.set) if whole else self.test_images or len(self.set)
 
     @property
     def default_index(self) -> int:

@@ -703,6 +703,16 @@
   }
 
   colourSelect.addEventListener("change", () => colourBy(colourSelect.value));
+  const splitSelect = $("map-split"); // a set with a test split: its test images, or all
+  if (splitSelect) {
+    splitSelect.addEventListener("change", () => {
+      // the page again: which images the map draws from sets the sizes it offers
+      const params = new URLSearchParams(location.search); // the page's state, z included
+      params.set("split", splitSelect.value);
+      params.delete("n");
+      location.assign(`${location.pathname}?${params}`);
+    });
+  }
   for (const [select, key] of [[methodSelect, "method"], [sizeSelect, "n"]]) {
     select.addEventListener("change", () => {
       setParam(key, select.value);

@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import os
 import shutil
+from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
 import pytest
@@ -18,6 +19,7 @@ from PIL import Image
 from app.main import create_app
 from app.settings import Settings
 from app.studies.set_encodings import encoding_jobs
+from tests.browser_server import live_server
 
 SET = "blobs"
 # (split, file, kind, weight): kind categorical with one row missing, weight ordered with one
@@ -107,6 +109,70 @@ def test_the_map_page_offers_the_sets_sizes_and_asks_the_api_for_the_set(served)
     assert page.status_code == 200
     assert f'data-api="/api/models/tiny-vae/map?data={SET}"' in page.text
     assert '<option value="4" selected>all 4</option>' in page.text  # the set's 4 test images
+
+
+def test_split_all_maps_every_image_of_the_set_and_its_marker_places_on_that_map(served):
+    client, settings = served
+    client.get(f"/api/models/tiny-vae/map?data={SET}")
+    encoding_jobs(settings.cache_dir).join()
+    r = client.get(f"/api/models/tiny-vae/map?data={SET}&split=all")
+    assert r.status_code == 200, r.text
+    m = r.json()
+    # all six, in the set's order: test/a..d are 0..3, train/t0, t1 are 4, 5 (ROWS 0, 1)
+    assert m["indices"] == [0, 1, 2, 3, 4, 5] and m["n"] == 6
+    for point, i in enumerate([2, 3, 4, 5, 0, 1]):
+        np.testing.assert_allclose(m["latents"][point], mu_here(client, i), atol=1e-4)
+    assert m["colour_by"][0]["values"] == [0, 1, -1, 0, 0, 1]  # t0 round, t1 square
+    assert "all 6 images of data set" in m["source"]["description"]
+    # the marker asks where z lands on this map, not on the test split's
+    place = m["marker"]["place"]
+    assert "split=all" in place and "n=6" in place
+    z = ",".join(f"{v:.6f}" for v in mu_here(client, 0))  # train/t0's μ: PCA puts it at its point
+    placed = client.get(f"{place}&z={z}")
+    assert placed.status_code == 200, placed.text
+    np.testing.assert_allclose([placed.json()["x"], placed.json()["y"]], m["points"][4], atol=1e-3)
+    # the binary form holds the same six
+    binary = client.get(f"/api/models/tiny-vae/map.bin?data={SET}&split=all")
+    assert binary.status_code == 200
+    test_only = client.get(f"/api/models/tiny-vae/map?data={SET}&split=test").json()
+    assert test_only["indices"] == [0, 1, 2, 3]
+
+
+def test_split_all_without_a_data_set_is_a_404_that_says_to_name_one(served):
+    client, _ = served
+    for path in ("map", "map.bin"):
+        r = client.get(f"/api/models/tiny-vae/{path}?split=all")
+        assert r.status_code == 404 and "data=NAME" in r.json()["detail"], r.text
+    z = ",".join(["0"] * len(mu_here(client, 0)))
+    r = client.get(f"/api/models/tiny-vae/map/place?split=all&z={z}")
+    assert r.status_code == 404 and "data=NAME" in r.json()["detail"]
+
+
+def test_the_map_page_offers_the_test_split_or_every_split(served):
+    client, _ = served
+    page = client.get(f"/map?model=tiny-vae&data={SET}")
+    assert '<option value="test" selected>test split (4)</option>' in page.text
+    assert '<option value="all" >every split (6)</option>' in page.text
+    whole = client.get(f"/map?model=tiny-vae&data={SET}&split=all")
+    assert f'data-binary="/api/models/tiny-vae/map.bin?data={SET}&amp;split=all"' in whole.text
+    assert '<option value="6" selected>all 6</option>' in whole.text
+
+
+def test_choosing_every_split_on_the_page_draws_all_six_images(served, browser):
+    _, settings = served
+    with live_server(settings) as url:
+        page = browser.new_page()
+        page.goto(f"{url}/map?model=tiny-vae&data={SET}&z=0.5,0,0,0")
+        page.evaluate("window.latentMapView.ready")
+        drawn = "Array.from(window.latentMapView.points().indices)"
+        assert page.evaluate(drawn) == [0, 1, 2, 3]
+        with page.expect_navigation():
+            page.select_option("#map-split", "all")
+        page.evaluate("window.latentMapView.ready")
+        assert page.evaluate(drawn) == [0, 1, 2, 3, 4, 5]
+        query = parse_qs(urlsplit(page.url).query)
+        assert query["split"] == ["all"] and query["z"][0].startswith("0.5")
+        page.close()
 
 
 def test_an_image_is_picked_by_a_columns_value(served):

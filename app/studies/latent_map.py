@@ -62,6 +62,7 @@ class MapSample:
     prior_z: np.ndarray | None = None  # (n, D) the prior draws, for source "prior"
     columns: tuple[Column, ...] = ()  # source "data-set": the set's columns, row per point
     data_set: str | None = None  # source "data-set": the served set's name (`data=NAME`)
+    whole: bool = False  # source "data-set": every split's images of a set with a test split
 
     @property
     def n(self) -> int:
@@ -188,14 +189,14 @@ def _prior(ckpt: ServedModel, n: int, seed: int) -> MapSample:
 
 def encoded_rows(
     indices: np.ndarray, ok: np.ndarray, split: np.ndarray | None,
-    labels: np.ndarray | None = None,
+    labels: np.ndarray | None = None, whole: bool = False,
 ) -> np.ndarray:  # fmt: skip
     """The rows of a kept encoding a map draws from: images that could be read (and, for a
-    CVAE, have a class), of the test split where the set has one."""
+    CVAE, have a class), of the test split where the set has one unless `whole`."""
     usable = ok.copy()
     if labels is not None:
         usable &= labels[indices] >= 0
-    if split is not None:
+    if split is not None and not whole:
         test = split[indices] == SPLITS.index("test")
         if (usable & test).any():
             usable &= test
@@ -213,11 +214,13 @@ def encoded_sample(
     seed: int,
     labels: np.ndarray | None = None,
     class_names: tuple[str, ...] = (),
+    whole: bool = False,
 ) -> MapSample:
     """n points of a data set's kept encoding (`indices`, `ok`, `mu` row per image): those
-    `encoded_rows` keeps, all of them in order or a seeded subset, ascending. `labels` (a
-    CVAE's class per set image, −1 for none) become the points' classes."""
-    rows = encoded_rows(indices, ok, split, labels)
+    `encoded_rows` keeps (`whole`: every split's), all of them in order or a seeded subset,
+    ascending. `labels` (a CVAE's class per set image, −1 for none) become the points'
+    classes."""
+    rows = encoded_rows(indices, ok, split, labels, whole)
     which = (
         " test"
         if split is not None and (split[indices[rows]] == SPLITS.index("test")).all() and len(rows)
@@ -250,6 +253,7 @@ def encoded_sample(
         factors=None,
         columns=tuple(c.take(chosen) for c in columns),
         data_set=set_name,
+        whole=whole and split is not None and bool((split != SPLITS.index("test")).any()),
     )
 
 

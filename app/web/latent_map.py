@@ -60,6 +60,10 @@ LOADED_NEEDS_A_SET = (
     "method=loaded draws a layout loaded for a data set: view model {model} on one with "
     "data=NAME (GET /api/datasets/NAME/layouts lists its layouts)"
 )
+WHOLE_NEEDS_A_SET = (
+    "split=all maps every image of a data set: view model {model} on one with data=NAME "
+    "(GET /api/datasets lists them)"
+)
 MethodQuery = Annotated[
     Literal["pca", "tsne", "umap", "loaded"],
     Query(description="pca: exact, at once; tsne (openTSNE) and umap: computed in the "
@@ -72,6 +76,11 @@ MapSeedQuery = Annotated[
 PerplexityQuery = Annotated[
     float, Query(ge=2, le=100, description="t-SNE's perplexity (at most (n − 1)/3 is used)")
 ]
+SplitQuery = Annotated[
+    Literal["test", "all"],
+    Query(description="a data set's images to map: its test split where it has one (test), or "
+          "every split's (all, e.g. all 70,000 of fashion-mnist); only with a data set"),
+]  # fmt: skip
 LayoutQuery = Annotated[
     str | None,
     Query(max_length=64, description="method=loaded: the name of a layout of the data set "
@@ -348,6 +357,8 @@ def place_url(model: ServedModel, sample: MapSample, layout: Layout, method: str
         query["perplexity"] = repr(float(perplexity))  # below 2 it is (n − 1)/3 whatever asked
     if sample.data_set:
         query["data"] = sample.data_set
+    if sample.whole:
+        query["split"] = "all"
     if method == "loaded":
         query["layout"] = layout.settings.get("layout")
     return f"/api/models/{quote(model.name, safe='')}/map/place?{urlencode(query)}"
@@ -399,6 +410,7 @@ def latent_map_json(
     seed: MapSeedQuery = 0,
     perplexity: PerplexityQuery = 30.0,
     layout: LayoutQuery = None,
+    split: SplitQuery = "test",
 ) -> Response:  # fmt: skip
     """Where the model puts n held-out images: the encoder means μ of images drawn from its
     ground truth (dSprites, colour shapes), or of its dataset's test split (Fashion-MNIST),
@@ -410,10 +422,11 @@ def latent_map_json(
     A t-SNE or UMAP map is computed once per weights, in the background: 202 with Retry-After
     (and, for t-SNE, the fraction done) until then. With `data=NAME` (and for a model whose own
     data is a served set, e.g. an imported CelebA model), the points are that set's images (its
-    test split where it has one), every column of the set to colour them by, from the set's
-    encoding, which is computed once in the background (202 with its progress until it is
-    kept)."""
-    return _map(request, model, settings, data, n, method, seed, perplexity, "json", layout)
+    test split where it has one, or all of them with `split=all`), every column of the set to
+    colour them by, from the set's encoding, which is computed once in the background (202 with
+    its progress until it is kept)."""
+    return _map(request, model, settings, data, n, method, seed, perplexity, "json", layout,
+                split == "all")  # fmt: skip
 
 
 @router.get("/models/{name}/map.bin", response_class=Response, responses=BINARY_RESPONSES)
@@ -429,6 +442,7 @@ def latent_map_binary(
     seed: MapSeedQuery = 0,
     perplexity: PerplexityQuery = 30.0,
     layout: LayoutQuery = None,
+    split: SplitQuery = "test",
 ) -> Response:  # fmt: skip
     """The map of /api/models/{name}/map as bytes the browser views as typed arrays in place
     (app/web/map_binary.py documents the layout): positions float32, image indices uint32,
@@ -436,19 +450,22 @@ def latent_map_binary(
     gzip-compressed where accepted. It holds up to `max_binary_map_points` (1,000,000) points
     of a data set (`data=NAME`, e.g. all 737,280 images of dsprites); a map of a model's own
     drawn images or prior samples holds at most the JSON form's limit (404 past it)."""
-    return _map(request, model, settings, data, n, method, seed, perplexity, "binary", layout)
+    return _map(request, model, settings, data, n, method, seed, perplexity, "binary", layout,
+                split == "all")  # fmt: skip
 
 
 def _map(
     request: Request, model: ServedModel, settings: Settings, data: DataPick | None,
     n: int | None, method: str, seed: int, perplexity: float, form: str,
-    layout: str | None = None,
+    layout: str | None = None, whole: bool = False,
 ) -> Response:  # fmt: skip
     images = images_of(model, settings, data)
     if isinstance(images, SetImages):
         return _set_map(
-            request, model, settings, images, n, method, seed, perplexity, form, layout
+            request, model, settings, images, n, method, seed, perplexity, form, layout, whole
         )  # fmt: skip
+    if whole:  # valid by the schema, which cannot say that it needs a data set
+        raise NotInModelError(WHOLE_NEEDS_A_SET.format(model=model.name))
     n = min(DEFAULT_POINTS, settings.max_map_points) if n is None else n
     if n > settings.max_map_points and form == "binary":
         raise NotInModelError(
@@ -500,12 +517,14 @@ def _pending(
 
 def set_map_sample(
     model: ServedModel, settings: Settings, images: SetImages, n: int | None, seed: int,
-    method: str, limit: int, more: str = "",
+    method: str, limit: int, more: str = "", whole: bool = False,
 ) -> tuple[MapSample, str] | Response:  # fmt: skip
-    """The points of a data set's map (n of the images its kept encoding can show, by default
-    as many as the JSON form's limit allows; past `limit` a 422, `more` ending its message),
-    picked once per weights, encoding, n and seed, and the encoding's key; or the 202 with the
-    encoding's progress while it is computed (started in the background where it is not)."""
+    """The points of a data set's map (n of the images its kept encoding can show, its test
+    split's where it has one unless `whole`, by default as many as the JSON form's limit
+    allows; past `limit` a 422, `more` ending its message), picked once per weights, encoding,
+    images, n and seed, and the key of what they were drawn from (the encoding's, ":all" added
+    where `whole` maps more than the test split); or the 202 with the encoding's progress while
+    it is computed (started in the background where it is not)."""
     image_set = images.set
     status = encoding_status(model, image_set, settings.cache_dir)
     if status.state == "failed":
@@ -517,7 +536,7 @@ def set_map_sample(
     labels = None
     if model.description.kind == "cvae":
         labels = class_labels(model, image_set, enc.meta.label_column)[1]
-    usable = latent_map.encoded_rows(enc.indices, enc.ok, image_set.split, labels)
+    usable = latent_map.encoded_rows(enc.indices, enc.ok, image_set.split, labels, whole)
     if n is None:
         n = min(DEFAULT_POINTS, settings.max_map_points, len(usable))
     if n > limit:
@@ -525,28 +544,29 @@ def set_map_sample(
     size = n
     try:
         sample = _set_samples.get(
-            (model.digest or id(model), image_set.name, enc.meta.key, n, seed),
+            (model.digest or id(model), image_set.name, enc.meta.key, n, seed, whole),
             lambda: latent_map.encoded_sample(
                 image_set.name, enc.indices, enc.ok, enc.mu, image_set.columns, image_set.split,
                 size, seed, labels=labels, class_names=model.description.label_names,
+                whole=whole,
             ),
         )  # fmt: skip
     except latent_map.SampleTooLargeError as e:
         raise NotInModelError(str(e)) from None
-    return sample, enc.meta.key
+    return sample, enc.meta.key + (":all" if sample.whole else "")
 
 
 def _set_map(
     request: Request, model: ServedModel, settings: Settings, images: SetImages,
     n: int | None, method: str, seed: int, perplexity: float, form: str = "json",
-    layout: str | None = None,
+    layout: str | None = None, whole: bool = False,
 ) -> Response:  # fmt: skip
-    """A map of a served data set's images, from the set's kept encoding (started in the
-    background where it is not kept yet: 202 with its progress)."""
+    """A map of a served data set's images (`whole`: every split's), from the set's kept
+    encoding (started in the background where it is not kept yet: 202 with its progress)."""
     limit = settings.max_map_points if form == "json" else settings.max_binary_map_points
     more = " (map.bin holds more)" if form == "json" else ""
     loaded_file = loaded_layout_file(settings, images, layout) if method == "loaded" else None
-    found = set_map_sample(model, settings, images, n, seed, method, limit, more)
+    found = set_map_sample(model, settings, images, n, seed, method, limit, more, whole)
     if isinstance(found, Response):
         return found
     sample, encoding_key = found

@@ -40,9 +40,11 @@ from app.web.inputs import images_of, parse_latents
 from app.web.latent_map import (
     DEFAULT_POINTS,
     LOADED_NEEDS_A_SET,
+    WHOLE_NEEDS_A_SET,
     LayoutQuery,
     MapPending,
     MethodQuery,
+    SplitQuery,
     _pending,
     computed_layout,
     images_to_map,
@@ -106,8 +108,9 @@ def place_on_map(
     z: LatentText,
     n: Annotated[
         int | None,
-        Query(ge=2, description="the map's n (as GET /api/models/{name}/map)",
-              json_schema_extra={"x-maximum": "max_map_points"}),
+        Query(ge=2, description="the map's n (as GET /api/models/{name}/map, or map.bin for a "
+              "data set's map)",
+              json_schema_extra={"x-maximum": "max_binary_map_points"}),
     ] = None,
     method: MethodQuery = "pca",
     seed: Annotated[int, Query(ge=0, le=2**31 - 1, description="the map's seed")] = 0,
@@ -115,6 +118,7 @@ def place_on_map(
         float, Query(ge=2, le=100, description="the t-SNE map's perplexity")
     ] = 30.0,
     layout: LayoutQuery = None,
+    split: SplitQuery = "test",
 ) -> Placed | Response:  # fmt: skip
     """Where `z` lands on the map that GET /api/models/{name}/map answers for the same
     parameters (the map's `marker.place` is this URL without `z`). PCA: the map's exact
@@ -133,12 +137,20 @@ def place_on_map(
     if isinstance(images, SetImages):
         if method == "loaded":
             loaded_file = loaded_layout_file(settings, images, layout)
-        found = set_map_sample(model, settings, images, n, seed, method, settings.max_map_points)
+        found = set_map_sample(model, settings, images, n, seed, method,
+                               settings.max_binary_map_points, whole=split == "all")  # fmt: skip
         if isinstance(found, Response):
             return found
         sample, source = found[0], f"{images.name}:{found[1]}"
     else:
+        if split == "all":  # valid by the schema, which cannot say that it needs a data set
+            raise NotInModelError(WHOLE_NEEDS_A_SET.format(model=model.name))
         n = min(DEFAULT_POINTS, settings.max_map_points) if n is None else n
+        if n > settings.max_map_points:
+            raise NotInModelError(
+                f"n is {n:,}: a map of {model.name}'s own images holds at most "
+                f"{settings.max_map_points:,}; a data set's map holds more (add data=NAME)"
+            )
         if method == "loaded":
             raise NotInModelError(LOADED_NEEDS_A_SET.format(model=model.name))
         held = images_to_map(model, settings, n)

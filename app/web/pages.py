@@ -120,12 +120,14 @@ def latent_map(
     request: Request, registry: RegistryDep, templates: TemplatesDep, settings: SettingsDep,
     data: DataDep, model: str | None = None, method: str = "pca", n: int | None = None,
     colour: str | None = None, z: str | None = None, label: int | None = None,
+    split: str | None = None,
 ) -> HTMLResponse:  # fmt: skip
     """The latent map beside the explorer: the encoder means of n held-out images laid out by
     PCA or t-SNE (static/map.js draws GET /api/models/{name}/map.bin), coloured by a factor,
     class or latent; a point clicked loads its μ into the sliders, and the current z is marked.
     `data` names a served data set to map instead of the model's own images (every column of
-    the set to colour by; all of its images, up to the binary map's limit)."""
+    the set to colour by; its test split's images where it has one, or with `split=all`
+    every split's, up to the binary map's limit)."""
     if not registry:
         return templates.TemplateResponse(request, "empty.html", {}, status_code=503)
     name = model if model is not None and model in registry else landing_model(registry, settings)
@@ -140,6 +142,8 @@ def latent_map(
     summary = model_summary(ckpt, settings, data)
     limit = settings.max_map_points
     all_images = None  # a data set's images: the binary map holds all of them, "all N"
+    splits: list[tuple[str, str]] = []  # a set with a test split: (value, words) to choose
+    whole = False
     if summary["dataset_split"] == "test" and summary["dataset_images"]:
         limit = min(limit, summary["dataset_images"])  # a test split holds no more
     else:
@@ -148,9 +152,14 @@ def latent_map(
         except InferenceError:  # not installed: the map itself says so
             images = None
         if isinstance(images, inference.SetImages):
-            # a set's test split, or all of it; the binary map holds up to its own limit
-            limit = min(settings.max_binary_map_points, images.mapped_images)
-            all_images = images.mapped_images if images.mapped_images <= limit else None
+            if 0 < images.test_images < images.n_images:
+                whole = split == "all"
+                splits = [("test", f"test split ({images.test_images:,})"),
+                          ("all", f"every split ({images.n_images:,})")]  # fmt: skip
+            # the set's test split, or all of it; the binary map holds up to its own limit
+            mapped = images.mapped_images(whole)
+            limit = min(settings.max_binary_map_points, mapped)
+            all_images = mapped if mapped <= limit else None
     offered_all = [all_images] if all_images else []
     if n is None:
         n = min(5_000, limit)
@@ -168,11 +177,14 @@ def latent_map(
             label = start.label
     label = _page_label(ckpt if ckpt.description.kind == "cvae" else None, label)
     params = {"model": name, "method": method, "n": n} | ({"colour": colour} if colour else {})
-    params |= data.query
+    params |= data.query | ({"split": "all"} if whole else {})
     state = {"model": name, "method": method, "n": n, "colour": colour, "z": z, "label": label}
     context = {
         "picker": picker(data, "/map", state, own_images(ckpt)),
         "data_query": data_query(data),
+        "map_query": data_query(data) + ("&split=all" if whole else ""),
+        "splits": splits,
+        "split": "all" if whole else "test",
         "models": [model_summary(c) for c in registry.values()],
         "model": summary,
         "rows": slider_rows([ckpt], values, ranges),
