@@ -269,6 +269,33 @@ def test_threads_that_run_no_faster_are_left_for_the_callers_thread(model, tmp_p
         assert np.array_equal(getattr(timed, name), getattr(told, name)), name
 
 
+def test_an_encoding_at_interpreter_exit_stops_keeping_its_chunks(model, tmp_path, monkeypatch):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from app import background
+
+    pictures = write_pictures(tmp_path / "pictures", 24)
+    one_by_one = RunSettings(batch_size=1, workers=2, chunk_size=4)
+    submit = ThreadPoolExecutor.submit
+    taken = [0]
+
+    def until_exit(self, fn, *args):  # as concurrent.futures answers once the interpreter exits
+        taken[0] += 1
+        if taken[0] > 9:  # 5 handed out at first, then one for each of 4 returned: chunk 0
+            raise RuntimeError("cannot schedule new futures after interpreter shutdown")
+        return submit(self, fn, *args)
+
+    monkeypatch.setattr(ThreadPoolExecutor, "submit", until_exit)
+    with pytest.raises(background.Stopped):
+        encode_set(model, open_set(pictures), tmp_path / "cache", settings=one_by_one)
+    plan = plan_encoding(model, open_set(pictures), tmp_path / "cache")
+    assert len(list(plan.parts.iterdir())) == 1
+    monkeypatch.setattr(ThreadPoolExecutor, "submit", submit)
+    again = Counted(open_set(pictures))
+    encode_set(model, again, tmp_path / "cache", settings=one_by_one)
+    assert sorted(again.asked) == list(range(4, 24))  # the first chunk was kept
+
+
 def test_a_kept_encoding_is_read_not_computed_again(model, pictures, tmp_path):
     first = Counted(open_set(pictures))
     progress: list[float] = []

@@ -36,6 +36,7 @@ import numpy as np
 import pyarrow as pa
 import torch
 
+from app import background
 from app.checkpoints.served import ServedModel
 from app.data.sets.record import ImageSet
 from app.encodings.cache import (
@@ -332,7 +333,11 @@ def _in_order(
                 if nxt is None:
                     break
                 chunk, indices = nxt
-                pending.append((chunk, indices, pool.submit(work, indices)))
+                try:
+                    future = pool.submit(work, indices)
+                except RuntimeError:  # concurrent.futures takes no work once the process exits
+                    raise background.Stopped("the process is exiting") from None
+                pending.append((chunk, indices, future))
             if not pending:
                 return
             chunk, indices, future = pending.popleft()
