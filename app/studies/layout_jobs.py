@@ -27,9 +27,10 @@ from app.checkpoints.served import ServedModel
 from app.studies.layouts import Layout, Progress
 
 # seconds per point on the 2-core machine, for the 202's estimate (bench/layout_speed.py,
-# 2026-12-06: openTSNE 19.0 s for 20,000 and 63.4 s for 70,000; UMAP 46.9 s for 70,000, plus
-# 8 s of numba compiling the first time in a process); a busy machine takes 2-3 times as long
-SECONDS_PER_POINT = {"tsne": 0.0009, "umap": 0.0007}
+# 2026-12-06 15:45: openTSNE 14.6 s for 20,000 and 44.1 s for 70,000; UMAP 51.0 s for 70,000,
+# plus 8 s of numba compiling the first time in a process); a busy machine takes 2-3 times as
+# long
+SECONDS_PER_POINT = {"tsne": 0.00065, "umap": 0.00075}
 NAMES = {"tsne": "t-SNE", "umap": "UMAP"}
 
 Compute = Callable[[Progress], Layout]  # hears the fraction done as it goes
