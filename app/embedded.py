@@ -30,6 +30,7 @@ from typing import Any
 
 import torch
 import uvicorn
+from pydantic import ValidationError
 
 from app.checkpoints import Checkpoint, CheckpointError, ServedModel, load_checkpoint
 from app.data.sets import BUILT_IN, DatasetError, DataSets, ImageSet, scan_sets
@@ -54,6 +55,18 @@ ModelLike = Any  # an object keeping the model interface, a Checkpoint, or a fol
 DataLike = str | os.PathLike[str] | ImageSet
 
 
+# the origins a notebook's output is shown from on this machine: Jupyter (Notebook, Lab) on a
+# local port, and VS Code's notebook webviews
+NOTEBOOK_ORIGINS = (
+    "http://localhost:*",
+    "http://127.0.0.1:*",
+    "https://localhost:*",
+    "https://127.0.0.1:*",
+    "vscode-webview:",
+)
+FRAME_HEIGHT_PX = 760  # the inline explorer's height in a notebook
+
+
 class ServeError(ValueError):
     """What `serve` was given that cannot be served, in one line that names it."""
 
@@ -66,6 +79,7 @@ def serve(
     host: str = "127.0.0.1",
     block: bool = False,
     cache_dir: str | os.PathLike[str] | None = None,
+    frame_ancestors: Sequence[str] = NOTEBOOK_ORIGINS,
 ) -> Explorer:
     """Serve the explorer on `models` and `data` from a thread of this process (from this
     thread with `block=True`) → its handle, once it answers.
@@ -81,17 +95,28 @@ def serve(
     port: 0 for a free one. block: serve until interrupted (Ctrl-C), then return.
     cache_dir: where encodings and maps are kept between runs; None: memory and a temporary
         folder only.
+    frame_ancestors: the origins whose pages may show the explorer in a frame (CSP sources):
+        by default a notebook's on this machine (Jupyter on localhost, VS Code's), so the handle
+        shows the explorer inline; () forbids framing, as `latent-explorer serve` does.
     ServeError in one line where something given cannot be served."""
     given = Settings().allowed_hosts if ALLOWED_HOSTS_VARIABLE in os.environ else None
-    settings = Settings(
-        allowed_hosts=allowed_hosts(host, given),
-        cache_dir=Path(cache_dir).expanduser() if cache_dir is not None else None,
-    )
+    try:
+        settings = Settings(
+            allowed_hosts=allowed_hosts(host, given),
+            cache_dir=Path(cache_dir).expanduser() if cache_dir is not None else None,
+            frame_ancestors=tuple(frame_ancestors),
+        )
+    except ValidationError as e:
+        problem = e.errors()[0]
+        raise ServeError(
+            f"frame_ancestors: {problem['input']!r} is not an origin such as 'http://localhost:*'"
+        ) from None
     registry = served_models(models, checkpoints, settings)
     datasets = data_sets(data or {}, settings)
     app = create_app(settings, models=registry, data_sets=datasets)
     try:
-        explorer = Explorer(app, host, port, tuple(registry), tuple(datasets))
+        explorer = Explorer(app, host, port, tuple(registry), tuple(datasets),
+                            framed=bool(settings.frame_ancestors))  # fmt: skip
     except OSError as e:  # the port is taken, the host is no address of this machine
         raise ServeError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
     if block:
@@ -263,13 +288,16 @@ class _Server(uvicorn.Server):
 
 class Explorer:
     """The explorer on a listening socket: `.url`, `.stop()`, `.wait()`; `with serve(...) as
-    explorer:` stops it on leaving. In a notebook it shows as a link to its URL."""
+    explorer:` stops it on leaving. In a notebook it shows inline (a frame of its first model's
+    page) where its server lets the notebook frame it, and as a link to its URL besides."""
 
     def __init__(
-        self, app: Any, host: str, port: int, models: tuple[str, ...], datasets: tuple[str, ...]
-    ) -> None:
+        self, app: Any, host: str, port: int, models: tuple[str, ...], datasets: tuple[str, ...],
+        framed: bool = False,
+    ) -> None:  # fmt: skip
         self.models = models
         self.datasets = datasets
+        self.framed = framed  # whether a notebook on this machine may show it in a frame
         self._socket = tcp_listener(host, port)
         self.port: int = self._socket.getsockname()[1]
         # a server on every interface is reached by this machine's name
@@ -360,14 +388,28 @@ class Explorer:
         return f"<latent-explorer {state} at {self.url}: models {', '.join(self.models) or 'none'}>"
 
     def _repr_html_(self) -> str:
-        """A notebook's view of it: a link that opens the explorer in a new tab. (No iframe:
-        the explorer forbids being framed, docs/hardening.md.)"""
+        """A notebook's view of it: the explorer on its first model in a frame (where the server
+        lets the notebook frame it: `serve`'s frame_ancestors), and a line of links that open it
+        in a new tab."""
         if not self.running:
             return f"<p>latent-explorer at {html.escape(self.url)}: stopped</p>"
         links = ", ".join(
             f'<a href="{html.escape(self.url)}?model={html.escape(m)}" target="_blank" '
             f'rel="noopener">{html.escape(m)}</a>'
             for m in self.models
+        )
+        line = (
+            f'<p><a href="{html.escape(self.url)}" target="_blank" rel="noopener">latent-explorer '
+            f"at {html.escape(self.url)}</a> — models: {links or 'none'}; data sets: "
+            f"{html.escape(', '.join(self.datasets))}</p>"
+        )
+        if not self.framed:
+            return line
+        first = f"?model={html.escape(self.models[0])}" if self.models else ""
+        return (
+            f'<iframe src="{html.escape(self.url)}{first}" title="latent-explorer" '
+            f'style="width: 100%; height: {FRAME_HEIGHT_PX}px; border: 1px solid #ccc"></iframe>'
+            + line
         )
         return (
             f'<p><a href="{html.escape(self.url)}" target="_blank" rel="noopener">latent-explorer '

@@ -86,7 +86,10 @@ class LatentExplorer(FastAPI):
     that middleware answers with would otherwise go out without the headers."""
 
     def build_middleware_stack(self) -> ASGIApp:
-        return security.SecurityHeaders(super().build_middleware_stack())
+        settings: Settings = self.state.settings
+        return security.SecurityHeaders(
+            super().build_middleware_stack(), security.security_headers(settings.frame_ancestors)
+        )
 
 
 def create_app(

@@ -4,11 +4,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import Field
+from pydantic import Field, StringConstraints
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+# a CSP host source for frame-ancestors: a scheme, and a host (perhaps "*." before it) with
+# perhaps a port or ":*"; or a bare scheme ("vscode-webview:"). Nothing that could end the header
+# or start another directive (no space, ";" or ",")
+FRAME_SOURCE = r"^[a-z][a-z0-9+.-]*:(//(\*\.)?[a-z0-9.-]+(:([0-9]{1,5}|\*))?)?$"
 
 
 class Settings(BaseSettings):
@@ -21,6 +26,11 @@ class Settings(BaseSettings):
     # `serve --host 0.0.0.0` without this set answers any (see app/server.py). As JSON in
     # LATENT_EXPLORER_ALLOWED_HOSTS, e.g. '["explorer.example.org"]'
     allowed_hosts: tuple[str, ...] = ("localhost", "127.0.0.1", "::1")
+    # the origins whose pages may show the explorer in a frame (a notebook's output: `serve`
+    # from Python allows the local ones, app/embedded.py); none by default: every response says
+    # frame-ancestors 'none' and X-Frame-Options DENY. Each is a CSP source such as
+    # "http://localhost:*" (as JSON in LATENT_EXPLORER_FRAME_ANCESTORS)
+    frame_ancestors: tuple[Annotated[str, StringConstraints(pattern=FRAME_SOURCE)], ...] = ()
     # models from a person's own code, `package.module:factory` each (`serve --plugin`; as JSON
     # in LATENT_EXPLORER_PLUGINS): never read from a checkpoint folder
     plugins: tuple[str, ...] = ()

@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -220,11 +221,74 @@ def test_block_serves_until_ctrl_c_then_returns():
     assert refused(int(url.rsplit(":", 1)[1].strip("/")))
 
 
-def test_a_notebook_shows_a_link_to_the_explorer():
+def test_a_notebook_shows_the_explorer_inline_and_a_link_to_it():
     with serve(models={"mine": TinyLinearVAE()}) as explorer:
         shown = explorer._repr_html_()
+        assert f'<iframe src="{explorer.url}?model=mine"' in shown
         assert f'href="{explorer.url}"' in shown and f'href="{explorer.url}?model=mine"' in shown
-        assert httpx.get(f"{explorer.url}api/models").json()[0]["name"] == "mine"
+        r = httpx.get(f"{explorer.url}api/models")
+        assert r.json()[0]["name"] == "mine"
+        policy = r.headers["content-security-policy"]
+        assert "frame-ancestors 'self' http://localhost:* http://127.0.0.1:*" in policy
+        assert "x-frame-options" not in r.headers
+    with serve(models={"mine": TinyLinearVAE()}, frame_ancestors=()) as closed:
+        assert "<iframe" not in closed._repr_html_()
+        r = httpx.get(f"{closed.url}api/models")
+        assert "frame-ancestors 'none'" in r.headers["content-security-policy"]
+        assert r.headers["x-frame-options"] == "DENY"
+
+
+def test_a_frame_ancestor_that_is_no_origin_is_refused_in_one_line():
+    with pytest.raises(ServeError, match=r"^frame_ancestors: 'http://a; script-src \*' is no"):
+        serve(models={"mine": TinyLinearVAE()}, frame_ancestors=["http://a; script-src *"])
+
+
+class _Notebook(threading.Thread):
+    """A page on another port of this machine, as Jupyter's output is, holding `html`."""
+
+    def __init__(self, html: str) -> None:
+        super().__init__(daemon=True)
+        body = html.encode()
+
+        class Page(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+                self.send_response(200)
+                self.send_header("content-type", "text/html; charset=utf-8")
+                self.send_header("content-length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Page)
+        self.url = f"http://localhost:{self.server.server_address[1]}/"
+
+    def run(self) -> None:
+        self.server.serve_forever()
+
+
+@pytest.mark.parametrize("framed", [True, False])
+def test_chromium_shows_the_explorer_in_a_notebooks_page_only_where_allowed(browser, framed):
+    extra = {} if framed else {"frame_ancestors": ()}
+    with serve(models={"mine": TinyLinearVAE()}, **extra) as explorer:
+        forced = f'<iframe id="forced" src="{explorer.url}"></iframe>'  # a frame made anyway
+        notebook = _Notebook(f"<html><body>{explorer._repr_html_()}{forced}</body></html>")
+        notebook.start()
+        try:
+            page = browser.new_page()
+            page.goto(notebook.url)
+            page.wait_for_load_state("load")
+            children = page.frames[1:]
+            shown = [f.url.startswith(explorer.url) for f in children]
+            titles = [f.evaluate("document.title") for f in children]
+            page.close()
+        finally:
+            notebook.server.shutdown()
+    if framed:  # the handle's frame and the forced one both show the explorer's page
+        assert shown == [True, True] and all("latent-explorer" in t for t in titles), titles
+    else:  # the handle makes no frame; Chromium refuses to show the forced one
+        assert len(shown) == 1 and not shown[0] and "latent-explorer" not in titles[0], titles
 
 
 def test_two_models_with_one_name_are_refused_naming_it(trained):

@@ -2,10 +2,12 @@
 the API docs served from our own /static.
 
 The Content-Security-Policy lets a page run and style only what comes from this server: no inline
-script, no inline style element, no plugin, no framing. Pictures may also be data: and blob: URLs
-(the pages build them from decoded PNGs). The API docs are Swagger UI from the npm package
-`swagger-ui-dist`, copied to /static/vendor by `make install`, started by /static/docs.js: the
-stock FastAPI page loads it from a CDN (unreachable here) and starts it with an inline script.
+script, no inline style element, no plugin, no framing (except by the origins that
+Settings.frame_ancestors names: a notebook's, for `serve` from Python). Pictures may also be
+data: and blob: URLs (the pages build them from decoded PNGs). The API docs are Swagger UI from
+the npm package `swagger-ui-dist`, copied to /static/vendor by `make install`, started by
+/static/docs.js: the stock FastAPI page loads it from a CDN (unreachable here) and starts it with
+an inline script.
 
 A request's Host header must name this server (Settings.allowed_hosts, loopback names by
 default). Otherwise a web page anywhere could point a name of its own at 127.0.0.1 once loaded
@@ -23,30 +25,45 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.quoting import quoted
 
-CONTENT_SECURITY_POLICY = "; ".join(
-    [
-        "default-src 'self'",
-        "script-src 'self'",
-        "style-src 'self'",
-        "img-src 'self' data: blob:",
-        "connect-src 'self'",
-        "object-src 'none'",
-        "base-uri 'none'",
-        "form-action 'self'",
-        "frame-ancestors 'none'",
+
+def content_security_policy(frame_ancestors: tuple[str, ...] = ()) -> str:
+    """The policy, framing allowed only to `frame_ancestors` (CSP sources, Settings checks them)
+    beside this server itself; with none, to nobody."""
+    framing = " ".join(["'self'", *frame_ancestors]) if frame_ancestors else "'none'"
+    return "; ".join(
+        [
+            "default-src 'self'",
+            "script-src 'self'",
+            "style-src 'self'",
+            "img-src 'self' data: blob:",
+            "connect-src 'self'",
+            "object-src 'none'",
+            "base-uri 'none'",
+            "form-action 'self'",
+            f"frame-ancestors {framing}",
+        ]
+    )
+
+
+def security_headers(frame_ancestors: tuple[str, ...] = ()) -> list[tuple[bytes, bytes]]:
+    """Every response's headers. X-Frame-Options (for browsers without CSP's frame-ancestors)
+    can only say DENY or SAMEORIGIN, not a list of origins: sent only where nothing may frame."""
+    headers = [
+        (b"content-security-policy", content_security_policy(frame_ancestors).encode()),
+        (b"x-content-type-options", b"nosniff"),
+        (b"referrer-policy", b"same-origin"),
     ]
-)
-HEADERS = [
-    (b"content-security-policy", CONTENT_SECURITY_POLICY.encode()),
-    (b"x-content-type-options", b"nosniff"),
-    (b"referrer-policy", b"same-origin"),
-    (b"x-frame-options", b"DENY"),
-]
+    return headers if frame_ancestors else [*headers, (b"x-frame-options", b"DENY")]
+
+
+CONTENT_SECURITY_POLICY = content_security_policy()
+HEADERS = security_headers()
 
 
 class SecurityHeaders:
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, headers: list[tuple[bytes, bytes]] | None = None) -> None:
         self.app = app
+        self.headers = HEADERS if headers is None else headers
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -55,7 +72,7 @@ class SecurityHeaders:
         async def with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 present = {name.lower() for name, _ in message.get("headers", [])}
-                extra = [(k, v) for k, v in HEADERS if k not in present]
+                extra = [(k, v) for k, v in self.headers if k not in present]
                 message = {**message, "headers": [*message.get("headers", []), *extra]}
             await send(message)
 
