@@ -557,6 +557,8 @@ def test_load_checkpoint_itself_refuses_what_start_up_skips(good, tmp_path):
         ({"hidden_dim": 1 << 20}, "hidden_dim must be an integer in 1..4,096, got 1048576"),
         ({"hidden_dim": -1}, "hidden_dim must be an integer in 1..4,096, got -1"),
         ({"conv_channels": 10_000}, "conv_channels must be an integer in 1..1,024, got 10000"),
+        ({"hidden_layers": 0}, "hidden_layers must be an integer in 1..8, got 0"),
+        ({"hidden_layers": 1}, "hidden_layers is for the mlp architecture; the conv one has two"),
         ({"channels": True}, "channels must be 1 or 3, got True"),
         ({"image_size": 64.0}, "image_size must be one of 16, 32, 64, 128"),
         ({"image_size": 4096}, "image_size must be one of 16, 32, 64, 128"),

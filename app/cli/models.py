@@ -305,19 +305,48 @@ def import_parser(sub: argparse._SubParsersAction) -> None:
     )
 
 
+    y = formats.add_parser(
+        "pythae",
+        help="a folder written by pythae's model.save()",
+        description="A folder written by pythae's (clementchadebec/benchmark_VAE) model.save(): "
+        "VAE, BetaVAE, BetaTCVAE, FactorVAE or IWAE on pythae's default MLP networks. "
+        "model.pt is read with PyTorch's weights-only loader and nothing is unpickled: a folder "
+        "whose encoder.pkl or decoder.pkl holds a network of its own is refused, naming its "
+        "class (serve such a model as a plugin, docs/plugins.md).",
+    )
+    y.add_argument("src", type=Path, metavar="SRC", help="the folder model.save() wrote")
+    y.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="checkpoint folder to write, refused if it exists (default: checkpoints/NAME)",
+    )
+    y.add_argument(
+        "--name",
+        default=None,
+        help="the model's name (default: pythae-<model>-<SRC's folder name>; with --out, its "
+        "folder's name)",
+    )
+
+
 def import_model(ns: argparse.Namespace) -> int:
     import shlex
 
     from app.importers import ModelImportError
     from app.importers.disentangling_vae import import_disentangling_vae
+    from app.importers.pythae import import_pythae
 
-    given = [(f"--{k}", getattr(ns, k)) for k in ("out", "name", "commit")]
+    options = ("out", "name", "commit") if ns.format == "disentangling-vae" else ("out", "name")
+    given = [(f"--{k}", getattr(ns, k)) for k in options]
     command = shlex.join(["latent-explorer", "import", ns.format, str(ns.src)]
                          + [str(v) for kv in given if kv[1] is not None for v in kv])  # fmt: skip
     try:
-        ckpt = import_disentangling_vae(
-            ns.src, ns.out, name=ns.name, commit=ns.commit, command=command
-        )
+        if ns.format == "pythae":
+            ckpt = import_pythae(ns.src, ns.out, name=ns.name, command=command)
+        else:
+            ckpt = import_disentangling_vae(
+                ns.src, ns.out, name=ns.name, commit=ns.commit, command=command
+            )
     except ModelImportError as e:
         print(f"latent-explorer import: error: {e}", file=sys.stderr)  # noqa: T201
         return 2

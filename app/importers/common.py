@@ -82,12 +82,13 @@ def read_source_json(path: Path, limit: int) -> Any:
 
 
 def load_state_dict_file(
-    path: Path, max_bytes: int, expected: str
+    path: Path, max_bytes: int, expected: str, inside: str | None = None
 ) -> tuple[dict[str, torch.Tensor], str]:
     """A PyTorch file of named tensors → (the state dict, sha256 of the file), read with
     `torch.load(weights_only=True)`: a pickle that asks for anything but tensors is refused
     before a single object is built, so nothing in it runs. `expected` names what the file
-    should be, for the messages."""
+    should be, for the messages; `inside`: the state dict is this entry of a dict (pythae's
+    {"model_state_dict": ...})."""
     data = read_source_file(path, max_bytes)  # read once: the bytes hashed are the bytes loaded
     digest = hashlib.sha256(data).hexdigest()
     try:
@@ -105,6 +106,10 @@ def load_state_dict_file(
         raise ModelImportError(
             f"{path}: not a readable PyTorch file ({type(e).__name__}: {torch_reasons(e)[0]})"
         ) from None
+    if inside is not None:
+        if not isinstance(obj, dict) or inside not in obj:
+            raise ModelImportError(f"{path}: no {inside!r} in it ({expected})")
+        obj = obj[inside]
     if not isinstance(obj, dict):
         raise ModelImportError(
             f"{path}: holds a {type(obj).__name__}, not a state dict (names → tensors)"

@@ -25,6 +25,7 @@ FORMAT_VERSION = 1
 # network's total size); the shipped models use 10 latents, 256 hidden units and 32 channels
 MAX_LATENT_DIM = 512
 MAX_HIDDEN_DIM = 4096
+MAX_HIDDEN_LAYERS = 8
 MAX_CONV_CHANNELS = 1024
 MAX_NAMES = 1000  # label_names (a CVAE's one-hot width) and factor_names
 MAX_NAME_CHARS = 100  # each label or factor name, the dataset and the objective
@@ -66,6 +67,9 @@ class ModelConfig:
     gaussian_sigma: float = 0.1  # fixed pixel std of the Gaussian likelihood (values in [0, 1])
     conv_channels: int = 32  # Burgess et al. 2018: four 4×4 stride-2 convs with 32 channels
     hidden_dim: int = 256  # Burgess et al. 2018: two dense layers of 256
+    # the MLP's dense layers of hidden_dim before its head, each way (pythae's default networks,
+    # imported: 1 of 512); the conv architecture always has two
+    hidden_layers: int = 2
     label_names: tuple[str, ...] = ()  # the CVAE's classes, in one-hot order
     dataset: str = "dsprites"
     factor_names: tuple[str, ...] = ()
@@ -95,6 +99,9 @@ class ModelConfig:
         if type(self.channels) is not int or self.channels not in (1, 3):
             raise ConfigError(f"channels must be 1 or 3, got {_shown(self.channels)}")
         _check_int("hidden_dim", self.hidden_dim, 1, MAX_HIDDEN_DIM)
+        _check_int("hidden_layers", self.hidden_layers, 1, MAX_HIDDEN_LAYERS)
+        if self.architecture != "mlp" and self.hidden_layers != 2:
+            raise ConfigError("hidden_layers is for the mlp architecture; the conv one has two")
         _check_int("conv_channels", self.conv_channels, 1, MAX_CONV_CHANNELS)
         _check_names("label_names", self.label_names)
         _check_names("factor_names", self.factor_names)
@@ -139,6 +146,8 @@ class ModelConfig:
 
     def to_json(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
+        if self.hidden_layers == 2:  # as every config written before the field existed
+            del d["hidden_layers"]
         d["label_names"] = list(self.label_names)
         d["factor_names"] = list(self.factor_names)
         return d

@@ -100,14 +100,19 @@ def overlap_add_conv_transpose(x: torch.Tensor, layer: nn.Module) -> torch.Tenso
     return out + layer.bias.view(1, -1, 1, 1) if layer.bias is not None else out
 
 
+def _dense_stack(inputs: int, cfg: ModelConfig) -> list[nn.Module]:
+    """cfg.hidden_layers dense layers of cfg.hidden_dim, each followed by a ReLU."""
+    layers: list[nn.Module] = []
+    for i in range(cfg.hidden_layers):
+        layers += [nn.Linear(inputs if i == 0 else cfg.hidden_dim, cfg.hidden_dim), nn.ReLU()]
+    return layers
+
+
 class MLPEncoder(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         pixels = cfg.channels * cfg.image_size * cfg.image_size
-        self.dense = nn.Sequential(
-            nn.Linear(pixels + cfg.n_labels, cfg.hidden_dim), nn.ReLU(),
-            nn.Linear(cfg.hidden_dim, cfg.hidden_dim), nn.ReLU(),
-        )  # fmt: skip
+        self.dense = nn.Sequential(*_dense_stack(pixels + cfg.n_labels, cfg))
         self.head = nn.Linear(cfg.hidden_dim, cfg.latent_dim * (2 if cfg.stochastic else 1))
 
     def forward(self, x: torch.Tensor, onehot: torch.Tensor | None) -> torch.Tensor:
@@ -122,10 +127,9 @@ class MLPDecoder(nn.Module):
         super().__init__()
         self.shape = (cfg.channels, cfg.image_size, cfg.image_size)
         self.dense = nn.Sequential(
-            nn.Linear(cfg.latent_dim + cfg.n_labels, cfg.hidden_dim), nn.ReLU(),
-            nn.Linear(cfg.hidden_dim, cfg.hidden_dim), nn.ReLU(),
+            *_dense_stack(cfg.latent_dim + cfg.n_labels, cfg),
             nn.Linear(cfg.hidden_dim, cfg.channels * cfg.image_size * cfg.image_size),
-        )  # fmt: skip
+        )
 
     def forward(
         self, z: torch.Tensor, onehot: torch.Tensor | None, batch_invariant: bool = False

@@ -1,0 +1,315 @@
+"""A model saved by pythae (clementchadebec/benchmark_VAE, `model.save(dir)`) as one of our
+checkpoint folders (`latent-explorer import pythae SRC`).
+
+pythae writes `model_config.json` (its config class's name and fields), `environment.json`,
+`model.pt` (`{"model_state_dict": ...}`) and, for networks other than its default MLP,
+`encoder.pkl`/`decoder.pkl` pickled with cloudpickle, which its loader unpickles (running
+whatever they hold). Here nothing is unpickled: `model.pt` goes through PyTorch's weights-only
+loader, and a folder with pickled networks is refused, naming the classes the pickle refers to
+(read from its opcodes with pickletools, never executed) and how to serve such a model instead.
+
+pythae's default networks (pythae.models.nn.default_architectures) are our MLP with one hidden
+layer of 512 each way: its encoder's `layers.0.0` is our `dense.0`, its `embedding` and `log_var`
+rows are our head's first and last D rows; its decoder's two layers are our `dense.0` and
+`dense.2`, and where it ends in a sigmoid ours returns the logits (the served model applies the
+sigmoid). Its "bce" loss is our Bernoulli likelihood; its "mse" loss, 0.5·‖x − x̂‖², is a
+Gaussian of σ = 1.
+"""
+
+from __future__ import annotations
+
+import pickletools
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from app.checkpoints import Checkpoint
+from app.importers import ModelImportError
+from app.importers.common import (
+    listed,
+    load_state_dict_file,
+    read_source_file,
+    read_source_json,
+    write_imported,
+)
+from app.models import VAE, ConfigError, ModelConfig
+
+REPOSITORY = "clementchadebec/benchmark_VAE"
+URL = "https://github.com/clementchadebec/benchmark_VAE"
+CONFIG_FILE = "model_config.json"
+ENVIRONMENT_FILE = "environment.json"
+WEIGHTS_FILE = "model.pt"
+PICKLED = ("encoder.pkl", "decoder.pkl")
+MAX_WEIGHTS_BYTES = 256 * 2**20
+MAX_JSON_BYTES = 2**20
+MAX_PICKLE_BYTES = 64 * 2**20
+HIDDEN = 512  # pythae's default MLP
+
+# pythae's config class → (its model's name, our objective, the hyperparameters its card keeps)
+VARIANTS: dict[str, tuple[str, str, tuple[str, ...]]] = {
+    "VAEConfig": ("VAE", "beta", ()),
+    "BetaVAEConfig": ("BetaVAE", "beta", ("beta",)),
+    "BetaTCVAEConfig": ("BetaTCVAE", "tcvae", ("alpha", "beta", "gamma", "use_mss")),
+    "FactorVAEConfig": ("FactorVAE", "factor", ("gamma",)),
+    "IWAEConfig": ("IWAE", "iwae", ("number_samples",)),
+}
+# pythae models whose prior is not N(0, I), or whose latent the explorer cannot show as sliders
+# on one: refused naming why
+NOT_HERE = {
+    "VAMPConfig": "its prior is a mixture over learned pseudo-inputs (VampPrior), not N(0, I), "
+    "and the explorer samples and measures KL against N(0, I)",
+}
+# parts of pythae's state dicts that no served model uses: FactorVAE's discriminator
+IGNORED = re.compile(r"^discriminator\.")
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
+@dataclass(frozen=True)
+class PythaeConfig:
+    """What model_config.json says, checked."""
+
+    config_class: str
+    channels: int
+    image_size: int
+    latent_dim: int
+    loss: str  # "mse" | "bce"
+    hyperparameters: dict[str, Any]
+
+
+def read_config(src: Path) -> PythaeConfig:
+    path = src / CONFIG_FILE
+    if not path.is_file():
+        raise ModelImportError(f"{path}: missing (a pythae model.save() folder has one)")
+    data = read_source_json(path, MAX_JSON_BYTES)
+    if not isinstance(data, dict):
+        raise ModelImportError(f"{path}: not a JSON object")
+    name = data.get("name")
+    if name in NOT_HERE:
+        raise ModelImportError(f"{path}: a pythae {name} cannot be imported: {NOT_HERE[name]}")
+    if name not in VARIANTS:
+        known = ", ".join(VARIANTS)
+        raise ModelImportError(
+            f"{path}: name {name!r} is not a pythae model imported here ({known})"
+        )
+    for flag in ("uses_default_encoder", "uses_default_decoder"):
+        if data.get(flag) is not True:
+            raise ModelImportError(
+                f"{path}: {flag} is {data.get(flag)!r}: the model has a network of its own, "
+                f"pickled in {PICKLED[0] if 'encoder' in flag else PICKLED[1]}; serve it as a "
+                "plugin instead (docs/plugins.md)"
+            )
+    dims = data.get("input_dim")
+    if (
+        not isinstance(dims, list)
+        or len(dims) != 3
+        or not all(type(d) is int and d > 0 for d in dims)
+        or dims[1] != dims[2]
+    ):
+        raise ModelImportError(
+            f"{path}: input_dim must be [channels, side, side] of positive integers, got {dims!r}"
+        )
+    latent = data.get("latent_dim")
+    if type(latent) is not int or latent < 1:
+        raise ModelImportError(f"{path}: latent_dim must be a positive integer, got {latent!r}")
+    loss = data.get("reconstruction_loss")
+    if loss not in ("mse", "bce"):
+        raise ModelImportError(f"{path}: reconstruction_loss must be mse or bce, got {loss!r}")
+    kept = VARIANTS[name][2]
+    return PythaeConfig(name, dims[0], dims[1], latent, loss, {k: data.get(k) for k in kept})
+
+
+def refuse_pickled_networks(src: Path) -> None:
+    """A pickled encoder or decoder is refused, naming the classes it refers to (read from its
+    opcodes, not executed)."""
+    for file in PICKLED:
+        path = src / file
+        if path.exists() or path.is_symlink():
+            names = pickled_classes(read_source_file(path, MAX_PICKLE_BYTES))
+            which = f" ({listed(names)})" if names else ""
+            raise ModelImportError(
+                f"{path}: a network of the model's own{which}, pickled with cloudpickle: loading "
+                "it would run its code, so it is not read. Serve the model as a plugin instead "
+                "(docs/plugins.md), with its network defined in your own module"
+            )
+
+
+def pickled_classes(data: bytes) -> list[str]:
+    """The classes a (cloud)pickle builds, by name, from its opcodes alone: the globals it
+    imports (module.name) outside the pickling machinery, and the class names it rebuilds by
+    value (cloudpickle's _make_skeleton_class). Best effort: a malformed pickle gives what was
+    read before the damage."""
+    found: list[str] = []
+    strings: list[str] = []
+    skeleton_at: int | None = None
+    plumbing = ("builtins", "copyreg", "cloudpickle", "torch", "collections", "_codecs", "numpy")
+    try:
+        for op, arg, _ in pickletools.genops(data):
+            if op.name in ("SHORT_BINUNICODE", "BINUNICODE", "UNICODE", "BINUNICODE8"):
+                strings.append(str(arg))
+                if skeleton_at is not None and len(strings) - skeleton_at <= 3:
+                    if re.fullmatch(r"[A-Z][A-Za-z0-9_]*", str(arg)) and str(arg) not in found:
+                        found.append(str(arg))
+            elif op.name in ("GLOBAL", "STACK_GLOBAL"):
+                if op.name == "GLOBAL":
+                    module, _, name = str(arg).partition(" ")
+                elif len(strings) >= 2:
+                    module, name = strings[-2], strings[-1]
+                else:
+                    continue
+                if name == "_make_skeleton_class":
+                    skeleton_at = len(strings)
+                elif (
+                    re.fullmatch(r"[A-Za-z_][\w.]*", module)
+                    and not module.startswith(plumbing)
+                    and not name.startswith("_")  # cloudpickle's own helpers
+                    and f"{module}.{name}" not in found
+                ):
+                    found.append(f"{module}.{name}")
+    except Exception:  # noqa: BLE001, S110 - damage ends the reading, not the refusal
+        pass
+    return found
+
+
+def convert_state_dict(
+    theirs: dict[str, Any], config: ModelConfig, where: str
+) -> dict[str, torch.Tensor]:
+    """pythae's default networks' tensors under our names, every name and shape checked."""
+    state = {k: v for k, v in theirs.items() if not IGNORED.match(k)}
+    needed = {
+        "encoder.layers.0.0.weight",
+        "encoder.layers.0.0.bias",
+        "encoder.embedding.weight",
+        "encoder.embedding.bias",
+        "encoder.log_var.weight",
+        "encoder.log_var.bias",
+        "decoder.layers.0.0.weight",
+        "decoder.layers.0.0.bias",
+        "decoder.layers.1.0.weight",
+        "decoder.layers.1.0.bias",
+    }
+    missing, extra = sorted(needed - set(state)), sorted(set(state) - needed)
+    if missing or extra:
+        parts = ([f"missing {listed(missing)}"] if missing else []) + (
+            [f"not of pythae's default networks: {listed(extra)}"] if extra else []
+        )
+        raise ModelImportError(f"{where}: {'; '.join(parts)}")
+    ours = {
+        "encoder.dense.0.weight": state["encoder.layers.0.0.weight"],
+        "encoder.dense.0.bias": state["encoder.layers.0.0.bias"],
+        "encoder.head.weight": torch.cat(
+            [state["encoder.embedding.weight"], state["encoder.log_var.weight"]]
+        ),
+        "encoder.head.bias": torch.cat(
+            [state["encoder.embedding.bias"], state["encoder.log_var.bias"]]
+        ),
+        "decoder.dense.0.weight": state["decoder.layers.0.0.weight"],
+        "decoder.dense.0.bias": state["decoder.layers.0.0.bias"],
+        "decoder.dense.2.weight": state["decoder.layers.1.0.weight"],
+        "decoder.dense.2.bias": state["decoder.layers.1.0.bias"],
+    }
+    expected = VAE(config).state_dict()
+    for key, value in ours.items():
+        if tuple(value.shape) != tuple(expected[key].shape):
+            raise ModelImportError(
+                f"{where}: {key} has shape {tuple(value.shape)}, but model_config.json's sizes "
+                f"make it {tuple(expected[key].shape)}"
+            )
+        if not torch.isfinite(value).all():
+            raise ModelImportError(f"{where}: {key} holds NaN or infinite values")
+    return {k: v.float() for k, v in ours.items()}
+
+
+def import_pythae(
+    src: Path,
+    out: Path | None = None,
+    *,
+    name: str | None = None,
+    dataset: str = "unknown",
+    checkpoints_dir: Path = Path("checkpoints"),
+    command: str | None = None,
+) -> Checkpoint:
+    """Convert pythae's `model.save()` folder `src` into our checkpoint folder `out` (default
+    `checkpoints_dir/NAME`, NAME `name` or pythae-<model>-<folder>) and load it back. A folder
+    that exists at `out` is refused; on any error nothing is written."""
+    src = Path(src)
+    if not src.is_dir():
+        raise ModelImportError(f"{src}: no such folder (expected a pythae model.save() folder)")
+    refuse_pickled_networks(src)
+    pythae = read_config(src)
+    model_name, objective, _ = VARIANTS[pythae.config_class]
+    name = name or (Path(out).name if out is not None else f"pythae-{model_name.lower()}-"
+                    f"{src.resolve().name}")  # fmt: skip
+    if not NAME.fullmatch(name):
+        raise ModelImportError(
+            f"model name {name!r}: use letters, digits, '.', '_' and '-', starting with a letter "
+            "or digit (give one with --name)"
+        )
+    out = Path(out) if out is not None else Path(checkpoints_dir) / name
+    if out.exists() or out.is_symlink():
+        raise ModelImportError(f"{out} exists: refusing to replace it (choose another --out)")
+    weights = src / WEIGHTS_FILE
+    if not weights.is_file():
+        raise ModelImportError(f"{weights}: missing (a pythae model.save() folder has one)")
+    saved, digest = _read_weights(weights)
+    beta = pythae.hyperparameters.get("beta", 1.0)
+    try:
+        config = ModelConfig(
+            kind="vae",
+            latent_dim=pythae.latent_dim,
+            beta=float(beta) if isinstance(beta, int | float) else 1.0,
+            objective=objective,
+            channels=pythae.channels,
+            image_size=pythae.image_size,
+            **(  # 0.5·‖x − x̂‖²: a Gaussian of σ = 1
+                {"likelihood": "bernoulli"}
+                if pythae.loss == "bce"
+                else {"likelihood": "gaussian", "gaussian_sigma": 1.0}
+            ),
+            hidden_dim=HIDDEN,
+            hidden_layers=1,
+            architecture="mlp",
+            dataset=dataset,
+        )
+    except ConfigError as e:
+        raise ModelImportError(f"{src / CONFIG_FILE}: {e}") from e
+    model = VAE(config)
+    model.load_state_dict(convert_state_dict(saved, config, str(weights)), strict=True)
+    model.eval()
+    environment = src / ENVIRONMENT_FILE
+    versions = read_source_json(environment, MAX_JSON_BYTES) if environment.is_file() else None
+    card: dict[str, Any] = {
+        "name": name,
+        "recipe": f"pythae {model_name}, its default MLP networks; trained with pythae, imported",
+        "objective": {
+            "objective": objective,
+            "pythae_model": model_name,
+            "reconstruction_loss": pythae.loss,
+            **{k: v for k, v in pythae.hyperparameters.items() if v is not None},
+        },
+        "dataset": dataset,
+        "source": {
+            "repository": REPOSITORY,
+            "url": URL,
+            "folder": src.resolve().name,
+            "imported": datetime.now(UTC).date().isoformat(),
+            "model_pt_sha256": digest,
+            **({"environment": versions} if isinstance(versions, dict) else {}),
+        },
+    }
+    if command:
+        card["command"] = command
+    if out.exists():  # appeared while we converted: still never replaced
+        raise ModelImportError(f"{out} exists: refusing to replace it (choose another --out)")
+    return write_imported(out, model, card)
+
+
+def _read_weights(path: Path) -> tuple[dict[str, torch.Tensor], str]:
+    """model.pt: {"model_state_dict": {name: tensor}}, read by the weights-only loader."""
+    return load_state_dict_file(
+        path, MAX_WEIGHTS_BYTES, 'pythae\'s model.pt, {"model_state_dict": tensors}',
+        inside="model_state_dict",
+    )  # fmt: skip

@@ -1,0 +1,164 @@
+"""`latent-explorer import pythae SRC`: folders written by pythae's own `model.save()` (pythae is a
+test extra), after a few training steps with pythae's own loss, imported without unpickling
+anything; μ and pixels of the import against pythae's own networks on the same inputs; a folder
+with a network of its own refused naming its class, its pickle never run; bad folders refused in
+one line naming the file."""
+
+from __future__ import annotations
+
+import json
+import pickle
+from pathlib import Path
+
+import pytest
+import torch
+from fastapi.testclient import TestClient
+
+from app.checkpoints import load_checkpoint
+from app.cli import main
+from app.importers import ModelImportError
+from app.importers.pythae import import_pythae
+from app.main import create_app
+from app.settings import Settings
+
+pythae_models = pytest.importorskip("pythae.models")
+
+SHAPE = (1, 16, 16)
+LATENTS = 4
+VARIANTS = {
+    "VAE": (pythae_models.VAE, pythae_models.VAEConfig, {}),
+    "BetaVAE": (pythae_models.BetaVAE, pythae_models.BetaVAEConfig, {"beta": 4.0}),
+    "BetaTCVAE": (pythae_models.BetaTCVAE, pythae_models.BetaTCVAEConfig, {"beta": 6.0}),
+    "FactorVAE": (pythae_models.FactorVAE, pythae_models.FactorVAEConfig, {"gamma": 10.0}),
+    "IWAE": (pythae_models.IWAE, pythae_models.IWAEConfig, {"number_samples": 3}),
+}
+
+
+def trained_pythae(kind: str, loss: str = "bce", **extra):
+    """A pythae model of `kind` after 10 Adam steps on its own loss over random images."""
+    model_cls, config_cls, settings = VARIANTS[kind]
+    torch.manual_seed(0)
+    config = config_cls(input_dim=SHAPE, latent_dim=LATENTS, reconstruction_loss=loss,
+                        **settings, **extra)  # fmt: skip
+    model = model_cls(config)
+    x = torch.rand(64, *SHAPE)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    for _ in range(10):
+        out = model({"data": x}, epoch=1)
+        opt.zero_grad()
+        (out.autoencoder_loss if kind == "FactorVAE" else out.loss).backward()
+        opt.step()
+    return model.eval()
+
+
+def saved(model, folder: Path) -> Path:
+    model.save(str(folder))
+    return folder
+
+
+@pytest.mark.parametrize("kind", list(VARIANTS))
+@pytest.mark.parametrize("loss", ["bce", "mse"])
+def test_an_import_encodes_and_decodes_as_pythaes_own_networks(kind, loss, tmp_path):
+    theirs = trained_pythae(kind, loss)
+    ckpt = import_pythae(saved(theirs, tmp_path / "src"), tmp_path / "out")
+    assert not list((tmp_path / "out").glob("*.pkl"))
+    served = load_checkpoint(tmp_path / "out").served().model
+    x = torch.rand(8, *SHAPE)
+    z = torch.randn(8, LATENTS)
+    with torch.inference_mode():
+        mine = served.encode(x)
+        their = theirs.encoder(x)
+        torch.testing.assert_close(mine.mean, their.embedding, atol=1e-5, rtol=0)
+        torch.testing.assert_close(mine.logvar, their.log_covariance, atol=1e-5, rtol=0)
+        torch.testing.assert_close(
+            served.decode(z), theirs.decoder(z).reconstruction.view(8, *SHAPE), atol=1e-5, rtol=0
+        )
+    cfg = ckpt.config
+    assert (cfg.likelihood, cfg.gaussian_sigma) == (
+        ("bernoulli", 0.1) if loss == "bce" else ("gaussian", 1.0)
+    )
+    assert ckpt.card.source is not None and ckpt.card.source.repository == (
+        "clementchadebec/benchmark_VAE"
+    )
+
+
+def test_the_command_writes_a_folder_and_refuses_to_replace_it(tmp_path, capsys):
+    src = saved(trained_pythae("BetaVAE"), tmp_path / "src")
+    out = tmp_path / "checkpoints" / "mine"
+    assert main(["import", "pythae", str(src), "--out", str(out)]) == 0
+    assert "4 latents, 1×16×16" in capsys.readouterr().out
+    card = json.loads((out / "card.json").read_text())
+    assert card["objective"]["beta"] == 4.0 and card["objective"]["pythae_model"] == "BetaVAE"
+    assert main(["import", "pythae", str(src), "--out", str(out)]) == 2
+    assert "exists: refusing to replace it" in capsys.readouterr().err
+    # served from the checkpoints folder like any other model
+    settings = Settings(checkpoints_dir=out.parent, cache_dir=tmp_path / "cache")
+    with TestClient(create_app(settings)) as client:
+        assert client.get("/?model=mine").status_code == 200
+        png = client.get("/api/models/mine/decode.png", params={"z": "0,0.5,0,-1"})
+        assert png.status_code == 200 and png.headers["content-type"] == "image/png"
+
+
+class Marker:
+    """Unpickling this writes a file: what a pickled network could do."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def test_a_network_of_its_own_is_refused_naming_its_class_and_its_pickle_never_runs(tmp_path):
+    src = saved(trained_pythae("VAE"), tmp_path / "src")
+    marker = tmp_path / "ran"
+    (src / "encoder.pkl").write_bytes(pickle.dumps(Marker(str(marker))))
+    with pytest.raises(ModelImportError, match=r"encoder\.pkl: a network of the model's own"):
+        import_pythae(src, tmp_path / "out")
+    assert not marker.exists() and not (tmp_path / "out").exists()
+
+
+def test_the_refusal_names_a_class_pickled_by_value(tmp_path):
+    cloudpickle = pytest.importorskip("cloudpickle")
+    src = saved(trained_pythae("VAE"), tmp_path / "src")
+
+    class MyEncoder(torch.nn.Module):
+        pass
+
+    (src / "encoder.pkl").write_bytes(cloudpickle.dumps(MyEncoder()))
+    with pytest.raises(ModelImportError, match=r"\(MyEncoder\)"):
+        import_pythae(src, tmp_path / "out")
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"name": "NotAModel"}, r"model_config\.json: name 'NotAModel' is not a pythae"),
+        ({"name": None}, r"model_config\.json: name None is not a pythae"),
+        ({"name": "VAMPConfig"}, r"model_config\.json: a pythae VAMPConfig cannot be imported"),
+        ({"latent_dim": 5}, r"model\.pt: encoder\.head\.weight has shape \(8, 512\), but"),
+        ({"input_dim": [1, 16, 12]}, r"input_dim must be \[channels, side, side\]"),
+        ({"uses_default_decoder": False}, r"uses_default_decoder is False: .* plugin"),
+        ({"reconstruction_loss": "l1"}, r"reconstruction_loss must be mse or bce, got 'l1'"),
+    ],
+)
+def test_a_bad_config_is_refused_in_one_line_naming_the_file(tmp_path, change, message):
+    src = saved(trained_pythae("VAE"), tmp_path / "src")
+    config = json.loads((src / "model_config.json").read_text())
+    (src / "model_config.json").write_text(json.dumps(config | change))
+    with pytest.raises(ModelImportError, match=message) as caught:
+        import_pythae(src, tmp_path / "out")
+    assert "\n" not in str(caught.value) and not (tmp_path / "out").exists()
+
+
+def test_missing_or_extra_weights_are_refused_naming_them(tmp_path):
+    src = saved(trained_pythae("VAE"), tmp_path / "src")
+    state = torch.load(src / "model.pt", weights_only=True)
+    del state["model_state_dict"]["encoder.log_var.bias"]
+    state["model_state_dict"]["encoder.extra.weight"] = torch.zeros(2)
+    torch.save(state, src / "model.pt")
+    with pytest.raises(ModelImportError, match=r"missing encoder\.log_var\.bias; not of pythae"):
+        import_pythae(src, tmp_path / "out")
+    (src / "model.pt").unlink()
+    with pytest.raises(ModelImportError, match=r"model\.pt: missing"):
+        import_pythae(src, tmp_path / "out")
