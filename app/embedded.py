@@ -34,6 +34,8 @@ from pydantic import ValidationError
 
 from app.checkpoints import Checkpoint, CheckpointError, ServedModel, load_checkpoint
 from app.data.sets import BUILT_IN, DatasetError, DataSets, ImageSet, scan_sets
+from app.importers import ModelImportError
+from app.importers.pythae import is_pythae_model, network_of
 from app.inference import prepare_for_serving
 from app.main import create_app, with_named_sets
 from app.plugins import PluginError, served_object
@@ -85,6 +87,7 @@ def serve(
     thread with `block=True`) → its handle, once it answers.
 
     models: objects keeping the model interface (docs/plugins.md), our own VAE network, a
+        pythae model on its default networks (converted as `import pythae` converts), a
         loaded Checkpoint, or the path (or name, in `checkpoints`) of a checkpoint folder; a
         list, or a dict NAME → model to name them. A torch module is served as a copy of its
         weights on the CPU, taken now: the caller's model is not changed.
@@ -174,6 +177,11 @@ def _served(item: ModelLike, given: str, name: str | None, root: Path) -> Served
     else:
         given = f"{given} ({type(item).__name__})"
         source = f"python {type(item).__module__}.{type(item).__qualname__}"
+        if is_pythae_model(item):  # pythae's default networks are ours: converted, not probed
+            try:
+                item = network_of(item)
+            except ModelImportError as e:
+                raise ServeError(f"{given}: {e}") from None
         try:
             model = served_object(_cpu_copy(item), given, source, name=name)
         except PluginError as e:

@@ -6,10 +6,12 @@ one line naming the file."""
 
 from __future__ import annotations
 
+import io
 import json
 import pickle
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from fastapi.testclient import TestClient
@@ -162,3 +164,27 @@ def test_missing_or_extra_weights_are_refused_naming_them(tmp_path):
     (src / "model.pt").unlink()
     with pytest.raises(ModelImportError, match=r"model\.pt: missing"):
         import_pythae(src, tmp_path / "out")
+
+
+def test_a_pythae_model_object_is_served_from_python_as_its_import_is(tmp_path):
+    import httpx
+    from PIL import Image
+
+    from latent_explorer import ServeError, serve
+
+    theirs = trained_pythae("BetaVAE")
+    z = torch.tensor([[0.5, -1.0, 0.0, 1.5]])
+    with torch.inference_mode():
+        expected = theirs.decoder(z).reconstruction.view(*SHAPE[1:]).numpy()
+    with serve(models={"from-pythae": theirs}) as explorer:
+        r = httpx.get(f"{explorer.url}api/models/from-pythae/decode.png",
+                      params={"z": "0.5,-1,0,1.5"}, timeout=30)  # fmt: skip
+        assert r.status_code == 200
+        shown = np.asarray(Image.open(io.BytesIO(r.content)).convert("L"), dtype=np.float64)
+        np.testing.assert_allclose(shown / 255, expected, atol=0.5 / 255 + 1e-6)  # 8-bit PNG
+        assert httpx.get(f"{explorer.url}api/models", timeout=30).json()[0]["latent_dim"] == 4
+    assert theirs.training is False and next(theirs.parameters()).requires_grad  # left alone
+    odd = trained_pythae("VAE")
+    odd.model_config.uses_default_decoder = False
+    with pytest.raises(ServeError, match=r"^models\['odd'\] \(VAE\): .*uses_default_decoder"):
+        serve(models={"odd": odd})

@@ -84,7 +84,12 @@ def read_config(src: Path) -> PythaeConfig:
     path = src / CONFIG_FILE
     if not path.is_file():
         raise ModelImportError(f"{path}: missing (a pythae model.save() folder has one)")
-    data = read_source_json(path, MAX_JSON_BYTES)
+    return parse_config(read_source_json(path, MAX_JSON_BYTES), str(path))
+
+
+def parse_config(data: Any, path: str) -> PythaeConfig:
+    """pythae's config fields (model_config.json, or a model's `model_config.to_dict()`),
+    checked; `path` names where they came from in the messages."""
     if not isinstance(data, dict):
         raise ModelImportError(f"{path}: not a JSON object")
     name = data.get("name")
@@ -104,7 +109,7 @@ def read_config(src: Path) -> PythaeConfig:
             )
     dims = data.get("input_dim")
     if (
-        not isinstance(dims, list)
+        not isinstance(dims, list | tuple)
         or len(dims) != 3
         or not all(type(d) is int and d > 0 for d in dims)
         or dims[1] != dims[2]
@@ -112,6 +117,7 @@ def read_config(src: Path) -> PythaeConfig:
         raise ModelImportError(
             f"{path}: input_dim must be [channels, side, side] of positive integers, got {dims!r}"
         )
+    dims = list(dims)
     latent = data.get("latent_dim")
     if type(latent) is not int or latent < 1:
         raise ModelImportError(f"{path}: latent_dim must be a positive integer, got {latent!r}")
@@ -223,6 +229,52 @@ def convert_state_dict(
     return {k: v.float() for k, v in ours.items()}
 
 
+def our_config(pythae: PythaeConfig, dataset: str, where: str) -> ModelConfig:
+    """Our config of the VAE that pythae's default networks are."""
+    beta = pythae.hyperparameters.get("beta", 1.0)
+    likelihood: dict[str, Any] = (  # 0.5·‖x − x̂‖²: a Gaussian of σ = 1
+        {"likelihood": "bernoulli"}
+        if pythae.loss == "bce"
+        else {"likelihood": "gaussian", "gaussian_sigma": 1.0}
+    )
+    try:
+        return ModelConfig(
+            kind="vae",
+            latent_dim=pythae.latent_dim,
+            beta=float(beta) if isinstance(beta, int | float) else 1.0,
+            objective=VARIANTS[pythae.config_class][1],
+            channels=pythae.channels,
+            image_size=pythae.image_size,
+            hidden_dim=HIDDEN,
+            hidden_layers=1,
+            architecture="mlp",
+            dataset=dataset,
+            **likelihood,
+        )
+    except ConfigError as e:
+        raise ModelImportError(f"{where}: {e}") from e
+
+
+def is_pythae_model(obj: Any) -> bool:
+    """Whether `obj` is a pythae model object (a module with a pythae model_config)."""
+    config = getattr(obj, "model_config", None)
+    return isinstance(obj, torch.nn.Module) and type(config).__module__.startswith("pythae.")
+
+
+def network_of(obj: Any, dataset: str = "unknown") -> VAE:
+    """A pythae model object held in memory (a notebook's) as our VAE, converted as an import
+    converts its folder; its weights copied, the object left as it is."""
+    where = f"{type(obj).__name__}.model_config"
+    to_dict = getattr(obj.model_config, "to_dict", None)
+    data = to_dict() if callable(to_dict) else None
+    pythae = parse_config(data, where)
+    config = our_config(pythae, dataset, where)
+    state = {k: v.detach().cpu() for k, v in obj.state_dict().items()}
+    model = VAE(config)
+    model.load_state_dict(convert_state_dict(state, config, f"{type(obj).__name__}'s weights"))
+    return model.eval()
+
+
 def import_pythae(
     src: Path,
     out: Path | None = None,
@@ -255,27 +307,7 @@ def import_pythae(
     if not weights.is_file():
         raise ModelImportError(f"{weights}: missing (a pythae model.save() folder has one)")
     saved, digest = _read_weights(weights)
-    beta = pythae.hyperparameters.get("beta", 1.0)
-    try:
-        config = ModelConfig(
-            kind="vae",
-            latent_dim=pythae.latent_dim,
-            beta=float(beta) if isinstance(beta, int | float) else 1.0,
-            objective=objective,
-            channels=pythae.channels,
-            image_size=pythae.image_size,
-            **(  # 0.5·‖x − x̂‖²: a Gaussian of σ = 1
-                {"likelihood": "bernoulli"}
-                if pythae.loss == "bce"
-                else {"likelihood": "gaussian", "gaussian_sigma": 1.0}
-            ),
-            hidden_dim=HIDDEN,
-            hidden_layers=1,
-            architecture="mlp",
-            dataset=dataset,
-        )
-    except ConfigError as e:
-        raise ModelImportError(f"{src / CONFIG_FILE}: {e}") from e
+    config = our_config(pythae, dataset, str(src / CONFIG_FILE))
     model = VAE(config)
     model.load_state_dict(convert_state_dict(saved, config, str(weights)), strict=True)
     model.eval()
