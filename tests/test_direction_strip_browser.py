@@ -107,7 +107,9 @@ def test_direction_use_drives_the_slider_along_the_given_vector(page):
 def test_the_compare_direction_slider_paints_each_model_from_its_strip(page):
     models = ("dsprites-vae", "dsprites-beta-vae")
     page.goto(f"/compare?a={models[0]}&b={models[1]}")
-    page.locator("#direction-compare").scroll_into_view_if_needed()
+    # the section loads once revealed, swapped whole by htmx: scroll to whichever copy is in the
+    # page now (a locator's element can be swapped out between finding it and scrolling to it)
+    page.evaluate("document.getElementById('direction-compare').scrollIntoView()")
     page.wait_for_selector(".direction-compare-track[data-ready=true]", timeout=120_000)
     live = 'canvas.direction-live[data-name="{}"]'
     for m in models:  # each model's picture at t = 0
