@@ -284,26 +284,17 @@ def import_parser(sub: argparse._SubParsersAction) -> None:
         "train_losses.log.",
     )
     d.add_argument("src", type=Path, metavar="SRC", help="the results/NAME folder")
-    d.add_argument(
-        "--out",
-        type=Path,
-        default=None,
-        help="checkpoint folder to write, refused if it exists (default: checkpoints/NAME)",
-    )
-    d.add_argument(
-        "--name",
-        default=None,
-        help="the model's name (default: disvae-<loss>-<dataset> from specs.json and whatever "
-        "SRC's folder name adds to their <loss>_<dataset>, e.g. disvae-btcvae-celeba for "
-        "results/btcvae_celeba, disvae-btcvae-celeba_a5 for results/btcvae_celeba_a5; with "
-        "--out, its folder's name)",
+    _output_arguments(
+        d,
+        "disvae-<loss>-<dataset> from specs.json and whatever SRC's folder name adds to their "
+        "<loss>_<dataset>, e.g. disvae-btcvae-celeba for results/btcvae_celeba, "
+        "disvae-btcvae-celeba_a5 for results/btcvae_celeba_a5",
     )
     d.add_argument(
         "--commit",
         default=None,
         help="the repository commit SRC comes from, recorded in the card (default: unknown)",
     )
-
 
     y = formats.add_parser(
         "pythae",
@@ -315,17 +306,21 @@ def import_parser(sub: argparse._SubParsersAction) -> None:
         "class (serve such a model as a plugin, docs/plugins.md).",
     )
     y.add_argument("src", type=Path, metavar="SRC", help="the folder model.save() wrote")
-    y.add_argument(
+    _output_arguments(y, "pythae-<model>-<SRC's folder name>, e.g. pythae-betavae-run1")
+
+
+def _output_arguments(p: argparse.ArgumentParser, default_name: str) -> None:
+    """An import's --out and --name."""
+    p.add_argument(
         "--out",
         type=Path,
         default=None,
         help="checkpoint folder to write, refused if it exists (default: checkpoints/NAME)",
     )
-    y.add_argument(
+    p.add_argument(
         "--name",
         default=None,
-        help="the model's name (default: pythae-<model>-<SRC's folder name>; with --out, its "
-        "folder's name)",
+        help=f"the model's name (default: {default_name}; with --out, its folder's name)",
     )
 
 

@@ -10,6 +10,7 @@ import io
 import pickle
 import re
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -130,8 +131,7 @@ def dataset_figures(model: VAE, truth: GroundTruth, n: int, seed: int) -> dict[s
         (torch.from_numpy(truth.render(classes[i : i + 512])), None) for i in range(0, n, 512)
     )  # (B, C, H, W) in [0, 1]
     images = (
-        f"{truth.name} drawn by latent-explorer, factor classes from "
-        "numpy.random.default_rng(seed)"
+        f"{truth.name} drawn by latent-explorer, factor classes from numpy.random.default_rng(seed)"
     )
     return held_out_figures(model, batches, images=images, seed=seed).to_json()
 
@@ -143,3 +143,24 @@ def write_imported(out: Path, model: VAE, card: dict[str, Any]) -> Checkpoint:
     checks it before anything is written."""
     save_checkpoint(out, model, ModelCard.from_json(card, out), replaces=True)
     return load_checkpoint(out)
+
+
+MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+
+
+def output_folder(
+    name: str | None, out: Path | None, checkpoints_dir: Path, default: Callable[[], str]
+) -> tuple[str, Path]:
+    """(the imported model's name, the folder to write): `name`, else `out`'s folder name, else
+    `default()`; `out`, else checkpoints_dir/NAME. A name that is not one, or a folder that
+    exists already, is refused: an import never replaces a folder."""
+    name = name or (Path(out).name if out is not None else default())
+    if not MODEL_NAME.fullmatch(name):
+        raise ModelImportError(
+            f"model name {name!r}: use letters, digits, '.', '_' and '-', starting with a letter "
+            "or digit (give one with --name)"
+        )
+    folder = Path(out) if out is not None else Path(checkpoints_dir) / name
+    if folder.exists() or folder.is_symlink():
+        raise ModelImportError(f"{folder} exists: refusing to replace it (choose another --out)")
+    return name, folder

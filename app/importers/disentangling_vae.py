@@ -34,6 +34,7 @@ from app.importers.common import (
     dataset_figures,
     listed,
     load_state_dict_file,
+    output_folder,
     read_source_file,
     read_source_json,
     write_imported,
@@ -300,7 +301,6 @@ def source_folder(src: Path) -> str:
 
 # --- the import -----------------------------------------------------------------------------
 
-NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 COMMIT = re.compile(r"[0-9a-fA-F]{7,40}")
 
 
@@ -326,15 +326,9 @@ def import_disentangling_vae(
             f"--commit must be a git commit hash (7–40 hex digits), got {commit!r}"
         )
     specs = read_specs(src)
-    name = name or (Path(out).name if out is not None else default_name(specs, src.resolve().name))
-    if not NAME.fullmatch(name):
-        raise ModelImportError(
-            f"model name {name!r}: use letters, digits, '.', '_' and '-', starting with a letter "
-            "or digit (give one with --name)"
-        )
-    out = Path(out) if out is not None else Path(checkpoints_dir) / name
-    if out.exists() or out.is_symlink():
-        raise ModelImportError(f"{out} exists: refusing to replace it (choose another --out)")
+    name, out = output_folder(
+        name, out, checkpoints_dir, lambda: default_name(specs, src.resolve().name)
+    )
 
     theirs, digest = read_weights(src)
     truth = ground_truth(specs.dataset)

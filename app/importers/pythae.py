@@ -32,6 +32,7 @@ from app.importers import ModelImportError
 from app.importers.common import (
     listed,
     load_state_dict_file,
+    output_folder,
     read_source_file,
     read_source_json,
     write_imported,
@@ -65,7 +66,6 @@ NOT_HERE = {
 }
 # parts of pythae's state dicts that no served model uses: FactorVAE's discriminator
 IGNORED = re.compile(r"^discriminator\.")
-NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
 @dataclass(frozen=True)
@@ -293,16 +293,9 @@ def import_pythae(
     refuse_pickled_networks(src)
     pythae = read_config(src)
     model_name, objective, _ = VARIANTS[pythae.config_class]
-    name = name or (Path(out).name if out is not None else f"pythae-{model_name.lower()}-"
-                    f"{src.resolve().name}")  # fmt: skip
-    if not NAME.fullmatch(name):
-        raise ModelImportError(
-            f"model name {name!r}: use letters, digits, '.', '_' and '-', starting with a letter "
-            "or digit (give one with --name)"
-        )
-    out = Path(out) if out is not None else Path(checkpoints_dir) / name
-    if out.exists() or out.is_symlink():
-        raise ModelImportError(f"{out} exists: refusing to replace it (choose another --out)")
+    name, out = output_folder(
+        name, out, checkpoints_dir, lambda: f"pythae-{model_name.lower()}-{src.resolve().name}"
+    )
     weights = src / WEIGHTS_FILE
     if not weights.is_file():
         raise ModelImportError(f"{weights}: missing (a pythae model.save() folder has one)")
