@@ -25,12 +25,17 @@ class Runner(Protocol):
 
 
 _exiting = threading.Event()
-_runners: weakref.WeakKeyDictionary[Runner, float] = weakref.WeakKeyDictionary()
+# (a weak reference to each runner, its wait): weak, so a runner no longer used is not kept for
+# the exit; by reference, so a runner need not be hashable (the runners are mutable dataclasses)
+_runners: list[tuple[weakref.ref[Runner], float]] = []
+_registering = threading.Lock()
 
 
 def register(runner: Runner, wait: float) -> None:
     """Finish `runner` at exit, waiting at most `wait` seconds for it."""
-    _runners[runner] = wait
+    with _registering:
+        _runners[:] = [(ref, w) for ref, w in _runners if ref() is not None]
+        _runners.append((weakref.ref(runner), wait))
 
 
 def exiting() -> bool:
@@ -46,5 +51,9 @@ def check() -> None:
 @atexit.register
 def _finish_all() -> None:
     _exiting.set()
-    for runner, wait in list(_runners.items()):
-        runner.finish(wait)
+    with _registering:
+        registered = list(_runners)
+    for ref, wait in registered:
+        runner = ref()
+        if runner is not None:
+            runner.finish(wait)

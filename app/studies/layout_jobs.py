@@ -99,9 +99,6 @@ class LayoutJobs:
     def __post_init__(self) -> None:
         background.register(self, EXIT_WAIT)
 
-    def __hash__(self) -> int:  # one per cache folder and process, a key of app.background's
-        return id(self)
-
     def finish(self, timeout: float) -> None:
         """Drop what waits its turn and wait for what runs, at most `timeout` seconds."""
         with self._lock:

@@ -108,9 +108,6 @@ class ScoreJobs:
     def __post_init__(self) -> None:
         background.register(self, EXIT_WAIT)
 
-    def __hash__(self) -> int:  # one per cache folder and process, a key of app.background's
-        return id(self)
-
     def finish(self, timeout: float) -> None:
         """At exit: nothing queued starts (_work), and what runs is waited for."""
         self.join(timeout)
