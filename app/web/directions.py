@@ -27,7 +27,7 @@ from app.inference import InferenceError, ground_truth_of, held_out_class_names
 from app.quoting import quoted
 from app.settings import Settings
 from app.studies import directions
-from app.studies.directions import MIN_SAMPLE, Direction, DirectionError, DirectionRequest
+from app.studies.directions import MIN_SAMPLE, Direction, DirectionError, DirectionRequest, Fit
 from app.studies.latent_map import MapSample
 from app.web.deps import DataDep, DataPick, ModelDep, RegistryDep, ServedDep, SettingsDep
 from app.web.errors import DATA_UNAVAILABLE, NOT_MODIFIED, NotInModelError
@@ -316,10 +316,21 @@ def _rounded(a: np.ndarray, digits: int = 6) -> list[float]:
     return [float(f"{x:.{digits}g}") for x in a]
 
 
+def fit_json(fit: Fit) -> dict[str, Any]:
+    """How well a direction fits its sample, as a direction's JSON says it."""
+    return {
+        "measure": fit.measure,
+        "value": round(fit.value, 5),
+        "held_out": fit.held_out,
+        "chance": None if fit.chance is None else round(fit.chance, 5),
+        "about": fit.about,
+        "left_out": fit.left_out,
+    }
+
+
 def direction_json(
     model: ServedModel, request: DirectionRequest, d: Direction, sample: MapSample
 ) -> dict[str, Any]:
-    fit = d.fit
     return {
         "model": model.name,
         "kind": "factor" if request.factor is not None else "classes",
@@ -332,14 +343,7 @@ def direction_json(
         "vector": _rounded(d.vector),
         "length": round(d.length, 5),
         "centre": _rounded(d.centre),
-        "fit": {
-            "measure": fit.measure,
-            "value": round(fit.value, 5),
-            "held_out": fit.held_out,
-            "chance": None if fit.chance is None else round(fit.chance, 5),
-            "about": fit.about,
-            "left_out": fit.left_out,
-        },
+        "fit": fit_json(d.fit),
         "participation_ratio": round(d.participation_ratio, 5),
         "shares": _rounded(d.shares),
         "latent_names": [model.description.latent_name(i) for i in range(len(d.vector))],

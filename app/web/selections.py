@@ -31,6 +31,7 @@ from app.studies.selection_store import (
 )
 from app.studies.set_encodings import encoding_status, progress_text
 from app.web.deps import DataDep, DataPick, ModelDep, SettingsDep
+from app.web.directions import fit_json
 from app.web.errors import DATA_UNAVAILABLE, NOT_FOUND, NotFoundError, NotInModelError
 from app.web.inputs import images_of
 from app.web.responses import etag_for
@@ -333,14 +334,7 @@ def selection_direction_json(
         "vector": rounded(d.vector),
         "length": round(float(np.linalg.norm(d.vector)), 5),
         "centre": rounded((d.source_mean + d.target_mean) / 2),
-        "fit": {
-            "measure": fit.measure,
-            "value": round(fit.value, 5),
-            "held_out": fit.held_out,
-            "chance": None if fit.chance is None else round(fit.chance, 5),
-            "about": fit.about,
-            "left_out": 0,
-        },  # fmt: skip
+        "fit": fit_json(fit),  # every selected image has a μ: left_out 0
         "participation_ratio": round(directions.participation_ratio(d.vector), 5),
         "shares": rounded(directions.shares(d.vector)),
         "latent_names": [model.description.latent_name(i) for i in range(len(d.vector))],
