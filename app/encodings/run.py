@@ -291,7 +291,6 @@ def _in_order(
     threads: int,
     model: LatentModel,
     measure: bool = False,
-    clock: Callable[[], float] = time.perf_counter,
 ) -> Iterator[tuple[int, np.ndarray, Done]]:
     """(chunk, indices, work(indices)) for each batch in order: done when it is asked for
     (threads 0), or on one of `threads` threads, at most 2·threads batches in hand (done or
@@ -308,12 +307,12 @@ def _in_order(
         started, images = 0.0, 0
         for done, (chunk, indices) in enumerate(todo):
             if done == 1:  # the first batch warms up (allocations): not timed
-                started = clock()
+                started = time.perf_counter()
             result = work(indices)
             images += len(indices) if done >= 1 else 0
             yield chunk, indices, result
             if threads and done == PROBE:
-                alone = images / max(clock() - started, 1e-9)
+                alone = images / max(time.perf_counter() - started, 1e-9)
                 break
         if threads == 0:
             return
@@ -344,13 +343,13 @@ def _in_order(
             result = future.result()
             returned += 1
             if returned == threads:  # each thread's first batch warms it up: not timed
-                started = clock()
+                started = time.perf_counter()
             elif returned > threads:
                 images += len(indices)
             yield chunk, indices, result
             if not judged and returned == threads * (PROBE + 1):
                 judged = True
-                if images / max(clock() - started, 1e-9) < KEEP_THREADS * alone:
+                if images / max(time.perf_counter() - started, 1e-9) < KEEP_THREADS * alone:
                     break  # slower on threads: the rest in the caller's thread
         for chunk, indices, future in pending:
             yield chunk, indices, future.result()

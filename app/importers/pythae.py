@@ -117,7 +117,6 @@ def parse_config(data: Any, path: str) -> PythaeConfig:
         raise ModelImportError(
             f"{path}: input_dim must be [channels, side, side] of positive integers, got {dims!r}"
         )
-    dims = list(dims)
     latent = data.get("latent_dim")
     if type(latent) is not int or latent < 1:
         raise ModelImportError(f"{path}: latent_dim must be a positive integer, got {latent!r}")
@@ -138,8 +137,8 @@ def refuse_pickled_networks(src: Path) -> None:
             which = f" ({listed(names)})" if names else ""
             raise ModelImportError(
                 f"{path}: a network of the model's own{which}, pickled with cloudpickle: loading "
-                "it would run its code, so it is not read. Serve the model as a plugin instead "
-                "(docs/plugins.md), with its network defined in your own module"
+                "it would run its code, so it is never unpickled. Serve the model as a plugin "
+                "instead (docs/plugins.md), with its network defined in your own module"
             )
 
 
