@@ -154,3 +154,12 @@ def test_loaded_on_a_models_own_images_is_its_404_saying_it_needs_a_data_set(ser
     # valid by the schema (which cannot say that loaded needs a set): the model's 404
     r = client.get("/api/models/tiny-vae/map", params={"method": "loaded", "layout": "x"})
     assert r.status_code == 404 and "data=NAME" in r.json()["detail"]
+
+
+def test_place_past_what_a_map_of_the_models_own_images_holds_is_its_404(served):
+    client, settings = served
+    limit = settings.max_map_points
+    z = ",".join(["0"] * client.get("/api/models/tiny-vae").json()["latent_dim"])
+    r = client.get("/api/models/tiny-vae/map/place", params={"n": limit + 1, "z": z})
+    assert r.status_code == 404
+    assert f"holds at most {limit:,}" in r.json()["detail"] and "data=NAME" in r.json()["detail"]

@@ -454,6 +454,16 @@ def latent_map_binary(
                 split == "all")  # fmt: skip
 
 
+def past_own_images(model: ServedModel, settings: Settings, n: int) -> NotInModelError:
+    """The 404 of an n past what a map of the model's own images holds (the schema allows
+    more for a data set's map)."""
+    return NotInModelError(
+        f"n is {n:,}: a map of {model.name}'s own images holds at most "
+        f"{settings.max_map_points:,}; a data set's map holds more (add data=NAME: "
+        "GET /api/datasets lists them)"
+    )
+
+
 def _map(
     request: Request, model: ServedModel, settings: Settings, data: DataPick | None,
     n: int | None, method: str, seed: int, perplexity: float, form: str,
@@ -468,11 +478,7 @@ def _map(
         raise NotInModelError(WHOLE_NEEDS_A_SET.format(model=model.name))
     n = min(DEFAULT_POINTS, settings.max_map_points) if n is None else n
     if n > settings.max_map_points and form == "binary":
-        raise NotInModelError(
-            f"n is {n:,}: a map of {model.name}'s own images holds at most "
-            f"{settings.max_map_points:,}; a data set's map holds more (add data=NAME: "
-            "GET /api/datasets lists them)"
-        )
+        raise past_own_images(model, settings, n)
     if method == "pca":
         sample = sample_for(model, settings, n, seed)
         return _map_response(

@@ -50,6 +50,7 @@ from app.web.latent_map import (
     images_to_map,
     loaded_layout,
     loaded_layout_file,
+    past_own_images,
     sample_for,
     set_map_sample,
 )
@@ -147,10 +148,7 @@ def place_on_map(
             raise NotInModelError(WHOLE_NEEDS_A_SET.format(model=model.name))
         n = min(DEFAULT_POINTS, settings.max_map_points) if n is None else n
         if n > settings.max_map_points:
-            raise NotInModelError(
-                f"n is {n:,}: a map of {model.name}'s own images holds at most "
-                f"{settings.max_map_points:,}; a data set's map holds more (add data=NAME)"
-            )
+            raise past_own_images(model, settings, n)
         if method == "loaded":
             raise NotInModelError(LOADED_NEEDS_A_SET.format(model=model.name))
         held = images_to_map(model, settings, n)
