@@ -11,7 +11,8 @@ import torch
 
 from app.checkpoints.card import CodePercentiles, Evaluation
 from app.models import VAE
-from app.models.elbo import ACTIVE_KL, kl_per_dim, reconstruction_nll
+from app.models.elbo import ACTIVE_KL, kl_per_dim
+from app.models.vae import decoded_nll
 
 Batch = tuple[torch.Tensor, torch.Tensor | None]  # images (B, C, H, W) in [0, 1], a cvae's labels
 
@@ -30,7 +31,7 @@ def held_out_figures(
     for x, labels in batches:
         mu, logvar = model.encode(x, labels if cfg.kind == "cvae" else None)  # (B, D) each
         decoded = model.decode(mu, labels if cfg.kind == "cvae" else None)
-        recon += reconstruction_nll(decoded, x, cfg.likelihood, cfg.gaussian_sigma).double().sum()
+        recon += decoded_nll(cfg, decoded, x).double().sum()
         if logvar is not None:
             kl += kl_per_dim(mu, logvar).double().sum(dim=0)
         mus.append(mu.float().cpu())

@@ -308,6 +308,30 @@ def import_parser(sub: argparse._SubParsersAction) -> None:
     y.add_argument("src", type=Path, metavar="SRC", help="the folder model.save() wrote")
     _output_arguments(y, "pythae-<model>-<SRC's folder name>, e.g. pythae-betavae-run1")
 
+    g = formats.add_parser(
+        "lightning",
+        help="a PyTorch Lightning checkpoint of an AntixK/PyTorch-VAE model",
+        description="A Lightning checkpoint (.ckpt) of an AntixK/PyTorch-VAE model whose "
+        "networks are VanillaVAE's (VanillaVAE, BetaVAE, DIPVAE, InfoVAE, FactorVAE, LogCoshVAE, "
+        "MSSIMVAE), with the YAML it was trained with. The checkpoint is read with PyTorch's "
+        "weights-only loader (nothing in it runs), the network rebuilt from the YAML's "
+        "model_params, every tensor under `model.` checked by name and shape.",
+    )
+    g.add_argument("src", type=Path, metavar="CKPT", help="the checkpoint, e.g. last.ckpt")
+    g.add_argument(
+        "--config",
+        type=Path,
+        required=True,
+        metavar="YAML",
+        help="the config it was trained with (PyTorch-VAE's configs/NAME.yaml)",
+    )
+    g.add_argument(
+        "--dataset",
+        default="celeba",
+        help="what it was trained on, for its card (default: celeba, PyTorch-VAE's data set)",
+    )
+    _output_arguments(g, "pytorch-vae-<model>-<CKPT's stem>, e.g. pytorch-vae-vanillavae-last")
+
 
 def _output_arguments(p: argparse.ArgumentParser, default_name: str) -> None:
     """An import's --out and --name."""
@@ -329,15 +353,23 @@ def import_model(ns: argparse.Namespace) -> int:
 
     from app.importers import ModelImportError
     from app.importers.disentangling_vae import import_disentangling_vae
+    from app.importers.lightning import import_lightning
     from app.importers.pythae import import_pythae
 
-    options = ("out", "name", "commit") if ns.format == "disentangling-vae" else ("out", "name")
+    options = {
+        "disentangling-vae": ("out", "name", "commit"),
+        "lightning": ("config", "dataset", "out", "name"),
+    }.get(ns.format, ("out", "name"))
     given = [(f"--{k}", getattr(ns, k)) for k in options]
     command = shlex.join(["latent-explorer", "import", ns.format, str(ns.src)]
                          + [str(v) for kv in given if kv[1] is not None for v in kv])  # fmt: skip
     try:
         if ns.format == "pythae":
             ckpt = import_pythae(ns.src, ns.out, name=ns.name, command=command)
+        elif ns.format == "lightning":
+            ckpt = import_lightning(
+                ns.src, ns.config, ns.out, name=ns.name, dataset=ns.dataset, command=command
+            )
         else:
             ckpt = import_disentangling_vae(
                 ns.src, ns.out, name=ns.name, commit=ns.commit, command=command

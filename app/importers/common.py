@@ -82,14 +82,11 @@ def read_source_json(path: Path, limit: int) -> Any:
         raise ModelImportError(str(e)) from None
 
 
-def load_state_dict_file(
-    path: Path, max_bytes: int, expected: str, inside: str | None = None
-) -> tuple[dict[str, torch.Tensor], str]:
-    """A PyTorch file of named tensors → (the state dict, sha256 of the file), read with
-    `torch.load(weights_only=True)`: a pickle that asks for anything but tensors is refused
-    before a single object is built, so nothing in it runs. `expected` names what the file
-    should be, for the messages; `inside`: the state dict is this entry of a dict (pythae's
-    {"model_state_dict": ...})."""
+def load_torch_file(path: Path, max_bytes: int, expected: str) -> tuple[Any, str]:
+    """A PyTorch file → (what it holds, sha256 of the file), read with
+    `torch.load(weights_only=True)`: a pickle that asks for anything but tensors, numbers,
+    strings and containers of them is refused before a single object is built, so nothing in
+    it runs. `expected` names what the file should be, for the messages."""
     data = read_source_file(path, max_bytes)  # read once: the bytes hashed are the bytes loaded
     digest = hashlib.sha256(data).hexdigest()
     try:
@@ -100,13 +97,24 @@ def load_state_dict_file(
         reason = " ".join(torch_reasons(e))
         raise ModelImportError(
             f"{path}: refused: it holds more than tensors ({reason}), and loading "
-            f"it would run what it names. Nothing in it was run. {expected} is a "
-            "torch.save(model.state_dict()), tensors only"
+            f"it would run what it names. Nothing in it was run. {expected}"
         ) from None
     except Exception as e:  # noqa: BLE001 - any failure to decode untrusted bytes is this error
         raise ModelImportError(
             f"{path}: not a readable PyTorch file ({type(e).__name__}: {torch_reasons(e)[0]})"
         ) from None
+    return obj, digest
+
+
+def load_state_dict_file(
+    path: Path, max_bytes: int, expected: str, inside: str | None = None
+) -> tuple[dict[str, torch.Tensor], str]:
+    """A PyTorch file of named tensors → (the state dict, sha256 of the file), read by
+    load_torch_file. `expected` names what the file should be, for the messages; `inside`: the
+    state dict is this entry of a dict (pythae's {"model_state_dict": ...})."""
+    obj, digest = load_torch_file(
+        path, max_bytes, f"{expected} is a torch.save(model.state_dict()), tensors only"
+    )
     if inside is not None:
         if not isinstance(obj, dict) or inside not in obj:
             raise ModelImportError(f"{path}: no {inside!r} in it ({expected})")

@@ -13,7 +13,10 @@ KINDS = ("ae", "vae", "cvae")
 # layers each way on the flattened image (Kingma & Welling 2014; Burda et al. 2016's kind), any
 # side in MLP_SIDES: ~12× fewer multiply-adds per decode than the conv stack at 32×32, which is
 # what lets an importance-weighted bound with k = 1,000 cover a test set on a CPU
-ARCHITECTURES = ("conv", "mlp")
+# pytorch-vae: AntixK/PyTorch-VAE's VanillaVAE networks (3×3 stride-2 convolutions with batch
+# norm, widths `hidden_dims`, to 2×2; a tanh output), imported from a Lightning checkpoint and
+# served; not trained here
+ARCHITECTURES = ("conv", "mlp", "pytorch-vae")
 MLP_SIDES = (4, 128)
 LIKELIHOODS = ("bernoulli", "gaussian")
 # the conv stack halves the image to 4×4, one stride-2 convolution per halving: 64 takes four
@@ -27,8 +30,12 @@ MAX_LATENT_DIM = 512
 MAX_HIDDEN_DIM = 4096
 MAX_HIDDEN_LAYERS = 8
 MAX_CONV_CHANNELS = 1024
+MAX_HIDDEN_DIMS = 8  # pytorch-vae's stride-2 convolutions: 8 reach 512×512
 MAX_NAMES = 1000  # label_names (a CVAE's one-hot width) and factor_names
 MAX_NAME_CHARS = 100  # each label or factor name, the dataset and the objective
+
+
+INT_TUPLES = frozenset({"hidden_dims"})  # the tuple fields of integers (the others hold names)
 
 
 class ConfigError(ValueError):
@@ -70,6 +77,9 @@ class ModelConfig:
     # the MLP's dense layers of hidden_dim before its head, each way (pythae's default networks,
     # imported: 1 of 512); the conv architecture always has two
     hidden_layers: int = 2
+    # pytorch-vae only: each convolution's width, input side first (PyTorch-VAE's default is
+    # 32, 64, 128, 256, 512); the image side is 2^(len + 1), as its 2×2 bottleneck makes it
+    hidden_dims: tuple[int, ...] = ()
     label_names: tuple[str, ...] = ()  # the CVAE's classes, in one-hot order
     dataset: str = "dsprites"
     factor_names: tuple[str, ...] = ()
@@ -91,6 +101,8 @@ class ModelConfig:
             )
         if self.architecture == "mlp":
             _check_int("image_size", self.image_size, *MLP_SIDES)
+        elif self.architecture == "pytorch-vae":
+            self._check_pytorch_vae()
         elif type(self.image_size) is not int or self.image_size not in IMAGE_SIZES:
             raise ConfigError(
                 f"image_size must be one of {', '.join(map(str, IMAGE_SIZES))} (the conv stack "
@@ -103,6 +115,8 @@ class ModelConfig:
         if self.architecture != "mlp" and self.hidden_layers != 2:
             raise ConfigError("hidden_layers is for the mlp architecture; the conv one has two")
         _check_int("conv_channels", self.conv_channels, 1, MAX_CONV_CHANNELS)
+        if self.architecture != "pytorch-vae" and self.hidden_dims:
+            raise ConfigError("hidden_dims is for the pytorch-vae architecture")
         _check_names("label_names", self.label_names)
         _check_names("factor_names", self.factor_names)
         for name in ("dataset", "objective"):
@@ -131,6 +145,26 @@ class ModelConfig:
                 f"(this build reads {FORMAT_VERSION})"
             )
 
+    def _check_pytorch_vae(self) -> None:
+        dims = self.hidden_dims
+        if not 1 <= len(dims) <= MAX_HIDDEN_DIMS:
+            raise ConfigError(f"hidden_dims must list 1..{MAX_HIDDEN_DIMS} widths, got {len(dims)}")
+        for width in dims:
+            _check_int("each of hidden_dims", width, 1, MAX_CONV_CHANNELS)
+        side = 2 ** (len(dims) + 1)
+        if self.image_size != side:
+            raise ConfigError(
+                f"image_size must be {side}: {len(dims)} stride-2 convolutions reach 2×2 from "
+                f"{side}, got {_shown(self.image_size)}"
+            )
+        if self.channels != 3:
+            raise ConfigError("channels must be 3: PyTorch-VAE's decoder always draws 3")
+        if self.kind != "vae" or self.likelihood != "gaussian":
+            raise ConfigError(
+                "a pytorch-vae network is a vae with a gaussian likelihood (its tanh output is "
+                "a pixel mean, scored by squared error)"
+            )
+
     @property
     def n_labels(self) -> int:
         return len(self.label_names)
@@ -148,6 +182,10 @@ class ModelConfig:
         d = dataclasses.asdict(self)
         if self.hidden_layers == 2:  # as every config written before the field existed
             del d["hidden_layers"]
+        if self.hidden_dims:
+            d["hidden_dims"] = list(self.hidden_dims)
+        else:
+            del d["hidden_dims"]
         d["label_names"] = list(self.label_names)
         d["factor_names"] = list(self.factor_names)
         return d
@@ -163,7 +201,14 @@ class ModelConfig:
         kwargs: dict[str, Any] = {}
         for name, value in data.items():
             default = known[name].default
-            if isinstance(default, tuple):
+            if name in INT_TUPLES:
+                if not isinstance(value, list) or not all(
+                    type(v) is int
+                    for v in value  # a bool is not a width
+                ):
+                    raise ConfigError(f"config field {name} must be a list of integers")
+                value = tuple(value)
+            elif isinstance(default, tuple):
                 if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
                     raise ConfigError(f"config field {name} must be a list of strings")
                 value = tuple(value)

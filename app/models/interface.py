@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from app.models.config import KINDS, LIKELIHOODS, ModelConfig
-from app.models.elbo import kl_per_dim, reconstruction_nll
+from app.models.elbo import kl_per_dim
 from app.models.vae import VAE
 
 MAX_SIDE = 512  # pixels: what the pages and the API are sized for
@@ -162,7 +162,8 @@ def describe_config(
 class NativeModel(nn.Module):
     """Our VAE family behind the interface, as served: decoding is batch-invariant (a row's
     pixels do not depend on what else is in the batch, so the same z always gives the same
-    bytes) and the pixel means are the sigmoid of the decoder's logits."""
+    bytes) and the pixel means are the sigmoid of the decoder's logits (or its tanh output
+    clamped, VAE.pixel_means)."""
 
     def __init__(self, network: VAE, description: ModelDescription) -> None:
         super().__init__()
@@ -182,7 +183,7 @@ class NativeModel(nn.Module):
         # the sigmoid image by image too: its vectorised kernel treats a tensor's last values
         # apart, so which values those are depends on the batch's size (at 28×28, an image alone
         # and the same image in a batch of 9 differed by 6e-8 on an AVX-512 CPU)
-        return torch.cat([torch.sigmoid(row) for row in decoded.split(1)])
+        return torch.cat([self.network.pixel_means(row) for row in decoded.split(1)])
 
     def log_likelihood(
         self, x: torch.Tensor, z: torch.Tensor, labels: torch.Tensor | None = None
@@ -191,9 +192,7 @@ class NativeModel(nn.Module):
         decoder's logits in one batched pass: what scoring many samples needs (the importance-
         weighted bound decodes 10⁷ of them), where `decode` goes row by row for exact bytes.
         An optional method of the interface: a model without it is scored from `decode`."""
-        decoded = self.network.decode(z, labels)
-        d = self._description
-        return -reconstruction_nll(decoded, x, d.likelihood, d.gaussian_sigma)
+        return -self.network.reconstruction_nll(self.network.decode(z, labels), x)
 
 
 def weights_digest(model: torch.nn.Module) -> str:

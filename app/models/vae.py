@@ -8,6 +8,12 @@ one-hot label to the encoder's dense input and to z before the decoder (Sohn et 
 `architecture="mlp"` builds the dense kind instead (Kingma & Welling 2014, Burda et al. 2016):
 the flattened image through two hidden layers to μ and log σ², and z through two hidden layers to
 every pixel's logit, for small grey data such as Fashion-MNIST at its own 28×28.
+
+`architecture="pytorch-vae"` builds the networks of AntixK/PyTorch-VAE's VanillaVAE (and the
+variants that share them), for its checkpoints imported from Lightning: 3×3 stride-2
+convolutions, each with batch norm and a leaky ReLU, to 2×2, two linear heads for μ and log σ²;
+the decoder mirrors them with transposed convolutions and ends in a tanh. Its output is the pixel
+means themselves (trained by squared error against images in [0, 1]), served clamped to [0, 1].
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ from safetensors.torch import load_file
 from torch import nn
 
 from app.models.config import ModelConfig
-from app.models.elbo import reparameterize
+from app.models.elbo import reconstruction_nll, reconstruction_nll_of_means, reparameterize
 
 WEIGHTS = "model.safetensors"  # the hub layout's weights file, beside config.json
 
@@ -143,6 +149,71 @@ class MLPDecoder(nn.Module):
         return h.view(-1, *self.shape)  # logits / pre-sigmoid means
 
 
+class PyTorchVAEEncoder(nn.Module):
+    """PyTorch-VAE's VanillaVAE encoder: per width in hidden_dims, Conv2d(3×3, stride 2,
+    padding 1) → BatchNorm2d → LeakyReLU(0.01), then fc_mu and fc_var from the flattened 2×2."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        blocks: list[nn.Module] = []
+        width = cfg.channels
+        for h in cfg.hidden_dims:
+            blocks.append(
+                nn.Sequential(nn.Conv2d(width, h, 3, 2, 1), nn.BatchNorm2d(h), nn.LeakyReLU())
+            )
+            width = h
+        self.convs = nn.Sequential(*blocks)
+        self.fc_mu = nn.Linear(width * 4, cfg.latent_dim)
+        self.fc_var = nn.Linear(width * 4, cfg.latent_dim)
+
+    def forward(self, x: torch.Tensor, onehot: torch.Tensor | None) -> torch.Tensor:
+        h = self.convs(x).flatten(1)  # (B, hidden_dims[-1]·2·2)
+        return torch.cat([self.fc_mu(h), self.fc_var(h)], dim=1)  # (B, 2·D)
+
+
+class PyTorchVAEDecoder(nn.Module):
+    """PyTorch-VAE's VanillaVAE decoder: decoder_input to (hidden_dims[-1], 2, 2), per width
+    back down ConvTranspose2d(3×3, stride 2, padding 1, output padding 1) → BatchNorm2d →
+    LeakyReLU, and a final layer doubling once more, then Conv2d(3×3) to 3 channels and a tanh.
+    (PyTorch-VAE's own decode reshapes to 512 channels, its default last width; here the width
+    is hidden_dims[-1], the same wherever its code runs at all.)"""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        dims = list(reversed(cfg.hidden_dims))
+        self.width = dims[0]
+        self.decoder_input = nn.Linear(cfg.latent_dim, dims[0] * 4)
+        self.deconvs = nn.Sequential(
+            *(
+                nn.Sequential(
+                    nn.ConvTranspose2d(a, b, 3, 2, 1, output_padding=1),
+                    nn.BatchNorm2d(b),
+                    nn.LeakyReLU(),
+                )
+                for a, b in zip(dims, dims[1:], strict=False)
+            )
+        )
+        last = dims[-1]
+        self.final_layer = nn.Sequential(
+            nn.ConvTranspose2d(last, last, 3, 2, 1, output_padding=1),
+            nn.BatchNorm2d(last),
+            nn.LeakyReLU(),
+            nn.Conv2d(last, cfg.channels, 3, padding=1),
+            nn.Tanh(),
+        )
+
+    def _decode(self, z: torch.Tensor) -> torch.Tensor:
+        h = self.decoder_input(z).view(-1, self.width, 2, 2)
+        return self.final_layer(self.deconvs(h))
+
+    def forward(
+        self, z: torch.Tensor, onehot: torch.Tensor | None, batch_invariant: bool = False
+    ) -> torch.Tensor:
+        if batch_invariant:  # each image alone: its bytes cannot depend on the batch
+            return torch.cat([self._decode(row) for row in z.split(1)])
+        return self._decode(z)  # (B, 3, H, W), tanh outputs: the pixel means unclamped
+
+
 class VAE(
     nn.Module,
     PyTorchModelHubMixin,
@@ -165,6 +236,8 @@ class VAE(
         self.decoder: nn.Module
         if config.architecture == "mlp":
             self.encoder, self.decoder = MLPEncoder(config), MLPDecoder(config)
+        elif config.architecture == "pytorch-vae":
+            self.encoder, self.decoder = PyTorchVAEEncoder(config), PyTorchVAEDecoder(config)
         else:
             self.encoder, self.decoder = Encoder(config), Decoder(config)
 
@@ -191,7 +264,8 @@ class VAE(
     def decode(
         self, z: torch.Tensor, labels: torch.Tensor | None = None, batch_invariant: bool = False
     ) -> torch.Tensor:
-        """z (B, D) → decoder output (B, C, H, W): logits (Bernoulli) or pre-sigmoid means.
+        """z (B, D) → decoder output (B, C, H, W): logits (Bernoulli) or pre-sigmoid means; for
+        pytorch-vae networks, its tanh output (`pixel_means` turns any of them into pixels).
         `batch_invariant`: each row's result is bit-identical to decoding it alone, whatever
         else is in the batch (the server batches concurrent requests and promises same z, same
         bytes)."""
@@ -233,7 +307,28 @@ class VAE(
         model.load_state_dict(load_file(str(file)), strict=True)  # safetensors: no code runs
         return model.to(kwargs.get("map_location", "cpu")).eval()
 
-    @staticmethod
-    def to_image(decoded: torch.Tensor) -> torch.Tensor:
-        """Decoder output → pixel means in [0, 1] (sigmoid of logits or of the Gaussian mean)."""
-        return torch.sigmoid(decoded)
+    def pixel_means(self, decoded: torch.Tensor) -> torch.Tensor:
+        """Decoder output → pixel means in [0, 1] (see the function of the same name)."""
+        return pixel_means(self.config, decoded)
+
+    def reconstruction_nll(self, decoded: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """−log p(x|z) per image in nats (see decoded_nll)."""
+        return decoded_nll(self.config, decoded, x)
+
+
+def pixel_means(config: ModelConfig, decoded: torch.Tensor) -> torch.Tensor:
+    """A decoder's output → pixel means in [0, 1]: the sigmoid of logits or of the Gaussian
+    mean, or for pytorch-vae networks their tanh output clamped (it spans [−1, 1], trained
+    against pixels in [0, 1])."""
+    if config.architecture == "pytorch-vae":
+        return decoded.clamp(0.0, 1.0)
+    return torch.sigmoid(decoded)
+
+
+def decoded_nll(config: ModelConfig, decoded: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """−log p(x|z) per image in nats from a decoder's output (B, C, H, W) and x → (B,), under
+    the config's likelihood."""
+    if config.architecture == "pytorch-vae":
+        means = pixel_means(config, decoded)
+        return reconstruction_nll_of_means(means, x, config.likelihood, config.gaussian_sigma)
+    return reconstruction_nll(decoded, x, config.likelihood, config.gaussian_sigma)
