@@ -20,12 +20,13 @@ install: $(VENV)/.installed $(VENDOR)
 # torch first, at the version constraints.txt pins. The build comes from where pip finds it:
 # where pip's configuration points at a local folder of wheels holding the CPU build, that one;
 # elsewhere, install the CPU build first (README, "Where torch comes from"), or PyPI's 2.13.0 is
-# a multi-GB CUDA build. The project and its test extras follow under the same constraints.
+# a multi-GB CUDA build. The project, its diffusers extra (the shipped AutoencoderKL) and its
+# test extras follow under the same constraints.
 $(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -c constraints.txt torch==2.13.0
-	$(PY) -m pip install --quiet -c constraints.txt -e '.[test]'
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[diffusers,test]'
 	touch $@
 
 # htmx from the npm registry (pinned in package.json/package-lock.json), served from /static.

@@ -38,6 +38,7 @@ from app.web import (
     selections,
     set_scores,
     sharpness,
+    spatial,
 )
 from app.web.batching import DecodeBatcher
 
@@ -155,6 +156,7 @@ def create_app(
     app.include_router(directions.router)
     app.include_router(direction_compare.router)
     app.include_router(set_scores.router)
+    app.include_router(spatial.router)
     app.include_router(security.router)
     openapi.install(app)  # /openapi.json from the routes and what is served, on first request
     return app

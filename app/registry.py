@@ -1,5 +1,6 @@
-"""The models a server offers: every checkpoint folder under one directory, loaded once at
-start-up and read-only afterwards (so several workers can serve the same folder)."""
+"""The models a server offers: every checkpoint folder under one directory (ours, or a diffusers
+AutoencoderKL's), loaded once at start-up and read-only afterwards (so several workers can serve
+the same folder)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 from types import MappingProxyType
 
 from app.checkpoints import CheckpointError, load_checkpoint
+from app.checkpoints.diffusers_folder import is_diffusers_folder, load_autoencoder_kl
 from app.checkpoints.served import ServedModel
 from app.inference import prepare_for_serving
 from app.plugins import PluginError, load_plugin
@@ -60,7 +62,12 @@ def _load_folders(root: Path) -> dict[str, ServedModel]:
             )
             continue
         try:
-            models[name] = prepare_for_serving(load_checkpoint(folder).served())
+            served = (
+                load_autoencoder_kl(folder)
+                if is_diffusers_folder(folder)
+                else load_checkpoint(folder).served()
+            )
+            models[name] = prepare_for_serving(served)
         except CheckpointError as e:
             log.error("skipping checkpoint %s: %s", name, _one_line(str(e)))
         except Exception as e:  # noqa: BLE001 - one folder's surprise must not stop the others

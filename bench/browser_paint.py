@@ -13,7 +13,8 @@ every drag, and how long a page takes to load every slider's sweep in the backgr
     python bench/browser_paint.py [--moves 20] [--sliders 5] [--think 300] [--rounds 3]
         [--page NAME=PATH ...] [--plugin package.module:factory ...]
 
-`--page` replaces the default pages (e.g. `--page celeba=/?model=disvae-btcvae-celeba`);
+`--page` replaces the default pages (e.g. `--page celeba=/?model=disvae-btcvae-celeba`, or
+`--page kl=/?model=shapes-autoencoder-kl` for a spatial latent's channel sliders);
 `--plugin` serves a plugin model beside the checkpoints (e.g. examples.mlp_vae:build).
 """
 
@@ -31,6 +32,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from app.settings import Settings  # noqa: E402
 from tests.browser_server import launch_chromium, live_server  # noqa: E402
 
+# a flat model's latent sliders, or a spatial one's channel sliders (templates/spatial.html)
+SLIDERS = ".latent input[type=range], .channel-sliders input[type=range]"
 PAGES = (
     ("explore (1 model)", "/"),
     ("compare (2 models)", "/compare?a=dsprites-vae&b=dsprites-beta-vae"),
@@ -69,7 +72,7 @@ def run_page(browser, url: str, moves: int, sliders: int, think: int) -> list[di
     page.wait_for_function("window.__latentPaints && window.__latentPaints.length > 0")
     page.evaluate("window.__latentPaints.length = 0")
     page.wait_for_timeout(think)
-    handles = page.locator(".latent input[type=range]")
+    handles = page.locator(SLIDERS)
     for k in range(min(sliders, handles.count())):
         drag_from_grab(page, handles.nth(k), moves)
         page.wait_for_timeout(think)
@@ -83,7 +86,7 @@ def sweeps_loaded(browser, url: str) -> float:
     page = browser.new_page(viewport={"width": 1280, "height": 900}, bypass_csp=True)
     t0 = time.perf_counter()
     page.goto(url)
-    n = page.locator(".latent input[type=range]").count() * page.locator("canvas.decoded").count()
+    n = page.locator(SLIDERS).count() * page.locator("canvas.decoded").count()
     page.wait_for_function(f"window.__latentSweeps.length >= {n}", timeout=60_000, polling=10)
     seconds = time.perf_counter() - t0
     page.close()

@@ -1,5 +1,5 @@
-"""`latent-explorer train | serve | evaluate | import | label | data | encode`: the one console
-script."""
+"""`latent-explorer train | serve | evaluate | import | label | data | encode | train-kl`: the one
+console script."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import logging
 import sys
 
 from app.cli import data, encode, models, train
+from app.training import autoencoder_kl
 
 COMMANDS = {
     "train": (train.add_parser, train.run),
@@ -17,6 +18,7 @@ COMMANDS = {
     "label": (models.label_parser, models.label),
     "data": (data.add_parser, data.run),
     "encode": (encode.add_parser, encode.run),
+    "train-kl": (autoencoder_kl.add_parser, autoencoder_kl.run),
 }
 
 

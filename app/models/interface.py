@@ -15,6 +15,7 @@ this module knows which network, which size or where a model came from.
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -27,6 +28,8 @@ from app.models.vae import VAE
 
 MAX_SIDE = 512  # pixels: what the pages and the API are sized for
 MAX_LATENTS = 512
+# a spatial latent (C, h, w), flattened: Stable Diffusion's VAE at 256×256 has 4·32·32 = 4,096
+MAX_SPATIAL_LATENTS = 1 << 16
 
 
 class InterfaceError(ValueError):
@@ -52,6 +55,9 @@ class ModelDescription:
     beta: float | None = None  # the KL weight it was trained with, where known
     objective: str | None = None  # the training recipe's name, where known
     provenance: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    # a spatial latent's (channels, height, width), z being it flattened in that order (an
+    # AutoencoderKL's); () for a flat one
+    latent_shape: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -60,8 +66,19 @@ class ModelDescription:
             raise InterfaceError(
                 f"likelihood must be one of {', '.join(LIKELIHOODS)}, got {self.likelihood!r}"
             )
+        if self.latent_shape and (
+            len(self.latent_shape) != 3 or math.prod(self.latent_shape) != self.latent_dim
+        ):
+            raise InterfaceError(
+                f"latent_shape must be (channels, height, width) of {self.latent_dim} values, "
+                f"got {self.latent_shape!r}"
+            )
         for name, value, top in (
-            ("latent_dim", self.latent_dim, MAX_LATENTS),
+            (
+                "latent_dim",
+                self.latent_dim,
+                MAX_SPATIAL_LATENTS if self.latent_shape else MAX_LATENTS,
+            ),
             ("height", self.height, MAX_SIDE),
             ("width", self.width, MAX_SIDE),
         ):
@@ -97,6 +114,11 @@ class ModelDescription:
     def shape(self) -> tuple[int, int, int]:
         """(C, H, W) of one image."""
         return (self.channels, self.height, self.width)
+
+    @property
+    def spatial(self) -> bool:
+        """Whether the latent is an image of channels (shown as such, not as one slider each)."""
+        return bool(self.latent_shape)
 
     def latent_name(self, i: int) -> str:
         return self.latent_names[i] if self.latent_names else ""

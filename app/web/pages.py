@@ -33,6 +33,7 @@ from app.web.sliders import (
     slider_ranges,
     slider_rows,
 )
+from app.web.spatial import spatial_context
 from app.web.summaries import model_summary
 
 router = APIRouter(tags=["pages"], include_in_schema=False)
@@ -74,6 +75,10 @@ def explore(
         return templates.TemplateResponse(request, "empty.html", {}, status_code=503)
     name = model if model is not None and model in registry else landing_model(registry, settings)
     ckpt = registry[name]
+    if ckpt.description.spatial:  # channels over a grid: sliders per channel over a region
+        context = spatial_context(ckpt, settings, data, z)
+        context["models"] = [model_summary(c) for c in registry.values()]
+        return templates.TemplateResponse(request, "spatial.html", context)
     ranges = slider_ranges(ckpt)
     start = None
     if z:

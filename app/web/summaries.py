@@ -44,6 +44,8 @@ def model_summary(
         "beta": cfg.beta,
         "objective": cfg.objective,
         "latent_dim": cfg.latent_dim,
+        # a spatial latent's [channels, height, width] (z is it flattened), else null
+        "latent_shape": list(cfg.latent_shape) or None,
         "labels": list(cfg.label_names),
         "image_size": cfg.image_size,
         "height": cfg.height,
