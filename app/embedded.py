@@ -38,6 +38,8 @@ from app.importers import ModelImportError
 from app.importers.pythae import is_pythae_model, network_of
 from app.inference import prepare_for_serving
 from app.main import create_app, with_named_sets
+from app.models.autoencoder_kl import AutoencoderKLConfigError, is_autoencoder_kl
+from app.models.autoencoder_kl import from_object as autoencoder_kl_of
 from app.plugins import PluginError, served_object
 from app.registry import SERVABLE_NAME, load_registry
 from app.server import (
@@ -88,6 +90,7 @@ def serve(
 
     models: objects keeping the model interface (docs/plugins.md), our own VAE network, a
         pythae model on its default networks (converted as `import pythae` converts), a
+        diffusers AutoencoderKL (its latent kept spatial, as a folder of one is served), a
         loaded Checkpoint, or the path (or name, in `checkpoints`) of a checkpoint folder; a
         list, or a dict NAME → model to name them. A torch module is served as a copy of its
         weights on the CPU, taken now: the caller's model is not changed.
@@ -182,6 +185,11 @@ def _served(item: ModelLike, given: str, name: str | None, root: Path) -> Served
                 item = network_of(item)
             except ModelImportError as e:
                 raise ServeError(f"{given}: {e}") from None
+        elif is_autoencoder_kl(item):  # diffusers': its latent kept spatial, scaled as it says
+            try:
+                item = autoencoder_kl_of(item)
+            except AutoencoderKLConfigError as e:
+                raise ServeError(f"{given}: its config: {e}") from None
         try:
             model = served_object(_cpu_copy(item), given, source, name=name)
         except PluginError as e:

@@ -22,6 +22,7 @@ from safetensors.torch import load_file, save_file
 from app.checkpoints import CheckpointError
 from app.checkpoints.diffusers_folder import load_autoencoder_kl
 from app.main import create_app
+from app.models.autoencoder_kl import SD_VAE_CONFIG as SD_CONFIG
 from app.models.autoencoder_kl import (
     AutoencoderKLConfig,
     AutoencoderKLConfigError,
@@ -39,15 +40,6 @@ SMALL = {  # 16×16 images → 4 channels over 4×4 cells
     "norm_num_groups": 4, "sample_size": 16,
 }  # fmt: skip
 MEAN, STD, SHIFT, SCALE = [0.5, -0.2, 0.1, 0.0], [2.0, 0.5, 1.0, 4.0], 0.3, 0.7
-# the Stable Diffusion v1 VAE's config.json as published (stabilityai/sd-vae-ft-mse and the
-# v1-5 pipeline's vae/): its shape only; no weights can be downloaded here
-SD_CONFIG = {
-    "_class_name": "AutoencoderKL", "_diffusers_version": "0.4.2", "act_fn": "silu",
-    "block_out_channels": [128, 256, 512, 512],
-    "down_block_types": ["DownEncoderBlock2D"] * 4, "in_channels": 3, "latent_channels": 4,
-    "layers_per_block": 2, "norm_num_groups": 32, "out_channels": 3, "sample_size": 512,
-    "up_block_types": ["UpDecoderBlock2D"] * 4, "scaling_factor": 0.18215,
-}  # fmt: skip
 
 
 def saved(folder: Path, seed: int = 0, **config) -> tuple[Path, object]:
@@ -230,3 +222,27 @@ def test_config_limits_hold_for_the_published_sd_config():
     assert config.downsampling == 8 and config.latent_shape(512) == (4, 64, 64)
     with pytest.raises(AutoencoderKLConfigError, match="norm_num_groups"):
         AutoencoderKLConfig.from_json(SD_CONFIG | {"norm_num_groups": 48})
+
+
+def test_an_autoencoder_kl_object_is_served_from_python_as_its_folder_is(tmp_path):
+    from latent_explorer import serve
+
+    torch.manual_seed(3)
+    vae = diffusers.AutoencoderKL(**SMALL).train()
+    z = np.round(np.random.default_rng(1).normal(size=64), 2)
+    with torch.inference_mode():
+        latents = torch.tensor(z, dtype=torch.float32).view(1, 4, 4, 4) / 0.18215
+        expected = (vae.eval().decode(latents).sample / 2 + 0.5).clamp(0, 1)[0]
+    vae.train()
+    with serve(models={"from-python": vae}) as explorer:
+        import httpx
+
+        info = httpx.get(f"{explorer.url}api/models/from-python", timeout=30).json()
+        assert info["latent_shape"] == [4, 4, 4]
+        r = httpx.get(f"{explorer.url}api/models/from-python/decode.png",
+                      params={"z": ",".join(f"{v:.2f}" for v in z)}, timeout=30)  # fmt: skip
+        shown = np.asarray(Image.open(io.BytesIO(r.content)).convert("RGB"), dtype=np.float64)
+        np.testing.assert_allclose(
+            shown / 255, expected.permute(1, 2, 0).numpy(), atol=0.5 / 255 + 1e-6
+        )  # an 8-bit PNG of the same pixels
+    assert vae.training  # the caller's model left as it was

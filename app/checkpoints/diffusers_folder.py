@@ -24,10 +24,9 @@ from app.models.autoencoder_kl import (
     CLASS_NAME,
     AutoencoderKLConfig,
     AutoencoderKLConfigError,
-    AutoencoderKLModel,
     build_network,
+    served_model,
 )
-from app.models.interface import ModelDescription
 
 WEIGHTS = "diffusion_pytorch_model.safetensors"
 WIDENED = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16}
@@ -74,20 +73,13 @@ def load_autoencoder_kl(folder: Path, side: int | None = None) -> ServedModel:
     network.load_state_dict(tensors, strict=True, assign=True)
     network.eval()
     card = read_card(folder)
-    c, h, w = config.latent_shape(side)
-    description = ModelDescription(
-        latent_dim=c * h * w,
-        channels=config.in_channels,
-        height=side,
-        width=side,
-        kind="vae",
-        likelihood="gaussian",
-        dataset=card.dataset or "",
-        objective=CLASS_NAME,
-        provenance={"format": f"diffusers {CLASS_NAME}", **provenance},
-        latent_shape=(c, h, w),
+    model = served_model(
+        network,
+        config,
+        side,
+        card.dataset or "",
+        {"format": f"diffusers {CLASS_NAME}", **provenance},
     )
-    model = AutoencoderKLModel(network, config, description)
     return ServedModel(name=folder.name, model=model, card=card, digest=digest, path=folder)
 
 

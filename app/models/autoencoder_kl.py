@@ -43,6 +43,18 @@ MAX_SIDE = 512  # the interface's
 MAX_PARAMETERS = 1 << 28
 
 
+# Stable Diffusion v1's VAE config.json as published (the v1-5 pipeline's vae/ and
+# stabilityai/sd-vae-ft-mse): its shape, for building one with random weights where none can be
+# downloaded (tests, bench/autoencoder_kl_speed.py)
+SD_VAE_CONFIG: dict[str, Any] = {
+    "_class_name": "AutoencoderKL", "_diffusers_version": "0.4.2", "act_fn": "silu",
+    "block_out_channels": [128, 256, 512, 512],
+    "down_block_types": ["DownEncoderBlock2D"] * 4, "in_channels": 3, "latent_channels": 4,
+    "layers_per_block": 2, "norm_num_groups": 32, "out_channels": 3, "sample_size": 512,
+    "up_block_types": ["UpDecoderBlock2D"] * 4, "scaling_factor": 0.18215,
+}  # fmt: skip
+
+
 class AutoencoderKLConfigError(ValueError):
     """A config.json that cannot describe an AutoencoderKL served here, with the field."""
 
@@ -271,3 +283,45 @@ class AutoencoderKLModel(nn.Module):
     def decode(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         images = [self.network.decode(row).sample for row in self.latents(z).split(1)]
         return (torch.cat(images) / 2 + 0.5).clamp(0.0, 1.0)
+
+
+def served_model(
+    network: Any,
+    config: AutoencoderKLConfig,
+    side: int | None = None,
+    dataset: str = "",
+    provenance: dict[str, Any] | None = None,
+) -> AutoencoderKLModel:
+    """An AutoencoderKL network of `config` behind the interface, its images `side` pixels
+    square (default the config's sample_size)."""
+    side = config.sample_size if side is None else side
+    c, h, w = config.latent_shape(side)
+    description = ModelDescription(
+        latent_dim=c * h * w,
+        channels=config.in_channels,
+        height=side,
+        width=side,
+        kind="vae",
+        likelihood="gaussian",
+        dataset=dataset,
+        objective=CLASS_NAME,
+        provenance=dict(provenance or {}),
+        latent_shape=(c, h, w),
+    )
+    return AutoencoderKLModel(network, config, description)
+
+
+def is_autoencoder_kl(obj: Any) -> bool:
+    """Whether `obj` is a diffusers AutoencoderKL object (a notebook's, say)."""
+    return type(obj).__name__ == CLASS_NAME and type(obj).__module__.startswith("diffusers.")
+
+
+def from_object(obj: Any, dataset: str = "") -> AutoencoderKLModel:
+    """A diffusers AutoencoderKL held in memory, checked as its config.json would be."""
+    fields = {
+        k: list(v) if isinstance(v, tuple) else v
+        for k, v in dict(obj.config).items()
+        if not k.startswith("_")
+    }
+    config = AutoencoderKLConfig.from_json({"_class_name": CLASS_NAME, **fields})
+    return served_model(obj, config, dataset=dataset, provenance={"format": "diffusers object"})
