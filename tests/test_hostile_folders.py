@@ -375,7 +375,7 @@ def test_the_size_limits_name_the_numbers(good, tmp_path, caplog):
     decoder = (d * h + h) + (h * h + h) + (h * c * 16 + c * 16) + 4 * conv + (c * 16 + 1)
     message = _lines_about(caplog, "config-network-too-big")[0].getMessage()
     assert f"a network of {encoder + decoder:,} parameters" in message
-    assert "the limit is 33,554,432" in message
+    assert "the limit is 134,217,728" in message
 
 
 # start-up in a fresh interpreter: opening a FIFO blocks, and inside safetensors' Rust code it

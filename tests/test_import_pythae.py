@@ -188,3 +188,95 @@ def test_a_pythae_model_object_is_served_from_python_as_its_import_is(tmp_path):
     odd.model_config.uses_default_decoder = False
     with pytest.raises(ServeError, match=r"^models\['odd'\] \(VAE\): .*uses_default_decoder"):
         serve(models={"odd": odd})
+
+
+# --- pythae's convolutional benchmark networks -------------------------------------------------
+
+BENCHMARKS = {"MNIST": (1, 28, 28), "CIFAR": (3, 32, 32), "CELEBA": (3, 64, 64)}
+
+
+def trained_benchmark(which: str, kind: str = "VAE", loss: str = "bce", encoder_of: str = ""):
+    """A pythae model of `kind` on its `which` benchmark networks (the encoder's from
+    `encoder_of` where given) after 2 Adam steps, so batch norm's running statistics moved."""
+    from importlib import import_module
+
+    model_cls, config_cls, settings = VARIANTS[kind]
+    shape = BENCHMARKS[which]
+    torch.manual_seed(0)
+    config = config_cls(input_dim=shape, latent_dim=LATENTS, reconstruction_loss=loss, **settings)
+    nets = import_module(f"pythae.models.nn.benchmarks.{(encoder_of or which).lower()}")
+    encoder = getattr(nets, f"Encoder_Conv_VAE_{encoder_of or which}")(config)
+    nets = import_module(f"pythae.models.nn.benchmarks.{which.lower()}")
+    decoder = getattr(nets, f"Decoder_Conv_AE_{which}")(config)
+    model = model_cls(config, encoder=encoder, decoder=decoder)
+    if encoder_of:
+        return model
+    x = torch.rand(8, *shape)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    for _ in range(2):
+        out = model({"data": x}, epoch=1)
+        opt.zero_grad()
+        (out.autoencoder_loss if kind == "FactorVAE" else out.loss).backward()
+        opt.step()
+    return model.eval()
+
+
+@pytest.mark.parametrize(
+    ("which", "kind", "loss"),
+    [("MNIST", "VAE", "bce"), ("CIFAR", "BetaVAE", "mse"), ("CELEBA", "BetaTCVAE", "mse")],
+)
+def test_the_benchmark_networks_import_from_their_names_and_equal_pythaes_own(
+    which, kind, loss, tmp_path
+):
+    theirs = trained_benchmark(which, kind, loss)
+    # batch norm's running statistics moved: an import that dropped them would differ
+    assert theirs.encoder.layers[0][1].running_mean.abs().max() > 1e-3
+    ckpt = import_pythae(saved(theirs, tmp_path / "src"), tmp_path / "out")
+    assert ckpt.config.architecture == "pythae-conv"
+    assert "convolutional benchmark networks" in (ckpt.card.recipe or "")
+    served = load_checkpoint(tmp_path / "out").served().model
+    shape = BENCHMARKS[which]
+    x, z = torch.rand(3, *shape), torch.randn(3, LATENTS)
+    with torch.inference_mode():
+        mine, their = served.encode(x), theirs.encoder(x)
+        torch.testing.assert_close(mine.mean, their.embedding, atol=1e-5, rtol=0)
+        torch.testing.assert_close(mine.logvar, their.log_covariance, atol=1e-5, rtol=0)
+        pixels = theirs.decoder(z).reconstruction
+        torch.testing.assert_close(served.decode(z), pixels, atol=1e-5, rtol=0)
+
+
+def test_benchmark_networks_that_do_not_pair_or_fit_are_refused_in_one_line(tmp_path):
+    mixed = saved(trained_benchmark("CIFAR", encoder_of="MNIST"), tmp_path / "mixed")
+    pair = r"encoder\.pkl: Encoder_Conv_VAE_MNIST, decoder\.pkl: Decoder_Conv_AE_CIFAR"
+    with pytest.raises(ModelImportError, match=r"one pair of pythae.s benchmark .*" + pair):
+        import_pythae(mixed, tmp_path / "out")
+    src = saved(trained_benchmark("MNIST"), tmp_path / "src")
+    config = json.loads((src / "model_config.json").read_text())
+    (src / "model_config.json").write_text(json.dumps(config | {"input_dim": [1, 32, 32]}))
+    with pytest.raises(ModelImportError, match=r"input_dim is \[1, 32, 32\], but pythae's MNIST "
+                       r"benchmark networks take \[1, 28, 28\]") as caught:  # fmt: skip
+        import_pythae(src, tmp_path / "out")
+    assert "\n" not in str(caught.value) and not (tmp_path / "out").exists()
+
+
+def test_a_class_of_its_own_under_a_benchmarks_name_is_refused(tmp_path):
+    cloudpickle = pytest.importorskip("cloudpickle")
+    src = saved(trained_benchmark("MNIST"), tmp_path / "src")
+
+    class Encoder_Conv_VAE_MNIST(torch.nn.Module):  # noqa: N801 - the name it borrows
+        pass  # not pythae's: no BaseEncoder behind it
+
+    (src / "encoder.pkl").write_bytes(cloudpickle.dumps(Encoder_Conv_VAE_MNIST()))
+    with pytest.raises(ModelImportError, match=r"encoder\.pkl: a network of the model's own"):
+        import_pythae(src, tmp_path / "out")
+
+
+def test_a_pythae_model_on_benchmark_networks_is_served_from_python(tmp_path):
+    from latent_explorer import serve
+
+    theirs = trained_benchmark("MNIST")
+    with serve(models={"bench": theirs}) as explorer:
+        import httpx
+
+        info = httpx.get(f"{explorer.url}api/models/bench", timeout=30).json()
+        assert (info["latent_dim"], info["channels"], info["image_size"]) == (LATENTS, 1, 28)

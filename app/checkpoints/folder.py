@@ -56,7 +56,9 @@ OPTIMIZER = "optimizer.safetensors"
 TRAINER = "trainer.json"
 
 MAX_FOLDER_JSON_BYTES = 1 << 20  # config.json and card.json: ~400 B and at most ~11 kB as shipped
-MAX_PARAMETERS = 1 << 25  # 33,554,432 (128 MiB of float32); the shipped models have ~0.5 M
+# 134,217,728 (512 MiB of float32); the shipped models have ~0.5 M, pythae's CelebA benchmark
+# networks ~35 M
+MAX_PARAMETERS = 1 << 27
 MAX_HEADER_BYTES = 1 << 20  # a safetensors header beyond the tensors' own bytes (~2 kB here)
 
 

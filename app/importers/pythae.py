@@ -47,7 +47,7 @@ WEIGHTS_FILE = "model.pt"
 PICKLED = ("encoder.pkl", "decoder.pkl")
 MAX_WEIGHTS_BYTES = 256 * 2**20
 MAX_JSON_BYTES = 2**20
-MAX_PICKLE_BYTES = 64 * 2**20
+MAX_PICKLE_BYTES = 512 * 2**20  # cloudpickle keeps the weights in them too: CelebA's ~150 MB
 HIDDEN = 512  # pythae's default MLP
 
 # pythae's config class → (its model's name, our objective, the hyperparameters its card keeps)
@@ -64,6 +64,23 @@ NOT_HERE = {
     "VAMPConfig": "its prior is a mixture over learned pseudo-inputs (VampPrior), not N(0, I), "
     "and the explorer samples and measures KL against N(0, I)",
 }
+# pythae's convolutional benchmark networks (pythae.models.nn.benchmarks.*.convnets), which
+# model.save() pickles by value: named in the pickle, rebuilt here (app.models.vae.PythaeConv*)
+# → (their data set, the image side they are made for)
+BENCHMARKS = {
+    "MNIST": ("MNIST", 28),
+    "CIFAR": ("CIFAR", 32),
+    "CELEBA": ("CelebA", 64),
+}
+BENCHMARK_CLASSES = {
+    f"{part}_{suffix}": suffix
+    for suffix in BENCHMARKS
+    for part in ("Encoder_Conv_VAE", "Decoder_Conv_AE")
+}
+BASES = {  # the base class a by-value pickle of each refers to
+    "Encoder_Conv_VAE": "pythae.models.nn.base_architectures.BaseEncoder",
+    "Decoder_Conv_AE": "pythae.models.nn.base_architectures.BaseDecoder",
+}
 # parts of pythae's state dicts that no served model uses: FactorVAE's discriminator
 IGNORED = re.compile(r"^discriminator\.")
 
@@ -78,18 +95,27 @@ class PythaeConfig:
     latent_dim: int
     loss: str  # "mse" | "bce"
     hyperparameters: dict[str, Any]
+    benchmark: str | None = None  # "MNIST", "CIFAR" or "CELEBA": its benchmark networks
+
+    @property
+    def networks(self) -> str:
+        """What its networks are, in words."""
+        if self.benchmark is None:
+            return "its default MLP networks"
+        return f"its {BENCHMARKS[self.benchmark][0]} convolutional benchmark networks"
 
 
-def read_config(src: Path) -> PythaeConfig:
+def read_config(src: Path, benchmark: str | None = None) -> PythaeConfig:
     path = src / CONFIG_FILE
     if not path.is_file():
         raise ModelImportError(f"{path}: missing (a pythae model.save() folder has one)")
-    return parse_config(read_source_json(path, MAX_JSON_BYTES), str(path))
+    return parse_config(read_source_json(path, MAX_JSON_BYTES), str(path), benchmark)
 
 
-def parse_config(data: Any, path: str) -> PythaeConfig:
+def parse_config(data: Any, path: str, benchmark: str | None = None) -> PythaeConfig:
     """pythae's config fields (model_config.json, or a model's `model_config.to_dict()`),
-    checked; `path` names where they came from in the messages."""
+    checked; `path` names where they came from in the messages; `benchmark` the benchmark
+    networks its pickles name (benchmark_networks), where they do."""
     if not isinstance(data, dict):
         raise ModelImportError(f"{path}: not a JSON object")
     name = data.get("name")
@@ -101,7 +127,13 @@ def parse_config(data: Any, path: str) -> PythaeConfig:
             f"{path}: name {name!r} is not a pythae model imported here ({known})"
         )
     for flag in ("uses_default_encoder", "uses_default_decoder"):
-        if data.get(flag) is not True:
+        if benchmark is not None:
+            if data.get(flag) is not False:
+                raise ModelImportError(
+                    f"{path}: {flag} is {data.get(flag)!r}, but the folder's pickles hold "
+                    "pythae's benchmark networks"
+                )
+        elif data.get(flag) is not True:
             raise ModelImportError(
                 f"{path}: {flag} is {data.get(flag)!r}: the model has a network of its own, "
                 f"pickled in {PICKLED[0] if 'encoder' in flag else PICKLED[1]}; serve it as a "
@@ -123,23 +155,51 @@ def parse_config(data: Any, path: str) -> PythaeConfig:
     loss = data.get("reconstruction_loss")
     if loss not in ("mse", "bce"):
         raise ModelImportError(f"{path}: reconstruction_loss must be mse or bce, got {loss!r}")
+    if benchmark is not None:
+        side = BENCHMARKS[benchmark][1]
+        made_for = [1 if side == 28 else 3, side, side]
+        if list(dims) != made_for:
+            raise ModelImportError(
+                f"{path}: input_dim is {list(dims)}, but pythae's {BENCHMARKS[benchmark][0]} "
+                f"benchmark networks take {made_for}"
+            )
     kept = VARIANTS[name][2]
-    return PythaeConfig(name, dims[0], dims[1], latent, loss, {k: data.get(k) for k in kept})
+    hyper = {k: data.get(k) for k in kept}
+    return PythaeConfig(name, dims[0], dims[1], latent, loss, hyper, benchmark)
 
 
-def refuse_pickled_networks(src: Path) -> None:
-    """A pickled encoder or decoder is refused, naming the classes it refers to (read from its
-    opcodes, not executed)."""
+def benchmark_networks(src: Path) -> str | None:
+    """Which of pythae's benchmark networks the folder's pickled encoder and decoder are, by the
+    class names their opcodes refer to (read, never executed): "MNIST", "CIFAR" or "CELEBA";
+    None where there are no pickles (pythae's default networks). Any other pickled network is
+    refused, naming the classes it refers to."""
+    found: dict[str, list[str]] = {}
     for file in PICKLED:
         path = src / file
         if path.exists() or path.is_symlink():
-            names = pickled_classes(read_source_file(path, MAX_PICKLE_BYTES))
-            which = f" ({listed(names)})" if names else ""
-            raise ModelImportError(
-                f"{path}: a network of the model's own{which}, pickled with cloudpickle: loading "
-                "it would run its code, so it is never unpickled. Serve the model as a plugin "
-                "instead (docs/plugins.md), with its network defined in your own module"
-            )
+            found[file] = pickled_classes(read_source_file(path, MAX_PICKLE_BYTES))
+    if not found:
+        return None
+    suffixes = set()
+    for file, names in found.items():
+        part = "Encoder_Conv_VAE" if file == PICKLED[0] else "Decoder_Conv_AE"
+        known = BENCHMARK_CLASSES.get(names[0]) if names else None
+        if known is not None and names[0].startswith(part) and BASES[part] in names:
+            suffixes.add(known)
+            continue
+        which = f" ({listed(names)})" if names else ""
+        raise ModelImportError(
+            f"{src / file}: a network of the model's own{which}, pickled with cloudpickle: "
+            "loading it would run its code, so it is never unpickled. Serve the model as a "
+            "plugin instead (docs/plugins.md), with its network defined in your own module"
+        )
+    if len(found) != 2 or len(suffixes) != 1:
+        got = ", ".join(f"{f}: {found[f][0]}" for f in found)
+        raise ModelImportError(
+            f"{src}: the encoder and decoder must be one pair of pythae's benchmark networks "
+            f"(Encoder_Conv_VAE_X and Decoder_Conv_AE_X), got {got}"
+        )
+    return suffixes.pop()
 
 
 def pickled_classes(data: bytes) -> list[str]:
@@ -184,6 +244,8 @@ def convert_state_dict(
 ) -> dict[str, torch.Tensor]:
     """pythae's default networks' tensors under our names, every name and shape checked."""
     state = {k: v for k, v in theirs.items() if not IGNORED.match(k)}
+    if config.architecture == "pythae-conv":  # our modules are named as pythae's
+        return _checked(state, VAE(config).state_dict(), where, "pythae's benchmark networks")
     needed = {
         "encoder.layers.0.0.weight",
         "encoder.layers.0.0.bias",
@@ -228,8 +290,31 @@ def convert_state_dict(
     return {k: v.float() for k, v in ours.items()}
 
 
+def _checked(
+    state: dict[str, Any], expected: dict[str, torch.Tensor], where: str, what: str
+) -> dict[str, torch.Tensor]:
+    """`state` held to `expected`'s names and shapes (and finite), as float32 where float."""
+    missing = sorted(set(expected) - set(state))
+    extra = sorted(set(state) - set(expected))
+    if missing or extra:
+        parts = ([f"missing {listed(missing)}"] if missing else []) + (
+            [f"not of {what}: {listed(extra)}"] if extra else []
+        )
+        raise ModelImportError(f"{where}: {'; '.join(parts)}")
+    for key, want in expected.items():
+        value = state[key]
+        if tuple(value.shape) != tuple(want.shape):
+            raise ModelImportError(
+                f"{where}: {key} has shape {tuple(value.shape)}, but model_config.json's sizes "
+                f"make it {tuple(want.shape)}"
+            )
+        if value.is_floating_point() and not torch.isfinite(value).all():
+            raise ModelImportError(f"{where}: {key} holds NaN or infinite values")
+    return {k: state[k].to(want.dtype) for k, want in expected.items()}
+
+
 def our_config(pythae: PythaeConfig, dataset: str, where: str) -> ModelConfig:
-    """Our config of the VAE that pythae's default networks are."""
+    """Our config of the VAE that pythae's networks (its default MLP, or a benchmark's) are."""
     beta = pythae.hyperparameters.get("beta", 1.0)
     likelihood: dict[str, Any] = (  # 0.5·‖x − x̂‖²: a Gaussian of σ = 1
         {"likelihood": "bernoulli"}
@@ -244,11 +329,13 @@ def our_config(pythae: PythaeConfig, dataset: str, where: str) -> ModelConfig:
             objective=VARIANTS[pythae.config_class][1],
             channels=pythae.channels,
             image_size=pythae.image_size,
-            hidden_dim=HIDDEN,
-            hidden_layers=1,
-            architecture="mlp",
             dataset=dataset,
             **likelihood,
+            **(
+                {"hidden_dim": HIDDEN, "hidden_layers": 1, "architecture": "mlp"}
+                if pythae.benchmark is None
+                else {"architecture": "pythae-conv"}
+            ),
         )
     except ConfigError as e:
         raise ModelImportError(f"{where}: {e}") from e
@@ -266,7 +353,18 @@ def network_of(obj: Any, dataset: str = "unknown") -> VAE:
     where = f"{type(obj).__name__}.model_config"
     to_dict = getattr(obj.model_config, "to_dict", None)
     data = to_dict() if callable(to_dict) else None
-    pythae = parse_config(data, where)
+    classes = [type(getattr(obj, part, None)) for part in ("encoder", "decoder")]
+    suffixes = {
+        BENCHMARK_CLASSES.get(c.__name__)
+        for c in classes
+        if c.__module__.startswith("pythae.models.nn.benchmarks.")
+    }
+    benchmark = suffixes.pop() if len(suffixes) == 1 and None not in suffixes else None
+    if benchmark is not None and not all(
+        c.__name__.endswith(benchmark) and c.__module__.startswith("pythae.") for c in classes
+    ):
+        benchmark = None
+    pythae = parse_config(data, where, benchmark)
     config = our_config(pythae, dataset, where)
     state = {k: v.detach().cpu() for k, v in obj.state_dict().items()}
     model = VAE(config)
@@ -289,8 +387,7 @@ def import_pythae(
     src = Path(src)
     if not src.is_dir():
         raise ModelImportError(f"{src}: no such folder (expected a pythae model.save() folder)")
-    refuse_pickled_networks(src)
-    pythae = read_config(src)
+    pythae = read_config(src, benchmark_networks(src))
     model_name, objective, _ = VARIANTS[pythae.config_class]
     name, out = output_folder(
         name, out, checkpoints_dir, lambda: f"pythae-{model_name.lower()}-{src.resolve().name}"
@@ -307,7 +404,7 @@ def import_pythae(
     versions = read_source_json(environment, MAX_JSON_BYTES) if environment.is_file() else None
     card: dict[str, Any] = {
         "name": name,
-        "recipe": f"pythae {model_name}, its default MLP networks; trained with pythae, imported",
+        "recipe": f"pythae {model_name}, {pythae.networks}; trained with pythae, imported",
         "objective": {
             "objective": objective,
             "pythae_model": model_name,

@@ -16,7 +16,10 @@ KINDS = ("ae", "vae", "cvae")
 # pytorch-vae: AntixK/PyTorch-VAE's VanillaVAE networks (3×3 stride-2 convolutions with batch
 # norm, widths `hidden_dims`, to 2×2; a tanh output), imported from a Lightning checkpoint and
 # served; not trained here
-ARCHITECTURES = ("conv", "mlp", "pytorch-vae")
+# pythae-conv: pythae's convolutional benchmark networks for MNIST (28×28 grey), CIFAR (32×32)
+# and CelebA (64×64 colour), imported from its model.save() folders; not trained here
+ARCHITECTURES = ("conv", "mlp", "pytorch-vae", "pythae-conv")
+PYTHAE_CONV_SIDES = {28: 1, 32: 3, 64: 3}  # image side → channels, as pythae's networks fix them
 MLP_SIDES = (4, 128)
 LIKELIHOODS = ("bernoulli", "gaussian")
 # the conv stack halves the image to 4×4, one stride-2 convolution per halving: 64 takes four
@@ -103,6 +106,14 @@ class ModelConfig:
             _check_int("image_size", self.image_size, *MLP_SIDES)
         elif self.architecture == "pytorch-vae":
             self._check_pytorch_vae()
+        elif self.architecture == "pythae-conv":
+            side = self.image_size if type(self.image_size) is int else None
+            if PYTHAE_CONV_SIDES.get(side or 0) != self.channels or self.kind != "vae":
+                raise ConfigError(
+                    "a pythae-conv network is a vae of 1×28×28 (MNIST), 3×32×32 (CIFAR) or "
+                    f"3×64×64 (CelebA), got a {self.kind} of {_shown(self.channels)}×"
+                    f"{_shown(self.image_size)}×{_shown(self.image_size)}"
+                )
         elif type(self.image_size) is not int or self.image_size not in IMAGE_SIZES:
             raise ConfigError(
                 f"image_size must be one of {', '.join(map(str, IMAGE_SIZES))} (the conv stack "

@@ -214,6 +214,89 @@ class PyTorchVAEDecoder(nn.Module):
         return self._decode(z)  # (B, 3, H, W), tanh outputs: the pixel means unclamped
 
 
+# pythae's convolutional benchmark networks (pythae.models.nn.benchmarks.{mnist,cifar,celeba}
+# .convnets: Encoder_Conv_VAE_* and Decoder_Conv_AE_*), by image side: the input channels, the
+# encoder's last feature map side, the decoder's first, its transposed convolutions
+# (in, out, kernel, stride, padding, output padding) each followed by batch norm and a ReLU, its
+# last one (to the image, where pythae adds a sigmoid), and whether pythae wraps the decoder's
+# first linear layer in a Sequential (which names its tensors)
+PYTHAE_CONV: dict[int, dict[str, Any]] = {
+    28: {"channels": 1, "encoded": 1, "decoded": 4, "wrapped": False,
+         "deconvs": ((1024, 512, 3, 2, 1, 0), (512, 256, 3, 2, 1, 1)),
+         "last": (256, 3, 2, 1, 1)},
+    32: {"channels": 3, "encoded": 2, "decoded": 8, "wrapped": False,
+         "deconvs": ((1024, 512, 4, 2, 1, 0), (512, 256, 4, 2, 1, 1)),
+         "last": (256, 4, 1, 2, 0)},
+    64: {"channels": 3, "encoded": 4, "decoded": 8, "wrapped": True,
+         "deconvs": ((1024, 512, 5, 2, 2, 0), (512, 256, 5, 2, 1, 0), (256, 128, 5, 2, 2, 1)),
+         "last": (128, 5, 1, 1, 0)},
+}  # fmt: skip
+
+
+class PythaeConvEncoder(nn.Module):
+    """pythae's Encoder_Conv_VAE_{MNIST,CIFAR,CELEBA}: four 4×4 stride-2 convolutions (128, 256,
+    512, 1024 channels), each with batch norm and a ReLU; `embedding` and `log_var` from the
+    flattened features. Module names as pythae's, so its tensors load under their own names."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        spec = PYTHAE_CONV[cfg.image_size]
+        widths = (cfg.channels, 128, 256, 512, 1024)
+        self.layers = nn.ModuleList(
+            nn.Sequential(nn.Conv2d(a, b, 4, 2, padding=1), nn.BatchNorm2d(b), nn.ReLU())
+            for a, b in zip(widths, widths[1:], strict=False)
+        )
+        features = 1024 * spec["encoded"] ** 2
+        self.embedding = nn.Linear(features, cfg.latent_dim)
+        self.log_var = nn.Linear(features, cfg.latent_dim)
+
+    def forward(self, x: torch.Tensor, onehot: torch.Tensor | None) -> torch.Tensor:
+        h = x
+        for layer in self.layers:
+            h = layer(h)
+        h = h.reshape(x.shape[0], -1)
+        return torch.cat([self.embedding(h), self.log_var(h)], dim=1)
+
+
+class PythaeConvDecoder(nn.Module):
+    """pythae's Decoder_Conv_AE_{MNIST,CIFAR,CELEBA}: a linear layer to 1024 feature maps, then
+    transposed convolutions with batch norm and ReLUs, and a last one to the image; pythae's
+    final sigmoid is the one the served model applies to these logits."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        spec = PYTHAE_CONV[cfg.image_size]
+        self.side = spec["decoded"]
+        first = nn.Linear(cfg.latent_dim, 1024 * self.side**2)
+        layers: list[nn.Module] = [nn.Sequential(first) if spec["wrapped"] else first]
+        for a, b, k, s, p, op in spec["deconvs"]:
+            layers.append(
+                nn.Sequential(
+                    nn.ConvTranspose2d(a, b, k, s, padding=p, output_padding=op),
+                    nn.BatchNorm2d(b),
+                    nn.ReLU(),
+                )
+            )
+        a, k, s, p, op = spec["last"]
+        layers.append(
+            nn.Sequential(nn.ConvTranspose2d(a, cfg.channels, k, s, padding=p, output_padding=op))
+        )
+        self.layers = nn.ModuleList(layers)
+
+    def _decode(self, z: torch.Tensor) -> torch.Tensor:
+        h = self.layers[0](z).reshape(z.shape[0], 1024, self.side, self.side)
+        for layer in self.layers[1:]:
+            h = layer(h)
+        return h  # logits
+
+    def forward(
+        self, z: torch.Tensor, onehot: torch.Tensor | None, batch_invariant: bool = False
+    ) -> torch.Tensor:
+        if batch_invariant:  # each image alone: its bytes cannot depend on the batch
+            return torch.cat([self._decode(row) for row in z.split(1)])
+        return self._decode(z)
+
+
 class VAE(
     nn.Module,
     PyTorchModelHubMixin,
@@ -238,6 +321,8 @@ class VAE(
             self.encoder, self.decoder = MLPEncoder(config), MLPDecoder(config)
         elif config.architecture == "pytorch-vae":
             self.encoder, self.decoder = PyTorchVAEEncoder(config), PyTorchVAEDecoder(config)
+        elif config.architecture == "pythae-conv":
+            self.encoder, self.decoder = PythaeConvEncoder(config), PythaeConvDecoder(config)
         else:
             self.encoder, self.decoder = Encoder(config), Decoder(config)
 
