@@ -195,9 +195,12 @@ def test_a_pythae_model_object_is_served_from_python_as_its_import_is(tmp_path):
 BENCHMARKS = {"MNIST": (1, 28, 28), "CIFAR": (3, 32, 32), "CELEBA": (3, 64, 64)}
 
 
-def trained_benchmark(which: str, kind: str = "VAE", loss: str = "bce", encoder_of: str = ""):
-    """A pythae model of `kind` on its `which` benchmark networks (the encoder's from
-    `encoder_of` where given) after 2 Adam steps, so batch norm's running statistics moved."""
+def trained_benchmark(
+    which: str, kind: str = "VAE", loss: str = "bce", encoder_of: str = "", family: str = "Conv"
+):
+    """A pythae model of `kind` on its `which` benchmark networks of `family` (Conv or ResNet;
+    the encoder's from `encoder_of` where given) after 2 Adam steps, so batch norm's running
+    statistics moved."""
     from importlib import import_module
 
     model_cls, config_cls, settings = VARIANTS[kind]
@@ -205,9 +208,9 @@ def trained_benchmark(which: str, kind: str = "VAE", loss: str = "bce", encoder_
     torch.manual_seed(0)
     config = config_cls(input_dim=shape, latent_dim=LATENTS, reconstruction_loss=loss, **settings)
     nets = import_module(f"pythae.models.nn.benchmarks.{(encoder_of or which).lower()}")
-    encoder = getattr(nets, f"Encoder_Conv_VAE_{encoder_of or which}")(config)
+    encoder = getattr(nets, f"Encoder_{family}_VAE_{encoder_of or which}")(config)
     nets = import_module(f"pythae.models.nn.benchmarks.{which.lower()}")
-    decoder = getattr(nets, f"Decoder_Conv_AE_{which}")(config)
+    decoder = getattr(nets, f"Decoder_{family}_AE_{which}")(config)
     model = model_cls(config, encoder=encoder, decoder=decoder)
     if encoder_of:
         return model
@@ -222,18 +225,21 @@ def trained_benchmark(which: str, kind: str = "VAE", loss: str = "bce", encoder_
 
 
 @pytest.mark.parametrize(
-    ("which", "kind", "loss"),
-    [("MNIST", "VAE", "bce"), ("CIFAR", "BetaVAE", "mse"), ("CELEBA", "BetaTCVAE", "mse")],
-)
+    ("family", "which", "kind", "loss"),
+    [("Conv", "MNIST", "VAE", "bce"), ("Conv", "CIFAR", "BetaVAE", "mse"),
+     ("Conv", "CELEBA", "BetaTCVAE", "mse"), ("ResNet", "MNIST", "BetaVAE", "bce"),
+     ("ResNet", "CIFAR", "VAE", "mse"), ("ResNet", "CELEBA", "FactorVAE", "mse")],
+)  # fmt: skip
 def test_the_benchmark_networks_import_from_their_names_and_equal_pythaes_own(
-    which, kind, loss, tmp_path
+    family, which, kind, loss, tmp_path
 ):
-    theirs = trained_benchmark(which, kind, loss)
-    # batch norm's running statistics moved: an import that dropped them would differ
-    assert theirs.encoder.layers[0][1].running_mean.abs().max() > 1e-3
+    theirs = trained_benchmark(which, kind, loss, family=family)
+    if family == "Conv":  # batch norm's running statistics moved: an import dropping them differs
+        assert theirs.encoder.layers[0][1].running_mean.abs().max() > 1e-3
     ckpt = import_pythae(saved(theirs, tmp_path / "src"), tmp_path / "out")
-    assert ckpt.config.architecture == "pythae-conv"
-    assert "convolutional benchmark networks" in (ckpt.card.recipe or "")
+    assert ckpt.config.architecture == f"pythae-{family.lower()}"
+    words = "convolutional" if family == "Conv" else "ResNet"
+    assert f"{words} benchmark networks" in (ckpt.card.recipe or "")
     served = load_checkpoint(tmp_path / "out").served().model
     shape = BENCHMARKS[which]
     x, z = torch.rand(3, *shape), torch.randn(3, LATENTS)

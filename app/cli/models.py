@@ -301,8 +301,8 @@ def import_parser(sub: argparse._SubParsersAction) -> None:
         help="a folder written by pythae's model.save()",
         description="A folder written by pythae's (clementchadebec/benchmark_VAE) model.save(): "
         "VAE, BetaVAE, BetaTCVAE, FactorVAE or IWAE on pythae's default MLP networks or its "
-        "MNIST, CIFAR or CelebA convolutional benchmark networks (named in encoder.pkl and "
-        "decoder.pkl, whose opcodes are read, never run). model.pt is read with PyTorch's "
+        "MNIST, CIFAR or CelebA convolutional or ResNet benchmark networks (named in encoder.pkl "
+        "and decoder.pkl, whose opcodes are read, never run). model.pt is read with PyTorch's "
         "weights-only loader and nothing is unpickled: a folder whose pickles hold a network of "
         "its own is refused, naming its class (serve such a model as a plugin, "
         "docs/plugins.md).",

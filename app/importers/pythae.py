@@ -64,22 +64,24 @@ NOT_HERE = {
     "VAMPConfig": "its prior is a mixture over learned pseudo-inputs (VampPrior), not N(0, I), "
     "and the explorer samples and measures KL against N(0, I)",
 }
-# pythae's convolutional benchmark networks (pythae.models.nn.benchmarks.*.convnets), which
-# model.save() pickles by value: named in the pickle, rebuilt here (app.models.vae.PythaeConv*)
-# → (their data set, the image side they are made for)
-BENCHMARKS = {
-    "MNIST": ("MNIST", 28),
-    "CIFAR": ("CIFAR", 32),
-    "CELEBA": ("CelebA", 64),
-}
+# pythae's benchmark networks (pythae.models.nn.benchmarks.*.convnets and .resnets), which
+# model.save() pickles by value: named in the pickle, rebuilt here (app.models.vae.PythaeConv*,
+# PythaeResNet*). Their data sets → (its name, the image side the networks are made for); the
+# families → (our architecture, in words); each class name → (its benchmark, encoder|decoder)
+BENCHMARKS = {"MNIST": ("MNIST", 28), "CIFAR": ("CIFAR", 32), "CELEBA": ("CelebA", 64)}
+FAMILIES = {"Conv": ("pythae-conv", "convolutional"), "ResNet": ("pythae-resnet", "ResNet")}
 BENCHMARK_CLASSES = {
-    f"{part}_{suffix}": suffix
-    for suffix in BENCHMARKS
-    for part in ("Encoder_Conv_VAE", "Decoder_Conv_AE")
+    name: (f"{family}_{data}", part)
+    for data in BENCHMARKS
+    for family in FAMILIES
+    for name, part in (
+        (f"Encoder_{family}_VAE_{data}", "encoder"),
+        (f"Decoder_{family}_AE_{data}", "decoder"),
+    )
 }
 BASES = {  # the base class a by-value pickle of each refers to
-    "Encoder_Conv_VAE": "pythae.models.nn.base_architectures.BaseEncoder",
-    "Decoder_Conv_AE": "pythae.models.nn.base_architectures.BaseDecoder",
+    "encoder": "pythae.models.nn.base_architectures.BaseEncoder",
+    "decoder": "pythae.models.nn.base_architectures.BaseDecoder",
 }
 # parts of pythae's state dicts that no served model uses: FactorVAE's discriminator
 IGNORED = re.compile(r"^discriminator\.")
@@ -95,14 +97,19 @@ class PythaeConfig:
     latent_dim: int
     loss: str  # "mse" | "bce"
     hyperparameters: dict[str, Any]
-    benchmark: str | None = None  # "MNIST", "CIFAR" or "CELEBA": its benchmark networks
+    benchmark: str | None = None  # its benchmark networks: "Conv_MNIST", "ResNet_CELEBA", ...
 
     @property
     def networks(self) -> str:
         """What its networks are, in words."""
         if self.benchmark is None:
             return "its default MLP networks"
-        return f"its {BENCHMARKS[self.benchmark][0]} convolutional benchmark networks"
+        family, data = self.benchmark.split("_", 1)
+        return f"its {BENCHMARKS[data][0]} {FAMILIES[family][1]} benchmark networks"
+
+    @property
+    def architecture(self) -> str:
+        return "mlp" if self.benchmark is None else FAMILIES[self.benchmark.split("_")[0]][0]
 
 
 def read_config(src: Path, benchmark: str | None = None) -> PythaeConfig:
@@ -156,12 +163,12 @@ def parse_config(data: Any, path: str, benchmark: str | None = None) -> PythaeCo
     if loss not in ("mse", "bce"):
         raise ModelImportError(f"{path}: reconstruction_loss must be mse or bce, got {loss!r}")
     if benchmark is not None:
-        side = BENCHMARKS[benchmark][1]
+        data_set, side = BENCHMARKS[benchmark.split("_", 1)[1]]
         made_for = [1 if side == 28 else 3, side, side]
         if list(dims) != made_for:
             raise ModelImportError(
-                f"{path}: input_dim is {list(dims)}, but pythae's {BENCHMARKS[benchmark][0]} "
-                f"benchmark networks take {made_for}"
+                f"{path}: input_dim is {list(dims)}, but pythae's {data_set} benchmark "
+                f"networks take {made_for}"
             )
     kept = VARIANTS[name][2]
     hyper = {k: data.get(k) for k in kept}
@@ -170,7 +177,7 @@ def parse_config(data: Any, path: str, benchmark: str | None = None) -> PythaeCo
 
 def benchmark_networks(src: Path) -> str | None:
     """Which of pythae's benchmark networks the folder's pickled encoder and decoder are, by the
-    class names their opcodes refer to (read, never executed): "MNIST", "CIFAR" or "CELEBA";
+    class names their opcodes refer to (read, never executed): "Conv_MNIST", "ResNet_CIFAR", …;
     None where there are no pickles (pythae's default networks). Any other pickled network is
     refused, naming the classes it refers to."""
     found: dict[str, list[str]] = {}
@@ -182,10 +189,10 @@ def benchmark_networks(src: Path) -> str | None:
         return None
     suffixes = set()
     for file, names in found.items():
-        part = "Encoder_Conv_VAE" if file == PICKLED[0] else "Decoder_Conv_AE"
+        part = "encoder" if file == PICKLED[0] else "decoder"
         known = BENCHMARK_CLASSES.get(names[0]) if names else None
-        if known is not None and names[0].startswith(part) and BASES[part] in names:
-            suffixes.add(known)
+        if known is not None and known[1] == part and BASES[part] in names:
+            suffixes.add(known[0])
             continue
         which = f" ({listed(names)})" if names else ""
         raise ModelImportError(
@@ -197,7 +204,7 @@ def benchmark_networks(src: Path) -> str | None:
         got = ", ".join(f"{f}: {found[f][0]}" for f in found)
         raise ModelImportError(
             f"{src}: the encoder and decoder must be one pair of pythae's benchmark networks "
-            f"(Encoder_Conv_VAE_X and Decoder_Conv_AE_X), got {got}"
+            f"(Encoder_F_VAE_X and Decoder_F_AE_X), got {got}"
         )
     return suffixes.pop()
 
@@ -244,7 +251,7 @@ def convert_state_dict(
 ) -> dict[str, torch.Tensor]:
     """pythae's default networks' tensors under our names, every name and shape checked."""
     state = {k: v for k, v in theirs.items() if not IGNORED.match(k)}
-    if config.architecture == "pythae-conv":  # our modules are named as pythae's
+    if config.architecture in ("pythae-conv", "pythae-resnet"):  # named as pythae's
         return _checked(state, VAE(config).state_dict(), where, "pythae's benchmark networks")
     needed = {
         "encoder.layers.0.0.weight",
@@ -334,7 +341,7 @@ def our_config(pythae: PythaeConfig, dataset: str, where: str) -> ModelConfig:
             **(
                 {"hidden_dim": HIDDEN, "hidden_layers": 1, "architecture": "mlp"}
                 if pythae.benchmark is None
-                else {"architecture": "pythae-conv"}
+                else {"architecture": pythae.architecture}
             ),
         )
     except ConfigError as e:
@@ -354,16 +361,15 @@ def network_of(obj: Any, dataset: str = "unknown") -> VAE:
     to_dict = getattr(obj.model_config, "to_dict", None)
     data = to_dict() if callable(to_dict) else None
     classes = [type(getattr(obj, part, None)) for part in ("encoder", "decoder")]
-    suffixes = {
+    known = [
         BENCHMARK_CLASSES.get(c.__name__)
-        for c in classes
         if c.__module__.startswith("pythae.models.nn.benchmarks.")
-    }
-    benchmark = suffixes.pop() if len(suffixes) == 1 and None not in suffixes else None
-    if benchmark is not None and not all(
-        c.__name__.endswith(benchmark) and c.__module__.startswith("pythae.") for c in classes
-    ):
-        benchmark = None
+        else None
+        for c in classes
+    ]
+    benchmark = None
+    if known[0] and known[1] and known[0][0] == known[1][0] and known[0][1] == "encoder":
+        benchmark = known[0][0]
     pythae = parse_config(data, where, benchmark)
     config = our_config(pythae, dataset, where)
     state = {k: v.detach().cpu() for k, v in obj.state_dict().items()}

@@ -18,7 +18,8 @@ KINDS = ("ae", "vae", "cvae")
 # served; not trained here
 # pythae-conv: pythae's convolutional benchmark networks for MNIST (28×28 grey), CIFAR (32×32)
 # and CelebA (64×64 colour), imported from its model.save() folders; not trained here
-ARCHITECTURES = ("conv", "mlp", "pytorch-vae", "pythae-conv")
+# (pythae-resnet: its ResNet benchmark networks, for the same three)
+ARCHITECTURES = ("conv", "mlp", "pytorch-vae", "pythae-conv", "pythae-resnet")
 PYTHAE_CONV_SIDES = {28: 1, 32: 3, 64: 3}  # image side → channels, as pythae's networks fix them
 MLP_SIDES = (4, 128)
 LIKELIHOODS = ("bernoulli", "gaussian")
@@ -106,12 +107,12 @@ class ModelConfig:
             _check_int("image_size", self.image_size, *MLP_SIDES)
         elif self.architecture == "pytorch-vae":
             self._check_pytorch_vae()
-        elif self.architecture == "pythae-conv":
+        elif self.architecture in ("pythae-conv", "pythae-resnet"):
             side = self.image_size if type(self.image_size) is int else None
             if PYTHAE_CONV_SIDES.get(side or 0) != self.channels or self.kind != "vae":
                 raise ConfigError(
-                    "a pythae-conv network is a vae of 1×28×28 (MNIST), 3×32×32 (CIFAR) or "
-                    f"3×64×64 (CelebA), got a {self.kind} of {_shown(self.channels)}×"
+                    f"a {self.architecture} network is a vae of 1×28×28 (MNIST), 3×32×32 "
+                    f"(CIFAR) or 3×64×64 (CelebA), got a {self.kind} of {_shown(self.channels)}×"
                     f"{_shown(self.image_size)}×{_shown(self.image_size)}"
                 )
         elif type(self.image_size) is not int or self.image_size not in IMAGE_SIZES:

@@ -297,6 +297,120 @@ class PythaeConvDecoder(nn.Module):
         return self._decode(z)
 
 
+# pythae's ResNet benchmark networks (pythae.models.nn.benchmarks.*.resnets: Encoder_ResNet_VAE_*
+# and Decoder_ResNet_AE_*), by image side, as data: each entry of the ModuleList pythae builds,
+# a list where pythae wraps it in a Sequential, else one module; ("res", c, h) is pythae's
+# ResBlock (x + conv1×1(relu(conv3×3(relu(x))))). "C" is the image's channels. The decoder's
+# first entry is the linear layer, whose output is reshaped to (128, side, side); its last
+# entry's sigmoid is the one the served model applies (the CelebA decoder's other sigmoid, in
+# the middle, is kept).
+_RES = ("res", 128, 32)
+PYTHAE_RESNET: dict[int, dict[str, Any]] = {
+    28: {"encoded": 4, "decoded": 4,
+         "encoder": [[("conv", "C", 64, 4, 2, 1)], [("conv", 64, 128, 4, 2, 1)],
+                     [("conv", 128, 128, 3, 2, 1)], [_RES, _RES]],
+         "decoder": [("convT", 128, 128, 3, 2, 1, 0), [_RES, _RES, ("relu",)],
+                     [("convT", 128, 64, 3, 2, 1, 1), ("relu",)],
+                     [("convT", 64, "C", 3, 2, 1, 1), ("sigmoid",)]]},
+    32: {"encoded": 8, "decoded": 8,
+         "encoder": [[("conv", "C", 64, 4, 2, 1)], [("conv", 64, 128, 4, 2, 1)],
+                     [("conv", 128, 128, 3, 1, 1)], [_RES, _RES]],
+         "decoder": [[_RES, _RES], [("convT", 128, 64, 4, 2, 1, 0)],
+                     [("convT", 64, "C", 4, 2, 1, 0), ("sigmoid",)]]},
+    64: {"encoded": 4, "decoded": 4,
+         "encoder": [[("conv", "C", 64, 4, 2, 1)], [("conv", 64, 128, 4, 2, 1)],
+                     [("conv", 128, 128, 3, 2, 1)], [("conv", 128, 128, 3, 2, 1)],
+                     [_RES, _RES]],
+         "decoder": [("convT", 128, 128, 3, 2, 1, 0), [_RES, _RES],
+                     [("convT", 128, 128, 5, 2, 1, 0), ("sigmoid",)],
+                     [("convT", 128, 64, 5, 2, 1, 1)],
+                     [("convT", 64, "C", 4, 2, 1, 0), ("sigmoid",)]]},
+}  # fmt: skip
+
+
+class PythaeResBlock(nn.Module):
+    """pythae's ResBlock: x + the block (ReLU, 3×3 conv to `hidden`, ReLU, 1×1 conv back)."""
+
+    def __init__(self, channels: int, hidden: int) -> None:
+        super().__init__()
+        self.conv_block = nn.Sequential(
+            nn.ReLU(), nn.Conv2d(channels, hidden, 3, 1, padding=1),
+            nn.ReLU(), nn.Conv2d(hidden, channels, 1, 1, padding=0),
+        )  # fmt: skip
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.conv_block(x)
+
+
+def _pythae_module(op: tuple[Any, ...], channels: int) -> nn.Module:
+    kind, *args = op
+    args = [channels if a == "C" else a for a in args]
+    if kind == "conv":
+        a, b, k, stride, pad = args
+        return nn.Conv2d(a, b, k, stride, padding=pad)
+    if kind == "convT":
+        a, b, k, stride, pad, out_pad = args
+        return nn.ConvTranspose2d(a, b, k, stride, padding=pad, output_padding=out_pad)
+    if kind == "res":
+        return PythaeResBlock(*args)
+    return nn.ReLU() if kind == "relu" else nn.Sigmoid()
+
+
+def _pythae_layers(entries: list[Any], channels: int) -> nn.ModuleList:
+    return nn.ModuleList(
+        nn.Sequential(*(_pythae_module(op, channels) for op in entry))
+        if isinstance(entry, list)
+        else _pythae_module(entry, channels)
+        for entry in entries
+    )
+
+
+class PythaeResNetEncoder(nn.Module):
+    """pythae's Encoder_ResNet_VAE_{MNIST,CIFAR,CELEBA} (PYTHAE_RESNET), its names kept."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        spec = PYTHAE_RESNET[cfg.image_size]
+        self.layers = _pythae_layers(spec["encoder"], cfg.channels)
+        features = 128 * spec["encoded"] ** 2
+        self.embedding = nn.Linear(features, cfg.latent_dim)
+        self.log_var = nn.Linear(features, cfg.latent_dim)
+
+    def forward(self, x: torch.Tensor, onehot: torch.Tensor | None) -> torch.Tensor:
+        h = x
+        for layer in self.layers:
+            h = layer(h)
+        h = h.reshape(x.shape[0], -1)
+        return torch.cat([self.embedding(h), self.log_var(h)], dim=1)
+
+
+class PythaeResNetDecoder(nn.Module):
+    """pythae's Decoder_ResNet_AE_{MNIST,CIFAR,CELEBA} (PYTHAE_RESNET), its names kept; the
+    last sigmoid left to the served model (these are its logits)."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        spec = PYTHAE_RESNET[cfg.image_size]
+        self.side = spec["decoded"]
+        entries = [("linear",), *spec["decoder"]]
+        entries[-1] = entries[-1][:-1]  # without its sigmoid
+        layers = _pythae_layers(entries[1:], cfg.channels)
+        self.layers = nn.ModuleList([nn.Linear(cfg.latent_dim, 128 * self.side**2), *layers])
+
+    def _decode(self, z: torch.Tensor) -> torch.Tensor:
+        h = self.layers[0](z).reshape(z.shape[0], 128, self.side, self.side)
+        for layer in self.layers[1:]:
+            h = layer(h)
+        return h  # logits
+
+    def forward(
+        self, z: torch.Tensor, onehot: torch.Tensor | None, batch_invariant: bool = False
+    ) -> torch.Tensor:
+        if batch_invariant:  # each image alone: its bytes cannot depend on the batch
+            return torch.cat([self._decode(row) for row in z.split(1)])
+        return self._decode(z)
+
+
 class VAE(
     nn.Module,
     PyTorchModelHubMixin,
@@ -323,6 +437,8 @@ class VAE(
             self.encoder, self.decoder = PyTorchVAEEncoder(config), PyTorchVAEDecoder(config)
         elif config.architecture == "pythae-conv":
             self.encoder, self.decoder = PythaeConvEncoder(config), PythaeConvDecoder(config)
+        elif config.architecture == "pythae-resnet":
+            self.encoder, self.decoder = PythaeResNetEncoder(config), PythaeResNetDecoder(config)
         else:
             self.encoder, self.decoder = Encoder(config), Decoder(config)
 
