@@ -15,7 +15,8 @@ every drag, and how long a page takes to load every slider's sweep in the backgr
 
 `--page` replaces the default pages (e.g. `--page celeba=/?model=disvae-btcvae-celeba`, or
 `--page kl=/?model=shapes-autoencoder-kl` for a spatial latent's channel sliders);
-`--plugin` serves a plugin model beside the checkpoints (e.g. examples.mlp_vae:build).
+`--plugin` serves a plugin model beside the checkpoints (e.g. examples.mlp_vae:build);
+`--checkpoints DIR` serves another folder of models.
 """
 
 from __future__ import annotations
@@ -101,9 +102,11 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3, help="fresh page loads per page")
     ap.add_argument("--page", action="append", default=[], metavar="NAME=PATH")
     ap.add_argument("--plugin", action="append", default=[], metavar="MODULE:FACTORY")
+    ap.add_argument("--checkpoints", type=Path, default=None, help="serve this folder instead")
     a = ap.parse_args()
     pages = [tuple(p.split("=", 1)) for p in a.page] or list(PAGES)
-    with live_server(Settings(plugins=tuple(a.plugin))) as url, sync_playwright() as p:
+    folder = {"checkpoints_dir": a.checkpoints} if a.checkpoints else {}
+    with live_server(Settings(plugins=tuple(a.plugin), **folder)) as url, sync_playwright() as p:
         browser = launch_chromium(p)
         for name, path in pages:
             loaded = statistics.median(sweeps_loaded(browser, url + path) for _ in range(3))

@@ -1,9 +1,9 @@
 // Explore and compare pages: one set of sliders re-decodes every model's picture while dragged.
 //
 // At pointer rate htmx would add latency, so these few lines set the pictures directly. Per
-// picture: one request in flight at a time, the newest slider position waiting behind it (older
-// ones are dropped, never painted), decoded bitmaps kept in a small cache so revisited positions
-// paint at once. Grabbing a slider (pointer or keyboard focus) fetches a sweep: one strip with
+// picture (static/painter.js): one request in flight at a time, the newest slider position
+// waiting behind it (older ones are dropped, never painted), decoded bitmaps kept in a small
+// cache so revisited positions paint at once. Grabbing a slider (pointer or keyboard focus) fetches a sweep: one strip with
 // that slider's every position decoded, sliced into the cache, so the drag itself paints from
 // memory. z is written with two decimals, which is also what makes the server's ETag and the
 // browser's HTTP cache useful.
@@ -50,66 +50,12 @@
   function makePanel(canvas) {
     const model = canvas.dataset.model;
     const kind = canvas.dataset.kind;
-    const ctx = canvas.getContext("2d");
-    ctx.imageSmoothingEnabled = false;
-    const cache = new Map(); // url → ImageBitmap, least recently used first
-    let inflight = false;
-    let pending = null; // {url, t0}: the newest position, waiting for the in-flight one
-    let shown = null;
-
-    function paint(url, bitmap, t0, cached) {
-      ctx.drawImage(bitmap, 0, 0, canvas.width, canvas.height);
-      shown = url;
-      canvas.dataset.shown = url;
-      requestAnimationFrame(() => paints.push({ model, cached, ms: performance.now() - t0 }));
-    }
-
-    function remember(url, bitmap) {
-      cache.delete(url);
-      cache.set(url, bitmap);
-      if (cache.size > 4000) cache.delete(cache.keys().next().value);
-    }
-
-    async function fetchBitmap(url) {
-      const resp = await fetch(url, { cache: "force-cache" });
-      if (!resp.ok) {
-        const body = await resp.json().catch(() => ({ detail: resp.statusText }));
-        throw new Error(body.detail);
-      }
-      return createImageBitmap(await resp.blob());
-    }
-
-    function request(url, t0) {
-      if (url === shown) return;
-      const hit = cache.get(url);
-      if (hit) {
-        remember(url, hit);
-        pending = null; // a newer position overtakes anything queued
-        paint(url, hit, t0, true);
-        return;
-      }
-      if (inflight) {
-        pending = { url, t0 };
-        return;
-      }
-      inflight = true;
-      fetchBitmap(url)
-        .then((bitmap) => {
-          remember(url, bitmap);
-          // paint only if no newer position is waiting: a stale frame would flicker backwards
-          if (pending === null) paint(url, bitmap, t0, false);
-          showError(null);
-        })
-        .catch((err) => showError(`${model}: ${err.message}`))
-        .finally(() => {
-          inflight = false;
-          if (pending !== null) {
-            const next = pending;
-            pending = null;
-            request(next.url, next.t0);
-          }
-        });
-    }
+    const { cache, paint, remember, fetchBitmap, request } = window.latentPainter(
+      canvas,
+      model,
+      paints,
+      showError,
+    );
 
     const decodeUrl = (values = z, at = label) =>
       `${api(model)}/decode.png?${query(kind, values, at)}`;

@@ -2,8 +2,8 @@
 // AutoencoderKL's z is C channels over an h×w grid. One slider per channel adds to that channel
 // inside a region painted on the picture; the channels are drawn beside it as small images.
 //
-// As on the flat explore page (static/explore.js): one decode in flight at a time, the newest
-// position waiting behind it; every value kept in whole hundredths so the URLs the page writes
+// As on the flat explore page (static/explore.js, both painting through static/painter.js): one
+// decode in flight at a time, the newest position waiting behind it; every value kept in whole hundredths so the URLs the page writes
 // are the ones a channel sweep's tiles stand for; each channel's sweep (its slider's every
 // position, one strip) fetched once the picture is up and again after every change, so a drag
 // paints from memory from the first grab.
@@ -61,64 +61,14 @@
     errorBox.textContent = message || "";
   }
 
-  // --- the picture ---------------------------------------------------------------------------
+  // --- the picture (static/painter.js) -------------------------------------------------------
   const canvas = root.querySelector("canvas.decoded");
-  const ctx = canvas.getContext("2d");
-  ctx.imageSmoothingEnabled = false;
-  const cache = new Map(); // url → ImageBitmap, least recently used first
-  let inflight = false;
-  let pending = null;
-  let shown = null;
-
-  function paint(url, bitmap, t0, cached) {
-    ctx.drawImage(bitmap, 0, 0, canvas.width, canvas.height);
-    shown = url;
-    canvas.dataset.shown = url;
-    requestAnimationFrame(() => paints.push({ model, cached, ms: performance.now() - t0 }));
-  }
-  function remember(url, bitmap) {
-    cache.delete(url);
-    cache.set(url, bitmap);
-    if (cache.size > 4000) cache.delete(cache.keys().next().value);
-  }
-  async function fetchBitmap(url) {
-    const resp = await fetch(url, { cache: "force-cache" });
-    if (!resp.ok) {
-      const body = await resp.json().catch(() => ({ detail: resp.statusText }));
-      throw new Error(body.detail);
-    }
-    return createImageBitmap(await resp.blob());
-  }
-  function request(url, t0) {
-    if (url === shown) return;
-    const hit = cache.get(url);
-    if (hit) {
-      remember(url, hit);
-      pending = null;
-      paint(url, hit, t0, true);
-      return;
-    }
-    if (inflight) {
-      pending = { url, t0 };
-      return;
-    }
-    inflight = true;
-    fetchBitmap(url)
-      .then((bitmap) => {
-        remember(url, bitmap);
-        if (pending === null) paint(url, bitmap, t0, false);
-        showError(null);
-      })
-      .catch((err) => showError(`${model}: ${err.message}`))
-      .finally(() => {
-        inflight = false;
-        if (pending !== null) {
-          const next = pending;
-          pending = null;
-          request(next.url, next.t0);
-        }
-      });
-  }
+  const { cache, paint, remember, fetchBitmap, request } = window.latentPainter(
+    canvas,
+    model,
+    paints,
+    showError,
+  );
   const decodeUrl = (z) => `${api}/decode.png?z=${zText(z)}`;
 
   // --- channel sweeps: every position of one channel's slider, one strip ----------------------

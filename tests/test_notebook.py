@@ -1,6 +1,7 @@
 """examples/notebook_serve.ipynb, run top to bottom in a real Jupyter kernel (nbclient and
 ipykernel, as `jupyter nbconvert --execute` would): the model trained in the notebook is served
-from the kernel and shown inline, and the server answers the notebook's own request. Training is
+from the kernel and shown inline, and the server answers the notebook's own request; then a
+diffusers AutoencoderKL object (the shipped one) is served with its latent kept spatial. Training is
 cut to a few steps (the notebook reads LATENT_EXPLORER_EXAMPLE_STEPS)."""
 
 from __future__ import annotations
@@ -47,3 +48,7 @@ def test_the_example_notebook_trains_serves_and_shows_the_explorer_inline(monkey
     (png,) = outputs(code[2], "image/png")
     picture = np.asarray(Image.open(io.BytesIO(base64.b64decode(png))))
     assert picture.shape[:2] == (28, 28) and picture.std() > 0  # a decoded sprite, not blank
+    # the shipped AutoencoderKL, loaded by diffusers from its folder, served with its latent
+    (shown,) = outputs(code[3], "text/html")
+    assert re.search(r'<iframe src="http://127\.0\.0\.1:\d+/\?model=scenes-kl"', shown), shown
+    assert "4 channels over 8×8 cells: 256 values" in "".join(outputs(code[4], "text/plain"))

@@ -1,0 +1,72 @@
+// One picture that follows a drag, shared by the explore pages (static/explore.js for a flat
+// latent, static/spatial.js for a spatial one): one decode request in flight at a time, the
+// newest position waiting behind it (older ones are dropped, never painted, so a stale frame
+// cannot flicker backwards), decoded bitmaps kept in a small least-recently-used cache so that
+// revisited positions and sliced sweeps paint at once. Every paint is timed from its input
+// event into `paints` (read by bench/ and the browser tests).
+"use strict";
+
+window.latentPainter = (canvas, model, paints, showError) => {
+  const ctx = canvas.getContext("2d");
+  ctx.imageSmoothingEnabled = false;
+  const cache = new Map(); // url → ImageBitmap, least recently used first
+  let inflight = false;
+  let pending = null; // {url, t0}: the newest position, waiting for the in-flight one
+  let shown = null;
+
+  function paint(url, bitmap, t0, cached) {
+    ctx.drawImage(bitmap, 0, 0, canvas.width, canvas.height);
+    shown = url;
+    canvas.dataset.shown = url;
+    requestAnimationFrame(() => paints.push({ model, cached, ms: performance.now() - t0 }));
+  }
+
+  function remember(url, bitmap) {
+    cache.delete(url);
+    cache.set(url, bitmap);
+    if (cache.size > 4000) cache.delete(cache.keys().next().value);
+  }
+
+  async function fetchBitmap(url) {
+    const resp = await fetch(url, { cache: "force-cache" });
+    if (!resp.ok) {
+      const body = await resp.json().catch(() => ({ detail: resp.statusText }));
+      throw new Error(body.detail);
+    }
+    return createImageBitmap(await resp.blob());
+  }
+
+  function request(url, t0) {
+    if (url === shown) return;
+    const hit = cache.get(url);
+    if (hit) {
+      remember(url, hit);
+      pending = null; // a newer position overtakes anything queued
+      paint(url, hit, t0, true);
+      return;
+    }
+    if (inflight) {
+      pending = { url, t0 };
+      return;
+    }
+    inflight = true;
+    fetchBitmap(url)
+      .then((bitmap) => {
+        remember(url, bitmap);
+        // paint only if no newer position is waiting: a stale frame would flicker backwards
+        if (pending === null) paint(url, bitmap, t0, false);
+        showError(null);
+      })
+      .catch((err) => showError(`${model}: ${err.message}`))
+      .finally(() => {
+        inflight = false;
+        if (pending !== null) {
+          const next = pending;
+          pending = null;
+          request(next.url, next.t0);
+        }
+      });
+  }
+
+  return { cache, paint, remember, fetchBitmap, request };
+};
