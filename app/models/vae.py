@@ -149,6 +149,22 @@ class MLPDecoder(nn.Module):
         return h.view(-1, *self.shape)  # logits / pre-sigmoid means
 
 
+class ImageByImageDecoder(nn.Module):
+    """A decoder served image by image: `_decode` (z → its output) on each row alone when the
+    bytes must not depend on the batch (the served model's promise), on the batch otherwise.
+    For networks whose convolutions' rounding is not known to be batch-invariant."""
+
+    def _decode(self, z: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(
+        self, z: torch.Tensor, onehot: torch.Tensor | None, batch_invariant: bool = False
+    ) -> torch.Tensor:
+        if batch_invariant:  # each image alone: its bytes cannot depend on the batch
+            return torch.cat([self._decode(row) for row in z.split(1)])
+        return self._decode(z)
+
+
 class PyTorchVAEEncoder(nn.Module):
     """PyTorch-VAE's VanillaVAE encoder: per width in hidden_dims, Conv2d(3×3, stride 2,
     padding 1) → BatchNorm2d → LeakyReLU(0.01), then fc_mu and fc_var from the flattened 2×2."""
@@ -171,7 +187,7 @@ class PyTorchVAEEncoder(nn.Module):
         return torch.cat([self.fc_mu(h), self.fc_var(h)], dim=1)  # (B, 2·D)
 
 
-class PyTorchVAEDecoder(nn.Module):
+class PyTorchVAEDecoder(ImageByImageDecoder):
     """PyTorch-VAE's VanillaVAE decoder: decoder_input to (hidden_dims[-1], 2, 2), per width
     back down ConvTranspose2d(3×3, stride 2, padding 1, output padding 1) → BatchNorm2d →
     LeakyReLU, and a final layer doubling once more, then Conv2d(3×3) to 3 channels and a tanh.
@@ -204,14 +220,7 @@ class PyTorchVAEDecoder(nn.Module):
 
     def _decode(self, z: torch.Tensor) -> torch.Tensor:
         h = self.decoder_input(z).view(-1, self.width, 2, 2)
-        return self.final_layer(self.deconvs(h))
-
-    def forward(
-        self, z: torch.Tensor, onehot: torch.Tensor | None, batch_invariant: bool = False
-    ) -> torch.Tensor:
-        if batch_invariant:  # each image alone: its bytes cannot depend on the batch
-            return torch.cat([self._decode(row) for row in z.split(1)])
-        return self._decode(z)  # (B, 3, H, W), tanh outputs: the pixel means unclamped
+        return self.final_layer(self.deconvs(h))  # (B, 3, H, W): tanh outputs, means unclamped
 
 
 # pythae's convolutional benchmark networks (pythae.models.nn.benchmarks.{mnist,cifar,celeba}
@@ -233,7 +242,23 @@ PYTHAE_CONV: dict[int, dict[str, Any]] = {
 }  # fmt: skip
 
 
-class PythaeConvEncoder(nn.Module):
+class PythaeEncoder(nn.Module):
+    """pythae's benchmark encoders: `layers` in turn, then `embedding` (μ) and `log_var` from
+    the flattened features."""
+
+    layers: nn.ModuleList
+    embedding: nn.Linear
+    log_var: nn.Linear
+
+    def forward(self, x: torch.Tensor, onehot: torch.Tensor | None) -> torch.Tensor:
+        h = x
+        for layer in self.layers:
+            h = layer(h)
+        h = h.reshape(x.shape[0], -1)
+        return torch.cat([self.embedding(h), self.log_var(h)], dim=1)
+
+
+class PythaeConvEncoder(PythaeEncoder):
     """pythae's Encoder_Conv_VAE_{MNIST,CIFAR,CELEBA}: four 4×4 stride-2 convolutions (128, 256,
     512, 1024 channels), each with batch norm and a ReLU; `embedding` and `log_var` from the
     flattened features. Module names as pythae's, so its tensors load under their own names."""
@@ -250,15 +275,8 @@ class PythaeConvEncoder(nn.Module):
         self.embedding = nn.Linear(features, cfg.latent_dim)
         self.log_var = nn.Linear(features, cfg.latent_dim)
 
-    def forward(self, x: torch.Tensor, onehot: torch.Tensor | None) -> torch.Tensor:
-        h = x
-        for layer in self.layers:
-            h = layer(h)
-        h = h.reshape(x.shape[0], -1)
-        return torch.cat([self.embedding(h), self.log_var(h)], dim=1)
 
-
-class PythaeConvDecoder(nn.Module):
+class PythaeConvDecoder(ImageByImageDecoder):
     """pythae's Decoder_Conv_AE_{MNIST,CIFAR,CELEBA}: a linear layer to 1024 feature maps, then
     transposed convolutions with batch norm and ReLUs, and a last one to the image; pythae's
     final sigmoid is the one the served model applies to these logits."""
@@ -288,13 +306,6 @@ class PythaeConvDecoder(nn.Module):
         for layer in self.layers[1:]:
             h = layer(h)
         return h  # logits
-
-    def forward(
-        self, z: torch.Tensor, onehot: torch.Tensor | None, batch_invariant: bool = False
-    ) -> torch.Tensor:
-        if batch_invariant:  # each image alone: its bytes cannot depend on the batch
-            return torch.cat([self._decode(row) for row in z.split(1)])
-        return self._decode(z)
 
 
 # pythae's ResNet benchmark networks (pythae.models.nn.benchmarks.*.resnets: Encoder_ResNet_VAE_*
@@ -365,7 +376,7 @@ def _pythae_layers(entries: list[Any], channels: int) -> nn.ModuleList:
     )
 
 
-class PythaeResNetEncoder(nn.Module):
+class PythaeResNetEncoder(PythaeEncoder):
     """pythae's Encoder_ResNet_VAE_{MNIST,CIFAR,CELEBA} (PYTHAE_RESNET), its names kept."""
 
     def __init__(self, cfg: ModelConfig) -> None:
@@ -376,15 +387,8 @@ class PythaeResNetEncoder(nn.Module):
         self.embedding = nn.Linear(features, cfg.latent_dim)
         self.log_var = nn.Linear(features, cfg.latent_dim)
 
-    def forward(self, x: torch.Tensor, onehot: torch.Tensor | None) -> torch.Tensor:
-        h = x
-        for layer in self.layers:
-            h = layer(h)
-        h = h.reshape(x.shape[0], -1)
-        return torch.cat([self.embedding(h), self.log_var(h)], dim=1)
 
-
-class PythaeResNetDecoder(nn.Module):
+class PythaeResNetDecoder(ImageByImageDecoder):
     """pythae's Decoder_ResNet_AE_{MNIST,CIFAR,CELEBA} (PYTHAE_RESNET), its names kept; the
     last sigmoid left to the served model (these are its logits)."""
 
@@ -402,13 +406,6 @@ class PythaeResNetDecoder(nn.Module):
         for layer in self.layers[1:]:
             h = layer(h)
         return h  # logits
-
-    def forward(
-        self, z: torch.Tensor, onehot: torch.Tensor | None, batch_invariant: bool = False
-    ) -> torch.Tensor:
-        if batch_invariant:  # each image alone: its bytes cannot depend on the batch
-            return torch.cat([self._decode(row) for row in z.split(1)])
-        return self._decode(z)
 
 
 class VAE(
