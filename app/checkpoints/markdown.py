@@ -115,3 +115,26 @@ def _licence_lines(card: ModelCard, licence: Licence | None) -> list[str]:
     else:
         lines.append(f"{licence.note or 'No licence was found with the weights'}.\n")
     return lines
+
+
+def autoencoder_kl_markdown(card: ModelCard, latent_shape: tuple[int, int, int], side: int) -> str:
+    """The README of a diffusers AutoencoderKL folder trained here (`latent-explorer train-kl`)."""
+    c, h, w = latent_shape
+    lines = [
+        "---\nlibrary_name: diffusers\ntags:\n- vae\n- autoencoder-kl\n---\n",
+        f"# {card.name or 'model'}\n",
+        f"A diffusers `AutoencoderKL` for {side}×{side} images, its latent {c} channels over "
+        f"{h}×{w} cells, trained on `{card.dataset}` by latent-explorer: "
+        f"{card.recipe or 'recipe not recorded'}.\n",
+        *_trained_lines(card),
+    ]
+    if card.eval is not None and card.eval.neg_elbo is not None:
+        lines.append(
+            f"- held-out −ELBO: {card.eval.neg_elbo:,} nats over {card.eval.eval_images:,} "
+            f"images; {card.eval.active_latents} of {c * h * w} latent values in use"
+        )
+    lines.append(
+        "\n`config.json` and `diffusion_pytorch_model.safetensors` are diffusers' own "
+        "(`AutoencoderKL.from_pretrained` loads them); `card.json` holds the full record.\n"
+    )
+    return "\n".join(lines)

@@ -14,11 +14,13 @@ has unit variance and N(0, I) samples land where the data's latents do.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import shlex
 import sys
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -27,9 +29,12 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from app.checkpoints.card import ModelCard
 from app.checkpoints.files import write_folder_atomically
+from app.checkpoints.markdown import autoencoder_kl_markdown
 from app.data.shapes3d import ProceduralShapes3D
 from app.models.autoencoder_kl import AutoencoderKLConfig, build_network
+from app.training.common import device_name
 
 SIGMA = 0.1
 CONFIG = AutoencoderKLConfig(
@@ -78,6 +83,59 @@ def neg_elbo(network: Any, x: torch.Tensor, generator: torch.Generator) -> tuple
     return (nll.sum(1) + kl.sum(1)).mean(), nll.sum(1).mean(), kl.sum(1).mean()
 
 
+EVAL_IMAGES = 1024
+
+
+@dataclass(frozen=True)
+class HeldOut:
+    """The card's `eval` of a model trained here (app.checkpoints.card.Evaluation's fields)."""
+
+    eval_images: int
+    recon_nll: float
+    kl_per_dim: list[float]
+    kl_total: float
+    neg_elbo: float
+    active_latents: int
+    seed: int
+    images: str
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@torch.inference_mode()
+def held_out(network: Any, images: torch.Tensor, seed: int, scaling: float) -> HeldOut:
+    """The card's `eval`: mean reconstruction NLL at z = μ, KL per latent value and −ELBO over
+    `images` (scenes drawn apart from the training ones), and how many latent values carry
+    more than ACTIVE_KL nats. The KL is that of the served z = latent · scaling against
+    N(0, I), as the explorer measures it."""
+    from app.models.elbo import ACTIVE_KL
+
+    nll, kl = torch.zeros((), dtype=torch.float64), None
+    for x in images.split(128):
+        mean, logvar = network._encode(x * 2 - 1).chunk(2, dim=1)  # noqa: SLF001
+        logvar = logvar.clamp(-30.0, 20.0)
+        recon = (network.decode(mean).sample / 2 + 0.5).clamp(0, 1)
+        mean, logvar = mean * scaling, logvar + 2 * math.log(scaling)
+        nll += (0.5 * ((x - recon) / SIGMA) ** 2 + math.log(SIGMA * math.sqrt(2 * math.pi))).sum()
+        part = (0.5 * (mean**2 + logvar.exp() - 1 - logvar)).flatten(1).double().sum(0)
+        kl = part if kl is None else kl + part
+    assert kl is not None
+    n = len(images)
+    per_dim = (kl / n).tolist()
+    return HeldOut(
+        eval_images=n,
+        recon_nll=round(float(nll) / n, 2),
+        kl_per_dim=[round(v, 4) for v in per_dim],
+        kl_total=round(sum(per_dim), 2),
+        neg_elbo=round(float(nll) / n + sum(per_dim), 2),
+        active_latents=sum(v > ACTIVE_KL for v in per_dim),
+        seed=seed,
+        images="shapes3d scenes drawn by latent-explorer from numpy.random.default_rng(seed), "
+        "apart from the training ones",
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="latent-explorer train-kl", description=DESCRIPTION)
     add_arguments(p)
@@ -122,26 +180,22 @@ def run(args: argparse.Namespace) -> int:
                            for x in images[:1024].split(128)])  # fmt: skip
         scaling = 1.0 / float(means.std())
     network.register_to_config(scaling_factor=round(scaling, 5))
+    eval_seed = args.seed + 1
+    held = (
+        torch.from_numpy(data.sample(np.random.default_rng(eval_seed), EVAL_IMAGES).images).float()
+        / 255
+    )
+    evaluation = held_out(network, held, eval_seed, round(scaling, 5))
+    command = shlex.join(
+        ["latent-explorer", "train-kl", "--out", str(args.out), "--steps", str(args.steps),
+         "--batch-size", str(args.batch_size), "--lr", str(args.lr),
+         "--images", str(args.images), "--seed", str(args.seed)]
+    )  # fmt: skip
+    wall = round(time.time() - started, 1)
     card = {
         "name": args.out.name,
-        "command": shlex.join(
-            [
-                "latent-explorer",
-                "train-kl",
-                "--out",
-                str(args.out),
-                "--steps",
-                str(args.steps),
-                "--batch-size",
-                str(args.batch_size),
-                "--lr",
-                str(args.lr),
-                "--images",
-                str(args.images),
-                "--seed",
-                str(args.seed),
-            ]
-        ),  # fmt: skip
+        "command": command,
+        "commands": [command],
         "recipe": "diffusers AutoencoderKL, 4 blocks (16, 32, 32, 64 channels), 4 latent channels "
         "at 1/8 the side; −ELBO with a Gaussian likelihood (σ = 0.1) and β = 1; Adam, the rate "
         "decayed by a cosine to 1% over the run",
@@ -154,23 +208,45 @@ def run(args: argparse.Namespace) -> int:
         },  # fmt: skip
         "dataset": "shapes3d",
         "steps": args.steps,
+        "target_steps": args.steps,
         "batch_size": args.batch_size,
         "learning_rate": args.lr,
-        "wall_time_s": round(time.time() - started, 1),
+        "seed": args.seed,
+        "device": device_name(torch.device("cpu")),
+        "torch": torch.__version__,
+        "segments": [
+            {
+                "from_step": 0,
+                "to_step": args.steps,
+                "device": device_name(torch.device("cpu")),
+                "wall_time_s": wall,
+                "command": command,
+                "torch": torch.__version__,
+            }
+        ],  # fmt: skip
+        "wall_time_s": wall,
         "trained": datetime.now(UTC).date().isoformat(),
         "train_images": args.images,
         "final_train_loss": history[-1],
+        "eval": evaluation.to_json(),
+        "kl_per_dim": evaluation.kl_per_dim,
+        "active_latents": evaluation.active_latents,
         "history": history,
     }
+
+    checked = ModelCard.from_json(card, args.out)  # as loading will read it
+    readme = autoencoder_kl_markdown(checked, CONFIG.latent_shape(CONFIG.sample_size), 64)
 
     def write(tmp: Path) -> None:
         network.save_pretrained(str(tmp), safe_serialization=True)
         (tmp / "card.json").write_text(json.dumps(card, indent=2) + "\n")
+        (tmp / "README.md").write_text(readme)
 
     write_folder_atomically(args.out, write)
     print(  # noqa: T201
-        f"wrote {args.out}: {args.steps} steps in {card['wall_time_s']} s, "
-        f"−ELBO {history[-1]['neg_elbo']} nats, scaling_factor {scaling:.5f}"
+        f"wrote {args.out}: {args.steps} steps in {wall} s, held-out −ELBO "
+        f"{evaluation.neg_elbo} nats ({evaluation.active_latents} of "
+        f"{len(evaluation.kl_per_dim)} latent values in use), scaling_factor {scaling:.5f}"
     )
     return 0
 
