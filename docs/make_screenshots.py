@@ -6,6 +6,7 @@ against a live server on the shipped checkpoints.
                                       # map.png, directions.png
     python docs/make_screenshots.py map   # the last two only
     python docs/make_screenshots.py data  # docs/data-map.png, models.png: data sets, /models
+    python docs/make_screenshots.py spatial  # docs/spatial.png: an AutoencoderKL's page
 """
 
 from __future__ import annotations
@@ -63,6 +64,28 @@ def data_shots(page: Page, url: str) -> None:
     page.screenshot(path=str(ROOT / "docs" / "models.png"))
 
 
+def spatial_shots(page: Page, url: str) -> None:
+    """The shipped AutoencoderKL's page with a region painted over the object (the middle
+    cells of its 8×8 grid) and one channel's slider moved, the traversal of that region."""
+    page.goto(url + "/?model=shapes-autoencoder-kl")
+    page.wait_for_function("document.querySelector('canvas.decoded').dataset.shown")
+    box = page.locator("canvas.region").bounding_box()
+    assert box is not None
+    cell = box["width"] / 8
+    for row in (3, 4, 5):  # drag across columns 2-5 of rows 3-5
+        page.mouse.move(box["x"] + cell * 2.5, box["y"] + cell * (row + 0.5))
+        page.mouse.down()
+        page.mouse.move(box["x"] + cell * 5.5, box["y"] + cell * (row + 0.5), steps=6)
+        page.mouse.up()
+    page.wait_for_load_state("networkidle")
+    slider = page.locator("#channel1")
+    slider.focus()
+    for _ in range(8):  # +1.6 on channel 1, inside the region
+        page.keyboard.press("ArrowRight")
+    page.wait_for_load_state("networkidle")
+    page.screenshot(path=str(ROOT / "docs" / "spatial.png"), full_page=True)
+
+
 def main() -> None:
     with live_server(Settings()) as url, sync_playwright() as p:
         browser = launch_chromium(p)
@@ -70,6 +93,9 @@ def main() -> None:
         page = browser.new_page(viewport={"width": 1360, "height": 860}, bypass_csp=True)
         if sys.argv[1:] == ["data"]:
             data_shots(page, url)
+            return
+        if sys.argv[1:] == ["spatial"]:
+            spatial_shots(page, url)
             return
         map_shots(page, url)
         if sys.argv[1:] == ["map"]:

@@ -101,12 +101,32 @@
     fetched.set(url, done);
     return done;
   }
-  let pumping = Promise.resolve();
-  function prefetchAll(first = -1) {
-    const order = [...Array(C).keys()].sort((a, b) => (b === first) - (a === first));
-    pumping = pumping.then(async () => {
-      for (const c of order) await prefetch(c);
-    });
+  // Background sweeps, as on the flat page: every channel's strip at the current z and region, one
+  // request at a time (a strip is ~60 decodes, and a decode of the drag must not wait behind
+  // several), the channel under the pointer first; a change starts over, a held slider pauses it.
+  let queue = [];
+  let running = false;
+  let held = false;
+  async function pump() {
+    if (running) return;
+    running = true;
+    while (queue.length && !held) await prefetch(queue.shift());
+    running = false;
+    if (!queue.length && !held) refreshTraverse(); // after the strips: a hand waits on those
+  }
+  function prefetchAll(from = -1) {
+    // the channel below the one let go first, then outward (as static/explore.js orders rows)
+    const rank = (c) => (from < 0 ? c : 2 * Math.abs(c - from) - (c > from ? 1 : 0));
+    queue = [...Array(C).keys()].sort((a, b) => rank(a) - rank(b));
+    // the likeliest next channel now, beside a strip still loading for the old z
+    const next = queue.find((c) => c !== from);
+    if (from >= 0 && next !== undefined) prefetchFirst(next);
+    pump();
+  }
+  function prefetchFirst(c) {
+    // this channel's strip now, beside whatever is loading: it is the one about to be grabbed
+    queue = queue.filter((q) => q !== c);
+    prefetch(c);
   }
 
   // --- the latent's channels, and the region -------------------------------------------------
@@ -152,9 +172,12 @@
 
   const sliders = Array.from(root.querySelectorAll('input[type="range"][data-channel]'));
   const traverse = document.getElementById("channel-traverse");
+  function refreshTraverse() {
+    const src = `${api}/channel-traverse.png?z=${zText(current())}&mask=${maskHex()}`;
+    if (traverse.getAttribute("src") !== src) traverse.src = src;
+  }
   function settled() {
     const z = current();
-    traverse.src = `${api}/channel-traverse.png?z=${zText(z)}&mask=${maskHex()}`;
     const url = new URL(window.location.href);
     url.searchParams.set("z", zText(z));
     window.history.replaceState(null, "", url);
@@ -178,21 +201,30 @@
 
   for (const s of sliders) {
     const c = Number(s.dataset.channel);
-    const grab = () => prefetchAll(c);
-    s.addEventListener("pointerdown", grab);
-    s.addEventListener("focus", grab);
-    s.addEventListener("input", () => {
-      const t0 = performance.now();
+    s.addEventListener("pointerenter", () => prefetchFirst(c));
+    s.addEventListener("focus", () => prefetchFirst(c));
+    s.addEventListener("pointerdown", () => {
+      held = true;
+      prefetchFirst(c);
+    });
+    s.addEventListener("input", (ev) => {
+      const t0 = ev.timeStamp || performance.now();
       offsets[c] = toH(s.value);
       const v = offsets[c] / 100;
       document.getElementById(`out${c}`).textContent = `${v >= 0 ? "+" : "−"}${Math.abs(v).toFixed(2)}`;
       changed(t0);
     });
     s.addEventListener("change", () => {
+      held = false;
       settled();
-      prefetchAll();
+      prefetchAll(c); // every other channel's strip was for the old z
     });
   }
+  window.addEventListener("pointerup", () => {
+    if (!held) return;
+    held = false;
+    pump();
+  });
 
   let painting = null; // 1 paints, 0 erases, for the drag under way
   function cellAt(e) {
