@@ -276,6 +276,18 @@ def compare(
         warning = f"unknown model {quoted(unknown[0])}; showing the defaults"
     name_a = a if a is not None and a in registry else default_a
     name_b = b if b is not None and b in registry else default_b
+    spatial = next((n for n in (name_a, name_b) if registry[n].description.spatial), None)
+    if spatial is not None:
+        flat = [n for n in registry if not registry[n].description.spatial]
+        if not flat:  # nothing here takes one set of sliders: the model's own page
+            return RedirectResponse(f"/?{urlencode({'model': spatial})}", status_code=303)
+        c, h, w = registry[spatial].description.latent_shape
+        warning = (
+            f"{spatial}'s latent is {c} channels over {h}×{w} cells: its sliders are on its own "
+            "page; one set of sliders here drives two flat latents"
+        )
+        name_a = name_a if name_a in flat else (default_a if default_a in flat else flat[0])
+        name_b = name_b if name_b in flat else (default_b if default_b in flat else flat[-1])
     ca, cb = registry[name_a], registry[name_b]
     if ca.description.latent_dim != cb.description.latent_dim:
         warning = (
