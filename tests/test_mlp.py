@@ -31,7 +31,8 @@ def test_the_config_names_the_architecture_and_its_sizes():
     data = ModelConfig().to_json()
     del data["architecture"]
     assert ModelConfig.from_json(data).architecture == "conv"
-    with pytest.raises(ConfigError, match="architecture must be one of conv, mlp, got 'rnn'"):
+    named = "conv, mlp, pytorch-vae, pythae-conv, pythae-resnet"
+    with pytest.raises(ConfigError, match=f"architecture must be one of {named}, got 'rnn'"):
         mlp_config(architecture="rnn")
     with pytest.raises(ConfigError, match="image_size must be one of 16, 32, 64, 128"):
         ModelConfig(image_size=28)  # the conv stack halves to 4×4: not 28
