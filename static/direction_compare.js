@@ -33,63 +33,22 @@
     const own = root.querySelector(`canvas.decoded[data-model="${CSS.escape(model)}"]`);
     const conditional = own !== null && own.dataset.kind === "cvae";
     if (own) [canvas.width, canvas.height] = [own.width, own.height];
-    const ctx = canvas.getContext("2d");
-    ctx.imageSmoothingEnabled = false;
-    const cache = new Map(); // decode URL → ImageBitmap
-    let inflight = false;
-    let pending = null;
-    let shown = null;
-
+    // one request in flight, the newest position waiting behind it (static/painter.js); a
+    // failed decode leaves the picture as it was (the page's own pictures say why)
+    const { cache, fetchBitmap, request, adopt } = window.latentPainter(
+      canvas,
+      model,
+      paints,
+      () => {},
+    );
     const decodeUrl = (values) =>
       `${api}/decode.png?z=${zText(values)}` + (conditional && label !== null ? `&label=${label}` : "");
-    function paint(url, bitmap, t0, cached) {
-      ctx.drawImage(bitmap, 0, 0, canvas.width, canvas.height);
-      shown = url;
-      canvas.dataset.shown = url;
-      requestAnimationFrame(() => paints.push({ model, cached, ms: performance.now() - t0 }));
-    }
-    async function fetchBitmap(url) {
-      const resp = await fetch(url, { cache: "force-cache" });
-      if (!resp.ok) throw new Error(resp.statusText);
-      return createImageBitmap(await resp.blob());
-    }
-    // one request in flight, the newest position waiting behind it (as explore.js)
-    function request(url, t0) {
-      if (url === shown) return;
-      const hit = cache.get(url);
-      if (hit) {
-        pending = null;
-        paint(url, hit, t0, true);
-        return;
-      }
-      if (inflight) {
-        pending = { url, t0 };
-        return;
-      }
-      inflight = true;
-      fetchBitmap(url)
-        .then((bitmap) => {
-          cache.set(url, bitmap);
-          if (pending === null) paint(url, bitmap, t0, false);
-        })
-        .catch(() => {})
-        .finally(() => {
-          inflight = false;
-          if (pending !== null) {
-            const next = pending;
-            pending = null;
-            request(next.url, next.t0);
-          }
-        });
-    }
     const at = (t) => settle(zStart.map((v, i) => v + t * vector[i]));
     const show = (t, t0) => request(decodeUrl(at(t)), t0);
     // t = 0 is the explorer's own picture of the model: copied, not asked for again
     function mirror() {
       if (!own || own.dataset.shown === undefined) return;
-      ctx.drawImage(own, 0, 0, canvas.width, canvas.height);
-      shown = own.dataset.shown;
-      canvas.dataset.shown = shown;
+      adopt(own.dataset.shown, own);
     }
 
     const fetched = new Map(); // strip URL → promise

@@ -1,5 +1,6 @@
 // One picture that follows a drag, shared by the explore pages (static/explore.js for a flat
-// latent, static/spatial.js for a spatial one): one decode request in flight at a time, the
+// latent, static/spatial.js for a spatial one) and /compare's direction slider
+// (static/direction_compare.js): one decode request in flight at a time, the
 // newest position waiting behind it (older ones are dropped, never painted, so a stale frame
 // cannot flicker backwards), decoded bitmaps kept in a small least-recently-used cache so that
 // revisited positions and sliced sweeps paint at once. Every paint is timed from its input
@@ -68,5 +69,12 @@ window.latentPainter = (canvas, model, paints, showError) => {
       });
   }
 
-  return { cache, paint, remember, fetchBitmap, request };
+  // a picture drawn elsewhere (another canvas showing `url`), taken as this one's
+  function adopt(url, source) {
+    ctx.drawImage(source, 0, 0, canvas.width, canvas.height);
+    shown = url;
+    canvas.dataset.shown = url;
+  }
+
+  return { cache, paint, remember, fetchBitmap, request, adopt };
 };
