@@ -265,3 +265,31 @@ def test_compare_with_the_shipped_autoencoder_kl_drives_two_flat_models_and_says
                 "its own page") in text  # fmt: skip
         assert 'data-model="dsprites-beta-vae"' in text
         assert 'data-model="shapes-autoencoder-kl"' not in text
+
+
+def test_train_kl_writes_a_folder_diffusers_loads_and_the_explorer_serves(tmp_path, capsys):
+    from app.cli import main
+
+    out = tmp_path / "checkpoints" / "tiny-kl"
+    argv = ["train-kl", "--out", str(out), "--steps", "3", "--images", "16", "--batch-size", "4",
+            "--eval-images", "8", "--threads", "1"]  # fmt: skip
+    assert main(argv) == 0
+    assert "held-out −ELBO" in capsys.readouterr().out
+    assert main(argv) == 2  # never replaces a folder
+    assert "exists: refusing to replace it" in capsys.readouterr().err
+    vae = diffusers.AutoencoderKL.from_pretrained(str(out))  # diffusers' own loader
+    card = json.loads((out / "card.json").read_text())
+    assert card["steps"] == 3 and card["segments"][0]["to_step"] == 3
+    assert card["command"].startswith(f"latent-explorer train-kl --out {out} --steps 3")
+    assert card["eval"]["eval_images"] == 8 and len(card["kl_per_dim"]) == 4 * 8 * 8
+    # the scaling factor: one over the std of μ over (up to 1,024 of) the training scenes
+    from app.data.shapes3d import ProceduralShapes3D
+
+    images = ProceduralShapes3D().sample(np.random.default_rng(0), 16).images
+    x = torch.from_numpy(images).float() / 255
+    with torch.inference_mode():
+        mean = vae.encode(x * 2 - 1).latent_dist.mean
+    assert vae.config.scaling_factor == pytest.approx(1 / float(mean.std()), rel=1e-4)
+    assert (out / "README.md").read_text().startswith("---\nlibrary_name: diffusers")
+    served = load_autoencoder_kl(out)
+    assert served.description.latent_shape == (4, 8, 8) and served.card.dataset == "shapes3d"

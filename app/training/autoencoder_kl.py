@@ -37,6 +37,7 @@ from app.models.autoencoder_kl import AutoencoderKLConfig, build_network
 from app.training.common import device_name
 
 SIGMA = 0.1
+EVAL_IMAGES = 1024  # held-out scenes the card's figures are measured on
 CONFIG = AutoencoderKLConfig(
     block_out_channels=(16, 32, 32, 64),  # 64×64 → 8×8 latents, as Stable Diffusion's 1/8
     layers_per_block=1,
@@ -67,6 +68,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--images", type=int, default=8192, help="scenes drawn once and trained on")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--eval-images", type=int, default=EVAL_IMAGES, help="held-out scenes the card's eval uses"
+    )
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: all)")
 
 
@@ -81,9 +85,6 @@ def neg_elbo(network: Any, x: torch.Tensor, generator: torch.Generator) -> tuple
     nll = (0.5 * ((x - recon) / SIGMA) ** 2 + math.log(SIGMA * math.sqrt(2 * math.pi))).flatten(1)
     kl = (0.5 * (mean**2 + logvar.exp() - 1 - logvar)).flatten(1)
     return (nll.sum(1) + kl.sum(1)).mean(), nll.sum(1).mean(), kl.sum(1).mean()
-
-
-EVAL_IMAGES = 1024
 
 
 @dataclass(frozen=True)
@@ -182,7 +183,9 @@ def run(args: argparse.Namespace) -> int:
     network.register_to_config(scaling_factor=round(scaling, 5))
     eval_seed = args.seed + 1
     held = (
-        torch.from_numpy(data.sample(np.random.default_rng(eval_seed), EVAL_IMAGES).images).float()
+        torch.from_numpy(
+            data.sample(np.random.default_rng(eval_seed), args.eval_images).images
+        ).float()
         / 255
     )
     evaluation = held_out(network, held, eval_seed, round(scaling, 5))
@@ -190,6 +193,7 @@ def run(args: argparse.Namespace) -> int:
         ["latent-explorer", "train-kl", "--out", str(args.out), "--steps", str(args.steps),
          "--batch-size", str(args.batch_size), "--lr", str(args.lr),
          "--images", str(args.images), "--seed", str(args.seed)]
+        + (["--eval-images", str(args.eval_images)] if args.eval_images != EVAL_IMAGES else [])
     )  # fmt: skip
     wall = round(time.time() - started, 1)
     card = {
