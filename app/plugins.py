@@ -53,6 +53,15 @@ def load_plugin(spec: str) -> ServedModel:
         sys.path.insert(0, os.getcwd())
     try:
         module = importlib.import_module(module_name)
+    except ModuleNotFoundError as e:
+        if e.name is None or not (module_name == e.name or module_name.startswith(e.name + ".")):
+            raise PluginError(f"--plugin {spec}: cannot import {module_name}: {e}") from e
+        # the plugin itself was not found (not a module it imports): say where it was looked for
+        raise PluginError(
+            f"--plugin {spec}: no module {e.name!r} in the working directory ({os.getcwd()}) "
+            "or on PYTHONPATH: run from the folder that holds it, or add that folder to "
+            "PYTHONPATH"
+        ) from e
     except Exception as e:  # noqa: BLE001 - the plugin's own import errors, shown to its author
         raise PluginError(f"--plugin {spec}: cannot import {module_name}: {e}") from e
     factory = getattr(module, factory_name, None)
@@ -96,6 +105,23 @@ def served_object(
     except CheckpointError as e:
         raise PluginError(str(e)) from None
     return ServedModel(name=name, model=model, card=card, digest=_digest(model, source))
+
+
+def _described(value: Any) -> str:
+    """What a value is, in a few words, never its contents: "a tuple of 2 tensors (2, 8) and
+    (2, 8)", "a Tensor (2, 16)", "a dict with keys mu, logvar"."""
+    if isinstance(value, torch.Tensor):
+        return f"a Tensor {tuple(value.shape)}"
+    if isinstance(value, tuple | list):
+        shapes = [tuple(v.shape) for v in value if isinstance(v, torch.Tensor)]
+        if len(shapes) == len(value):
+            return (f"a {type(value).__name__} of {len(value)} tensors "
+                    f"{', '.join(map(str, shapes))}")  # fmt: skip
+        return f"a {type(value).__name__} of {len(value)}"
+    if isinstance(value, dict):
+        keys = ", ".join(str(k) for k in list(value)[:5])
+        return f"a dict with keys {keys}"
+    return f"a {type(value).__name__}"
 
 
 def _described_name(model: LatentModel) -> str:
@@ -147,7 +173,10 @@ def probe(model: Any, given: str) -> None:
     except Exception as e:  # noqa: BLE001
         raise fail(f"encode(x) failed on {expected} images: {type(e).__name__}: {e}") from e
     if not isinstance(posterior, Posterior):
-        raise fail(f"encode(x) must return an app.models.interface.Posterior, got {posterior!r}")
+        raise fail(
+            "encode(x) must return an app.models.interface.Posterior(mean, logvar), got "
+            f"{_described(posterior)}"
+        )
     if tuple(posterior.mean.shape) != (2, d.latent_dim):
         raise fail(f"encode(x).mean must be (2, {d.latent_dim}), got {tuple(posterior.mean.shape)}")
     if (posterior.logvar is None) != (d.kind == "ae"):

@@ -39,6 +39,14 @@ def load_registry(root: Path, plugins: Sequence[str] = ()) -> Mapping[str, Serve
 # a folder's name is the model's URL path segment (/api/models/NAME, /models/NAME): only names
 # that need no escaping are served, with the characters plugins' and imports' names may have
 SERVABLE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+# a model saved by PyTorch alone: not a checkpoint folder, and what to do with one instead
+TORCH_FILES = (".pt", ".pth", ".ckpt", ".bin")
+TORCH_FILE_HINT = (
+    "a PyTorch file is not a checkpoint folder (model.safetensors, config.json, card.json); "
+    "serve the model with `latent-explorer serve --plugin package.module:factory` "
+    "(docs/plugins.md), or convert it once with `latent-explorer import` (disentangling-vae, "
+    "pythae, lightning)"
+)
 
 
 def _load_folders(root: Path) -> dict[str, ServedModel]:
@@ -46,6 +54,8 @@ def _load_folders(root: Path) -> dict[str, ServedModel]:
     if not root.is_dir():
         log.warning("checkpoints folder %s does not exist: serving no models from it", root)
         return models
+    for loose in sorted(p for p in root.iterdir() if p.suffix in TORCH_FILES and p.is_file()):
+        log.error("ignoring %s: %s", loose.name, TORCH_FILE_HINT)
     for folder in sorted(p for p in root.iterdir() if p.is_dir()):
         name = folder.name
         if name.startswith("."):
@@ -69,7 +79,12 @@ def _load_folders(root: Path) -> dict[str, ServedModel]:
             )
             models[name] = prepare_for_serving(served)
         except CheckpointError as e:
-            log.error("skipping checkpoint %s: %s", name, _one_line(str(e)))
+            torch_files = sorted(p.name for p in folder.iterdir() if p.suffix in TORCH_FILES)
+            if torch_files and not (folder / "config.json").exists():
+                log.error("skipping checkpoint %s: it holds %s but no config.json: %s", name,
+                          ", ".join(torch_files[:3]), TORCH_FILE_HINT)  # fmt: skip
+            else:
+                log.error("skipping checkpoint %s: %s", name, _one_line(str(e)))
         except Exception as e:  # noqa: BLE001 - one folder's surprise must not stop the others
             log.error("skipping checkpoint %s: %s: %s", name, type(e).__name__, _one_line(str(e)))
             log.debug("loading checkpoint %s failed", name, exc_info=True)

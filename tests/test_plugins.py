@@ -159,7 +159,11 @@ def test_a_small_plugin_written_here_is_served(tmp_path, monkeypatch):
 
 WRONG = {
     "a spec without a factory": ("M", {}, "expected package.module:factory"),
-    "a module that is not there": ("no_such_module_here:build", {}, "cannot import"),
+    "a module that is not there": (
+        "no_such_module_here:build",
+        {},
+        "no module 'no_such_module_here' in the working directory (",
+    ),
     "a factory that is not there": ("M:make", {}, "has no function make"),
     "a factory that raises": ("M:broken", {}, "broken() failed: RuntimeError: weights"),
     "pixels of the wrong size": (
@@ -172,7 +176,12 @@ WRONG = {
         {"decode": "torch.full((len(z), 1, 16, 16), 3.0)"},
         "pixel means in [0, 1]",
     ),
-    "a tuple, not a Posterior": ("M:build", {"encode": "(m, m)"}, "must return"),
+    "a tuple, not a Posterior": (
+        "M:build",
+        {"encode": "(m, m)"},
+        "must return an app.models.interface.Posterior(mean, logvar), got a tuple of 2 tensors "
+        "(2, 2), (2, 2)",
+    ),
     "no log variance for a VAE": (
         "M:build",
         {"encode": "Posterior(m)"},
@@ -195,6 +204,38 @@ def test_a_wrong_plugin_is_refused_with_what_is_wrong(case, tmp_path, monkeypatc
     with pytest.raises(PluginError) as e:
         load_plugin(spec)
     assert message in str(e.value)
+
+
+def test_the_errors_say_what_to_do_and_never_dump_tensors(tmp_path, monkeypatch, caplog):
+    import logging
+    import os
+
+    with pytest.raises(PluginError) as e:
+        load_plugin("myplugin_not_here:build")
+    assert f"working directory ({os.getcwd()})" in str(e.value) and "PYTHONPATH" in str(e.value)
+    # a module that is there but imports one that is not: its own error, not the path advice
+    (tmp_path / "needs_a_dependency.py").write_text("import a_dependency_not_installed\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(PluginError, match="No module named 'a_dependency_not_installed'") as e:
+        load_plugin("needs_a_dependency:build")
+    assert "PYTHONPATH" not in str(e.value)
+    module = write_plugin(tmp_path, monkeypatch, "tuple_encoder", encode="(m, m)")
+    with pytest.raises(PluginError) as e:
+        load_plugin(f"{module}:build")
+    assert "tensor(" not in str(e.value)  # shapes, not contents
+    # a PyTorch file in the checkpoints folder, loose or in a folder of its own
+    root = tmp_path / "checkpoints"
+    (root / "my-conv-vae").mkdir(parents=True)
+    (root / "my-conv-vae" / "model.pt").write_bytes(b"not read")
+    (root / "weights.pth").write_bytes(b"not read")
+    with caplog.at_level(logging.ERROR):
+        assert list(load_registry(root)) == []
+    lines = [r.getMessage() for r in caplog.records]
+    assert any(line.startswith("skipping checkpoint my-conv-vae: it holds model.pt but no "
+                               "config.json") and "--plugin" in line
+               and "latent-explorer import" in line for line in lines), lines  # fmt: skip
+    assert any(line.startswith("ignoring weights.pth: a PyTorch file is not a checkpoint")
+               for line in lines), lines  # fmt: skip
 
 
 def test_two_models_under_one_name_are_refused(tmp_path, monkeypatch):
