@@ -362,7 +362,7 @@ def test_denoise_corrupts_a_test_image_and_takes_a_28_by_28_mask(client, test_im
 def test_views_that_need_dsprites_factors_say_why_they_do_not_apply(client):
     r = client.get(f"/ui/{VAE}/figure2")
     assert "trained on fashion-mnist, not dSprites" in r.text
-    assert "which this dataset does not have" in r.text
+    assert "which it was not trained on" in r.text
     r = client.get(f"/api/models/{VAE}/figure2.svg")
     assert r.status_code == 404 and "not dSprites" in r.json()["detail"]
 

@@ -247,7 +247,7 @@ def test_two_models_under_one_name_are_refused(tmp_path, monkeypatch):
 def test_serve_refuses_a_bad_plugin_before_starting(capsys):
     assert main(["serve", "--plugin", "no_such_module_here:build", "--port", "1"]) == 2
     err = capsys.readouterr().err
-    assert "no_such_module_here:build: cannot import no_such_module_here" in err
+    assert "no_such_module_here:build: no module 'no_such_module_here' in the working" in err
 
 
 # --- in the browser -----------------------------------------------------------------------------
@@ -274,3 +274,35 @@ def test_dragging_a_slider_of_the_plugin_changes_its_picture(tmp_path):
     assert size[0] % 28 == 0 and size[0] == size[1]  # the plugin's 28×28, scaled up whole
     assert after != before
     assert errors == []
+
+
+def test_the_pages_of_a_plugin_without_data_say_what_is_true_of_it(tmp_path, monkeypatch):
+    import html
+    import re
+
+    module = write_plugin(tmp_path, monkeypatch, "no_data_plugin")
+    settings = Settings(plugins=(f"{module}:build",), cache_dir=tmp_path / "cache")
+
+    def words(page: str) -> str:
+        return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", page)).split())
+
+    with TestClient(create_app(settings), base_url="http://localhost") as client:
+        explore = words(client.get(f"/?model={module}").text)
+        assert "2 latents · latents in use not measured (no KL per latent" in explore
+        mapped = words(client.get(f"/map?model={module}").text)
+        assert (f"{module} has no images here, so each point is its encoder mean μ of one of its "
+                "own decodings of a z drawn from N(0, I)") in mapped  # fmt: skip
+        assert "held-out image" not in mapped
+        card = client.get(f"/models/{module}").text
+        assert "served by" in words(card) and f"plugin {module}:build" in words(card)
+        for unsaid in ("imported not recorded", "commit not recorded", "trained on ,"):
+            assert unsaid not in words(card), unsaid
+        assert "No KL per latent: not on its card, and it has no data set here" in words(card)
+        assert "Served from a plugin's own code" in words(card)
+        # Figure 2 is for models of data with known factors: a note here, never a request
+        assert f"/ui/{module}/figure2" not in card
+        assert "Not for this model: Figure 2 plots latents against the factors" in words(card)
+        compare = client.get("/compare?a=fashion-vae&b=dsprites-vae").text
+        assert 'hx-get="/ui/dsprites-vae/figure2"' in compare
+        assert "/ui/fashion-vae/figure2" not in compare
+        assert "its data set, fashion-mnist, has no such factors here" in words(compare)

@@ -105,10 +105,10 @@ def check_dsprites(ckpt: ServedModel) -> None:
     """Figure 2 needs the dSprites factors: raise InferenceError (a 422) for any other model."""
     cfg = ckpt.description
     if ground_truth(cfg.dataset, cfg.shape) is not DSPRITES or cfg.channels != 1:
+        data = f"was trained on {cfg.dataset}" if cfg.dataset else "names no data set"
         raise InferenceError(
-            f"model {ckpt.name} was trained on {cfg.dataset}, not dSprites: Figure 2 plots "
-            "latents against the dSprites factors (shape, scale, orientation, position), "
-            "which this dataset does not have"
+            f"model {ckpt.name} {data}, not dSprites: Figure 2 plots latents against the "
+            "dSprites factors (shape, scale, orientation, position), which it was not trained on"
         )
 
 

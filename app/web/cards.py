@@ -371,6 +371,8 @@ def imported_from(card: ModelCard) -> list[tuple[str, str]]:
     source = card.source
     if source is None:
         return []
+    if source.plugin is not None and not source.repository:  # served from code, not imported
+        return [("served by", f"plugin {source.plugin} (its code, loaded at start-up)")]
     where = source.repository or UNRECORDED
     if source.url:
         where += f" ({source.url})"
@@ -401,6 +403,8 @@ def imported_lead(card: ModelCard) -> str | None:
     source = card.source
     if source is None:
         return None
+    if source.plugin is not None and not source.repository:
+        return f"Served by the plugin {source.plugin}: a model of the person's own code"
     out = f"Trained {card.epochs} epochs" if card.epochs else "Trained"
     if card.batch_size:
         out += f" × {card.batch_size}"

@@ -66,6 +66,9 @@ def model_summary(
         # a data set's categorical columns and their values, to pick an image by
         "dataset_values": images.pickable_values() if isinstance(images, SetImages) else [],
         "latent_order": inference.latent_order(ckpt),
+        # the factors it was trained on, where known ("dSprites", "colour shapes"): what the
+        # Figure 2 section shows for it (None: nothing applies)
+        "ground_truth": truth.name if (truth := inference.ground_truth_of(ckpt)) else None,
         # latents in use: the card's count, else from the KL measured here on its data set
         "active_latents": ckpt.card.active_latents
         if ckpt.card.active_latents is not None
