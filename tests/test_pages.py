@@ -141,3 +141,26 @@ def test_a_dataset_image_is_described_by_its_own_datasets_factors(client, tmp_pa
         # data=dsprites: valid for the schema, this model's 404; past every served set's, a 422
         assert c.get("/api/models/shapes/encode", params={"index": 480000}).status_code == 404
         assert c.get("/api/models/shapes/encode", params={"index": 737280}).status_code == 422
+
+
+def test_random_z_ae_vs_vae_keeps_the_model_on_the_page_and_sends_each_only_its_own_range():
+    """On the shipped models: from a VAE's page the pair is an AE and that VAE; the shared
+    sliders never pass what either model takes (the AE's codes reach ±18, the VAE takes ±10),
+    so every strip the compare page asks for is answered."""
+    settings = Settings()
+    with TestClient(create_app(settings), base_url="http://localhost") as client:
+        page = client.get("/?model=fashion-vae").text
+        assert 'href="/compare?a=dsprites-ae&b=fashion-vae&sample=random"' in page
+        assert 'href="/compare?a=dsprites-ae&b=dsprites-beta-vae&sample=random"' in client.get(
+            "/?model=dsprites-beta-vae").text  # fmt: skip
+        page = client.get("/compare?a=dsprites-ae&b=dsprites-vae").text
+        sliders = re.findall(r'<input type="range" id="z(\d+)" data-dim="\d+" min="([^"]+)" '
+                             r'max="([^"]+)"\s+step="([^"]+)"', page)  # fmt: skip
+        assert len(sliders) == 10
+        z = ",".join(["0"] * 10)
+        for dim, lo, hi, step in sliders:
+            assert -10 <= float(lo) and float(hi) <= 10, (dim, lo, hi)
+            for model in ("dsprites-ae", "dsprites-vae"):
+                r = client.get(f"/api/models/{model}/sweep.png", params={
+                    "z": z, "dim": dim, "lo": lo, "hi": hi, "step": step})  # fmt: skip
+                assert r.status_code == 200, (model, dim, r.text)

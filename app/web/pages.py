@@ -21,7 +21,7 @@ from app.settings import Settings
 from app.studies.latent_map import METHODS as MAP_METHODS
 from app.web import api, cards
 from app.web.datasets import data_query, own_images, picker
-from app.web.deps import DataDep, ModelDep, RegistryDep, SettingsDep, TemplatesDep
+from app.web.deps import DataDep, ModelDep, RegistryDep, SettingsDep, TemplatesDep, latent_limit
 from app.web.directions import direction_choices
 from app.web.errors import NotFoundError, UploadTooLargeError
 from app.web.inputs import dataset_images, images_of, parse_latents, random_index
@@ -99,7 +99,7 @@ def explore(
         "data_query": data_query(data),
         "url_params": urlencode({"model": name, **data.query}),
         "rows": slider_rows([ckpt], values, ranges),
-        "ae_vs_vae": _ae_vs_vae(registry),
+        "ae_vs_vae": _ae_vs_vae(registry, ckpt),
         "partner": _partner(registry, ckpt),
         "start": start,
         "z": _z_text(values),
@@ -245,17 +245,35 @@ def _own_first(registry: Mapping[str, ServedModel]) -> list[tuple[str, ServedMod
     return sorted(registry.items(), key=lambda item: (item[1].card.source is not None, item[0]))
 
 
-def _ae_vs_vae(registry: Mapping[str, ServedModel]) -> tuple[str, str] | None:
-    """The seed lecture's point in one click: a random z is garbage to an AE, a sprite to a VAE."""
-    models = _own_first(registry)
-    ae = next((c for _, c in models if c.description.kind == "ae"), None)
-    if ae is None:
-        return None
-    vaes = [c for _, c in models if c.description.kind == "vae"]
-    same = [c for c in vaes if c.description.latent_dim == ae.description.latent_dim]
-    plain = [c for c in same if _plain_vae(c)]
-    chosen = plain or same
-    return (ae.name, chosen[0].name) if chosen else None
+def _ae_vs_vae(
+    registry: Mapping[str, ServedModel], current: ServedModel | None = None
+) -> tuple[str, str] | None:
+    """The seed lecture's point in one click: a random z is garbage to an AE, a sprite to a VAE.
+    The model on the page stays in the pair where it can be one side of it (an AE, or a VAE with
+    an AE of its latent count and data set beside it); else the first AE and a plain VAE of its
+    latent count."""
+    models = [c for _, c in _own_first(registry)]
+
+    def partner(of: ServedModel, kind: str) -> ServedModel | None:
+        d = of.description
+        same = [
+            c for c in models
+            if c.description.kind == kind and c.description.latent_dim == d.latent_dim
+            and not c.description.spatial
+        ]  # fmt: skip
+        same.sort(key=lambda c: c.description.dataset != d.dataset)  # its own data first
+        plain = [c for c in same if _plain_vae(c)] if kind == "vae" else []
+        chosen = plain or same
+        return chosen[0] if chosen else None
+
+    if current is not None and not current.description.spatial:
+        if current.description.kind == "ae" and (vae := partner(current, "vae")) is not None:
+            return current.name, vae.name
+        if current.description.kind == "vae" and (ae := partner(current, "ae")) is not None:
+            return ae.name, current.name
+    ae = next((c for c in models if c.description.kind == "ae"), None)
+    vae = partner(ae, "vae") if ae is not None else None
+    return (ae.name, vae.name) if ae is not None and vae is not None else None
 
 
 @router.get("/compare", response_class=HTMLResponse, response_model=None)
@@ -301,7 +319,7 @@ def compare(
         zs = inference.sample_prior(ca.description.latent_dim, 1, seed)[0].clamp(-3, 3)
         params = {"a": name_a, "b": name_b, "z": _z_text(zs.tolist())}
         return RedirectResponse(f"/compare?{urlencode(params)}", status_code=303)
-    ranges = shared_ranges([ca, cb])
+    ranges = shared_ranges([ca, cb], min(latent_limit(c, settings) for c in (ca, cb)))
     if z:
         values, z_warning = _initial_z(ca, z, settings, ranges)
     else:  # both models decode the left one's code of the same dataset image

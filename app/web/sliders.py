@@ -95,13 +95,26 @@ def _code_ranges(ckpt: ServedModel) -> list[SliderRange]:
     return [code_range(float(a), float(b)) for a, b in zip(lo, hi, strict=True)]
 
 
-def shared_ranges(ckpts: list[ServedModel]) -> list[SliderRange]:
-    """One set of sliders driving several models: each latent's range covers every model's."""
+def shared_ranges(ckpts: list[ServedModel], limit: float | None = None) -> list[SliderRange]:
+    """One set of sliders driving several models: each latent's range covers every model's,
+    within `limit` (the smallest of the models' own: an AE's codes reach past where a VAE
+    takes values, and a slider must never send a model a value it refuses)."""
     per_model = [slider_ranges(c) for c in ckpts]
     out = []
     for ranges in zip(*per_model, strict=True):
         lo, hi = min(r.lo for r in ranges), max(r.hi for r in ranges)
-        out.append(ranges[0] if len(set(ranges)) == 1 else code_range(lo, hi))
+        if len(set(ranges)) == 1:
+            out.append(ranges[0])
+            continue
+        if limit is None:
+            out.append(code_range(lo, hi))
+            continue
+        shared = code_range(max(lo, -limit), min(hi, limit))
+        # code_range widens to whole steps: a step back inside where that passed the limit
+        inner_lo = shared.lo + shared.step if shared.lo < -limit else shared.lo
+        inner_hi = shared.hi - shared.step if shared.hi > limit else shared.hi
+        shared = SliderRange(round(inner_lo, 2), round(inner_hi, 2), shared.step)
+        out.append(shared)
     return out
 
 
