@@ -254,7 +254,7 @@ def test_compare_and_card_pages_load_the_figures_lazily(client):
     page = client.get("/compare", params={"a": "tiny-ae", "b": "tiny-vae"}).text
     assert 'class="figure2"' in page and "Figure 2" in page
     for name in ("tiny-ae", "tiny-vae"):
-        assert f'hx-get="/ui/{name}/figure2" hx-trigger="revealed"' in page
+        assert f'hx-get="/ui/{name}/figure2" hx-trigger="intersect once"' in page
     assert "<svg xmlns" not in page  # the page does not wait for the computation
     card = client.get("/models/tiny-vae").text
     assert 'hx-get="/ui/tiny-vae/figure2"' in card and 'hx-get="/ui/tiny-ae' not in card
