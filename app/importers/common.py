@@ -148,7 +148,10 @@ def write_imported(out: Path, model: VAE, card: dict[str, Any]) -> Checkpoint:
     """model.safetensors + config.json + card.json + README.md, swapped in whole by
     app.checkpoints.save_checkpoint (a new folder: nothing of an earlier card is kept), then
     loaded back through the strict loader the server uses. The card is checked as loading
-    checks it before anything is written."""
+    checks it before anything is written. A folder that appeared at `out` while the model was
+    converted (output_folder checked before) is still never replaced."""
+    if out.exists():
+        raise ModelImportError(f"{out} exists: refusing to replace it (choose another --out)")
     save_checkpoint(out, model, ModelCard.from_json(card, out), replaces=True)
     return load_checkpoint(out)
 

@@ -390,6 +390,4 @@ def import_disentangling_vae(
         card["kl_per_dim"] = trained["kl_per_dim"]
         card["active_latents"] = trained["active_latents"]
 
-    if out.exists():  # appeared while we converted: still never replaced
-        raise ModelImportError(f"{out} exists: refusing to replace it (choose another --out)")
     return write_imported(out, model, card)

@@ -306,6 +306,4 @@ def import_lightning(
     }
     if command:
         card["command"] = command
-    if out.exists():  # appeared while we converted: still never replaced
-        raise ModelImportError(f"{out} exists: refusing to replace it (choose another --out)")
     return write_imported(out, model, card)

@@ -285,16 +285,7 @@ def convert_state_dict(
         "decoder.dense.2.weight": state["decoder.layers.1.0.weight"],
         "decoder.dense.2.bias": state["decoder.layers.1.0.bias"],
     }
-    expected = VAE(config).state_dict()
-    for key, value in ours.items():
-        if tuple(value.shape) != tuple(expected[key].shape):
-            raise ModelImportError(
-                f"{where}: {key} has shape {tuple(value.shape)}, but model_config.json's sizes "
-                f"make it {tuple(expected[key].shape)}"
-            )
-        if not torch.isfinite(value).all():
-            raise ModelImportError(f"{where}: {key} holds NaN or infinite values")
-    return {k: v.float() for k, v in ours.items()}
+    return _checked(ours, VAE(config).state_dict(), where, "pythae's default networks")
 
 
 def _checked(
@@ -429,8 +420,6 @@ def import_pythae(
     }
     if command:
         card["command"] = command
-    if out.exists():  # appeared while we converted: still never replaced
-        raise ModelImportError(f"{out} exists: refusing to replace it (choose another --out)")
     return write_imported(out, model, card)
 
 
