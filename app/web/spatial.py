@@ -163,13 +163,8 @@ def channel_traverse_png(
     span_h = round(span * 100)
     ts = [round(-span_h + 2 * span_h * k / (TRAVERSE_COLUMNS - 1)) for k in range(TRAVERSE_COLUMNS)]
     base = in_hundredths(zt)
-    zs = torch.stack(
-        [
-            from_hundredths(base + t * channel_plane(model, ch, region))
-            for ch in range(c)
-            for t in ts
-        ]
-    )
+    planes = [channel_plane(model, ch, region) for ch in range(c)]  # one per row
+    zs = torch.stack([from_hundredths(base + t * plane) for plane in planes for t in ts])
     check_latent_range(zs, model, settings, "z with a channel's offset", served)
     key = ("channel-traverse", zt, mask, span)
     return cached_image(
