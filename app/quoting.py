@@ -54,3 +54,9 @@ def first_problem(e: ValidationError, record: str) -> str:
 def _shown(value: Any, limit: int = 40) -> str:
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def listed(names: list[str], most: int = 5) -> str:
+    """The first `most` names, and how many more: "a, b, c and 4 more"."""
+    more = f" and {len(names) - most} more" if len(names) > most else ""
+    return ", ".join(names[:most]) + more

@@ -27,6 +27,7 @@ from app.models.autoencoder_kl import (
     build_network,
     served_model,
 )
+from app.quoting import listed
 
 WEIGHTS = "diffusion_pytorch_model.safetensors"
 WIDENED = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16}
@@ -107,10 +108,10 @@ def _read_weights(
             dtypes = [f"{k} is {s.get_dtype()}" for k, s in found.items()
                       if s.get_dtype() not in WIDENED]  # fmt: skip
             problems = (
-                ([f"missing {_few(missing)}"] if missing else [])
-                + ([f"not in config.json's network: {_few(extra)}"] if extra else [])
+                ([f"missing {listed(missing, 3)}"] if missing else [])
+                + ([f"not in config.json's network: {listed(extra, 3)}"] if extra else [])
                 + wrong[:3]
-                + ([f"{_few(dtypes)} (float32, float16 or bfloat16 only)"] if dtypes else [])
+                + ([f"{listed(dtypes, 3)} (float32, float16 or bfloat16 only)"] if dtypes else [])
             )
             if problems:
                 raise CheckpointError(f"{file}: {'; '.join(problems)}")
@@ -125,8 +126,3 @@ def _read_weights(
         for block in iter(lambda: stream.read(1 << 20), b""):
             h.update(block)
     return tensors, h.hexdigest()
-
-
-def _few(names: list[str], most: int = 3) -> str:
-    more = f" and {len(names) - most} more" if len(names) > most else ""
-    return ", ".join(names[:most]) + more

@@ -30,13 +30,7 @@ from app.checkpoints.evaluation import held_out_figures
 from app.data.ground_truth import GroundTruth
 from app.importers import ModelImportError
 from app.models import VAE
-
-
-def listed(names: list[str], most: int = 5) -> str:
-    """The first `most` names, and how many more."""
-    more = f" and {len(names) - most} more" if len(names) > most else ""
-    return ", ".join(names[:most]) + more
-
+from app.quoting import listed
 
 # torch's sentences on how to load a refused file anyway (weights_only set to False, or what it
 # names allowlisted), on its defaults and its documentation (torch 2.6–2.13): none is the reason

@@ -32,7 +32,6 @@ from app.data.ground_truth import ground_truth
 from app.importers import ModelImportError
 from app.importers.common import (
     dataset_figures,
-    listed,
     load_state_dict_file,
     output_folder,
     read_source_file,
@@ -43,6 +42,7 @@ from app.importers.disvae_losses import LOSS_KEYS, map_loss
 from app.importers.train_losses_log import TRAIN_LOG, training_kl
 from app.models import VAE, ConfigError, ModelConfig
 from app.models.elbo import ACTIVE_KL
+from app.quoting import listed
 
 REPOSITORY = "YannDubs/disentangling-vae"
 URL = "https://github.com/YannDubs/disentangling-vae"

@@ -30,13 +30,13 @@ import yaml
 from app.checkpoints import Checkpoint
 from app.importers import ModelImportError
 from app.importers.common import (
-    listed,
     load_torch_file,
     output_folder,
     read_source_file,
     write_imported,
 )
 from app.models import VAE, ConfigError, ModelConfig
+from app.quoting import listed
 
 REPOSITORY = "AntixK/PyTorch-VAE"
 URL = "https://github.com/AntixK/PyTorch-VAE"

@@ -30,7 +30,6 @@ import torch
 from app.checkpoints import Checkpoint
 from app.importers import ModelImportError
 from app.importers.common import (
-    listed,
     load_state_dict_file,
     output_folder,
     read_source_file,
@@ -38,6 +37,7 @@ from app.importers.common import (
     write_imported,
 )
 from app.models import VAE, ConfigError, ModelConfig
+from app.quoting import listed
 
 REPOSITORY = "clementchadebec/benchmark_VAE"
 URL = "https://github.com/clementchadebec/benchmark_VAE"

@@ -25,7 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from app.importers import ModelImportError
-from app.importers.common import listed, read_source_file
+from app.importers.common import read_source_file
+from app.quoting import listed
 
 TRAIN_LOG = "train_losses.log"
 HEADER = "Epoch,Loss,Value"
