@@ -27,6 +27,7 @@ from app.data.test_split import TestSplit as TestSplit
 from app.data.test_split import has_test_split as has_test_split
 from app.data.test_split import test_split
 from app.models.elbo import reconstruction_nll_of_means
+from app.models.priors import prior_kl
 from app.quoting import quoted
 
 # The data layer's names the web layer uses, re-exported here (the `as` form) so that it reaches
@@ -404,12 +405,16 @@ class Encoding:
     sigma: torch.Tensor  # (B, D), zeros for the deterministic AE
     reconstruction: torch.Tensor  # (B, C, H, W) decoded from z = μ
     recon_nll: torch.Tensor  # (B,) −log p(x | z = μ), nats
-    kl: torch.Tensor  # (B, D) KL(q(z|x) ‖ N(0, I)) per latent, nats (zeros for the AE)
+    # (B, D) KL per latent, nats (zeros for the AE): against N(0, I) in closed form, summing to
+    # kl_total; against another prior, each latent's marginal KL (app.models.priors.prior_kl)
+    kl: torch.Tensor
+    kl_total: torch.Tensor  # (B,) KL(q(z|x) ‖ p(z)), nats
+    kl_exact: bool = True  # closed form; False: estimated by Monte Carlo (a mixture prior)
 
     @property
     def neg_elbo(self) -> torch.Tensor:
-        """The loss's two terms added up: −log p(x|z) + Σ KL (with z = μ for the first)."""
-        return self.recon_nll + self.kl.sum(dim=1)
+        """The loss's two terms added up: −log p(x|z) + KL (with z = μ for the first)."""
+        return self.recon_nll + self.kl_total
 
 
 @torch.inference_mode()
@@ -424,7 +429,10 @@ def encode_images(ckpt: ServedModel, x: torch.Tensor, label: int | None = None) 
     posterior = ckpt.model.encode(x, labels)
     reconstruction = ckpt.model.decode(posterior.mean, labels)
     nll = reconstruction_nll_of_means(reconstruction, x, cfg.likelihood, cfg.gaussian_sigma)
-    return Encoding(posterior.mean, posterior.std, reconstruction, nll, posterior.kl())
+    kl = prior_kl(posterior.mean, posterior.logvar, ckpt.prior)
+    return Encoding(
+        posterior.mean, posterior.std, reconstruction, nll, kl.per_latent, kl.total, kl.exact
+    )
 
 
 def latent_order(ckpt: ServedModel) -> list[int]:
@@ -469,5 +477,12 @@ def interpolate_latents(
 
 
 def sample_prior(latent_dim: int, n: int, seed: int) -> torch.Tensor:
-    """n draws of z ~ N(0, I), reproducible from the seed."""
+    """n draws of z ~ N(0, I), reproducible from the seed. A model's own prior (which need not
+    be N(0, I)): sample_model_prior."""
     return torch.randn(n, latent_dim, generator=torch.Generator().manual_seed(seed))
+
+
+def sample_model_prior(ckpt: ServedModel, n: int, seed: int) -> torch.Tensor:
+    """n draws (n, D) of z from the model's own prior, reproducible from the seed: for N(0, I)
+    the same values as sample_prior(latent_dim, n, seed)."""
+    return ckpt.prior.sample(n, torch.Generator().manual_seed(seed)).float()

@@ -168,7 +168,8 @@ def read_config(path: Path) -> ModelConfig:
     except ConfigError as e:
         raise CheckpointError(f"{path}: config.json is invalid: {e}") from e
     with torch.device("meta"):
-        n = sum(p.numel() for p in VAE(config).parameters())
+        # the state dict, so that buffers (a VampPrior's pseudo-inputs) count too
+        n = sum(t.numel() for t in VAE(config).state_dict().values())
     if n > MAX_PARAMETERS:
         raise CheckpointError(
             f"{path}: config.json describes a network of {n:,} parameters ({n * 4 >> 20:,} MiB "

@@ -6,9 +6,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
+
 from app.checkpoints.card import ModelCard
 from app.models.config import ModelConfig
 from app.models.interface import LatentModel, ModelDescription
+from app.models.priors import Prior, prior_of
 
 
 @dataclass(frozen=True)
@@ -53,3 +56,15 @@ class ServedModel:
     @property
     def description(self) -> ModelDescription:
         return self.model.description
+
+    @property
+    def prior(self) -> Prior:
+        """p(z): the model's own (a VampPrior's mixture), else N(0, I)."""
+        return prior_of(self.model)
+
+    @property
+    def pseudo_inputs(self) -> torch.Tensor | None:
+        """A VampPrior's pseudo-inputs as images (K, C, H, W) in [0, 1]; None for a model
+        without them."""
+        images = getattr(self.model, "pseudo_inputs", None)
+        return images if isinstance(images, torch.Tensor) else None

@@ -65,6 +65,7 @@ from app.encodings.record import (
 )
 from app.models.elbo import reconstruction_nll_of_means
 from app.models.interface import LatentModel
+from app.models.priors import prior_kl, prior_of
 
 log = logging.getLogger(__name__)
 
@@ -384,7 +385,8 @@ def encode_batch(
 ) -> dict[str, np.ndarray]:
     """Images (B, C, H, W) float32 in [0, 1] → μ, log σ², KL per latent (B, D) and
     −log p(x | z = μ) (B,), as inference.encode_images reckons them, with a class per image
-    for a CVAE."""
+    for a CVAE. The KL is against the model's prior (app.models.priors.prior_kl): for a
+    mixture prior, each latent's marginal KL, which does not sum to the total."""
     d = model.description
     device = _device(model)
     xt = torch.from_numpy(np.ascontiguousarray(x)).to(device)
@@ -400,7 +402,10 @@ def encode_batch(
     return {
         "mu": posterior.mean.float().cpu().numpy(),
         "logvar": logvar.float().cpu().numpy(),
-        "kl": posterior.kl().float().cpu().numpy(),
+        "kl": prior_kl(posterior.mean, posterior.logvar, prior_of(model))
+        .per_latent.float()
+        .cpu()
+        .numpy(),
         "nll": nll.float().cpu().numpy(),
     }
 

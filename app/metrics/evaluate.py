@@ -32,6 +32,7 @@ from app.checkpoints.served import ServedModel
 from app.data.ground_truth import GroundTruth, ground_truth
 from app.metrics import scores
 from app.models.elbo import ACTIVE_KL
+from app.models.priors import prior_kl
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +125,7 @@ class ImageEncoder:
     ) -> None:  # fmt: skip
         self.truth = require_ground_truth(ckpt)
         self.model = ckpt.model
+        self.prior = ckpt.prior
         if channels_last and isinstance(self.model, torch.nn.Module):
             self.model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         self.channels_last, self.batch_size = channels_last, batch_size
@@ -153,7 +155,8 @@ class ImageEncoder:
                 labels = torch.from_numpy(label) if self.cvae else None
                 posterior = self.model.encode(x, labels)  # (B, D); no log σ² for the AE
                 if posterior.logvar is not None:
-                    kls.append(posterior.kl().double().numpy())
+                    kl = prior_kl(posterior.mean, posterior.logvar, self.prior)
+                    kls.append(kl.per_latent.double().numpy())
                 mus.append(posterior.mean.double().numpy())
                 if self.bar is not None:
                     self.bar.update(len(c))

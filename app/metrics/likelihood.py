@@ -3,6 +3,8 @@ weighted bound on log p(x) (Burda, Grosse & Salakhutdinov 2016, eq. 8),
 
     log p(x) ≥ L_k = E[ log (1/k) Σ_i p(x | z_i) p(z_i) / q(z_i | x) ],   z_i ~ q(z | x),
 
+p(z) the model's prior (N(0, I), or the one it owns: app.models.priors),
+
 which equals the ELBO at k = 1, rises with k, and reaches log p(x) as k → ∞ (and at every k when
 q(z|x) is the true posterior). Over the model interface alone: any model with a Gaussian
 posterior and a named likelihood can be judged.
@@ -16,6 +18,7 @@ import torch
 
 from app.models.elbo import gaussian_log_density, reconstruction_nll_of_means
 from app.models.interface import LatentModel
+from app.models.priors import prior_of
 
 
 def log_likelihood_given_z(
@@ -50,6 +53,7 @@ def importance_weighted_bound(
         raise ValueError(f"k must be at least 1, got {k}")
     posterior = model.encode(x, labels)
     assert posterior.logvar is not None
+    prior = prior_of(model)
     out = torch.empty(len(x), dtype=torch.float64)
     for b in range(len(x)):
         mean, logvar = posterior.mean[b], posterior.logvar[b]  # (D,) each
@@ -62,8 +66,7 @@ def importance_weighted_bound(
             z = mean + std * eps  # (n, D)
             lab = None if labels is None else labels[b].expand(n)
             log_px_z = log_likelihood_given_z(model, x[b].expand(n, *x.shape[1:]), z, lab)
-            zero = torch.zeros_like(z)
-            log_pz = gaussian_log_density(z, zero, zero).sum(-1)  # N(0, I)
+            log_pz = prior.log_prob(z)  # N(0, I), or the model's own
             log_qz = gaussian_log_density(z, mean, logvar).sum(-1)
             log_w = (log_px_z + log_pz - log_qz).double()  # (n,)
             total = torch.logaddexp(total, torch.logsumexp(log_w, 0))

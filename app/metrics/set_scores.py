@@ -44,6 +44,7 @@ from app.metrics.test_scores import (
     linear_probe,
 )
 from app.models.interface import LatentModel
+from app.models.priors import Prior, StandardNormal, prior_kl
 
 # an ordered factor with at most this many distinct values has one class per value (a rendered
 # factor has at most 40: dSprites' orientation); past it, its values are binned
@@ -355,10 +356,23 @@ def estimate(values: np.ndarray, dims: int, estimator: str) -> dict[str, Any]:
 
 
 def encoding_elbo(nll: np.ndarray, kl: np.ndarray) -> np.ndarray:
-    """Per image, −log p(x | z = μ) − Σ KL(q(z|x) ‖ N(0, I)), nats, from an encoding's `nll`
-    (n,) and `kl` (n, D): the ELBO with its reconstruction term read at the posterior mean
-    instead of averaged over q(z|x) (one decoder pass per image, kept in the encoding)."""
-    return -(nll.astype(np.float64) + kl.astype(np.float64).sum(axis=1))
+    """Per image, −log p(x | z = μ) − KL(q(z|x) ‖ p(z)), nats, from an encoding's `nll` (n,)
+    and `kl`: per latent (n, D), summed (against N(0, I)), or each image's total (n,)
+    (encoding_kl): the ELBO with its reconstruction term read at the posterior mean instead of
+    averaged over q(z|x) (one decoder pass per image, kept in the encoding)."""
+    kl = kl.astype(np.float64)
+    return -(nll.astype(np.float64) + (kl.sum(axis=1) if kl.ndim == 2 else kl))
+
+
+def encoding_kl(prior: Prior, mu: np.ndarray, logvar: np.ndarray, kl: np.ndarray) -> np.ndarray:
+    """Each image's KL(q(z|x) ‖ p(z)) (n,) from a kept encoding's μ, log σ² and KL per latent
+    (n, D): the per-latent KL summed where the prior is N(0, I); else estimated again from μ and
+    log σ² (app.models.priors.prior_kl), a mixture prior's per-latent figures being marginal
+    KLs, which do not sum to it."""
+    if isinstance(prior, StandardNormal):
+        return kl.astype(np.float64).sum(axis=1)
+    total = prior_kl(torch.from_numpy(mu).float(), torch.from_numpy(logvar).float(), prior).total
+    return total.double().numpy()
 
 
 def binarised(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:

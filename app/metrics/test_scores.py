@@ -50,6 +50,7 @@ from app.metrics.likelihood import (
     log_likelihood_given_z,
 )
 from app.models.interface import LatentModel
+from app.models.priors import prior_kl, prior_of
 
 log = logging.getLogger(__name__)
 
@@ -108,12 +109,13 @@ def elbo_terms(
     generator: torch.Generator,
     labels: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(E_q[log p(x|z)] estimated from `samples` draws of q(z|x), KL(q(z|x) ‖ N(0, I)) in closed
-    form) for each image of x (B, C, H, W) → two (B,) float64 tensors, nats; the ELBO is their
-    difference."""
+    """(E_q[log p(x|z)] estimated from `samples` draws of q(z|x), KL(q(z|x) ‖ p(z)) against the
+    model's prior: in closed form for N(0, I), else by Monte Carlo with fixed draws
+    (app.models.priors.prior_kl)) for each image of x (B, C, H, W) → two (B,) float64 tensors,
+    nats; the ELBO is their difference."""
     posterior = model.encode(x, labels)
     b, dim = posterior.mean.shape
-    kl = posterior.kl().double().sum(1)  # (B,)
+    kl = prior_kl(posterior.mean, posterior.logvar, prior_of(model)).total.double()  # (B,)
     eps = torch.randn(b, samples, dim, generator=generator)
     z = posterior.mean[:, None] + posterior.std[:, None] * eps  # (B, S, D)
     target = x.repeat_interleave(samples, 0)  # (B·S, C, H, W), image-major like z

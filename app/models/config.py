@@ -23,6 +23,11 @@ ARCHITECTURES = ("conv", "mlp", "pytorch-vae", "pythae-conv", "pythae-resnet")
 PYTHAE_CONV_SIDES = {28: 1, 32: 3, 64: 3}  # image side → channels, as pythae's networks fix them
 MLP_SIDES = (4, 128)
 LIKELIHOODS = ("bernoulli", "gaussian")
+# normal: N(0, I); vamp: a VampPrior (Tomczak & Welling 2018), the equal-weight mixture of the
+# encoder's posteriors of `prior_components` learned pseudo-inputs, kept in the weights as images
+# (`pseudo_inputs`, K × C × H × W) so that the mixture is the encoder's own on them
+PRIORS = ("normal", "vamp")
+MAX_PRIOR_COMPONENTS = 500  # pythae's VAMP default is 50
 # the conv stack halves the image to 4×4, one stride-2 convolution per halving: 64 takes four
 # (Burgess et al. 2018), 32 takes three (disentangling-vae's MNIST models); the others build alike
 IMAGE_SIZES = (16, 32, 64, 128)
@@ -88,6 +93,8 @@ class ModelConfig:
     dataset: str = "dsprites"
     factor_names: tuple[str, ...] = ()
     architecture: str = "conv"  # one of ARCHITECTURES
+    prior: str = "normal"  # one of PRIORS
+    prior_components: int = 0  # a vamp prior's pseudo-inputs (0 for the normal prior)
     format_version: int = FORMAT_VERSION
 
     def __post_init__(self) -> None:
@@ -151,11 +158,24 @@ class ModelConfig:
             and self.gaussian_sigma > 0
         ):
             raise ConfigError(f"gaussian_sigma must be > 0, got {_shown(self.gaussian_sigma)}")
+        self._check_prior()
         if self.format_version != FORMAT_VERSION:
             raise ConfigError(
                 f"config format_version {_shown(self.format_version)} is not supported "
                 f"(this build reads {FORMAT_VERSION})"
             )
+
+    def _check_prior(self) -> None:
+        if self.prior not in PRIORS:
+            raise ConfigError(f"prior must be one of {', '.join(PRIORS)}, got {_shown(self.prior)}")
+        if self.prior == "normal":
+            if self.prior_components != 0:
+                raise ConfigError("prior_components is for the vamp prior; the normal has none")
+            return
+        _check_int("prior_components", self.prior_components, 1, MAX_PRIOR_COMPONENTS)
+        if self.kind != "vae":
+            # an AE has no posterior to mix, and a cvae's would depend on a label
+            raise ConfigError(f"a vamp prior is for a vae, this model is a {self.kind}")
 
     def _check_pytorch_vae(self) -> None:
         dims = self.hidden_dims
@@ -194,6 +214,8 @@ class ModelConfig:
         d = dataclasses.asdict(self)
         if self.hidden_layers == 2:  # as every config written before the field existed
             del d["hidden_layers"]
+        if self.prior == "normal":  # as every config written before the fields existed
+            del d["prior"], d["prior_components"]
         if self.hidden_dims:
             d["hidden_dims"] = list(self.hidden_dims)
         else:

@@ -7,6 +7,9 @@ A model answers three things (after diffusers' autoencoders, whose `encode(x).la
     model.encode(x, labels)     images (B, C, H, W) in [0, 1] → Posterior: μ and log σ² (B, D)
     model.decode(z, labels)     z (B, D) → pixel means (B, C, H, W) in [0, 1]
 
+A model may also own a prior p(z) (`model.prior`, app/models/priors.py: a VampPrior's mixture);
+one that does not has the standard normal N(0, I), which is what `prior_of(model)` gives it.
+
 Our own networks (trained here or imported) answer it through `NativeModel`; a user's PyTorch
 code answers it directly (`latent-explorer serve --plugin package.module:factory`). Nothing above
 this module knows which network, which size or where a model came from.
@@ -24,6 +27,7 @@ from torch import nn
 
 from app.models.config import KINDS, LIKELIHOODS, ModelConfig
 from app.models.elbo import kl_per_dim
+from app.models.priors import GaussianMixture, Prior, StandardNormal
 from app.models.vae import VAE
 
 MAX_SIDE = 512  # pixels: what the pages and the API are sized for
@@ -138,7 +142,8 @@ class Posterior:
         return torch.exp(0.5 * self.logvar)
 
     def kl(self) -> torch.Tensor:
-        """KL(q(z|x) ‖ N(0, I)) per latent (B, D), nats; zeros for an AE's code."""
+        """KL(q(z|x) ‖ N(0, I)) per latent (B, D), nats; zeros for an AE's code. Against the
+        model's own prior, which may not be N(0, I): app.models.priors.prior_kl."""
         if self.logvar is None:
             return torch.zeros_like(self.mean)
         return kl_per_dim(self.mean, self.logvar)
@@ -191,10 +196,24 @@ class NativeModel(nn.Module):
         super().__init__()
         self.network = network
         self._description = description
+        self._prior = vamp_prior(network) if network.config.prior == "vamp" else None
 
     @property
     def description(self) -> ModelDescription:
         return self._description
+
+    @property
+    def prior(self) -> Prior:
+        """p(z): N(0, I), or a VampPrior's mixture of the encoder's posteriors of the
+        pseudo-inputs, computed once, when the model is built for serving."""
+        return self._prior or StandardNormal(self._description.latent_dim)
+
+    @property
+    def pseudo_inputs(self) -> torch.Tensor | None:
+        """A VampPrior's pseudo-inputs as images (K, C, H, W) in [0, 1]; None for N(0, I)."""
+        if self._prior is None:
+            return None
+        return self.network.get_buffer("pseudo_inputs").detach().float().cpu().contiguous()
 
     def encode(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> Posterior:
         mu, logvar = self.network.encode(x, labels)  # labels reach a cvae only
@@ -215,6 +234,21 @@ class NativeModel(nn.Module):
         weighted bound decodes 10⁷ of them), where `decode` goes row by row for exact bytes.
         An optional method of the interface: a model without it is scored from `decode`."""
         return -self.network.reconstruction_nll(self.network.decode(z, labels), x)
+
+
+@torch.no_grad()
+def vamp_prior(network: VAE) -> GaussianMixture:
+    """The VampPrior of a network with pseudo-inputs: (1/K) Σ_k q(z | u_k), the encoder's means
+    and log-variances of the K images in one batch, in eval mode (batch norm's running
+    statistics), as pythae's VAMP._log_p_z computes them."""
+    was_training = network.training
+    network.eval()
+    try:
+        mean, logvar = network.encode(network.get_buffer("pseudo_inputs").float())
+    finally:
+        network.train(was_training)
+    assert logvar is not None  # a vamp prior is a vae's (ModelConfig)
+    return GaussianMixture(mean, logvar)
 
 
 def weights_digest(model: torch.nn.Module) -> str:

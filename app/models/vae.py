@@ -438,6 +438,13 @@ class VAE(
             self.encoder, self.decoder = PythaeResNetEncoder(config), PythaeResNetDecoder(config)
         else:
             self.encoder, self.decoder = Encoder(config), Decoder(config)
+        if config.prior == "vamp":
+            # a VampPrior's pseudo-inputs u_k as images in [0, 1] (K, C, H, W): the prior is the
+            # mixture of the encoder's q(z | u_k), computed from them where the model is served
+            side = config.image_size
+            self.register_buffer(
+                "pseudo_inputs", torch.zeros(config.prior_components, config.channels, side, side)
+            )
 
     def _onehot(self, labels: torch.Tensor | None, batch: int) -> torch.Tensor | None:
         if self.config.kind != "cvae":

@@ -8,8 +8,8 @@ Where the images come from, by what the model has:
     data set       a served data set's kept encoding (app.encodings): its test split where it
                    has one, else all its images, or a seeded subset; every column of the set
                    comes with the points, to colour them by;
-    prior          no data here: the model's own decodings of z ~ N(0, I), encoded again, a map
-                   of what it makes rather than of a dataset.
+    prior          no data here: the model's own decodings of z from its prior, encoded again, a
+                   map of what it makes rather than of a dataset.
 A CVAE's μ is its encoder's given each image's own class.
 
 The layouts (app.studies.layouts): PCA, exact and at once; t-SNE (openTSNE) and UMAP
@@ -162,7 +162,7 @@ def _test_split(ckpt: ServedModel, images: TestImages, n: int, seed: int) -> Map
 
 def _prior(ckpt: ServedModel, n: int, seed: int) -> MapSample:
     cfg = ckpt.description
-    z = inference.sample_prior(cfg.latent_dim, n, seed)
+    z = inference.sample_model_prior(ckpt, n, seed)
     # a CVAE with no data here: its classes in turn
     labels = torch.arange(n) % cfg.n_labels if cfg.kind == "cvae" else None
 
@@ -175,7 +175,8 @@ def _prior(ckpt: ServedModel, n: int, seed: int) -> MapSample:
     return MapSample(
         source="prior",
         dataset=None,
-        description=f"{n:,} images {ckpt.name} decoded from z ~ N(0, I) (seed {seed}), encoded "
+        description=f"{n:,} images {ckpt.name} decoded from z ~ {ckpt.prior.symbol} (seed {seed}), "
+        "encoded "
         f"again: its training data ({cfg.dataset or 'unnamed'}) is not here, so this maps what "
         "the model makes",
         indices=np.arange(n, dtype=np.int64),

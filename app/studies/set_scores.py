@@ -165,18 +165,19 @@ def scores_part(
     elbo = None
     if model.description.stochastic and len(rows):
         dims, dims_note = dims_of(model, image_set, int(rows[0]))
-        values = m.encoding_elbo(enc.nll[rows], enc.kl[rows])
+        kl = m.encoding_kl(model.prior, enc.mu[rows], enc.logvar[rows], enc.kl[rows])
+        values = m.encoding_elbo(enc.nll[rows], kl)
         elbo = m.estimate(
             values,
             dims,
-            "−log p(x | z = μ) − KL(q(z|x) ‖ N(0, I)) per image from "
+            f"−log p(x | z = μ) − KL(q(z|x) ‖ p(z)), p(z) {model.prior.described}, per image from "
             "the kept encoding: the reconstruction term at the posterior mean, "
             "not averaged over q(z|x), on the images as fitted (grey levels for "
             "a Bernoulli model: a cross-entropy, not the probability of bits)",
         )
         elbo |= {"images": len(rows), "dims_note": dims_note,
                  "reconstruction": round(float(-enc.nll[rows].astype(np.float64).mean()), 4),
-                 "kl": round(float(enc.kl[rows].astype(np.float64).sum(1).mean()), 4)}  # fmt: skip
+                 "kl": round(float(kl.mean()), 4)}  # fmt: skip
     return {
         "disentanglement": dis,
         "probes": {

@@ -281,7 +281,7 @@ def _shown(path: Path) -> str:
 # only when all of them agree (the objective, β and the schedule are what it may change)
 INIT_FIELDS = ("kind", "latent_dim", "channels", "image_size", "likelihood", "gaussian_sigma",
                "conv_channels", "hidden_dim", "label_names", "dataset",
-               "architecture")  # fmt: skip
+               "architecture", "prior", "prior_components")  # fmt: skip
 
 
 def initialise(model: VAE, source: Path) -> dict[str, Any]:

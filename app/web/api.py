@@ -13,6 +13,7 @@ from pydantic import BaseModel, BeforeValidator, Field, StrictFloat, StrictInt
 from app import imaging, inference
 from app.checkpoints.served import ServedModel
 from app.inference import DSPRITES, InferenceError, SetImages, TestImages
+from app.models.priors import MIXTURE_KL_NOTE
 from app.web.deps import (
     DataDep,
     DataPick,
@@ -147,8 +148,10 @@ def _encoding_json(model: ServedModel, x: torch.Tensor, label: int | None) -> di
         "elbo": {
             "recon_nll": enc.recon_nll[0].item(),
             "kl_per_dim": kl.tolist(),
-            "kl_total": kl.sum().item(),
+            "kl_total": enc.kl_total[0].item(),
             "neg_elbo": enc.neg_elbo[0].item(),
+            # what the KL figures are where they are not closed form against N(0, I)
+            "kl_note": None if enc.kl_exact else MIXTURE_KL_NOTE,
         },
     }
 
@@ -455,9 +458,10 @@ def sample(
     n: Annotated[int, Query(ge=1, json_schema_extra={"x-maximum": "max_batch"})] = 1,
     seed: Annotated[int, Query(ge=0, lt=2**63)] = 0,
 ) -> dict[str, Any]:  # fmt: skip
-    """n latent vectors drawn from the prior N(0, I), reproducible from the seed."""
+    """n latent vectors drawn from the model's prior (N(0, I), or the mixture of a model that
+    owns one: a VampPrior), reproducible from the seed."""
     _limit(n, settings.max_batch, "n")
     return {
-        "z": inference.sample_prior(model.description.latent_dim, n, seed).tolist(),
+        "z": inference.sample_model_prior(model, n, seed).tolist(),
         "seed": seed,
     }

@@ -111,9 +111,12 @@ NoEmptyFields = Depends(refuse_empty_fields)
 
 def latent_limit(ckpt: ServedModel, settings: Settings) -> float:
     """How far from 0 a latent value of this model may lie: the N(0, I) prior's ±10 for a VAE
-    (MAX_ABS_LATENT); anywhere short of absurd for an AE (MAX_ABS_CODE), whose codes have no
-    prior to be far outside of."""
-    return settings.max_abs_code if ckpt.description.kind == "ae" else settings.max_abs_latent
+    (MAX_ABS_LATENT); anywhere short of absurd (MAX_ABS_CODE) for an AE, whose codes have no
+    prior to be far outside of, and for a model that owns another prior (a VampPrior), which
+    lies wherever its encoder put its components."""
+    if ckpt.description.kind == "ae" or ckpt.prior.kind != "normal":
+        return settings.max_abs_code
+    return settings.max_abs_latent
 
 
 @dataclass(frozen=True)

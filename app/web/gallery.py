@@ -37,6 +37,7 @@ DEFAULT_SEED = 0  # the prior samples and the class grid's z, unless a seed is a
 DEFAULT_SAMPLES = 16
 SAMPLE_COLUMNS = 8
 DEFAULT_CLASS_GRID_ROWS = 4
+PSEUDO_COLUMNS = 10  # a VampPrior's pseudo-inputs per row
 # px: the page enlarges each picture by the largest whole scale that fits both
 PAGE_WIDTH, PAGE_CELL = 640, 128
 
@@ -147,9 +148,9 @@ def reconstruct(
 
 
 def prior_samples(model: ServedModel, n: int, seed: int, label: int | None) -> torch.Tensor:
-    """n z ~ N(0, I) from `seed` (inference.sample_prior, as /sample draws them), decoded to
-    pixel means: (n, C, H, W)."""
-    z = inference.sample_prior(model.description.latent_dim, n, seed)
+    """n z from the model's prior drawn from `seed` (inference.sample_model_prior, as /sample
+    draws them), decoded to pixel means: (n, C, H, W)."""
+    z = inference.sample_model_prior(model, n, seed)
     return inference.decode_latents(model, z, label)
 
 
@@ -239,7 +240,8 @@ def samples_png(
     scale: Scale = 1,
 ) -> Response:  # fmt: skip
     """Samples from the prior: the n latent vectors `/api/models/{name}/sample?n=&seed=` returns
-    (z ~ N(0, I), reproducible from the seed), each decoded to its pixel means, `cols` to a row
+    (z from the model's prior, N(0, I) unless it owns another; reproducible from the seed), each
+    decoded to its pixel means, `cols` to a row
     in order (a short last row is left white). A CVAE decodes them all under `label` (default
     0); its class grid shows each z under every label."""
     _at_most(n, settings.max_batch, "n")
@@ -286,7 +288,7 @@ def class_grid_png(
     if z is not None:
         zs = parse_latents(z, model, settings, served=served)[None]
     else:
-        zs = inference.sample_prior(model.description.latent_dim, rows, seed)
+        zs = inference.sample_model_prior(model, rows, seed)
     key = ("class-grid", zs, scale)
     n_labels = model.description.n_labels
     return cached_image(
@@ -295,6 +297,31 @@ def class_grid_png(
         key,
         lambda: _grid_png(class_grid(model, zs), len(zs), n_labels, scale),
     )
+
+
+@router.get(
+    "/api/models/{name}/pseudo-inputs.png",
+    response_class=Response,
+    responses={200: PNG, **NOT_MODIFIED},
+)
+def pseudo_inputs_png(
+    request: Request, model: ModelDep, settings: SettingsDep,
+    cols: Annotated[int, Query(ge=1, le=64, description="images per row")] = PSEUDO_COLUMNS,
+    scale: Scale = 1,
+) -> Response:  # fmt: skip
+    """A VampPrior's K pseudo-inputs, the images whose posteriors the prior mixes, as the model
+    keeps them (pythae's hardtanh(W e_k + b)), `cols` to a row in component order (a short last
+    row is left white). 404 for a model whose prior is N(0, I): it has none."""
+    images = model.pseudo_inputs
+    if images is None:
+        raise NotInModelError(
+            f"model {model.name}'s prior is {model.prior.described}: it has no pseudo-inputs"
+        )
+    _at_most(scale, settings.max_image_scale, "scale")
+    cols = min(cols, len(images))
+    key = ("pseudo-inputs", cols, scale)
+    rows = math.ceil(len(images) / cols)
+    return cached_image(request, model, key, lambda: _grid_png(images, rows, cols, scale))
 
 
 # --- the model page's gallery ------------------------------------------------------------------

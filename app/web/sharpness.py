@@ -227,8 +227,8 @@ def _images(
 def _compare(
     pair: list[ServedModel], seed: int, index: int | None, images: DatasetImages | None
 ) -> dict[str, Any]:
-    """Both models on z ~ N(0, I) from `seed`, and on image `index` of `images` (None: no
-    image)."""
+    """Both models on z from the first one's prior (N(0, I) but for a model that owns another)
+    drawn from `seed`, and on image `index` of `images` (None: no image)."""
     a, b = pair
     if a.description.latent_dim != b.description.latent_dim:
         raise InferenceError(
@@ -236,7 +236,7 @@ def _compare(
             f"{b.description.latent_dim}: "
             "one z cannot drive both; pick two models with the same latent size"
         )
-    z = inference.sample_prior(a.description.latent_dim, 1, seed)[0]
+    z = inference.sample_model_prior(a, 1, seed)[0]
     result: dict[str, Any] = {
         "z": ", ".join(f"{v:.2f}" for v in z.tolist()),
         "samples": [_panel(m, *_decode(m, z, 0)) for m in pair],

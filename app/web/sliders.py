@@ -72,8 +72,17 @@ _computed: SharedResults[list[SliderRange]] = SharedResults(size=64)
 
 
 def slider_ranges(ckpt: ServedModel) -> list[SliderRange]:
-    """One range per latent: the prior's ±3 for a VAE, an AE's own codes over data (falling back
-    to ±3 when its data cannot be drawn)."""
+    """One range per latent: the prior's ±3 for a VAE with N(0, I); for one that owns another
+    prior (a VampPrior), the 1st to 99th percentile of that prior's marginal on each latent,
+    within ±MAX_ABS_CODE (the widest a model with its own prior accepts: deps.latent_limit); an
+    AE's own codes over data (falling back to ±3 when its data cannot be drawn)."""
+    prior = ckpt.prior if ckpt.description.stochastic else None
+    if prior is not None and prior.kind != "normal":
+        lo, hi = prior.marginal_quantiles([p / 100 for p in CODE_PERCENTILES]).tolist()
+        limit = Settings.model_fields["max_abs_code"].default
+        return [
+            code_range(max(a, -limit), min(b, limit)) for a, b in zip(lo, hi, strict=True)
+        ]
     if ckpt.description.kind != "ae" or ground_truth_of(ckpt) is None:
         return [PRIOR] * ckpt.description.latent_dim
     recorded = ckpt.card.code_percentiles

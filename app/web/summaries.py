@@ -9,6 +9,7 @@ from app import inference
 from app.checkpoints.served import ServedModel
 from app.inference import DatasetImages, InferenceError, SetImages, TestImages
 from app.models.elbo import ACTIVE_KL
+from app.models.priors import MIXTURE_KL_NOTE
 from app.settings import Settings
 from app.web.deps import DataPick
 from app.web.errors import NotFoundError
@@ -74,5 +75,9 @@ def model_summary(
         if ckpt.card.active_latents is not None
         else (sum(k > ACTIVE_KL for k in ckpt.kl) if ckpt.kl else None),
         "kl_measured_on": ckpt.kl_measured_on,
+        # p(z) in words ("the standard normal N(0, I)", "a mixture of 50 Gaussians (a VampPrior)")
+        # and, for a prior other than N(0, I), what its per-latent KL figures are (else null)
+        "prior": ckpt.prior.described if cfg.stochastic else None,
+        "kl_note": None if ckpt.prior.kind == "normal" else MIXTURE_KL_NOTE,
         "card": ckpt.card.to_json(),
     }
