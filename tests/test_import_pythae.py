@@ -8,19 +8,24 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import pickle
+import re
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from fastapi.testclient import TestClient
+from torch.distributions import Normal
 
+from app import inference
 from app.checkpoints import load_checkpoint
 from app.cli import main
 from app.importers import ModelImportError
 from app.importers.pythae import import_pythae
 from app.main import create_app
+from app.models.priors import KL_SAMPLES
 from app.settings import Settings
 
 pythae_models = pytest.importorskip("pythae.models")
@@ -33,7 +38,9 @@ VARIANTS = {
     "BetaTCVAE": (pythae_models.BetaTCVAE, pythae_models.BetaTCVAEConfig, {"beta": 6.0}),
     "FactorVAE": (pythae_models.FactorVAE, pythae_models.FactorVAEConfig, {"gamma": 10.0}),
     "IWAE": (pythae_models.IWAE, pythae_models.IWAEConfig, {"number_samples": 3}),
-}
+    "VAMP": (pythae_models.VAMP, pythae_models.VAMPConfig,
+             {"number_components": 5, "linear_scheduling_steps": 3}),
+}  # fmt: skip
 
 
 def trained_pythae(kind: str, loss: str = "bce", **extra):
@@ -137,7 +144,6 @@ def test_the_refusal_names_a_class_pickled_by_value(tmp_path):
     [
         ({"name": "NotAModel"}, r"model_config\.json: name 'NotAModel' is not a pythae"),
         ({"name": None}, r"model_config\.json: name None is not a pythae"),
-        ({"name": "VAMPConfig"}, r"model_config\.json: a pythae VAMPConfig cannot be imported"),
         ({"latent_dim": 5}, r"model\.pt: encoder\.head\.weight has shape \(8, 512\), but"),
         ({"input_dim": [1, 16, 12]}, r"input_dim must be \[channels, side, side\]"),
         ({"uses_default_decoder": False}, r"uses_default_decoder is False: .* plugin"),
@@ -286,3 +292,152 @@ def test_a_pythae_model_on_benchmark_networks_is_served_from_python(tmp_path):
 
         info = httpx.get(f"{explorer.url}api/models/bench", timeout=30).json()
         assert (info["latent_dim"], info["channels"], info["image_size"]) == (LATENTS, 1, 28)
+
+
+# --- VAMP: a VampPrior over learned pseudo-inputs ----------------------------------------------
+
+
+def half_log_2pi(d: int) -> float:
+    """pythae's _log_p_z leaves out each latent's −½ log 2π (its log q(z|x) too, so its KL is
+    right): log p(z) = _log_p_z(z) − D/2 · log 2π."""
+    return d / 2 * math.log(2 * math.pi)
+
+
+def their_pseudo_inputs(theirs) -> torch.Tensor:
+    k = theirs.number_components
+    with torch.no_grad():
+        return theirs.pseudo_inputs(torch.eye(k)).reshape(k, *theirs.model_config.input_dim)
+
+
+def vamp_checks(theirs, served, shape) -> None:
+    """μ, pixels, the pseudo-inputs and log p(z) of the import against pythae's own."""
+    x, z = torch.rand(3, *shape), 2 * torch.randn(9, LATENTS)
+    with torch.inference_mode():
+        mine, their = served.model.encode(x), theirs.encoder(x)
+        torch.testing.assert_close(mine.mean, their.embedding, atol=1e-5, rtol=0)
+        torch.testing.assert_close(served.model.decode(z), theirs.decoder(z).reconstruction.view(
+            9, *shape), atol=1e-5, rtol=0)  # fmt: skip
+        assert torch.equal(served.pseudo_inputs, their_pseudo_inputs(theirs))
+        expected = theirs._log_p_z(z) - half_log_2pi(LATENTS)
+        torch.testing.assert_close(served.prior.log_prob(z), expected, atol=1e-5, rtol=0)
+
+
+def test_a_vamp_import_owns_pythaes_prior_and_keeps_its_settings(tmp_path):
+    theirs = trained_pythae("VAMP")
+    ckpt = import_pythae(saved(theirs, tmp_path / "src"), tmp_path / "out")
+    assert (ckpt.config.prior, ckpt.config.prior_components) == ("vamp", 5)
+    kept = ckpt.card.objective
+    assert (kept["number_components"], kept["linear_scheduling_steps"]) == (5, 3)
+    config = json.loads((tmp_path / "out" / "config.json").read_text())
+    assert (config["prior"], config["prior_components"]) == ("vamp", 5)
+    served = load_checkpoint(tmp_path / "out").served()
+    vamp_checks(theirs, served, SHAPE)
+    # the components are the encoder's posteriors of the pseudo-inputs, as pythae computes them
+    with torch.inference_mode():
+        their = theirs.encoder(their_pseudo_inputs(theirs))
+    torch.testing.assert_close(served.prior.means, their.embedding, atol=1e-5, rtol=0)
+    # draws of the mixture: their mean is the mean of the component means, their variance per
+    # latent the mean of the component variances plus the variance of the component means
+    z = inference.sample_model_prior(served, 100_000, seed=4).double()
+    means, variances = their.embedding.double(), their.log_covariance.double().exp()
+    torch.testing.assert_close(z.mean(0), means.mean(0), atol=0.01, rtol=0)
+    expected = variances.mean(0) + means.var(0, unbiased=False)
+    torch.testing.assert_close(z.var(0), expected, atol=0, rtol=0.02)
+    assert not torch.equal(z[:5].float(), inference.sample_prior(LATENTS, 5, 4))  # not N(0, I)
+
+
+@pytest.mark.parametrize(("family", "which", "loss"),
+                         [("Conv", "MNIST", "bce"), ("ResNet", "CIFAR", "mse")])  # fmt: skip
+def test_a_vamp_model_on_benchmark_networks_imports_and_equals_pythaes_own(
+    family, which, loss, tmp_path
+):
+    theirs = trained_benchmark(which, "VAMP", loss, family=family)
+    ckpt = import_pythae(saved(theirs, tmp_path / "src"), tmp_path / "out")
+    assert ckpt.config.architecture == f"pythae-{family.lower()}"
+    vamp_checks(theirs, load_checkpoint(tmp_path / "out").served(), BENCHMARKS[which])
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda s: s.__setitem__("pseudo_inputs.0.weight", torch.full_like(
+            s["pseudo_inputs.0.weight"], math.nan)),
+         r"model\.pt: pseudo_inputs\.0\.weight holds NaN or infinite values"),
+        (lambda s: s.__setitem__("pseudo_inputs.0.weight", s["pseudo_inputs.0.weight"][:, :4]),
+         r"model\.pt: pseudo_inputs\.0\.weight has shape \(256, 4\), but model_config\.json's "
+         r"input_dim and number_components make it \(256, 5\)"),
+        (lambda s: s.__setitem__("pseudo_inputs.0.bias", torch.zeros(3)),
+         r"model\.pt: pseudo_inputs\.0\.bias has shape \(3,\), but"),
+        (lambda s: s.pop("pseudo_inputs.0.weight"),
+         r"model\.pt: missing pseudo_inputs\.0\.weight \(a VAMP model's pseudo-inputs\)"),
+    ],
+)  # fmt: skip
+def test_bad_pseudo_inputs_are_refused_in_one_line_naming_the_file(tmp_path, change, message):
+    src = saved(trained_pythae("VAMP"), tmp_path / "src")
+    state = torch.load(src / "model.pt", weights_only=True)
+    change(state["model_state_dict"])
+    torch.save(state, src / "model.pt")
+    with pytest.raises(ModelImportError, match=message) as caught:
+        import_pythae(src, tmp_path / "out")
+    assert "\n" not in str(caught.value) and not (tmp_path / "out").exists()
+    config = json.loads((src / "model_config.json").read_text())
+    (src / "model_config.json").write_text(json.dumps(config | {"number_components": 0}))
+    with pytest.raises(ModelImportError, match=r"number_components must be an integer in 1\.\."):
+        import_pythae(src, tmp_path / "out")
+
+
+def test_a_vamp_import_is_served_its_pages_samples_and_elbo_use_its_prior(tmp_path):
+    from PIL import Image
+
+    theirs = trained_pythae("VAMP")
+    out = tmp_path / "checkpoints" / "vamp"
+    import_pythae(saved(theirs, tmp_path / "src"), out)
+    served = load_checkpoint(out).served()
+    settings = Settings(checkpoints_dir=out.parent, cache_dir=tmp_path / "cache")
+    with TestClient(create_app(settings)) as client:
+        explore = client.get("/?model=vamp")
+        assert explore.status_code == 200
+        # the sliders span the prior's own 1st to 99th percentiles
+        lo, hi = served.prior.marginal_quantiles([0.01, 0.99]).tolist()
+        for d in range(LATENTS):
+            tag = re.search(rf'<input type="range" id="z{d}"[^>]*>', explore.text)
+            assert tag is not None
+            low = float(re.search(r'min="([-0-9.]+)"', tag.group(0)).group(1))
+            high = float(re.search(r'max="([-0-9.]+)"', tag.group(0)).group(1))
+            assert low <= lo[d] and high >= hi[d] and high - low < (hi[d] - lo[d]) + 0.2
+        card = client.get("/models/vamp")
+        assert card.status_code == 200
+        assert "a mixture of 5 Gaussians (a VampPrior)" in card.text
+        assert "/api/models/vamp/pseudo-inputs.png" in card.text
+        # the pseudo-inputs' picture is the stored tensor, a grid of 8-bit cells
+        png = client.get("/api/models/vamp/pseudo-inputs.png", params={"cols": 5})
+        assert png.status_code == 200 and png.headers["content-type"] == "image/png"
+        shown = np.asarray(Image.open(io.BytesIO(png.content)).convert("L"), dtype=np.float64)
+        stored = served.pseudo_inputs.numpy()  # (5, 1, 16, 16)
+        for k in range(5):
+            cell = shown[2 : 2 + 16, 2 + k * 18 : 2 + k * 18 + 16] / 255
+            np.testing.assert_allclose(cell, stored[k, 0], atol=0.5 / 255 + 1e-6)
+        # /sample draws from the mixture: the same z as the prior itself from the seed
+        sample = client.get("/api/models/vamp/sample", params={"n": 3, "seed": 11})
+        assert sample.status_code == 200
+        expected = served.prior.sample(3, torch.Generator().manual_seed(11))
+        np.testing.assert_allclose(sample.json()["z"], expected.numpy(), atol=1e-6)
+        assert client.get("/api/models/vamp/samples.png").status_code == 200
+        # the ELBO of an image: −ELBO = −log p(x|z=μ) + KL(q ‖ p), KL against the mixture
+        x = torch.rand(*SHAPE)
+        buf = io.BytesIO()
+        Image.fromarray((x[0].numpy() * 255).round().astype(np.uint8)).save(buf, format="PNG")
+        r = client.post("/api/models/vamp/encode", files={"file": ("x.png", buf.getvalue())})
+        assert r.status_code == 200, r.text
+        elbo = r.json()["elbo"]
+        assert elbo["kl_note"] and "do not sum" in elbo["kl_note"]
+        assert elbo["neg_elbo"] == pytest.approx(elbo["recon_nll"] + elbo["kl_total"], abs=1e-4)
+        # KL(q ‖ p) against pythae's own log p(z), from 100,000 fresh draws of q(z|x)
+        mu, sigma = torch.tensor(r.json()["mu"]), torch.tensor(r.json()["sigma"])
+        z = mu + sigma * torch.randn(100_000, LATENTS, generator=torch.Generator().manual_seed(2))
+        with torch.inference_mode():
+            log_p = theirs._log_p_z(z).double() - half_log_2pi(LATENTS)
+        terms = Normal(mu.double(), sigma.double()).log_prob(z.double()).sum(1) - log_p
+        allowed = 4 * terms.std() / math.sqrt(KL_SAMPLES)  # the estimate's own error
+        assert abs(elbo["kl_total"] - terms.mean().item()) < allowed.item()
+        assert "do not sum to the total" in card.text

@@ -14,6 +14,11 @@ rows are our head's first and last D rows; its decoder's two layers are our `den
 `dense.2`, and where it ends in a sigmoid ours returns the logits (the served model applies the
 sigmoid). Its "bce" loss is our Bernoulli likelihood; its "mse" loss, 0.5·‖x − x̂‖², is a
 Gaussian of σ = 1.
+
+Its VAMP model's prior is a VampPrior: the mean of the encoder's posteriors of K pseudo-inputs
+u_k = hardtanh₀¹(W e_k + b), its `pseudo_inputs` (a Linear of K inputs, with a bias, then a
+Hardtanh to [0, 1]) applied to the identity. The import keeps them as images (K × C × H × W,
+our `pseudo_inputs`), so the served model computes the mixture from its own encoder on them.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ from app.importers.common import (
     write_imported,
 )
 from app.models import VAE, ConfigError, ModelConfig
+from app.models.config import MAX_PRIOR_COMPONENTS
 from app.quoting import listed
 
 REPOSITORY = "clementchadebec/benchmark_VAE"
@@ -57,13 +63,14 @@ VARIANTS: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "BetaTCVAEConfig": ("BetaTCVAE", "tcvae", ("alpha", "beta", "gamma", "use_mss")),
     "FactorVAEConfig": ("FactorVAE", "factor", ("gamma",)),
     "IWAEConfig": ("IWAE", "iwae", ("number_samples",)),
+    # linear_scheduling_steps: pythae warms the KL's weight up from 0 to 1 over that many
+    # epochs (0: none); the model it ends with is scored with weight 1
+    "VAMPConfig": ("VAMP", "vamp", ("number_components", "linear_scheduling_steps")),
 }
-# pythae models whose prior is not N(0, I), or whose latent the explorer cannot show as sliders
-# on one: refused naming why
-NOT_HERE = {
-    "VAMPConfig": "its prior is a mixture over learned pseudo-inputs (VampPrior), not N(0, I), "
-    "and the explorer samples and measures KL against N(0, I)",
-}
+# pythae models the explorer cannot show, refused naming why (none at present)
+NOT_HERE: dict[str, str] = {}
+# the VAMP model's pseudo-input network: Linear(K, C·H·W) (its bias optional), then Hardtanh
+PSEUDO_WEIGHT, PSEUDO_BIAS = "pseudo_inputs.0.weight", "pseudo_inputs.0.bias"
 # pythae's benchmark networks (pythae.models.nn.benchmarks.*.convnets and .resnets), which
 # model.save() pickles by value: named in the pickle, rebuilt here (app.models.vae.PythaeConv*,
 # PythaeResNet*). Their data sets → (its name, the image side the networks are made for); the
@@ -172,6 +179,13 @@ def parse_config(data: Any, path: str, benchmark: str | None = None) -> PythaeCo
             )
     kept = VARIANTS[name][2]
     hyper = {k: data.get(k) for k in kept}
+    if name == "VAMPConfig":
+        k = hyper["number_components"]
+        if type(k) is not int or not 1 <= k <= MAX_PRIOR_COMPONENTS:
+            raise ModelImportError(
+                f"{path}: number_components must be an integer in 1..{MAX_PRIOR_COMPONENTS}, "
+                f"got {k!r}"
+            )
     return PythaeConfig(name, dims[0], dims[1], latent, loss, hyper, benchmark)
 
 
@@ -249,10 +263,17 @@ def pickled_classes(data: bytes) -> list[str]:
 def convert_state_dict(
     theirs: dict[str, Any], config: ModelConfig, where: str
 ) -> dict[str, torch.Tensor]:
-    """pythae's default networks' tensors under our names, every name and shape checked."""
+    """pythae's networks' tensors under our names, every name and shape checked; a VAMP model's
+    pseudo-input network as the images it makes (pseudo_inputs)."""
     state = {k: v for k, v in theirs.items() if not IGNORED.match(k)}
+    prior: dict[str, torch.Tensor] = {}
+    if config.prior == "vamp":
+        prior = {"pseudo_inputs": pseudo_inputs(state, config, where)}
+        state = {k: v for k, v in state.items() if k not in (PSEUDO_WEIGHT, PSEUDO_BIAS)}
     if config.architecture in ("pythae-conv", "pythae-resnet"):  # named as pythae's
-        return _checked(state, VAE(config).state_dict(), where, "pythae's benchmark networks")
+        return _checked(
+            state | prior, VAE(config).state_dict(), where, "pythae's benchmark networks"
+        )
     needed = {
         "encoder.layers.0.0.weight",
         "encoder.layers.0.0.bias",
@@ -285,7 +306,29 @@ def convert_state_dict(
         "decoder.dense.2.weight": state["decoder.layers.1.0.weight"],
         "decoder.dense.2.bias": state["decoder.layers.1.0.bias"],
     }
-    return _checked(ours, VAE(config).state_dict(), where, "pythae's default networks")
+    return _checked(ours | prior, VAE(config).state_dict(), where, "pythae's default networks")
+
+
+def pseudo_inputs(state: dict[str, Any], config: ModelConfig, where: str) -> torch.Tensor:
+    """A VAMP model's K pseudo-inputs as images (K, C, H, W): pythae's
+    `hardtanh(Linear(K, C·H·W)(I_K), 0, 1)`, row k being hardtanh(W[:, k] + b), in float64 and
+    then rounded once to float32, the weight (C·H·W, K) and bias (C·H·W,) checked first."""
+    k, shape = config.prior_components, (config.channels, config.image_size, config.image_size)
+    pixels = shape[0] * shape[1] * shape[2]
+    weight, bias = state.get(PSEUDO_WEIGHT), state.get(PSEUDO_BIAS, torch.zeros(pixels))
+    if not isinstance(weight, torch.Tensor):
+        raise ModelImportError(f"{where}: missing {PSEUDO_WEIGHT} (a VAMP model's pseudo-inputs)")
+    for name, value, want in ((PSEUDO_WEIGHT, weight, (pixels, k)), (PSEUDO_BIAS, bias, (pixels,))):
+        if not isinstance(value, torch.Tensor) or tuple(value.shape) != want:
+            got = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
+            raise ModelImportError(
+                f"{where}: {name} has shape {got}, but model_config.json's input_dim and "
+                f"number_components make it {want}"
+            )
+        if not value.is_floating_point() or not torch.isfinite(value).all():
+            raise ModelImportError(f"{where}: {name} holds NaN or infinite values")
+    images = torch.clamp(weight.double().T + bias.double(), 0.0, 1.0)  # (K, C·H·W)
+    return images.reshape(k, *shape).float()
 
 
 def _checked(
@@ -329,6 +372,11 @@ def our_config(pythae: PythaeConfig, dataset: str, where: str) -> ModelConfig:
             image_size=pythae.image_size,
             dataset=dataset,
             **likelihood,
+            **(
+                {"prior": "vamp", "prior_components": pythae.hyperparameters["number_components"]}
+                if pythae.config_class == "VAMPConfig"
+                else {}
+            ),
             **(
                 {"hidden_dim": HIDDEN, "hidden_layers": 1, "architecture": "mlp"}
                 if pythae.benchmark is None

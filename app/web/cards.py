@@ -13,6 +13,7 @@ from app.checkpoints.card import Estimate, Licence, ModelCard, Probe, TestSplitS
 from app.checkpoints.served import ServedModel
 from app.inference import has_factors, has_test_split
 from app.models.elbo import ACTIVE_KL
+from app.models.priors import MIXTURE_KL_NOTE, GaussianMixture
 from app.web.card_training import (
     UNRECORDED,
     DeviceTotal,
@@ -93,6 +94,17 @@ class HeldOutScores:
     stale: bool
 
 
+@dataclass(frozen=True)
+class PriorView:
+    """A prior other than N(0, I) as the card shows it: what it is, what its KL figures mean,
+    and its pseudo-inputs' picture (a VampPrior's)."""
+
+    described: str
+    kl_note: str
+    pseudo_inputs_url: str | None
+    components: int
+
+
 @dataclass
 class CardView:
     name: str
@@ -112,6 +124,7 @@ class CardView:
     repairs: list[str] = field(default_factory=list)
     names: list[NamedLatent] = field(default_factory=list)
     held_out: HeldOutScores | None = None
+    prior: PriorView | None = None  # None: N(0, I)
     bar_width: int = BAR_WIDTH
 
 
@@ -229,6 +242,20 @@ def held_out_scores(card: ModelCard, digest: str) -> HeldOutScores | None:
         details.append(("seeds", ", ".join(seeds)))
     rows = _likelihood_rows(entry) + _probe_rows(entry)
     return HeldOutScores(rows, caption, details, stale)
+
+
+def prior_view(ckpt: ServedModel) -> PriorView | None:
+    """What the card says of a model's own prior; None for N(0, I), which needs no words."""
+    prior = ckpt.prior
+    if not isinstance(prior, GaussianMixture):
+        return None
+    images = ckpt.pseudo_inputs
+    return PriorView(
+        described=prior.described,
+        kl_note=MIXTURE_KL_NOTE,
+        pseudo_inputs_url=None if images is None else f"/api/models/{ckpt.name}/pseudo-inputs.png",
+        components=prior.components,
+    )
 
 
 def kl_bars(kl: list[float]) -> list[KlBar]:
@@ -359,6 +386,7 @@ def card_view(ckpt: ServedModel, served: Mapping[str, str], dataset: str) -> Car
         repairs=_repairs(card),
         names=named_latents(ckpt),
         held_out=held_out_scores(card, ckpt.digest),
+        prior=prior_view(ckpt),
     )
 
 
