@@ -123,6 +123,16 @@ def load_upload(
     return torch.from_numpy(arr), notes
 
 
+def fit_image(image: torch.Tensor, size: int, channels: int) -> torch.Tensor:
+    """One image (C, H, W) in [0, 1] → (channels, size, size) in [0, 1], fitted as an upload is
+    (to_model_input: grey or RGB, centre-cropped, area-resampled, in whole 8-bit levels); the
+    image itself where it already has that shape."""
+    if tuple(image.shape) == (channels, size, size):
+        return image
+    fitted = to_model_input(_pil(to_uint8(image[None])[0]), size, channels)
+    return torch.from_numpy(fitted.astype(np.float32) / 255.0)
+
+
 def to_model_input(im: Image.Image, size: int, channels: int) -> np.ndarray:
     """A decoded picture → (C, size, size) uint8 as a model sees it: transparent pixels become
     background (black, as in dSprites), grey or RGB as the model takes, centre-cropped to a

@@ -20,6 +20,7 @@ from app.settings import Settings
 from app.studies.set_encodings import measure_missing_kl
 from app.web import (
     api,
+    compare,
     compress,
     datasets,
     denoise,
@@ -141,6 +142,7 @@ def create_app(
     app.include_router(api.router)
     app.include_router(datasets.router)
     app.include_router(pages.router)
+    app.include_router(compare.router)
     app.include_router(models_page.router)
     app.include_router(interpolate.router)
     app.include_router(figure2.router)

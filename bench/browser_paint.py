@@ -15,7 +15,9 @@ every drag, and how long a page takes to load every slider's sweep in the backgr
 
 `--page` replaces the default pages (e.g. `--page celeba=/?model=disvae-btcvae-celeba`, or
 `--page kl=/?model=shapes-autoencoder-kl` for a spatial latent's channel sliders);
-`--plugin` serves a plugin model beside the checkpoints (e.g. examples.mlp_vae:build);
+`--plugin` serves a plugin model beside the checkpoints (e.g. examples.mlp_vae:build, or
+bench.conv8_plugin:build, an 8-latent convolutional VAE, for
+`--page by-image=/compare?a=my-conv-vae&b=fashion-vae`: sliders of both models in turn);
 `--checkpoints DIR` serves another folder of models.
 """
 
@@ -73,13 +75,24 @@ def run_page(browser, url: str, moves: int, sliders: int, think: int) -> list[di
     page.wait_for_function("window.__latentPaints && window.__latentPaints.length > 0")
     page.evaluate("window.__latentPaints.length = 0")
     page.wait_for_timeout(think)
-    handles = page.locator(SLIDERS)
-    for k in range(min(sliders, handles.count())):
-        drag_from_grab(page, handles.nth(k), moves)
+    for slider in chosen_sliders(page, sliders):
+        drag_from_grab(page, slider, moves)
         page.wait_for_timeout(think)
     paints = page.evaluate("window.__latentPaints")
     page.close()
     return paints
+
+
+def chosen_sliders(page, n: int) -> list:
+    """The page's `n` most informative sliders; on /compare by one image, where each model has
+    its own (.explorer-panel), taken from the models in turn."""
+    panels = page.locator(".explorer-panel")
+    if not panels.count():
+        handles = page.locator(SLIDERS)
+        return [handles.nth(k) for k in range(min(n, handles.count()))]
+    own = [panels.nth(i).locator(SLIDERS) for i in range(panels.count())]
+    order = [(k, i) for k in range(n) for i in range(len(own)) if k < own[i].count()]
+    return [own[i].nth(k) for k, i in order[:n]]
 
 
 def sweeps_loaded(browser, url: str) -> float:
@@ -87,7 +100,13 @@ def sweeps_loaded(browser, url: str) -> float:
     page = browser.new_page(viewport={"width": 1280, "height": 900}, bypass_csp=True)
     t0 = time.perf_counter()
     page.goto(url)
-    n = page.locator(SLIDERS).count() * page.locator("canvas.decoded").count()
+    sliders = page.locator(SLIDERS).count()
+    # one set of sliders drives every picture, or (by one image) each model has its own
+    n = (
+        sliders
+        if page.locator(".explorer-panel").count()
+        else sliders * page.locator("canvas.decoded").count()
+    )
     page.wait_for_function(f"window.__latentSweeps.length >= {n}", timeout=60_000, polling=10)
     seconds = time.perf_counter() - t0
     page.close()

@@ -12,11 +12,26 @@
 // #explorer, detail {model, label, tiles: [{z, bitmap}]}: each bitmap is kept under the decode
 // URL that `latent:set` with that z (and that label: null for none, left out for the page's)
 // would ask for, so a drag of the direction slider (static/direction.js) paints from memory.
+//
+// Every element with `data-latent-dim` is one explorer with its own z: the explore page and
+// /compare by one z have one (its sliders drive every picture inside it), /compare by one image
+// has one per model (templates/compare_image.html), each finding its controls inside itself.
+// `latent:encoded` on an explorer, detail {mu, label}, moves its sliders to an encoding made
+// elsewhere (static/compare_image.js).
 "use strict";
 
 (() => {
-  const root = document.getElementById("explorer");
-  if (!root) return;
+  // paint timings (input event → picture on screen), read by bench/ and the browser tests, and
+  // the sweeps sliced into the caches: one list for every explorer on the page
+  const paints = (window.__latentPaints = []);
+  const sweeps = (window.__latentSweeps = []);
+  for (const select of document.querySelectorAll("select[data-navigate]")) {
+    select.addEventListener("change", () => select.form.submit());
+  }
+  document.querySelectorAll("[data-latent-dim]").forEach((root) => explorer(root, paints, sweeps));
+})();
+
+function explorer(root, paints, sweeps) {
   const dim = Number(root.dataset.latentDim);
   // sliders in row order (most informative first): the order their sweeps load in
   const sliders = Array.from(root.querySelectorAll('input[type="range"][data-dim]'));
@@ -27,9 +42,6 @@
   for (const s of sliders) z[Number(s.dataset.dim)] = Number(s.dataset.value);
   let label = root.dataset.label === "" ? null : Number(root.dataset.label);
 
-  // paint timings (input event → picture on screen), read by bench/ and the browser tests
-  const paints = (window.__latentPaints = []);
-  const sweeps = (window.__latentSweeps = []); // sweeps sliced into the caches, for tests and bench/
   const zText = (values = z) => values.map((v) => v.toFixed(2)).join(",");
   const query = (kind, values = z, at = label) =>
     `z=${zText(values)}` + (at === null || kind !== "cvae" ? "" : `&label=${at}`);
@@ -41,7 +53,7 @@
     });
   const api = (model) => `/api/models/${encodeURIComponent(model)}`;
 
-  const errorBox = document.getElementById("decode-error");
+  const errorBox = root.querySelector(".decode-error");
   function showError(message) {
     errorBox.hidden = !message;
     errorBox.textContent = message || "";
@@ -132,12 +144,14 @@
     // the URL holds the state, so any view can be bookmarked and shared
     clearTimeout(urlTimer);
     urlTimer = setTimeout(() => {
-      const params = new URLSearchParams(root.dataset.urlParams);
-      params.set("z", zText());
-      if (label !== null) params.set("label", String(label));
+      // one of several explorers (/compare by one image) keeps the others' values in the URL
+      const zParam = root.dataset.zParam;
+      const params = new URLSearchParams(zParam ? location.search : root.dataset.urlParams);
+      params.set(zParam || "z", zText());
+      if (label !== null) params.set(root.dataset.labelParam || "label", String(label));
       history.replaceState(null, "", `${location.pathname}?${params}`);
       // the explore page's link to the map carries the state too, so the marker starts at z
-      const mapLink = document.getElementById("map-link");
+      const mapLink = root.querySelector("#map-link");
       if (mapLink) mapLink.search = `?${params}`;
     }, 150);
   }
@@ -176,9 +190,9 @@
   function setLabel(value) {
     label = value;
     root.dataset.label = String(value);
-    const radio = root.querySelector(`input[name="label"][value="${value}"]`);
+    const radio = root.querySelector(`input.label-radio[value="${value}"]`);
     if (radio) radio.checked = true;
-    const hidden = document.getElementById("upload-label");
+    const hidden = root.querySelector("#upload-label");
     if (hidden) hidden.value = String(value);
   }
 
@@ -236,7 +250,7 @@
     held = false;
     pump();
   });
-  for (const radio of root.querySelectorAll('input[name="label"]')) {
+  for (const radio of root.querySelectorAll("input.label-radio")) {
     radio.addEventListener("change", () => {
       setLabel(Number(radio.value));
       changed(performance.now());
@@ -244,11 +258,8 @@
       sweepAll();
     });
   }
-  for (const select of root.querySelectorAll("select[data-navigate]")) {
-    select.addEventListener("change", () => select.form.submit());
-  }
-  document.getElementById("reset").addEventListener("click", () => setAll(new Array(dim).fill(0)));
-  document.getElementById("sample").addEventListener("click", async () => {
+  root.querySelector('[data-action="reset"]').addEventListener("click", () => setAll(new Array(dim).fill(0)));
+  root.querySelector('[data-action="sample"]').addEventListener("click", async () => {
     const seed = Math.floor(Math.random() * 2 ** 31);
     const resp = await fetch(`${api(root.dataset.model)}/sample?n=1&seed=${seed}`);
     setAll((await resp.json()).z[0]);
@@ -271,16 +282,20 @@
   });
 
   // an encoded image (upload or dataset) moves the sliders to its μ
+  function encoded(mu, encodedLabel) {
+    if (encodedLabel !== undefined && encodedLabel !== null) setLabel(Number(encodedLabel));
+    setAll(mu);
+  }
   document.body.addEventListener("htmx:afterSwap", (ev) => {
+    if (!root.contains(ev.detail.target)) return; // another explorer's
     const enc = ev.detail.target.querySelector(".encoding[data-mu]");
-    if (!enc) return;
-    if (enc.dataset.label !== undefined) setLabel(Number(enc.dataset.label));
-    setAll(JSON.parse(enc.dataset.mu));
+    if (enc) encoded(JSON.parse(enc.dataset.mu), enc.dataset.label);
   });
+  root.addEventListener("latent:encoded", (ev) => encoded(ev.detail.mu, ev.detail.label));
 
   // drag-and-drop onto the upload zone submits like the file picker
-  const drop = document.getElementById("dropzone");
-  const file = document.getElementById("upload-file");
+  const drop = root.querySelector("#dropzone");
+  const file = root.querySelector("#upload-file");
   if (drop && file) {
     drop.addEventListener("dragover", (ev) => {
       ev.preventDefault();
@@ -295,4 +310,4 @@
       file.dispatchEvent(new Event("change", { bubbles: true }));
     });
   }
-})();
+}

@@ -7,11 +7,20 @@
 // are the ones a channel sweep's tiles stand for; each channel's sweep (its slider's every
 // position, one strip) fetched once the picture is up and again after every change, so a drag
 // paints from memory from the first grab.
+//
+// Every `.spatial[data-shape]` element is one such explorer, finding its controls inside itself:
+// the explore page has one, /compare by one image one per spatial model, where `latent:encoded`
+// (detail {mu}) starts it from an encoding made elsewhere (static/compare_image.js).
 "use strict";
 
 (() => {
-  const root = document.getElementById("spatial");
-  if (!root) return;
+  // one list of paint timings and sweeps for every explorer on the page (static/explore.js too)
+  const paints = (window.__latentPaints = window.__latentPaints || []);
+  const sweeps = (window.__latentSweeps = window.__latentSweeps || []);
+  document.querySelectorAll(".spatial[data-shape]").forEach((root) => spatialExplorer(root, paints, sweeps));
+})();
+
+function spatialExplorer(root, paints, sweeps) {
   const model = root.dataset.model;
   const [C, H, W] = root.dataset.shape.split(",").map(Number);
   const cells = H * W;
@@ -29,10 +38,6 @@
   let base = clampBase(root.dataset.z.split(","));
   const offsets = new Array(C).fill(0); // hundredths, per channel
   const mask = new Array(cells).fill(1); // the region: 1 where the sliders act
-
-  // paint timings (input event → picture on screen) and sweeps sliced, for bench/ and tests
-  const paints = (window.__latentPaints = []);
-  const sweeps = (window.__latentSweeps = []);
 
   // z (hundredths) with every channel's offset inside the region, except channel `skip`'s
   function current(skip = -1) {
@@ -55,7 +60,7 @@
     return text;
   }
 
-  const errorBox = document.getElementById("decode-error");
+  const errorBox = root.querySelector(".decode-error");
   function showError(message) {
     errorBox.hidden = !message;
     errorBox.textContent = message || "";
@@ -146,7 +151,7 @@
   }
   const region = root.querySelector("canvas.region");
   const rctx = region.getContext("2d");
-  const regionLine = document.getElementById("region-line");
+  const regionLine = root.querySelector(".region-line");
   function drawRegion() {
     const cw = region.width / W;
     const ch = region.height / H;
@@ -171,7 +176,8 @@
   }
 
   const sliders = Array.from(root.querySelectorAll('input[type="range"][data-channel]'));
-  const traverse = document.getElementById("channel-traverse");
+  const traverse = root.querySelector("img.channel-traverse");
+  const outputOf = (c) => root.querySelector(`output[data-channel="${c}"]`);
   function refreshTraverse() {
     const src = `${api}/channel-traverse.png?z=${zText(current())}&mask=${maskHex()}`;
     if (traverse.getAttribute("src") !== src) traverse.src = src;
@@ -179,7 +185,7 @@
   function settled() {
     const z = current();
     const url = new URL(window.location.href);
-    url.searchParams.set("z", zText(z));
+    url.searchParams.set(root.dataset.zParam || "z", zText(z));
     window.history.replaceState(null, "", url);
   }
   function changed(t0) {
@@ -192,7 +198,7 @@
     offsets.fill(0);
     for (const s of sliders) {
       s.value = "0";
-      document.getElementById(`out${s.dataset.channel}`).textContent = "+0.00";
+      outputOf(Number(s.dataset.channel)).textContent = "+0.00";
     }
     changed(performance.now());
     settled();
@@ -211,7 +217,7 @@
       const t0 = ev.timeStamp || performance.now();
       offsets[c] = toH(s.value);
       const v = offsets[c] / 100;
-      document.getElementById(`out${c}`).textContent = `${v >= 0 ? "+" : "−"}${Math.abs(v).toFixed(2)}`;
+      outputOf(c).textContent = `${v >= 0 ? "+" : "−"}${Math.abs(v).toFixed(2)}`;
       changed(t0);
     });
     s.addEventListener("change", () => {
@@ -267,8 +273,8 @@
     settled();
     prefetchAll();
   }
-  document.getElementById("whole").addEventListener("click", () => setRegion(1));
-  document.getElementById("clear-region").addEventListener("click", () => setRegion(0));
+  root.querySelector('[data-action="whole"]').addEventListener("click", () => setRegion(1));
+  root.querySelector('[data-action="clear-region"]').addEventListener("click", () => setRegion(0));
 
   async function startFrom(promise) {
     try {
@@ -281,24 +287,27 @@
       showError(`${model}: ${err.message}`);
     }
   }
-  document.getElementById("sample").addEventListener("click", () => {
+  root.querySelector('[data-action="sample"]').addEventListener("click", () => {
     const seed = Math.floor(Math.random() * 1e9);
     startFrom(fetch(`${api}/sample?n=1&seed=${seed}`));
   });
-  const datasetButton = document.getElementById("dataset");
+  const datasetButton = root.querySelector('[data-action="dataset"]');
   if (datasetButton) {
     datasetButton.addEventListener("click", () => {
       const index = Math.floor(Math.random() * Number(root.dataset.datasetImages));
       startFrom(fetch(`${api}/encode?index=${index}`));
     });
   }
-  const file = document.getElementById("upload-file");
-  file.addEventListener("change", () => {
-    if (!file.files.length) return;
-    const form = new FormData();
-    form.append("file", file.files[0]);
-    startFrom(fetch(`${api}/encode`, { method: "POST", body: form }));
-  });
+  const file = root.querySelector("#upload-file");
+  if (file) {
+    file.addEventListener("change", () => {
+      if (!file.files.length) return;
+      const form = new FormData();
+      form.append("file", file.files[0]);
+      startFrom(fetch(`${api}/encode`, { method: "POST", body: form }));
+    });
+  }
+  root.addEventListener("latent:encoded", (ev) => rebase(ev.detail.mu));
   for (const select of root.querySelectorAll("select[data-navigate]")) {
     select.addEventListener("change", () => {
       window.location.href = `/?model=${encodeURIComponent(select.value)}`;
@@ -316,4 +325,4 @@
   else first.addEventListener("load", drawFirst, { once: true });
   drawChannels(current());
   drawRegion();
-})();
+}

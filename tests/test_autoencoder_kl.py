@@ -94,9 +94,10 @@ def test_the_folder_serves_and_its_channel_sweep_tiles_are_single_decodes(tmp_pa
         assert info["latent_dim"] == 64 and info["latent_shape"] == [4, 4, 4]
         page = client.get("/?model=kl")
         assert page.status_code == 200 and 'data-shape="4,4,4"' in page.text
-        # one set of sliders is for flat latents: with nothing flat served, the model's own page
+        # one set of sliders is for flat latents: a spatial model compares by image, each side
+        # its own channel explorer
         compare = client.get("/compare?a=kl&b=kl", follow_redirects=False)
-        assert compare.status_code == 303 and compare.headers["location"] == "/?model=kl"
+        assert compare.status_code == 200 and compare.text.count('data-shape="4,4,4"') == 2
         mapped = " ".join(client.get("/map?model=kl").text.split())
         assert "(its whole latent of 4 channels over 4×4 cells, flattened: 64 values)" in mapped
         strip = client.get(
@@ -253,7 +254,7 @@ def test_an_autoencoder_kl_object_is_served_from_python_as_its_folder_is(tmp_pat
     assert vae.training  # the caller's model left as it was
 
 
-def test_compare_with_the_shipped_autoencoder_kl_drives_two_flat_models_and_says_why(tmp_path):
+def test_compare_with_the_shipped_autoencoder_kl_is_by_image_and_says_why(tmp_path):
     import html
 
     settings = Settings(cache_dir=tmp_path / "cache")  # the shipped checkpoints
@@ -261,10 +262,10 @@ def test_compare_with_the_shipped_autoencoder_kl_drives_two_flat_models_and_says
         page = client.get("/compare?a=shapes-autoencoder-kl&b=dsprites-beta-vae")
         assert page.status_code == 200
         text = html.unescape(page.text)
-        assert ("shapes-autoencoder-kl's latent is 4 channels over 8×8 cells: its sliders are on "
-                "its own page") in text  # fmt: skip
+        assert ("shapes-autoencoder-kl's latent is 4 channels over 8×8 cells, not one slider per "
+                "latent: one z cannot drive both") in text  # fmt: skip
         assert 'data-model="dsprites-beta-vae"' in text
-        assert 'data-model="shapes-autoencoder-kl"' not in text
+        assert 'data-model="shapes-autoencoder-kl"' in text and 'data-shape="4,8,8"' in text
 
 
 def test_train_kl_writes_a_folder_diffusers_loads_and_the_explorer_serves(tmp_path, capsys):

@@ -9,7 +9,7 @@ from urllib.parse import urlencode
 
 import numpy as np
 from fastapi import APIRouter, File, Form, Query, Request, UploadFile
-from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.responses import HTMLResponse
 
 from app import inference
 from app.checkpoints.served import ServedModel
@@ -21,7 +21,7 @@ from app.settings import Settings
 from app.studies.latent_map import METHODS as MAP_METHODS
 from app.web import api, cards
 from app.web.datasets import data_query, own_images, picker
-from app.web.deps import DataDep, ModelDep, RegistryDep, SettingsDep, TemplatesDep, latent_limit
+from app.web.deps import DataDep, ModelDep, RegistryDep, SettingsDep, TemplatesDep
 from app.web.directions import direction_choices
 from app.web.errors import NotFoundError, UploadTooLargeError
 from app.web.inputs import dataset_images, images_of, parse_latents, random_index
@@ -29,7 +29,6 @@ from app.web.sliders import (
     SliderRange,
     landing_model,
     landing_start,
-    shared_ranges,
     slider_ranges,
     slider_rows,
 )
@@ -39,7 +38,7 @@ from app.web.summaries import model_summary
 router = APIRouter(tags=["pages"], include_in_schema=False)
 
 
-def _initial_z(
+def initial_z(
     ckpt: ServedModel, z: str, settings: Settings, ranges: list[SliderRange]
 ) -> tuple[list[float], str | None]:
     """The URL's z, each value held to its slider's range."""
@@ -50,11 +49,11 @@ def _initial_z(
     return [r.clamp(v) for r, v in zip(ranges, values, strict=True)], None
 
 
-def _z_text(values: list[float]) -> str:
+def z_text(values: list[float]) -> str:
     return ",".join(f"{v:.2f}" for v in values)
 
 
-def _page_label(cvae: ServedModel | None, label: int | None) -> int | None:
+def page_label(cvae: ServedModel | None, label: int | None) -> int | None:
     """The class a page decodes with: the URL's if the CVAE has it, else its first; none
     without a CVAE on the page."""
     if cvae is None:
@@ -82,7 +81,7 @@ def explore(
     ranges = slider_ranges(ckpt)
     start = None
     if z:
-        values, warning = _initial_z(ckpt, z, settings, ranges)
+        values, warning = initial_z(ckpt, z, settings, ranges)
     else:
         start = landing_start(ckpt, settings, data)
         values, warning = start.z, None
@@ -90,8 +89,8 @@ def explore(
             label = start.label
     if model is not None and model not in registry:
         warning = f"unknown model {quoted(model)}; showing {name}"
-    label = _page_label(ckpt if ckpt.description.kind == "cvae" else None, label)
-    state = {"model": name, "z": _z_text(values), "label": label}
+    label = page_label(ckpt if ckpt.description.kind == "cvae" else None, label)
+    state = {"model": name, "z": z_text(values), "label": label}
     context = {
         "models": [model_summary(c) for c in registry.values()],
         "model": model_summary(ckpt, settings, data),
@@ -102,9 +101,9 @@ def explore(
         "ae_vs_vae": _ae_vs_vae(registry, ckpt),
         "partner": _partner(registry, ckpt),
         "start": start,
-        "z": _z_text(values),
+        "z": z_text(values),
         "label": label,
-        "span": _traverse_span(ranges),
+        "span": traverse_span(ranges),
         "warning": warning,
         "photo_form": form_of(ckpt.description.dataset),
         "directions": direction_choices(ckpt, settings, data),
@@ -173,14 +172,14 @@ def latent_map(
         warnings.append(f"a map of {name} holds 2 to {limit:,} points; showing {n:,}")
     ranges = slider_ranges(ckpt)
     if z:
-        values, z_warning = _initial_z(ckpt, z, settings, ranges)
+        values, z_warning = initial_z(ckpt, z, settings, ranges)
         warnings += [z_warning] if z_warning else []
     else:
         start = landing_start(ckpt, settings)
         values = start.z
         if label is None:
             label = start.label
-    label = _page_label(ckpt if ckpt.description.kind == "cvae" else None, label)
+    label = page_label(ckpt if ckpt.description.kind == "cvae" else None, label)
     params = {"model": name, "method": method, "n": n} | ({"colour": colour} if colour else {})
     params |= data.query | ({"split": "all"} if whole else {})
     state = {"model": name, "method": method, "n": n, "colour": colour, "z": z, "label": label}
@@ -193,7 +192,7 @@ def latent_map(
         "models": [model_summary(c) for c in registry.values()],
         "model": summary,
         "rows": slider_rows([ckpt], values, ranges),
-        "z": _z_text(values),
+        "z": z_text(values),
         "label": label,
         "method": method,
         "layouts": [(m, MAP_LAYOUTS.get(m, m)) for m in MAP_METHODS],
@@ -208,7 +207,7 @@ def latent_map(
     return templates.TemplateResponse(request, "map.html", context)
 
 
-def _traverse_span(ranges: list[SliderRange]) -> float:
+def traverse_span(ranges: list[SliderRange]) -> float:
     """The traversal grid sweeps ±span: the prior's ±3, or an AE's widest code within the
     traversal's limit of ±10."""
     return min(10.0, max(max(abs(r.lo), abs(r.hi)) for r in ranges))
@@ -276,71 +275,6 @@ def _ae_vs_vae(
     return (ae.name, vae.name) if ae is not None and vae is not None else None
 
 
-@router.get("/compare", response_class=HTMLResponse, response_model=None)
-def compare(
-    request: Request, registry: RegistryDep, templates: TemplatesDep, settings: SettingsDep,
-    a: str | None = None, b: str | None = None, z: str | None = None, label: int | None = None,
-    sample: str | None = None,
-) -> HTMLResponse | RedirectResponse:  # fmt: skip
-    """Two models side by side, one set of sliders driving both (default: β=1 vs β=4)."""
-    if len(registry) < 1:
-        return templates.TemplateResponse(request, "empty.html", {}, status_code=503)
-    names = list(registry)
-    default_a = "dsprites-vae" if "dsprites-vae" in registry else names[0]
-    default_b = "dsprites-beta-vae" if "dsprites-beta-vae" in registry else names[-1]
-    warning = None
-    unknown = [n for n in (a, b) if n is not None and n not in registry]
-    if unknown:
-        warning = f"unknown model {quoted(unknown[0])}; showing the defaults"
-    name_a = a if a is not None and a in registry else default_a
-    name_b = b if b is not None and b in registry else default_b
-    spatial = next((n for n in (name_a, name_b) if registry[n].description.spatial), None)
-    if spatial is not None:
-        flat = [n for n in registry if not registry[n].description.spatial]
-        if not flat:  # nothing here takes one set of sliders: the model's own page
-            return RedirectResponse(f"/?{urlencode({'model': spatial})}", status_code=303)
-        c, h, w = registry[spatial].description.latent_shape
-        warning = (
-            f"{spatial}'s latent is {c} channels over {h}×{w} cells: its sliders are on its own "
-            "page; one set of sliders here drives two flat latents"
-        )
-        name_a = name_a if name_a in flat else (default_a if default_a in flat else flat[0])
-        name_b = name_b if name_b in flat else (default_b if default_b in flat else flat[-1])
-    ca, cb = registry[name_a], registry[name_b]
-    if ca.description.latent_dim != cb.description.latent_dim:
-        warning = (
-            f"{name_a} has {ca.description.latent_dim} latents and {name_b} has "
-            f"{cb.description.latent_dim}: one set of sliders cannot drive both"
-        )
-        name_b, cb = name_a, ca
-    if sample is not None:
-        # a fresh z from the prior, then a redirect so the URL names it (bookmarkable)
-        seed = int(np.random.default_rng().integers(2**31))
-        zs = inference.sample_prior(ca.description.latent_dim, 1, seed)[0].clamp(-3, 3)
-        params = {"a": name_a, "b": name_b, "z": _z_text(zs.tolist())}
-        return RedirectResponse(f"/compare?{urlencode(params)}", status_code=303)
-    ranges = shared_ranges([ca, cb], min(latent_limit(c, settings) for c in (ca, cb)))
-    if z:
-        values, z_warning = _initial_z(ca, z, settings, ranges)
-    else:  # both models decode the left one's code of the same dataset image
-        start = landing_start(ca, settings)
-        values, z_warning = [r.clamp(v) for r, v in zip(ranges, start.z, strict=True)], None
-    labelled = next((c for c in (ca, cb) if c.description.kind == "cvae"), None)
-    label = _page_label(labelled, label)
-    context = {
-        "models": [model_summary(c) for c in registry.values()],
-        "a": model_summary(ca),
-        "b": model_summary(cb),
-        "labelled": model_summary(labelled) if labelled else None,
-        "rows": slider_rows([ca, cb], values, ranges),
-        "z": _z_text(values),
-        "label": label,
-        "span": _traverse_span(ranges),
-        "warning": warning or z_warning,
-    }
-    return templates.TemplateResponse(request, "compare.html", context)
-
-
 @router.get("/models/{name}", response_class=HTMLResponse)
 def model_card(
     request: Request, model: ModelDep, registry: RegistryDep, templates: TemplatesDep
@@ -356,6 +290,36 @@ def model_card(
     return templates.TemplateResponse(request, "card.html", {"m": summary, "c": view})
 
 
+def encode_context(
+    ckpt: ServedModel, result: dict[str, Any] | None, error: str | None
+) -> dict[str, Any]:
+    """What templates/partials/encode.html shows of an encoding: a row per latent (most KL
+    first), or for a spatial latent a row per channel (its cells' KL summed, μ and σ their
+    means): a table of thousands of cells would say less."""
+    context: dict[str, Any] = {"m": model_summary(ckpt), "r": result, "error": error}
+    if result is None:
+        return context
+    kl = result["elbo"]["kl_per_dim"]
+    if ckpt.description.spatial:
+        c = ckpt.description.latent_shape[0]
+        per = [np.asarray(result[k], dtype=np.float64).reshape(c, -1) for k in ("mu", "sigma")]
+        kl_c = np.asarray(kl, dtype=np.float64).reshape(c, -1).sum(axis=1)
+        top = max(float(kl_c.max()), 1e-9)
+        context["channels"] = [
+            {"channel": ch, "mu": float(per[0][ch].mean()), "sigma": float(per[1][ch].mean()),
+             "kl": float(kl_c[ch]), "bar": round(100 * float(kl_c[ch]) / top)}
+            for ch in range(c)
+        ]  # fmt: skip
+        return context
+    top = max(max(kl), 1e-9)
+    context["latents"] = [
+        {"dim": d, "mu": result["mu"][d], "sigma": result["sigma"][d], "kl": kl[d],
+         "bar": round(100 * kl[d] / top)}
+        for d in inference.latent_order(ckpt)
+    ]  # fmt: skip
+    return context
+
+
 def _encode_partial(
     request: Request,
     templates: TemplatesDep,
@@ -363,16 +327,8 @@ def _encode_partial(
     result: dict[str, Any] | None,
     error: str | None,
 ) -> HTMLResponse:
-    context: dict[str, Any] = {"m": model_summary(ckpt), "r": result, "error": error}
-    if result is not None:
-        kl = result["elbo"]["kl_per_dim"]
-        top = max(max(kl), 1e-9)
-        context["latents"] = [
-            {"dim": d, "mu": result["mu"][d], "sigma": result["sigma"][d], "kl": kl[d],
-             "bar": round(100 * kl[d] / top)}
-            for d in inference.latent_order(ckpt)
-        ]  # fmt: skip
     status = 200 if error is None else 422
+    context = encode_context(ckpt, result, error)
     return templates.TemplateResponse(request, "partials/encode.html", context, status_code=status)
 
 
