@@ -17,6 +17,7 @@ import importlib
 import os
 import re
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -30,6 +31,7 @@ from app.models.interface import (
     describe_config,
     weights_digest,
 )
+from app.models.priors import PriorError, prior_of
 from app.models.vae import VAE
 
 SPEC = re.compile(r"^(?P<module>[A-Za-z_][\w]*(?:\.[A-Za-z_][\w]*)*):(?P<factory>[A-Za-z_]\w*)$")
@@ -188,3 +190,18 @@ def probe(model: Any, given: str) -> None:
         raise fail("encode(x).logvar must have the shape of its mean")
     if not torch.isfinite(posterior.mean).all():
         raise fail("encode(x).mean is not finite")
+    if getattr(model, "prior", None) is not None:
+        probe_prior(model, d, fail)
+
+
+def probe_prior(model: Any, d: ModelDescription, fail: Callable[[str], PluginError]) -> None:
+    """A prior the model owns (`model.prior`): one of app.models.priors' (StandardNormal or
+    GaussianMixture), over the model's latents, and a VAE's (an AE's code has no prior)."""
+    try:
+        prior = prior_of(model)
+    except PriorError as e:
+        raise fail(str(e)) from None
+    if d.kind != "vae":
+        raise fail(f"prior: only a vae may own a prior (description.kind is {d.kind!r})")
+    if prior.latent_dim != d.latent_dim:
+        raise fail(f"prior: it has {prior.latent_dim} latents, the model {d.latent_dim}")

@@ -441,3 +441,57 @@ def test_a_vamp_import_is_served_its_pages_samples_and_elbo_use_its_prior(tmp_pa
         allowed = 4 * terms.std() / math.sqrt(KL_SAMPLES)  # the estimate's own error
         assert abs(elbo["kl_total"] - terms.mean().item()) < allowed.item()
         assert "do not sum to the total" in card.text
+
+
+def test_a_vamp_models_likelihood_bound_weighs_by_pythaes_prior(tmp_path):
+    from app.metrics.likelihood import importance_weighted_bound
+
+    theirs = trained_pythae("VAMP")
+    import_pythae(saved(theirs, tmp_path / "src"), tmp_path / "out")
+    served = load_checkpoint(tmp_path / "out").served()
+    x = torch.bernoulli(torch.rand(2, *SHAPE), generator=torch.Generator().manual_seed(1))
+    k = 64
+    bound = importance_weighted_bound(served.model, x, k, torch.Generator().manual_seed(5))
+    # the same draws by hand, every term from pythae's own modules: log p(x|z) its decoder's
+    # cross-entropy, log p(z) its _log_p_z (+ the constant it leaves out), log q(z|x) its encoder's
+    g = torch.Generator().manual_seed(5)
+    with torch.inference_mode():
+        for b in range(2):
+            out = theirs.encoder(x[b : b + 1])
+            mu, logvar = out.embedding[0], out.log_covariance[0]
+            z = mu + torch.exp(0.5 * logvar) * torch.randn(k, LATENTS, generator=g)
+            pixels = theirs.decoder(z).reconstruction.view(k, -1).clamp(1e-7, 1 - 1e-7)
+            target = x[b].view(1, -1)
+            log_px = (target * pixels.log() + (1 - target) * (1 - pixels).log()).sum(1)
+            log_pz = theirs._log_p_z(z) - half_log_2pi(LATENTS)
+            log_qz = Normal(mu, torch.exp(0.5 * logvar)).log_prob(z).sum(1)
+            by_hand = torch.logsumexp((log_px + log_pz - log_qz).double(), 0) - math.log(k)
+            assert bound[b].item() == pytest.approx(by_hand.item(), abs=2e-3)
+
+
+def test_a_pythae_vamp_object_is_served_from_python_with_its_prior():
+    from app.importers.pythae import network_of
+    from app.models.interface import NativeModel, describe_config
+
+    theirs = trained_pythae("VAMP")
+    network = network_of(theirs)
+    served = NativeModel(network, describe_config(network.config))
+    z = torch.randn(6, LATENTS)
+    with torch.inference_mode():
+        expected = theirs._log_p_z(z) - half_log_2pi(LATENTS)
+    torch.testing.assert_close(served.prior.log_prob(z), expected, atol=1e-5, rtol=0)
+
+
+def test_non_finite_pseudo_inputs_in_a_checkpoint_are_refused_naming_them(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    from app.checkpoints import CheckpointError
+
+    import_pythae(saved(trained_pythae("VAMP"), tmp_path / "src"), tmp_path / "out")
+    weights = tmp_path / "out" / "model.safetensors"
+    tensors = load_file(str(weights))
+    tensors["pseudo_inputs"][0, 0, 0, 0] = math.inf
+    save_file(tensors, str(weights))
+    with pytest.raises(CheckpointError, match=r"model\.safetensors has NaN or infinite values in "
+                       r"pseudo_inputs"):  # fmt: skip
+        load_checkpoint(tmp_path / "out")

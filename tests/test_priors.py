@@ -13,6 +13,7 @@ from torch import distributions as td
 from app import inference
 from app.models.config import ConfigError, ModelConfig
 from app.models.elbo import kl_per_dim
+from app.models.interface import ModelDescription, Posterior
 from app.models.priors import (
     KL_SAMPLES,
     GaussianMixture,
@@ -20,6 +21,10 @@ from app.models.priors import (
     StandardNormal,
     prior_kl,
 )
+from app.plugins import PluginError, served_object
+from app.settings import Settings
+from app.web.deps import latent_limit
+from app.web.sliders import code_range, slider_ranges
 
 
 def mixture(k: int = 3, d: int = 4, seed: int = 0) -> GaussianMixture:
@@ -144,3 +149,53 @@ def test_the_config_names_a_vamp_prior_and_keeps_older_configs_as_they_were():
     ):
         with pytest.raises(ConfigError, match=message):
             ModelConfig.from_json(ModelConfig().to_json() | bad)
+
+
+# --- a plugin's own prior ----------------------------------------------------------------------
+
+
+class MixturePlugin(torch.nn.Module):
+    """A 2-latent model of 4×4 grey images that owns a mixture prior."""
+
+    def __init__(self, prior: object) -> None:
+        super().__init__()
+        self.weight = torch.nn.Parameter(
+            torch.randn(2, 16, generator=torch.Generator().manual_seed(0))
+        )
+        self.prior = prior
+
+    @property
+    def description(self) -> ModelDescription:
+        return ModelDescription(latent_dim=2, channels=1, height=4, width=4, kind="vae")
+
+    def encode(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> Posterior:
+        mean = x.flatten(1) @ self.weight.T
+        return Posterior(mean, torch.zeros_like(mean))
+
+    def decode(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        return torch.sigmoid(z @ self.weight).view(-1, 1, 4, 4)
+
+
+def test_a_plugin_may_own_a_mixture_prior_which_its_samples_and_sliders_follow():
+    prior = GaussianMixture(torch.tensor([[-6.0, 0.0], [6.0, 1.0]]), torch.full((2, 2), -2.0))
+    served = served_object(MixturePlugin(prior), "--plugin t:build", "t:build", name="mix")
+    assert served.prior is prior
+    drawn = inference.sample_model_prior(served, 5, seed=3)
+    assert torch.equal(drawn, prior.sample(5, torch.Generator().manual_seed(3)))
+    lo, hi = prior.marginal_quantiles([0.01, 0.99]).tolist()
+    ranges = slider_ranges(served)
+    assert ranges == [code_range(a, b) for a, b in zip(lo, hi, strict=True)]
+    assert ranges[0].lo < -6 and ranges[0].hi > 6  # both components within the slider
+    assert latent_limit(served, Settings()) == Settings().max_abs_code
+
+
+@pytest.mark.parametrize(
+    ("prior", "message"),
+    [
+        ("N(0, I)", r"prior must be app\.models\.priors\.StandardNormal or GaussianMixture"),
+        (StandardNormal(3), r"prior: it has 3 latents, the model 2"),
+    ],
+)
+def test_a_plugins_prior_that_does_not_fit_is_refused_naming_it(prior, message):
+    with pytest.raises(PluginError, match=r"^--plugin t:build: .*" + message):
+        served_object(MixturePlugin(prior), "--plugin t:build", "t:build", name="mix")
