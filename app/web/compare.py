@@ -87,13 +87,15 @@ def compare(
         context["refusal"] = refusal
         context["models"] = [model_summary(c) for c in registry.values()]
         return templates.TemplateResponse(request, "compare_image.html", context)
-    if sample is not None:
-        # a fresh z from the prior, then a redirect so the URL names it (bookmarkable)
-        seed = int(np.random.default_rng().integers(2**31))
-        zs = inference.sample_prior(ca.description.latent_dim, 1, seed)[0].clamp(-3, 3)
-        params = {"a": ca.name, "b": cb.name, "z": z_text(zs.tolist())}
-        return RedirectResponse(f"/compare?{urlencode(params)}", status_code=303)
     ranges = shared_ranges([ca, cb], min(latent_limit(c, settings) for c in (ca, cb)))
+    if sample is not None:
+        # a fresh z from the left model's prior, within the sliders, then a redirect so the URL
+        # names it (bookmarkable)
+        seed = int(np.random.default_rng().integers(2**31))
+        drawn = inference.sample_model_prior(ca, 1, seed)[0].tolist()
+        drawn = [r.clamp(v) for r, v in zip(ranges, drawn, strict=True)]
+        params = {"a": ca.name, "b": cb.name, "z": z_text(drawn)}
+        return RedirectResponse(f"/compare?{urlencode(params)}", status_code=303)
     if z:
         values, z_warning = initial_z(ca, z, settings, ranges)
         if z_warning:
