@@ -423,6 +423,12 @@ def test_a_vamp_import_is_served_its_pages_samples_and_elbo_use_its_prior(tmp_pa
         expected = served.prior.sample(3, torch.Generator().manual_seed(11))
         np.testing.assert_allclose(sample.json()["z"], expected.numpy(), atol=1e-6)
         assert client.get("/api/models/vamp/samples.png").status_code == 200
+        assert client.get("/ui/vamp/gallery").status_code == 200
+        mapped = client.get("/api/models/vamp/map", params={"n": 50})  # its own prior's draws
+        assert mapped.status_code == 200, mapped.text
+        np.testing.assert_allclose(
+            mapped.json()["prior_z"], served.prior.sample(50, torch.Generator().manual_seed(
+                mapped.json()["seed"])).numpy(), atol=1e-4)  # fmt: skip
         # the ELBO of an image: −ELBO = −log p(x|z=μ) + KL(q ‖ p), KL against the mixture
         x = torch.rand(*SHAPE)
         buf = io.BytesIO()
