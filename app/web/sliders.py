@@ -80,9 +80,7 @@ def slider_ranges(ckpt: ServedModel) -> list[SliderRange]:
     if prior is not None and prior.kind != "normal":
         lo, hi = prior.marginal_quantiles([p / 100 for p in CODE_PERCENTILES]).tolist()
         limit = Settings.model_fields["max_abs_code"].default
-        return [
-            code_range(max(a, -limit), min(b, limit)) for a, b in zip(lo, hi, strict=True)
-        ]
+        return [code_range(max(a, -limit), min(b, limit)) for a, b in zip(lo, hi, strict=True)]
     if ckpt.description.kind != "ae" or ground_truth_of(ckpt) is None:
         return [PRIOR] * ckpt.description.latent_dim
     recorded = ckpt.card.code_percentiles
