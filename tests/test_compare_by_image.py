@@ -188,3 +188,16 @@ def test_a_spatial_model_compares_by_image_with_its_channels(served):
     # the same spatial model on both sides: two explorers, ids apart
     both = client.get("/compare?a=shapes-autoencoder-kl&b=shapes-autoencoder-kl").text
     assert 'id="a-channel0"' in both and 'id="b-channel0"' in both
+
+
+def test_a_direction_one_model_cannot_have_is_a_note_and_one_z_offers_by_image(served):
+    client, _, _ = served
+    r = client.get(
+        "/ui/compare/direction?a=disvae-btcvae-mnist&b=fashion-vae&from=T-shirt/top&to=Trouser"
+    )
+    mnist = r.text.split('data-model="disvae-btcvae-mnist"')[1].split("</article>")[0]
+    assert "Not for this model: from: model disvae-btcvae-mnist has no class" in words(mnist)
+    assert 'role="alert"' not in mnist
+    assert "direction-bar" in r.text.split('data-model="fashion-vae"')[1]
+    page = client.get("/compare?a=disvae-btcvae-mnist&b=fashion-vae").text
+    assert 'href="/compare?a=disvae-btcvae-mnist&b=fashion-vae&by=image"' in page

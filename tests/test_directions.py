@@ -371,6 +371,8 @@ def test_compare_says_which_model_has_no_such_factor(mixed_client):
     assert r.status_code == 200
     fashion = r.text.split('data-model="tiny-fashion-vae"')[1]
     assert "has no ground-truth factors" in fashion and "direction-bar" not in fashion
+    # a question it has no answer to is a note, not an error box
+    assert "Not for this model:" in fashion and 'role="alert"' not in fashion.split("</article>")[0]
     assert "direction-bar" in r.text.split('data-model="tiny-vae"')[1].split("</article>")[0]
 
 

@@ -29,7 +29,7 @@ from app.web.directions import (
     find_direction,
     listed,
 )
-from app.web.errors import NotFoundError
+from app.web.errors import NotFoundError, NotInModelError
 from app.web.inputs import images_of
 from app.web.latent_map import RETRY_AFTER
 from app.web.selections import selection_direction_json
@@ -45,6 +45,7 @@ class SideView:
 
     name: str
     error: str | None = None
+    not_here: str | None = None  # a valid question this model has no answer to (no such class)
     pending: str | None = None
     json: dict[str, Any] | None = None
     bars: list[dict[str, Any]] = field(default_factory=list)
@@ -80,7 +81,9 @@ def _side(
             model, registry, settings, data, query.get("factor"), query.get("from"),
             query.get("to"), query.get("column"), _ui_n(model, settings, data), 0,
         )  # fmt: skip
-    except InferenceError as e:  # NotInModelError and the 503 of a missing test split too
+    except NotInModelError as e:  # a class or factor it does not have: a note, not an error
+        return SideView(model.name, not_here=str(e))
+    except InferenceError as e:  # the 503 of a missing test split too
         return SideView(model.name, error=str(e))
     if isinstance(found, StillEncoding):
         return SideView(model.name, pending=found.detail)
