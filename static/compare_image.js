@@ -84,15 +84,5 @@
     });
   }
   file.addEventListener("change", () => upload(file.files));
-  const drop = document.getElementById("compare-dropzone");
-  drop.addEventListener("dragover", (ev) => {
-    ev.preventDefault();
-    drop.classList.add("over");
-  });
-  drop.addEventListener("dragleave", () => drop.classList.remove("over"));
-  drop.addEventListener("drop", (ev) => {
-    ev.preventDefault();
-    drop.classList.remove("over");
-    upload(ev.dataTransfer.files);
-  });
+  window.latentDropzone(document.getElementById("compare-dropzone"), upload);
 })();

@@ -297,16 +297,8 @@ function explorer(root, paints, sweeps) {
   const drop = root.querySelector("#dropzone");
   const file = root.querySelector("#upload-file");
   if (drop && file) {
-    drop.addEventListener("dragover", (ev) => {
-      ev.preventDefault();
-      drop.classList.add("over");
-    });
-    drop.addEventListener("dragleave", () => drop.classList.remove("over"));
-    drop.addEventListener("drop", (ev) => {
-      ev.preventDefault();
-      drop.classList.remove("over");
-      if (!ev.dataTransfer.files.length) return;
-      file.files = ev.dataTransfer.files;
+    window.latentDropzone(drop, (files) => {
+      file.files = files;
       file.dispatchEvent(new Event("change", { bubbles: true }));
     });
   }

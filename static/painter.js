@@ -78,3 +78,18 @@ window.latentPainter = (canvas, model, paints, showError) => {
 
   return { cache, paint, remember, fetchBitmap, request, adopt };
 };
+
+// An upload zone that takes dropped files as well as the file picker's: `onFiles(files)` with
+// the dropped FileList (not called for a drop of no files).
+window.latentDropzone = (drop, onFiles) => {
+  drop.addEventListener("dragover", (ev) => {
+    ev.preventDefault();
+    drop.classList.add("over");
+  });
+  drop.addEventListener("dragleave", () => drop.classList.remove("over"));
+  drop.addEventListener("drop", (ev) => {
+    ev.preventDefault();
+    drop.classList.remove("over");
+    if (ev.dataTransfer.files.length) onFiles(ev.dataTransfer.files);
+  });
+};

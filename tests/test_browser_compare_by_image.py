@@ -9,8 +9,6 @@ import html
 import io
 import json
 import re
-import sys
-import textwrap
 from urllib.parse import parse_qs, urlparse
 
 import httpx
@@ -18,24 +16,17 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from app.settings import Settings
 from tests.browser_server import canvas_pixels, grab_and_drag, live_server, wait_painted
-from tests.test_compare_by_image import PLUGIN, SOURCE
+from tests.eight_latent_plugin import served_plugin
 
 PAIR = "/compare?a=my-conv-vae&b=fashion-vae"
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("plugin")
-    (folder / f"{PLUGIN}.py").write_text(textwrap.dedent(SOURCE))
-    sys.path.insert(0, str(folder))
-    try:
-        settings = Settings(plugins=(f"{PLUGIN}:build",), cache_dir=folder / "cache")
+    with served_plugin(tmp_path_factory.mktemp("plugin"), "browser_eight_latents") as (settings, _):
         with live_server(settings) as url:
             yield url
-    finally:
-        sys.path.remove(str(folder))
 
 
 @pytest.fixture

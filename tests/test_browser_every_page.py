@@ -8,39 +8,13 @@ loads when scrolled into view scrolled to, as a person reading down the page wou
 from __future__ import annotations
 
 import re
-import textwrap
 
 import pytest
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
-from app.settings import Settings
 from tests.browser_server import live_server
+from tests.eight_latent_plugin import served_plugin
 
-PLUGIN = "eight_latent_plugin"
-SOURCE = '''
-import torch
-from app.models.interface import ModelDescription, Posterior
-
-class Model(torch.nn.Module):
-    name = "my-conv-vae"
-
-    def __init__(self):
-        super().__init__()
-        torch.manual_seed(0)
-        self.enc = torch.nn.Linear(64 * 64, 16)
-        self.dec = torch.nn.Linear(8, 64 * 64)
-        self.description = ModelDescription(latent_dim=8, channels=1, height=64, width=64)
-
-    def encode(self, x, labels=None):
-        h = self.enc(x.flatten(1))
-        return Posterior(h[:, :8], h[:, 8:].clamp(-5, 2))
-
-    def decode(self, z, labels=None):
-        return torch.sigmoid(self.dec(z)).view(-1, 1, 64, 64)
-
-def build():
-    return Model()
-'''
 # what each lazily loaded part of a page says until it arrives (templates/), as a JS regex
 WAITING = ("Computing", "Finding the directions", "Loading the scores", "Loading reconstructions",
            "loading the map")  # fmt: skip
@@ -51,17 +25,9 @@ PAGES = ("/?model={m}", "/map?model={m}", "/models/{m}", "/compare?a={m}", "/int
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("plugin")
-    (folder / f"{PLUGIN}.py").write_text(textwrap.dedent(SOURCE))
-    import sys
-
-    sys.path.insert(0, str(folder))
-    try:
-        settings = Settings(plugins=(f"{PLUGIN}:build",), cache_dir=folder / "cache")
+    with served_plugin(tmp_path_factory.mktemp("plugin"), "eight_latent_plugin") as (settings, _):
         with live_server(settings) as url:
             yield url
-    finally:
-        sys.path.remove(str(folder))
 
 
 @pytest.mark.parametrize("model", MODELS)

@@ -9,8 +9,6 @@ import html
 import io
 import json
 import re
-import sys
-import textwrap
 
 import numpy as np
 import pytest
@@ -20,48 +18,18 @@ from PIL import Image, ImageOps
 
 from app.main import create_app
 from app.settings import Settings
-
-PLUGIN = "compare_eight_latents"
-SOURCE = """
-import torch
-from app.models.interface import ModelDescription, Posterior
-
-class Model(torch.nn.Module):
-    name = "my-conv-vae"
-
-    def __init__(self):
-        super().__init__()
-        torch.manual_seed(0)
-        self.enc = torch.nn.Linear(64 * 64, 16)
-        self.dec = torch.nn.Linear(8, 64 * 64)
-        self.description = ModelDescription(latent_dim=8, channels=1, height=64, width=64)
-
-    def encode(self, x, labels=None):
-        h = self.enc(x.flatten(1))
-        return Posterior(h[:, :8], h[:, 8:].clamp(-5, 2))
-
-    def decode(self, z, labels=None):
-        return torch.sigmoid(self.dec(z)).view(-1, 1, 64, 64)
-
-MODEL = Model()
-
-def build():
-    return MODEL
-"""
+from tests.eight_latent_plugin import served_plugin
 
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     """The shipped checkpoints and an 8-latent plugin with no data set, and the plugin itself."""
-    folder = tmp_path_factory.mktemp("plugin")
-    (folder / f"{PLUGIN}.py").write_text(textwrap.dedent(SOURCE))
-    sys.path.insert(0, str(folder))
-    try:
-        settings = Settings(plugins=(f"{PLUGIN}:build",), cache_dir=folder / "cache")
+    with served_plugin(tmp_path_factory.mktemp("plugin"), "compare_eight_latents") as (
+        settings,
+        model,
+    ):
         with TestClient(create_app(settings), base_url="http://localhost") as client:
-            yield client, sys.modules[PLUGIN].MODEL, settings
-    finally:
-        sys.path.remove(str(folder))
+            yield client, model, settings
 
 
 def words(text: str) -> str:
