@@ -57,14 +57,20 @@ WRONG_CARD_FIELDS = [
     ({"segments": "x"}, "card.json: segments: must be a list, got 'x'"),
     ({"segments": [{"from_step": 0}]}, "card.json: segments[0].to_step: is missing"),
     ({"eval": [1]}, "card.json: eval: must be an object, got [1]"),
-    ({"eval": {"code_percentiles": {"percentiles": [1, 99], "lo": 1, "hi": []}}},
-     "card.json: eval.code_percentiles.lo: must be a list, got 1"),
-    ({"metrics": {"scores": {"mig": {"mean": "high"}}}},
-     "card.json: metrics.scores.mig.mean: must be a number, got 'high'"),
+    (
+        {"eval": {"code_percentiles": {"percentiles": [1, 99], "lo": 1, "hi": []}}},
+        "card.json: eval.code_percentiles.lo: must be a list, got 1",
+    ),
+    (
+        {"metrics": {"scores": {"mig": {"mean": "high"}}}},
+        "card.json: metrics.scores.mig.mean: must be a number, got 'high'",
+    ),
     ({"metrics": {"mi_matrix": [[0.1], "row"]}}, "card.json: metrics.mi_matrix[1]: must be a list"),
     ({"metrics": {"digest": 5}}, "card.json: metrics.digest: must be a string, got 5"),
-    ({"test_split": {"bound": {"mean": None}}},
-     "card.json: test_split.bound.mean: must be a number, got None"),
+    (
+        {"test_split": {"bound": {"mean": None}}},
+        "card.json: test_split.bound.mean: must be a number, got None",
+    ),
     ({"latent_names": ["skin"]}, "card.json: latent_names: must be an object"),
     ({"latent_names": {"3": 7}}, "card.json: latent_names[3]: must be a string, got 7"),
     ({"initialised_from": "parent"}, "card.json: initialised_from: must be an object"),
@@ -73,8 +79,10 @@ WRONG_CARD_FIELDS = [
     ({"recipe": 3}, "card.json: recipe: must be a string, got 3"),
     ({"batch_size": True}, "card.json: batch_size: must be an integer, got True"),
     ({"wall_time_s": "1 h"}, "card.json: wall_time_s: must be a number, got '1 h'"),
-    ({"denoising": {"max_level": {"gaussian": "high"}}},
-     "card.json: denoising.max_level.gaussian: must be a number"),
+    (
+        {"denoising": {"max_level": {"gaussian": "high"}}},
+        "card.json: denoising.max_level.gaussian: must be a number",
+    ),
     ({"objective": []}, "card.json: objective: must be an object, got []"),
     ({"recipe": 3, "steps": "x"}, "card.json: recipe: must be a string, got 3 (and 1 more field)"),
 ]
@@ -261,8 +269,11 @@ CASES: list[tuple[str, Callable[[Path], None], str]] = [
     ("card-fifo", _replace("card.json", os.mkfifo), "card.json is a FIFO, not a file"),
     ("card-outside", _symlink("card.json", "../good/card.json"), "outside the folder"),
     # a card field of the wrong type that only the model interface trips over: the catch-all
-    ("card-source-string", _write("card.json", '{"source": "abc"}'),
-     "card.json: source: must be an object, got 'abc'"),
+    (
+        "card-source-string",
+        _write("card.json", '{"source": "abc"}'),
+        "card.json: source: must be an object, got 'abc'",
+    ),
     *[
         (f"card-field-{i}", _write("card.json", json.dumps(card)), problem)
         for i, (card, problem) in enumerate(WRONG_CARD_FIELDS)

@@ -405,6 +405,11 @@ def test_a_vamp_import_is_served_its_pages_samples_and_elbo_use_its_prior(tmp_pa
             low = float(re.search(r'min="([-0-9.]+)"', tag.group(0)).group(1))
             high = float(re.search(r'max="([-0-9.]+)"', tag.group(0)).group(1))
             assert low <= lo[d] and high >= hi[d] and high - low < (hi[d] - lo[d]) + 0.2
+        # the KL bars say what they are for a mixture prior; the prior map says which prior
+        legend = " ".join(explore.text.split('class="legend"')[1].split("</p>")[0].split())
+        assert "vamp: A mixture prior has no KL per latent" in legend
+        map_page = " ".join(client.get("/map?model=vamp").text.split())
+        assert "decodings of a z drawn from its prior, a mixture of 5 Gaussians" in map_page
         card = client.get("/models/vamp")
         assert card.status_code == 200
         assert "a mixture of 5 Gaussians (a VampPrior)" in card.text

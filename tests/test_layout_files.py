@@ -82,10 +82,14 @@ def parquet_of(table: dict) -> bytes:
 
 BAD: dict[str, tuple[bytes, str]] = {
     "not a table": (b"\xff\xfe\x00\x81 not text", "neither Parquet nor CSV"),
-    "a Parquet cut short": (parquet_of({"index": [0], "x": [0.0], "y": [0.0]})[:40],
-                            "not Parquet that can be read"),  # fmt: skip
-    "a column missing": (b"index,x\n" + b"".join(b"%d,1\n" % i for i in range(SIZE)),
-                         "no column y"),  # fmt: skip
+    "a Parquet cut short": (
+        parquet_of({"index": [0], "x": [0.0], "y": [0.0]})[:40],
+        "not Parquet that can be read",
+    ),  # fmt: skip
+    "a column missing": (
+        b"index,x\n" + b"".join(b"%d,1\n" % i for i in range(SIZE)),
+        "no column y",
+    ),  # fmt: skip
     "a column too many": (
         b"index,x,y,z\n" + b"".join(b"%d,1,2,3\n" % i for i in range(SIZE)),
         "columns it should not: z",

@@ -78,6 +78,7 @@ def model_summary(
         # p(z) in words ("the standard normal N(0, I)", "a mixture of 50 Gaussians (a VampPrior)")
         # and, for a prior other than N(0, I), what its per-latent KL figures are (else null)
         "prior": ckpt.prior.described if cfg.stochastic else None,
+        "prior_symbol": ckpt.prior.symbol if cfg.stochastic else None,  # what `z ~` reads
         "kl_note": None if ckpt.prior.kind == "normal" else MIXTURE_KL_NOTE,
         "card": ckpt.card.to_json(),
     }
