@@ -77,15 +77,7 @@ def modularity_explicitness(
     scoring 0, averaged over codes; explicitness: per factor, one-vs-rest LogisticRegression
     (sklearn defaults) on all codes, mean test ROC AUC over the factor's values (10,000 train /
     5,000 test points)."""
-    mi = mutual_info_matrix(discretize(codes, bins), factors)  # (D, K)
-    squared = mi**2
-    top = squared.max(axis=1)
-    k = mi.shape[1]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        delta = (squared.sum(axis=1) - top) / (top * (k - 1))
-    per_code = np.where(top > 0, 1.0 - delta, 0.0)  # a code that carries nothing scores 0
-    modularity = float(per_code.mean())
-
+    modularity = modularity_of(mutual_info_matrix(discretize(codes, bins), factors))
     aucs = []
     for f in range(factors.shape[1]):
         y, y_test = factors[:, f], factors_test[:, f]
@@ -102,6 +94,19 @@ def modularity_explicitness(
                      if 0 < truth[:, i].sum() < len(truth)]  # fmt: skip
         aucs.append(float(np.mean(per_value)))
     return {"modularity": modularity, "explicitness": float(np.mean(aucs))}
+
+
+def modularity_of(mi: np.ndarray) -> float:
+    """Modularity from the (D, K) mutual information matrix (disentanglement_lib's
+    `modularity`): per code 1 − (Σ MI² − max MI²) / (max MI² · (K − 1)), a code that carries
+    nothing scoring 0, averaged over codes."""
+    squared = mi**2
+    top = squared.max(axis=1)
+    k = mi.shape[1]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        delta = (squared.sum(axis=1) - top) / (top * (k - 1))
+    per_code = np.where(top > 0, 1.0 - delta, 0.0)  # a code that carries nothing scores 0
+    return float(per_code.mean())
 
 
 def dci(
