@@ -3,6 +3,7 @@ without touching the weights, reproducible from the evaluation seed; clear error
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import shutil
@@ -56,7 +57,11 @@ def test_evaluating_writes_every_score_into_the_card(trained, tmp_path):
     assert list(m["scores"]) == list(METRICS)
     for name, s in m["scores"].items():
         assert set(s) == {"mean", "std", "values", "settings"}, name
-        assert len(s["values"]) == 2 and all(math.isfinite(v) for v in s["values"]), name
+        # the library's DCI (minutes of gradient boosting) runs on the first seed only
+        seeds = (
+            1 if name in ("dci_disentanglement", "dci_completeness", "dci_informativeness") else 2
+        )
+        assert len(s["values"]) == seeds and all(math.isfinite(v) for v in s["values"]), name
         assert math.isfinite(s["mean"]) and s["std"] >= 0, name
         assert s["settings"], name
     assert 0 <= m["scores"]["active_latents"]["mean"] <= 10
@@ -74,13 +79,13 @@ def test_evaluating_writes_every_score_into_the_card(trained, tmp_path):
 
 def test_the_same_seed_gives_the_same_numbers(trained):
     ckpt = load_checkpoint(trained["tiny-vae"]).served()
-    settings = EvaluationSettings(
-        seeds=(3,), points=300, test_points=150, only=("mig", "sap", "dci_disentanglement",
-                                                      "active_latents"),
+    settings = EvaluationSettings(  # the library's DCI too: its boosting seeded from the seed
+        seeds=(3,), points=150, test_points=75, only=("mig", "sap", "dci_disentanglement",
+                                                     "active_latents"),
     )  # fmt: skip
     first, again = evaluate(ckpt, settings, False), evaluate(ckpt, settings, False)
     assert first["scores"] == again["scores"] and first["mi_matrix"] == again["mi_matrix"]
-    other = evaluate(ckpt, EvaluationSettings(seeds=(4,), points=300, test_points=150,
+    other = evaluate(ckpt, EvaluationSettings(seeds=(4,), points=150, test_points=75,
                                               only=settings.only), False)  # fmt: skip
     assert other["mi_matrix"] != first["mi_matrix"]  # another seed draws other images
 
@@ -171,7 +176,8 @@ def test_a_colour_shapes_model_is_scored_on_its_own_six_factors(tmp_path):
     for kind in ("vae", "cvae"):
         args = tiny_args(tmp_path / kind, kind=kind, dataset="shapes3d", steps=10, batch_size=16)
         assert train(args) == 0
-        metrics = evaluate(load_checkpoint(args.out).served(), SMALL, progress=False)
+        fewer = dataclasses.replace(SMALL, points=200, test_points=100)
+        metrics = evaluate(load_checkpoint(args.out).served(), fewer, progress=False)
         assert metrics["factors"] == [
             "floor_hue", "wall_hue", "object_hue", "scale", "shape", "orientation"
         ]  # fmt: skip
