@@ -15,6 +15,7 @@ from starlette.types import ASGIApp
 
 from app.checkpoints import ServedModel
 from app.data.sets import SET_NAME, DatasetError, DataSets, ImageSet, open_set, scan_sets
+from app.metrics.names import LABELS as METRIC_LABELS
 from app.registry import load_registry
 from app.settings import Settings
 from app.studies.set_encodings import measure_missing_kl
@@ -134,6 +135,7 @@ def create_app(
     )
     app.state.settings = settings
     app.state.templates = Jinja2Templates(directory=str(settings.templates_dir))
+    app.state.templates.env.globals["metric_labels"] = METRIC_LABELS
     app.mount("/static", StaticFiles(directory=str(settings.static_dir)), name="static")
     errors.install(app, settings.max_upload_bytes)
     # outside the other middleware (add_middleware puts the last one added outermost): a request

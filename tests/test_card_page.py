@@ -102,7 +102,19 @@ def _card(name: str, **extra) -> dict:
                     "std": 0.0118,
                     "values": [0.3009, 0.3245],
                     "settings": "20-bin histogram, MI in nats (test settings)",
-                }
+                },
+                "dci_disentanglement": {
+                    "mean": 0.5321,
+                    "std": 0.0,
+                    "values": [0.5321],
+                    "settings": "gradient boosting (test settings)",
+                },
+                "dci_et_disentanglement": {
+                    "mean": 0.5794,
+                    "std": 0.004,
+                    "values": [0.5766, 0.5822],
+                    "settings": "extra trees (test settings)",
+                },
             },
         },  # fmt: skip
     }
@@ -181,13 +193,22 @@ def test_the_page_is_no_json_dump_and_links_to_the_raw_record(served):
 def test_the_page_shows_metrics_with_their_settings_and_kl_bars(served):
     client, _ = served
     page = client.get("/models/child").text
-    (mig,) = rows(page, "metric")
+    mig, dci, dci_et = rows(page, "metric")
     assert mig == [
         "MIG",
         "0.313 ± 0.012",
         "0.301, 0.325",
         "20-bin histogram, MI in nats (test settings)",
     ]
+    # the library's DCI under its name, from one seed; ours under its own, marked as ours
+    assert dci == [
+        "DCI disentanglement",
+        "0.532 (1 seed)",
+        "0.532",
+        "gradient boosting (test settings)",
+    ]
+    assert dci_et[:2] == ["DCI disentanglement (extra trees) ours", "0.579 ± 0.004"]
+    assert "the number to set beside a published table" in text(page)
     # computed on other weights than these: the page says so
     assert "stale: computed on weights not these we" in text(page)
     # KL bars, most first: z1 3.0 nats the full 160 px, z3 1.5 half of it; z0 (0.02) dimmed

@@ -110,7 +110,7 @@ def test_an_image_without_a_factors_value_is_left_out_for_that_factor_only() -> 
     assert (fb["train"], fb["test"]) == ((train >= 60).sum(), (test >= 60).sum())
     # each latent is one factor: every score but modularity's two-factor spread is near 1
     assert out["scores"]["mig"]["value"] > 0.9
-    assert out["scores"]["dci_informativeness"]["per_factor"] == {"a": 1.0, "b": 1.0}
+    assert out["scores"]["dci_et_informativeness"]["per_factor"] == {"a": 1.0, "b": 1.0}
 
 
 def test_modularity_of_an_assembled_mi_matrix_is_scores_own() -> None:
@@ -244,8 +244,8 @@ def test_a_set_with_factors_and_a_test_split_is_scored_over_them(served) -> None
     width, tone = dis["factors"]
     assert width["how"] == "its 6 distinct values, each a class (ascending)"
     assert tone["how"] == "its 2 categories" and (dis["train"], dis["test"]) == (40, 20)
-    for key in ("mig", "dci_disentanglement", "dci_completeness", "dci_informativeness", "sap",
-                "modularity", "explicitness"):  # fmt: skip
+    for key in ("mig", "dci_et_disentanglement", "dci_et_completeness", "dci_et_informativeness",
+                "sap_tree", "modularity", "explicitness"):  # fmt: skip
         assert 0 <= body["disentanglement"]["scores"][key]["value"] <= 1, key
         assert "40 train / 20 test images" in dis["scores"][key]["settings"]
     assert set(dis["scores"]["mig"]["per_factor"]) == {"width", "tone"}

@@ -224,7 +224,7 @@ class ModelCard(_Record):
     trained_on: str | None = None
     wall_time_s: float | None = None
     torch: str | None = None
-    final_train_loss: dict[str, float | None] | None = None
+    final_train_loss: dict[str, int | float | None] | None = None  # a step stays an integer
     eval: Evaluation | None = None
     kl_per_dim: list[float] | None = None  # mean KL per latent over held-out data, nats
     active_latents: int | None = None

@@ -26,7 +26,7 @@ from app.cache_files import replaced_atomically
 log = logging.getLogger(__name__)
 
 FOLDER = "set-scores"
-FORMAT = 1  # bumped when what a result holds, or how it is computed, changes: part of its key
+FORMAT = 2  # bumped when what a result holds, or how it is computed, changes: part of its key
 State = Literal["queued", "running", "done", "failed", "none"]
 Progress = Callable[[float, str], None]  # (fraction done, what is being done)
 

@@ -12,6 +12,7 @@ from typing import Any
 from app.checkpoints.card import Estimate, Licence, ModelCard, Probe, TestSplitScores
 from app.checkpoints.served import ServedModel
 from app.inference import has_factors, has_test_split
+from app.metrics.names import LABELS, VARIANTS
 from app.models.elbo import ACTIVE_KL
 from app.models.priors import MIXTURE_KL_NOTE, GaussianMixture
 from app.web.card_training import (
@@ -24,19 +25,6 @@ from app.web.card_training import (
     segment_rows,
 )
 
-# the metrics `latent-explorer evaluate` writes, in the order the page shows them
-METRIC_LABELS = {
-    "active_latents": "active latents",
-    "mig": "MIG",
-    "beta_vae": "β-VAE score",
-    "factor_vae": "FactorVAE score",
-    "dci_disentanglement": "DCI disentanglement",
-    "dci_completeness": "DCI completeness",
-    "dci_informativeness": "DCI informativeness",
-    "sap": "SAP",
-    "modularity": "modularity",
-    "explicitness": "explicitness",
-}
 BAR_WIDTH = 160  # px of the longest KL bar
 
 
@@ -50,8 +38,15 @@ class MetricRow:
     settings: str
 
     @property
+    def variant(self) -> bool:
+        """Ours, not the library's: never to be set beside a published figure."""
+        return self.key in VARIANTS
+
+    @property
     def shown(self) -> str:
         fmt = "{:.1f}" if self.key == "active_latents" else "{:.3f}"
+        if len(self.values) == 1:  # one seed (the library's DCI): no spread to show
+            return f"{fmt.format(self.mean)} (1 seed)"
         return f"{fmt.format(self.mean)} ± {fmt.format(self.std)}"
 
 
@@ -132,7 +127,7 @@ def metric_rows(card: ModelCard) -> list[MetricRow]:
     scores = card.metrics.scores if card.metrics is not None else {}
     return [
         MetricRow(key, label, s.mean, s.std, list(s.values), s.settings)
-        for key, label in METRIC_LABELS.items()
+        for key, label in LABELS.items()
         if (s := scores.get(key)) is not None
     ]
 

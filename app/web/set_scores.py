@@ -81,7 +81,9 @@ class Score(BaseModel):
 
 class Disentanglement(BaseModel):
     factors: list[FactorUsed]
-    scores: dict[str, Score] = Field(description="mig, dci_*, sap, modularity, explicitness")
+    scores: dict[str, Score] = Field(
+        description="mig, dci_et_*, sap_tree, modularity, explicitness"
+    )
     left_out: dict[str, str] = Field(description="scores not computed on a data set, and why")
     note: str | None = Field(default=None, description="why no score applies, where none does")
     mi_matrix: list[list[float]] | None = Field(default=None, description="(latents, factors) nats")
