@@ -36,6 +36,7 @@ from app.web import (
     models_page,
     openapi,
     pages,
+    reference_scores,
     security,
     selections,
     set_scores,
@@ -160,6 +161,7 @@ def create_app(
     app.include_router(directions.router)
     app.include_router(direction_compare.router)
     app.include_router(set_scores.router)
+    app.include_router(reference_scores.router)
     app.include_router(spatial.router)
     app.include_router(security.router)
     openapi.install(app)  # /openapi.json from the routes and what is served, on first request

@@ -177,7 +177,7 @@ def _images_per_seed(s: EvaluationSettings) -> int:
     return n
 
 
-def _one_seed(
+def one_seed(
     ckpt: ServedModel, encode: ImageEncoder, seed: int, s: EvaluationSettings,
     stage: Callable[[str], None], first: bool = True,
 ) -> tuple[dict[str, float], np.ndarray]:  # fmt: skip
@@ -334,7 +334,7 @@ def evaluate(
             def stage(what: str, i: int = i, seed: int = seed) -> None:
                 bar.set_postfix_str(f"seed {seed} ({i + 1}/{len(s.seeds)}): {what}")
 
-            values, mi = _one_seed(ckpt, encode, seed, s, stage, first=i == 0)
+            values, mi = one_seed(ckpt, encode, seed, s, stage, first=i == 0)
             per_seed.append(values)
             mi_matrices.append(mi)
     settings_text = describe(ckpt, s)

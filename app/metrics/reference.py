@@ -22,7 +22,6 @@ from sklearn.ensemble import GradientBoostingClassifier
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
-from sklearn.preprocessing import MultiLabelBinarizer
 from sklearn.svm import LinearSVC
 
 from app.metrics.scores import (
@@ -116,8 +115,10 @@ def explicitness(
     standardised by the training points' mean and standard deviation; per factor
     LogisticRegression() (sklearn's defaults, 100 iterations) on all codes, scored by ROC AUC
     of its class probabilities against the one-hot classes, averaged over classes (macro);
-    averaged over factors, on the test points (and the training points). A constant code, which
-    the library would divide by zero, is left unscaled."""
+    averaged over factors, on the test points (and the training points). Two cases where the
+    library fails instead: a constant code (it divides by zero) is left unscaled, and a class
+    the test points lack (it binarises their labels alone, so the columns no longer match the
+    classifier's; only with far fewer points than its 5,000) is left out of the average."""
     mean, std = codes.mean(axis=0), codes.std(axis=0)
     std = np.where(std > 0, std, 1.0)
     x, x_test = (codes - mean) / std, (codes_test - mean) / std
@@ -126,8 +127,12 @@ def explicitness(
     for f in range(factors.shape[1]):
         model = _logistic(x, factors[:, f])
         for points, y, out in ((x, factors[:, f], train), (x_test, factors_test[:, f], test)):
-            truth = MultiLabelBinarizer().fit_transform(y[:, None])
-            out.append(roc_auc_score(truth, model.predict_proba(points)))
+            # one-hot over the classifier's classes: MultiLabelBinarizer's columns where the
+            # points hold every class
+            truth = (y[:, None] == model.classes_[None, :]).astype(np.int64)
+            held = truth.sum(axis=0)
+            scored = (held > 0) & (held < len(y))
+            out.append(roc_auc_score(truth[:, scored], model.predict_proba(points)[:, scored]))
     return {"explicitness": float(np.mean(test)), "explicitness_train": float(np.mean(train))}
 
 

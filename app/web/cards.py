@@ -11,10 +11,11 @@ from typing import Any
 
 from app.checkpoints.card import Estimate, Licence, ModelCard, Probe, TestSplitScores
 from app.checkpoints.served import ServedModel
-from app.inference import has_factors, has_test_split
+from app.inference import ground_truth_of, has_factors, has_test_split
 from app.metrics.names import LABELS, VARIANTS
 from app.models.elbo import ACTIVE_KL
 from app.models.priors import MIXTURE_KL_NOTE, GaussianMixture
+from app.studies.reference_scores import needs_reference
 from app.web.card_training import (
     UNRECORDED,
     DeviceTotal,
@@ -120,6 +121,9 @@ class CardView:
     names: list[NamedLatent] = field(default_factory=list)
     held_out: HeldOutScores | None = None
     prior: PriorView | None = None  # None: N(0, I)
+    # a model of ground-truth data whose card lacks the library's scores: the page asks the
+    # server for them (computed in its background)
+    reference_pending: bool = False
     bar_width: int = BAR_WIDTH
 
 
@@ -382,6 +386,7 @@ def card_view(ckpt: ServedModel, served: Mapping[str, str], dataset: str) -> Car
         names=named_latents(ckpt),
         held_out=held_out_scores(card, ckpt.digest),
         prior=prior_view(ckpt),
+        reference_pending=needs_reference(ckpt, ground_truth_of(ckpt) is not None),
     )
 
 
