@@ -26,9 +26,11 @@ router = APIRouter(tags=["scores"])
 RETRY_AFTER = 5  # seconds between polls while the scores are computed
 
 
-async def get_reference_settings() -> ReferenceSettings:
-    """How many images the background scores are computed on (tests: fewer)."""
-    return ReferenceSettings()
+async def get_reference_settings(settings: SettingsDep) -> ReferenceSettings:
+    """How many images the background scores are computed on (the settings'
+    `reference_points`, the library's 10,000 by default)."""
+    n = settings.reference_points
+    return ReferenceSettings(points=n, test_points=n // 2)
 
 
 ReferenceSettingsDep = Annotated[ReferenceSettings, Depends(get_reference_settings)]
