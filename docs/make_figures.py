@@ -11,6 +11,7 @@ and class grid; then the README's tables of shipped models and metrics.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -194,23 +195,32 @@ def shipped_table() -> str:
     ]
     for name in MODELS + COLOUR_MODELS:
         c = load_checkpoint(ROOT / "checkpoints" / name).card
-        ev = c["eval"]
-        kl = f"{ev['kl_total']:.1f}" if "kl_total" in ev else "–"
-        active = f"{ev['active_latents']} of 10" if "active_latents" in ev else "–"
+        ev = c.eval
+        assert ev is not None and ev.recon_nll is not None and c.wall_time_s is not None
+        kl = f"{ev.kl_total:.1f}" if ev.kl_total is not None else "–"
+        active = f"{ev.active_latents} of 10" if ev.active_latents is not None else "–"
         rows.append(
-            f"| `{name}` | {c['recipe']} | {c['steps']:,} × {c['batch_size']} "
-            f"| {c['wall_time_s'] / 60:.0f} min, {c.get('trained_on', c['device'])} "
-            f"| {ev['recon_nll']:.1f} | {kl} "
+            f"| `{name}` | {c.recipe} | {c.steps:,} × {c.batch_size} "
+            f"| {c.wall_time_s / 60:.0f} min, {c.trained_on or c.device} "
+            f"| {ev.recon_nll:.1f} | {kl} "
             f"| {active} |"
         )
     return "\n".join(rows)
 
 
+# the scores as disentanglement_lib computes them, under the papers' names (DCI on one seed)
 METRIC_COLUMNS = {
     "active_latents": "active", "mig": "MIG", "beta_vae": "β-VAE", "factor_vae": "FactorVAE",
     "dci_disentanglement": "DCI D", "dci_completeness": "DCI C", "dci_informativeness": "DCI I",
     "sap": "SAP", "modularity": "modularity", "explicitness": "explicitness",
 }  # fmt: skip
+# the library's DCI and SAP beside our variants of them, on the same seed-0 images (DCI) or seeds
+VARIANT_COLUMNS = (
+    ("dci_disentanglement", "dci_et_disentanglement", "DCI D"),
+    ("dci_completeness", "dci_et_completeness", "DCI C"),
+    ("dci_informativeness", "dci_et_informativeness", "DCI I"),
+    ("sap", "sap_tree", "SAP"),
+)
 
 
 # the disentangling-vae models on dSprites, scored with the same settings as ours
@@ -235,12 +245,52 @@ def metrics_table(models: tuple[str, ...] = MODELS + COLOUR_MODELS) -> str:
         cells = []
         for key in METRIC_COLUMNS:
             s = m.scores.get(key)
-            cells.append("–" if s is None else f"{s.mean:.2f} ± {s.std:.2f}")
+            cells.append("–" if s is None else _score(s.mean, s.std, len(s.values)))
         rows.append(f"| `{name}` | " + " | ".join(cells) + " |")
     return "\n".join(rows)
 
 
-if __name__ == "__main__":
+def _score(mean: float, std: float, seeds: int) -> str:
+    return f"{mean:.2f}" if seeds == 1 else f"{mean:.2f} ± {std:.2f}"
+
+
+def variants_table(models: tuple[str, ...]) -> str:
+    """The library's DCI and SAP beside our faster variants, model by model: library / ours
+    (ours − library)."""
+    rows = [
+        "| model | "
+        + " | ".join(f"{label}: library / ours" for *_, label in VARIANT_COLUMNS)
+        + " |",
+        "|---|" + "---|" * len(VARIANT_COLUMNS),
+    ]
+    for name in models:
+        ckpt = load_checkpoint(ROOT / "checkpoints" / name)
+        m = ckpt.card.metrics
+        cells = []
+        for library, ours, _ in VARIANT_COLUMNS:
+            a = m.scores.get(library) if m is not None else None
+            b = m.scores.get(ours) if m is not None else None
+            if a is None or b is None:
+                cells.append("–")
+                continue
+            cells.append(f"{a.mean:.3f} / {b.mean:.3f} ({b.mean - a.mean:+.3f})")
+        rows.append(f"| `{name}` | " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
+def print_tables() -> None:
+    print(shipped_table())
+    print()
+    print(metrics_table())
+    print()
+    print(metrics_table(("dsprites-vae", "dsprites-beta-vae", *ZOO_DSPRITES)))
+    print()
+    print(variants_table(MODELS + COLOUR_MODELS + ZOO_DSPRITES))
+
+
+if __name__ == "__main__" and sys.argv[1:] == ["--tables"]:  # the tables alone, from the cards
+    print_tables()
+elif __name__ == "__main__":
     reconstructions().save(ROOT / "docs" / "reconstructions.png", optimize=True)
     (ROOT / "docs" / "kl.svg").write_text(kl_svg())
     (ROOT / "docs" / "shapes-traversal.png").write_bytes(shapes_traversal())
@@ -249,8 +299,4 @@ if __name__ == "__main__":
     for name in ("dsprites-vae", "dsprites-beta-vae"):
         data = figure2.compute_figure2(load_checkpoint(ROOT / "checkpoints" / name).served())
         (ROOT / "docs" / f"shape-{name}.svg").write_text(figure2_svg.shape_svg(data, name))
-    print(shipped_table())
-    print()
-    print(metrics_table())
-    print()
-    print(metrics_table(("dsprites-vae", "dsprites-beta-vae", *ZOO_DSPRITES)))
+    print_tables()
