@@ -25,8 +25,8 @@ from sklearn.metrics import roc_auc_score
 from sklearn.svm import LinearSVC
 
 from app.metrics.scores import (
+    dci_scores,
     discretize,
-    importance_weighted_purity,
     mig,
     modularity_of,
     mutual_info_matrix,
@@ -80,15 +80,9 @@ def dci(
         model = GradientBoostingClassifier(random_state=random_state)
         model.fit(codes, factors[:, f])
         importance[:, f] = np.abs(model.feature_importances_)
-        train_acc.append(np.mean(model.predict(codes) == factors[:, f]))
-        test_acc.append(np.mean(model.predict(codes_test) == factors_test[:, f]))
-    return {
-        "disentanglement": importance_weighted_purity(importance),
-        "completeness": importance_weighted_purity(importance.T),
-        "informativeness": float(np.mean(test_acc)),
-        "informativeness_train": float(np.mean(train_acc)),
-        "importance": importance.tolist(),
-    }
+        train_acc.append(float(np.mean(model.predict(codes) == factors[:, f])))
+        test_acc.append(float(np.mean(model.predict(codes_test) == factors_test[:, f])))
+    return dci_scores(importance, train_acc, test_acc)
 
 
 def sap(

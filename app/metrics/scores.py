@@ -146,6 +146,13 @@ def dci(
         importance[:, f] = np.abs(forest.feature_importances_)
         train_acc.append(forest.score(codes, factors[:, f]))
         test_acc.append(forest.score(codes_test, factors_test[:, f]))
+    return dci_scores(importance, train_acc, test_acc)
+
+
+def dci_scores(
+    importance: np.ndarray, train_acc: list[float], test_acc: list[float]
+) -> dict[str, float | list[list[float]]]:
+    """D, C and I from a (D, K) importance matrix and each factor's classifier's accuracies."""
     return {
         "disentanglement": importance_weighted_purity(importance),
         "completeness": importance_weighted_purity(importance.T),
