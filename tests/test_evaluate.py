@@ -218,3 +218,20 @@ def test_scores_are_not_written_over_weights_saved_while_they_were_computed(tmp_
     assert "scored" not in load_checkpoint(folder).card.to_json()
     score_into_card(folder, lambda served: {"digest": served.digest, "value": 2}, write, "scores")
     assert load_checkpoint(folder).card.to_json()["scored"]["value"] == 2
+
+
+def test_the_cli_shows_the_boosting_factor_by_factor_while_it_runs(trained, tmp_path, capsys):
+    folder = copy_of(trained["tiny-vae"], tmp_path)
+    argv = ["evaluate", str(folder), "--seeds", "2", "--points", "100", "--only",
+            "dci_disentanglement,dci_et_disentanglement"]  # fmt: skip
+    assert main(argv) == 0
+    captured = capsys.readouterr()
+    # the progress bar (stderr) names each factor's boosting as it starts, on the first seed only
+    for k in range(1, 6):
+        assert f"seed 0 (1/2): DCI (gradient boosting), factor {k} of 5" in captured.err
+    assert "seed 1 (2/2): DCI (gradient boosting)" not in captured.err
+    scores = json.loads((folder / CARD).read_text())["metrics"]["scores"]
+    assert len(scores["dci_disentanglement"]["values"]) == 1
+    assert len(scores["dci_et_disentanglement"]["values"]) == 2
+    assert "GradientBoostingClassifier" in scores["dci_disentanglement"]["settings"]
+    assert "seed 0 only" in scores["dci_disentanglement"]["settings"]
