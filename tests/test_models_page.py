@@ -79,3 +79,23 @@ def test_a_column_that_does_not_exist_is_refused_by_name(client):
     r = client.get("/models?sort=loudness")
     assert r.status_code == 422
     assert "loudness" in r.text
+
+
+def test_every_dsprites_model_shows_the_librarys_scores_beside_ours(client):
+    cells = dict(table(client))
+    def dataset(name: str) -> str | None:
+        return json.loads((ROOT / "checkpoints" / name / "config.json").read_text()).get("dataset")
+
+    dsprites = [n for n in SHIPPED if dataset(n) == "dsprites"]
+    assert len(dsprites) >= 10  # ours and the imported disentangling-vae models
+    for name in dsprites:
+        scores = card(name)["metrics"]["scores"]
+        for column, key in (("dci", "dci_disentanglement"), ("dci_et", "dci_et_disentanglement"),
+                            ("sap", "sap"), ("sap_tree", "sap_tree")):  # fmt: skip
+            assert key in scores, (name, key)  # every card carries both
+            assert cells[name][column] == f"{scores[key]['mean']:.3f}", (name, column)
+    page = client.get("/models").text
+    assert (
+        'title="DCI disentanglement over the ground-truth factors, as disentanglement_lib' in page
+    )
+    assert ">DCI D (extra trees)<" in page and "not to be set beside published figures" in page
