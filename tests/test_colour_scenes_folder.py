@@ -64,7 +64,7 @@ def test_mig_and_dci_over_a_rendered_folder_agree_with_the_ground_truth_route(
     measured = {
         "mig": (folder["scores"]["mig"]["value"], mig),
         **{
-            f"dci_{k}": (folder["scores"][f"dci_{k}"]["value"], dci[k])
+            f"dci_et_{k}": (folder["scores"][f"dci_et_{k}"]["value"], dci[k])
             for k in ("disentanglement", "completeness", "informativeness")
         },
     }

@@ -36,8 +36,8 @@ def api_url(trained, tmp_path_factory):
     for name, folder in trained.items():
         shutil.copytree(folder, root / name)
     # maps of at most 300 points: t-SNE's of every size the fuzzer asks for would take minutes;
-    # the library's scores of the tiny models (their cards lack them) on 200 images, not 10,000
-    settings = Settings(checkpoints_dir=root, max_map_points=300, reference_points=200)
+    # the library's scores of the tiny models (their cards lack them) on 100 images, not 10,000
+    settings = Settings(checkpoints_dir=root, max_map_points=300, reference_points=100)
     with live_server(settings) as url:
         yield url
 

@@ -15,6 +15,8 @@ from app.metrics import reference, scores
 from tests.reference import disentanglement_lib_metrics as lib
 
 ARRAYS = Path(__file__).parent / "data" / "reference_codes.npz"
+# the library's own LogisticRegression stops at sklearn's 100 iterations, as it always has
+pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,7 @@ from app.studies.set_scores import score_jobs
 from app.web.reference_scores import get_reference_settings
 from tests.eight_latent_plugin import served_plugin
 
-SMALL = ReferenceSettings(points=120, test_points=60)
+SMALL = ReferenceSettings(points=100, test_points=50)
 
 
 @pytest.fixture(scope="module")
@@ -45,9 +45,9 @@ def test_the_background_computes_what_evaluate_writes_for_its_first_seed(served)
     done = client.get("/api/models/tiny-vae/reference-scores")
     assert done.status_code == 200, done.text
     body = done.json()
-    assert body["source"] == "background" and body["seed"] == 0 and body["points"] == 120
+    assert body["source"] == "background" and body["seed"] == 0 and body["points"] == 100
     ckpt = load_checkpoint(root / "checkpoints" / "tiny-vae").served()
-    expected = evaluate(ckpt, EvaluationSettings(seeds=(0,), points=120, test_points=60,
+    expected = evaluate(ckpt, EvaluationSettings(seeds=(0,), points=100, test_points=50,
                                                  only=REFERENCE), progress=False)  # fmt: skip
     assert set(body["scores"]) == set(REFERENCE)
     for key in REFERENCE:
