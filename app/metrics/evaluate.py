@@ -278,7 +278,10 @@ def describe(ckpt: ServedModel, s: EvaluationSettings) -> dict[str, str]:
     library = "drawn in disentanglement_lib's order"
     out = {
         "active_latents": f"latents whose mean KL(q(z|x) ‖ N(0, I)) over {train} images is "
-        f"above {ACTIVE_KL} nats",
+        f"above {ACTIVE_KL} nats"
+        if ckpt.prior.kind == "normal"
+        else f"latents whose mean KL of q(z_d|x) against the mixture prior's marginal over "
+        f"{train} images is above {ACTIVE_KL} nats",
         "mig": f"{train} images; {code}; {mi}; top-two gap ÷ factor entropy, mean over {factors}",
         "beta_vae": f"{b_train} train / {b_eval} eval points (library: 10,000 / 5,000), {library}, "
         f"each the mean |Δμ| over {s.pairs} image pairs sharing one factor; LogisticRegression "
