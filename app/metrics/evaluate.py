@@ -218,7 +218,7 @@ def one_seed(
             stage(f"DCI (gradient boosting), factor {k + 1} of {n}")
 
         gbt = reference.dci(codes, factors, codes_test, factors_test,
-                            np.random.RandomState(fit_seed % 2**32), boosting)  # fmt: skip
+                            np.random.RandomState(fit_seed), boosting)  # fmt: skip
         out |= {f"dci_{k}": cast(float, gbt[k]) for k in DCI if f"dci_{k}" in want}
     if "sap" in want:
         stage("SAP")

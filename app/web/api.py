@@ -137,7 +137,7 @@ def decode_batch(
     return {"images": [data_url(imaging.png_bytes(im)) for im in images]}
 
 
-def _encoding_json(model: ServedModel, x: torch.Tensor, label: int | None) -> dict[str, Any]:
+def encoding_json(model: ServedModel, x: torch.Tensor, label: int | None) -> dict[str, Any]:
     enc = inference.encode_images(model, x[None], label)
     kl = enc.kl[0]
     return {
@@ -179,7 +179,7 @@ async def encode_upload(
     `fitted` says whether the photo was fitted to the data's form, `notes.fit` how."""
     check_label(model, label, served)
     x, about = await read_upload(model, settings, file, fit)
-    return {**_encoding_json(model, x, label), **about}
+    return {**encoding_json(model, x, label), **about}
 
 
 @router.get("/models/{name}/encode", responses=DATA_UNAVAILABLE)
@@ -212,7 +212,7 @@ def encode_dataset_image(
             "shape": truth.label_names[classes[truth.label_factor]],
         }
     return {
-        **_encoding_json(model, x, label),
+        **encoding_json(model, x, label),
         "index": index,
         "dataset": images.name,
         "description": f"{images.noun} {index:,}: {images.describe(index)}",

@@ -16,12 +16,13 @@ from typing import Annotated, Any, Literal
 from urllib.parse import urlencode
 
 import numpy as np
+import torch
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 
 from app import imaging, inference
 from app.checkpoints.served import ServedModel
-from app.inference import DatasetImages, InferenceError, TestImages
+from app.inference import DatasetImages, InferenceError
 from app.quoting import quoted
 from app.settings import Settings
 from app.web import api
@@ -121,11 +122,21 @@ def compare(
 
 @dataclass(frozen=True)
 class Picture:
-    """The image both models encode: model `source`'s dataset image `index`."""
+    """The image both models encode: model `source`'s dataset image `index`, read once."""
 
     source: ServedModel
+    images: DatasetImages  # the source model's dataset images
     index: int
-    text: str  # what it is ("dSprites image 1,234: ellipse, scale 3/6, ...")
+    x: torch.Tensor  # (C, H, W) in [0, 1], as the source model sees it
+
+    @classmethod
+    def of(cls, source: ServedModel, images: DatasetImages, index: int) -> Picture:
+        return cls(source, images, index, dataset_tensor(images, index))
+
+    @property
+    def text(self) -> str:
+        """What it is ("dSprites image 1,234: ellipse, scale 3/6, ...")."""
+        return f"{self.images.noun} {self.index:,}: {self.images.describe(self.index)}"
 
 
 def _picture(
@@ -153,21 +164,16 @@ def _picture(
         index = settings.landing_image
         if index is None or not 0 <= index < images.n_images:
             index = images.default_index
-    return Picture(c, index, _described(images, index)), warnings
-
-
-def _described(images: DatasetImages, index: int) -> str:
-    return f"{images.noun} {index:,}: {images.describe(index)}"
+    return Picture.of(c, images, index), warnings
 
 
 def encode_picture(
-    model: ServedModel, picture: Picture, settings: Settings, label: int | None = None
+    model: ServedModel, picture: Picture, label: int | None = None
 ) -> dict[str, Any]:
     """`model`'s encoding of the picture, fitted to its input as an upload is (the source
     model's own dataset image exactly); a CVAE's label is the image's own class where the image
     is of its dataset, else `label` (else its first class)."""
-    images = dataset_images(picture.source, settings)
-    x = dataset_tensor(images, picture.index)
+    images, x = picture.images, picture.x
     d = model.description
     fitted = imaging.fit_image(x, d.image_size, d.channels)
     if d.kind == "cvae":
@@ -183,7 +189,7 @@ def encode_picture(
             f"{d.image_size}×{d.image_size} {ch[d.channels]}"
         )
     return {
-        **api._encoding_json(model, fitted, label),
+        **api.encoding_json(model, fitted, label),
         "index": picture.index,
         "source": picture.source.name,
         "picture": what,
@@ -198,21 +204,23 @@ def _by_image(
     """templates/compare_image.html's context: the picture and, per model, its explorer
     started from its encoding of the picture (or the URL's z for it), with the encoding."""
     picture, warnings = _picture(ca, cb, settings, source, index)
+    # each model's summary with its dataset images (read once: the panel and the picker use it)
+    summaries = [model_summary(c, settings) for c in (ca, cb)]
     panels = []
-    for side, c in zip(SIDES, (ca, cb), strict=True):
+    for side, c, summary in zip(SIDES, (ca, cb), summaries, strict=True):
         result, error = None, None
         if picture is not None:
             try:
-                result = encode_picture(c, picture, settings)
+                result = encode_picture(c, picture)
             except InferenceError as e:
                 error = str(e)
         start = result["mu"] if result is not None else [0.0] * c.description.latent_dim
         z, label = state[side]
-        panel = _panel(side, c, settings, data, z, label, start, result, error, warnings)
+        panel = _panel(side, c, summary, settings, data, z, label, start, result, error, warnings)
         panels.append(panel)
     sources = [
-        {"name": c.name, "images": s["dataset_images"], "set": s["dataset_name"]}
-        for c, s in ((c, model_summary(c, settings)) for c in (ca, cb))
+        {"name": s["name"], "images": s["dataset_images"], "set": s["dataset_name"]}
+        for s in summaries
         if s["dataset_images"]
     ]
     return {
@@ -227,7 +235,8 @@ def _by_image(
 
 
 def _panel(
-    side: str, c: ServedModel, settings: Settings, data: DataPick, z: str | None,
+    side: str, c: ServedModel, summary: dict[str, Any], settings: Settings, data: DataPick,
+    z: str | None,
     label: int | None, start: list[float], result: dict[str, Any] | None, error: str | None,
     warnings: list[str],
 ) -> dict[str, Any]:  # fmt: skip
@@ -256,7 +265,7 @@ def _panel(
         "side": side,
         "prefix": prefix,
         "spatial": False,
-        "model": model_summary(c, settings),
+        "model": summary,
         "rows": slider_rows([c], values_list, ranges),
         "z": z_text(values_list),
         "label": label,
@@ -305,11 +314,8 @@ def encode_picture_partial(
         images = dataset_images(registry[source], settings)
         if index is None:
             index = random_index(images, np.random.default_rng(), None, None)
-        elif not 0 <= index < images.n_images:
-            noun = images.noun if isinstance(images, TestImages) else images.name
-            raise InferenceError(f"index: {noun} index must be in 0..{images.n_images - 1}")
-        picture = Picture(registry[source], index, _described(images, index))
-        result = encode_picture(model, picture, settings, label)
+        # Picture.of reads the image: an index past the set is an error naming its range
+        result = encode_picture(model, Picture.of(registry[source], images, index), label)
     except (InferenceError, NotFoundError) as e:
         error = str(e)
     context = encode_context(model, result, error)
