@@ -180,7 +180,7 @@ function explorer(root, paints, sweeps) {
       s.value = z[Number(s.dataset.dim)].toFixed(2);
       setOutput(s);
     }
-    held = live;
+    sweepQueue.state.held = live;
     changed(t0);
     if (live) return;
     refreshTraverses();
@@ -196,35 +196,16 @@ function explorer(root, paints, sweeps) {
     if (hidden) hidden.value = String(value);
   }
 
-  // Background sweeps: every slider's strip at the current z, one request at a time (per page,
-  // not per panel, so the server's worker is never flooded), the slider under the pointer first.
-  // A change of z or label empties the queue and starts over; holding a slider pauses it.
-  let queue = [];
-  let running = false;
-  let held = false;
-  async function pump() {
-    if (running) return;
-    running = true;
-    while (queue.length && !held) {
-      const d = queue.shift();
-      await Promise.all(panels.map((p) => p.prefetch(d)));
-    }
-    running = false;
+  // Background sweeps (static/painter.js): every slider's strip at the current z for every
+  // picture of this explorer, one slider at a time, the slider under the pointer first. A change
+  // of z or label starts over; holding a slider pauses them.
+  const sweepQueue = window.latentSweepQueue((d) => Promise.all(panels.map((p) => p.prefetch(d))));
+  const dims = sliders.map((s) => Number(s.dataset.dim));
+  function sweepAll(from = -1) {
+    sweepQueue.reorder(dims, from); // that slider's own strip stays valid: it omits z[d]
+    sweepQueue.pump();
   }
-  function sweepAll(from = 0) {
-    // nearest rows to the slider just let go first, the row below before the row above: a hand
-    // goes on to a neighbour more often than across the page, and down the list (most
-    // informative first) more often than up (that slider's own strip stays valid: it does not
-    // depend on z[d])
-    const order = sliders.map((s, row) => [2 * Math.abs(row - from) - (row > from ? 1 : 0), Number(s.dataset.dim)]);
-    queue = order.sort((a, b) => a[0] - b[0]).map(([, d]) => d);
-    pump();
-  }
-  function sweepFirst(d) {
-    // this slider's strips now, beside whatever is loading: it is the one about to be grabbed
-    queue = queue.filter((q) => q !== d);
-    panels.forEach((p) => p.prefetch(d));
-  }
+  const sweepFirst = (d) => sweepQueue.first(d);
 
   sliders.forEach((s, row) => {
     const d = Number(s.dataset.dim);
@@ -234,22 +215,18 @@ function explorer(root, paints, sweeps) {
       changed(ev.timeStamp || performance.now());
     });
     s.addEventListener("change", () => {
-      held = false;
+      sweepQueue.state.held = false;
       refreshTraverses();
       sweepAll(row); // every other slider's strips were for the old z
     });
     s.addEventListener("pointerenter", () => sweepFirst(d));
     s.addEventListener("focus", () => sweepFirst(d));
     s.addEventListener("pointerdown", () => {
-      held = true;
+      sweepQueue.state.held = true;
       sweepFirst(d);
     });
   });
-  window.addEventListener("pointerup", () => {
-    if (!held) return;
-    held = false;
-    pump();
-  });
+  window.addEventListener("pointerup", () => sweepQueue.resume());
   for (const radio of root.querySelectorAll("input.label-radio")) {
     radio.addEventListener("change", () => {
       setLabel(Number(radio.value));

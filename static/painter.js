@@ -93,3 +93,43 @@ window.latentDropzone = (drop, onFiles) => {
     if (ev.dataTransfer.files.length) onFiles(ev.dataTransfer.files);
   });
 };
+
+// The background sweeps of one explorer (static/explore.js, static/spatial.js): every slider's
+// strip at the current z, `prefetch(key)` one at a time (a strip is many decodes, and a decode
+// of the drag must not wait behind several), then `onIdle()`. `reorder(keys, from)` starts over
+// after a change, keys in slider order, the rows nearest `from` (the row let go; -1: none, row
+// order) first and the row below before the row above: a hand goes on to a neighbour more often
+// than across the page, and down the list (most informative first) more often than up. `first`
+// fetches the strip about to be grabbed beside whatever is loading; while `held` (a slider
+// held) the queue waits.
+window.latentSweepQueue = (prefetch, onIdle = () => {}) => {
+  let queue = [];
+  let running = false;
+  const state = { held: false };
+  async function pump() {
+    if (running) return;
+    running = true;
+    while (queue.length && !state.held) await prefetch(queue.shift());
+    running = false;
+    if (!queue.length && !state.held) onIdle();
+  }
+  function reorder(keys, from = -1) {
+    const rank = (row) => (from < 0 ? row : 2 * Math.abs(row - from) - (row > from ? 1 : 0));
+    queue = keys
+      .map((key, row) => [rank(row), key])
+      .sort((a, b) => a[0] - b[0])
+      .map(([, key]) => key);
+    return queue.slice();
+  }
+  function first(key) {
+    queue = queue.filter((q) => q !== key);
+    prefetch(key);
+  }
+  function resume() {
+    // the pointer let go of a held slider
+    if (!state.held) return;
+    state.held = false;
+    pump();
+  }
+  return { state, pump, reorder, first, resume };
+};

@@ -106,33 +106,19 @@ function spatialExplorer(root, paints, sweeps) {
     fetched.set(url, done);
     return done;
   }
-  // Background sweeps, as on the flat page: every channel's strip at the current z and region, one
-  // request at a time (a strip is ~60 decodes, and a decode of the drag must not wait behind
-  // several), the channel under the pointer first; a change starts over, a held slider pauses it.
-  let queue = [];
-  let running = false;
-  let held = false;
-  async function pump() {
-    if (running) return;
-    running = true;
-    while (queue.length && !held) await prefetch(queue.shift());
-    running = false;
-    if (!queue.length && !held) refreshTraverse(); // after the strips: a hand waits on those
-  }
+  // Background sweeps (static/painter.js), as on the flat page: every channel's strip at the
+  // current z and region, the channel under the pointer first, then the traversal (a hand waits
+  // on the strips); a change starts over, a held slider pauses them.
+  const sweepQueue = window.latentSweepQueue(prefetch, () => refreshTraverse());
+  const channels = [...Array(C).keys()];
   function prefetchAll(from = -1) {
-    // the channel below the one let go first, then outward (as static/explore.js orders rows)
-    const rank = (c) => (from < 0 ? c : 2 * Math.abs(c - from) - (c > from ? 1 : 0));
-    queue = [...Array(C).keys()].sort((a, b) => rank(a) - rank(b));
+    const order = sweepQueue.reorder(channels, from); // the channel below the one let go first
     // the likeliest next channel now, beside a strip still loading for the old z
-    const next = queue.find((c) => c !== from);
+    const next = order.find((c) => c !== from);
     if (from >= 0 && next !== undefined) prefetchFirst(next);
-    pump();
+    sweepQueue.pump();
   }
-  function prefetchFirst(c) {
-    // this channel's strip now, beside whatever is loading: it is the one about to be grabbed
-    queue = queue.filter((q) => q !== c);
-    prefetch(c);
-  }
+  const prefetchFirst = (c) => sweepQueue.first(c);
 
   // --- the latent's channels, and the region -------------------------------------------------
   const channelCanvases = Array.from(root.querySelectorAll("canvas.channel"));
@@ -210,7 +196,7 @@ function spatialExplorer(root, paints, sweeps) {
     s.addEventListener("pointerenter", () => prefetchFirst(c));
     s.addEventListener("focus", () => prefetchFirst(c));
     s.addEventListener("pointerdown", () => {
-      held = true;
+      sweepQueue.state.held = true;
       prefetchFirst(c);
     });
     s.addEventListener("input", (ev) => {
@@ -221,16 +207,12 @@ function spatialExplorer(root, paints, sweeps) {
       changed(t0);
     });
     s.addEventListener("change", () => {
-      held = false;
+      sweepQueue.state.held = false;
       settled();
       prefetchAll(c); // every other channel's strip was for the old z
     });
   }
-  window.addEventListener("pointerup", () => {
-    if (!held) return;
-    held = false;
-    pump();
-  });
+  window.addEventListener("pointerup", () => sweepQueue.resume());
 
   let painting = null; // 1 paints, 0 erases, for the drag under way
   function cellAt(e) {
